@@ -1,0 +1,49 @@
+//! The video attribute record (the patent's "video attribute data"): publish address, format,
+//! codecs, size, resolution, frame rate, bitrate and duration of a live stream or a VOD file.
+//!
+//! The server measures every field from the bitstream and the bytes it wrote; the message forms
+//! (TLV, XML, text) that carry a record to a phone live in [`forms`].
+
+pub mod forms;
+
+use serde::{Deserialize, Serialize};
+
+/// What a record describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A live stream, playable while the source films.
+    Live,
+    /// An on-demand file.
+    Vod,
+}
+
+/// Attributes of one live stream or one VOD file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributeRecord {
+    pub kind: Kind,
+    /// Stable id of the video (the recording this stream produces).
+    pub video_id: String,
+    /// Where to fetch or play it (absolute URL).
+    pub url: String,
+    /// Container / delivery format: `hls`, `ll-hls`, `mp4`, …
+    pub format: String,
+    /// RFC 6381 codec strings, comma-separated (`avc1.64001F,mp4a.40.2`).
+    pub codecs: String,
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second.
+    pub frame_rate: f64,
+    /// Average total bitrate, bits per second.
+    pub bitrate: u64,
+    /// File size in bytes (VOD), or bytes published so far (live).
+    pub size: u64,
+    /// Duration in milliseconds (VOD), or so far (live).
+    pub duration_ms: u64,
+    /// Audio sample rate in Hz, 0 without audio.
+    pub audio_sample_rate: u32,
+    /// Audio channels, 0 without audio.
+    pub audio_channels: u8,
+    /// Title the source gave, may be empty.
+    pub title: String,
+}
