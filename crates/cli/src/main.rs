@@ -1,1 +1,55 @@
-fn main() {}
+//! The `vshare` binary: one subcommand per role of the system.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Share the video you are filming — live, and as a recording that is ready when you stop —
+/// with other phones by SMS, WAP Push or subscription.
+#[derive(Parser)]
+#[command(name = "vshare", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the video server: RTMP ingest, LL-HLS live, VOD recording, HTTP API.
+    Serve(commands::serve::Args),
+    /// Manage stream keys (the secrets publishers use).
+    Keys(commands::keys::Args),
+    /// Publish a media file or a test pattern to a server in real time (the source phone).
+    Publish(commands::publish::Args),
+    /// Drive many real-time RTMP publishers against a server, for benchmarks.
+    Bench(commands::bench::Args),
+    /// Send a video's attributes to phones by SMS or WAP Push (the source's message management).
+    Share(commands::share::Args),
+    /// Read a shared message and play the video (the target's information agent and player).
+    Open(commands::open::Args),
+    /// Run a development SMSC (SMPP v3.4 server) that forwards messages between binds.
+    Smsc(commands::smsc::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VSHARE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => commands::serve::run(a).await,
+            Command::Keys(a) => commands::keys::run(a).await,
+            Command::Publish(a) => commands::publish::run(a).await,
+            Command::Bench(a) => commands::bench::run(a).await,
+            Command::Share(a) => commands::share::run(a).await,
+            Command::Open(a) => commands::open::run(a).await,
+            Command::Smsc(a) => commands::smsc::run(a).await,
+        }
+    })
+}

@@ -1,0 +1,9 @@
+//! One module per subcommand: flags, then a call into the crate that does the work.
+
+pub mod bench;
+pub mod keys;
+pub mod open;
+pub mod publish;
+pub mod serve;
+pub mod share;
+pub mod smsc;
