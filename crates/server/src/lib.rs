@@ -1,1 +1,104 @@
-//! placeholder
+//! `vshare serve`: the video server, the streaming live server and the HTTP API in one process.
+//!
+//! Data path: RTMP [`ingest`] → frames → [`video`] server session (package into LL-HLS parts and
+//! segments, record segments to [`storage`], measure attributes) → [`live`] server (publishes
+//! LL-HLS over [`http`]) and, when the publisher stops, the fast-start MP4 and HLS VOD, whose
+//! attribute records go to the source (API) and the communication proxy ([`webhook`]).
+
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod ingest;
+pub mod live;
+pub mod storage;
+pub mod video;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tracing::info;
+
+pub use config::Config;
+
+/// Addresses a started server listens on.
+pub struct Running {
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    pub public_url: String,
+}
+
+fn metrics_handle() -> PrometheusHandle {
+    let builder = || {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("vshare_part_publish_latency_seconds".into()),
+                &[0.05, 0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.8, 1.0, 2.0],
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("vshare_vod_ready_seconds".into()),
+                    &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0],
+                )
+            })
+    };
+    match builder().and_then(|b| b.install_recorder()) {
+        Ok(handle) => handle,
+        // A recorder is already installed (a second server in one process): keep a private one.
+        Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+    }
+}
+
+/// Opens the database and storage, recovers interrupted recordings, binds the listeners and
+/// serves until the process ends.
+pub async fn serve(config: Config, on_ready: impl FnOnce(&Running)) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
+    let metrics = metrics_handle();
+    let db = db::Db::open(&config.database_url()).await?;
+    let storage = storage::Storage::open(config.storage_url.as_deref(), &config.data_dir.join("media"))?;
+    let live = live::LiveServer::new(config.live.window_segments);
+    let webhooks = webhook::Webhooks::new(db.clone(), config.webhook.clone());
+    let videos = video::VideoServer::new(db.clone(), storage.clone(), live.clone(), webhooks.clone(), config.clone());
+    videos.recover().await?;
+
+    let rtmp_listener = TcpListener::bind(config.rtmp_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("RTMP listen on {}: {e}", config.rtmp_listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("HTTP listen on {}: {e}", config.http_listen))?;
+    let rtmp_addr = rtmp_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let public_url = config.public_url();
+    let rtmp_host = url::Url::parse(&public_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_else(|| "127.0.0.1".into());
+    let rtmp_url = format!("rtmp://{rtmp_host}:{}/live", rtmp_addr.port());
+
+    let ingest = Arc::new(ingest::Ingest {
+        db: db.clone(),
+        videos: videos.clone(),
+        idle_timeout: Duration::from_secs(config.limits.rtmp_idle_timeout_s),
+        max_message_size: config.limits.rtmp_max_message_size,
+    });
+    let state = Arc::new(http::AppState {
+        db,
+        storage,
+        live,
+        videos,
+        metrics,
+        part_target: Duration::from_millis(config.live.part_target_ms),
+        segment_target: Duration::from_millis(config.live.segment_target_ms),
+        admin_token: std::env::var("VSHARE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
+        rtmp_url: rtmp_url.clone(),
+    });
+    tokio::spawn(webhooks.run());
+    tokio::spawn(ingest.run(rtmp_listener));
+    info!(rtmp = %rtmp_url, http = %public_url, "vshare serving");
+    on_ready(&Running { rtmp: rtmp_addr, http: http_addr, public_url });
+    axum::serve(http_listener, http::router(state)).await?;
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Server configuration: embedded defaults, a TOML file, then flags and environment overrides.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `vshare serve` can be told. Every field has a default that runs on one machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Local data directory: the SQLite database and the recordings live here by default.
+    pub data_dir: PathBuf,
+    /// RTMP ingest address.
+    pub rtmp_listen: SocketAddr,
+    /// HTTP address (LL-HLS, VOD, API, metrics).
+    pub http_listen: SocketAddr,
+    /// Base URL that phones use to reach the HTTP address; the URLs in attribute records start
+    /// with it. Default: `http://<http_listen>` with 127.0.0.1 for an unspecified address.
+    pub public_url: Option<String>,
+    /// `sqlite://…` (default `sqlite://<data_dir>/vshare.db`) or `postgres://…`.
+    pub database_url: Option<String>,
+    /// Object storage for recordings: a local directory (default `<data_dir>/media`) or an
+    /// `s3://bucket/prefix` URL (credentials from the usual AWS_* variables).
+    pub storage_url: Option<String>,
+    pub live: LiveConfig,
+    pub limits: Limits,
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// LL-HLS timing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveConfig {
+    /// Partial segment target duration, ms.
+    pub part_target_ms: u64,
+    /// Segment target duration, ms (segments start at keyframes after this much).
+    pub segment_target_ms: u64,
+    /// Segments kept in the live playlist.
+    pub window_segments: usize,
+}
+
+/// Limits that protect the server from one bad peer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Concurrent publishers accepted.
+    pub max_publishers: usize,
+    /// A publisher that sends nothing for this long is disconnected, s.
+    pub rtmp_idle_timeout_s: u64,
+    /// Largest RTMP message accepted, bytes.
+    pub rtmp_max_message_size: usize,
+}
+
+/// The hand-off to the communication proxy: a signed POST for every live stream and VOD file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// HMAC-SHA256 key; the signature goes in `X-Vshare-Signature: sha256=<hex>`.
+    pub secret: String,
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_attempts() -> u32 {
+    8
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            rtmp_listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            public_url: None,
+            database_url: None,
+            storage_url: None,
+            live: LiveConfig::default(),
+            limits: Limits::default(),
+            webhook: None,
+        }
+    }
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig { part_target_ms: 333, segment_target_ms: 2000, window_segments: 12 }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_publishers: 500, rtmp_idle_timeout_s: 10, rtmp_max_message_size: 8 << 20 }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are an error so a typo does not pass silently.
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("vshare.db").display())
+        })
+    }
+
+    pub fn public_url(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let mut addr = self.http_listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip([127, 0, 0, 1].into());
+        }
+        format!("http://{addr}")
+    }
+}

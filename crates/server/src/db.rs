@@ -1,0 +1,436 @@
+//! Metadata in SQL: stream keys, videos, recorded segments, the webhook outbox.
+//! SQLite by default, PostgreSQL by URL; the same portable queries and migrations for both.
+
+use std::borrow::Cow;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use vshare_attributes::AttributeRecord;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Lifecycle of a video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoState {
+    /// Its publisher is streaming; the recording grows.
+    Live,
+    /// The publisher stopped; the recording is being finished.
+    Finishing,
+    /// Finished: fast-start MP4 and HLS VOD are stored.
+    Ready,
+    /// The server stopped during the recording; what was stored has been finished.
+    Partial,
+}
+
+impl VideoState {
+    fn as_str(self) -> &'static str {
+        match self {
+            VideoState::Live => "live",
+            VideoState::Finishing => "finishing",
+            VideoState::Ready => "ready",
+            VideoState::Partial => "partial",
+        }
+    }
+
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "live" => VideoState::Live,
+            "finishing" => VideoState::Finishing,
+            "ready" => VideoState::Ready,
+            "partial" => VideoState::Partial,
+            other => anyhow::bail!("unknown video state {other:?} in the database"),
+        })
+    }
+}
+
+/// A video as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Video {
+    pub id: String,
+    #[serde(skip)]
+    pub key_id: String,
+    pub title: String,
+    pub state: VideoState,
+    pub created_at: String,
+    pub ended_at: Option<String>,
+    pub attributes: Vec<AttributeRecord>,
+}
+
+/// A stream key as stored (the secret itself is only shown once, at creation).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamKey {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub revoked: bool,
+}
+
+/// One recorded segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRow {
+    pub msn: i64,
+    pub duration_us: i64,
+    pub size: i64,
+}
+
+/// A webhook delivery waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: String,
+    pub event: String,
+    pub body: String,
+    pub attempts: i32,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A random identifier of `n` lowercase letters and digits.
+pub fn random_id(n: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+}
+
+fn hash_key(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+impl Db {
+    /// Connects and brings the schema up to date.
+    pub async fn open(url: &str) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if postgres { 16 } else { 4 })
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;
+        if !postgres {
+            // WAL lets the HTTP API read while the recorder writes.
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA busy_timeout=5000").execute(&pool).await?;
+        }
+        MIGRATOR.run(&pool).await.map_err(|e| anyhow::anyhow!("database migrations: {e}"))?;
+        Ok(Db { pool, postgres })
+    }
+
+    /// Rewrites `?` placeholders as `$1, $2…` for PostgreSQL.
+    fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        if !self.postgres {
+            return Cow::Borrowed(sql);
+        }
+        let mut out = String::with_capacity(sql.len() + 8);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    // --- stream keys ---
+
+    /// Creates a key; returns it with its secret (stored only as a hash).
+    pub async fn create_key(&self, name: &str) -> anyhow::Result<(StreamKey, String)> {
+        let secret = format!("sk{}", random_id(30));
+        let key = StreamKey {
+            id: random_id(10),
+            name: name.to_string(),
+            created_at: now_rfc3339(),
+            revoked: false,
+        };
+        sqlx::query(&self.sql(
+            "INSERT INTO stream_keys (id, name, key_hash, created_at, revoked) VALUES (?, ?, ?, ?, 0)",
+        ))
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(hash_key(&secret))
+        .bind(&key.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok((key, secret))
+    }
+
+    /// The key a secret belongs to, if it exists and is not revoked.
+    pub async fn find_key(&self, secret: &str) -> anyhow::Result<Option<StreamKey>> {
+        let row = sqlx::query(&self.sql(
+            "SELECT id, name, created_at, revoked FROM stream_keys WHERE key_hash = ? AND revoked = 0",
+        ))
+        .bind(hash_key(secret))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| key_from_row(&r)).transpose()
+    }
+
+    pub async fn list_keys(&self) -> anyhow::Result<Vec<StreamKey>> {
+        let rows = sqlx::query("SELECT id, name, created_at, revoked FROM stream_keys ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    /// Revokes a key; false when no such key exists.
+    pub async fn revoke_key(&self, id: &str) -> anyhow::Result<bool> {
+        let done = sqlx::query(&self.sql("UPDATE stream_keys SET revoked = 1 WHERE id = ?"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // --- videos ---
+
+    pub async fn insert_video(&self, v: &Video) -> anyhow::Result<()> {
+        sqlx::query(&self.sql(
+            "INSERT INTO videos (id, key_id, title, state, created_at, ended_at, attributes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(&v.id)
+        .bind(&v.key_id)
+        .bind(&v.title)
+        .bind(v.state.as_str())
+        .bind(&v.created_at)
+        .bind(v.ended_at.clone())
+        .bind(serde_json::to_string(&v.attributes)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn update_video(
+        &self,
+        id: &str,
+        state: VideoState,
+        attributes: &[AttributeRecord],
+        ended_at: Option<&str>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(&self.sql("UPDATE videos SET state = ?, attributes = ?, ended_at = ? WHERE id = ?"))
+            .bind(state.as_str())
+            .bind(serde_json::to_string(attributes)?)
+            .bind(ended_at.map(str::to_string))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get_video(&self, id: &str) -> anyhow::Result<Option<Video>> {
+        let row = sqlx::query(&self.sql(&format!("{VIDEO_COLUMNS} WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| video_from_row(&r)).transpose()
+    }
+
+    /// Videos, newest first; only those in `state` when given.
+    pub async fn list_videos(&self, state: Option<VideoState>) -> anyhow::Result<Vec<Video>> {
+        let rows = match state {
+            Some(s) => {
+                sqlx::query(&self.sql(&format!("{VIDEO_COLUMNS} WHERE state = ? ORDER BY created_at DESC")))
+                    .bind(s.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("{VIDEO_COLUMNS} ORDER BY created_at DESC"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(video_from_row).collect()
+    }
+
+    pub async fn latest_video_for_key(&self, key_id: &str) -> anyhow::Result<Option<Video>> {
+        let row = sqlx::query(&self.sql(&format!(
+            "{VIDEO_COLUMNS} WHERE key_id = ? ORDER BY created_at DESC LIMIT 1"
+        )))
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| video_from_row(&r)).transpose()
+    }
+
+    // --- segments ---
+
+    pub async fn add_segment(&self, video_id: &str, seg: &SegmentRow) -> anyhow::Result<()> {
+        sqlx::query(&self.sql(
+            "INSERT INTO segments (video_id, msn, duration_us, size) VALUES (?, ?, ?, ?)",
+        ))
+        .bind(video_id)
+        .bind(seg.msn)
+        .bind(seg.duration_us)
+        .bind(seg.size)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn segments(&self, video_id: &str) -> anyhow::Result<Vec<SegmentRow>> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT msn, duration_us, size FROM segments WHERE video_id = ? ORDER BY msn",
+        ))
+        .bind(video_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SegmentRow {
+                    msn: r.try_get("msn")?,
+                    duration_us: r.try_get("duration_us")?,
+                    size: r.try_get("size")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces a video's segment list (used when a recording is recovered from storage).
+    pub async fn replace_segments(&self, video_id: &str, segs: &[SegmentRow]) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&self.sql("DELETE FROM segments WHERE video_id = ?"))
+            .bind(video_id)
+            .execute(&mut *tx)
+            .await?;
+        for seg in segs {
+            sqlx::query(&self.sql(
+                "INSERT INTO segments (video_id, msn, duration_us, size) VALUES (?, ?, ?, ?)",
+            ))
+            .bind(video_id)
+            .bind(seg.msn)
+            .bind(seg.duration_us)
+            .bind(seg.size)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // --- webhook outbox ---
+
+    pub async fn enqueue_webhook(&self, event: &str, body: &str, now_ms: i64) -> anyhow::Result<()> {
+        sqlx::query(&self.sql(
+            "INSERT INTO webhook_outbox (id, event, body, attempts, next_attempt_at, state) VALUES (?, ?, ?, 0, ?, 'queued')",
+        ))
+        .bind(random_id(16))
+        .bind(event)
+        .bind(body)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn due_webhooks(&self, now_ms: i64, limit: i64) -> anyhow::Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT id, event, body, attempts FROM webhook_outbox WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+        ))
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    id: r.try_get("id")?,
+                    event: r.try_get("event")?,
+                    body: r.try_get("body")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records one delivery attempt: `next_attempt_at` None means delivered or given up (`state`).
+    pub async fn webhook_attempted(
+        &self,
+        id: &str,
+        state: &str,
+        next_attempt_at: i64,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(&self.sql(
+            "UPDATE webhook_outbox SET attempts = attempts + 1, state = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+        ))
+        .bind(state)
+        .bind(next_attempt_at)
+        .bind(error.map(str::to_string))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+const VIDEO_COLUMNS: &str =
+    "SELECT id, key_id, title, state, created_at, ended_at, attributes FROM videos";
+
+fn video_from_row(r: &AnyRow) -> anyhow::Result<Video> {
+    let state: String = r.try_get("state")?;
+    let attributes: String = r.try_get("attributes")?;
+    Ok(Video {
+        id: r.try_get("id")?,
+        key_id: r.try_get("key_id")?,
+        title: r.try_get("title")?,
+        state: VideoState::parse(&state)?,
+        created_at: r.try_get("created_at")?,
+        ended_at: r.try_get("ended_at")?,
+        attributes: serde_json::from_str(&attributes)?,
+    })
+}
+
+fn key_from_row(r: &AnyRow) -> anyhow::Result<StreamKey> {
+    let revoked: i32 = r.try_get("revoked")?;
+    Ok(StreamKey {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        revoked: revoked != 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_videos_segments_round_trip_on_sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = Db::open(&url).await.expect("open");
+        let (key, secret) = db.create_key("phone").await.expect("create");
+        assert_eq!(db.find_key(&secret).await.expect("find").map(|k| k.id), Some(key.id.clone()));
+        assert!(db.find_key("wrong").await.expect("find").is_none());
+        let v = Video {
+            id: random_id(12),
+            key_id: key.id.clone(),
+            title: String::new(),
+            state: VideoState::Live,
+            created_at: now_rfc3339(),
+            ended_at: None,
+            attributes: vec![],
+        };
+        db.insert_video(&v).await.expect("insert");
+        db.add_segment(&v.id, &SegmentRow { msn: 0, duration_us: 2_000_000, size: 10 }).await.expect("seg");
+        assert_eq!(db.segments(&v.id).await.expect("segs").len(), 1);
+        assert_eq!(db.list_videos(Some(VideoState::Live)).await.expect("list").len(), 1);
+        assert!(db.revoke_key(&key.id).await.expect("revoke"));
+        assert!(db.find_key(&secret).await.expect("find").is_none());
+    }
+}

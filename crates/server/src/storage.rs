@@ -1,0 +1,95 @@
+//! Recordings in object storage: a local directory by default, S3-compatible at scale.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+/// Where a video's objects live: `videos/<id>/<name>`.
+pub fn object_path(video_id: &str, name: &str) -> Path {
+    Path::from(format!("videos/{video_id}/{name}"))
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+}
+
+impl Storage {
+    /// Opens `url` (`s3://…`, `file:///…`), or the local directory `default_dir`.
+    pub fn open(url: Option<&str>, default_dir: &std::path::Path) -> anyhow::Result<Storage> {
+        match url {
+            None => {
+                std::fs::create_dir_all(default_dir)
+                    .map_err(|e| anyhow::anyhow!("storage directory {}: {e}", default_dir.display()))?;
+                let store = LocalFileSystem::new_with_prefix(default_dir)?;
+                Ok(Storage { store: Arc::new(store), prefix: Path::default() })
+            }
+            Some(url) => {
+                let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("storage url {url}: {e}"))?;
+                if parsed.scheme() == "file" {
+                    let dir = parsed
+                        .to_file_path()
+                        .map_err(|_| anyhow::anyhow!("storage url {url}: not a local path"))?;
+                    return Self::open(None, &dir);
+                }
+                let options = std::env::vars()
+                    .filter(|(k, _)| k.starts_with("AWS_"))
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v));
+                let (store, prefix) = object_store::parse_url_opts(&parsed, options)?;
+                Ok(Storage { store: Arc::from(store), prefix })
+            }
+        }
+    }
+
+    fn full(&self, path: &Path) -> Path {
+        if self.prefix.as_ref().is_empty() {
+            path.clone()
+        } else {
+            Path::from(format!("{}/{}", self.prefix, path))
+        }
+    }
+
+    pub async fn put(&self, path: &Path, bytes: Bytes) -> anyhow::Result<()> {
+        self.store.put(&self.full(path), PutPayload::from_bytes(bytes)).await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, path: &Path) -> anyhow::Result<Bytes> {
+        Ok(self.store.get(&self.full(path)).await?.bytes().await?)
+    }
+
+    pub async fn get_range(&self, path: &Path, range: Range<u64>) -> anyhow::Result<Bytes> {
+        Ok(self.store.get_range(&self.full(path), range).await?)
+    }
+
+    /// Size in bytes, or None when the object does not exist.
+    pub async fn size(&self, path: &Path) -> anyhow::Result<Option<u64>> {
+        match self.store.head(&self.full(path)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Object names (last path part) under a video.
+    pub async fn list_video(&self, video_id: &str) -> anyhow::Result<Vec<String>> {
+        let prefix = self.full(&Path::from(format!("videos/{video_id}")));
+        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Writes an object from parts as they come; it appears whole at the end or not at all.
+    pub async fn writer(&self, path: &Path) -> anyhow::Result<WriteMultipart> {
+        let upload = self.store.put_multipart(&self.full(path)).await?;
+        Ok(WriteMultipart::new_with_chunk_size(upload, 8 << 20))
+    }
+}

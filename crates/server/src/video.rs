@@ -1,0 +1,528 @@
+//! The video server role: one session per publisher. It packages the frames into the live
+//! stream (handed to the live server), records the segments to storage as they are made,
+//! measures the attribute data, and finishes the VOD files the moment the publisher stops.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use vshare_attributes::{AttributeRecord, Kind};
+use vshare_media::{MediaEvent, TrackConfig, TrackKind};
+use vshare_package::{Packager, PackagerConfig, PackagerOutput, VodMp4Builder};
+
+use crate::config::Config;
+use crate::db::{Db, SegmentRow, StreamKey, Video, VideoState, now_rfc3339, random_id};
+use crate::live::{LiveMessage, LiveServer};
+use crate::storage::{Storage, object_path};
+use crate::webhook::Webhooks;
+
+/// What ingest sends to a session.
+#[derive(Debug)]
+pub enum IngestMessage {
+    /// An event and the wall-clock time it arrived, µs since the Unix epoch.
+    Media(MediaEvent, i64),
+    /// The publisher stopped or its connection dropped.
+    End,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("stream key {0:?} is already publishing")]
+    AlreadyPublishing(String),
+    #[error("the server is at its limit of {0} publishers")]
+    TooMany(usize),
+    #[error("{0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// A publisher's handle on its session.
+pub struct Publisher {
+    pub video_id: String,
+    pub tx: mpsc::Sender<IngestMessage>,
+    /// Resolves when the session has finished the VOD files.
+    pub done: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Measured facts about a stream, from its configurations and the frames seen.
+#[derive(Debug, Default, Clone)]
+struct Measured {
+    video: Option<vshare_media::AvcConfig>,
+    audio: Option<vshare_media::AacConfig>,
+    media_bytes: u64,
+    video_frames: u64,
+    first_video_dts: Option<i64>,
+    last_video_dts: i64,
+    first_dts: Option<i64>,
+    last_dts: i64,
+}
+
+impl Measured {
+    fn observe(&mut self, event: &MediaEvent) {
+        match event {
+            MediaEvent::Config(TrackConfig::Avc(c)) => self.video = Some(c.clone()),
+            MediaEvent::Config(TrackConfig::Aac(c)) => self.audio = Some(c.clone()),
+            MediaEvent::Frame(f) => {
+                self.media_bytes += f.data.len() as u64;
+                self.first_dts.get_or_insert(f.dts);
+                self.last_dts = self.last_dts.max(f.dts);
+                if f.track == TrackKind::Video {
+                    self.video_frames += 1;
+                    self.first_video_dts.get_or_insert(f.dts);
+                    self.last_video_dts = f.dts;
+                }
+            }
+        }
+    }
+
+    /// Frames per second: the SPS VUI timing when present, else counted from timestamps.
+    fn frame_rate(&self) -> f64 {
+        if let Some(fps) = self.video.as_ref().and_then(|v| v.frame_rate) {
+            return fps;
+        }
+        let span = self.last_video_dts - self.first_video_dts.unwrap_or(self.last_video_dts);
+        if span <= 0 || self.video_frames < 2 {
+            return 0.0;
+        }
+        (self.video_frames - 1) as f64 * 1e6 / span as f64
+    }
+
+    fn codecs(&self) -> String {
+        let mut c = Vec::new();
+        if let Some(v) = &self.video {
+            c.push(TrackConfig::Avc(v.clone()).codec_string());
+        }
+        if let Some(a) = &self.audio {
+            c.push(TrackConfig::Aac(a.clone()).codec_string());
+        }
+        c.join(",")
+    }
+
+    fn duration_us(&self) -> i64 {
+        self.last_dts - self.first_dts.unwrap_or(self.last_dts)
+    }
+
+    /// A record of this stream with the measured picture and sound.
+    fn record(&self, kind: Kind, video_id: &str, url: String, format: &str, title: &str) -> AttributeRecord {
+        AttributeRecord {
+            kind,
+            video_id: video_id.to_string(),
+            url,
+            format: format.to_string(),
+            codecs: self.codecs(),
+            width: self.video.as_ref().map_or(0, |v| v.width),
+            height: self.video.as_ref().map_or(0, |v| v.height),
+            frame_rate: round3(self.frame_rate()),
+            bitrate: 0,
+            size: 0,
+            duration_ms: 0,
+            audio_sample_rate: self.audio.as_ref().map_or(0, |a| a.output_sample_rate),
+            audio_channels: self.audio.as_ref().map_or(0, |a| a.channels),
+            title: title.to_string(),
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn bitrate(size: u64, duration_us: i64) -> u64 {
+    if duration_us <= 0 {
+        return 0;
+    }
+    (size as f64 * 8.0 * 1e6 / duration_us as f64).round() as u64
+}
+
+fn unix_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// The video server.
+pub struct VideoServer {
+    db: Db,
+    storage: Storage,
+    live: LiveServer,
+    live_tx: mpsc::UnboundedSender<LiveMessage>,
+    webhooks: Webhooks,
+    config: Arc<Config>,
+    public_url: String,
+    /// Stream key id → video id of its running session.
+    active: Mutex<HashMap<String, String>>,
+    /// Live attribute records, refreshed at every segment.
+    live_records: RwLock<HashMap<String, AttributeRecord>>,
+}
+
+impl VideoServer {
+    pub fn new(db: Db, storage: Storage, live: LiveServer, webhooks: Webhooks, config: Arc<Config>) -> Arc<Self> {
+        let live_tx = live.spawn();
+        Arc::new(VideoServer {
+            public_url: config.public_url(),
+            db,
+            storage,
+            live,
+            live_tx,
+            webhooks,
+            config,
+            active: Mutex::default(),
+            live_records: RwLock::default(),
+        })
+    }
+
+    pub fn publishers(&self) -> usize {
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The current live record of a video, if it is live.
+    pub fn live_record(&self, video_id: &str) -> Option<AttributeRecord> {
+        self.live_records.read().unwrap_or_else(|e| e.into_inner()).get(video_id).cloned()
+    }
+
+    /// Starts a session for a publisher with a valid key.
+    pub async fn start(self: &Arc<Self>, key: &StreamKey, title: &str) -> Result<Publisher, StartError> {
+        let video_id = random_id(12);
+        {
+            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            if active.contains_key(&key.id) {
+                return Err(StartError::AlreadyPublishing(key.name.clone()));
+            }
+            if active.len() >= self.config.limits.max_publishers {
+                return Err(StartError::TooMany(self.config.limits.max_publishers));
+            }
+            active.insert(key.id.clone(), video_id.clone());
+        }
+        let video = Video {
+            id: video_id.clone(),
+            key_id: key.id.clone(),
+            title: title.to_string(),
+            state: VideoState::Live,
+            created_at: now_rfc3339(),
+            ended_at: None,
+            attributes: vec![],
+        };
+        if let Err(e) = self.db.insert_video(&video).await {
+            self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&key.id);
+            return Err(StartError::Internal(e));
+        }
+        let (tx, rx) = mpsc::channel(4096);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let me = self.clone();
+        let key_id = key.id.clone();
+        metrics::gauge!("vshare_publishers").increment(1.0);
+        tokio::spawn(async move {
+            let id = video.id.clone();
+            if let Err(e) = me.run_session(video, rx).await {
+                warn!(video = %id, "session failed: {e:#}");
+            }
+            me.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&key_id);
+            metrics::gauge!("vshare_publishers").decrement(1.0);
+            let _ = done_tx.send(());
+        });
+        Ok(Publisher { video_id, tx, done })
+    }
+
+    fn packager_config(&self) -> PackagerConfig {
+        PackagerConfig {
+            part_target_us: self.config.live.part_target_ms as i64 * 1000,
+            segment_target_us: self.config.live.segment_target_ms as i64 * 1000,
+            window_segments: self.config.live.window_segments,
+        }
+    }
+
+    async fn run_session(self: &Arc<Self>, video: Video, mut rx: mpsc::Receiver<IngestMessage>) -> anyhow::Result<()> {
+        let id = video.id.clone();
+        let mut packager = Packager::new(self.packager_config());
+        let mut measured = Measured::default();
+        let (rec_tx, rec_rx) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record(self.storage.clone(), self.db.clone(), id.clone(), rec_rx));
+        let mut went_live = false;
+        let mut rejected_frames = 0u64;
+        loop {
+            let outputs = match rx.recv().await {
+                Some(IngestMessage::Media(event, arrival)) => {
+                    measured.observe(&event);
+                    if let MediaEvent::Frame(f) = &event {
+                        let track = if f.track == TrackKind::Video { "video" } else { "audio" };
+                        metrics::counter!("vshare_frames_total", "track" => track).increment(1);
+                    }
+                    match packager.push(event, arrival) {
+                        Ok(outputs) => outputs,
+                        Err(e) => {
+                            rejected_frames += 1;
+                            if rejected_frames == 1 || rejected_frames.is_power_of_two() {
+                                warn!(video = %id, rejected_frames, "frame dropped: {e}");
+                            }
+                            continue;
+                        }
+                    }
+                }
+                Some(IngestMessage::End) | None => break,
+            };
+            for out in outputs {
+                self.handle_output(&id, &packager, out, &rec_tx, &measured, &video, &mut went_live).await;
+            }
+        }
+        let ended = Instant::now();
+        for out in packager.finish() {
+            self.handle_output(&id, &packager, out, &rec_tx, &measured, &video, &mut went_live).await;
+        }
+        if let Some(playlist) = packager.media_playlist() {
+            let _ = self.live_tx.send(LiveMessage::End { stream: id.clone(), playlist: playlist.into() });
+        }
+        drop(rec_tx);
+        let recorded = recorder.await??;
+        self.db.update_video(&id, VideoState::Finishing, &video_live_attrs(self, &id), None).await?;
+        let records = self.finish_vod(&id, &recorded, &measured, &video.title).await?;
+        let ended_at = now_rfc3339();
+        self.db.update_video(&id, VideoState::Ready, &records, Some(&ended_at)).await?;
+        self.live_records.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        metrics::histogram!("vshare_vod_ready_seconds").record(ended.elapsed().as_secs_f64());
+        info!(video = %id, ready_ms = ended.elapsed().as_millis() as u64, "VOD ready");
+        if let Some(v) = self.db.get_video(&id).await? {
+            self.webhooks.enqueue("video.ready", &v).await;
+        }
+        // Keep the ended live playlist a while for players still on it.
+        let live = self.live.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            live.remove(&id);
+        });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn handle_output(
+        &self,
+        id: &str,
+        packager: &Packager,
+        out: PackagerOutput,
+        rec_tx: &mpsc::UnboundedSender<RecordMessage>,
+        measured: &Measured,
+        video: &Video,
+        went_live: &mut bool,
+    ) {
+        let playlist = || -> Arc<str> { packager.media_playlist().unwrap_or_default().into() };
+        match out {
+            PackagerOutput::Init { bytes } => {
+                let _ = self.live_tx.send(LiveMessage::Init { stream: id.to_string(), init: bytes.clone() });
+                let _ = rec_tx.send(RecordMessage::Init(bytes));
+            }
+            PackagerOutput::Part { msn, index, bytes, first_arrival_unix_us, .. } => {
+                metrics::counter!("vshare_parts_total").increment(1);
+                let _ = self.live_tx.send(LiveMessage::Part {
+                    stream: id.to_string(),
+                    msn,
+                    index,
+                    bytes,
+                    playlist: playlist(),
+                });
+                let latency = (unix_us() - first_arrival_unix_us) as f64 / 1e6;
+                metrics::histogram!("vshare_part_publish_latency_seconds").record(latency);
+            }
+            PackagerOutput::Segment { msn, duration_us, bytes, .. } => {
+                let _ = self.live_tx.send(LiveMessage::Segment {
+                    stream: id.to_string(),
+                    msn,
+                    bytes: bytes.clone(),
+                    playlist: playlist(),
+                });
+                let _ = rec_tx.send(RecordMessage::Segment { msn, duration_us, bytes });
+                let mut rec = measured.record(
+                    Kind::Live,
+                    id,
+                    format!("{}/live/{id}/index.m3u8", self.public_url),
+                    "ll-hls",
+                    &video.title,
+                );
+                let duration = measured.duration_us();
+                rec.size = measured.media_bytes;
+                rec.duration_ms = (duration / 1000).max(0) as u64;
+                rec.bitrate = bitrate(measured.media_bytes, duration);
+                self.live_records.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), rec.clone());
+                if !*went_live {
+                    *went_live = true;
+                    if let Err(e) = self.db.update_video(id, VideoState::Live, &[rec], None).await {
+                        warn!(video = %id, "could not store live attributes: {e:#}");
+                    }
+                    if let Ok(Some(v)) = self.db.get_video(id).await {
+                        let v = self.with_live_record(v);
+                        info!(video = %id, url = %v.attributes.first().map(|a| a.url.as_str()).unwrap_or(""), "live");
+                        self.webhooks.enqueue("stream.live", &v).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces a live video's stored attributes with the current measured record.
+    pub fn with_live_record(&self, mut v: Video) -> Video {
+        if v.state == VideoState::Live {
+            if let Some(rec) = self.live_record(&v.id) {
+                v.attributes = vec![rec];
+            }
+        }
+        v
+    }
+
+    /// Writes the fast-start MP4 and returns the VOD attribute records.
+    async fn finish_vod(&self, id: &str, rec: &Recorded, measured: &Measured, title: &str) -> anyhow::Result<Vec<AttributeRecord>> {
+        let Some(builder) = &rec.builder else {
+            return Ok(vec![]);
+        };
+        let size = write_mp4(&self.storage, id, builder, &rec.segments).await?;
+        let duration = builder.duration_us();
+        let mut mp4 = measured.record(Kind::Vod, id, format!("{}/vod/{id}/video.mp4", self.public_url), "mp4", title);
+        mp4.size = size;
+        mp4.duration_ms = (duration / 1000) as u64;
+        mp4.bitrate = bitrate(size, duration);
+        let hls_size = rec.init_size + rec.segments.iter().map(|s| s.size as u64).sum::<u64>();
+        let mut hls = measured.record(Kind::Vod, id, format!("{}/vod/{id}/index.m3u8", self.public_url), "hls", title);
+        hls.size = hls_size;
+        hls.duration_ms = mp4.duration_ms;
+        hls.bitrate = bitrate(hls_size, duration);
+        Ok(vec![mp4, hls])
+    }
+
+    /// Finishes recordings that a stopped server left live: whatever segments reached storage
+    /// become a playable MP4 and HLS VOD, marked partial.
+    pub async fn recover(&self) -> anyhow::Result<()> {
+        let mut pending = self.db.list_videos(Some(VideoState::Live)).await?;
+        pending.extend(self.db.list_videos(Some(VideoState::Finishing)).await?);
+        for v in pending {
+            match self.recover_one(&v).await {
+                Ok(n) => info!(video = %v.id, segments = n, "recovered interrupted recording"),
+                Err(e) => {
+                    warn!(video = %v.id, "recovery failed: {e:#}");
+                    self.db.update_video(&v.id, VideoState::Partial, &[], Some(&now_rfc3339())).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn recover_one(&self, v: &Video) -> anyhow::Result<usize> {
+        let names = self.storage.list_video(&v.id).await?;
+        let mut msns: Vec<u64> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix("seg")?.strip_suffix(".m4s")?.parse().ok())
+            .collect();
+        msns.sort_unstable();
+        let init = self.storage.get(&object_path(&v.id, "init.mp4")).await?;
+        let mut builder = VodMp4Builder::new(&init)?;
+        let mut segments = Vec::new();
+        for msn in msns {
+            let bytes = self.storage.get(&object_path(&v.id, &format!("seg{msn}.m4s"))).await?;
+            let before = builder.duration_us();
+            if let Err(e) = builder.add_segment(&bytes) {
+                // A segment cut short by the crash ends the recording.
+                warn!(video = %v.id, msn, "segment not usable: {e}");
+                break;
+            }
+            segments.push(SegmentRow { msn: msn as i64, duration_us: builder.duration_us() - before, size: bytes.len() as i64 });
+        }
+        self.db.replace_segments(&v.id, &segments).await?;
+        let size = write_mp4(&self.storage, &v.id, &builder, &segments).await?;
+        let duration = builder.duration_us();
+        // Picture and sound facts were measured while live and stored with the live record.
+        let template = v.attributes.first().cloned();
+        let mut records = Vec::new();
+        for (format, url, sz) in [
+            ("mp4", format!("{}/vod/{}/video.mp4", self.public_url, v.id), size),
+            (
+                "hls",
+                format!("{}/vod/{}/index.m3u8", self.public_url, v.id),
+                init.len() as u64 + segments.iter().map(|s| s.size as u64).sum::<u64>(),
+            ),
+        ] {
+            let mut r = template.clone().unwrap_or_else(|| Measured::default().record(Kind::Vod, &v.id, String::new(), "", &v.title));
+            r.kind = Kind::Vod;
+            r.url = url;
+            r.format = format.to_string();
+            r.size = sz;
+            r.duration_ms = (duration / 1000) as u64;
+            r.bitrate = bitrate(sz, duration);
+            records.push(r);
+        }
+        self.db.update_video(&v.id, VideoState::Partial, &records, Some(&now_rfc3339())).await?;
+        Ok(segments.len())
+    }
+}
+
+fn video_live_attrs(server: &VideoServer, id: &str) -> Vec<AttributeRecord> {
+    server.live_record(id).into_iter().collect()
+}
+
+/// Writes `video.mp4`: the fast-start header, then the sample data of every segment in order.
+async fn write_mp4(storage: &Storage, id: &str, builder: &VodMp4Builder, segments: &[SegmentRow]) -> anyhow::Result<u64> {
+    let mut out = storage.writer(&object_path(id, "video.mp4")).await?;
+    let header = builder.header();
+    let mut size = header.len() as u64;
+    out.write(&header);
+    let mut cached: Option<(usize, Bytes)> = None;
+    for (index, range) in builder.payload_ranges() {
+        let bytes = match &cached {
+            Some((i, b)) if *i == index => b.clone(),
+            _ => {
+                let seg = segments
+                    .get(index)
+                    .ok_or_else(|| anyhow::anyhow!("segment #{index} of the MP4 layout was not recorded"))?;
+                let b = storage.get(&object_path(id, &format!("seg{}.m4s", seg.msn))).await?;
+                cached = Some((index, b.clone()));
+                b
+            }
+        };
+        let slice = bytes
+            .get(range.clone())
+            .ok_or_else(|| anyhow::anyhow!("segment #{index}: range {range:?} beyond its {} bytes", bytes.len()))?;
+        size += slice.len() as u64;
+        out.write(slice);
+    }
+    out.finish().await?;
+    Ok(size)
+}
+
+/// What the recorder task is told.
+enum RecordMessage {
+    Init(Bytes),
+    Segment { msn: u64, duration_us: i64, bytes: Bytes },
+}
+
+/// What the recorder stored.
+struct Recorded {
+    builder: Option<VodMp4Builder>,
+    segments: Vec<SegmentRow>,
+    init_size: u64,
+}
+
+/// Stores segments as they are made: a killed server loses at most the segment in progress.
+async fn record(storage: Storage, db: Db, id: String, mut rx: mpsc::UnboundedReceiver<RecordMessage>) -> anyhow::Result<Recorded> {
+    let mut rec = Recorded { builder: None, segments: Vec::new(), init_size: 0 };
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            RecordMessage::Init(bytes) => {
+                if rec.builder.is_some() {
+                    warn!(video = %id, "codec configuration changed mid-stream; the VOD keeps the first");
+                    continue;
+                }
+                storage.put(&object_path(&id, "init.mp4"), bytes.clone()).await?;
+                rec.init_size = bytes.len() as u64;
+                rec.builder = Some(VodMp4Builder::new(&bytes)?);
+            }
+            RecordMessage::Segment { msn, duration_us, bytes } => {
+                let Some(builder) = rec.builder.as_mut() else {
+                    warn!(video = %id, msn, "segment before init segment; not recorded");
+                    continue;
+                };
+                storage.put(&object_path(&id, &format!("seg{msn}.m4s")), bytes.clone()).await?;
+                let row = SegmentRow { msn: msn as i64, duration_us, size: bytes.len() as i64 };
+                db.add_segment(&id, &row).await?;
+                builder.add_segment(&bytes)?;
+                rec.segments.push(row);
+            }
+        }
+    }
+    Ok(rec)
+}
