@@ -1,1 +1,20 @@
-//! placeholder
+//! fMP4/CMAF muxer, LL-HLS packager and playlists, and the fast-start MP4 VOD builder.
+//!
+//! Sans-IO: nothing here reads a clock or touches a socket or file. The server drives a
+//! [`Packager`] per live stream with [`vshare_media::MediaEvent`]s and their arrival times, serves
+//! what it returns, and builds the VOD file with [`VodMp4Builder`] from the recorded segments.
+//! The layout and timing rules are described in `docs/packaging.md`.
+
+mod error;
+pub mod fmp4;
+mod packager;
+mod playlist;
+mod vod;
+
+pub use error::PackageError;
+pub use packager::{
+    MAX_COMPOSITION_OFFSET_US, MAX_FRAME_SIZE, ORIGIN_MARGIN_US, Packager, PackagerConfig,
+    PackagerOutput,
+};
+pub use playlist::vod_playlist;
+pub use vod::VodMp4Builder;

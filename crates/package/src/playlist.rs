@@ -1,0 +1,236 @@
+//! HLS media playlists (RFC 8216bis): the live LL-HLS playlist and the VOD playlist. Our own
+//! writer: m3u8-rs 6.0 has no EXT-X-PART, EXT-X-PRELOAD-HINT or EXT-X-PART-INF, and writing
+//! these tags is a few lines of `format!`.
+
+use std::fmt::Write;
+
+/// A part as the playlist lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct ListedPart {
+    pub duration_us: i64,
+    pub independent: bool,
+}
+
+/// A segment as the playlist lists it (complete, or the one in progress).
+#[derive(Debug, Clone)]
+pub(crate) struct ListedSegment {
+    pub msn: u64,
+    pub duration_us: i64,
+    pub program_date_time_unix_ms: i64,
+    /// A new init segment starts here (RFC 8216bis §4.4.4.3 EXT-X-DISCONTINUITY).
+    pub discontinuity: bool,
+    pub parts: Vec<ListedPart>,
+}
+
+/// What the live playlist is rendered from.
+pub(crate) struct LiveView<'a> {
+    pub part_target_us: i64,
+    pub target_duration_s: u64,
+    pub discontinuity_sequence: u64,
+    pub segments: &'a [ListedSegment],
+    pub in_progress: Option<&'a ListedSegment>,
+    /// Number of the next segment: the in-progress one, or the next one to open.
+    pub next_msn: u64,
+    pub finished: bool,
+}
+
+/// Seconds with six decimals (RFC 8216bis §4.2 decimal-floating-point), from µs.
+pub(crate) fn seconds(us: i64) -> String {
+    let sign = if us < 0 { "-" } else { "" };
+    let us = us.unsigned_abs();
+    format!("{sign}{}.{:06}", us / 1_000_000, us % 1_000_000)
+}
+
+/// A segment duration rounded to the nearest integer second (RFC 8216bis §4.4.3.1).
+pub(crate) fn rounded_seconds(us: i64) -> u64 {
+    ((us.max(0) as u64) + 500_000) / 1_000_000
+}
+
+/// `YYYY-MM-DDThh:mm:ss.sssZ` (RFC 3339, as EXT-X-PROGRAM-DATE-TIME wants, RFC 8216bis §4.4.4.6).
+pub(crate) fn rfc3339_ms(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(86_400_000);
+    let ms_of_day = unix_ms.rem_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (H. Hinnant's days_from_civil, inverted).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, ms) = (
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000,
+    );
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+}
+
+pub(crate) fn part_uri(msn: u64, index: usize) -> String {
+    format!("part{msn}.{index}.m4s")
+}
+
+pub(crate) fn segment_uri(msn: u64) -> String {
+    format!("seg{msn}.m4s")
+}
+
+/// How many complete segments keep their EXT-X-PART lines (RFC 8216bis §4.4.4.9: parts of
+/// segments older than three target durations from the end may be removed).
+const SEGMENTS_WITH_PARTS: usize = 3;
+
+fn write_parts(out: &mut String, seg: &ListedSegment) {
+    for (i, p) in seg.parts.iter().enumerate() {
+        let _ = write!(
+            out,
+            "#EXT-X-PART:DURATION={},URI=\"{}\"",
+            seconds(p.duration_us),
+            part_uri(seg.msn, i)
+        );
+        if p.independent {
+            out.push_str(",INDEPENDENT=YES");
+        }
+        out.push('\n');
+    }
+}
+
+pub(crate) fn render_live(v: &LiveView<'_>) -> String {
+    let mut out = String::with_capacity(4096);
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:6\n");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", v.target_duration_s);
+    // RFC 8216bis §4.4.3.8: PART-HOLD-BACK at least twice, and we use three times, PART-TARGET.
+    let _ = writeln!(
+        out,
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}",
+        seconds(3 * v.part_target_us)
+    );
+    let _ = writeln!(
+        out,
+        "#EXT-X-PART-INF:PART-TARGET={}",
+        seconds(v.part_target_us)
+    );
+    let first_msn = v
+        .segments
+        .first()
+        .or(v.in_progress)
+        .map_or(v.next_msn, |s| s.msn);
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_msn}");
+    if v.discontinuity_sequence > 0 {
+        let _ = writeln!(
+            out,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            v.discontinuity_sequence
+        );
+    }
+    out.push_str("#EXT-X-MAP:URI=\"init.mp4\"\n");
+    let with_parts_from = v.segments.len().saturating_sub(SEGMENTS_WITH_PARTS);
+    for (i, seg) in v.segments.iter().enumerate() {
+        if seg.discontinuity && i > 0 {
+            out.push_str("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init.mp4\"\n");
+        }
+        let _ = writeln!(
+            out,
+            "#EXT-X-PROGRAM-DATE-TIME:{}",
+            rfc3339_ms(seg.program_date_time_unix_ms)
+        );
+        if i >= with_parts_from {
+            write_parts(&mut out, seg);
+        }
+        let _ = writeln!(
+            out,
+            "#EXTINF:{},\n{}",
+            seconds(seg.duration_us),
+            segment_uri(seg.msn)
+        );
+    }
+    if let Some(seg) = v.in_progress {
+        if seg.discontinuity && !v.segments.is_empty() {
+            out.push_str("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init.mp4\"\n");
+        }
+        let _ = writeln!(
+            out,
+            "#EXT-X-PROGRAM-DATE-TIME:{}",
+            rfc3339_ms(seg.program_date_time_unix_ms)
+        );
+        write_parts(&mut out, seg);
+    }
+    if v.finished {
+        out.push_str("#EXT-X-ENDLIST\n");
+    } else {
+        // RFC 8216bis §4.4.5.3: the part that will be published next.
+        let (msn, index) = match v.in_progress {
+            Some(seg) => (seg.msn, seg.parts.len()),
+            None => (v.next_msn, 0),
+        };
+        let _ = writeln!(
+            out,
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+            part_uri(msn, index)
+        );
+    }
+    out
+}
+
+/// An HLS VOD playlist over recorded segments: `EXT-X-PLAYLIST-TYPE:EVENT` while the recording
+/// grows, `VOD` and `EXT-X-ENDLIST` once `ended` (RFC 8216bis §4.4.3.5).
+pub fn vod_playlist(segments: &[(String, i64)], init_uri: &str, ended: bool) -> String {
+    let target = segments
+        .iter()
+        .map(|(_, d)| rounded_seconds(*d))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut out = String::with_capacity(64 * segments.len() + 256);
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:6\n");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+    let _ = writeln!(
+        out,
+        "#EXT-X-PLAYLIST-TYPE:{}",
+        if ended { "VOD" } else { "EVENT" }
+    );
+    out.push_str("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", init_uri.replace('"', "%22"));
+    for (uri, d) in segments {
+        let _ = writeln!(out, "#EXTINF:{},\n{uri}", seconds(*d));
+    }
+    if ended {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_seconds() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_795_000_000_123), "2026-11-18T09:06:40.123Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(seconds(333_333), "0.333333");
+        assert_eq!(seconds(2_000_000), "2.000000");
+        assert_eq!(rounded_seconds(2_499_999), 2);
+        assert_eq!(rounded_seconds(2_500_000), 3);
+    }
+
+    #[test]
+    fn vod_playlist_event_then_vod() {
+        let segs = vec![
+            ("seg0.m4s".to_string(), 2_000_000),
+            ("seg1.m4s".to_string(), 1_600_000),
+        ];
+        let p = vod_playlist(&segs, "init.mp4", false);
+        assert!(p.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"));
+        assert!(!p.contains("ENDLIST"));
+        assert!(p.contains("#EXT-X-TARGETDURATION:2\n"));
+        let p = vod_playlist(&segs, "init.mp4", true);
+        assert!(p.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
+        assert!(
+            p.ends_with("#EXTINF:1.600000,\nseg1.m4s\n#EXT-X-ENDLIST\n"),
+            "{p}"
+        );
+    }
+}

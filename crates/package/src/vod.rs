@@ -1,0 +1,604 @@
+//! The fast-start MP4 (ISO/IEC 14496-12: `ftyp`, a `moov` with complete sample tables, then one
+//! `mdat`) built from our recorded CMAF segments without copying sample data: the caller writes
+//! [`VodMp4Builder::header`] and then the byte ranges of [`VodMp4Builder::payload_ranges`].
+
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use mp4_atom::{
+    Co64, Codec, Ctts, CttsEntry, Decode, Edts, Elst, ElstEntry, Encode, FourCC, Ftyp, Moof, Moov,
+    Mvhd, Stco, Stsc, StscEntry, Stss, Stsz, StszSamples, Stts, SttsEntry, Trak, TrunEntry,
+};
+
+use crate::PackageError;
+use crate::fmp4::{BoxSpan, fourcc, top_level_boxes};
+
+/// Timescale of the movie header and edit lists (ISO/IEC 14496-12 §8.2.2 `timescale`).
+const MOVIE_TIMESCALE: u32 = 1000;
+
+/// `sample_is_non_sync_sample` in `sample_flags` (ISO/IEC 14496-12 §8.8.3.1).
+const NON_SYNC_FLAG: u32 = 0x0001_0000;
+
+#[derive(Debug, Clone)]
+struct VodTrack {
+    /// The `trak` of the init segment: `tkhd`, `mdhd`, `hdlr` and `stsd` are kept.
+    template: Trak,
+    track_id: u32,
+    timescale: u32,
+    is_video: bool,
+    trex_duration: u32,
+    trex_size: u32,
+    trex_flags: u32,
+    first_decode: Option<u64>,
+    next_decode: u64,
+    durations: Vec<u32>,
+    sizes: Vec<u32>,
+    cts: Vec<i32>,
+    /// 1-based numbers of sync samples.
+    sync: Vec<u32>,
+    /// (offset in the payload, number of samples) of each chunk.
+    chunks: Vec<(u64, u32)>,
+    /// Earliest composition time, relative to the first decode time, in the track timescale.
+    min_pts: Option<i64>,
+}
+
+/// One run of samples read from a segment, checked and waiting to be committed.
+struct StagedRun {
+    track: usize,
+    base_decode: u64,
+    data: Range<usize>,
+    samples: Vec<(u32, u32, u32, i32)>,
+}
+
+/// Builds a fast-start MP4 from an init segment and media segments that the packager wrote.
+#[derive(Debug, Clone)]
+pub struct VodMp4Builder {
+    ftyp_brands: Vec<FourCC>,
+    tracks: Vec<VodTrack>,
+    ranges: Vec<(usize, Range<usize>)>,
+    payload_len: u64,
+    segments: usize,
+}
+
+fn mp4_err(layer: &str, offset: usize, what: impl Into<String>) -> PackageError {
+    PackageError::Mp4 {
+        layer: layer.to_string(),
+        offset,
+        what: what.into(),
+    }
+}
+
+impl VodMp4Builder {
+    /// Reads the track configurations back from an init segment (`ftyp` + `moov` with `mvex`),
+    /// so the VOD file can be built after a restart from what was stored.
+    pub fn new(init_segment: &[u8]) -> Result<Self, PackageError> {
+        const LAYER: &str = "init segment";
+        let boxes = top_level_boxes(init_segment, LAYER)?;
+        let moov_box = boxes
+            .iter()
+            .find(|b| &b.kind == b"moov")
+            .ok_or_else(|| mp4_err(LAYER, 0, "no 'moov' box"))?;
+        let moov = Moov::decode(&mut &init_segment[moov_box.start..moov_box.end])
+            .map_err(|e| mp4_err(LAYER, moov_box.start, format!("moov: {e}")))?;
+        let mvex = moov.mvex.as_ref().ok_or_else(|| {
+            mp4_err(
+                LAYER,
+                moov_box.start,
+                "moov has no 'mvex': not a fragmented init segment",
+            )
+        })?;
+        let mut tracks = Vec::new();
+        for trak in &moov.trak {
+            let id = trak.tkhd.track_id;
+            let timescale = trak.mdia.mdhd.timescale;
+            if timescale == 0 {
+                return Err(mp4_err(
+                    LAYER,
+                    moov_box.start,
+                    format!("track {id}: timescale 0"),
+                ));
+            }
+            let is_video = match trak.mdia.minf.stbl.stsd.codecs.first() {
+                Some(Codec::Avc1(_)) => true,
+                Some(Codec::Mp4a(_)) => false,
+                Some(other) => {
+                    return Err(mp4_err(
+                        LAYER,
+                        moov_box.start,
+                        format!("track {id}: sample entry {other:?} is not avc1 or mp4a")
+                            .chars()
+                            .take(120)
+                            .collect::<String>(),
+                    ));
+                }
+                None => {
+                    return Err(mp4_err(
+                        LAYER,
+                        moov_box.start,
+                        format!("track {id}: empty 'stsd'"),
+                    ));
+                }
+            };
+            if tracks.iter().any(|t: &VodTrack| t.track_id == id) {
+                return Err(mp4_err(
+                    LAYER,
+                    moov_box.start,
+                    format!("track {id} appears twice"),
+                ));
+            }
+            let trex = mvex.trex.iter().find(|t| t.track_id == id);
+            tracks.push(VodTrack {
+                template: trak.clone(),
+                track_id: id,
+                timescale,
+                is_video,
+                trex_duration: trex.map_or(0, |t| t.default_sample_duration),
+                trex_size: trex.map_or(0, |t| t.default_sample_size),
+                trex_flags: trex.map_or(0, |t| t.default_sample_flags),
+                first_decode: None,
+                next_decode: 0,
+                durations: Vec::new(),
+                sizes: Vec::new(),
+                cts: Vec::new(),
+                sync: Vec::new(),
+                chunks: Vec::new(),
+                min_pts: None,
+            });
+        }
+        if tracks.is_empty() {
+            return Err(mp4_err(LAYER, moov_box.start, "moov has no tracks"));
+        }
+        let mut ftyp_brands = vec![
+            FourCC::new(b"isom"),
+            FourCC::new(b"iso2"),
+            FourCC::new(b"mp41"),
+        ];
+        if tracks.iter().any(|t| t.is_video) {
+            ftyp_brands.push(FourCC::new(b"avc1"));
+        }
+        Ok(VodMp4Builder {
+            ftyp_brands,
+            tracks,
+            ranges: Vec::new(),
+            payload_len: 0,
+            segments: 0,
+        })
+    }
+
+    /// Parses one segment's moof/mdat pairs and records its samples. On error nothing of the
+    /// segment is recorded (and it does not count towards the segment indices).
+    pub fn add_segment(&mut self, segment: &[u8]) -> Result<(), PackageError> {
+        let layer = format!("media segment {}", self.segments);
+        let boxes = top_level_boxes(segment, &layer)?;
+        let mut staged: Vec<StagedRun> = Vec::new();
+        let mut i = 0;
+        while let Some(b) = boxes.get(i) {
+            match &b.kind {
+                b"moof" => {
+                    let mdat =
+                        boxes
+                            .get(i + 1)
+                            .filter(|m| &m.kind == b"mdat")
+                            .ok_or_else(|| {
+                                mp4_err(&layer, b.end, "'moof' is not followed by 'mdat'")
+                            })?;
+                    self.stage_fragment(segment, b, mdat, &layer, &mut staged)?;
+                    i += 2;
+                }
+                b"styp" | b"sidx" | b"free" | b"skip" | b"prft" | b"emsg" => i += 1,
+                other => {
+                    return Err(mp4_err(
+                        &layer,
+                        b.start,
+                        format!("unexpected box '{}'", fourcc(*other)),
+                    ));
+                }
+            }
+        }
+        let seg_index = self.segments;
+        for run in staged {
+            self.commit(seg_index, run, &layer)?;
+        }
+        self.segments += 1;
+        Ok(())
+    }
+
+    fn stage_fragment(
+        &self,
+        data: &[u8],
+        moof_box: &BoxSpan,
+        mdat: &BoxSpan,
+        layer: &str,
+        staged: &mut Vec<StagedRun>,
+    ) -> Result<(), PackageError> {
+        let at = moof_box.start;
+        let moof = Moof::decode(&mut &data[moof_box.start..moof_box.end])
+            .map_err(|e| mp4_err(layer, at, format!("moof: {e}")))?;
+        for traf in &moof.traf {
+            let id = traf.tfhd.track_id;
+            let track = self
+                .tracks
+                .iter()
+                .position(|t| t.track_id == id)
+                .ok_or_else(|| {
+                    mp4_err(
+                        layer,
+                        at,
+                        format!("traf of track {id}, which the init segment does not have"),
+                    )
+                })?;
+            let t = &self.tracks[track];
+            let base_decode = traf
+                .tfdt
+                .as_ref()
+                .ok_or_else(|| mp4_err(layer, at, format!("traf of track {id} has no 'tfdt'")))?
+                .base_media_decode_time;
+            let base = match traf.tfhd.base_data_offset {
+                Some(b) => usize::try_from(b)
+                    .map_err(|_| mp4_err(layer, at, "base_data_offset out of range"))?,
+                None => moof_box.start,
+            };
+            let mut next_start = base;
+            for trun in &traf.trun {
+                let start = match trun.data_offset {
+                    Some(o) => (base as i64)
+                        .checked_add(i64::from(o))
+                        .and_then(|s| usize::try_from(s).ok())
+                        .ok_or_else(|| {
+                            mp4_err(
+                                layer,
+                                at,
+                                format!("track {id}: data_offset {o} points before the segment"),
+                            )
+                        })?,
+                    None => next_start,
+                };
+                let mdat_len = mdat.end - mdat.body;
+                if trun.samples.len() > mdat_len {
+                    return Err(mp4_err(
+                        layer,
+                        at,
+                        format!(
+                            "track {id}: {} samples cannot fit an mdat of {mdat_len} bytes",
+                            trun.samples.len()
+                        ),
+                    ));
+                }
+                let mut samples = Vec::with_capacity(trun.samples.len());
+                let mut total = 0usize;
+                for TrunEntry {
+                    duration,
+                    size,
+                    flags,
+                    cts,
+                } in trun.samples.iter()
+                {
+                    let size = size
+                        .or(traf.tfhd.default_sample_size)
+                        .or((t.trex_size > 0).then_some(t.trex_size))
+                        .filter(|s| *s > 0)
+                        .ok_or_else(|| {
+                            mp4_err(
+                                layer,
+                                at,
+                                format!("track {id}: sample {} has no size", samples.len()),
+                            )
+                        })?;
+                    let duration = duration
+                        .or(traf.tfhd.default_sample_duration)
+                        .or((t.trex_duration > 0).then_some(t.trex_duration))
+                        .ok_or_else(|| {
+                            mp4_err(
+                                layer,
+                                at,
+                                format!("track {id}: sample {} has no duration", samples.len()),
+                            )
+                        })?;
+                    let flags = flags
+                        .or(traf.tfhd.default_sample_flags)
+                        .unwrap_or(t.trex_flags);
+                    let cts = i32::try_from(cts.unwrap_or(0)).map_err(|_| {
+                        mp4_err(
+                            layer,
+                            at,
+                            format!("track {id}: composition offset out of range"),
+                        )
+                    })?;
+                    total = total.saturating_add(size as usize);
+                    samples.push((duration, size, flags, cts));
+                }
+                let end = start.saturating_add(total);
+                if start < mdat.body || end > mdat.end {
+                    return Err(mp4_err(
+                        layer,
+                        at,
+                        format!(
+                            "track {id}: sample data {start}..{end} lies outside the mdat payload {}..{}",
+                            mdat.body, mdat.end
+                        ),
+                    ));
+                }
+                next_start = end;
+                if !samples.is_empty() {
+                    staged.push(StagedRun {
+                        track,
+                        base_decode,
+                        data: start..end,
+                        samples,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(
+        &mut self,
+        seg_index: usize,
+        run: StagedRun,
+        layer: &str,
+    ) -> Result<(), PackageError> {
+        let t = &mut self.tracks[run.track];
+        match t.first_decode {
+            None => {
+                t.first_decode = Some(run.base_decode);
+                t.next_decode = run.base_decode;
+            }
+            Some(_) if run.base_decode > t.next_decode => {
+                // A gap in the timeline: the previous sample lasts until this run starts.
+                let gap = run.base_decode - t.next_decode;
+                if let Some(last) = t.durations.last_mut() {
+                    *last = u32::try_from(u64::from(*last) + gap).map_err(|_| {
+                        mp4_err(
+                            layer,
+                            run.data.start,
+                            format!("track {}: gap of {gap} ticks", t.track_id),
+                        )
+                    })?;
+                }
+                t.next_decode = run.base_decode;
+            }
+            // An overlap cannot be expressed in a sample table: the run continues the timeline.
+            Some(_) => {}
+        }
+        let first = t.first_decode.unwrap_or(0);
+        t.chunks.push((self.payload_len, run.samples.len() as u32));
+        for (duration, size, flags, cts) in run.samples {
+            t.durations.push(duration);
+            t.sizes.push(size);
+            t.cts.push(cts);
+            if !t.is_video || flags & NON_SYNC_FLAG == 0 {
+                t.sync.push(t.durations.len() as u32);
+            }
+            let pts = (t.next_decode - first) as i64 + i64::from(cts);
+            t.min_pts = Some(t.min_pts.map_or(pts, |m| m.min(pts)));
+            t.next_decode += u64::from(duration);
+        }
+        self.payload_len += run.data.len() as u64;
+        match self.ranges.last_mut() {
+            Some((s, r)) if *s == seg_index && r.end == run.data.start => r.end = run.data.end,
+            _ => self.ranges.push((seg_index, run.data)),
+        }
+        Ok(())
+    }
+
+    /// Presentation start (µs on the packager's timeline) and duration (µs) of each track with
+    /// samples, and the media time its edit starts at.
+    fn track_times(&self) -> Vec<Option<(i64, i64, u64)>> {
+        self.tracks
+            .iter()
+            .map(|t| {
+                let first = t.first_decode?;
+                let media_time = t.min_pts.unwrap_or(0).max(0) as u64;
+                let media_duration = t.next_decode - first;
+                let to_us =
+                    |ticks: u64| (u128::from(ticks) * 1_000_000 / u128::from(t.timescale)) as i64;
+                let start = to_us(first + media_time);
+                let duration = to_us(media_duration.saturating_sub(media_time));
+                Some((start, duration, media_time))
+            })
+            .collect()
+    }
+
+    fn earliest_start(times: &[Option<(i64, i64, u64)>]) -> i64 {
+        times
+            .iter()
+            .flatten()
+            .map(|(s, _, _)| *s)
+            .min()
+            .unwrap_or(0)
+    }
+
+    fn moov(&self, chunk_base: u64, co64: bool) -> Moov {
+        let times = self.track_times();
+        let g = Self::earliest_start(&times);
+        let movie =
+            |us: i64| (i128::from(us.max(0)) * i128::from(MOVIE_TIMESCALE) / 1_000_000) as u64;
+        let mut traks = Vec::new();
+        let mut movie_duration = 0u64;
+        for (t, time) in self.tracks.iter().zip(&times) {
+            let Some((start, duration, media_time)) = *time else {
+                continue;
+            };
+            let empty = start - g;
+            let track_duration = movie(empty + duration);
+            movie_duration = movie_duration.max(track_duration);
+            let mut trak = t.template.clone();
+            trak.tkhd.duration = track_duration;
+            trak.mdia.mdhd.duration = t.next_decode - t.first_decode.unwrap_or(0);
+            trak.edts = (empty > 0 || media_time > 0).then(|| {
+                let mut entries = Vec::new();
+                if empty > 0 {
+                    entries.push(ElstEntry {
+                        segment_duration: movie(empty),
+                        media_time: None,
+                        media_rate: 1.into(),
+                    });
+                }
+                entries.push(ElstEntry {
+                    segment_duration: movie(duration),
+                    media_time: Some(media_time),
+                    media_rate: 1.into(),
+                });
+                Edts {
+                    elst: Some(Elst { entries }),
+                }
+            });
+            let stbl = &mut trak.mdia.minf.stbl;
+            stbl.stts = Stts {
+                entries: run_lengths(&t.durations)
+                    .map(|(n, d)| SttsEntry {
+                        sample_count: n,
+                        sample_delta: d,
+                    })
+                    .collect(),
+            };
+            stbl.ctts = (t.is_video && t.cts.iter().any(|c| *c != 0)).then(|| Ctts {
+                entries: run_lengths(&t.cts)
+                    .map(|(n, c)| CttsEntry {
+                        sample_count: n,
+                        sample_offset: i64::from(c),
+                    })
+                    .collect(),
+            });
+            stbl.stss = (t.sync.len() < t.durations.len()).then(|| Stss {
+                entries: t.sync.clone(),
+            });
+            let mut stsc = Vec::new();
+            for (i, (_, n)) in t.chunks.iter().enumerate() {
+                if stsc
+                    .last()
+                    .is_none_or(|e: &StscEntry| e.samples_per_chunk != *n)
+                {
+                    stsc.push(StscEntry {
+                        first_chunk: i as u32 + 1,
+                        samples_per_chunk: *n,
+                        sample_description_index: 1,
+                    });
+                }
+            }
+            stbl.stsc = Stsc { entries: stsc };
+            stbl.stsz = Stsz {
+                samples: StszSamples::Different {
+                    sizes: t.sizes.clone(),
+                },
+            };
+            let offsets = t.chunks.iter().map(|(o, _)| o + chunk_base);
+            if co64 {
+                stbl.stco = None;
+                stbl.co64 = Some(Co64 {
+                    entries: offsets.collect(),
+                });
+            } else {
+                stbl.co64 = None;
+                stbl.stco = Some(Stco {
+                    entries: offsets.map(|o| o as u32).collect(),
+                });
+            }
+            traks.push(trak);
+        }
+        Moov {
+            mvhd: Mvhd {
+                timescale: MOVIE_TIMESCALE,
+                duration: movie_duration,
+                rate: 1.into(),
+                volume: 1.into(),
+                next_track_id: self.tracks.iter().map(|t| t.track_id).max().unwrap_or(0) + 1,
+                ..Default::default()
+            },
+            trak: traks,
+            ..Default::default()
+        }
+    }
+
+    fn mdat_header_len(&self) -> u64 {
+        if self.payload_len + 8 > u64::from(u32::MAX) {
+            16
+        } else {
+            8
+        }
+    }
+
+    fn encoded(&self, co64: bool, chunk_base: u64) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let ftyp = Ftyp {
+            major_brand: FourCC::new(b"isom"),
+            minor_version: 512,
+            compatible_brands: self.ftyp_brands.clone(),
+        };
+        // Encoding these boxes cannot fail: every count fits its field (samples are at least a
+        // byte each, tracks at most a few); an error would leave the header short and is caught
+        // by the size check of callers' tests.
+        let _ = ftyp.encode(&mut buf);
+        let _ = self.moov(chunk_base, co64).encode(&mut buf);
+        buf
+    }
+
+    /// `ftyp` + `moov` (stts, ctts, stss, stsz, stsc, stco or co64, edts where needed) + the
+    /// `mdat` header (64-bit size beyond 4 GiB). Chunk offsets count this header.
+    pub fn header(&self) -> Bytes {
+        let mdat_header = self.mdat_header_len();
+        let probe = self.encoded(false, 0).len() as u64;
+        let co64 = probe + mdat_header + self.payload_len > u64::from(u32::MAX);
+        let len = self.encoded(co64, 0).len() as u64;
+        let body = self.encoded(co64, len + mdat_header);
+        let mut out = BytesMut::with_capacity(body.len() + 16);
+        out.put_slice(&body);
+        if mdat_header == 16 {
+            out.put_u32(1);
+            out.put_slice(b"mdat");
+            out.put_u64(self.payload_len + 16);
+        } else {
+            out.put_u32((self.payload_len + 8) as u32);
+            out.put_slice(b"mdat");
+        }
+        out.freeze()
+    }
+
+    /// The bytes to copy after [`header`](Self::header), in order: (segment index in the order
+    /// segments were added, byte range within that segment).
+    pub fn payload_ranges(&self) -> Vec<(usize, Range<usize>)> {
+        self.ranges.clone()
+    }
+
+    /// Duration of the presentation, µs (earliest track start to latest track end).
+    pub fn duration_us(&self) -> i64 {
+        let times = self.track_times();
+        let g = Self::earliest_start(&times);
+        times
+            .iter()
+            .flatten()
+            .map(|(s, d, _)| s - g + d)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Size of the finished file: header plus payload.
+    pub fn total_size(&self) -> u64 {
+        self.header().len() as u64 + self.payload_len
+    }
+
+    /// Segments added so far.
+    pub fn segment_count(&self) -> usize {
+        self.segments
+    }
+
+    /// Samples recorded per track id.
+    pub fn sample_counts(&self) -> Vec<(u32, usize)> {
+        self.tracks
+            .iter()
+            .map(|t| (t.track_id, t.sizes.len()))
+            .collect()
+    }
+}
+
+/// Runs of equal values: (count, value).
+fn run_lengths<T: Copy + PartialEq>(values: &[T]) -> impl Iterator<Item = (u32, T)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let first = *values.get(i)?;
+        let n = values[i..].iter().take_while(|v| **v == first).count();
+        i += n;
+        Some((n as u32, first))
+    })
+}
