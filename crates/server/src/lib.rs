@@ -31,12 +31,19 @@ pub struct Running {
     pub public_url: String,
 }
 
+/// Part publish latency buckets: 10 ms steps around the part duration, so the benchmark can
+/// read p50/p99 off the histogram.
+const LATENCY_BUCKETS: [f64; 34] = [
+    0.05, 0.1, 0.15, 0.2, 0.25, 0.26, 0.27, 0.28, 0.29, 0.3, 0.31, 0.32, 0.33, 0.34, 0.35, 0.36, 0.37,
+    0.38, 0.39, 0.4, 0.41, 0.42, 0.43, 0.44, 0.45, 0.46, 0.47, 0.48, 0.49, 0.5, 0.6, 0.8, 1.0, 2.0,
+];
+
 fn metrics_handle() -> PrometheusHandle {
     let builder = || {
         PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Full("vshare_part_publish_latency_seconds".into()),
-                &[0.05, 0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.8, 1.0, 2.0],
+                &LATENCY_BUCKETS,
             )
             .and_then(|b| {
                 b.set_buckets_for_metric(
@@ -54,7 +61,23 @@ fn metrics_handle() -> PrometheusHandle {
 
 /// Opens the database and storage, recovers interrupted recordings, binds the listeners and
 /// serves until the process ends.
-pub async fn serve(config: Config, on_ready: impl FnOnce(&Running)) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyhow::Result<()> {
+    let rtmp_listener = TcpListener::bind(config.rtmp_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("RTMP listen on {}: {e}", config.rtmp_listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("HTTP listen on {}: {e}", config.http_listen))?;
+    let rtmp_addr = rtmp_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    if config.public_url.is_none() {
+        // With port 0 the real port is known only now; URLs in attribute records need it.
+        let mut addr = http_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip([127, 0, 0, 1].into());
+        }
+        config.public_url = Some(format!("http://{addr}"));
+    }
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
@@ -66,14 +89,6 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(&Running)) -> anyhow::R
     let videos = video::VideoServer::new(db.clone(), storage.clone(), live.clone(), webhooks.clone(), config.clone());
     videos.recover().await?;
 
-    let rtmp_listener = TcpListener::bind(config.rtmp_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("RTMP listen on {}: {e}", config.rtmp_listen))?;
-    let http_listener = TcpListener::bind(config.http_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("HTTP listen on {}: {e}", config.http_listen))?;
-    let rtmp_addr = rtmp_listener.local_addr()?;
-    let http_addr = http_listener.local_addr()?;
     let public_url = config.public_url();
     let rtmp_host = url::Url::parse(&public_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_else(|| "127.0.0.1".into());
     let rtmp_url = format!("rtmp://{rtmp_host}:{}/live", rtmp_addr.port());

@@ -198,6 +198,27 @@ pub fn frame_count(input: &str, stream: &str) -> u64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
 
+/// Presentation span of a stream from its packets: (first pts, last pts + duration), seconds.
+/// (ffprobe's own duration of a lone fragment counts from time zero.)
+pub fn packet_span(input: &str, stream: &str) -> (f64, f64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", input])
+        .output()
+        .expect("ffprobe");
+    let mut first = f64::INFINITY;
+    let mut end = f64::NEG_INFINITY;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut it = line.split(',');
+        let pts: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+        let dur: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        if pts.is_finite() {
+            first = first.min(pts);
+            end = end.max(pts + dur);
+        }
+    }
+    (first, end)
+}
+
 pub fn parse_rate(s: &str) -> f64 {
     match s.split_once('/') {
         Some((n, d)) => n.parse::<f64>().unwrap_or(0.0) / d.parse::<f64>().unwrap_or(1.0),
@@ -219,12 +240,31 @@ pub fn f(v: &serde_json::Value) -> f64 {
 /// Waits until the video of `key`'s latest publish is in `state`, returning its JSON.
 pub fn wait_video_state(server: &Server, key: &str, states: &[&str], timeout: Duration) -> serde_json::Value {
     let auth = format!("Authorization: Bearer {key}");
+    let mut last = String::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, body) = http_get_with(&format!("{}/api/v1/publish/status", server.http), &[&auth]);
+        last = format!("HTTP {status}: {}", String::from_utf8_lossy(&body));
+        if let Some(v) = (status == 200).then(|| serde_json::from_slice::<serde_json::Value>(&body).ok()).flatten() {
+            let has_records = v["attributes"].as_array().is_some_and(|a| !a.is_empty());
+            if has_records && states.iter().any(|s| v["state"] == *s) {
+                return v;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for video state {states:?}; last answer {last}; server log:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[allow(unused)]
+fn unused_wait(server: &Server, key: &str, states: &[&str], timeout: Duration) -> Option<serde_json::Value> {
+    let auth = format!("Authorization: Bearer {key}");
     wait_for(&format!("video state {states:?}"), timeout, || {
         let (status, body) = http_get_with(&format!("{}/api/v1/publish/status", server.http), &[&auth]);
         if status != 200 {
             return None;
         }
         let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-        states.iter().any(|s| v["state"] == *s).then_some(v)
+        states.iter().any(|s| v["state"] == *s).then_some(Some(v))
     })
 }
