@@ -169,6 +169,8 @@ pub struct Packager {
     /// Decode time (lead timescale) of the first lead sample of the open part.
     part_start: Option<i64>,
     part_independent: bool,
+    /// Duration of the previous lead sample, for predicting the next one's.
+    previous_lead_duration: Option<u32>,
     open: Option<OpenSegment>,
     next_msn: u64,
     stored: VecDeque<StoredSegment>,
@@ -203,6 +205,7 @@ impl Packager {
             waiting: [VecDeque::new(), VecDeque::new()],
             part_start: None,
             part_independent: false,
+            previous_lead_duration: None,
             open: None,
             next_msn: 0,
             stored: VecDeque::new(),
@@ -576,7 +579,14 @@ impl Packager {
             self.part_start = Some(s.decode);
             self.part_independent = s.key;
         }
-        let duration = i64::from(s.duration);
+        // Predict the next sample's duration from the shorter of the last two: timestamps
+        // rounded to milliseconds alternate (33, 34, 33 ms at 30 fps) and the longer one would
+        // close parts a frame early. A longer sample than predicted closes the part before it.
+        let duration = i64::from(
+            self.previous_lead_duration
+                .map_or(s.duration, |p| p.min(s.duration)),
+        );
+        self.previous_lead_duration = Some(s.duration);
         self.part[k].push(s);
         let Some((next_decode, next_sync)) = next else {
             return;

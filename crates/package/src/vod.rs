@@ -40,6 +40,8 @@ struct VodTrack {
     chunks: Vec<(u64, u32)>,
     /// Earliest composition time, relative to the first decode time, in the track timescale.
     min_pts: Option<i64>,
+    /// Latest composition end time (pts + duration), same reference.
+    max_pts_end: i64,
 }
 
 /// One run of samples read from a segment, checked and waiting to be committed.
@@ -143,6 +145,7 @@ impl VodMp4Builder {
                 sync: Vec::new(),
                 chunks: Vec::new(),
                 min_pts: None,
+                max_pts_end: 0,
             });
         }
         if tracks.is_empty() {
@@ -372,6 +375,7 @@ impl VodMp4Builder {
             }
             let pts = (t.next_decode - first) as i64 + i64::from(cts);
             t.min_pts = Some(t.min_pts.map_or(pts, |m| m.min(pts)));
+            t.max_pts_end = t.max_pts_end.max(pts + i64::from(duration));
             t.next_decode += u64::from(duration);
         }
         self.payload_len += run.data.len() as u64;
@@ -390,11 +394,12 @@ impl VodMp4Builder {
             .map(|t| {
                 let first = t.first_decode?;
                 let media_time = t.min_pts.unwrap_or(0).max(0) as u64;
-                let media_duration = t.next_decode - first;
                 let to_us =
                     |ticks: u64| (u128::from(ticks) * 1_000_000 / u128::from(t.timescale)) as i64;
                 let start = to_us(first + media_time);
-                let duration = to_us(media_duration.saturating_sub(media_time));
+                // Presentation ends with the latest composition end, which B-frames put after
+                // the decode end.
+                let duration = to_us((t.max_pts_end.max(0) as u64).saturating_sub(media_time));
                 Some((start, duration, media_time))
             })
             .collect()
