@@ -7,7 +7,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 use vshare_attributes::AttributeRecord;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -127,8 +127,13 @@ impl Db {
         Ok(Db { pool, postgres })
     }
 
-    /// Rewrites `?` placeholders as `$1, $2…` for PostgreSQL.
-    fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+    /// Rewrites `?` placeholders as `$1, $2…` for PostgreSQL. Every statement is a constant
+    /// of this module (values are always bound), hence the assertion that it is safe.
+    fn sql(&self, sql: &str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(self.placeholders(sql).into_owned())
+    }
+
+    fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str> {
         if !self.postgres {
             return Cow::Borrowed(sql);
         }
@@ -157,7 +162,7 @@ impl Db {
             created_at: now_rfc3339(),
             revoked: false,
         };
-        sqlx::query(&self.sql(
+        sqlx::query(self.sql(
             "INSERT INTO stream_keys (id, name, key_hash, created_at, revoked) VALUES (?, ?, ?, ?, 0)",
         ))
         .bind(&key.id)
@@ -171,7 +176,7 @@ impl Db {
 
     /// The key a secret belongs to, if it exists and is not revoked.
     pub async fn find_key(&self, secret: &str) -> anyhow::Result<Option<StreamKey>> {
-        let row = sqlx::query(&self.sql(
+        let row = sqlx::query(self.sql(
             "SELECT id, name, created_at, revoked FROM stream_keys WHERE key_hash = ? AND revoked = 0",
         ))
         .bind(hash_key(secret))
@@ -189,7 +194,7 @@ impl Db {
 
     /// Revokes a key; false when no such key exists.
     pub async fn revoke_key(&self, id: &str) -> anyhow::Result<bool> {
-        let done = sqlx::query(&self.sql("UPDATE stream_keys SET revoked = 1 WHERE id = ?"))
+        let done = sqlx::query(self.sql("UPDATE stream_keys SET revoked = 1 WHERE id = ?"))
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -199,7 +204,7 @@ impl Db {
     // --- videos ---
 
     pub async fn insert_video(&self, v: &Video) -> anyhow::Result<()> {
-        sqlx::query(&self.sql(
+        sqlx::query(self.sql(
             "INSERT INTO videos (id, key_id, title, state, created_at, ended_at, attributes) VALUES (?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&v.id)
@@ -221,7 +226,7 @@ impl Db {
         attributes: &[AttributeRecord],
         ended_at: Option<&str>,
     ) -> anyhow::Result<()> {
-        sqlx::query(&self.sql("UPDATE videos SET state = ?, attributes = ?, ended_at = ? WHERE id = ?"))
+        sqlx::query(self.sql("UPDATE videos SET state = ?, attributes = ?, ended_at = ? WHERE id = ?"))
             .bind(state.as_str())
             .bind(serde_json::to_string(attributes)?)
             .bind(ended_at.map(str::to_string))
@@ -232,7 +237,7 @@ impl Db {
     }
 
     pub async fn get_video(&self, id: &str) -> anyhow::Result<Option<Video>> {
-        let row = sqlx::query(&self.sql(&format!("{VIDEO_COLUMNS} WHERE id = ?")))
+        let row = sqlx::query(self.sql(&format!("{VIDEO_COLUMNS} WHERE id = ?")))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -243,13 +248,13 @@ impl Db {
     pub async fn list_videos(&self, state: Option<VideoState>) -> anyhow::Result<Vec<Video>> {
         let rows = match state {
             Some(s) => {
-                sqlx::query(&self.sql(&format!("{VIDEO_COLUMNS} WHERE state = ? ORDER BY created_at DESC")))
+                sqlx::query(self.sql(&format!("{VIDEO_COLUMNS} WHERE state = ? ORDER BY created_at DESC")))
                     .bind(s.as_str())
                     .fetch_all(&self.pool)
                     .await?
             }
             None => {
-                sqlx::query(&format!("{VIDEO_COLUMNS} ORDER BY created_at DESC"))
+                sqlx::query(self.sql(&format!("{VIDEO_COLUMNS} ORDER BY created_at DESC")))
                     .fetch_all(&self.pool)
                     .await?
             }
@@ -258,7 +263,7 @@ impl Db {
     }
 
     pub async fn latest_video_for_key(&self, key_id: &str) -> anyhow::Result<Option<Video>> {
-        let row = sqlx::query(&self.sql(&format!(
+        let row = sqlx::query(self.sql(&format!(
             "{VIDEO_COLUMNS} WHERE key_id = ? ORDER BY created_at DESC LIMIT 1"
         )))
         .bind(key_id)
@@ -270,7 +275,7 @@ impl Db {
     // --- segments ---
 
     pub async fn add_segment(&self, video_id: &str, seg: &SegmentRow) -> anyhow::Result<()> {
-        sqlx::query(&self.sql(
+        sqlx::query(self.sql(
             "INSERT INTO segments (video_id, msn, duration_us, size) VALUES (?, ?, ?, ?)",
         ))
         .bind(video_id)
@@ -283,7 +288,7 @@ impl Db {
     }
 
     pub async fn segments(&self, video_id: &str) -> anyhow::Result<Vec<SegmentRow>> {
-        let rows = sqlx::query(&self.sql(
+        let rows = sqlx::query(self.sql(
             "SELECT msn, duration_us, size FROM segments WHERE video_id = ? ORDER BY msn",
         ))
         .bind(video_id)
@@ -303,12 +308,12 @@ impl Db {
     /// Replaces a video's segment list (used when a recording is recovered from storage).
     pub async fn replace_segments(&self, video_id: &str, segs: &[SegmentRow]) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&self.sql("DELETE FROM segments WHERE video_id = ?"))
+        sqlx::query(self.sql("DELETE FROM segments WHERE video_id = ?"))
             .bind(video_id)
             .execute(&mut *tx)
             .await?;
         for seg in segs {
-            sqlx::query(&self.sql(
+            sqlx::query(self.sql(
                 "INSERT INTO segments (video_id, msn, duration_us, size) VALUES (?, ?, ?, ?)",
             ))
             .bind(video_id)
@@ -325,7 +330,7 @@ impl Db {
     // --- webhook outbox ---
 
     pub async fn enqueue_webhook(&self, event: &str, body: &str, now_ms: i64) -> anyhow::Result<()> {
-        sqlx::query(&self.sql(
+        sqlx::query(self.sql(
             "INSERT INTO webhook_outbox (id, event, body, attempts, next_attempt_at, state) VALUES (?, ?, ?, 0, ?, 'queued')",
         ))
         .bind(random_id(16))
@@ -338,7 +343,7 @@ impl Db {
     }
 
     pub async fn due_webhooks(&self, now_ms: i64, limit: i64) -> anyhow::Result<Vec<OutboxRow>> {
-        let rows = sqlx::query(&self.sql(
+        let rows = sqlx::query(self.sql(
             "SELECT id, event, body, attempts FROM webhook_outbox WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
         ))
         .bind(now_ms)
@@ -365,7 +370,7 @@ impl Db {
         next_attempt_at: i64,
         error: Option<&str>,
     ) -> anyhow::Result<()> {
-        sqlx::query(&self.sql(
+        sqlx::query(self.sql(
             "UPDATE webhook_outbox SET attempts = attempts + 1, state = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
         ))
         .bind(state)
