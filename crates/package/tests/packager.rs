@@ -1,0 +1,485 @@
+//! The packager and the VOD builder driven by hand-built frames: audio only, video only,
+//! negative composition offsets, A/V alignment, windows, discontinuities and bad input.
+
+use bytes::Bytes;
+use mp4_atom::{Decode, Moof};
+use vshare_media::{AacConfig, AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
+use vshare_package::{PackageError, Packager, PackagerConfig, PackagerOutput, VodMp4Builder};
+
+/// The avcC of a 1280x720 30 fps x264 encode (High profile, level 3.1).
+const AVCC_720P30: &[u8] = &[
+    0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50,
+    0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83,
+    0x19, 0x60, 0x01, 0x00, 0x04, 0x68, 0xef, 0x8f, 0xcb, 0xfd, 0xf8, 0xf8, 0x00,
+];
+
+fn video_config() -> MediaEvent {
+    MediaEvent::Config(TrackConfig::Avc(
+        AvcConfig::parse(Bytes::from_static(AVCC_720P30)).expect("avcC"),
+    ))
+}
+
+fn audio_config() -> MediaEvent {
+    // AAC-LC, 44.1 kHz, stereo.
+    MediaEvent::Config(TrackConfig::Aac(
+        AacConfig::parse(Bytes::from_static(&[0x12, 0x10])).expect("asc"),
+    ))
+}
+
+fn video(dts: i64, pts: i64, key: bool) -> MediaEvent {
+    MediaEvent::Frame(Frame {
+        track: TrackKind::Video,
+        pts,
+        dts,
+        key,
+        data: Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]),
+    })
+}
+
+fn audio(t: i64) -> MediaEvent {
+    MediaEvent::Frame(Frame {
+        track: TrackKind::Audio,
+        pts: t,
+        dts: t,
+        key: true,
+        data: Bytes::from_static(&[0x21, 0x10, 0x04]),
+    })
+}
+
+/// Audio frame `i` of a 44.1 kHz stream starting at `start`, timestamp rounded to ms like FLV.
+fn audio_ts(start: i64, i: i64) -> i64 {
+    start + (i * 1024 * 1000 / 44100) * 1000
+}
+
+/// Video frame `i` at 30 fps starting at `start`, rounded to ms.
+fn video_ts(start: i64, i: i64) -> i64 {
+    start + (i * 1000 / 30) * 1000
+}
+
+fn push_all(p: &mut Packager, events: Vec<(i64, MediaEvent)>) -> Vec<PackagerOutput> {
+    let mut out = Vec::new();
+    for (arrival, e) in events {
+        out.extend(p.push(e, arrival).expect("push"));
+    }
+    out
+}
+
+/// Events of an interleaved A/V stream, sorted by decode time, `seconds` long.
+fn av_events(
+    start: i64,
+    seconds: i64,
+    with_video: bool,
+    with_audio: bool,
+) -> Vec<(i64, MediaEvent)> {
+    let mut frames: Vec<(i64, MediaEvent)> = Vec::new();
+    if with_video {
+        for i in 0..seconds * 30 {
+            let t = video_ts(start, i);
+            frames.push((t, video(t, t, i % 30 == 0)));
+        }
+    }
+    if with_audio {
+        for i in 0..seconds * 44100 / 1024 {
+            let t = audio_ts(start, i);
+            frames.push((t, audio(t)));
+        }
+    }
+    frames.sort_by_key(|(t, _)| *t);
+    let mut events = Vec::new();
+    if with_video {
+        events.push((start, video_config()));
+    }
+    if with_audio {
+        events.push((start, audio_config()));
+    }
+    // Arrival: the wall clock of some day, frames arriving at their own pace.
+    events.extend(frames);
+    events
+        .into_iter()
+        .map(|(t, e)| (1_700_000_000_000_000 + t - start, e))
+        .collect()
+}
+
+fn moofs(bytes: &[u8]) -> Vec<Moof> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[pos..pos + 4].try_into().expect("4")) as usize;
+        if &bytes[pos + 4..pos + 8] == b"moof" {
+            out.push(Moof::decode(&mut &bytes[pos..pos + size]).expect("moof decodes"));
+        }
+        pos += size;
+    }
+    out
+}
+
+struct Collected {
+    inits: Vec<Bytes>,
+    parts: Vec<(u64, u32, bool, i64, Bytes)>,
+    segments: Vec<(u64, i64, Bytes)>,
+}
+
+fn collect(out: Vec<PackagerOutput>) -> Collected {
+    let mut c = Collected {
+        inits: Vec::new(),
+        parts: Vec::new(),
+        segments: Vec::new(),
+    };
+    for o in out {
+        match o {
+            PackagerOutput::Init { bytes } => c.inits.push(bytes),
+            PackagerOutput::Part {
+                msn,
+                index,
+                independent,
+                duration_us,
+                bytes,
+                ..
+            } => c.parts.push((msn, index, independent, duration_us, bytes)),
+            PackagerOutput::Segment {
+                msn,
+                duration_us,
+                bytes,
+                ..
+            } => c.segments.push((msn, duration_us, bytes)),
+        }
+    }
+    c
+}
+
+fn vod_of(init: &[u8], segments: &[(u64, i64, Bytes)]) -> VodMp4Builder {
+    let mut vod = VodMp4Builder::new(init).expect("init");
+    for (_, _, s) in segments {
+        vod.add_segment(s).expect("segment");
+    }
+    vod
+}
+
+#[test]
+fn video_only_stream() {
+    let mut p = Packager::new(PackagerConfig::default());
+    let mut out = push_all(&mut p, av_events(5_000_000_000, 6, true, false));
+    out.extend(p.finish());
+    let c = collect(out);
+    assert_eq!(c.inits.len(), 1);
+    assert_eq!(c.segments.len(), 3, "6 s in 2 s segments");
+    for (_, _, independent, d, bytes) in &c.parts {
+        assert!(*d <= 333_333, "part of {d} µs");
+        for moof in moofs(bytes) {
+            assert_eq!(moof.traf.len(), 1);
+            assert_eq!(moof.traf[0].tfhd.track_id, 1);
+        }
+        let _ = independent;
+    }
+    // Segments start with independent parts.
+    for (msn, index, independent, _, _) in &c.parts {
+        if *index == 0 {
+            assert!(*independent, "part {msn}.0");
+        }
+    }
+    let vod = vod_of(&c.inits[0], &c.segments);
+    assert_eq!(vod.sample_counts(), vec![(1, 180)]);
+    assert!(
+        (vod.duration_us() - 6_000_000).abs() <= 1_000,
+        "{}",
+        vod.duration_us()
+    );
+    let pl = p.media_playlist().expect("playlist");
+    assert!(
+        pl.ends_with("#EXT-X-ENDLIST\n") && !pl.contains("PRELOAD-HINT"),
+        "{pl}"
+    );
+}
+
+#[test]
+fn audio_only_stream_has_no_drift() {
+    let mut p = Packager::new(PackagerConfig::default());
+    let mut out = push_all(&mut p, av_events(-3_000_000, 5, false, true));
+    out.extend(p.finish());
+    let c = collect(out);
+    assert_eq!(c.inits.len(), 1);
+    assert!(!c.segments.is_empty());
+    let mut next_tfdt = None;
+    let mut samples = 0;
+    for (_, _, independent, d, bytes) in &c.parts {
+        assert!(*independent, "audio parts are independent");
+        assert!(*d <= 333_333, "part of {d} µs");
+        for moof in moofs(bytes) {
+            let traf = &moof.traf[0];
+            assert_eq!(traf.tfhd.track_id, 2);
+            let tfdt = traf.tfdt.as_ref().expect("tfdt").base_media_decode_time;
+            if let Some(n) = next_tfdt {
+                assert_eq!(tfdt, n, "audio timeline is continuous");
+            }
+            let mut t = tfdt;
+            for e in traf.trun[0].samples.iter() {
+                // ms-rounded timestamps, but every AAC frame lasts exactly 1024 samples.
+                assert_eq!(e.duration, Some(1024));
+                t += 1024;
+                samples += 1;
+            }
+            next_tfdt = Some(t);
+        }
+    }
+    assert_eq!(samples, 5 * 44100 / 1024);
+    let vod = vod_of(&c.inits[0], &c.segments);
+    assert_eq!(vod.sample_counts(), vec![(2, samples)]);
+}
+
+#[test]
+fn audio_and_video_keep_their_alignment() {
+    // Audio starts 20 ms before video, but arrives after the first video frame.
+    let start = 123_456_789;
+    let mut p = Packager::new(PackagerConfig::default());
+    let mut events = vec![(0, video_config()), (0, audio_config())];
+    for i in 0..90 {
+        let t = video_ts(start, i);
+        events.push((t, video(t, t + 66_000, i % 30 == 0)));
+        let a = audio_ts(start - 20_000, i);
+        events.push((a + 40_000, audio(a)));
+    }
+    let mut out = push_all(&mut p, events);
+    out.extend(p.finish());
+    let c = collect(out);
+    let first = moofs(&c.parts[0].4).remove(0);
+    let tfdt = |id: u32| {
+        let traf = first
+            .traf
+            .iter()
+            .find(|t| t.tfhd.track_id == id)
+            .expect("track in the first part");
+        traf.tfdt.as_ref().expect("tfdt").base_media_decode_time as f64
+    };
+    let v = tfdt(1) / 90_000.0;
+    let a = tfdt(2) / 44_100.0;
+    assert!((v - a - 0.020).abs() < 0.0005, "video {v} s, audio {a} s");
+    // The composition offset is carried: first video sample presents 66 ms after it decodes.
+    let traf = first
+        .traf
+        .iter()
+        .find(|t| t.tfhd.track_id == 1)
+        .expect("video");
+    assert_eq!(traf.trun[0].samples.get(0).and_then(|e| e.cts), Some(5940));
+}
+
+#[test]
+fn negative_composition_offsets_use_signed_trun() {
+    let mut p = Packager::new(PackagerConfig::default());
+    let mut events = vec![(0, video_config())];
+    for i in 0..60 {
+        let t = video_ts(1_000_000, i);
+        // Every other frame presents one frame before it decodes.
+        let pts = if i % 2 == 1 { t - 33_000 } else { t };
+        events.push((t, video(t, pts, i % 30 == 0)));
+    }
+    let mut out = push_all(&mut p, events);
+    out.extend(p.finish());
+    let c = collect(out);
+    let mut negatives = 0;
+    for (_, _, _, _, bytes) in &c.parts {
+        for moof in moofs(bytes) {
+            for e in moof.traf[0].trun[0].samples.iter() {
+                if e.cts.is_some_and(|c| c < 0) {
+                    negatives += 1;
+                    assert_eq!(e.cts, Some(-2970));
+                }
+            }
+        }
+    }
+    assert_eq!(negatives, 30);
+    let vod = vod_of(&c.inits[0], &c.segments);
+    assert_eq!(vod.sample_counts(), vec![(1, 60)]);
+    assert!(vod.header().len() > 100);
+}
+
+#[test]
+fn window_slides_and_blocking_reload_conditions_hold() {
+    let mut p = Packager::new(PackagerConfig {
+        window_segments: 2,
+        ..Default::default()
+    });
+    let events = av_events(0, 14, true, true);
+    let mut seen_hint = false;
+    let mut complete = 0u64;
+    for (arrival, e) in events {
+        let out = p.push(e, arrival).expect("push");
+        complete += out
+            .iter()
+            .filter(|o| matches!(o, PackagerOutput::Segment { .. }))
+            .count() as u64;
+        if let Some(pl) = p.media_playlist() {
+            // The preload hint names a part that is not listed yet.
+            let hint = pl
+                .lines()
+                .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part"))
+                .expect("hint");
+            let (msn, rest) = hint.split_once('.').expect("msn.index");
+            let index = rest.trim_end_matches(".m4s\"");
+            let (msn, index): (u64, u32) =
+                (msn.parse().expect("msn"), index.parse().expect("index"));
+            assert!(!p.is_listed(msn, Some(index)), "{pl}");
+            if index > 0 {
+                assert!(p.is_listed(msn, Some(index - 1)));
+            }
+            seen_hint = true;
+        }
+    }
+    assert!(seen_hint);
+    let pl = p.media_playlist().expect("playlist");
+    assert_eq!(complete, 6);
+    assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:4\n"), "{pl}");
+    assert_eq!(pl.matches("#EXTINF:").count(), 2, "{pl}");
+    assert!(p.segment(0).is_none(), "segment 0 left the window");
+    assert!(p.part(0, 0).is_none());
+    assert!(p.segment(5).is_some() && p.part(6, 0).is_some());
+    assert!(p.is_listed(0, None) && p.is_listed(5, None) && p.is_listed(5, Some(40)));
+    assert!(!p.is_listed(6, None));
+    p.finish();
+    assert!(p.is_listed(6, None) && p.is_finished());
+    assert!(
+        p.push(audio(100_000_000), 0).is_err(),
+        "events after finish are refused"
+    );
+}
+
+#[test]
+fn codec_change_starts_a_discontinuity_with_a_new_init() {
+    let mut p = Packager::new(PackagerConfig::default());
+    let mut out = push_all(&mut p, av_events(0, 3, true, false));
+    // The publisher adds audio mid-stream.
+    out.extend(p.push(audio_config(), 0).expect("config"));
+    for i in 90..150 {
+        let t = video_ts(0, i);
+        out.extend(p.push(video(t, t, i % 30 == 0), t).expect("video"));
+        out.extend(p.push(audio(t), t).expect("audio"));
+    }
+    let c = collect(out);
+    assert_eq!(c.inits.len(), 2);
+    assert_ne!(c.inits[0], c.inits[1]);
+    assert_eq!(p.init_segment().as_ref(), Some(&c.inits[1]));
+    let pl = p.media_playlist().expect("playlist");
+    assert_eq!(pl.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{pl}");
+    assert!(
+        VodMp4Builder::new(&c.inits[1])
+            .expect("new init")
+            .sample_counts()
+            .len()
+            == 2
+    );
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let mut p = Packager::new(PackagerConfig::default());
+    assert_eq!(
+        p.push(video(0, 0, true), 0).unwrap_err(),
+        PackageError::FrameBeforeConfig {
+            track: TrackKind::Video,
+            dts_us: 0
+        }
+    );
+    assert!(matches!(
+        p.push(audio(0), 0),
+        Err(PackageError::FrameBeforeConfig {
+            track: TrackKind::Audio,
+            ..
+        })
+    ));
+    p.push(video_config(), 0).expect("config");
+    p.push(video(1_000_000, 1_000_000, true), 0).expect("first");
+    p.push(video(1_033_000, 1_033_000, false), 0)
+        .expect("second");
+    let e = p.push(video(1_000_000, 1_000_000, false), 0).unwrap_err();
+    assert_eq!(
+        e,
+        PackageError::NonIncreasingDts {
+            track: TrackKind::Video,
+            dts_us: 1_000_000,
+            previous_us: 1_033_000
+        }
+    );
+    assert!(e.to_string().contains("went backwards"), "{e}");
+    let e = p.push(video(1_033_000, 1_033_000, false), 0).unwrap_err();
+    assert!(matches!(e, PackageError::NonIncreasingDts { .. }));
+    let e = p
+        .push(
+            MediaEvent::Frame(Frame {
+                track: TrackKind::Video,
+                pts: 2_000_000,
+                dts: 2_000_000,
+                key: false,
+                data: Bytes::new(),
+            }),
+            0,
+        )
+        .unwrap_err();
+    assert!(matches!(e, PackageError::FrameSize { size: 0, .. }), "{e}");
+    let e = p.push(video(1_066_000, i64::MAX, false), 0).unwrap_err();
+    assert!(matches!(e, PackageError::TimestampRange { .. }), "{e}");
+    let e = p.push(video(i64::MIN, i64::MIN, false), 0).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PackageError::BeforeOrigin { .. } | PackageError::TimestampRange { .. }
+        ),
+        "{e}"
+    );
+    let e = p
+        .push(video(1_000_000 - 2_000_000, 0, false), 0)
+        .unwrap_err();
+    assert!(matches!(e, PackageError::BeforeOrigin { .. }), "{e}");
+    // After the refusals the stream carries on.
+    p.push(video(1_066_000, 1_066_000, false), 0)
+        .expect("third");
+    let out = p.finish();
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, PackagerOutput::Segment { .. }))
+    );
+}
+
+#[test]
+fn vod_builder_refuses_what_is_not_ours() {
+    for garbage in [
+        &b""[..],
+        b"\0\0\0",
+        b"\0\0\0\x08free",
+        b"\0\0\0\x10moov\0\0\0\0\0\0\0\0",
+        b"\xff\xff\xff\xffmoov",
+    ] {
+        let e = VodMp4Builder::new(garbage).unwrap_err();
+        assert!(matches!(e, PackageError::Mp4 { .. }), "{e}");
+    }
+    let mut p = Packager::new(PackagerConfig::default());
+    let mut out = push_all(&mut p, av_events(0, 3, true, true));
+    out.extend(p.finish());
+    let c = collect(out);
+    let init = &c.inits[0];
+    // Every truncation of the init segment is refused or read, never a panic.
+    for n in 0..init.len() {
+        let _ = VodMp4Builder::new(&init[..n]);
+    }
+    let mut vod = VodMp4Builder::new(init).expect("init");
+    let seg = &c.segments[0].2;
+    let e = vod.add_segment(&seg[..seg.len() - 1]).unwrap_err();
+    assert!(e.to_string().starts_with("media segment 0: "), "{e}");
+    // Every truncation is refused or (at a moof/mdat boundary) read, never a panic.
+    for n in 0..seg.len().min(4000) {
+        let _ = vod.clone().add_segment(&seg[..n]);
+    }
+    let e = vod.add_segment(init).unwrap_err();
+    assert!(
+        e.to_string().contains("unexpected box 'ftyp' at byte 0"),
+        "{e}"
+    );
+    // A data offset pointing outside the mdat.
+    let mut bad = seg.to_vec();
+    let pos = bad.windows(4).position(|w| w == b"trun").expect("trun") + 4 + 4 + 4;
+    bad[pos..pos + 4].copy_from_slice(&0x7fff_0000u32.to_be_bytes());
+    let e = vod.add_segment(&bad).unwrap_err();
+    assert!(e.to_string().contains("outside the mdat payload"), "{e}");
+    assert_eq!(vod.segment_count(), 0, "refused segments are not recorded");
+    vod.add_segment(seg).expect("the real one");
+    assert_eq!(vod.segment_count(), 1);
+    assert_eq!(vod.payload_ranges().first().map(|r| r.0), Some(0));
+}
