@@ -31,7 +31,7 @@ pub enum IngestMessage {
 /// Why a publish was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("stream key {0:?} is already publishing")]
+    #[error("this stream key is already publishing (key id {0})")]
     AlreadyPublishing(String),
     #[error("the server is at its limit of {0} publishers")]
     TooMany(usize),
@@ -187,7 +187,7 @@ impl VideoServer {
         {
             let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
             if active.contains_key(&key.id) {
-                return Err(StartError::AlreadyPublishing(key.name.clone()));
+                return Err(StartError::AlreadyPublishing(key.id.clone()));
             }
             if active.len() >= self.config.limits.max_publishers {
                 return Err(StartError::TooMany(self.config.limits.max_publishers));
@@ -214,11 +214,10 @@ impl VideoServer {
         metrics::gauge!("vshare_publishers").increment(1.0);
         tokio::spawn(async move {
             let id = video.id.clone();
-            if let Err(e) = me.run_session(video, rx).await {
+            if let Err(e) = me.run_session(video, rx, &key_id).await {
                 warn!(video = %id, "session failed: {e:#}");
+                me.release_key(&key_id, &id);
             }
-            me.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&key_id);
-            metrics::gauge!("vshare_publishers").decrement(1.0);
             let _ = done_tx.send(());
         });
         Ok(Publisher { video_id, tx, done })
@@ -232,7 +231,21 @@ impl VideoServer {
         }
     }
 
-    async fn run_session(self: &Arc<Self>, video: Video, mut rx: mpsc::Receiver<IngestMessage>) -> anyhow::Result<()> {
+    /// Frees a key for its next publish (a phone reconnecting must not wait for the VOD).
+    fn release_key(&self, key_id: &str, video_id: &str) {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if active.get(key_id).is_some_and(|v| v == video_id) {
+            active.remove(key_id);
+            metrics::gauge!("vshare_publishers").decrement(1.0);
+        }
+    }
+
+    async fn run_session(
+        self: &Arc<Self>,
+        video: Video,
+        mut rx: mpsc::Receiver<IngestMessage>,
+        key_id: &str,
+    ) -> anyhow::Result<()> {
         let id = video.id.clone();
         let mut packager = Packager::new(self.packager_config());
         let mut measured = Measured::default();
@@ -266,6 +279,7 @@ impl VideoServer {
             }
         }
         let ended = Instant::now();
+        self.release_key(key_id, &id);
         for out in packager.finish() {
             self.handle_output(&id, &packager, out, &rec_tx, &measured, &video, &mut went_live).await;
         }
