@@ -483,3 +483,71 @@ fn vod_builder_refuses_what_is_not_ours() {
     assert_eq!(vod.segment_count(), 1);
     assert_eq!(vod.payload_ranges().first().map(|r| r.0), Some(0));
 }
+
+/// The init segment of `video_config()` + `audio_config()`, kept as the fuzz target's seed.
+/// `VSHARE_BLESS=1` rewrites it after an intended change of the init segment.
+#[test]
+fn init_fixture_matches_the_packager() {
+    let mut p = Packager::new(PackagerConfig::default());
+    p.push(video_config(), 0).expect("video config");
+    p.push(audio_config(), 0).expect("audio config");
+    let init = p.init_segment().expect("init");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/init_av.mp4");
+    if std::env::var_os("VSHARE_BLESS").is_some() {
+        std::fs::write(&path, &init).expect("write fixture");
+    }
+    assert_eq!(std::fs::read(&path).expect("fixture"), init.to_vec());
+    assert_eq!(
+        VodMp4Builder::new(&init)
+            .expect("reads back")
+            .sample_counts(),
+        vec![(1, 0), (2, 0)]
+    );
+}
+
+/// Random byte flips and truncations of real segments (a deterministic stand-in for the
+/// `fmp4_segment` fuzz target in every `cargo test`): errors, never panics.
+#[test]
+fn mutated_segments_never_panic() {
+    let mut p = Packager::new(PackagerConfig::default());
+    let mut out = push_all(&mut p, av_events(0, 3, true, true));
+    out.extend(p.finish());
+    let c = collect(out);
+    let init = &c.inits[0];
+    let seg = &c.segments[0].2;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let base = VodMp4Builder::new(init).expect("init");
+    for _ in 0..3000 {
+        let mut s = seg.to_vec();
+        let mut i = init.to_vec();
+        for _ in 0..1 + rand() % 4 {
+            // Hit the headers more often than the sample data.
+            let limit = if rand() % 2 == 0 {
+                400.min(s.len())
+            } else {
+                s.len()
+            };
+            let at = (rand() as usize) % limit;
+            s[at] = rand() as u8;
+            let at = (rand() as usize) % i.len();
+            i[at] = rand() as u8;
+        }
+        if rand() % 4 == 0 {
+            s.truncate((rand() as usize) % s.len());
+        }
+        let mut vod = base.clone();
+        if vod.add_segment(&s).is_ok() {
+            let _ = vod.header();
+        }
+        if let Ok(mut vod) = VodMp4Builder::new(&i) {
+            let _ = vod.add_segment(seg);
+            let _ = vod.header();
+        }
+    }
+}
