@@ -85,13 +85,21 @@ impl Default for Config {
 
 impl Default for LiveConfig {
     fn default() -> Self {
-        LiveConfig { part_target_ms: 333, segment_target_ms: 2000, window_segments: 12 }
+        LiveConfig {
+            part_target_ms: 333,
+            segment_target_ms: 2000,
+            window_segments: 12,
+        }
     }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_publishers: 500, rtmp_idle_timeout_s: 10, rtmp_max_message_size: 8 << 20 }
+        Limits {
+            max_publishers: 500,
+            rtmp_idle_timeout_s: 10,
+            rtmp_max_message_size: 8 << 20,
+        }
     }
 }
 
@@ -105,7 +113,10 @@ impl Config {
 
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("vshare.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("vshare.db").display()
+            )
         })
     }
 

@@ -101,7 +101,10 @@ pub fn random_id(n: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut bytes = vec![0u8; n];
     rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
 }
 
 fn hash_key(secret: &str) -> String {
@@ -120,10 +123,17 @@ impl Db {
             .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;
         if !postgres {
             // WAL lets the HTTP API read while the recorder writes.
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
-            sqlx::query("PRAGMA busy_timeout=5000").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA busy_timeout=5000")
+                .execute(&pool)
+                .await?;
         }
-        MIGRATOR.run(&pool).await.map_err(|e| anyhow::anyhow!("database migrations: {e}"))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("database migrations: {e}"))?;
         Ok(Db { pool, postgres })
     }
 
@@ -186,9 +196,11 @@ impl Db {
     }
 
     pub async fn list_keys(&self) -> anyhow::Result<Vec<StreamKey>> {
-        let rows = sqlx::query("SELECT id, name, created_at, revoked FROM stream_keys ORDER BY created_at")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, name, created_at, revoked FROM stream_keys ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(key_from_row).collect()
     }
 
@@ -226,13 +238,15 @@ impl Db {
         attributes: &[AttributeRecord],
         ended_at: Option<&str>,
     ) -> anyhow::Result<()> {
-        sqlx::query(self.sql("UPDATE videos SET state = ?, attributes = ?, ended_at = ? WHERE id = ?"))
-            .bind(state.as_str())
-            .bind(serde_json::to_string(attributes)?)
-            .bind(ended_at.map(str::to_string))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            self.sql("UPDATE videos SET state = ?, attributes = ?, ended_at = ? WHERE id = ?"),
+        )
+        .bind(state.as_str())
+        .bind(serde_json::to_string(attributes)?)
+        .bind(ended_at.map(str::to_string))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -248,10 +262,12 @@ impl Db {
     pub async fn list_videos(&self, state: Option<VideoState>) -> anyhow::Result<Vec<Video>> {
         let rows = match state {
             Some(s) => {
-                sqlx::query(self.sql(&format!("{VIDEO_COLUMNS} WHERE state = ? ORDER BY created_at DESC")))
-                    .bind(s.as_str())
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(self.sql(&format!(
+                    "{VIDEO_COLUMNS} WHERE state = ? ORDER BY created_at DESC"
+                )))
+                .bind(s.as_str())
+                .fetch_all(&self.pool)
+                .await?
             }
             None => {
                 sqlx::query(self.sql(&format!("{VIDEO_COLUMNS} ORDER BY created_at DESC")))
@@ -275,9 +291,9 @@ impl Db {
     // --- segments ---
 
     pub async fn add_segment(&self, video_id: &str, seg: &SegmentRow) -> anyhow::Result<()> {
-        sqlx::query(self.sql(
-            "INSERT INTO segments (video_id, msn, duration_us, size) VALUES (?, ?, ?, ?)",
-        ))
+        sqlx::query(
+            self.sql("INSERT INTO segments (video_id, msn, duration_us, size) VALUES (?, ?, ?, ?)"),
+        )
         .bind(video_id)
         .bind(seg.msn)
         .bind(seg.duration_us)
@@ -288,9 +304,9 @@ impl Db {
     }
 
     pub async fn segments(&self, video_id: &str) -> anyhow::Result<Vec<SegmentRow>> {
-        let rows = sqlx::query(self.sql(
-            "SELECT msn, duration_us, size FROM segments WHERE video_id = ? ORDER BY msn",
-        ))
+        let rows = sqlx::query(
+            self.sql("SELECT msn, duration_us, size FROM segments WHERE video_id = ? ORDER BY msn"),
+        )
         .bind(video_id)
         .fetch_all(&self.pool)
         .await?;
@@ -306,7 +322,11 @@ impl Db {
     }
 
     /// Replaces a video's segment list (used when a recording is recovered from storage).
-    pub async fn replace_segments(&self, video_id: &str, segs: &[SegmentRow]) -> anyhow::Result<()> {
+    pub async fn replace_segments(
+        &self,
+        video_id: &str,
+        segs: &[SegmentRow],
+    ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(self.sql("DELETE FROM segments WHERE video_id = ?"))
             .bind(video_id)
@@ -329,7 +349,12 @@ impl Db {
 
     // --- webhook outbox ---
 
-    pub async fn enqueue_webhook(&self, event: &str, body: &str, now_ms: i64) -> anyhow::Result<()> {
+    pub async fn enqueue_webhook(
+        &self,
+        event: &str,
+        body: &str,
+        now_ms: i64,
+    ) -> anyhow::Result<()> {
         sqlx::query(self.sql(
             "INSERT INTO webhook_outbox (id, event, body, attempts, next_attempt_at, state) VALUES (?, ?, ?, 0, ?, 'queued')",
         ))
@@ -420,7 +445,10 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let db = Db::open(&url).await.expect("open");
         let (key, secret) = db.create_key("phone").await.expect("create");
-        assert_eq!(db.find_key(&secret).await.expect("find").map(|k| k.id), Some(key.id.clone()));
+        assert_eq!(
+            db.find_key(&secret).await.expect("find").map(|k| k.id),
+            Some(key.id.clone())
+        );
         assert!(db.find_key("wrong").await.expect("find").is_none());
         let v = Video {
             id: random_id(12),
@@ -432,9 +460,24 @@ mod tests {
             attributes: vec![],
         };
         db.insert_video(&v).await.expect("insert");
-        db.add_segment(&v.id, &SegmentRow { msn: 0, duration_us: 2_000_000, size: 10 }).await.expect("seg");
+        db.add_segment(
+            &v.id,
+            &SegmentRow {
+                msn: 0,
+                duration_us: 2_000_000,
+                size: 10,
+            },
+        )
+        .await
+        .expect("seg");
         assert_eq!(db.segments(&v.id).await.expect("segs").len(), 1);
-        assert_eq!(db.list_videos(Some(VideoState::Live)).await.expect("list").len(), 1);
+        assert_eq!(
+            db.list_videos(Some(VideoState::Live))
+                .await
+                .expect("list")
+                .len(),
+            1
+        );
         assert!(db.revoke_key(&key.id).await.expect("revoke"));
         assert!(db.find_key(&secret).await.expect("find").is_none());
     }

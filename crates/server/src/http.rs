@@ -75,7 +75,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 fn media_response(content_type: &'static str, cache: &'static str, body: Bytes) -> Response {
     metrics::counter!("vshare_bytes_out_total").increment(body.len() as u64);
     (
-        [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, cache)],
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
+        ],
         body,
     )
         .into_response()
@@ -97,7 +100,10 @@ async fn live_file(
     Path((id, file)): Path<(String, String)>,
     Query(q): Query<BlockingQuery>,
 ) -> Result<Response, ApiError> {
-    let stream = st.live.stream(&id).ok_or_else(|| not_found("live stream"))?;
+    let stream = st
+        .live
+        .stream(&id)
+        .ok_or_else(|| not_found("live stream"))?;
     if file == "index.m3u8" {
         let req = blocking_request(&q)?;
         if let Some(req) = req {
@@ -110,23 +116,41 @@ async fn live_file(
                 )));
             }
             if !stream.wait_for(req, st.segment_target * 3).await {
-                return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "playlist update timed out\n".into()));
+                return Err(ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "playlist update timed out\n".into(),
+                ));
             }
         }
-        let playlist = stream.playlist().ok_or_else(|| not_found("live playlist"))?;
-        return Ok(media_response(M3U8, "no-cache", Bytes::from(playlist.to_string())));
+        let playlist = stream
+            .playlist()
+            .ok_or_else(|| not_found("live playlist"))?;
+        return Ok(media_response(
+            M3U8,
+            "no-cache",
+            Bytes::from(playlist.to_string()),
+        ));
     }
     if file == "init.mp4" {
         let init = stream.init().ok_or_else(|| not_found("init segment"))?;
         return Ok(media_response("video/mp4", "max-age=60", init));
     }
-    if let Some(rest) = file.strip_prefix("part").and_then(|r| r.strip_suffix(".m4s")) {
+    if let Some(rest) = file
+        .strip_prefix("part")
+        .and_then(|r| r.strip_suffix(".m4s"))
+    {
         let (msn, idx) = rest.split_once('.').ok_or_else(|| not_found("part"))?;
-        let (msn, idx) = (msn.parse().map_err(|_| not_found("part"))?, idx.parse().map_err(|_| not_found("part"))?);
+        let (msn, idx) = (
+            msn.parse().map_err(|_| not_found("part"))?,
+            idx.parse().map_err(|_| not_found("part"))?,
+        );
         let part = stream.part(msn, idx).ok_or_else(|| not_found("part"))?;
         return Ok(media_response("video/iso.segment", "max-age=60", part));
     }
-    if let Some(msn) = file.strip_prefix("seg").and_then(|r| r.strip_suffix(".m4s")) {
+    if let Some(msn) = file
+        .strip_prefix("seg")
+        .and_then(|r| r.strip_suffix(".m4s"))
+    {
         let msn = msn.parse().map_err(|_| not_found("segment"))?;
         let seg = stream.segment(msn).ok_or_else(|| not_found("segment"))?;
         return Ok(media_response("video/iso.segment", "max-age=60", seg));
@@ -138,11 +162,16 @@ fn blocking_request(q: &BlockingQuery) -> Result<Option<BlockingRequest>, ApiErr
     let msn = match &q.msn {
         None if q.part.is_some() => return Err(bad_request("_HLS_part needs _HLS_msn\n")),
         None => return Ok(None),
-        Some(m) => m.parse::<u64>().map_err(|_| bad_request("_HLS_msn is not a number\n"))?,
+        Some(m) => m
+            .parse::<u64>()
+            .map_err(|_| bad_request("_HLS_msn is not a number\n"))?,
     };
     let part = match &q.part {
         None => None,
-        Some(p) => Some(p.parse::<u32>().map_err(|_| bad_request("_HLS_part is not a number\n"))?),
+        Some(p) => Some(
+            p.parse::<u32>()
+                .map_err(|_| bad_request("_HLS_part is not a number\n"))?,
+        ),
     };
     Ok(Some(BlockingRequest { msn, part }))
 }
@@ -153,28 +182,50 @@ async fn vod_file(
     Path((id, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let video = st.db.get_video(&id).await?.ok_or_else(|| not_found("video"))?;
+    let video = st
+        .db
+        .get_video(&id)
+        .await?
+        .ok_or_else(|| not_found("video"))?;
     if file == "index.m3u8" {
         let segs = st.db.segments(&id).await?;
-        let list: Vec<(String, i64)> = segs.iter().map(|s| (format!("seg{}.m4s", s.msn), s.duration_us)).collect();
+        let list: Vec<(String, i64)> = segs
+            .iter()
+            .map(|s| (format!("seg{}.m4s", s.msn), s.duration_us))
+            .collect();
         let ended = matches!(video.state, VideoState::Ready | VideoState::Partial);
         let text = vshare_package::vod_playlist(&list, "init.mp4", ended);
-        return Ok(media_response(M3U8, if ended { "max-age=3600" } else { "no-cache" }, Bytes::from(text)));
+        return Ok(media_response(
+            M3U8,
+            if ended { "max-age=3600" } else { "no-cache" },
+            Bytes::from(text),
+        ));
     }
     let valid = file == "video.mp4"
         || file == "init.mp4"
-        || file.strip_prefix("seg").and_then(|r| r.strip_suffix(".m4s")).is_some_and(|n| n.parse::<u64>().is_ok());
+        || file
+            .strip_prefix("seg")
+            .and_then(|r| r.strip_suffix(".m4s"))
+            .is_some_and(|n| n.parse::<u64>().is_ok());
     if !valid {
         return Err(not_found("file"));
     }
-    let content_type = if file.ends_with(".m4s") { "video/iso.segment" } else { "video/mp4" };
+    let content_type = if file.ends_with(".m4s") {
+        "video/iso.segment"
+    } else {
+        "video/mp4"
+    };
     let path = object_path(&id, &file);
-    let size = st.storage.size(&path).await?.ok_or_else(|| not_found("file"))?;
+    let size = st
+        .storage
+        .size(&path)
+        .await?
+        .ok_or_else(|| not_found("file"))?;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
         Some(h) => match parse_range(h, size) {
             Ok(r) => r,
-            Err(()) => {
+            Err(Unsatisfiable) => {
                 return Ok((
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     [(header::CONTENT_RANGE, format!("bytes */{size}"))],
@@ -189,48 +240,73 @@ async fn vod_file(
             let mut resp = media_response(content_type, "max-age=3600", body);
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
             let cr = format!("bytes {}-{}/{size}", r.start, r.end - 1);
-            resp.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&cr).map_err(|e| anyhow::anyhow!(e))?);
+            resp.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&cr).map_err(|e| anyhow::anyhow!(e))?,
+            );
             resp
         }
         None => media_response(content_type, "max-age=3600", st.storage.get(&path).await?),
     };
-    resp.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    resp.headers_mut()
+        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     Ok(resp)
 }
 
+/// A `Range` header that cannot be satisfied (answered with 416).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// Parses a single-range `Range: bytes=…` header (RFC 9110 §14.1.2) against a size.
-/// `Ok(None)` means "serve the whole file" (a multi-range request); `Err` means 416.
-pub fn parse_range(header: &str, size: u64) -> Result<Option<Range<u64>>, ()> {
-    let spec = header.trim().strip_prefix("bytes=").ok_or(())?;
+/// `Ok(None)` means "serve the whole file" (a multi-range request).
+pub fn parse_range(header: &str, size: u64) -> Result<Option<Range<u64>>, Unsatisfiable> {
+    let spec = header.trim().strip_prefix("bytes=").ok_or(Unsatisfiable)?;
     if spec.contains(',') {
         return Ok(None);
     }
-    let (start, end) = spec.split_once('-').ok_or(())?;
+    let (start, end) = spec.split_once('-').ok_or(Unsatisfiable)?;
     let (start, end) = (start.trim(), end.trim());
     let range = if start.is_empty() {
-        let n: u64 = end.parse().map_err(|_| ())?;
+        let n: u64 = end.parse().map_err(|_| Unsatisfiable)?;
         if n == 0 {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         size.saturating_sub(n)..size
     } else {
-        let s: u64 = start.parse().map_err(|_| ())?;
-        let e = if end.is_empty() { size } else { end.parse::<u64>().map_err(|_| ())?.saturating_add(1).min(size) };
+        let s: u64 = start.parse().map_err(|_| Unsatisfiable)?;
+        let e = if end.is_empty() {
+            size
+        } else {
+            end.parse::<u64>()
+                .map_err(|_| Unsatisfiable)?
+                .saturating_add(1)
+                .min(size)
+        };
         s..e
     };
     if range.start >= size || range.start >= range.end {
-        return Err(());
+        return Err(Unsatisfiable);
     }
     Ok(Some(range))
 }
 
 async fn list_videos(State(st): AppStateRef) -> Result<Response, ApiError> {
-    let videos: Vec<_> = st.db.list_videos(None).await?.into_iter().map(|v| st.videos.with_live_record(v)).collect();
+    let videos: Vec<_> = st
+        .db
+        .list_videos(None)
+        .await?
+        .into_iter()
+        .map(|v| st.videos.with_live_record(v))
+        .collect();
     Ok(axum::Json(videos).into_response())
 }
 
 async fn get_video(State(st): AppStateRef, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let v = st.db.get_video(&id).await?.ok_or_else(|| not_found("video"))?;
+    let v = st
+        .db
+        .get_video(&id)
+        .await?
+        .ok_or_else(|| not_found("video"))?;
     Ok(axum::Json(st.videos.with_live_record(v)).into_response())
 }
 
@@ -246,14 +322,29 @@ async fn list_streams(State(st): AppStateRef) -> Result<Response, ApiError> {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
 }
 
 /// The source's view: its current or latest video, by stream key.
 async fn publish_status(State(st): AppStateRef, headers: HeaderMap) -> Result<Response, ApiError> {
-    let secret = bearer(&headers).ok_or(ApiError(StatusCode::UNAUTHORIZED, "Authorization: Bearer <stream key> required\n".into()))?;
-    let key = st.db.find_key(secret).await?.ok_or(ApiError(StatusCode::UNAUTHORIZED, "unknown stream key\n".into()))?;
-    let v = st.db.latest_video_for_key(&key.id).await?.ok_or_else(|| not_found("video for this key"))?;
+    let secret = bearer(&headers).ok_or(ApiError(
+        StatusCode::UNAUTHORIZED,
+        "Authorization: Bearer <stream key> required\n".into(),
+    ))?;
+    let key = st.db.find_key(secret).await?.ok_or(ApiError(
+        StatusCode::UNAUTHORIZED,
+        "unknown stream key\n".into(),
+    ))?;
+    let v = st
+        .db
+        .latest_video_for_key(&key.id)
+        .await?
+        .ok_or_else(|| not_found("video for this key"))?;
     Ok(axum::Json(st.videos.with_live_record(v)).into_response())
 }
 
@@ -263,12 +354,22 @@ struct NewKey {
     name: String,
 }
 
-async fn create_key(State(st): AppStateRef, headers: HeaderMap, body: Option<axum::Json<NewKey>>) -> Result<Response, ApiError> {
+async fn create_key(
+    State(st): AppStateRef,
+    headers: HeaderMap,
+    body: Option<axum::Json<NewKey>>,
+) -> Result<Response, ApiError> {
     let Some(token) = &st.admin_token else {
-        return Err(ApiError(StatusCode::FORBIDDEN, "key creation over HTTP is disabled (no admin_token configured)\n".into()));
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "key creation over HTTP is disabled (no admin_token configured)\n".into(),
+        ));
     };
     if bearer(&headers) != Some(token.as_str()) {
-        return Err(ApiError(StatusCode::UNAUTHORIZED, "admin token required\n".into()));
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "admin token required\n".into(),
+        ));
     }
     let name = body.map(|b| b.0.name).unwrap_or_default();
     let (key, secret) = st.db.create_key(&name).await?;
@@ -280,17 +381,30 @@ async fn create_key(State(st): AppStateRef, headers: HeaderMap, body: Option<axu
 }
 
 async fn metrics(State(st): AppStateRef) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
 }
 
 async fn index(State(st): AppStateRef) -> Result<Html<String>, ApiError> {
     let videos = st.db.list_videos(None).await?;
     let mut rows = String::new();
-    for v in videos.into_iter().take(100).map(|v| st.videos.with_live_record(v)) {
+    for v in videos
+        .into_iter()
+        .take(100)
+        .map(|v| st.videos.with_live_record(v))
+    {
         let links: Vec<String> = v
             .attributes
             .iter()
-            .map(|a| format!("<a href=\"{}\">{}</a>", html_escape(&a.url), html_escape(&a.format)))
+            .map(|a| {
+                format!(
+                    "<a href=\"{}\">{}</a>",
+                    html_escape(&a.url),
+                    html_escape(&a.format)
+                )
+            })
             .collect();
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td></tr>\n",
@@ -309,13 +423,15 @@ async fn index(State(st): AppStateRef) -> Result<Html<String>, ApiError> {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
-
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::{Unsatisfiable, parse_range};
 
     #[test]
     fn ranges_per_rfc9110() {
@@ -324,9 +440,9 @@ mod tests {
         assert_eq!(parse_range("bytes=-100", 1000), Ok(Some(900..1000)));
         assert_eq!(parse_range("bytes=0-5000", 1000), Ok(Some(0..1000)));
         assert_eq!(parse_range("bytes=0-1,5-6", 1000), Ok(None));
-        assert_eq!(parse_range("bytes=1000-", 1000), Err(()));
-        assert_eq!(parse_range("bytes=5-1", 1000), Err(()));
-        assert_eq!(parse_range("items=0-1", 1000), Err(()));
-        assert_eq!(parse_range("bytes=x-1", 1000), Err(()));
+        assert_eq!(parse_range("bytes=1000-", 1000), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=5-1", 1000), Err(Unsatisfiable));
+        assert_eq!(parse_range("items=0-1", 1000), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=x-1", 1000), Err(Unsatisfiable));
     }
 }

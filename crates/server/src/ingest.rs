@@ -64,9 +64,17 @@ impl Ingest {
                 conn.handle_input(&buf[..n])?;
                 while let Some(event) = conn.poll_event() {
                     match event {
-                        ServerEvent::PublishRequested { request_id, app, stream_key } => {
+                        ServerEvent::PublishRequested {
+                            request_id,
+                            app,
+                            stream_key,
+                        } => {
                             if publisher.is_some() {
-                                conn.reject_publish(request_id, "NetStream.Publish.BadName", "this connection is already publishing")?;
+                                conn.reject_publish(
+                                    request_id,
+                                    "NetStream.Publish.BadName",
+                                    "this connection is already publishing",
+                                )?;
                                 continue;
                             }
                             match self.authorize(&app, &stream_key).await {
@@ -77,21 +85,29 @@ impl Ingest {
                                 }
                                 Err(reason) => {
                                     warn!(%peer, %app, "publish refused: {reason}");
-                                    conn.reject_publish(request_id, "NetStream.Publish.BadName", &reason)?;
+                                    conn.reject_publish(
+                                        request_id,
+                                        "NetStream.Publish.BadName",
+                                        &reason,
+                                    )?;
                                     flush(&mut conn, &mut socket).await?;
                                     return Ok(());
                                 }
                             }
                         }
                         ServerEvent::Video { timestamp_ms, body } => {
-                            let p = publisher.as_ref().ok_or_else(|| anyhow::anyhow!("video before publish"))?;
+                            let p = publisher
+                                .as_ref()
+                                .ok_or_else(|| anyhow::anyhow!("video before publish"))?;
                             let arrival = chrono::Utc::now().timestamp_micros();
                             if let Some(ev) = demuxer.video(timestamp_ms, body)? {
                                 send(p, IngestMessage::Media(ev, arrival)).await?;
                             }
                         }
                         ServerEvent::Audio { timestamp_ms, body } => {
-                            let p = publisher.as_ref().ok_or_else(|| anyhow::anyhow!("audio before publish"))?;
+                            let p = publisher
+                                .as_ref()
+                                .ok_or_else(|| anyhow::anyhow!("audio before publish"))?;
                             let arrival = chrono::Utc::now().timestamp_micros();
                             if let Some(ev) = demuxer.audio(timestamp_ms, body)? {
                                 send(p, IngestMessage::Media(ev, arrival)).await?;
@@ -121,19 +137,26 @@ impl Ingest {
 
     async fn authorize(&self, app: &str, stream_key: &str) -> Result<Publisher, String> {
         if app != "live" {
-            return Err(format!("unknown application {app:?}; publish to rtmp://HOST/live/KEY"));
+            return Err(format!(
+                "unknown application {app:?}; publish to rtmp://HOST/live/KEY"
+            ));
         }
         let key = match self.db.find_key(stream_key).await {
             Ok(Some(k)) => k,
             Ok(None) => return Err("unknown or revoked stream key".to_string()),
             Err(e) => return Err(format!("key lookup failed: {e}")),
         };
-        self.videos.start(&key, "").await.map_err(|e: StartError| e.to_string())
+        self.videos
+            .start(&key, "")
+            .await
+            .map_err(|e: StartError| e.to_string())
     }
 }
 
 async fn send(p: &Publisher, msg: IngestMessage) -> anyhow::Result<()> {
-    p.tx.send(msg).await.map_err(|_| anyhow::anyhow!("session of video {} has ended", p.video_id))
+    p.tx.send(msg)
+        .await
+        .map_err(|_| anyhow::anyhow!("session of video {} has ended", p.video_id))
 }
 
 async fn flush(conn: &mut ServerConnection, socket: &mut TcpStream) -> anyhow::Result<()> {

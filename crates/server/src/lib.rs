@@ -34,8 +34,9 @@ pub struct Running {
 /// Part publish latency buckets: 10 ms steps around the part duration, so the benchmark can
 /// read p50/p99 off the histogram.
 const LATENCY_BUCKETS: [f64; 34] = [
-    0.05, 0.1, 0.15, 0.2, 0.25, 0.26, 0.27, 0.28, 0.29, 0.3, 0.31, 0.32, 0.33, 0.34, 0.35, 0.36, 0.37,
-    0.38, 0.39, 0.4, 0.41, 0.42, 0.43, 0.44, 0.45, 0.46, 0.47, 0.48, 0.49, 0.5, 0.6, 0.8, 1.0, 2.0,
+    0.05, 0.1, 0.15, 0.2, 0.25, 0.26, 0.27, 0.28, 0.29, 0.3, 0.31, 0.32, 0.33, 0.34, 0.35, 0.36,
+    0.37, 0.38, 0.39, 0.4, 0.41, 0.42, 0.43, 0.44, 0.45, 0.46, 0.47, 0.48, 0.49, 0.5, 0.6, 0.8,
+    1.0, 2.0,
 ];
 
 fn metrics_handle() -> PrometheusHandle {
@@ -83,14 +84,26 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
     let metrics = metrics_handle();
     let db = db::Db::open(&config.database_url()).await?;
-    let storage = storage::Storage::open(config.storage_url.as_deref(), &config.data_dir.join("media"))?;
+    let storage = storage::Storage::open(
+        config.storage_url.as_deref(),
+        &config.data_dir.join("media"),
+    )?;
     let live = live::LiveServer::new(config.live.window_segments);
     let webhooks = webhook::Webhooks::new(db.clone(), config.webhook.clone());
-    let videos = video::VideoServer::new(db.clone(), storage.clone(), live.clone(), webhooks.clone(), config.clone());
+    let videos = video::VideoServer::new(
+        db.clone(),
+        storage.clone(),
+        live.clone(),
+        webhooks.clone(),
+        config.clone(),
+    );
     videos.recover().await?;
 
     let public_url = config.public_url();
-    let rtmp_host = url::Url::parse(&public_url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_else(|| "127.0.0.1".into());
+    let rtmp_host = url::Url::parse(&public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "127.0.0.1".into());
     let rtmp_url = format!("rtmp://{rtmp_host}:{}/live", rtmp_addr.port());
 
     let ingest = Arc::new(ingest::Ingest {
@@ -107,13 +120,19 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         metrics,
         part_target: Duration::from_millis(config.live.part_target_ms),
         segment_target: Duration::from_millis(config.live.segment_target_ms),
-        admin_token: std::env::var("VSHARE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()),
+        admin_token: std::env::var("VSHARE_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
         rtmp_url: rtmp_url.clone(),
     });
     tokio::spawn(webhooks.run());
     tokio::spawn(ingest.run(rtmp_listener));
     info!(rtmp = %rtmp_url, http = %public_url, "vshare serving");
-    on_ready(&Running { rtmp: rtmp_addr, http: http_addr, public_url });
+    on_ready(&Running {
+        rtmp: rtmp_addr,
+        http: http_addr,
+        public_url,
+    });
     axum::serve(http_listener, http::router(state)).await?;
     Ok(())
 }

@@ -19,9 +19,20 @@ pub enum LiveMessage {
     /// A new init segment (first, or after a codec change).
     Init { stream: String, init: Bytes },
     /// A partial segment is ready; `playlist` lists it.
-    Part { stream: String, msn: u64, index: u32, bytes: Bytes, playlist: Arc<str> },
+    Part {
+        stream: String,
+        msn: u64,
+        index: u32,
+        bytes: Bytes,
+        playlist: Arc<str>,
+    },
     /// A segment is complete; `playlist` lists it.
-    Segment { stream: String, msn: u64, bytes: Bytes, playlist: Arc<str> },
+    Segment {
+        stream: String,
+        msn: u64,
+        bytes: Bytes,
+        playlist: Arc<str>,
+    },
     /// The publisher stopped; the final playlist carries EXT-X-ENDLIST.
     End { stream: String, playlist: Arc<str> },
 }
@@ -54,7 +65,10 @@ pub struct BlockingRequest {
 
 impl LiveStream {
     fn new() -> Self {
-        LiveStream { state: RwLock::new(StreamState::default()), version: watch::channel(0).0 }
+        LiveStream {
+            state: RwLock::new(StreamState::default()),
+            version: watch::channel(0).0,
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&StreamState) -> R) -> R {
@@ -127,7 +141,10 @@ pub struct LiveServer {
 
 impl LiveServer {
     pub fn new(window_segments: usize) -> Self {
-        LiveServer { streams: Arc::default(), window_segments: window_segments.max(3) }
+        LiveServer {
+            streams: Arc::default(),
+            window_segments: window_segments.max(3),
+        }
     }
 
     /// Starts the task that applies messages from the video server; returns its sender.
@@ -143,12 +160,19 @@ impl LiveServer {
     }
 
     pub fn stream(&self, id: &str) -> Option<Arc<LiveStream>> {
-        self.streams.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// Forgets a stream (its VOD has taken over).
     pub fn remove(&self, id: &str) {
-        self.streams.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.streams
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 
     /// Applies one message.
@@ -161,18 +185,32 @@ impl LiveServer {
         };
         let stream = {
             let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
-            streams.entry(id).or_insert_with(|| Arc::new(LiveStream::new())).clone()
+            streams
+                .entry(id)
+                .or_insert_with(|| Arc::new(LiveStream::new()))
+                .clone()
         };
         {
             let mut s = stream.state.write().unwrap_or_else(|e| e.into_inner());
             match msg {
                 LiveMessage::Init { init, .. } => s.init = Some(init),
-                LiveMessage::Part { msn, index, bytes, playlist, .. } => {
+                LiveMessage::Part {
+                    msn,
+                    index,
+                    bytes,
+                    playlist,
+                    ..
+                } => {
                     s.parts.insert((msn, index), bytes);
                     s.playlist = Some(playlist);
                     s.last_part = Some((msn, index));
                 }
-                LiveMessage::Segment { msn, bytes, playlist, .. } => {
+                LiveMessage::Segment {
+                    msn,
+                    bytes,
+                    playlist,
+                    ..
+                } => {
                     s.segments.insert(msn, bytes);
                     s.playlist = Some(playlist);
                     s.last_segment = Some(msn);

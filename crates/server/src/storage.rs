@@ -25,13 +25,18 @@ impl Storage {
     pub fn open(url: Option<&str>, default_dir: &std::path::Path) -> anyhow::Result<Storage> {
         match url {
             None => {
-                std::fs::create_dir_all(default_dir)
-                    .map_err(|e| anyhow::anyhow!("storage directory {}: {e}", default_dir.display()))?;
+                std::fs::create_dir_all(default_dir).map_err(|e| {
+                    anyhow::anyhow!("storage directory {}: {e}", default_dir.display())
+                })?;
                 let store = LocalFileSystem::new_with_prefix(default_dir)?;
-                Ok(Storage { store: Arc::new(store), prefix: Path::default() })
+                Ok(Storage {
+                    store: Arc::new(store),
+                    prefix: Path::default(),
+                })
             }
             Some(url) => {
-                let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("storage url {url}: {e}"))?;
+                let parsed =
+                    url::Url::parse(url).map_err(|e| anyhow::anyhow!("storage url {url}: {e}"))?;
                 if parsed.scheme() == "file" {
                     let dir = parsed
                         .to_file_path()
@@ -42,7 +47,10 @@ impl Storage {
                     .filter(|(k, _)| k.starts_with("AWS_"))
                     .map(|(k, v)| (k.to_ascii_lowercase(), v));
                 let (store, prefix) = object_store::parse_url_opts(&parsed, options)?;
-                Ok(Storage { store: Arc::from(store), prefix })
+                Ok(Storage {
+                    store: Arc::from(store),
+                    prefix,
+                })
             }
         }
     }
@@ -56,7 +64,9 @@ impl Storage {
     }
 
     pub async fn put(&self, path: &Path, bytes: Bytes) -> anyhow::Result<()> {
-        self.store.put(&self.full(path), PutPayload::from_bytes(bytes)).await?;
+        self.store
+            .put(&self.full(path), PutPayload::from_bytes(bytes))
+            .await?;
         Ok(())
     }
 

@@ -106,7 +106,14 @@ impl Measured {
     }
 
     /// A record of this stream with the measured picture and sound.
-    fn record(&self, kind: Kind, video_id: &str, url: String, format: &str, title: &str) -> AttributeRecord {
+    fn record(
+        &self,
+        kind: Kind,
+        video_id: &str,
+        url: String,
+        format: &str,
+        title: &str,
+    ) -> AttributeRecord {
         AttributeRecord {
             kind,
             video_id: video_id.to_string(),
@@ -157,7 +164,13 @@ pub struct VideoServer {
 }
 
 impl VideoServer {
-    pub fn new(db: Db, storage: Storage, live: LiveServer, webhooks: Webhooks, config: Arc<Config>) -> Arc<Self> {
+    pub fn new(
+        db: Db,
+        storage: Storage,
+        live: LiveServer,
+        webhooks: Webhooks,
+        config: Arc<Config>,
+    ) -> Arc<Self> {
         let live_tx = live.spawn();
         Arc::new(VideoServer {
             public_url: config.public_url(),
@@ -178,11 +191,19 @@ impl VideoServer {
 
     /// The current live record of a video, if it is live.
     pub fn live_record(&self, video_id: &str) -> Option<AttributeRecord> {
-        self.live_records.read().unwrap_or_else(|e| e.into_inner()).get(video_id).cloned()
+        self.live_records
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(video_id)
+            .cloned()
     }
 
     /// Starts a session for a publisher with a valid key.
-    pub async fn start(self: &Arc<Self>, key: &StreamKey, title: &str) -> Result<Publisher, StartError> {
+    pub async fn start(
+        self: &Arc<Self>,
+        key: &StreamKey,
+        title: &str,
+    ) -> Result<Publisher, StartError> {
         let video_id = random_id(12);
         {
             let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
@@ -204,7 +225,10 @@ impl VideoServer {
             attributes: vec![],
         };
         if let Err(e) = self.db.insert_video(&video).await {
-            self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&key.id);
+            self.active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key.id);
             return Err(StartError::Internal(e));
         }
         let (tx, rx) = mpsc::channel(4096);
@@ -250,7 +274,12 @@ impl VideoServer {
         let mut packager = Packager::new(self.packager_config());
         let mut measured = Measured::default();
         let (rec_tx, rec_rx) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record(self.storage.clone(), self.db.clone(), id.clone(), rec_rx));
+        let recorder = tokio::spawn(record(
+            self.storage.clone(),
+            self.db.clone(),
+            id.clone(),
+            rec_rx,
+        ));
         let mut went_live = false;
         let mut rejected_frames = 0u64;
         loop {
@@ -258,7 +287,11 @@ impl VideoServer {
                 Some(IngestMessage::Media(event, arrival)) => {
                     measured.observe(&event);
                     if let MediaEvent::Frame(f) = &event {
-                        let track = if f.track == TrackKind::Video { "video" } else { "audio" };
+                        let track = if f.track == TrackKind::Video {
+                            "video"
+                        } else {
+                            "audio"
+                        };
                         metrics::counter!("vshare_frames_total", "track" => track).increment(1);
                     }
                     match packager.push(event, arrival) {
@@ -275,24 +308,59 @@ impl VideoServer {
                 Some(IngestMessage::End) | None => break,
             };
             for out in outputs {
-                self.handle_output(&id, &packager, out, &rec_tx, &measured, &video, &mut went_live).await;
+                self.handle_output(
+                    &id,
+                    &packager,
+                    out,
+                    &rec_tx,
+                    &measured,
+                    &video,
+                    &mut went_live,
+                )
+                .await;
             }
         }
         let ended = Instant::now();
         self.release_key(key_id, &id);
         for out in packager.finish() {
-            self.handle_output(&id, &packager, out, &rec_tx, &measured, &video, &mut went_live).await;
+            self.handle_output(
+                &id,
+                &packager,
+                out,
+                &rec_tx,
+                &measured,
+                &video,
+                &mut went_live,
+            )
+            .await;
         }
         if let Some(playlist) = packager.media_playlist() {
-            let _ = self.live_tx.send(LiveMessage::End { stream: id.clone(), playlist: playlist.into() });
+            let _ = self.live_tx.send(LiveMessage::End {
+                stream: id.clone(),
+                playlist: playlist.into(),
+            });
         }
         drop(rec_tx);
         let recorded = recorder.await??;
-        self.db.update_video(&id, VideoState::Finishing, &video_live_attrs(self, &id), None).await?;
-        let records = self.finish_vod(&id, &recorded, &measured, &video.title).await?;
+        self.db
+            .update_video(
+                &id,
+                VideoState::Finishing,
+                &video_live_attrs(self, &id),
+                None,
+            )
+            .await?;
+        let records = self
+            .finish_vod(&id, &recorded, &measured, &video.title)
+            .await?;
         let ended_at = now_rfc3339();
-        self.db.update_video(&id, VideoState::Ready, &records, Some(&ended_at)).await?;
-        self.live_records.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.db
+            .update_video(&id, VideoState::Ready, &records, Some(&ended_at))
+            .await?;
+        self.live_records
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         metrics::histogram!("vshare_vod_ready_seconds").record(ended.elapsed().as_secs_f64());
         info!(video = %id, ready_ms = ended.elapsed().as_millis() as u64, "VOD ready");
         if let Some(v) = self.db.get_video(&id).await? {
@@ -321,10 +389,19 @@ impl VideoServer {
         let playlist = || -> Arc<str> { packager.media_playlist().unwrap_or_default().into() };
         match out {
             PackagerOutput::Init { bytes } => {
-                let _ = self.live_tx.send(LiveMessage::Init { stream: id.to_string(), init: bytes.clone() });
+                let _ = self.live_tx.send(LiveMessage::Init {
+                    stream: id.to_string(),
+                    init: bytes.clone(),
+                });
                 let _ = rec_tx.send(RecordMessage::Init(bytes));
             }
-            PackagerOutput::Part { msn, index, bytes, first_arrival_unix_us, .. } => {
+            PackagerOutput::Part {
+                msn,
+                index,
+                bytes,
+                first_arrival_unix_us,
+                ..
+            } => {
                 metrics::counter!("vshare_parts_total").increment(1);
                 let _ = self.live_tx.send(LiveMessage::Part {
                     stream: id.to_string(),
@@ -336,14 +413,23 @@ impl VideoServer {
                 let latency = (unix_us() - first_arrival_unix_us) as f64 / 1e6;
                 metrics::histogram!("vshare_part_publish_latency_seconds").record(latency);
             }
-            PackagerOutput::Segment { msn, duration_us, bytes, .. } => {
+            PackagerOutput::Segment {
+                msn,
+                duration_us,
+                bytes,
+                ..
+            } => {
                 let _ = self.live_tx.send(LiveMessage::Segment {
                     stream: id.to_string(),
                     msn,
                     bytes: bytes.clone(),
                     playlist: playlist(),
                 });
-                let _ = rec_tx.send(RecordMessage::Segment { msn, duration_us, bytes });
+                let _ = rec_tx.send(RecordMessage::Segment {
+                    msn,
+                    duration_us,
+                    bytes,
+                });
                 let mut rec = measured.record(
                     Kind::Live,
                     id,
@@ -355,10 +441,17 @@ impl VideoServer {
                 rec.size = measured.media_bytes;
                 rec.duration_ms = (duration / 1000).max(0) as u64;
                 rec.bitrate = bitrate(measured.media_bytes, duration);
-                self.live_records.write().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), rec.clone());
+                self.live_records
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.to_string(), rec.clone());
                 if !*went_live {
                     *went_live = true;
-                    if let Err(e) = self.db.update_video(id, VideoState::Live, &[rec], None).await {
+                    if let Err(e) = self
+                        .db
+                        .update_video(id, VideoState::Live, &[rec], None)
+                        .await
+                    {
                         warn!(video = %id, "could not store live attributes: {e:#}");
                     }
                     if let Ok(Some(v)) = self.db.get_video(id).await {
@@ -373,27 +466,46 @@ impl VideoServer {
 
     /// Replaces a live video's stored attributes with the current measured record.
     pub fn with_live_record(&self, mut v: Video) -> Video {
-        if v.state == VideoState::Live {
-            if let Some(rec) = self.live_record(&v.id) {
-                v.attributes = vec![rec];
-            }
+        if let Some(rec) = self
+            .live_record(&v.id)
+            .filter(|_| v.state == VideoState::Live)
+        {
+            v.attributes = vec![rec];
         }
         v
     }
 
     /// Writes the fast-start MP4 and returns the VOD attribute records.
-    async fn finish_vod(&self, id: &str, rec: &Recorded, measured: &Measured, title: &str) -> anyhow::Result<Vec<AttributeRecord>> {
+    async fn finish_vod(
+        &self,
+        id: &str,
+        rec: &Recorded,
+        measured: &Measured,
+        title: &str,
+    ) -> anyhow::Result<Vec<AttributeRecord>> {
         let Some(builder) = &rec.builder else {
             return Ok(vec![]);
         };
         let size = write_mp4(&self.storage, id, builder, &rec.segments).await?;
         let duration = builder.duration_us();
-        let mut mp4 = measured.record(Kind::Vod, id, format!("{}/vod/{id}/video.mp4", self.public_url), "mp4", title);
+        let mut mp4 = measured.record(
+            Kind::Vod,
+            id,
+            format!("{}/vod/{id}/video.mp4", self.public_url),
+            "mp4",
+            title,
+        );
         mp4.size = size;
         mp4.duration_ms = (duration / 1000) as u64;
         mp4.bitrate = bitrate(size, duration);
         let hls_size = rec.init_size + rec.segments.iter().map(|s| s.size as u64).sum::<u64>();
-        let mut hls = measured.record(Kind::Vod, id, format!("{}/vod/{id}/index.m3u8", self.public_url), "hls", title);
+        let mut hls = measured.record(
+            Kind::Vod,
+            id,
+            format!("{}/vod/{id}/index.m3u8", self.public_url),
+            "hls",
+            title,
+        );
         hls.size = hls_size;
         hls.duration_ms = mp4.duration_ms;
         hls.bitrate = bitrate(hls_size, duration);
@@ -410,7 +522,9 @@ impl VideoServer {
                 Ok(n) => info!(video = %v.id, segments = n, "recovered interrupted recording"),
                 Err(e) => {
                     warn!(video = %v.id, "recovery failed: {e:#}");
-                    self.db.update_video(&v.id, VideoState::Partial, &[], Some(&now_rfc3339())).await?;
+                    self.db
+                        .update_video(&v.id, VideoState::Partial, &[], Some(&now_rfc3339()))
+                        .await?;
                 }
             }
         }
@@ -428,14 +542,21 @@ impl VideoServer {
         let mut builder = VodMp4Builder::new(&init)?;
         let mut segments = Vec::new();
         for msn in msns {
-            let bytes = self.storage.get(&object_path(&v.id, &format!("seg{msn}.m4s"))).await?;
+            let bytes = self
+                .storage
+                .get(&object_path(&v.id, &format!("seg{msn}.m4s")))
+                .await?;
             let before = builder.duration_us();
             if let Err(e) = builder.add_segment(&bytes) {
                 // A segment cut short by the crash ends the recording.
                 warn!(video = %v.id, msn, "segment not usable: {e}");
                 break;
             }
-            segments.push(SegmentRow { msn: msn as i64, duration_us: builder.duration_us() - before, size: bytes.len() as i64 });
+            segments.push(SegmentRow {
+                msn: msn as i64,
+                duration_us: builder.duration_us() - before,
+                size: bytes.len() as i64,
+            });
         }
         self.db.replace_segments(&v.id, &segments).await?;
         let size = write_mp4(&self.storage, &v.id, &builder, &segments).await?;
@@ -444,14 +565,20 @@ impl VideoServer {
         let template = v.attributes.first().cloned();
         let mut records = Vec::new();
         for (format, url, sz) in [
-            ("mp4", format!("{}/vod/{}/video.mp4", self.public_url, v.id), size),
+            (
+                "mp4",
+                format!("{}/vod/{}/video.mp4", self.public_url, v.id),
+                size,
+            ),
             (
                 "hls",
                 format!("{}/vod/{}/index.m3u8", self.public_url, v.id),
                 init.len() as u64 + segments.iter().map(|s| s.size as u64).sum::<u64>(),
             ),
         ] {
-            let mut r = template.clone().unwrap_or_else(|| Measured::default().record(Kind::Vod, &v.id, String::new(), "", &v.title));
+            let mut r = template.clone().unwrap_or_else(|| {
+                Measured::default().record(Kind::Vod, &v.id, String::new(), "", &v.title)
+            });
             r.kind = Kind::Vod;
             r.url = url;
             r.format = format.to_string();
@@ -460,7 +587,9 @@ impl VideoServer {
             r.bitrate = bitrate(sz, duration);
             records.push(r);
         }
-        self.db.update_video(&v.id, VideoState::Partial, &records, Some(&now_rfc3339())).await?;
+        self.db
+            .update_video(&v.id, VideoState::Partial, &records, Some(&now_rfc3339()))
+            .await?;
         Ok(segments.len())
     }
 }
@@ -470,7 +599,12 @@ fn video_live_attrs(server: &VideoServer, id: &str) -> Vec<AttributeRecord> {
 }
 
 /// Writes `video.mp4`: the fast-start header, then the sample data of every segment in order.
-async fn write_mp4(storage: &Storage, id: &str, builder: &VodMp4Builder, segments: &[SegmentRow]) -> anyhow::Result<u64> {
+async fn write_mp4(
+    storage: &Storage,
+    id: &str,
+    builder: &VodMp4Builder,
+    segments: &[SegmentRow],
+) -> anyhow::Result<u64> {
     let mut out = storage.writer(&object_path(id, "video.mp4")).await?;
     let header = builder.header();
     let mut size = header.len() as u64;
@@ -480,17 +614,22 @@ async fn write_mp4(storage: &Storage, id: &str, builder: &VodMp4Builder, segment
         let bytes = match &cached {
             Some((i, b)) if *i == index => b.clone(),
             _ => {
-                let seg = segments
-                    .get(index)
-                    .ok_or_else(|| anyhow::anyhow!("segment #{index} of the MP4 layout was not recorded"))?;
-                let b = storage.get(&object_path(id, &format!("seg{}.m4s", seg.msn))).await?;
+                let seg = segments.get(index).ok_or_else(|| {
+                    anyhow::anyhow!("segment #{index} of the MP4 layout was not recorded")
+                })?;
+                let b = storage
+                    .get(&object_path(id, &format!("seg{}.m4s", seg.msn)))
+                    .await?;
                 cached = Some((index, b.clone()));
                 b
             }
         };
-        let slice = bytes
-            .get(range.clone())
-            .ok_or_else(|| anyhow::anyhow!("segment #{index}: range {range:?} beyond its {} bytes", bytes.len()))?;
+        let slice = bytes.get(range.clone()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "segment #{index}: range {range:?} beyond its {} bytes",
+                bytes.len()
+            )
+        })?;
         size += slice.len() as u64;
         out.write(slice);
     }
@@ -501,7 +640,11 @@ async fn write_mp4(storage: &Storage, id: &str, builder: &VodMp4Builder, segment
 /// What the recorder task is told.
 enum RecordMessage {
     Init(Bytes),
-    Segment { msn: u64, duration_us: i64, bytes: Bytes },
+    Segment {
+        msn: u64,
+        duration_us: i64,
+        bytes: Bytes,
+    },
 }
 
 /// What the recorder stored.
@@ -512,8 +655,17 @@ struct Recorded {
 }
 
 /// Stores segments as they are made: a killed server loses at most the segment in progress.
-async fn record(storage: Storage, db: Db, id: String, mut rx: mpsc::UnboundedReceiver<RecordMessage>) -> anyhow::Result<Recorded> {
-    let mut rec = Recorded { builder: None, segments: Vec::new(), init_size: 0 };
+async fn record(
+    storage: Storage,
+    db: Db,
+    id: String,
+    mut rx: mpsc::UnboundedReceiver<RecordMessage>,
+) -> anyhow::Result<Recorded> {
+    let mut rec = Recorded {
+        builder: None,
+        segments: Vec::new(),
+        init_size: 0,
+    };
     while let Some(msg) = rx.recv().await {
         match msg {
             RecordMessage::Init(bytes) => {
@@ -521,17 +673,29 @@ async fn record(storage: Storage, db: Db, id: String, mut rx: mpsc::UnboundedRec
                     warn!(video = %id, "codec configuration changed mid-stream; the VOD keeps the first");
                     continue;
                 }
-                storage.put(&object_path(&id, "init.mp4"), bytes.clone()).await?;
+                storage
+                    .put(&object_path(&id, "init.mp4"), bytes.clone())
+                    .await?;
                 rec.init_size = bytes.len() as u64;
                 rec.builder = Some(VodMp4Builder::new(&bytes)?);
             }
-            RecordMessage::Segment { msn, duration_us, bytes } => {
+            RecordMessage::Segment {
+                msn,
+                duration_us,
+                bytes,
+            } => {
                 let Some(builder) = rec.builder.as_mut() else {
                     warn!(video = %id, msn, "segment before init segment; not recorded");
                     continue;
                 };
-                storage.put(&object_path(&id, &format!("seg{msn}.m4s")), bytes.clone()).await?;
-                let row = SegmentRow { msn: msn as i64, duration_us, size: bytes.len() as i64 };
+                storage
+                    .put(&object_path(&id, &format!("seg{msn}.m4s")), bytes.clone())
+                    .await?;
+                let row = SegmentRow {
+                    msn: msn as i64,
+                    duration_us,
+                    size: bytes.len() as i64,
+                };
                 db.add_segment(&id, &row).await?;
                 builder.add_segment(&bytes)?;
                 rec.segments.push(row);

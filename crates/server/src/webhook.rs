@@ -15,14 +15,17 @@ use crate::db::{Db, Video};
 
 /// The signature header value for a body: `sha256=<hex HMAC-SHA256(secret, body)>`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Delay before attempt `n + 1` (n ≥ 1): 1 s, 2 s, 4 s … capped at 5 minutes, ±20 % jitter.
 pub fn backoff(attempts: u32) -> Duration {
-    let base = 1000u64.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(300_000);
+    let base = 1000u64
+        .saturating_mul(1 << attempts.saturating_sub(1).min(20))
+        .min(300_000);
     let jitter = rand::rng().random_range(0.8..1.2);
     Duration::from_millis((base as f64 * jitter) as u64)
 }
@@ -36,7 +39,11 @@ pub struct Webhooks {
 
 impl Webhooks {
     pub fn new(db: Db, config: Option<WebhookConfig>) -> Self {
-        Webhooks { db, config, wake: Arc::default() }
+        Webhooks {
+            db,
+            config,
+            wake: Arc::default(),
+        }
     }
 
     /// Queues an event about a video (nothing when no webhook is configured).
@@ -54,8 +61,13 @@ impl Webhooks {
 
     /// Delivers queued events until the process ends.
     pub async fn run(self) {
-        let Some(config) = self.config.clone() else { return };
-        let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        let client = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+        {
             Ok(c) => c,
             Err(e) => {
                 warn!("webhook client: {e}");
@@ -77,7 +89,10 @@ impl Webhooks {
                     .header("content-type", "application/json")
                     .header("x-vshare-event", &row.event)
                     .header("x-vshare-delivery", &row.id)
-                    .header("x-vshare-signature", signature(&config.secret, row.body.as_bytes()))
+                    .header(
+                        "x-vshare-signature",
+                        signature(&config.secret, row.body.as_bytes()),
+                    )
                     .body(row.body.clone())
                     .send()
                     .await;
@@ -94,9 +109,15 @@ impl Webhooks {
                 };
                 match &error {
                     None => info!(event = %row.event, delivery = %row.id, "webhook delivered"),
-                    Some(e) => warn!(event = %row.event, delivery = %row.id, attempts, state, "webhook failed: {e}"),
+                    Some(e) => {
+                        warn!(event = %row.event, delivery = %row.id, attempts, state, "webhook failed: {e}")
+                    }
                 }
-                if let Err(e) = self.db.webhook_attempted(&row.id, state, next, error.as_deref()).await {
+                if let Err(e) = self
+                    .db
+                    .webhook_attempted(&row.id, state, next, error.as_deref())
+                    .await
+                {
                     warn!("webhook outbox update: {e:#}");
                 }
             }
