@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
+# PostgreSQL for the tests that run the same code on it as on SQLite.
+VSHARE_TEST_POSTGRES_URL=$(./scripts/postgres.sh)
+export VSHARE_TEST_POSTGRES_URL
 mkdir -p target
 set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test.log
