@@ -305,12 +305,14 @@ fn open_pattern(o: &SourceOptions) -> Result<Opened, SourceError> {
     } else {
         String::new()
     };
-    let size = (h / 14).max(12);
-    // drawtext expansions: %{localtime} the wall clock, %{pts} media seconds, %{n} the frame.
+    let size = (h / 24).max(10);
+    // drawtext expansions: %{localtime} the wall clock, %{pts:hms} the media time, %{n} the
+    // frame number. `\\:` survives the graph parser as `\:`, which the option parser turns
+    // into the `:` drawtext expects.
     let spec = format!(
         "testsrc2=size={w}x{h}:rate={fps},\
-         drawtext={font}text=vshare %{{localtime}}  t %{{pts}} s  frame %{{n}}:x=12:y=12:fontsize={size}:\
-         fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=6,format=yuv420p"
+         drawtext={font}text=vshare %{{localtime}}  media %{{pts\\\\:hms}}  frame %{{n}}:x=10:y=10:\
+         fontsize={size}:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=5,format=yuv420p"
     );
     let vgraph = graph_with_sink("buffersink", None, &spec)?;
     let agraph = graph_with_sink(
