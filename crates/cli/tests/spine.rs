@@ -194,3 +194,32 @@ fn ffmpeg_rtmp_to_ll_hls_and_vod_with_measured_attributes() {
         assert!(metrics.contains(m), "metrics lack {m}");
     }
 }
+
+/// The same server on PostgreSQL instead of SQLite (`VSHARE_TEST_POSTGRES_URL`, set by
+/// scripts/test.sh).
+#[test]
+fn serves_and_records_with_postgresql() {
+    let Ok(base) = std::env::var("VSHARE_TEST_POSTGRES_URL") else {
+        eprintln!("VSHARE_TEST_POSTGRES_URL is not set: skipped (scripts/test.sh sets it)");
+        return;
+    };
+    let name = format!("vshare_e2e_{}", std::process::id());
+    let out = std::process::Command::new("psql").args([&base, "-q", "-c", &format!("DROP DATABASE IF EXISTS {name}"), "-c", &format!("CREATE DATABASE {name}")]).output().expect("psql");
+    assert!(out.status.success(), "createdb: {}", String::from_utf8_lossy(&out.stderr));
+    let url = format!("{}/{name}", base.rsplit_once('/').expect("url").0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let out = vshare().args(["keys", "create", "--quiet", "--database-url", &url, "--data"]).arg(&data).output().expect("keys");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let clip = make_clip(dir.path(), "clip.mp4", 5, &[]);
+    let server = Server::start(&data, &["--database-url", &url]);
+    let mut publisher = ffmpeg_publish(&clip, &server.rtmp_url(&key));
+    assert!(publisher.wait().expect("ffmpeg").success());
+    let ready = wait_video_state(&server, &key, &["ready"], Duration::from_secs(10));
+    let mp4 = ready["attributes"].as_array().and_then(|a| a.iter().find(|r| r["format"] == "mp4")).expect("mp4").clone();
+    assert!(decode_errors(mp4["url"].as_str().expect("url")).is_empty());
+    let listed = get_json(&format!("{}/api/v1/videos", server.http));
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert!(!data.join("vshare.db").exists(), "SQLite was used although PostgreSQL was configured");
+}
