@@ -1,6 +1,508 @@
-#[derive(clap::Args)]
-pub struct Args {}
+//! `vshare bench`: many real-time RTMP publishers from one pre-encoded FLV clip, read once into
+//! memory and shared. Each publisher is a tokio task with its own vshare-rtmp client; it loops
+//! the clip with continuous timestamps and records how far it fell behind real time.
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+use vshare_media::flv::{self, TagType};
+use vshare_rtmp::RtmpUrl;
+use vshare_source::{Tag, TagKind};
+
+use super::publish::connect_and_publish;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Server application URL: rtmp://HOST[:PORT]/APP (keys come from --key/--keys).
+    pub url: String,
+    /// A stream key (repeatable); publisher i uses key i.
+    #[arg(long = "key")]
+    pub keys: Vec<String>,
+    /// File with one stream key per line (added after --key).
+    #[arg(long = "keys")]
+    pub keys_file: Option<PathBuf>,
+    /// Number of publishers.
+    #[arg(long, default_value_t = 10)]
+    pub publishers: usize,
+    /// How long each publisher publishes (media time): 60s, 2m.
+    #[arg(long, default_value = "60s", value_parser = vshare_source::parse_duration_ms)]
+    pub duration: i64,
+    /// Pre-encoded H.264/AAC FLV clip, looped.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Spread the publishers' starts over this long (e.g. 5s).
+    #[arg(long, default_value = "2s", value_parser = vshare_source::parse_duration_ms)]
+    pub ramp: i64,
+    /// A publisher "kept real time" if no tag was sent later than this behind its deadline, ms.
+    #[arg(long, default_value_t = 1000.0)]
+    pub max_lag_ms: f64,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One publisher's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublisherReport {
+    pub index: usize,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub kept_real_time: bool,
+    pub tags: u64,
+    pub bytes: u64,
+    pub media_ms: i64,
+    pub max_lag_ms: f64,
+    /// Connect + handshake + publish answer, ms.
+    pub publish_ms: f64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub url: String,
+    pub publishers: usize,
+    pub duration_ms: i64,
+    pub ok: usize,
+    pub failed: usize,
+    pub kept_real_time: usize,
+    pub total_mbit_s: f64,
+    pub max_lag_ms: f64,
+    pub p95_lag_ms: f64,
+    pub wall_s: f64,
+    /// CPU seconds this bench process used (user + system).
+    pub bench_cpu_s: f64,
+    pub per_publisher: Vec<PublisherReport>,
+}
+
+/// The clip: sequence headers once, then media tags looped every `period_ms`.
+struct Clip {
+    headers: Vec<Tag>,
+    tags: Vec<Tag>,
+    period_ms: i64,
+}
+
+fn load_clip(path: &PathBuf) -> anyhow::Result<Clip> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file = flv::read_file(Bytes::from(data)).with_context(|| format!("{}", path.display()))?;
+    let mut headers = Vec::new();
+    let mut tags = Vec::new();
+    for t in file {
+        let kind = match t.tag_type {
+            TagType::Video => TagKind::Video,
+            TagType::Audio => TagKind::Audio,
+            _ => continue,
+        };
+        let config = match kind {
+            TagKind::Video => match flv::parse_video(t.body.clone()) {
+                Ok(flv::VideoTag::SequenceHeader(_)) => true,
+                // FFmpeg ends FLV files with an AVC end-of-sequence tag: not media, and it
+                // would repeat the last timestamp when the clip loops.
+                Ok(flv::VideoTag::EndOfSequence) => continue,
+                _ => false,
+            },
+            TagKind::Audio => matches!(
+                flv::parse_audio(t.body.clone()),
+                Ok(flv::AudioTag::SequenceHeader(_))
+            ),
+        };
+        let key = kind == TagKind::Audio || t.body.first().is_some_and(|b| b >> 4 == 1);
+        let tag = Tag {
+            kind,
+            timestamp_ms: i64::from(t.timestamp_ms),
+            body: t.body,
+            key,
+            config,
+        };
+        if config {
+            headers.push(tag);
+        } else {
+            tags.push(tag);
+        }
+    }
+    if headers.is_empty() || tags.is_empty() {
+        bail!(
+            "{}: no H.264/AAC sequence headers or no media tags",
+            path.display()
+        );
+    }
+    tags.sort_by_key(|t| t.timestamp_ms);
+    let first = tags[0].timestamp_ms;
+    for t in &mut tags {
+        t.timestamp_ms -= first;
+    }
+    let video: Vec<i64> = tags
+        .iter()
+        .filter(|t| t.kind == TagKind::Video)
+        .map(|t| t.timestamp_ms)
+        .collect();
+    let frame = match video.as_slice() {
+        [.., a, b] => (b - a).max(1),
+        _ => 33,
+    };
+    let period_ms = tags.last().map_or(0, |t| t.timestamp_ms) + frame;
+    Ok(Clip {
+        headers,
+        tags,
+        period_ms,
+    })
+}
+
+fn read_keys(args: &Args) -> anyhow::Result<Vec<String>> {
+    let mut keys = args.keys.clone();
+    if let Some(f) = &args.keys_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    if keys.len() < args.publishers {
+        bail!(
+            "{} publishers need {} distinct stream keys, {} given (--key, --keys FILE)",
+            args.publishers,
+            args.publishers,
+            keys.len()
+        );
+    }
+    Ok(keys)
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 Hz on Linux).
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn publisher(
+    index: usize,
+    url: Arc<RtmpUrl>,
+    key: String,
+    clip: Arc<Clip>,
+    duration_ms: i64,
+    start_delay: Duration,
+    max_lag_ms: f64,
+) -> PublisherReport {
+    tokio::time::sleep(start_delay).await;
+    let mut r = PublisherReport {
+        index,
+        ok: false,
+        error: None,
+        kept_real_time: false,
+        tags: 0,
+        bytes: 0,
+        media_ms: 0,
+        max_lag_ms: 0.0,
+        publish_ms: 0.0,
+    };
+    let t0 = Instant::now();
+    let result = async {
+        let mut p = connect_and_publish(&url, &key, Duration::from_secs(15)).await?;
+        r.publish_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        for h in &clip.headers {
+            p.send(h, 0)?;
+        }
+        p.flush().await?;
+        let start = Instant::now();
+        let mut buf = vec![0u8; 4096];
+        let mut pass = 0i64;
+        let mut i = 0usize;
+        loop {
+            let t = &clip.tags[i];
+            let offset = pass * clip.period_ms;
+            let ts = t.timestamp_ms + offset;
+            if ts >= duration_ms {
+                break;
+            }
+            let deadline = start + Duration::from_millis(ts as u64);
+            tokio::select! {
+                biased;
+                n = p.reader.read(&mut buf) => {
+                    let n = n.context("reading from the server")?;
+                    if n == 0 {
+                        bail!("the server closed the connection at {ts} ms");
+                    }
+                    p.input(&buf[..n])?;
+                    p.flush().await?;
+                    continue;
+                }
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            // Send every tag that is due, then write once.
+            let now = Instant::now();
+            loop {
+                let t = &clip.tags[i];
+                let ts = t.timestamp_ms + pass * clip.period_ms;
+                let deadline = start + Duration::from_millis(ts.max(0) as u64);
+                if deadline > now || ts >= duration_ms {
+                    break;
+                }
+                let lag = now.saturating_duration_since(deadline).as_secs_f64() * 1000.0;
+                r.max_lag_ms = r.max_lag_ms.max(lag);
+                p.send(t, pass * clip.period_ms)?;
+                r.tags += 1;
+                r.bytes += t.body.len() as u64;
+                r.media_ms = ts;
+                i += 1;
+                if i == clip.tags.len() {
+                    i = 0;
+                    pass += 1;
+                }
+            }
+            p.flush().await?;
+        }
+        p.conn.finish();
+        p.flush().await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            r.ok = true;
+            r.kept_real_time = r.max_lag_ms <= max_lag_ms;
+        }
+        Err(e) => r.error = Some(format!("{e:#}")),
+    }
+    r
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let url = RtmpUrl::parse(&args.url).map_err(|e| anyhow!(e))?;
+    if url.stream_key.is_some() {
+        bail!("give the application URL (rtmp://HOST/APP) and the keys with --key/--keys");
+    }
+    if args.publishers == 0 {
+        bail!("--publishers must be at least 1");
+    }
+    let keys = read_keys(&args)?;
+    let clip = Arc::new(load_clip(&args.input)?);
+    let url = Arc::new(url);
+    let cpu0 = cpu_seconds();
+    let started = Instant::now();
+    if !args.json {
+        eprintln!(
+            "bench: {} publishers, {:.0} s each, clip {} ({} tags, {:.1} s loop), to {}",
+            args.publishers,
+            args.duration as f64 / 1000.0,
+            args.input.display(),
+            clip.tags.len(),
+            clip.period_ms as f64 / 1000.0,
+            url.tc_url()
+        );
+    }
+    let mut tasks = Vec::with_capacity(args.publishers);
+    for (i, key) in keys.into_iter().take(args.publishers).enumerate() {
+        let delay =
+            Duration::from_millis((args.ramp.max(0) as u64 * i as u64) / args.publishers as u64);
+        tasks.push(tokio::spawn(publisher(
+            i,
+            url.clone(),
+            key,
+            clip.clone(),
+            args.duration,
+            delay,
+            args.max_lag_ms,
+        )));
+    }
+    let mut per = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        per.push(t.await?);
+    }
+    let wall_s = started.elapsed().as_secs_f64();
+    let ok = per.iter().filter(|p| p.ok).count();
+    let mut lags: Vec<f64> = per.iter().filter(|p| p.ok).map(|p| p.max_lag_ms).collect();
+    lags.sort_by(f64::total_cmp);
+    let p95 = lags
+        .get(((lags.len() as f64 * 0.95).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0);
+    let bytes: u64 = per.iter().map(|p| p.bytes).sum();
+    let report = BenchReport {
+        url: url.tc_url(),
+        publishers: per.len(),
+        duration_ms: args.duration,
+        ok,
+        failed: per.len() - ok,
+        kept_real_time: per.iter().filter(|p| p.kept_real_time).count(),
+        total_mbit_s: bytes as f64 * 8.0 / (args.duration as f64 / 1000.0).max(0.001) / 1e6,
+        max_lag_ms: lags.last().copied().unwrap_or(0.0),
+        p95_lag_ms: p95,
+        wall_s,
+        bench_cpu_s: cpu_seconds() - cpu0,
+        per_publisher: per,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} publishers: {} ok, {} failed, {} kept real time (lag <= {} ms); {:.1} Mbit/s total; lag max {:.0} ms, p95 {:.0} ms; bench CPU {:.1} s in {:.1} s",
+            report.publishers,
+            report.ok,
+            report.failed,
+            report.kept_real_time,
+            args.max_lag_ms,
+            report.total_mbit_s,
+            report.max_lag_ms,
+            report.p95_lag_ms,
+            report.bench_cpu_s,
+            report.wall_s
+        );
+        for p in report
+            .per_publisher
+            .iter()
+            .filter(|p| !p.ok || !p.kept_real_time)
+            .take(10)
+        {
+            println!(
+                "  publisher {}: {}",
+                p.index,
+                p.error
+                    .clone()
+                    .unwrap_or_else(|| format!("max lag {:.0} ms", p.max_lag_ms))
+            );
+        }
+    }
+    if report.ok == 0 {
+        bail!("no publisher succeeded");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Four publishers from one clip against in-test RTMP servers (vshare-rtmp's
+    //! ServerConnection); the clip is made by the ffmpeg CLI (Debian package `ffmpeg`).
+
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+    use vshare_rtmp::{ServerConnection, ServerEvent, ServerLimits};
+
+    /// Accepts connections, counts media per key, and checks timestamps keep increasing.
+    async fn server(listener: TcpListener) {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut conn = ServerConnection::new(ServerLimits::default());
+                let mut buf = vec![0u8; 65536];
+                let mut last_video = -1i64;
+                loop {
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    conn.handle_input(&buf[..n])
+                        .expect("valid RTMP from the bench");
+                    while let Some(ev) = conn.poll_event() {
+                        match ev {
+                            ServerEvent::PublishRequested { request_id, .. } => {
+                                conn.accept_publish(request_id).expect("accept")
+                            }
+                            ServerEvent::Video { timestamp_ms, .. } => {
+                                assert!(
+                                    timestamp_ms > last_video || timestamp_ms == 0,
+                                    "{timestamp_ms} after {last_video}"
+                                );
+                                last_video = timestamp_ms;
+                            }
+                            _ => {}
+                        }
+                    }
+                    while let Some(b) = conn.poll_transmit() {
+                        let _ = sock.write_all(&b).await;
+                    }
+                }
+            });
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publishers_loop_the_clip_in_real_time() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let clip = dir.path().join("clip.flv");
+        let out = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x180:rate=30:duration=1",
+            ])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=sample_rate=48000:duration=1",
+                "-c:v",
+                "libx264",
+            ])
+            .args([
+                "-preset",
+                "ultrafast",
+                "-g",
+                "30",
+                "-c:a",
+                "aac",
+                "-f",
+                "flv",
+            ])
+            .arg(&clip)
+            .output()
+            .expect("the ffmpeg binary is needed for this test (apt-get install ffmpeg)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = load_clip(&clip).expect("clip");
+        assert_eq!(c.headers.len(), 2);
+        assert!((990..=1100).contains(&c.period_ms), "{}", c.period_ms);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(server(listener));
+        let url = Arc::new(RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/live")).expect("url"));
+        let clip = Arc::new(c);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                tokio::spawn(publisher(
+                    i,
+                    url.clone(),
+                    format!("k{i}"),
+                    clip.clone(),
+                    2500,
+                    Duration::ZERO,
+                    1000.0,
+                ))
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.expect("task");
+            assert!(r.ok, "{:?}", r.error);
+            assert!(r.kept_real_time, "lag {}", r.max_lag_ms);
+            // 2.5 s of a 1 s clip: 75 video + ~117 audio tags, in 2.5 s of wall time.
+            assert!((185..=200).contains(&r.tags), "{}", r.tags);
+            assert!((2400..2500).contains(&r.media_ms), "{}", r.media_ms);
+        }
+        let wall = started.elapsed().as_secs_f64();
+        assert!((2.3..4.0).contains(&wall), "{wall}");
+    }
 }
