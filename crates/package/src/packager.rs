@@ -32,6 +32,14 @@ pub const MAX_COMPOSITION_OFFSET_US: i64 = 10_000_000;
 /// Complete segments kept for `part()`/`segment()` beyond the playlist window, for clients that
 /// loaded the playlist just before it slid.
 const EXTRA_RETAINED_SEGMENTS: usize = 2;
+/// A keyframe this close before the segment target still starts a new segment: timestamps
+/// rounded to milliseconds put a 2 s keyframe at 1.999 s.
+const SEGMENT_TOLERANCE_US: i64 = 5_000;
+/// Samples of the non-lead track wait at most this long (by their own time span) for the lead
+/// track; past it they go out in a part of their own (e.g. video configured but not sent).
+const MAX_WAITING_US: i64 = 5_000_000;
+/// A part closes before a sample that would take its media data past this many bytes.
+const MAX_PART_BYTES: usize = 256 << 20;
 
 /// Part and segment targets and the live window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,7 +265,9 @@ impl Packager {
 
     /// The current LL-HLS playlist ("index.m3u8"); `None` until the first part exists.
     pub fn media_playlist(&self) -> Option<String> {
-        if self.stored.is_empty() && self.open.is_none() && !self.finished {
+        let any_part =
+            !self.stored.is_empty() || self.open.as_ref().is_some_and(|o| !o.parts.is_empty());
+        if !any_part && !self.finished {
             return None;
         }
         let listed_from = self
@@ -562,13 +572,23 @@ impl Packager {
     ) {
         let lead = self.lead();
         if k != lead {
+            let ts = self.timescale(k);
             self.waiting[k].push_back(s);
+            let span = match (self.waiting[k].front(), self.waiting[k].back()) {
+                (Some(a), Some(b)) => to_us(b.decode - a.decode, ts),
+                _ => 0,
+            };
+            if span > MAX_WAITING_US && self.part[lead].is_empty() {
+                self.close_part(i64::MAX, out);
+            }
             return;
         }
         let ts = self.timescale(k);
         let target = self.part_target_ticks();
+        let part_bytes: usize = self.part[k].iter().map(|p| p.data.len()).sum();
         if let Some(start) = self.part_start
-            && s.decode + i64::from(s.duration) - start > target
+            && (s.decode + i64::from(s.duration) - start > target
+                || part_bytes + s.data.len() > MAX_PART_BYTES)
         {
             self.close_part(to_us(s.decode, ts), out);
         }
@@ -593,7 +613,9 @@ impl Packager {
         };
         let next_us = to_us(next_decode, ts);
         let segment_start = self.open.as_ref().map_or(next_us, |o| o.start_us);
-        if next_sync && next_us - segment_start >= self.config.segment_target_us {
+        if next_sync
+            && next_us - segment_start >= self.config.segment_target_us - SEGMENT_TOLERANCE_US
+        {
             self.close_part(next_us, out);
             self.close_segment(out);
         } else if let Some(start) = self.part_start

@@ -145,7 +145,7 @@ pub(crate) fn render_live(v: &LiveView<'_>) -> String {
             segment_uri(seg.msn)
         );
     }
-    if let Some(seg) = v.in_progress {
+    if let Some(seg) = v.in_progress.filter(|s| !s.parts.is_empty()) {
         if seg.discontinuity && !v.segments.is_empty() {
             out.push_str("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init.mp4\"\n");
         }

@@ -213,15 +213,29 @@ struct Run {
     mid_playlist: String,
     final_playlist: String,
     inits: usize,
+    /// Per part: time its output was produced minus the arrival of its earliest frame, µs.
+    latencies_us: Vec<i64>,
 }
 
 fn package(events: Vec<(i64, MediaEvent)>, config: PackagerConfig) -> Run {
     let mut p = Packager::new(config);
     let mut outputs = Vec::new();
     let mut mid_playlist = String::new();
+    let mut latencies_us = Vec::new();
     let half = events.len() / 2;
     for (i, (ts, ev)) in events.into_iter().enumerate() {
-        outputs.extend(p.push(ev, WALL_START_US + ts * 1000).expect("push"));
+        let now = WALL_START_US + ts * 1000;
+        let out = p.push(ev, now).expect("push");
+        for o in &out {
+            if let PackagerOutput::Part {
+                first_arrival_unix_us,
+                ..
+            } = o
+            {
+                latencies_us.push(now - first_arrival_unix_us);
+            }
+        }
+        outputs.extend(out);
         if i == half {
             mid_playlist = p.media_playlist().expect("playlist mid-stream");
         }
@@ -235,6 +249,7 @@ fn package(events: Vec<(i64, MediaEvent)>, config: PackagerConfig) -> Run {
         mid_playlist,
         final_playlist: p.media_playlist().expect("final playlist"),
         inits: 0,
+        latencies_us,
     };
     for o in outputs {
         match o {
@@ -289,21 +304,98 @@ fn tag_value<'a>(playlist: &'a str, tag: &str) -> &'a str {
 
 #[test]
 fn av_stream_parts_segments_playlist_and_vod_check_out_with_ffprobe() {
-    // VSHARE_TEST_KEEP=1 keeps the files for a look after the run.
+    with_dir(|dir| check_clip(dir, &av_clip(dir), true, true));
+}
+
+#[test]
+fn video_only_stream_checks_out_with_ffprobe() {
+    with_dir(|dir| {
+        let flv = make_clip(
+            dir,
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+                "-t",
+                "6",
+                "-c:v",
+                "libx264",
+                "-g",
+                "50",
+                "-bf",
+                "3",
+                "-f",
+                "flv",
+            ],
+            "video.flv",
+        );
+        check_clip(dir, &flv, true, false);
+    });
+}
+
+#[test]
+fn audio_only_stream_checks_out_with_ffprobe() {
+    with_dir(|dir| {
+        let flv = make_clip(
+            dir,
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=f=440:sample_rate=48000",
+                "-t",
+                "6",
+                "-c:a",
+                "aac",
+                "-f",
+                "flv",
+            ],
+            "audio.flv",
+        );
+        check_clip(dir, &flv, false, true);
+    });
+}
+
+/// Runs `f` in a temporary directory; VSHARE_TEST_KEEP=1 keeps it for a look after the run.
+fn with_dir(f: impl FnOnce(&Path)) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = if std::env::var_os("VSHARE_TEST_KEEP").is_some() {
         tmp.keep()
     } else {
         tmp.path().to_path_buf()
     };
-    let dir = dir.as_path();
-    let flv = av_clip(dir);
-    let input = streams(&flv);
-    let input_duration = presentation_span(&flv);
+    eprintln!("files in {}", dir.display());
+    f(&dir);
+}
+
+/// Packages `flv` and checks every output with ffprobe/ffmpeg.
+fn check_clip(dir: &Path, flv: &Path, has_video: bool, has_audio: bool) {
+    let input = streams(flv);
+    let input_duration = presentation_span(flv);
     let config = PackagerConfig::default();
-    let run = package(events(&flv), config.clone());
+    let run = package(events(flv), config.clone());
     assert_eq!(run.inits, 1);
-    let frame = 1.0 / 30.0;
+    // One frame of the lead track: the checks below allow this much.
+    let frame = if has_video {
+        let v = ffprobe_json(
+            &[
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "stream=r_frame_rate",
+            ],
+            flv,
+        );
+        let r = v["streams"][0]["r_frame_rate"]
+            .as_str()
+            .expect("rate")
+            .to_string();
+        let (n, d) = r.split_once('/').expect("n/d");
+        f64_of(&Value::String(d.into())) / f64_of(&Value::String(n.into()))
+    } else {
+        1024.0 / 48_000.0
+    };
 
     // Playlist text.
     let pl = &run.mid_playlist;
@@ -317,7 +409,11 @@ fn av_stream_parts_segments_playlist_and_vod_check_out_with_ffprobe() {
         "#EXT-X-MAP:URI=\"init.mp4\"",
         "#EXT-X-PROGRAM-DATE-TIME:2026-11-18T11:06:4",
         "#EXT-X-PART:DURATION=",
-        ",INDEPENDENT=YES",
+        if has_video {
+            ",INDEPENDENT=YES"
+        } else {
+            "#EXT-X-PART:"
+        },
         "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part",
         "#EXTINF:",
     ] {
@@ -385,12 +481,16 @@ fn av_stream_parts_segments_playlist_and_vod_check_out_with_ffprobe() {
         assert!(errors.is_empty(), "{name}: {errors}");
         let alone = write(dir, &format!("alone-{name}.mp4"), &[&run.init, bytes]);
         let s = streams(&alone);
-        assert!(stream(&s, "video").packets > 0, "{name}: no video");
-        assert!(stream(&s, "audio").packets > 0, "{name}: no audio");
-        if *independent {
-            assert!(stream(&s, "video").frames > 0, "{name}: no decodable video");
+        if has_video {
+            assert!(stream(&s, "video").packets > 0, "{name}: no video");
+            if *independent {
+                assert!(stream(&s, "video").frames > 0, "{name}: no decodable video");
+            }
         }
-        let probed = video_span(&alone);
+        if has_audio {
+            assert!(stream(&s, "audio").packets > 0, "{name}: no audio");
+        }
+        let probed = lead_span(&alone, has_video);
         assert!(
             (probed - d).abs() <= 0.002,
             "{name}: ffprobe {probed} s vs listed {d} s"
@@ -398,7 +498,11 @@ fn av_stream_parts_segments_playlist_and_vod_check_out_with_ffprobe() {
     }
     let listed: Vec<i64> = run.parts.iter().map(|p| p.3 / 1000).collect();
     eprintln!("part durations (ms): {listed:?}");
-    assert!(run.parts.len() >= 25, "{} parts for 10 s", run.parts.len());
+    assert!(
+        run.parts.len() as f64 >= input_duration / part_target,
+        "{} parts for {input_duration} s",
+        run.parts.len()
+    );
 
     // Every segment decodes cleanly and lasts no more than TARGETDURATION (rounded).
     let mut total = 0.0;
@@ -415,20 +519,20 @@ fn av_stream_parts_segments_playlist_and_vod_check_out_with_ffprobe() {
         let file = write(dir, &format!("check-{name}.mp4"), &[&run.init, bytes]);
         let errors = decode_errors(&file);
         assert!(errors.is_empty(), "{name}: {errors}");
-        let probed = video_span(&file);
+        let probed = lead_span(&file, has_video);
         assert!(
             (probed - d).abs() <= 0.002,
             "{name}: ffprobe {probed} s vs listed {d} s"
         );
         let s = streams(&file);
-        assert!(stream(&s, "video").frames > 0 && stream(&s, "audio").frames > 0);
-        // Segments start with a keyframe: the first frame decodes without references.
+        assert!(!has_video || stream(&s, "video").frames > 0);
+        assert!(!has_audio || stream(&s, "audio").frames > 0);
         assert!(
             fin.contains(&format!("\n{name}\n")),
             "{name} not in the final playlist"
         );
     }
-    let input_span = video_span(&flv);
+    let input_span = lead_span(flv, has_video);
     assert!(
         (total - input_span).abs() <= 0.002,
         "segments {total} s vs input video {input_span} s"
@@ -439,7 +543,15 @@ fn av_stream_parts_segments_playlist_and_vod_check_out_with_ffprobe() {
     let errors = decode_errors(&playlist);
     assert!(errors.is_empty(), "index.m3u8: {errors}");
     let hls = streams(&playlist);
-    assert_eq!(stream(&hls, "video").frames, stream(&input, "video").frames);
+    for kind in ["video", "audio"] {
+        if (kind == "video" && has_video) || (kind == "audio" && has_audio) {
+            assert_eq!(
+                stream(&hls, kind).frames,
+                stream(&input, kind).frames,
+                "{kind} frames via HLS"
+            );
+        }
+    }
 
     // The fast-start MP4.
     let mut vod = VodMp4Builder::new(&run.init).expect("vod from init");
@@ -464,28 +576,70 @@ fn av_stream_parts_segments_playlist_and_vod_check_out_with_ffprobe() {
         "video.mp4 lasts {duration} s, input {input_duration} s"
     );
     assert!((vod.duration_us() as f64 / 1e6 - duration).abs() <= 0.002);
-    let (v, a) = (stream(&out, "video"), stream(&out, "audio"));
-    assert!(
-        (v.start_time - a.start_time).abs() <= frame,
-        "start times {} / {}",
-        v.start_time,
-        a.start_time
-    );
-    let input_offset = stream(&input, "video").start_time - stream(&input, "audio").start_time;
-    assert!(
-        ((v.start_time - a.start_time) - input_offset).abs() <= 0.002,
-        "A/V offset {} s, input {input_offset} s",
-        v.start_time - a.start_time
-    );
-    assert_eq!(v.frames, stream(&input, "video").frames, "video frames");
-    assert_eq!(a.frames, stream(&input, "audio").frames, "audio frames");
+    for kind in ["video", "audio"] {
+        if (kind == "video" && has_video) || (kind == "audio" && has_audio) {
+            assert_eq!(
+                stream(&out, kind).frames,
+                stream(&input, kind).frames,
+                "{kind} frames in video.mp4"
+            );
+        }
+    }
+    let mut starts = String::new();
+    if has_video && has_audio {
+        let (v, a) = (stream(&out, "video"), stream(&out, "audio"));
+        assert!(
+            (v.start_time - a.start_time).abs() <= frame,
+            "start times {} / {}",
+            v.start_time,
+            a.start_time
+        );
+        let input_offset = stream(&input, "video").start_time - stream(&input, "audio").start_time;
+        assert!(
+            ((v.start_time - a.start_time) - input_offset).abs() <= 0.002,
+            "A/V offset {} s, input {input_offset} s",
+            v.start_time - a.start_time
+        );
+        starts = format!(", starts v {:.3} a {:.3}", v.start_time, a.start_time);
+    }
+    let mut lat = run.latencies_us.clone();
+    lat.sort_unstable();
+    let pct = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
     eprintln!(
-        "parts {} (max {max_part:.3} s), segments {}, target {target}, vod {duration:.3} s / input {input_duration:.3} s, starts v {:.3} a {:.3}",
+        "video={has_video} audio={has_audio}: parts {} (max {max_part:.3} s), segments {}, target {target}, \
+         vod {duration:.3} s / input {input_duration:.3} s{starts}; earliest frame -> part out: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         run.parts.len(),
         run.segments.len(),
-        v.start_time,
-        a.start_time
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
     );
+}
+
+/// Decode-time span of the lead track (video if there is one, else audio), seconds.
+fn lead_span(file: &Path, has_video: bool) -> f64 {
+    if has_video {
+        return video_span(file);
+    }
+    let v = ffprobe_json(
+        &[
+            "-select_streams",
+            "a",
+            "-show_entries",
+            "packet=pts_time,duration_time",
+        ],
+        file,
+    );
+    let packets = v["packets"].as_array().expect("packets");
+    let first = f64_of(&packets.first().expect("a packet")["pts_time"]);
+    let last = packets.last().expect("a packet");
+    // FFmpeg leaves the duration of a lone AAC packet unset (its first packet, with the
+    // encoder-delay side data): one AAC frame it is.
+    let duration = match &last["duration_time"] {
+        Value::Null if packets.len() == 1 => 1024.0 / 48_000.0,
+        d => f64_of(d),
+    };
+    f64_of(&last["pts_time"]) + duration - first
 }
 
 fn top_level(data: &[u8]) -> Vec<String> {
