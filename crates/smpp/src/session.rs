@@ -121,7 +121,7 @@ enum Role {
 
 #[derive(Debug)]
 enum Request {
-    Message { tag: u64, sm: Sm, retries: u32 },
+    Message { tag: u64, sm: Box<Sm>, retries: u32 },
     Bind,
     EnquireLink,
     Unbind,
@@ -132,6 +132,9 @@ struct Outstanding {
     sent: Instant,
     request: Request,
 }
+
+/// A message with the caller's tag.
+pub type Tagged = (u64, Sm);
 
 /// One SMPP session over one connection.
 #[derive(Debug)]
@@ -344,7 +347,15 @@ impl Session {
                 Role::Esme => Body::SubmitSm(sm.clone()),
                 Role::Smsc => Body::DeliverSm(sm.clone()),
             };
-            self.request(body, Request::Message { tag, sm, retries }, now);
+            self.request(
+                body,
+                Request::Message {
+                    tag,
+                    sm: Box::new(sm),
+                    retries,
+                },
+                now,
+            );
         }
     }
 
@@ -534,7 +545,7 @@ impl Session {
                     let retry_at = now + self.backoff;
                     self.backoff_until = Some(retry_at);
                     self.backoff = (self.backoff * 2).min(self.config.backoff_max);
-                    self.queue.push_front((tag, sm, retries + 1));
+                    self.queue.push_front((tag, *sm, retries + 1));
                     self.events.push_back(Event::Throttled {
                         tag,
                         status: st,
@@ -622,13 +633,13 @@ impl Session {
 
     /// Messages that were queued or sent without an answer, for a new session to carry (after
     /// a reconnect). Those that were in flight may have arrived: the caller decides.
-    pub fn take_unanswered(&mut self) -> (Vec<(u64, Sm)>, Vec<(u64, Sm)>) {
+    pub fn take_unanswered(&mut self) -> (Vec<Tagged>, Vec<Tagged>) {
         let queued = self.queue.drain(..).map(|(t, s, _)| (t, s)).collect();
         let mut in_flight: Vec<(u32, u64, Sm)> = self
             .outstanding
             .drain()
             .filter_map(|(seq, o)| match o.request {
-                Request::Message { tag, sm, .. } => Some((seq, tag, sm)),
+                Request::Message { tag, sm, .. } => Some((seq, tag, *sm)),
                 _ => None,
             })
             .collect();
