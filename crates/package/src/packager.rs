@@ -335,6 +335,19 @@ impl Packager {
         self.finished
     }
 
+    /// RFC 6381 codec strings of the configured tracks, video first, comma-separated: the
+    /// `CODECS` attribute of a multivariant playlist (RFC 8216bis §4.4.6.2).
+    pub fn codecs(&self) -> Option<String> {
+        let list: Vec<String> = [
+            self.video_config.as_ref().map(|c| c.codec_string()),
+            self.audio_config.as_ref().map(|c| c.codec_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!list.is_empty()).then(|| list.join(","))
+    }
+
     /// EXT-X-TARGETDURATION of the live playlist, seconds.
     pub fn target_duration_s(&self) -> u64 {
         self.target_duration_s

@@ -551,3 +551,41 @@ fn mutated_segments_never_panic() {
         }
     }
 }
+
+/// A 10-minute A/V recording: the VOD header at stop must be quick (the server has 1 s from
+/// publisher stop to a ready file). Prints the figures.
+#[test]
+fn ten_minute_recording_header_is_quick() {
+    let mut p = Packager::new(PackagerConfig::default());
+    let mut out = push_all(&mut p, av_events(0, 600, true, true));
+    out.extend(p.finish());
+    assert_eq!(p.codecs().as_deref(), Some("avc1.64001F,mp4a.40.2"));
+    let c = collect(out);
+    let mut vod = VodMp4Builder::new(&c.inits[0]).expect("init");
+    let t = std::time::Instant::now();
+    for (_, _, s) in &c.segments {
+        vod.add_segment(s).expect("segment");
+    }
+    let add = t.elapsed();
+    let t = std::time::Instant::now();
+    let header = vod.header();
+    let ranges = vod.payload_ranges();
+    let build = t.elapsed();
+    assert_eq!(
+        vod.sample_counts(),
+        vec![(1, 18_000), (2, 600 * 44_100 / 1024)]
+    );
+    assert!(
+        (vod.duration_us() - 600_000_000).abs() < 50_000,
+        "{}",
+        vod.duration_us()
+    );
+    eprintln!(
+        "10 min: {} segments, {} parts; add_segment total {add:?}; header {} bytes + {} ranges in {build:?}",
+        c.segments.len(),
+        c.parts.len(),
+        header.len(),
+        ranges.len()
+    );
+    assert!(build.as_millis() < 1000, "header took {build:?}");
+}
