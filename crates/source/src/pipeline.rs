@@ -259,10 +259,12 @@ fn graph_with_sink(
         }
         None => g.input("out", 0).map_err(ff("graph output"))?,
     };
-    parser
-        .parse(spec)
-        .map_err(ff(format!("filter graph {spec:?}")))?;
-    g.validate().map_err(ff(format!("filter graph {spec:?}")))?;
+    let what = match source {
+        Some((src, args)) => format!("filter graph {src}={args} -> {spec}"),
+        None => format!("filter graph {spec}"),
+    };
+    parser.parse(spec).map_err(ff(what.clone()))?;
+    g.validate().map_err(ff(what))?;
     if sink == "abuffersink"
         && let Some(mut out) = g.get("out")
     {
@@ -610,7 +612,10 @@ fn open_file(path: &Path, o: &SourceOptions) -> Result<Opened, SourceError> {
                     dec.format().name(),
                     layout.bits()
                 );
-                let graph = graph_with_sink("abuffersink", Some(("abuffer", &args)), "anull")?;
+                let spec = format!(
+                    "aresample={AUDIO_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
+                );
+                let graph = graph_with_sink("abuffersink", Some(("abuffer", &args)), &spec)?;
                 let enc = AudioEncoder::open(o.audio_bitrate)?;
                 headers.push(enc.header());
                 info.audio_sample_rate = AUDIO_RATE;

@@ -714,6 +714,66 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mpeg4_mp3_file_arrives_as_h264_and_aac() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("legacy.avi");
+        let out = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=20:duration=2",
+            ])
+            .args(["-f", "lavfi", "-i", "sine=sample_rate=22050:duration=2"])
+            .args(["-c:v", "mpeg4", "-c:a", "libmp3lame"])
+            .arg(&file)
+            .output()
+            .expect("the ffmpeg binary is needed for this test (apt-get install ffmpeg)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(serve(listener, true));
+        let mut a = args(format!("rtmp://127.0.0.1:{port}/live/k2"));
+        a.test_pattern = false;
+        a.file = Some(file);
+        a.duration = None;
+        a.size = None;
+        a.fps = None;
+        run(a).await.expect("publish");
+        let got = server.await.expect("server");
+        let mut demux = TagDemuxer::new();
+        let (mut avc, mut aac, mut video, mut audio) = (None, None, 0, 0);
+        for (ts, body) in &got.video {
+            match demux.video(*ts, body.clone()).expect("video tag") {
+                Some(MediaEvent::Config(TrackConfig::Avc(c))) => avc = Some(c),
+                Some(MediaEvent::Frame(_)) => video += 1,
+                _ => {}
+            }
+        }
+        for (ts, body) in &got.audio {
+            match demux.audio(*ts, body.clone()).expect("audio tag: AAC") {
+                Some(MediaEvent::Config(TrackConfig::Aac(c))) => aac = Some(c),
+                Some(MediaEvent::Frame(_)) => audio += 1,
+                _ => {}
+            }
+        }
+        let avc = avc.expect("H.264 sequence header");
+        assert_eq!(
+            (avc.width, avc.height, avc.frame_rate),
+            (320, 240, Some(20.0))
+        );
+        assert_eq!(aac.expect("AAC sequence header").sample_rate, 48_000);
+        assert!((39..=41).contains(&video), "{video}");
+        assert!((90..=98).contains(&audio), "{audio}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rejected_publish_is_an_error() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
