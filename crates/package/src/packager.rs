@@ -640,10 +640,14 @@ impl Packager {
     }
 
     fn open_segment(&mut self, start_us: i64, arrival: i64) {
-        let expected = self.wall_anchor_us.map(|a| a + start_us);
+        // Arrival times come from the caller's clock: saturating arithmetic keeps absurd values
+        // from overflowing.
+        let expected = self.wall_anchor_us.map(|a| a.saturating_add(start_us));
         let anchor = match expected {
-            Some(e) if (arrival - e).abs() <= 1_000_000 => e - start_us,
-            _ => arrival - start_us,
+            Some(e) if arrival.saturating_sub(e).saturating_abs() <= 1_000_000 => {
+                e.saturating_sub(start_us)
+            }
+            _ => arrival.saturating_sub(start_us),
         };
         self.wall_anchor_us = Some(anchor);
         let discontinuity = std::mem::take(&mut self.discontinuity_next);
@@ -651,7 +655,7 @@ impl Packager {
             listed: ListedSegment {
                 msn: self.next_msn,
                 duration_us: 0,
-                program_date_time_unix_ms: (anchor + start_us).div_euclid(1000),
+                program_date_time_unix_ms: anchor.saturating_add(start_us).div_euclid(1000),
                 discontinuity,
                 parts: Vec::new(),
             },

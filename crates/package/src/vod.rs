@@ -200,7 +200,7 @@ impl VodMp4Builder {
         }
         let seg_index = self.segments;
         for run in staged {
-            self.commit(seg_index, run, &layer)?;
+            self.commit(seg_index, run);
         }
         self.segments += 1;
         Ok(())
@@ -335,12 +335,8 @@ impl VodMp4Builder {
         Ok(())
     }
 
-    fn commit(
-        &mut self,
-        seg_index: usize,
-        run: StagedRun,
-        layer: &str,
-    ) -> Result<(), PackageError> {
+    /// Records a checked run. Infallible, so a segment is recorded whole or not at all.
+    fn commit(&mut self, seg_index: usize, run: StagedRun) {
         let t = &mut self.tracks[run.track];
         match t.first_decode {
             None => {
@@ -350,14 +346,10 @@ impl VodMp4Builder {
             Some(_) if run.base_decode > t.next_decode => {
                 // A gap in the timeline: the previous sample lasts until this run starts.
                 let gap = run.base_decode - t.next_decode;
+                // (A gap beyond the 32-bit duration field only comes from damaged input: the
+                // sample then lasts as long as the field allows.)
                 if let Some(last) = t.durations.last_mut() {
-                    *last = u32::try_from(u64::from(*last) + gap).map_err(|_| {
-                        mp4_err(
-                            layer,
-                            run.data.start,
-                            format!("track {}: gap of {gap} ticks", t.track_id),
-                        )
-                    })?;
+                    *last = u32::try_from(u64::from(*last).saturating_add(gap)).unwrap_or(u32::MAX);
                 }
                 t.next_decode = run.base_decode;
             }
@@ -373,17 +365,16 @@ impl VodMp4Builder {
             if !t.is_video || flags & NON_SYNC_FLAG == 0 {
                 t.sync.push(t.durations.len() as u32);
             }
-            let pts = (t.next_decode - first) as i64 + i64::from(cts);
+            let pts = ((t.next_decode - first) as i64).saturating_add(i64::from(cts));
             t.min_pts = Some(t.min_pts.map_or(pts, |m| m.min(pts)));
-            t.max_pts_end = t.max_pts_end.max(pts + i64::from(duration));
-            t.next_decode += u64::from(duration);
+            t.max_pts_end = t.max_pts_end.max(pts.saturating_add(i64::from(duration)));
+            t.next_decode = t.next_decode.saturating_add(u64::from(duration));
         }
         self.payload_len += run.data.len() as u64;
         match self.ranges.last_mut() {
             Some((s, r)) if *s == seg_index && r.end == run.data.start => r.end = run.data.end,
             _ => self.ranges.push((seg_index, run.data)),
         }
-        Ok(())
     }
 
     /// Presentation start (µs on the packager's timeline) and duration (µs) of each track with
@@ -396,7 +387,7 @@ impl VodMp4Builder {
                 let media_time = t.min_pts.unwrap_or(0).max(0) as u64;
                 let to_us =
                     |ticks: u64| (u128::from(ticks) * 1_000_000 / u128::from(t.timescale)) as i64;
-                let start = to_us(first + media_time);
+                let start = to_us(first.saturating_add(media_time));
                 // Presentation ends with the latest composition end, which B-frames put after
                 // the decode end.
                 let duration = to_us((t.max_pts_end.max(0) as u64).saturating_sub(media_time));
@@ -425,8 +416,8 @@ impl VodMp4Builder {
             let Some((start, duration, media_time)) = *time else {
                 continue;
             };
-            let empty = start - g;
-            let track_duration = movie(empty + duration);
+            let empty = start.saturating_sub(g);
+            let track_duration = movie(empty.saturating_add(duration));
             movie_duration = movie_duration.max(track_duration);
             let mut trak = t.template.clone();
             trak.tkhd.duration = track_duration;
@@ -573,7 +564,7 @@ impl VodMp4Builder {
         times
             .iter()
             .flatten()
-            .map(|(s, d, _)| s - g + d)
+            .map(|(s, d, _)| s.saturating_sub(g).saturating_add(*d))
             .max()
             .unwrap_or(0)
     }

@@ -479,6 +479,20 @@ fn vod_builder_refuses_what_is_not_ours() {
     let e = vod.add_segment(&bad).unwrap_err();
     assert!(e.to_string().contains("outside the mdat payload"), "{e}");
     assert_eq!(vod.segment_count(), 0, "refused segments are not recorded");
+    // Extreme decode times (a damaged tfdt) are read without overflow.
+    for value in [u64::MAX, u64::MAX / 2, 1 << 63] {
+        let mut extreme = seg.to_vec();
+        for (i, _) in seg.windows(4).enumerate().filter(|(_, w)| *w == b"tfdt") {
+            extreme[i + 8..i + 16].copy_from_slice(&value.to_be_bytes());
+        }
+        let mut v = vod.clone();
+        v.add_segment(seg).expect("normal first");
+        v.add_segment(&extreme)
+            .expect("extreme tfdt is still a segment");
+        v.add_segment(seg).expect("and back");
+        assert!(v.header().len() > 100);
+        let _ = v.duration_us();
+    }
     vod.add_segment(seg).expect("the real one");
     assert_eq!(vod.segment_count(), 1);
     assert_eq!(vod.payload_ranges().first().map(|r| r.0), Some(0));
