@@ -587,12 +587,25 @@ impl Packager {
         if k != lead {
             let ts = self.timescale(k);
             self.waiting[k].push_back(s);
-            let span = match (self.waiting[k].front(), self.waiting[k].back()) {
-                (Some(a), Some(b)) => to_us(b.decode - a.decode, ts),
-                _ => 0,
-            };
-            if span > MAX_WAITING_US && self.part[lead].is_empty() {
-                self.close_part(i64::MAX, out);
+            if self.waiting_span_us(k) > MAX_WAITING_US {
+                // The lead track went quiet (a camera switched off): publish the waiting samples
+                // on their own, one part target at a time, so parts stay within PART-TARGET.
+                while self.waiting_span_us(k) > MAX_WAITING_US / 2 {
+                    let Some(front) = self.waiting[k].front() else {
+                        break;
+                    };
+                    let start = to_us(front.decode, ts);
+                    let boundary =
+                        start + self.config.part_target_us - to_us(i64::from(front.duration), ts);
+                    self.close_part(boundary.max(start + 1), out);
+                    if self
+                        .open
+                        .as_ref()
+                        .is_some_and(|o| o.listed.duration_us >= self.config.segment_target_us)
+                    {
+                        self.close_segment(out);
+                    }
+                }
             }
             return;
         }
@@ -636,6 +649,14 @@ impl Packager {
         {
             // The next sample, if as long as this one, would overrun the part target.
             self.close_part(next_us, out);
+        }
+    }
+
+    /// Time span of the samples waiting on track `k`, µs.
+    fn waiting_span_us(&self, k: usize) -> i64 {
+        match (self.waiting[k].front(), self.waiting[k].back()) {
+            (Some(a), Some(b)) => to_us(b.decode - a.decode, self.timescale(k)),
+            _ => 0,
         }
     }
 

@@ -603,3 +603,37 @@ fn ten_minute_recording_header_is_quick() {
     );
     assert!(build.as_millis() < 1000, "header took {build:?}");
 }
+
+/// Video stops after 1 s (a camera switched off) while audio goes on: audio is still published
+/// in parts within PART-TARGET, and memory stays bounded.
+#[test]
+fn audio_goes_on_when_video_stops() {
+    let mut p = Packager::new(PackagerConfig::default());
+    let mut events = vec![(0, video_config()), (0, audio_config())];
+    for i in 0..30 {
+        let t = video_ts(0, i);
+        events.push((t, video(t, t, i == 0)));
+    }
+    for i in 0..20 * 44100 / 1024 {
+        let t = audio_ts(0, i);
+        events.push((t, audio(t)));
+    }
+    events.sort_by_key(|(t, _)| *t);
+    let c = collect(push_all(&mut p, events));
+    let audio_parts = c
+        .parts
+        .iter()
+        .filter(|p| {
+            moofs(&p.4)
+                .iter()
+                .all(|m| m.traf.iter().all(|t| t.tfhd.track_id == 2))
+        })
+        .count();
+    assert!(audio_parts > 30, "{audio_parts} audio-only parts");
+    for (msn, index, _, d, _) in &c.parts {
+        assert!(*d <= 333_333, "part {msn}.{index}: {d} µs");
+    }
+    assert!(c.segments.len() >= 5, "{} segments", c.segments.len());
+    let out = collect(p.finish());
+    assert!(!out.segments.is_empty());
+}
