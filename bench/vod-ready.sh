@@ -15,12 +15,14 @@ ffmpeg -hide_banner -loglevel error -f lavfi -i "testsrc2=size=640x360:rate=30" 
   -f lavfi -i "sine=frequency=1000:sample_rate=44100" -t "$seconds" \
   -c:v libx264 -preset ultrafast -g 30 -b:v 1M -c:a aac -b:a 96k "$work/clip.mp4"
 key=$("$bin" keys create --data "$work/data" --quiet)
-"$bin" serve --data "$work/data" --rtmp 127.0.0.1:19352 --http 127.0.0.1:18082 >"$work/out" 2>"$work/log" &
-sleep 1
-ffmpeg -hide_banner -loglevel error -i "$work/clip.mp4" -c copy -f flv "rtmp://127.0.0.1:19352/live/$key"
+"$bin" serve --data "$work/data" --rtmp 127.0.0.1:0 --http 127.0.0.1:0 >"$work/out" 2>"$work/log" &
+for _ in $(seq 100); do grep -q "watch:" "$work/out" 2>/dev/null && break; sleep 0.1; done
+rtmp=$(grep -o "rtmp://[0-9.:]*/live" "$work/out")
+http=$(grep -o "watch: *http://[0-9.:]*" "$work/out" | grep -o "http://.*")
+ffmpeg -hide_banner -loglevel error -i "$work/clip.mp4" -c copy -f flv "$rtmp/$key"
 for _ in $(seq 100); do grep -q "VOD ready" "$work/log" && break; sleep 0.1; done
 grep "VOD ready" "$work/log" | sed 's/\x1b\[[0-9;]*m//g' | grep -o 'ready_ms=[0-9]*'
-curl -s http://127.0.0.1:18082/api/v1/videos | python3 -c '
+curl -s $http/api/v1/videos | python3 -c '
 import json,sys
 v=json.load(sys.stdin)[0]
 for a in v["attributes"]:
