@@ -66,8 +66,31 @@ fn init_ftyp() -> Ftyp {
 
 fn video_trak(avc: &AvcConfig) -> Result<Trak, PackageError> {
     let mut record: &[u8] = &avc.record;
-    let avcc = Avcc::decode_body(&mut record)
-        .map_err(|e| PackageError::Config(format!("avcC does not re-encode: {e}")))?;
+    let mut avcc = match Avcc::decode_body(&mut record) {
+        Ok(a) => a,
+        // A record with a damaged or padded High-profile extension: keep its parameter sets.
+        Err(_) => {
+            let (sps, pps) = avc.parameter_sets();
+            if sps.is_empty() || pps.is_empty() {
+                return Err(PackageError::Config(
+                    "avcC without a sequence and a picture parameter set".into(),
+                ));
+            }
+            Avcc {
+                configuration_version: 1,
+                avc_profile_indication: avc.profile_idc,
+                profile_compatibility: avc.constraint_flags,
+                avc_level_indication: avc.level_idc,
+                length_size: 4,
+                sequence_parameter_sets: sps.iter().map(|b| b.to_vec()).collect(),
+                picture_parameter_sets: pps.iter().map(|b| b.to_vec()).collect(),
+                ext: None,
+            }
+        }
+    };
+    // Frames reach us with 4-byte NAL unit lengths whatever the publisher used
+    // (vshare_media::flv rewrites them), so the sample entry says 4 (ISO/IEC 14496-15 §5.3.3.1).
+    avcc.length_size = 4;
     let width = u16::try_from(avc.width)
         .map_err(|_| PackageError::Config(format!("picture width {} too large", avc.width)))?;
     let height = u16::try_from(avc.height)

@@ -637,3 +637,34 @@ fn audio_goes_on_when_video_stops() {
     let out = collect(p.finish());
     assert!(!out.segments.is_empty());
 }
+
+/// The sample entry declares 4-byte NAL lengths (what frames carry after FLV parsing) whatever
+/// the publisher's record said (a record with a cut High-profile extension, if the codec layer
+/// accepts it, gets the same treatment).
+#[test]
+fn avcc_in_the_init_segment_is_normalised() {
+    use mp4_atom::{Codec, Moov};
+    let mut two_byte = AVCC_720P30.to_vec();
+    two_byte[4] = 0xfd;
+    let cut = AVCC_720P30[..AVCC_720P30.len() - 2].to_vec();
+    let mut checked = 0;
+    for record in [two_byte, cut] {
+        let Ok(config) = AvcConfig::parse(Bytes::from(record.clone())) else {
+            continue;
+        };
+        checked += 1;
+        let mut p = Packager::new(PackagerConfig::default());
+        p.push(MediaEvent::Config(TrackConfig::Avc(config)), 0)
+            .expect("config accepted");
+        let init = p.init_segment().expect("init");
+        let moov_at = init.windows(4).position(|w| w == b"moov").expect("moov") - 4;
+        let moov = Moov::decode(&mut &init[moov_at..]).expect("moov");
+        let Some(Codec::Avc1(avc1)) = moov.trak[0].mdia.minf.stbl.stsd.codecs.first() else {
+            panic!("no avc1");
+        };
+        assert_eq!(avc1.avcc.length_size, 4);
+        assert_eq!(avc1.avcc.sequence_parameter_sets.len(), 1);
+    }
+    eprintln!("{checked} records checked");
+    assert!(checked >= 1);
+}
