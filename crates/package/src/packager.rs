@@ -331,6 +331,16 @@ impl Packager {
         }
     }
 
+    /// The part the playlist's EXT-X-PRELOAD-HINT names: (msn, index) of the next part to be
+    /// published. A blocking request for a part beyond the one after it can be answered with
+    /// 400 at once (RFC 8216bis §6.2.5.2).
+    pub fn next_part(&self) -> (u64, u32) {
+        match &self.open {
+            Some(o) => (o.listed.msn, o.parts.len() as u32),
+            None => (self.next_msn, 0),
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         self.finished
     }

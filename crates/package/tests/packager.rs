@@ -318,6 +318,7 @@ fn window_slides_and_blocking_reload_conditions_hold() {
             let (msn, index): (u64, u32) =
                 (msn.parse().expect("msn"), index.parse().expect("index"));
             assert!(!p.is_listed(msn, Some(index)), "{pl}");
+            assert_eq!(p.next_part(), (msn, index));
             if index > 0 {
                 assert!(p.is_listed(msn, Some(index - 1)));
             }
