@@ -22,8 +22,9 @@ http=$(grep -o "watch: *http://[0-9.:]*" "$work/out" | grep -o "http://.*")
 ffmpeg -hide_banner -loglevel error -i "$work/clip.mp4" -c copy -f flv "$rtmp/$key"
 for _ in $(seq 100); do grep -q "VOD ready" "$work/log" && break; sleep 0.1; done
 grep "VOD ready" "$work/log" | sed 's/\x1b\[[0-9;]*m//g' | grep -o 'ready_ms=[0-9]*'
-curl -s $http/api/v1/videos | python3 -c '
-import json,sys
-v=json.load(sys.stdin)[0]
+curl -s "$http/api/v1/videos" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)[0]
 for a in v["attributes"]:
-    print(f"{a[\"format\"]}: {a[\"size\"]/1e6:.1f} MB, {a[\"duration_ms\"]/1000:.1f} s, {a[\"bitrate\"]/1e3:.0f} kb/s")'
+    print("%s: %.1f MB, %.1f s, %.0f kb/s" % (a["format"], a["size"] / 1e6, a["duration_ms"] / 1000, a["bitrate"] / 1e3))
+'
