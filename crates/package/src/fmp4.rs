@@ -1,5 +1,5 @@
-//! CMAF fragmented MP4 (ISO/IEC 14496-12 §8.8, ISO/IEC 23000-19): the init segment and
-//! moof+mdat fragments. Boxes are mp4-atom's types; this module decides their contents.
+//! Fragmented MP4 (ISO/IEC 14496-12 §8.8) in the CMAF layout (ISO/IEC 23000-19): the init
+//! segment and moof+mdat fragments. Boxes are mp4-atom's types; this module decides their contents.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mp4_atom::{
@@ -50,17 +50,13 @@ fn encode<T: Encode>(atom: &T) -> Result<Vec<u8>, PackageError> {
     Ok(buf)
 }
 
-/// `ftyp` of the init segment: CMAF brand `cmfc` and the ISO brands players look for.
+/// `ftyp` of the init segment. No `cmfc` brand: a CMAF track holds one media track, and our
+/// fragments mux audio and video (ISO/IEC 23000-19 §7.3.1), as HLS allows.
 fn init_ftyp() -> Ftyp {
     Ftyp {
         major_brand: b"iso6".into(),
         minor_version: 0,
-        compatible_brands: vec![
-            b"iso6".into(),
-            b"cmfc".into(),
-            b"isom".into(),
-            b"mp41".into(),
-        ],
+        compatible_brands: vec![b"iso6".into(), b"isom".into(), b"mp41".into()],
     }
 }
 
@@ -232,7 +228,7 @@ fn empty_stbl(codec: Codec) -> Stbl {
     }
 }
 
-/// The CMAF header (ISO/IEC 23000-19 §7.3.2.1): `ftyp` + `moov` with an `mvex` that announces
+/// The init segment, laid out as a CMAF header (ISO/IEC 23000-19 §7.3.2.1): `ftyp` + `moov` with an `mvex` that announces
 /// fragments for each track. Video is track 1 (90 kHz), audio track 2 (timescale = sample rate).
 pub fn init_segment(
     video: Option<&AvcConfig>,
