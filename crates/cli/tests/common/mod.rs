@@ -195,7 +195,8 @@ pub fn frame_count(input: &str, stream: &str) -> u64 {
         .args(["-v", "error", "-select_streams", stream, "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", input])
         .output()
         .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    // HLS inputs list the stream once per program and once on its own: take the first.
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.trim().trim_end_matches(',').parse().ok()).unwrap_or(0)
 }
 
 /// Presentation span of a stream from its packets: (first pts, last pts + duration), seconds.
