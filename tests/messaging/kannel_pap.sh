@@ -16,7 +16,12 @@ done
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  [ -n "${admin:-}" ] && curl -s "http://127.0.0.1:$admin/shutdown?password=vshare-test" >/dev/null 2>&1 || true
+  sleep 0.5
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; for f in bb.log wap.log fake.err; do echo "--- $f" >&2; grep -vE "DEBUG: (HTTP|Thread|Started)" "$work/$f" | tail -15 >&2 || true; done; exit 1; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
