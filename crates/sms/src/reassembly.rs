@@ -57,10 +57,15 @@ struct Pending {
     parts: BTreeMap<u8, Vec<u8>>,
 }
 
-/// Collects parts until a message is whole.
+/// Collects parts until a message is whole. At most `max_pending` messages wait at once (a
+/// sender cannot make it grow without bound); when full, the oldest is handed out incomplete
+/// by the next [`Reassembler::handle_timeout`].
 pub struct Reassembler {
     timeout: Duration,
+    max_pending: usize,
     pending: HashMap<MessageKey, Pending>,
+    /// Messages pushed out by the limit, with when that happened.
+    evicted: Vec<(Instant, Message)>,
     /// Messages handed out recently, to drop late duplicates of their parts.
     done: HashMap<MessageKey, Instant>,
     duplicates: u64,
@@ -69,9 +74,16 @@ pub struct Reassembler {
 impl Reassembler {
     /// `timeout`: how long to wait for the missing parts of a message, from its first part.
     pub fn new(timeout: Duration) -> Reassembler {
+        Reassembler::with_limit(timeout, 1024)
+    }
+
+    /// Like [`Reassembler::new`], with at most `max_pending` incomplete messages.
+    pub fn with_limit(timeout: Duration, max_pending: usize) -> Reassembler {
         Reassembler {
             timeout,
+            max_pending: max_pending.max(1),
             pending: HashMap::new(),
+            evicted: Vec::new(),
             done: HashMap::new(),
             duplicates: 0,
         }
@@ -118,6 +130,19 @@ impl Reassembler {
             self.duplicates += 1;
             return None;
         }
+        if !self.pending.contains_key(&key) && self.pending.len() >= self.max_pending {
+            let oldest = self
+                .pending
+                .iter()
+                .min_by_key(|(_, p)| p.first_seen)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest
+                && let Some(old) = self.pending.remove(&k)
+            {
+                self.done.insert(k.clone(), now);
+                self.evicted.push((now, Self::incomplete(k, old)));
+            }
+        }
         let p = self.pending.entry(key.clone()).or_insert_with(|| Pending {
             dcs,
             ports,
@@ -150,6 +175,7 @@ impl Reassembler {
             .values()
             .map(|p| p.first_seen + self.timeout)
             .chain(self.done.values().map(|&t| t + self.timeout))
+            .chain(self.evicted.iter().map(|(t, _)| *t))
             .min()
     }
 
@@ -164,25 +190,29 @@ impl Reassembler {
             .filter(|(_, p)| now >= p.first_seen + timeout)
             .map(|(k, _)| k.clone())
             .collect();
-        let mut out = Vec::new();
+        let mut out: Vec<Message> = self.evicted.drain(..).map(|(_, m)| m).collect();
         for key in expired {
             let Some(p) = self.pending.remove(&key) else {
                 continue;
             };
-            let missing = (1..=key.total)
-                .filter(|s| !p.parts.contains_key(s))
-                .collect();
             self.done.insert(key.clone(), now);
-            out.push(Message {
-                originator: key.originator,
-                dcs: p.dcs,
-                ports: p.ports,
-                payload: p.parts.into_values().flatten().collect(),
-                parts: key.total,
-                missing,
-            });
+            out.push(Self::incomplete(key, p));
         }
         out
+    }
+
+    fn incomplete(key: MessageKey, p: Pending) -> Message {
+        let missing = (1..=key.total)
+            .filter(|s| !p.parts.contains_key(s))
+            .collect();
+        Message {
+            originator: key.originator,
+            dcs: p.dcs,
+            ports: p.ports,
+            payload: p.parts.into_values().flatten().collect(),
+            parts: key.total,
+            missing,
+        }
     }
 }
 
@@ -209,6 +239,22 @@ mod tests {
         assert!(r.push(t0, "+1", seg.dcs, seg.parts[1].clone()).is_none());
         assert_eq!(r.duplicates(), 2);
         assert_eq!(r.pending(), 1);
+    }
+
+    #[test]
+    fn pending_messages_are_bounded() {
+        let t0 = Instant::now();
+        let mut r = Reassembler::with_limit(Duration::from_secs(60), 2);
+        for reference in 0..5u8 {
+            let seg = split_text(&"y".repeat(200), None, ConcatRef::Eight(reference)).unwrap();
+            let t = t0 + Duration::from_secs(reference.into());
+            r.push(t, "+1", seg.dcs, seg.parts[0].clone());
+        }
+        assert_eq!(r.pending(), 2);
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+        let out = r.handle_timeout(t0 + Duration::from_secs(4));
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|m| m.missing == vec![2]));
     }
 
     #[test]
