@@ -8,6 +8,7 @@
 //! - [`api`], [`pap`], [`player`]: the HTTP API of `vshare serve`, a PAP client, media players.
 
 pub mod api;
+pub mod bench;
 pub mod compose;
 pub mod pap;
 pub mod player;
