@@ -51,6 +51,10 @@ pub enum SubmitError {
     Refused(u32),
     #[error("SMSC did not answer in time (the message may have been accepted)")]
     TimedOut,
+    #[error(
+        "the connection broke after the message was sent and before the SMSC answered; not sent again"
+    )]
+    Unconfirmed,
 }
 
 /// A bound SMPP connection.
@@ -187,11 +191,26 @@ impl Client {
         messages: Vec<Sm>,
     ) -> anyhow::Result<Vec<Result<String, SubmitError>>> {
         let n = messages.len();
+        let mut results: Vec<Option<Result<String, SubmitError>>> = vec![None; n];
+        self.submit_tagged(messages.into_iter().enumerate().collect(), &mut results)
+            .await?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(SubmitError::TimedOut)))
+            .collect())
+    }
+
+    /// Submits (index, message) pairs and fills `results[index]` as answers come.
+    async fn submit_tagged(
+        &mut self,
+        messages: Vec<(usize, Sm)>,
+        results: &mut [Option<Result<String, SubmitError>>],
+    ) -> anyhow::Result<()> {
+        let n = messages.len();
         let now = Instant::now();
-        for (i, sm) in messages.into_iter().enumerate() {
+        for (i, sm) in messages {
             self.session.submit(i as u64, sm, now);
         }
-        let mut results: Vec<Option<Result<String, SubmitError>>> = vec![None; n];
         let mut left = n;
         while left > 0 {
             self.step(None)
@@ -223,10 +242,63 @@ impl Client {
                 }
             }
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(SubmitError::TimedOut)))
-            .collect())
+        Ok(())
+    }
+
+    /// Connects, binds and submits; when the connection breaks, reconnects (up to
+    /// `reconnects` times, backing off) and sends again the messages that had not gone out.
+    /// A message that was sent but not answered before the break is *not* sent again (it may
+    /// have arrived; a duplicate is worse than a report): it comes back as
+    /// [`SubmitError::Unconfirmed`]. Returns the results in order and the bound client.
+    pub async fn submit_with_reconnect(
+        opts: &ClientOptions,
+        messages: Vec<Sm>,
+        reconnects: u32,
+    ) -> anyhow::Result<(Vec<Result<String, SubmitError>>, Client)> {
+        let n = messages.len();
+        let mut results: Vec<Option<Result<String, SubmitError>>> = vec![None; n];
+        let mut todo: Vec<(usize, Sm)> = messages.into_iter().enumerate().collect();
+        let mut backoff = opts.retry_backoff;
+        let mut attempt = 0;
+        loop {
+            let mut client = Client::connect(opts).await?;
+            match client
+                .submit_tagged(std::mem::take(&mut todo), &mut results)
+                .await
+            {
+                Ok(()) => {
+                    let out = results
+                        .into_iter()
+                        .map(|r| r.unwrap_or(Err(SubmitError::TimedOut)))
+                        .collect();
+                    return Ok((out, client));
+                }
+                Err(e) => {
+                    let (queued, in_flight) = client.session.take_unanswered();
+                    for (tag, _) in in_flight {
+                        if let Some(slot) = results.get_mut(tag as usize)
+                            && slot.is_none()
+                        {
+                            *slot = Some(Err(SubmitError::Unconfirmed));
+                        }
+                    }
+                    todo = queued.into_iter().map(|(t, sm)| (t as usize, sm)).collect();
+                    attempt += 1;
+                    if attempt > reconnects {
+                        return Err(e.context(format!(
+                            "gave up after {reconnects} reconnect(s); {} message(s) not sent",
+                            todo.len()
+                        )));
+                    }
+                    tracing::warn!(
+                        "SMPP connection lost ({e:#}); reconnecting in {backoff:?} with {} message(s) to send",
+                        todo.len()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
     }
 
     /// The next deliver_sm, or `None` at `deadline`.

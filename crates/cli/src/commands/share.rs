@@ -126,7 +126,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 window: args.window.max(1),
                 ..Config::default()
             };
-            let mut client = Client::connect(&opts).await?;
             let mut all = Vec::new();
             let mut owners = Vec::new();
             for to in &args.to {
@@ -134,7 +133,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 owners.extend(std::iter::repeat_n(to.clone(), sms.len()));
                 all.extend(sms);
             }
-            let results = client.submit_many(all).await?;
+            let (results, mut client) = Client::submit_with_reconnect(&opts, all, 3).await?;
             let mut failed = 0;
             let mut ids = std::collections::HashSet::new();
             for (to, r) in owners.iter().zip(&results) {
