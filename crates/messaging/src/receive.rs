@@ -130,6 +130,26 @@ pub fn decode_message(m: &Message) -> anyhow::Result<Received> {
     }
 }
 
+/// Decodes one datagram from an IP push channel (WDP over UDP, WAP-259 §6.4: port 2948 carries
+/// a WSP connectionless push PDU) or one of our forms sent as is.
+pub fn decode_datagram(bytes: &[u8]) -> anyhow::Result<Received> {
+    if let Ok(push) = PushPdu::decode(bytes)
+        && matches!(push.content_type, ContentType::WellKnown(CT_SIC | CT_SLC))
+    {
+        let m = Message {
+            originator: String::new(),
+            dcs: Dcs::EIGHT_BIT,
+            ports: Some((wdp::PUSH_PORT, wdp::WSP_PORT)),
+            payload: bytes.to_vec(),
+            parts: 1,
+            missing: vec![],
+        };
+        return decode_message(&m);
+    }
+    let (form, records) = decode_any(bytes)?;
+    Ok(Received::Records { form, records })
+}
+
 /// The user data of an SMPP deliver_sm/submit_sm (UDH when esm_class has UDHI; GSM 7-bit
 /// unpacked, one septet per octet).
 pub fn user_data_of_sm(sm: &Sm) -> anyhow::Result<(Dcs, UserData)> {
@@ -187,6 +207,22 @@ pub fn parse_hex_pdu(hex: &str) -> anyhow::Result<(String, Dcs, UserData)> {
         }
     }
     Err(first_err.map_or_else(|| anyhow::anyhow!("not a TPDU"), anyhow::Error::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagrams() {
+        let si = ServiceIndication::new("http://h/vod/v1/video.mp4", "VS1 k=vod;id=v1;f=mp4;sz=5");
+        let push = PushPdu::service_indication(1, si.to_wbxml().unwrap()).encode();
+        let got = decode_datagram(&push).unwrap();
+        assert_eq!(got.records()[0].size, 5);
+        let tlv = Form::Tlv.encode(&got.records()).unwrap();
+        assert_eq!(decode_datagram(&tlv).unwrap().records(), got.records());
+        assert!(decode_datagram(b"\x01\x06junk").is_err());
+    }
 }
 
 /// Feeds parts to a reassembler and collects whole messages.

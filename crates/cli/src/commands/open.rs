@@ -34,7 +34,11 @@ pub struct Args {
     pub system_id: String,
     #[arg(long, default_value = "phone", env = "VSHARE_SMPP_PASSWORD")]
     pub password: String,
-    /// Seconds to wait for a complete message over SMPP.
+    /// Receive over IP instead: wait for one UDP datagram on this address (WDP port 2948
+    /// carries a WSP push; our TLV, XML or text forms are read as they are).
+    #[arg(long, conflicts_with = "smsc")]
+    pub listen: Option<String>,
+    /// Seconds to wait for a complete message over SMPP or --listen.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
     /// Fetch the VOD file, check its size against the attributes, then play it.
@@ -89,8 +93,27 @@ async fn receive(args: &Args) -> anyhow::Result<Vec<Received>> {
         let messages = reassemble_all(parts, Instant::now());
         return messages.iter().map(decode_message).collect();
     }
+    if let Some(addr) = &args.listen {
+        let sock = tokio::net::UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("binding UDP {addr}"))?;
+        eprintln!(
+            "listening on UDP {}; waiting up to {} s",
+            sock.local_addr()?,
+            args.timeout
+        );
+        let mut buf = vec![0u8; 65_536];
+        let (n, from) =
+            tokio::time::timeout(Duration::from_secs(args.timeout), sock.recv_from(&mut buf))
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("no datagram on {addr} within {} s", args.timeout)
+                })??;
+        eprintln!("{n} bytes from {from}");
+        return Ok(vec![vshare_messaging::receive::decode_datagram(&buf[..n])?]);
+    }
     let (Some(smsc), Some(number)) = (&args.smsc, &args.number) else {
-        bail!("give PDUs, --file, or --smsc with --number");
+        bail!("give PDUs, --file, --listen, or --smsc with --number");
     };
     let mut opts = ClientOptions::new(smsc, BindKind::Receiver, &args.system_id, &args.password);
     opts.address_range = number.clone();
