@@ -209,6 +209,17 @@ pub fn parse_hex_pdu(hex: &str) -> anyhow::Result<(String, Dcs, UserData)> {
     Err(first_err.map_or_else(|| anyhow::anyhow!("not a TPDU"), anyhow::Error::from))
 }
 
+/// Feeds parts to a reassembler and collects whole messages.
+pub fn reassemble_all(parts: Vec<(String, Dcs, UserData)>, now: Instant) -> Vec<Message> {
+    let mut r = Reassembler::new(std::time::Duration::from_secs(60));
+    let mut out: Vec<Message> = parts
+        .into_iter()
+        .filter_map(|(from, dcs, ud)| r.push(now, &from, dcs, ud))
+        .collect();
+    out.extend(r.handle_timeout(now + std::time::Duration::from_secs(3600)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,15 +234,4 @@ mod tests {
         assert_eq!(decode_datagram(&tlv).unwrap().records(), got.records());
         assert!(decode_datagram(b"\x01\x06junk").is_err());
     }
-}
-
-/// Feeds parts to a reassembler and collects whole messages.
-pub fn reassemble_all(parts: Vec<(String, Dcs, UserData)>, now: Instant) -> Vec<Message> {
-    let mut r = Reassembler::new(std::time::Duration::from_secs(60));
-    let mut out: Vec<Message> = parts
-        .into_iter()
-        .filter_map(|(from, dcs, ud)| r.push(now, &from, dcs, ud))
-        .collect();
-    out.extend(r.handle_timeout(now + std::time::Duration::from_secs(3600)));
-    out
 }
