@@ -316,7 +316,15 @@ fn open_pattern(o: &SourceOptions) -> Result<Opened, SourceError> {
          drawtext={font}text=vshare %{{localtime}}  media %{{pts\\\\:hms}}  frame %{{n}}:x=10:y=10:\
          fontsize={size}:fontcolor=white:box=1:boxcolor=black@0.6:boxborderw=5,format=yuv420p"
     );
-    let vgraph = graph_with_sink("buffersink", None, &spec)?;
+    // drawtext needs a font (fonts-dejavu-core, or any font fontconfig finds); without one the
+    // pattern still runs, without the burnt-in text.
+    let vgraph = graph_with_sink("buffersink", None, &spec).or_else(|_| {
+        graph_with_sink(
+            "buffersink",
+            None,
+            &format!("testsrc2=size={w}x{h}:rate={fps},format=yuv420p"),
+        )
+    })?;
     let agraph = graph_with_sink(
         "abuffersink",
         None,
