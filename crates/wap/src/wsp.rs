@@ -322,7 +322,10 @@ impl PushPdu {
                         ContentType::Text(utf8(&g, t, 0)?)
                     }
                     _ => {
-                        return Err(g.err(0, format!("media type starts with 0x{m:02X}, not a token character")));
+                        return Err(g.err(
+                            0,
+                            format!("media type starts with 0x{m:02X}, not a token character"),
+                        ));
                     }
                 };
                 (ct, v[g.pos..].to_vec())
