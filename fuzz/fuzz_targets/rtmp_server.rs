@@ -6,7 +6,10 @@ use libfuzzer_sys::fuzz_target;
 use vshare_rtmp::{ClientConnection, ServerConnection, ServerEvent, ServerLimits};
 
 fuzz_target!(|data: &[u8]| {
-    let limits = ServerLimits { max_message_size: 1 << 20, max_chunk_size: 1 << 16 };
+    let limits = ServerLimits {
+        max_message_size: 1 << 20,
+        max_chunk_size: 1 << 16,
+    };
     // Raw: the handshake layer itself.
     let mut raw = ServerConnection::new(limits);
     let _ = raw.handle_input(data);
