@@ -45,7 +45,10 @@ pub struct SubmitRate {
 /// outstanding; all must be accepted.
 pub async fn submit_rate(addr: &str, window: usize, count: usize) -> anyhow::Result<SubmitRate> {
     let mut opts = ClientOptions::new(addr, BindKind::Transmitter, "bench", "bench");
-    opts.config = Config { window, ..Config::default() };
+    opts.config = Config {
+        window,
+        ..Config::default()
+    };
     let mut c = Client::connect(&opts).await?;
     let seg = compose(&[sample_record()], As::Tlv, ConcatRef::Eight(1), 1)?;
     let sm: Sm = to_smpp("+8613800138000", "+8613999999999", &seg, false)?.remove(0);
@@ -59,7 +62,12 @@ pub async fn submit_rate(addr: &str, window: usize, count: usize) -> anyhow::Res
         anyhow::bail!("{failed} of {count} submits failed");
     }
     c.unbind().await?;
-    Ok(SubmitRate { window, count, elapsed, per_second: count as f64 / elapsed.as_secs_f64() })
+    Ok(SubmitRate {
+        window,
+        count,
+        elapsed,
+        per_second: count as f64 / elapsed.as_secs_f64(),
+    })
 }
 
 /// Encode + decode round trips per second for one form, on one core: records → SMS parts (SMPP

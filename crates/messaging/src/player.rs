@@ -45,10 +45,13 @@ impl Player {
     /// How well this player suits a record: higher is better, `None` if it cannot play it.
     /// mpv and ffplay play LL-HLS with low latency; VLC lags on live HLS; all play MP4/HLS with
     /// AVC, HEVC, AAC; only mpv and ffplay are reliable with AV1 or Opus in MP4.
+    /// Above 1080p, mpv (hardware decoding by default) is preferred further.
     pub fn score(self, r: &AttributeRecord) -> Option<u32> {
         let codecs = r.codecs.to_ascii_lowercase();
         let exotic = codecs.contains("av01") || codecs.contains("opus");
-        match (self, r.format.as_str()) {
+        let big = u64::from(r.width) * u64::from(r.height) > 1920 * 1080;
+        let bonus = if big && self == Player::Mpv { 10 } else { 0 };
+        let base = match (self, r.format.as_str()) {
             (_, f) if !matches!(f, "mp4" | "hls" | "ll-hls" | "unknown") => None,
             (Player::Vlc, _) if exotic => None,
             (Player::Mpv, "ll-hls") => Some(30),
@@ -57,7 +60,8 @@ impl Player {
             (Player::Mpv, _) => Some(25),
             (Player::Vlc, _) => Some(15),
             (Player::Ffplay, _) => Some(10),
-        }
+        };
+        base.map(|b| b + bonus)
     }
 }
 
