@@ -618,8 +618,10 @@ impl AudioEncoder {
 /// aspect ratio; both even (4:2:0 chroma).
 pub(crate) fn scaled_size(src_w: u32, src_h: u32, height: u32) -> (u32, u32) {
     let h = (height & !1).max(2);
-    let w = ((u64::from(src_w) * u64::from(h) + u64::from(src_h) / 2) / u64::from(src_h.max(1))) as u32;
-    ((w + 1) & !1, h)
+    let src_h = u64::from(src_h.max(1));
+    // round(src_w * h / src_h / 2) * 2
+    let half = (u64::from(src_w) * u64::from(h) + src_h) / (2 * src_h);
+    ((half as u32).max(1) * 2, h)
 }
 
 /// A frame rate as a rational: 29.97 → 30000/1001, 30 → 30/1.

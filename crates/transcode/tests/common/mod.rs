@@ -1,0 +1,213 @@
+//! Test helpers: sources made with the ffmpeg CLI, FLV in and out, and measurements taken with
+//! ffprobe/ffmpeg (independent of our code).
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+use bytes::Bytes;
+use vshare_media::flv::{self, TagDemuxer, TagType};
+use vshare_media::{Frame, MediaEvent, TrackConfig, TrackKind};
+
+/// Runs a tool, failing the test clearly if it is missing or fails.
+pub fn run(tool: &str, args: &[&str]) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} is needed for this test (apt-get install ffmpeg): {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn run_bytes(tool: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} is needed for this test (apt-get install ffmpeg): {e}"));
+    assert!(out.status.success(), "{tool} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// A H.264/AAC FLV source: a moving test picture (with noise, so encoders have work) that flashes white for one frame at every whole
+/// second + `flash_offset`, and a 1 kHz beep of 30 ms at the same instants.
+pub fn flash_source(path: &Path, w: u32, h: u32, fps: u32, seconds: u32, gop: u32) {
+    let video = format!(
+        "testsrc2=s={w}x{h}:r={fps}:d={seconds},noise=alls=12:allf=t,\
+         drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,1),{f})'",
+        f = 0.9 / f64::from(fps)
+    );
+    let audio = format!(
+        "aevalsrc='if(lt(mod(t,1),0.03),0.8*sin(2*PI*1000*t),0)|if(lt(mod(t,1),0.03),0.8*sin(2*PI*1000*t),0)':s=48000:d={seconds}"
+    );
+    let g = gop.to_string();
+    run(
+        "ffmpeg",
+        &[
+            "-v", "error", "-y", "-f", "lavfi", "-i", &video, "-f", "lavfi", "-i", &audio,
+            "-c:v", "libx264", "-preset", "ultrafast", "-g", &g, "-keyint_min", &g,
+            "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-b:v", "1500k", "-c:a", "aac",
+            "-b:a", "128k", "-f", "flv", path.to_str().expect("utf-8 path"),
+        ],
+    );
+}
+
+/// The MediaEvents of an FLV file, in file order.
+pub fn read_events(path: &Path) -> Vec<MediaEvent> {
+    let data = Bytes::from(std::fs::read(path).expect("read source"));
+    let mut demux = TagDemuxer::new();
+    let mut events = Vec::new();
+    for tag in flv::read_file(data).expect("flv") {
+        let ts = i64::from(tag.timestamp_ms);
+        let e = match tag.tag_type {
+            TagType::Video => demux.video(ts, tag.body).expect("video tag"),
+            TagType::Audio => demux.audio(ts, tag.body).expect("audio tag"),
+            _ => None,
+        };
+        events.extend(e);
+    }
+    events
+}
+
+/// Writes MediaEvents (one rendition) as an FLV file (Adobe FLV v10.1 §E).
+pub fn write_flv(path: &Path, events: &[MediaEvent]) {
+    let mut out = b"FLV\x01\x05\0\0\0\x09\0\0\0\0".to_vec();
+    let mut tag = |kind: u8, ts_us: i64, body: Bytes| {
+        let ts = (ts_us.max(0) / 1000) as u32;
+        let size = body.len() as u32;
+        out.push(kind);
+        out.extend_from_slice(&size.to_be_bytes()[1..]);
+        out.extend_from_slice(&ts.to_be_bytes()[1..]);
+        out.push((ts >> 24) as u8);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&(size + 11).to_be_bytes());
+    };
+    for e in events {
+        match e {
+            MediaEvent::Config(TrackConfig::Avc(c)) => tag(9, 0, flv::video_sequence_header(&c.record)),
+            MediaEvent::Config(TrackConfig::Aac(c)) => tag(8, 0, flv::audio_sequence_header(&c.asc)),
+            MediaEvent::Frame(f) if f.track == TrackKind::Video => {
+                let cts = ((f.pts - f.dts) / 1000) as i32;
+                tag(9, f.dts, flv::video_frame(f.key, cts, &f.data))
+            }
+            MediaEvent::Frame(f) => tag(8, f.dts, flv::audio_frame(&f.data)),
+        }
+    }
+    std::fs::write(path, out).expect("write flv");
+}
+
+pub fn frames(events: &[MediaEvent], track: TrackKind) -> Vec<&Frame> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Frame(f) if f.track == track => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// ffprobe's JSON for a file's streams and format.
+pub fn probe(path: &Path) -> serde_json::Value {
+    let s = run(
+        "ffprobe",
+        &["-v", "error", "-show_streams", "-show_format", "-of", "json", path.to_str().expect("path")],
+    );
+    serde_json::from_str(&s).expect("ffprobe json")
+}
+
+pub fn stream<'a>(p: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    p["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .find(|s| s["codec_type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} stream"))
+}
+
+pub fn rate(s: &str) -> f64 {
+    let (n, d) = s.split_once('/').unwrap_or((s, "1"));
+    n.parse::<f64>().expect("num") / d.parse::<f64>().expect("den").max(1e-9)
+}
+
+/// Video packets as ffprobe sees them: (pts seconds, keyframe, size bytes).
+pub fn video_packets(path: &Path) -> Vec<(f64, bool, u64)> {
+    let s = run(
+        "ffprobe",
+        &["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags,size",
+          "-of", "csv=p=0", path.to_str().expect("path")],
+    );
+    s.lines()
+        .filter_map(|l| {
+            let mut it = l.split(',');
+            let pts = it.next()?.parse().ok()?;
+            let size = it.next()?.parse().ok()?;
+            let flags = it.next()?;
+            Some((pts, flags.contains('K'), size))
+        })
+        .collect()
+}
+
+/// Times (s) of the video frames whose mean luma shows a white flash, decoded by ffmpeg.
+pub fn flash_times(path: &Path) -> Vec<f64> {
+    let graph = format!("movie={},signalstats", path.to_str().expect("path"));
+    let s = run(
+        "ffprobe",
+        &["-v", "error", "-f", "lavfi", "-i", &graph, "-show_entries",
+          "frame=pts_time:frame_tags=lavfi.signalstats.YAVG", "-of", "csv=p=0"],
+    );
+    s.lines()
+        .filter_map(|l| {
+            let (t, y) = l.split_once(',')?;
+            let (t, y): (f64, f64) = (t.parse().ok()?, y.parse().ok()?);
+            (y > 200.0).then_some(t)
+        })
+        .collect()
+}
+
+/// Onset times (s) of the beeps in a file's audio, decoded by ffmpeg: the first sample above
+/// half scale after ≥ 0.3 s of quiet, timed from the first audio packet's pts.
+pub fn beep_times(path: &Path) -> Vec<f64> {
+    let p = path.to_str().expect("path");
+    let first = run(
+        "ffprobe",
+        &["-v", "error", "-select_streams", "a:0", "-show_entries", "packet=pts_time",
+          "-read_intervals", "%+#1", "-of", "csv=p=0", p],
+    );
+    let start: f64 = first.lines().next().and_then(|l| l.trim().parse().ok()).expect("audio start");
+    let pcm = run_bytes("ffmpeg", &["-v", "error", "-i", p, "-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "f32le", "-"]);
+    let mut onsets = Vec::new();
+    let mut quiet = usize::MAX / 2;
+    for (i, c) in pcm.chunks_exact(4).enumerate() {
+        let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]).abs();
+        if x > 0.3 {
+            if quiet >= 14_400 {
+                onsets.push(start + i as f64 / 48_000.0);
+            }
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+    onsets
+}
+
+/// The largest |flash − nearest beep| over a file, seconds, and how many flashes were paired.
+pub fn av_offset(path: &Path) -> (f64, usize) {
+    let flashes = flash_times(path);
+    let beeps = beep_times(path);
+    assert!(!flashes.is_empty() && !beeps.is_empty(), "{}: flashes {flashes:?} beeps {beeps:?}", path.display());
+    let mut worst = 0.0f64;
+    let mut n = 0;
+    for f in &flashes {
+        let d = beeps.iter().map(|b| (b - f).abs()).fold(f64::MAX, f64::min);
+        if d < 0.5 {
+            worst = worst.max(d);
+            n += 1;
+        }
+    }
+    (worst, n)
+}

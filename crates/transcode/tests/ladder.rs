@@ -1,0 +1,187 @@
+//! The ladder against real FFmpeg output, checked with ffprobe/ffmpeg.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use vshare_media::{AacConfig, AvcConfig, MediaEvent, TrackConfig, TrackKind};
+use vshare_transcode::{LadderConfig, RenditionSpec, Transcoder};
+
+fn spec(name: &str, height: u32, vb: u64, ab: u64) -> RenditionSpec {
+    RenditionSpec {
+        name: name.into(),
+        height,
+        video_bitrate: vb,
+        audio_bitrate: ab,
+        encoder: None,
+        preset: None,
+    }
+}
+
+fn configs(events: &[MediaEvent]) -> (Option<AvcConfig>, Option<AacConfig>) {
+    let mut v = None;
+    let mut a = None;
+    for e in events {
+        match e {
+            MediaEvent::Config(TrackConfig::Avc(c)) if v.is_none() => v = Some(c.clone()),
+            MediaEvent::Config(TrackConfig::Aac(c)) if a.is_none() => a = Some(c.clone()),
+            _ => {}
+        }
+    }
+    (v, a)
+}
+
+/// Runs the ladder over a whole source; events per rendition.
+fn transcode(config: &LadderConfig, events: &[MediaEvent]) -> (Transcoder, Vec<Vec<MediaEvent>>) {
+    let (v, a) = configs(events);
+    let mut t = Transcoder::new(config, v.as_ref(), a.as_ref()).expect("transcoder");
+    let n = t.renditions().len();
+    let mut out: Vec<Vec<MediaEvent>> = vec![Vec::new(); n];
+    let mut seen_config = [false, false];
+    for e in events {
+        // The first configs went to new(); later ones are changes.
+        if let MediaEvent::Config(c) = e {
+            let k = usize::from(c.kind() == TrackKind::Audio);
+            if !seen_config[k] {
+                seen_config[k] = true;
+                continue;
+            }
+        }
+        for (i, ev) in t.push_event(e).expect("push") {
+            out[i].push(ev);
+        }
+    }
+    for (i, ev) in t.finish().expect("finish") {
+        out[i].push(ev);
+    }
+    (t, out)
+}
+
+fn key_pts(events: &[MediaEvent]) -> Vec<i64> {
+    frames(events, TrackKind::Video).iter().filter(|f| f.key).map(|f| f.pts).collect()
+}
+
+#[test]
+fn ladder_renditions_decode_match_and_stay_in_sync() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("src.flv");
+    flash_source(&src, 1280, 720, 30, 6, 30);
+    let events = read_events(&src);
+    let config = LadderConfig {
+        renditions: vec![
+            spec("720p", 720, 2_500_000, 128_000),
+            spec("480p", 480, 1_000_000, 128_000),
+            spec("360p", 360, 600_000, 96_000),
+            spec("240p", 240, 300_000, 64_000),
+        ],
+        passthrough: true,
+    };
+    let (t, outs) = transcode(&config, &events);
+    let infos = t.renditions();
+    // 720p is not smaller than the source: skipped.
+    assert_eq!(infos.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["480p", "360p", "240p"]);
+    assert_eq!(
+        infos.iter().map(|r| (r.width, r.height)).collect::<Vec<_>>(),
+        [(854, 480), (640, 360), (426, 240)]
+    );
+    let source_keys = key_pts(&events);
+    assert!(source_keys.len() >= 6, "source keyframes {source_keys:?}");
+    let source_frames = frames(&events, TrackKind::Video).len();
+    let (src_off, src_n) = av_offset(&src);
+    eprintln!("source: A/V offset {:.1} ms over {src_n} flashes", src_off * 1e3);
+
+    for (i, out) in outs.iter().enumerate() {
+        let info = &infos[i];
+        assert!(info.failed.is_none(), "{info:?}");
+        // Configs first, each parses, and says what ffprobe will see.
+        let MediaEvent::Config(TrackConfig::Aac(_)) = &out[0] else { panic!("audio config first: {:?}", out[0]) };
+        let vcfg = out
+            .iter()
+            .find_map(|e| match e {
+                MediaEvent::Config(TrackConfig::Avc(c)) => Some(c.clone()),
+                _ => None,
+            })
+            .expect("video config");
+        assert_eq!((vcfg.width, vcfg.height), (info.width, info.height));
+        assert_eq!(vcfg.frame_rate, Some(30.0), "SPS frame rate");
+        // Keyframes exactly where the source has them.
+        assert_eq!(key_pts(out), source_keys, "{} keyframes", info.name);
+        assert_eq!(frames(out, TrackKind::Video).len(), source_frames, "{} frames", info.name);
+
+        let path = dir.path().join(format!("{}.flv", info.name));
+        write_flv(&path, out);
+        let p = probe(&path);
+        let v = stream(&p, "video");
+        assert_eq!(v["codec_name"], "h264");
+        assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(u64::from(info.width)), Some(u64::from(info.height))));
+        let a = stream(&p, "audio");
+        assert_eq!((a["codec_name"].as_str(), a["sample_rate"].as_str()), (Some("aac"), Some("48000")));
+        // Frame rate and bitrate measured by ffprobe from the packets vs ours from the frames.
+        let pk = video_packets(&path);
+        assert_eq!(pk.len(), source_frames);
+        let span = pk.last().map(|l| l.0).unwrap_or(0.0) - pk[0].0;
+        let probe_fps = (pk.len() - 1) as f64 / span;
+        assert!((probe_fps - 30.0).abs() < 0.3, "{} fps {probe_fps}", info.name);
+        let probe_bits: u64 = pk.iter().map(|p| p.2 * 8).sum();
+        let ours: u64 = frames(out, TrackKind::Video).iter().map(|f| f.data.len() as u64 * 8).sum();
+        let dur = pk.len() as f64 / 30.0;
+        let probe_rate = probe_bits as f64 / dur;
+        let our_rate = ours as f64 / dur;
+        assert!((probe_rate / our_rate - 1.0).abs() < 0.05, "{}: ffprobe {probe_rate} ours {our_rate}", info.name);
+        // And the encoder hit its target within reason.
+        assert!((our_rate / info.video_bitrate as f64 - 1.0).abs() < 0.35, "{}: {our_rate} b/s vs target {}", info.name, info.video_bitrate);
+        // ffprobe's keyframes: the same instants in every rendition.
+        let keys: Vec<i64> = pk.iter().filter(|p| p.1).map(|p| (p.0 * 1000.0).round() as i64).collect();
+        let want: Vec<i64> = source_keys.iter().map(|k| k / 1000).collect();
+        assert_eq!(keys, want, "{} keyframes by ffprobe", info.name);
+        // A/V sync: every flash has its beep within one frame.
+        let (off, n) = av_offset(&path);
+        eprintln!("{}: {}x{} {:.0} b/s A/V offset {:.1} ms over {n} flashes", info.name, info.width, info.height, our_rate, off * 1e3);
+        assert!(n >= 5, "{}: {n} flashes paired", info.name);
+        assert!(off <= 1.0 / 30.0, "{}: A/V offset {off}", info.name);
+        // The whole file decodes.
+        run("ffmpeg", &["-v", "error", "-xerror", "-i", path.to_str().expect("p"), "-f", "null", "-"]);
+    }
+}
+
+#[test]
+fn default_preset_skips_rungs_not_smaller_than_the_source() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("src.flv");
+    flash_source(&src, 640, 480, 25, 1, 25);
+    let events = read_events(&src);
+    let (v, a) = configs(&events);
+    let t = Transcoder::new(&LadderConfig::preset("default").expect("preset"), v.as_ref(), a.as_ref()).expect("t");
+    let names: BTreeSet<String> = t.renditions().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, BTreeSet::from(["240p".to_string()]));
+    assert!(t.passthrough());
+}
+
+#[test]
+fn failing_rendition_does_not_disturb_the_others() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("src.flv");
+    flash_source(&src, 640, 360, 30, 2, 30);
+    let events = read_events(&src);
+    let mut broken = spec("broken", 240, 300_000, 64_000);
+    broken.encoder = Some("h264_vaapi".into());
+    let mut missing = spec("missing", 180, 300_000, 64_000);
+    missing.encoder = Some("no_such_encoder".into());
+    let config = LadderConfig {
+        renditions: vec![spec("288p", 288, 500_000, 64_000), broken, missing],
+        passthrough: false,
+    };
+    let (t, outs) = transcode(&config, &events);
+    let infos = t.renditions();
+    assert!(infos[0].failed.is_none(), "{:?}", infos[0]);
+    assert!(infos[1].failed.as_deref().is_some_and(|e| e.contains("h264_vaapi")), "{:?}", infos[1]);
+    assert!(infos[2].failed.as_deref().is_some_and(|e| e.contains("no_such_encoder")), "{:?}", infos[2]);
+    assert_eq!(frames(&outs[0], TrackKind::Video).len(), frames(&events, TrackKind::Video).len());
+    assert!(frames(&outs[1], TrackKind::Video).is_empty());
+    // Audio of the failed renditions still flows (its own path).
+    assert!(!frames(&outs[1], TrackKind::Audio).is_empty());
+    let path = dir.path().join("ok.flv");
+    write_flv(&path, &outs[0]);
+    run("ffmpeg", &["-v", "error", "-xerror", "-i", path.to_str().expect("p"), "-f", "null", "-"]);
+}
