@@ -72,11 +72,26 @@ pub fn read_events(path: &Path) -> Vec<MediaEvent> {
     events
 }
 
+/// The shift [`write_flv`] applies: the earliest negative decode time (µs), else 0.
+pub fn flv_shift(events: &[MediaEvent]) -> i64 {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Frame(f) => Some(f.dts),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(0)
+        .min(0)
+}
+
 /// Writes MediaEvents (one rendition) as an FLV file (Adobe FLV v10.1 §E).
 pub fn write_flv(path: &Path, events: &[MediaEvent]) {
+    // FLV has no negative times: shift both tracks alike (AAC priming starts before 0).
+    let shift = flv_shift(events);
     let mut out = b"FLV\x01\x05\0\0\0\x09\0\0\0\0".to_vec();
     let mut tag = |kind: u8, ts_us: i64, body: Bytes| {
-        let ts = (ts_us.max(0) / 1000) as u32;
+        let ts = ((ts_us - shift).max(0) / 1000) as u32;
         let size = body.len() as u32;
         out.push(kind);
         out.extend_from_slice(&size.to_be_bytes()[1..]);
