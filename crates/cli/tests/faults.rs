@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+fn wait_exit(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Ok(Some(s)) = child.try_wait() {
@@ -49,48 +52,89 @@ fn bad_publishers_are_refused_and_a_good_stream_is_unharmed() {
 
     // An unknown stream key: refused with an RTMP status, ffmpeg fails.
     let mut bad = ffmpeg_publish(&clip, &server.rtmp_url("not-a-key"));
-    let status = wait_exit(&mut bad, Duration::from_secs(10)).expect("ffmpeg with a bad key should stop");
+    let status =
+        wait_exit(&mut bad, Duration::from_secs(10)).expect("ffmpeg with a bad key should stop");
     assert!(!status.success());
-    wait_for("refusal log line", Duration::from_secs(5), || server.log().contains("publish refused").then_some(()));
+    wait_for("refusal log line", Duration::from_secs(5), || {
+        server.log().contains("publish refused").then_some(())
+    });
     assert!(server.log().contains("unknown or revoked stream key"));
 
     // A second publisher on a key that is live: refused.
     let mut second = ffmpeg_publish(&clip, &server.rtmp_url(&key));
-    let status = wait_exit(&mut second, Duration::from_secs(10)).expect("second publisher should stop");
+    let status =
+        wait_exit(&mut second, Duration::from_secs(10)).expect("second publisher should stop");
     assert!(!status.success());
-    assert!(server.log().contains("already publishing"), "{}", server.log());
+    assert!(
+        server.log().contains("already publishing"),
+        "{}",
+        server.log()
+    );
 
     // A codec we do not support (Sorenson H.263, FLV codec id 2): the connection is closed.
     let key2 = create_key(&data);
     let mut h263 = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15:duration=5", "-c:v", "flv", "-f", "flv"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=15:duration=5",
+            "-c:v",
+            "flv",
+            "-f",
+            "flv",
+        ])
         .arg(server.rtmp_url(&key2))
         .stderr(Stdio::null())
         .spawn()
         .expect("ffmpeg");
-    let status = wait_exit(&mut h263, Duration::from_secs(15)).expect("h263 publisher should be cut off");
+    let status =
+        wait_exit(&mut h263, Duration::from_secs(15)).expect("h263 publisher should be cut off");
     assert!(!status.success());
-    assert!(server.log().contains("codec id 2 is not supported"), "{}", server.log());
+    assert!(
+        server.log().contains("codec id 2 is not supported"),
+        "{}",
+        server.log()
+    );
 
     // Garbage instead of a handshake: closed.
     let mut s = TcpStream::connect(("127.0.0.1", server.rtmp_port)).expect("connect");
-    let garbage: Vec<u8> = (0..6000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..6000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let _ = s.write_all(&garbage);
-    assert!(closed_within(s, Duration::from_secs(5)).is_some(), "garbage connection left open");
+    assert!(
+        closed_within(s, Duration::from_secs(5)).is_some(),
+        "garbage connection left open"
+    );
 
     // A client that connects and stalls: closed after the idle timeout.
     let s = TcpStream::connect(("127.0.0.1", server.rtmp_port)).expect("connect");
     let took = closed_within(s, Duration::from_secs(8)).expect("stalled connection left open");
-    assert!(took >= Duration::from_millis(1500), "closed after {took:?}, before the idle timeout");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "closed after {took:?}, before the idle timeout"
+    );
 
     // The good stream carried on and its recording is whole.
     let status = good.wait().expect("ffmpeg");
     assert!(status.success(), "good publisher failed");
     let ready = wait_video_state(&server, &key, &["ready"], Duration::from_secs(10));
-    let mp4 = ready["attributes"].as_array().and_then(|a| a.iter().find(|r| r["format"] == "mp4")).expect("mp4").clone();
+    let mp4 = ready["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["format"] == "mp4"))
+        .expect("mp4")
+        .clone();
     let url = mp4["url"].as_str().expect("url");
     assert!(decode_errors(url).is_empty());
-    assert_eq!(frame_count(url, "v:0"), frame_count(clip.to_str().expect("clip"), "v:0"));
+    assert_eq!(
+        frame_count(url, "v:0"),
+        frame_count(clip.to_str().expect("clip"), "v:0")
+    );
 }
 
 #[test]
@@ -110,7 +154,11 @@ fn kill_9_during_recording_then_restart_leaves_a_playable_partial_recording() {
     let server = Server::start(&data, &[]);
     let v = get_json(&format!("{}/api/v1/videos/{id}", server.http));
     assert_eq!(v["state"], "partial", "{v}");
-    let mp4 = v["attributes"].as_array().and_then(|a| a.iter().find(|r| r["format"] == "mp4")).expect("mp4 record").clone();
+    let mp4 = v["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["format"] == "mp4"))
+        .expect("mp4 record")
+        .clone();
     let url = mp4["url"].as_str().expect("url");
     let errors = decode_errors(url);
     assert!(errors.is_empty(), "recovered MP4 does not decode: {errors}");
@@ -118,16 +166,29 @@ fn kill_9_during_recording_then_restart_leaves_a_playable_partial_recording() {
     let duration = f(&probe["format"]["duration"]);
     // About 8 s were streamed; at most the segment in progress (≤ 2 s here) may be lost.
     assert!(duration >= 4.0, "recovered only {duration}s");
-    assert_eq!(mp4["size"].as_u64(), probe["format"]["size"].as_str().and_then(|s| s.parse().ok()));
+    assert_eq!(
+        mp4["size"].as_u64(),
+        probe["format"]["size"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+    );
     let listed = get_json(&format!("{}/api/v1/videos", server.http));
-    assert!(listed.as_array().expect("array").iter().any(|x| x["id"] == id.as_str()));
+    assert!(
+        listed
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|x| x["id"] == id.as_str())
+    );
 }
 
 /// Publishes with our own RTMP client over a blocking socket, up to `Published`.
 fn raw_publisher(port: u16, key: &str) -> (TcpStream, vshare_rtmp::ClientConnection) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    let mut c = vshare_rtmp::ClientConnection::new("live", key, &format!("rtmp://127.0.0.1:{port}/live"));
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut c =
+        vshare_rtmp::ClientConnection::new("live", key, &format!("rtmp://127.0.0.1:{port}/live"));
     let mut buf = [0u8; 8192];
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -137,7 +198,9 @@ fn raw_publisher(port: u16, key: &str) -> (TcpStream, vshare_rtmp::ClientConnect
         while let Some(ev) = c.poll_event() {
             match ev {
                 vshare_rtmp::ClientEvent::Published => return (s, c),
-                vshare_rtmp::ClientEvent::Rejected { code, description } => panic!("rejected: {code} {description}"),
+                vshare_rtmp::ClientEvent::Rejected { code, description } => {
+                    panic!("rejected: {code} {description}")
+                }
                 _ => {}
             }
         }
@@ -168,11 +231,21 @@ fn frames_without_codec_configuration_and_oversized_messages_close_the_connectio
 
     // A keyframe before any AVC sequence header.
     let (mut s, mut c) = raw_publisher(server.rtmp_port, &key2);
-    c.send_video(0, &vshare_media::flv::video_frame(true, 0, &[0, 0, 0, 2, 0x65, 0x88])).expect("send");
+    c.send_video(
+        0,
+        &vshare_media::flv::video_frame(true, 0, &[0, 0, 0, 2, 0x65, 0x88]),
+    )
+    .expect("send");
     send_all(&mut s, &mut c);
-    assert!(closed_within(s, Duration::from_secs(5)).is_some(), "connection left open");
+    assert!(
+        closed_within(s, Duration::from_secs(5)).is_some(),
+        "connection left open"
+    );
     wait_for("log line", Duration::from_secs(5), || {
-        server.log().contains("arrived before the AVC sequence header").then_some(())
+        server
+            .log()
+            .contains("arrived before the AVC sequence header")
+            .then_some(())
     });
 
     // A 20 MB message: over the limit, refused before it is buffered.
@@ -180,7 +253,10 @@ fn frames_without_codec_configuration_and_oversized_messages_close_the_connectio
     let huge = vec![0x17u8; 20 << 20];
     let _ = c.send_video(0, &huge);
     send_all(&mut s, &mut c);
-    assert!(closed_within(s, Duration::from_secs(5)).is_some(), "connection left open");
+    assert!(
+        closed_within(s, Duration::from_secs(5)).is_some(),
+        "connection left open"
+    );
 
     let status = good.wait().expect("ffmpeg");
     assert!(status.success(), "good publisher failed: {}", server.log());

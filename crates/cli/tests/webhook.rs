@@ -17,7 +17,10 @@ struct Delivery {
 
 impl Delivery {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -43,12 +46,26 @@ fn receiver() -> (String, Arc<Mutex<Vec<Delivery>>>) {
                     headers.push((k.trim().to_string(), v.trim().to_string()));
                 }
             }
-            let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
             let mut body = vec![0u8; len];
             let _ = reader.read_exact(&mut body);
-            let status = if n == 0 { "500 Internal Server Error" } else { "200 OK" };
-            let _ = stream.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
-            got2.lock().expect("lock").push(Delivery { headers, body: String::from_utf8_lossy(&body).into() });
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            got2.lock().expect("lock").push(Delivery {
+                headers,
+                body: String::from_utf8_lossy(&body).into(),
+            });
         }
     });
     (url, got)
@@ -85,16 +102,36 @@ fn live_and_ready_events_are_signed_and_retried() {
     // Both events arrive; the first attempt was answered 500 and was retried.
     wait_for("two delivered events", Duration::from_secs(20), || {
         let g = got.lock().expect("lock");
-        let events: Vec<_> = g.iter().skip(1).filter_map(|d| d.header("x-vshare-event").map(str::to_string)).collect();
-        (events.contains(&"stream.live".to_string()) && events.contains(&"video.ready".to_string())).then_some(())
+        let events: Vec<_> = g
+            .iter()
+            .skip(1)
+            .filter_map(|d| d.header("x-vshare-event").map(str::to_string))
+            .collect();
+        (events.contains(&"stream.live".to_string()) && events.contains(&"video.ready".to_string()))
+            .then_some(())
     });
     let g = got.lock().expect("lock");
-    let first_id = g[0].header("x-vshare-delivery").expect("delivery id").to_string();
-    assert!(g.iter().skip(1).any(|d| d.header("x-vshare-delivery") == Some(first_id.as_str())), "failed delivery was not retried");
+    let first_id = g[0]
+        .header("x-vshare-delivery")
+        .expect("delivery id")
+        .to_string();
+    assert!(
+        g.iter()
+            .skip(1)
+            .any(|d| d.header("x-vshare-delivery") == Some(first_id.as_str())),
+        "failed delivery was not retried"
+    );
     for d in g.iter() {
-        assert_eq!(d.header("x-vshare-signature").map(str::to_string), Some(python_hmac(secret, &d.body)), "bad signature");
+        assert_eq!(
+            d.header("x-vshare-signature").map(str::to_string),
+            Some(python_hmac(secret, &d.body)),
+            "bad signature"
+        );
     }
-    let ready_event = g.iter().find(|d| d.header("x-vshare-event") == Some("video.ready")).expect("ready");
+    let ready_event = g
+        .iter()
+        .find(|d| d.header("x-vshare-event") == Some("video.ready"))
+        .expect("ready");
     let body: serde_json::Value = serde_json::from_str(&ready_event.body).expect("json");
     assert_eq!(body["event"], "video.ready");
     assert_eq!(body["video"]["id"], ready["id"]);

@@ -828,6 +828,15 @@ impl Packager {
             parts: open.parts,
             bytes,
         });
+        // Parts are listed for the last few segments only; older segments keep just their
+        // whole bytes, so a stream holds each byte of its window once, not twice.
+        let parts_from = self
+            .stored
+            .len()
+            .saturating_sub(playlist::SEGMENTS_WITH_PARTS + EXTRA_RETAINED_SEGMENTS);
+        for old in self.stored.iter_mut().take(parts_from) {
+            old.parts = Vec::new();
+        }
         while self.stored.len() > self.config.window_segments + EXTRA_RETAINED_SEGMENTS {
             self.stored.pop_front();
             if self.stored.front().is_some_and(|s| s.listed.discontinuity) {

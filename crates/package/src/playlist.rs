@@ -79,7 +79,7 @@ pub(crate) fn segment_uri(msn: u64) -> String {
 
 /// How many complete segments keep their EXT-X-PART lines (RFC 8216bis §4.4.4.9: parts of
 /// segments older than three target durations from the end may be removed).
-const SEGMENTS_WITH_PARTS: usize = 3;
+pub(crate) const SEGMENTS_WITH_PARTS: usize = 3;
 
 fn write_parts(out: &mut String, seg: &ListedSegment) {
     for (i, p) in seg.parts.iter().enumerate() {

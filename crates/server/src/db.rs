@@ -444,9 +444,16 @@ pub(crate) mod tests {
     pub(crate) async fn fresh_postgres() -> Option<String> {
         let base = std::env::var("VSHARE_TEST_POSTGRES_URL").ok()?;
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new().max_connections(1).connect(&base).await.expect("test postgres");
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .expect("test postgres");
         let name = format!("vshare_test_{}", random_id(10));
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create database");
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&pool)
+            .await
+            .expect("create database");
         let (prefix, _) = base.rsplit_once('/').expect("url with a database");
         Some(format!("{prefix}/{name}"))
     }
@@ -456,7 +463,10 @@ pub(crate) mod tests {
         // Opening again runs no migration twice.
         let db2 = Db::open(url).await.expect("reopen");
         let (key, secret) = db.create_key("phone").await.expect("create");
-        assert_eq!(db2.find_key(&secret).await.expect("find").map(|k| k.id), Some(key.id.clone()));
+        assert_eq!(
+            db2.find_key(&secret).await.expect("find").map(|k| k.id),
+            Some(key.id.clone())
+        );
         assert!(db.find_key("wrong").await.expect("find").is_none());
         let v = Video {
             id: random_id(12),
@@ -468,18 +478,57 @@ pub(crate) mod tests {
             attributes: vec![],
         };
         db.insert_video(&v).await.expect("insert");
-        db.add_segment(&v.id, &SegmentRow { msn: 0, duration_us: 2_000_000, size: 10 }).await.expect("seg");
-        db.replace_segments(&v.id, &[SegmentRow { msn: 0, duration_us: 1, size: 2 }, SegmentRow { msn: 1, duration_us: 3, size: 4 }])
-            .await
-            .expect("replace");
+        db.add_segment(
+            &v.id,
+            &SegmentRow {
+                msn: 0,
+                duration_us: 2_000_000,
+                size: 10,
+            },
+        )
+        .await
+        .expect("seg");
+        db.replace_segments(
+            &v.id,
+            &[
+                SegmentRow {
+                    msn: 0,
+                    duration_us: 1,
+                    size: 2,
+                },
+                SegmentRow {
+                    msn: 1,
+                    duration_us: 3,
+                    size: 4,
+                },
+            ],
+        )
+        .await
+        .expect("replace");
         assert_eq!(db.segments(&v.id).await.expect("segs").len(), 2);
-        assert_eq!(db.list_videos(Some(VideoState::Live)).await.expect("list").len(), 1);
-        db.update_video(&v.id, VideoState::Ready, &[], Some("2026-01-01T00:00:00Z")).await.expect("update");
-        assert_eq!(db.latest_video_for_key(&key.id).await.expect("latest").map(|v| v.state), Some(VideoState::Ready));
+        assert_eq!(
+            db.list_videos(Some(VideoState::Live))
+                .await
+                .expect("list")
+                .len(),
+            1
+        );
+        db.update_video(&v.id, VideoState::Ready, &[], Some("2026-01-01T00:00:00Z"))
+            .await
+            .expect("update");
+        assert_eq!(
+            db.latest_video_for_key(&key.id)
+                .await
+                .expect("latest")
+                .map(|v| v.state),
+            Some(VideoState::Ready)
+        );
         db.enqueue_webhook("e", "{}", 5).await.expect("enqueue");
         let due = db.due_webhooks(10, 10).await.expect("due");
         assert_eq!(due.len(), 1);
-        db.webhook_attempted(&due[0].id, "delivered", 10, None).await.expect("attempted");
+        db.webhook_attempted(&due[0].id, "delivered", 10, None)
+            .await
+            .expect("attempted");
         assert!(db.due_webhooks(100, 10).await.expect("due").is_empty());
         assert!(db.revoke_key(&key.id).await.expect("revoke"));
         assert!(db.find_key(&secret).await.expect("find").is_none());

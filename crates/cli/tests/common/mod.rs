@@ -13,7 +13,12 @@ pub fn vshare() -> Command {
 
 /// Fails the test with a clear message when an external tool is missing.
 pub fn require_tool(name: &str) {
-    let ok = Command::new(name).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    let ok = Command::new(name)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
     assert!(ok, "{name} is not installed; run scripts/setup.sh");
 }
 
@@ -29,7 +34,14 @@ pub struct Server {
 impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
         let mut child = vshare()
-            .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--rtmp",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(data)
             .args(extra)
             .env("VSHARE_LOG", "info")
@@ -59,16 +71,28 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         while rtmp_port.is_none() || http.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.lock().expect("log")));
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("server did not start; log:\n{}", log.lock().expect("log"))
+            });
             if let Some(rest) = line.trim().strip_prefix("publish: rtmp://") {
-                let port = rest.split(':').nth(1).and_then(|p| p.split('/').next()).expect("rtmp port");
+                let port = rest
+                    .split(':')
+                    .nth(1)
+                    .and_then(|p| p.split('/').next())
+                    .expect("rtmp port");
                 rtmp_port = Some(port.parse().expect("port number"));
             }
             if let Some(rest) = line.trim().strip_prefix("watch:") {
                 http = Some(rest.trim().split('/').take(3).collect::<Vec<_>>().join("/"));
             }
         }
-        Server { child, data: data.to_path_buf(), rtmp_port: rtmp_port.expect("port"), http: http.expect("http"), log }
+        Server {
+            child,
+            data: data.to_path_buf(),
+            rtmp_port: rtmp_port.expect("port"),
+            http: http.expect("http"),
+            log,
+        }
     }
 
     pub fn rtmp_url(&self, key: &str) -> String {
@@ -80,7 +104,10 @@ impl Server {
     }
 
     pub fn kill9(&mut self) {
-        let _ = Command::new("kill").arg("-9").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -93,9 +120,20 @@ impl Drop for Server {
 }
 
 pub fn create_key(data: &Path) -> String {
-    let out = vshare().args(["keys", "create", "--quiet", "--data"]).arg(data).output().expect("keys create");
-    assert!(out.status.success(), "keys create failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+    let out = vshare()
+        .args(["keys", "create", "--quiet", "--data"])
+        .arg(data)
+        .output()
+        .expect("keys create");
+    assert!(
+        out.status.success(),
+        "keys create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
 }
 
 /// Makes an H.264/AAC test clip with the ffmpeg CLI: 640x360 at 30 fps, keyframe each second.
@@ -103,11 +141,24 @@ pub fn make_clip(dir: &Path, name: &str, seconds: u32, extra: &[&str]) -> PathBu
     require_tool("ffmpeg");
     let path = dir.join(name);
     let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
         .arg(format!("testsrc2=size=640x360:rate=30:duration={seconds}"))
         .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=1000:sample_rate=44100:duration={seconds}"))
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-b:v", "800k", "-c:a", "aac", "-b:a", "96k", "-ac", "2"])
+        .arg(format!(
+            "sine=frequency=1000:sample_rate=44100:duration={seconds}"
+        ))
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-b:v", "800k", "-c:a", "aac",
+            "-b:a", "96k", "-ac", "2",
+        ])
         .args(extra)
         .arg(&path)
         .status()
@@ -142,7 +193,10 @@ pub fn http_get_with(url: &str, headers: &[&str]) -> (u16, Vec<u8>) {
     let out = cmd.arg(url).output().expect("curl");
     let mut body = out.stdout;
     let nl = body.iter().rposition(|b| *b == b'\n').expect("status line");
-    let status = String::from_utf8_lossy(&body[nl + 1..]).trim().parse().unwrap_or(0);
+    let status = String::from_utf8_lossy(&body[nl + 1..])
+        .trim()
+        .parse()
+        .unwrap_or(0);
     body.truncate(nl);
     (status, body)
 }
@@ -169,17 +223,38 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 pub fn ffprobe(input: &str) -> serde_json::Value {
     require_tool("ffprobe");
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams", input])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            input,
+        ])
         .output()
         .expect("ffprobe");
-    assert!(out.status.success(), "ffprobe {input}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("ffprobe json")
 }
 
 /// Decodes every frame with ffmpeg and returns its error output (empty when clean).
 pub fn decode_errors(input: &str) -> String {
     let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-v", "error", "-i", input, "-f", "null", "-"])
+        .args([
+            "-hide_banner",
+            "-v",
+            "error",
+            "-i",
+            input,
+            "-f",
+            "null",
+            "-",
+        ])
         .output()
         .expect("ffmpeg");
     let mut s = String::from_utf8_lossy(&out.stderr).to_string();
@@ -192,18 +267,42 @@ pub fn decode_errors(input: &str) -> String {
 /// Counts decoded frames per stream type with ffprobe -count_frames.
 pub fn frame_count(input: &str, stream: &str) -> u64 {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", stream, "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", input])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            input,
+        ])
         .output()
         .expect("ffprobe");
     // HLS inputs list the stream once per program and once on its own: take the first.
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.trim().trim_end_matches(',').parse().ok()).unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .unwrap_or(0)
 }
 
 /// Presentation span of a stream from its packets: (first pts, last pts + duration), seconds.
 /// (ffprobe's own duration of a lone fragment counts from time zero.)
 pub fn packet_span(input: &str, stream: &str) -> (f64, f64) {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", input])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+            input,
+        ])
         .output()
         .expect("ffprobe");
     let mut first = f64::INFINITY;
@@ -235,37 +334,39 @@ pub fn stream_of<'a>(probe: &'a serde_json::Value, kind: &str) -> &'a serde_json
 }
 
 pub fn f(v: &serde_json::Value) -> f64 {
-    v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_f64()).unwrap_or(f64::NAN)
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_f64())
+        .unwrap_or(f64::NAN)
 }
 
 /// Waits until the video of `key`'s latest publish is in `state`, returning its JSON.
-pub fn wait_video_state(server: &Server, key: &str, states: &[&str], timeout: Duration) -> serde_json::Value {
+pub fn wait_video_state(
+    server: &Server,
+    key: &str,
+    states: &[&str],
+    timeout: Duration,
+) -> serde_json::Value {
     let auth = format!("Authorization: Bearer {key}");
-    let mut last = String::new();
     let deadline = Instant::now() + timeout;
     loop {
-        let (status, body) = http_get_with(&format!("{}/api/v1/publish/status", server.http), &[&auth]);
-        last = format!("HTTP {status}: {}", String::from_utf8_lossy(&body));
-        if let Some(v) = (status == 200).then(|| serde_json::from_slice::<serde_json::Value>(&body).ok()).flatten() {
+        let (status, body) =
+            http_get_with(&format!("{}/api/v1/publish/status", server.http), &[&auth]);
+        let last = format!("HTTP {status}: {}", String::from_utf8_lossy(&body));
+        if let Some(v) = (status == 200)
+            .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+            .flatten()
+        {
             let has_records = v["attributes"].as_array().is_some_and(|a| !a.is_empty());
             if has_records && states.iter().any(|s| v["state"] == *s) {
                 return v;
             }
         }
-        assert!(Instant::now() < deadline, "timed out waiting for video state {states:?}; last answer {last}; server log:\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for video state {states:?}; last answer {last}; server log:\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-#[allow(unused)]
-fn unused_wait(server: &Server, key: &str, states: &[&str], timeout: Duration) -> Option<serde_json::Value> {
-    let auth = format!("Authorization: Bearer {key}");
-    wait_for(&format!("video state {states:?}"), timeout, || {
-        let (status, body) = http_get_with(&format!("{}/api/v1/publish/status", server.http), &[&auth]);
-        if status != 200 {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-        states.iter().any(|s| v["state"] == *s).then_some(Some(v))
-    })
 }
