@@ -7,11 +7,13 @@
 
 mod error;
 pub mod fmp4;
+pub mod multivariant;
 mod packager;
 mod playlist;
 mod vod;
 
 pub use error::PackageError;
+pub use multivariant::{Variant, VariantMeter, multivariant_playlist};
 pub use packager::{
     MAX_COMPOSITION_OFFSET_US, MAX_FRAME_SIZE, ORIGIN_MARGIN_US, Packager, PackagerConfig,
     PackagerOutput,
