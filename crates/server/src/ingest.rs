@@ -51,6 +51,7 @@ impl Ingest {
         let mut buf = vec![0u8; 64 * 1024];
         let mut publisher: Option<Publisher> = None;
         let mut demuxer = TagDemuxer::new();
+        let bytes_in = metrics::counter!("vshare_bytes_in_total");
         let result = async {
             loop {
                 let n = match tokio::time::timeout(self.idle_timeout, socket.read(&mut buf)).await {
@@ -60,7 +61,7 @@ impl Ingest {
                 if n == 0 {
                     return Ok(());
                 }
-                metrics::counter!("vshare_bytes_in_total").increment(n as u64);
+                bytes_in.increment(n as u64);
                 conn.handle_input(&buf[..n])?;
                 while let Some(event) = conn.poll_event() {
                     match event {

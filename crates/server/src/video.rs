@@ -282,17 +282,18 @@ impl VideoServer {
         ));
         let mut went_live = false;
         let mut rejected_frames = 0u64;
+        // Handles looked up once, not per frame.
+        let video_frames = metrics::counter!("vshare_frames_total", "track" => "video");
+        let audio_frames = metrics::counter!("vshare_frames_total", "track" => "audio");
         loop {
             let outputs = match rx.recv().await {
                 Some(IngestMessage::Media(event, arrival)) => {
                     measured.observe(&event);
                     if let MediaEvent::Frame(f) = &event {
-                        let track = if f.track == TrackKind::Video {
-                            "video"
-                        } else {
-                            "audio"
-                        };
-                        metrics::counter!("vshare_frames_total", "track" => track).increment(1);
+                        match f.track {
+                            TrackKind::Video => video_frames.increment(1),
+                            TrackKind::Audio => audio_frames.increment(1),
+                        }
                     }
                     match packager.push(event, arrival) {
                         Ok(outputs) => outputs,
