@@ -70,14 +70,24 @@ impl Args {
             c.storage_url = self.storage_url;
         }
         if let (Some(url), Some(secret)) = (self.webhook_url, self.webhook_secret) {
-            c.webhook = Some(WebhookConfig { url, secret, max_attempts: 8 });
+            c.webhook = Some(WebhookConfig {
+                url,
+                secret,
+                max_attempts: 8,
+            });
         }
         if let Some(v) = self.part_target_ms {
-            anyhow::ensure!((100..=2000).contains(&v), "--part-target-ms must be 100..=2000, got {v}");
+            anyhow::ensure!(
+                (100..=2000).contains(&v),
+                "--part-target-ms must be 100..=2000, got {v}"
+            );
             c.live.part_target_ms = v;
         }
         if let Some(v) = self.segment_target_ms {
-            anyhow::ensure!((500..=10000).contains(&v), "--segment-target-ms must be 500..=10000, got {v}");
+            anyhow::ensure!(
+                (500..=10000).contains(&v),
+                "--segment-target-ms must be 500..=10000, got {v}"
+            );
             c.live.segment_target_ms = v;
         }
         if let Some(v) = self.idle_timeout {
