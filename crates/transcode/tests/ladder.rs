@@ -186,3 +186,57 @@ fn failing_rendition_does_not_disturb_the_others() {
     write_flv(&path, &outs[0]);
     run("ffmpeg", &["-v", "error", "-xerror", "-i", path.to_str().expect("p"), "-f", "null", "-"]);
 }
+
+/// Shifts every frame of `events` by `us`.
+fn shifted(events: &[MediaEvent], us: i64) -> Vec<MediaEvent> {
+    events
+        .iter()
+        .map(|e| match e {
+            MediaEvent::Frame(f) => {
+                let mut f = f.clone();
+                f.pts += us;
+                f.dts += us;
+                MediaEvent::Frame(f)
+            }
+            c => c.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn resolution_change_mid_stream_keeps_outputs_valid() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a = dir.path().join("a.flv");
+    let b = dir.path().join("b.flv");
+    flash_source(&a, 640, 360, 30, 2, 30);
+    // The phone rotates: portrait after 2 s.
+    flash_source(&b, 360, 640, 30, 2, 30);
+    let mut events = read_events(&a);
+    let last = frames(&events, TrackKind::Video).last().map(|f| f.dts).expect("frames");
+    events.extend(shifted(&read_events(&b), last + 33_333));
+    let config = LadderConfig {
+        renditions: vec![spec("240p", 240, 300_000, 64_000)],
+        passthrough: true,
+    };
+    let (t, outs) = transcode(&config, &events);
+    assert!(t.renditions()[0].failed.is_none());
+    let sizes: Vec<(u32, u32)> = outs[0]
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Config(TrackConfig::Avc(c)) => Some((c.width, c.height)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, [(426, 240), (136, 240)]);
+    assert_eq!(frames(&outs[0], TrackKind::Video).len(), frames(&events, TrackKind::Video).len());
+    assert_eq!(key_pts(&outs[0]), key_pts(&events));
+    // ffmpeg decodes the whole output and sees both sizes.
+    let path = dir.path().join("out.flv");
+    write_flv(&path, &outs[0]);
+    let p = path.to_str().expect("p");
+    let s = run("ffprobe", &["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=width,height", "-of", "csv=p=0", p]);
+    let sizes: Vec<&str> = s.lines().map(|l| l.trim().trim_end_matches(',')).filter(|l| !l.is_empty()).collect();
+    let seen: BTreeSet<&str> = sizes.iter().copied().collect();
+    assert_eq!(seen, BTreeSet::from(["426,240", "136,240"]), "{s}");
+    assert_eq!(sizes.len(), frames(&events, TrackKind::Video).len());
+}
