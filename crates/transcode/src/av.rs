@@ -131,10 +131,6 @@ impl Decoders {
         Ok(())
     }
 
-    pub(crate) fn has_video(&self) -> bool {
-        self.video.is_some()
-    }
-
     /// Frame rate estimated from the source decode times seen so far (median interval).
     pub(crate) fn estimated_fps(&self) -> Option<f64> {
         let mut d: Vec<i64> = self
@@ -342,7 +338,10 @@ impl VideoEncoder {
         enc.set_time_base(tb);
         enc.set_frame_rate(Some(spec.fps));
         enc.set_bit_rate(spec.bitrate as usize);
-        enc.set_max_bit_rate(spec.bitrate as usize);
+        if spec.options.iter().any(|(k, _)| k == "bufsize") {
+            // VBV: at most the target rate over a one-second buffer.
+            enc.set_max_bit_rate(spec.bitrate as usize);
+        }
         enc.set_max_b_frames(0);
         // Keyframes come from the source (forced); the encoder's own GOP is as long as allowed.
         enc.set_gop(if spec.codec == "h263" { 600 } else { 1 << 20 });
@@ -417,6 +416,10 @@ impl VideoEncoder {
 
     pub(crate) fn time_base(&self) -> ff::Rational {
         ff::Rational(self.spec.fps.denominator(), self.spec.fps.numerator())
+    }
+
+    pub(crate) fn parameters(&self) -> ff::codec::Parameters {
+        ff::codec::Parameters::from(&self.enc)
     }
 }
 
@@ -611,6 +614,10 @@ impl AudioEncoder {
     pub(crate) fn finish(&mut self, out: &mut Vec<Packet>) {
         let _ = self.enc.send_eof();
         self.drain(out);
+    }
+
+    pub(crate) fn parameters(&self) -> ff::codec::Parameters {
+        ff::codec::Parameters::from(&self.enc)
     }
 }
 

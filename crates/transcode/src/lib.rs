@@ -17,13 +17,13 @@
 mod annexb;
 mod av;
 mod config;
-// mod file;
+mod file;
 mod transcoder;
 mod worker;
 
 pub use av::init_ffmpeg;
 pub use config::{LadderConfig, RenditionSpec};
-// pub use file::{FileFormat, FileSpec, FileSummary, FileWriter};
+pub use file::{FileFormat, FileSpec, FileSummary, FileWriter};
 pub use transcoder::{Output, RenditionInfo, Transcoder};
 pub use worker::{TranscodeWorker, WorkerStats};
 
