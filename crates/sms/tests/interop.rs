@@ -408,3 +408,50 @@ fn tshark_dissects_our_pdus() {
     assert_eq!(d[2], "8613900139000");
     assert_eq!(d[4], "hello from vshare");
 }
+
+#[test]
+fn their_concatenated_pdus_reassemble_here() {
+    let text = "视频分享 video ".repeat(30);
+    // gammu: UCS-2 with a 16-bit concatenation reference, SMSC address in front.
+    let gammu = r#"
+import sys, gammu
+text = sys.stdin.read()
+parts = gammu.EncodeSMS({'Class': -1, 'Unicode': True, 'Entries': [{'ID': 'ConcatenatedTextLong16bit', 'Buffer': text}]})
+for p in parts:
+    p['SMSC'] = {'Location': 0, 'Number': '+8613800100500'}
+    p['Number'] = '+8613900139000'
+    print(gammu.EncodePDU(p, 'Submit').hex())
+"#;
+    // python-messaging: UCS-2 with an 8-bit reference.
+    let pm = r#"
+import sys
+from messaging.sms import SmsSubmit
+for p in SmsSubmit('+8613900139000', sys.stdin.read()).to_pdu():
+    print(p.pdu)
+"#;
+    for (python, script, sixteen) in [(python_gammu(), gammu, true), (python(), pm, false)] {
+        let out = run(&python, &["-c", script], &text);
+        let mut pdus: Vec<Vec<u8>> = out.lines().map(|l| hex::decode(l).unwrap()).collect();
+        assert!(pdus.len() >= 3, "{out}");
+        pdus.reverse();
+        let mut r = Reassembler::new(Duration::from_secs(60));
+        let mut done = None;
+        for p in &pdus {
+            let (_, t) = Tpdu::decode_with_sca(p, Direction::MobileOriginated).unwrap();
+            let Tpdu::Submit(s) = t else { panic!() };
+            assert_eq!(s.dcs.alphabet(), Some(Alphabet::Ucs2));
+            assert_eq!(
+                s.user_data
+                    .header
+                    .as_ref()
+                    .unwrap()
+                    .concat()
+                    .unwrap()
+                    .sixteen_bit,
+                sixteen
+            );
+            done = r.push(Instant::now(), "x", s.dcs, s.user_data).or(done);
+        }
+        assert_eq!(done.unwrap().text().unwrap(), text);
+    }
+}
