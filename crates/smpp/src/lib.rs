@@ -6,7 +6,10 @@
 //!
 //! Hand-written: rusmpp 0.4 has a complete PDU codec, but its decode errors carry no byte
 //! offset and its session is an async tokio client only (no SMSC side, no clock-free state
-//! machine to test deterministically); smpp-pdu 0.1 is unmaintained.
+//! machine to test deterministically); smpp34 1.5 has client and server, but its windowing and
+//! timers live inside its tokio core (not sans-IO), and its Python wheel is the independent SMSC
+//! our tests run against, which it could not be if it were also our implementation; smpp-pdu
+//! 0.1 is unmaintained.
 //!
 //! ```
 //! use std::time::Instant;
