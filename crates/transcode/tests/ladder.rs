@@ -240,3 +240,75 @@ fn resolution_change_mid_stream_keeps_outputs_valid() {
     assert_eq!(seen, BTreeSet::from(["426,240", "136,240"]), "{s}");
     assert_eq!(sizes.len(), frames(&events, TrackKind::Video).len());
 }
+
+#[test]
+fn corrupt_frames_are_skipped_and_the_renditions_carry_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("src.flv");
+    flash_source(&src, 640, 360, 30, 3, 30);
+    let mut events = read_events(&src);
+    let mut n = 0;
+    for e in events.iter_mut() {
+        if let MediaEvent::Frame(f) = e {
+            n += 1;
+            match n {
+                // Garbage with a NAL length larger than the frame.
+                20 => f.data = bytes::Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0x65, 1, 2, 3]),
+                // Truncated in the middle of a slice.
+                41 => f.data = f.data.slice(..f.data.len() / 3),
+                // Noise.
+                60 => f.data = bytes::Bytes::from((0..500u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<u8>>()),
+                // Empty.
+                75 => f.data = bytes::Bytes::new(),
+                _ => {}
+            }
+        }
+    }
+    let config = LadderConfig {
+        renditions: vec![spec("240p", 240, 300_000, 64_000), spec("144p", 144, 150_000, 64_000)],
+        passthrough: true,
+    };
+    let (t, outs) = transcode(&config, &events);
+    for (i, info) in t.renditions().iter().enumerate() {
+        assert!(info.failed.is_none(), "{info:?}");
+        let vf = frames(&outs[i], TrackKind::Video);
+        assert!(vf.len() >= 80, "{}: {} frames", info.name, vf.len());
+        assert_eq!(key_pts(&outs[i]), key_pts(&events));
+        let path = dir.path().join(format!("{}.flv", info.name));
+        write_flv(&path, &outs[i]);
+        run("ffmpeg", &["-v", "error", "-xerror", "-i", path.to_str().expect("p"), "-f", "null", "-"]);
+    }
+}
+
+/// A/V sync over 10 minutes of source: the last flash still has its beep within one frame.
+/// Run with `cargo test -p vshare-transcode --test ladder -- --ignored`.
+#[test]
+#[ignore = "10 minutes of media: about two minutes of CPU"]
+fn av_sync_holds_over_ten_minutes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("src.flv");
+    flash_source(&src, 640, 360, 30, 600, 60);
+    let events = read_events(&src);
+    let config = LadderConfig {
+        renditions: vec![spec("240p", 240, 300_000, 64_000)],
+        passthrough: true,
+    };
+    let (_t, outs) = transcode(&config, &events);
+    let path = dir.path().join("240p.flv");
+    write_flv(&path, &outs[0]);
+    let flashes = flash_times(&path);
+    let beeps = beep_times(&path);
+    assert!(flashes.len() >= 595, "{} flashes", flashes.len());
+    let offset = |f: f64| beeps.iter().map(|b| b - f).fold(f64::MAX, |a, d| if d.abs() < a.abs() { d } else { a });
+    let first = offset(flashes[0]);
+    let last = offset(*flashes.last().expect("flash"));
+    let (worst, n) = av_offset(&path);
+    eprintln!(
+        "10 min: first flash {:.1} ms, last flash (t={:.1} s) {:.1} ms, worst {:.1} ms over {n} flashes",
+        first * 1e3,
+        flashes.last().copied().unwrap_or(0.0),
+        last * 1e3,
+        worst * 1e3
+    );
+    assert!(first.abs() <= 1.0 / 30.0 && last.abs() <= 1.0 / 30.0 && worst <= 1.0 / 30.0);
+}
