@@ -39,7 +39,8 @@ measure() {
 # ffmpeg CLI ladder: args after the source are rungs "W:H:VBITRATE:ABITRATE".
 cli() {
   local src=$1; shift
-  local n=$# fc="[0:v]split=$n" maps=() i=0
+  local n=$#
+  local fc="[0:v]split=$n" maps=() i=0
   for r in "$@"; do fc+="[s$i]"; i=$((i+1)); done
   i=0
   for r in "$@"; do
@@ -59,7 +60,7 @@ run_case() { # label source rungs-for-cli... (ours runs the default preset)
   measure "$BIN" "$src" default
   local ours_wall=$WALL ours_cpu=$CPU ours_rss=$RSS_MB
   grep rendition "$W/out" | sed 's/^/    /'
-  measure cli "$src" "$@"
+  measure bash -c "$(declare -f cli); cli \"\$@\"" cli "$src" "$@"
   local cli_wall=$WALL cli_cpu=$CPU cli_rss=$RSS_MB
   awk -v l="$label" -v m="$LEN" -v ow="$ours_wall" -v cw="$cli_wall" -v oc="$ours_cpu" \
       -v cc="$cli_cpu" -v orss="$ours_rss" -v crss="$cli_rss" 'BEGIN{
