@@ -13,8 +13,11 @@ use vshare_transcode::{LadderConfig, Transcoder};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).ok_or("usage: ladder_bench SOURCE.flv [PRESET] [RUNG]")?;
-    let mut config = LadderConfig::preset(args.get(2).map_or("default", String::as_str)).ok_or("unknown preset")?;
+    let path = args
+        .get(1)
+        .ok_or("usage: ladder_bench SOURCE.flv [PRESET] [RUNG]")?;
+    let mut config = LadderConfig::preset(args.get(2).map_or("default", String::as_str))
+        .ok_or("unknown preset")?;
     if let Some(only) = args.get(3) {
         config.renditions.retain(|r| &r.name == only);
     }
@@ -69,9 +72,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.height,
             r.video_frames,
             *b as f64 * 8.0 / media / 1000.0,
-            r.failed.as_ref().map_or(String::new(), |e| format!(" FAILED {e}"))
+            r.failed
+                .as_ref()
+                .map_or(String::new(), |e| format!(" FAILED {e}"))
         );
     }
-    println!("media {media:.1} s, wall {wall:.2} s, {:.2}x realtime", media / wall);
+    println!(
+        "media {media:.1} s, wall {wall:.2} s, {:.2}x realtime",
+        media / wall
+    );
     Ok(())
 }

@@ -72,7 +72,14 @@ pub(crate) fn decoder_configuration_record(extradata: &[u8]) -> Option<Vec<u8>> 
         return None;
     }
     // lengthSizeMinusOne = 3 (0xff), numOfSequenceParameterSets in the low 5 bits.
-    let mut r = vec![1, first[1], first[2], first[3], 0xff, 0xe0 | sps.len().min(31) as u8];
+    let mut r = vec![
+        1,
+        first[1],
+        first[2],
+        first[3],
+        0xff,
+        0xe0 | sps.len().min(31) as u8,
+    ];
     for s in sps.iter().take(31) {
         r.extend_from_slice(&(s.len() as u16).to_be_bytes());
         r.extend_from_slice(s);
@@ -91,14 +98,24 @@ mod tests {
 
     #[test]
     fn converts_and_builds_record() {
-        let stream = [0, 0, 0, 1, 9, 0xf0, 0, 0, 1, 0x65, 1, 2, 0, 0, 0, 1, 0x41, 3];
-        assert_eq!(to_avcc(&stream), vec![0, 0, 0, 3, 0x65, 1, 2, 0, 0, 0, 2, 0x41, 3]);
+        let stream = [
+            0, 0, 0, 1, 9, 0xf0, 0, 0, 1, 0x65, 1, 2, 0, 0, 0, 1, 0x41, 3,
+        ];
+        assert_eq!(
+            to_avcc(&stream),
+            vec![0, 0, 0, 3, 0x65, 1, 2, 0, 0, 0, 2, 0x41, 3]
+        );
         assert_eq!(to_avcc(&[0, 0, 0, 2, 0x41, 3]), vec![0, 0, 0, 2, 0x41, 3]);
-        let extradata = [0, 0, 0, 1, 0x67, 0x64, 0, 0x1e, 0xac, 0, 0, 0, 1, 0x68, 0xeb, 0xe3];
+        let extradata = [
+            0, 0, 0, 1, 0x67, 0x64, 0, 0x1e, 0xac, 0, 0, 0, 1, 0x68, 0xeb, 0xe3,
+        ];
         let r = decoder_configuration_record(&extradata).expect("record");
         assert_eq!(
             r,
-            vec![1, 0x64, 0, 0x1e, 0xff, 0xe1, 0, 5, 0x67, 0x64, 0, 0x1e, 0xac, 1, 0, 3, 0x68, 0xeb, 0xe3]
+            vec![
+                1, 0x64, 0, 0x1e, 0xff, 0xe1, 0, 5, 0x67, 0x64, 0, 0x1e, 0xac, 1, 0, 3, 0x68, 0xeb,
+                0xe3
+            ]
         );
         assert_eq!(decoder_configuration_record(&[0, 0, 1, 0x68, 1]), None);
     }

@@ -58,7 +58,8 @@ fn decoder_context(
     unsafe {
         let p = ctx.as_mut_ptr();
         let len = extradata.len();
-        let buf = ff::ffi::av_mallocz(len + ff::ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize) as *mut u8;
+        let buf =
+            ff::ffi::av_mallocz(len + ff::ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize) as *mut u8;
         if buf.is_null() {
             return Err(TranscodeError::Config("out of memory for extradata".into()));
         }
@@ -121,13 +122,21 @@ impl Decoders {
 
     pub(crate) fn open_video(&mut self, record: &[u8]) -> Result<(), TranscodeError> {
         let ctx = decoder_context(ff::codec::Id::H264, record)?;
-        self.video = Some(ctx.decoder().video().map_err(ffe("opening the H.264 decoder"))?);
+        self.video = Some(
+            ctx.decoder()
+                .video()
+                .map_err(ffe("opening the H.264 decoder"))?,
+        );
         Ok(())
     }
 
     pub(crate) fn open_audio(&mut self, asc: &[u8]) -> Result<(), TranscodeError> {
         let ctx = decoder_context(ff::codec::Id::AAC, asc)?;
-        self.audio = Some(ctx.decoder().audio().map_err(ffe("opening the AAC decoder"))?);
+        self.audio = Some(
+            ctx.decoder()
+                .audio()
+                .map_err(ffe("opening the AAC decoder"))?,
+        );
         Ok(())
     }
 
@@ -148,14 +157,12 @@ impl Decoders {
     }
 
     /// Decodes one source frame. A frame the decoder refuses is counted and skipped.
-    pub(crate) fn push(
-        &mut self,
-        f: &Frame,
-        on: &mut dyn FnMut(Decoded<'_>),
-    ) {
+    pub(crate) fn push(&mut self, f: &Frame, on: &mut dyn FnMut(Decoded<'_>)) {
         match f.track {
             TrackKind::Video => {
-                let Some(dec) = self.video.as_mut() else { return };
+                let Some(dec) = self.video.as_mut() else {
+                    return;
+                };
                 self.dts.push_back(f.dts);
                 if self.dts.len() > 32 {
                     self.dts.pop_front();
@@ -170,7 +177,9 @@ impl Decoders {
                 self.drain_video(on);
             }
             TrackKind::Audio => {
-                let Some(dec) = self.audio.as_mut() else { return };
+                let Some(dec) = self.audio.as_mut() else {
+                    return;
+                };
                 if dec.send_packet(&packet_of(f)).is_err() {
                     self.errors += 1;
                     return;
@@ -181,7 +190,9 @@ impl Decoders {
     }
 
     fn drain_video(&mut self, on: &mut dyn FnMut(Decoded<'_>)) {
-        let Some(dec) = self.video.as_mut() else { return };
+        let Some(dec) = self.video.as_mut() else {
+            return;
+        };
         while dec.receive_frame(&mut self.vframe).is_ok() {
             let Some(pts) = self.vframe.pts().or(self.vframe.timestamp()) else {
                 continue;
@@ -194,7 +205,9 @@ impl Decoders {
     }
 
     fn drain_audio(&mut self, on: &mut dyn FnMut(Decoded<'_>)) {
-        let Some(dec) = self.audio.as_mut() else { return };
+        let Some(dec) = self.audio.as_mut() else {
+            return;
+        };
         while dec.receive_frame(&mut self.aframe).is_ok() {
             let Some(pts) = self.aframe.pts().or(self.aframe.timestamp()) else {
                 continue;
@@ -239,7 +252,10 @@ impl Scaler {
         }
     }
 
-    pub(crate) fn run(&mut self, input: &ff::frame::Video) -> Result<&mut ff::frame::Video, TranscodeError> {
+    pub(crate) fn run(
+        &mut self,
+        input: &ff::frame::Video,
+    ) -> Result<&mut ff::frame::Video, TranscodeError> {
         let key = (input.format(), input.width(), input.height());
         if self.ctx.as_ref().map(|c| (c.0, c.1, c.2)) != Some(key) {
             let ctx = ff::software::scaling::Context::get(
@@ -251,7 +267,10 @@ impl Scaler {
                 self.height,
                 ff::software::scaling::Flags::BILINEAR,
             )
-            .map_err(ffe(format!("scaler {}x{} -> {}x{}", key.1, key.2, self.width, self.height)))?;
+            .map_err(ffe(format!(
+                "scaler {}x{} -> {}x{}",
+                key.1, key.2, self.width, self.height
+            )))?;
             self.ctx = Some((key.0, key.1, key.2, ctx));
         }
         if let Some((_, _, _, ctx)) = self.ctx.as_mut() {
@@ -286,7 +305,11 @@ pub(crate) struct VideoEncoderSpec {
 
 /// The encoder options for a ladder rung: keyframes only where we force them, no B-frames (so
 /// output order is input order), VBV-bounded bitrate.
-pub(crate) fn rung_options(codec: &str, preset: Option<&str>, bitrate: u64) -> Vec<(String, String)> {
+pub(crate) fn rung_options(
+    codec: &str,
+    preset: Option<&str>,
+    bitrate: u64,
+) -> Vec<(String, String)> {
     let mut o: Vec<(String, String)> = Vec::new();
     let mut set = |k: &str, v: String| o.push((k.into(), v));
     set("bufsize", bitrate.to_string());
@@ -295,7 +318,10 @@ pub(crate) fn rung_options(codec: &str, preset: Option<&str>, bitrate: u64) -> V
             set("preset", preset.unwrap_or("veryfast").into());
             set("tune", "zerolatency".into());
             set("forced-idr", "1".into());
-            set("x264-params", "scenecut=0:open-gop=0:keyint=infinite".into());
+            set(
+                "x264-params",
+                "scenecut=0:open-gop=0:keyint=infinite".into(),
+            );
         }
         "h264_nvenc" => {
             set("preset", preset.unwrap_or("p4").into());
@@ -326,11 +352,15 @@ pub(crate) struct VideoEncoder {
 
 impl VideoEncoder {
     pub(crate) fn open(spec: &VideoEncoderSpec) -> Result<Self, TranscodeError> {
-        let codec = ff::encoder::find_by_name(&spec.codec)
-            .ok_or_else(|| TranscodeError::Config(format!("this FFmpeg has no {} encoder", spec.codec)))?;
+        let codec = ff::encoder::find_by_name(&spec.codec).ok_or_else(|| {
+            TranscodeError::Config(format!("this FFmpeg has no {} encoder", spec.codec))
+        })?;
         let mut ctx = ff::codec::context::Context::new_with_codec(codec);
         set_threads(&mut ctx, 0);
-        let mut enc = ctx.encoder().video().map_err(ffe(format!("creating {}", spec.codec)))?;
+        let mut enc = ctx
+            .encoder()
+            .video()
+            .map_err(ffe(format!("creating {}", spec.codec)))?;
         let tb = ff::Rational(spec.fps.denominator(), spec.fps.numerator());
         enc.set_width(spec.width);
         enc.set_height(spec.height);
@@ -355,9 +385,10 @@ impl VideoEncoder {
         if spec.profile_baseline {
             opts.set("profile", "baseline");
         }
-        let enc = enc
-            .open_with(opts)
-            .map_err(ffe(format!("opening {} at {}x{}", spec.codec, spec.width, spec.height)))?;
+        let enc = enc.open_with(opts).map_err(ffe(format!(
+            "opening {} at {}x{}",
+            spec.codec, spec.width, spec.height
+        )))?;
         let global_header = extradata(&enc);
         let frame_us = (1i64).rescale(tb, US).max(1);
         Ok(VideoEncoder {
@@ -384,17 +415,25 @@ impl VideoEncoder {
             return Ok(());
         }
         picture.set_pts(Some(self.next_index));
-        picture.set_kind(if key { ff::picture::Type::I } else { ff::picture::Type::None });
+        picture.set_kind(if key {
+            ff::picture::Type::I
+        } else {
+            ff::picture::Type::None
+        });
         self.next_index += 1;
         self.pending.push_back(pts);
-        self.enc.send_frame(picture).map_err(ffe(format!("encoding with {}", self.spec.codec)))?;
+        self.enc
+            .send_frame(picture)
+            .map_err(ffe(format!("encoding with {}", self.spec.codec)))?;
         self.drain(out);
         Ok(())
     }
 
     fn drain(&mut self, out: &mut Vec<Packet>) {
         while self.enc.receive_packet(&mut self.pkt).is_ok() {
-            let Some(pts) = self.pending.pop_front() else { continue };
+            let Some(pts) = self.pending.pop_front() else {
+                continue;
+            };
             let duration = self
                 .pending
                 .front()
@@ -460,10 +499,13 @@ impl AudioConverter {
         );
         let mut g = ff::filter::Graph::new();
         let find = |n: &str| {
-            ff::filter::find(n).ok_or_else(|| TranscodeError::Config(format!("FFmpeg filter {n} missing")))
+            ff::filter::find(n)
+                .ok_or_else(|| TranscodeError::Config(format!("FFmpeg filter {n} missing")))
         };
-        g.add(&find("abuffer")?, "in", &args).map_err(ffe(format!("abuffer {args}")))?;
-        g.add(&find("abuffersink")?, "out", "").map_err(ffe("abuffersink"))?;
+        g.add(&find("abuffer")?, "in", &args)
+            .map_err(ffe(format!("abuffer {args}")))?;
+        g.add(&find("abuffersink")?, "out", "")
+            .map_err(ffe("abuffersink"))?;
         if let Some(mut out) = g.get("out") {
             out.set_sample_format(self.format);
             out.set_channel_layout(self.layout);
@@ -485,7 +527,11 @@ impl AudioConverter {
             out.sink().set_frame_size(self.frame_size);
         }
         self.graph = Some(g);
-        self.input = Some((frame.rate() as i32, u32::from(frame.channels()), layout.bits()));
+        self.input = Some((
+            frame.rate() as i32,
+            u32::from(frame.channels()),
+            layout.bits(),
+        ));
         Ok(())
     }
 
@@ -497,7 +543,11 @@ impl AudioConverter {
         pts: i64,
         sink: &mut dyn FnMut(&mut ff::frame::Audio),
     ) -> Result<(), TranscodeError> {
-        let key = (frame.rate() as i32, u32::from(frame.channels()), frame.channel_layout().bits());
+        let key = (
+            frame.rate() as i32,
+            u32::from(frame.channels()),
+            frame.channel_layout().bits(),
+        );
         if self.input.is_some_and(|i| (i.0, i.1) != (key.0, key.1)) {
             self.flush(sink);
         }
@@ -519,7 +569,11 @@ impl AudioConverter {
         let Some(mut out) = g.get("out") else { return };
         let tb = out.sink().time_base();
         while out.sink().frame(&mut self.out).is_ok() {
-            let pts = self.out.pts().unwrap_or(0).rescale(tb, ff::Rational(1, AUDIO_RATE as i32));
+            let pts = self
+                .out
+                .pts()
+                .unwrap_or(0)
+                .rescale(tb, ff::Rational(1, AUDIO_RATE as i32));
             self.out.set_pts(Some(pts));
             sink(&mut self.out);
         }
@@ -585,8 +639,14 @@ impl AudioEncoder {
     }
 
     /// Encodes one frame whose pts is in 1/48000.
-    pub(crate) fn encode(&mut self, frame: &ff::frame::Audio, out: &mut Vec<Packet>) -> Result<(), TranscodeError> {
-        self.enc.send_frame(frame).map_err(ffe(format!("encoding with {}", self.codec)))?;
+    pub(crate) fn encode(
+        &mut self,
+        frame: &ff::frame::Audio,
+        out: &mut Vec<Packet>,
+    ) -> Result<(), TranscodeError> {
+        self.enc
+            .send_frame(frame)
+            .map_err(ffe(format!("encoding with {}", self.codec)))?;
         self.drain(out);
         Ok(())
     }
@@ -633,7 +693,11 @@ pub(crate) fn scaled_size(src_w: u32, src_h: u32, height: u32) -> (u32, u32) {
 
 /// A frame rate as a rational: 29.97 → 30000/1001, 30 → 30/1.
 pub(crate) fn fps_rational(fps: f64) -> ff::Rational {
-    let fps = if fps.is_finite() && fps > 0.5 && fps <= 240.0 { fps } else { 30.0 };
+    let fps = if fps.is_finite() && fps > 0.5 && fps <= 240.0 {
+        fps
+    } else {
+        30.0
+    };
     let rounded = fps.round();
     if (fps - rounded).abs() < 0.01 {
         return ff::Rational(rounded as i32, 1);

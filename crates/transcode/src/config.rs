@@ -79,9 +79,18 @@ mod tests {
 
     #[test]
     fn presets_and_json() {
-        assert_eq!(LadderConfig::preset("default").map(|c| c.renditions.len()), Some(3));
-        assert_eq!(LadderConfig::preset("phone").map(|c| c.renditions.len()), Some(2));
-        assert_eq!(LadderConfig::preset("none").map(|c| c.renditions.len()), Some(0));
+        assert_eq!(
+            LadderConfig::preset("default").map(|c| c.renditions.len()),
+            Some(3)
+        );
+        assert_eq!(
+            LadderConfig::preset("phone").map(|c| c.renditions.len()),
+            Some(2)
+        );
+        assert_eq!(
+            LadderConfig::preset("none").map(|c| c.renditions.len()),
+            Some(0)
+        );
         assert!(LadderConfig::preset("x").is_none());
         let c: LadderConfig = serde_json::from_str(
             r#"{"passthrough":false,"renditions":[{"name":"360p","height":360,

@@ -179,7 +179,10 @@ impl FileWriter {
         let mut decoders = Decoders::new();
         let mut octx = ff::format::output_as(path, spec.format.name())
             .map_err(ffe(format!("creating {}", path.display())))?;
-        let global = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
+        let global = octx
+            .format()
+            .flags()
+            .contains(ff::format::Flags::GLOBAL_HEADER);
         let mut codec_strings = (String::new(), String::new());
         let mut venc = None;
         if let Some(v) = video {
@@ -189,7 +192,9 @@ impl FileWriter {
                 FileFormat::Webm => {
                     let h = spec.height.unwrap_or(480).min(v.height);
                     (
-                        spec.video_codec.clone().unwrap_or_else(|| "libvpx-vp9".into()),
+                        spec.video_codec
+                            .clone()
+                            .unwrap_or_else(|| "libvpx-vp9".into()),
                         scaled_size(v.width, v.height, h),
                         spec.video_bitrate.unwrap_or(1_000_000),
                     )
@@ -197,7 +202,11 @@ impl FileWriter {
                 FileFormat::ThreeGp => {
                     let codec = spec.video_codec.clone().unwrap_or_else(|| "h263".into());
                     let size = if codec == "h263" {
-                        if spec.height.unwrap_or(144) <= 144 { (176, 144) } else { (352, 288) }
+                        if spec.height.unwrap_or(144) <= 144 {
+                            (176, 144)
+                        } else {
+                            (352, 288)
+                        }
                     } else {
                         scaled_size(v.width, v.height, spec.height.unwrap_or(240).min(v.height))
                     };
@@ -227,7 +236,14 @@ impl FileWriter {
             };
             let enc = VideoEncoder::open(&vspec)?;
             codec_strings.0 = match codec.as_str() {
-                "libvpx-vp9" => format!("vp09.00.{}.08", vp9_level(w, h, f64::from(fps.numerator()) / f64::from(fps.denominator()))),
+                "libvpx-vp9" => format!(
+                    "vp09.00.{}.08",
+                    vp9_level(
+                        w,
+                        h,
+                        f64::from(fps.numerator()) / f64::from(fps.denominator())
+                    )
+                ),
                 "h263" => "s263".into(),
                 "libx264" => annexb::decoder_configuration_record(&enc.global_header)
                     .and_then(|r| AvcConfig::parse(Bytes::from(r)).ok())
@@ -237,12 +253,21 @@ impl FileWriter {
             let stream = {
                 let codec = ff::encoder::find_by_name(&codec)
                     .ok_or_else(|| TranscodeError::Config(format!("no {codec} encoder")))?;
-                let mut st = octx.add_stream(codec).map_err(ffe("adding the video stream"))?;
+                let mut st = octx
+                    .add_stream(codec)
+                    .map_err(ffe("adding the video stream"))?;
                 st.set_parameters(enc.parameters());
                 st.set_time_base(enc.time_base());
                 st.index()
             };
-            venc = Some((enc, Scaler::new(w, h), Track { stream, time_base: ff::Rational(1, 1) }));
+            venc = Some((
+                enc,
+                Scaler::new(w, h),
+                Track {
+                    stream,
+                    time_base: ff::Rational(1, 1),
+                },
+            ));
         }
         let mut aenc = None;
         if let Some(a) = audio {
@@ -260,7 +285,11 @@ impl FileWriter {
                 ),
             };
             let enc = AudioEncoder::open(codec, bitrate, fmt, ChannelLayout::STEREO, global)?;
-            codec_strings.1 = if codec == "libopus" { "opus".into() } else { "mp4a.40.2".into() };
+            codec_strings.1 = if codec == "libopus" {
+                "opus".into()
+            } else {
+                "mp4a.40.2".into()
+            };
             let conv = AudioConverter::new(fmt, ChannelLayout::STEREO, enc.frame_size);
             let stream = {
                 let c = ff::encoder::find_by_name(codec)
@@ -270,13 +299,29 @@ impl FileWriter {
                 st.set_time_base(ff::Rational(1, AUDIO_RATE as i32));
                 st.index()
             };
-            aenc = Some((enc, conv, Track { stream, time_base: ff::Rational(1, 1) }));
+            aenc = Some((
+                enc,
+                conv,
+                Track {
+                    stream,
+                    time_base: ff::Rational(1, 1),
+                },
+            ));
         }
         if venc.is_none() && aenc.is_none() {
-            return Err(TranscodeError::Config("a file needs a video or an audio track".into()));
+            return Err(TranscodeError::Config(
+                "a file needs a video or an audio track".into(),
+            ));
         }
-        octx.write_header().map_err(ffe(format!("writing the {} header", spec.format.name())))?;
-        for t in [venc.as_mut().map(|v| &mut v.2), aenc.as_mut().map(|a| &mut a.2)].into_iter().flatten() {
+        octx.write_header()
+            .map_err(ffe(format!("writing the {} header", spec.format.name())))?;
+        for t in [
+            venc.as_mut().map(|v| &mut v.2),
+            aenc.as_mut().map(|a| &mut a.2),
+        ]
+        .into_iter()
+        .flatten()
+        {
             t.time_base = octx
                 .stream(t.stream)
                 .map_or(ff::Rational(1, 1000), |s| s.time_base());
@@ -323,7 +368,12 @@ impl FileWriter {
         let mut packets: Vec<(TrackKind, Packet)> = Vec::new();
         let mut error = None;
         {
-            let FileWriter { decoders, video, audio, .. } = self;
+            let FileWriter {
+                decoders,
+                video,
+                audio,
+                ..
+            } = self;
             let mut on = |d: Decoded<'_>| {
                 let r = encode_decoded(d, video, audio, &mut packets);
                 if let Err(e) = r {
@@ -340,7 +390,12 @@ impl FileWriter {
         let mut packets = Vec::new();
         let mut error = None;
         {
-            let FileWriter { decoders, video, audio, .. } = self;
+            let FileWriter {
+                decoders,
+                video,
+                audio,
+                ..
+            } = self;
             let mut on = |d: Decoded<'_>| {
                 if let Err(e) = encode_decoded(d, video, audio, &mut packets) {
                     error.get_or_insert(e);
@@ -398,7 +453,8 @@ impl FileWriter {
             pkt.set_flags(ff::packet::Flags::KEY);
         }
         pkt.set_stream(track.stream);
-        pkt.write_interleaved(&mut self.octx).map_err(ffe(format!("writing {}", self.path.display())))
+        pkt.write_interleaved(&mut self.octx)
+            .map_err(ffe(format!("writing {}", self.path.display())))
     }
 
     /// Drains the encoders, writes the trailer and measures the file.
@@ -406,7 +462,12 @@ impl FileWriter {
         self.flush_video()?;
         let mut packets = Vec::new();
         {
-            let FileWriter { decoders, video, audio, .. } = &mut self;
+            let FileWriter {
+                decoders,
+                video,
+                audio,
+                ..
+            } = &mut self;
             let mut on = |d: Decoded<'_>| {
                 let _ = encode_decoded(d, video, audio, &mut packets);
             };
@@ -428,10 +489,16 @@ impl FileWriter {
             }
         }
         if self.origin.is_none() {
-            self.origin = packets.iter().chain(self.held.iter()).map(|(_, p)| p.dts).min();
+            self.origin = packets
+                .iter()
+                .chain(self.held.iter())
+                .map(|(_, p)| p.dts)
+                .min();
         }
         self.write(packets)?;
-        self.octx.write_trailer().map_err(ffe(format!("finishing {}", self.path.display())))?;
+        self.octx
+            .write_trailer()
+            .map_err(ffe(format!("finishing {}", self.path.display())))?;
         let size = std::fs::metadata(&self.path)?.len();
         let duration_us = (self.end_ts - self.first_ts.unwrap_or(0)).max(0);
         let frame_rate = match self.first_video {
@@ -440,7 +507,10 @@ impl FileWriter {
             }
             _ => 0.0,
         };
-        let (width, height) = self.video.as_ref().map_or((0, 0), |v| (v.0.spec.width, v.0.spec.height));
+        let (width, height) = self
+            .video
+            .as_ref()
+            .map_or((0, 0), |v| (v.0.spec.width, v.0.spec.height));
         let codecs: Vec<&str> = [&self.codec_strings.0, &self.codec_strings.1]
             .into_iter()
             .filter(|s| !s.is_empty())
@@ -454,7 +524,11 @@ impl FileWriter {
             width,
             height,
             frame_rate,
-            bitrate: if duration_us > 0 { (size as f64 * 8e6 / duration_us as f64).round() as u64 } else { 0 },
+            bitrate: if duration_us > 0 {
+                (size as f64 * 8e6 / duration_us as f64).round() as u64
+            } else {
+                0
+            },
             duration_ms: (duration_us / 1000) as u64,
             audio_sample_rate: if self.audio.is_some() { AUDIO_RATE } else { 0 },
             audio_channels: self.audio.as_ref().map_or(0, |a| a.0.channels),
@@ -471,14 +545,18 @@ fn encode_decoded(
 ) -> Result<(), TranscodeError> {
     match d {
         Decoded::Video(pic, pts, key) => {
-            let Some((enc, scaler, _)) = video.as_mut() else { return Ok(()) };
+            let Some((enc, scaler, _)) = video.as_mut() else {
+                return Ok(());
+            };
             let scaled = scaler.run(pic)?;
             let mut out = Vec::new();
             enc.encode(scaled, pts, key, &mut out)?;
             packets.extend(out.into_iter().map(|p| (TrackKind::Video, p)));
         }
         Decoded::Audio(af, pts) => {
-            let Some((enc, conv, _)) = audio.as_mut() else { return Ok(()) };
+            let Some((enc, conv, _)) = audio.as_mut() else {
+                return Ok(());
+            };
             let mut err = None;
             conv.push(af, pts, &mut |f| {
                 let mut out = Vec::new();

@@ -8,8 +8,8 @@ use ffmpeg_next as ff;
 use vshare_media::{AacConfig, AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
 
 use crate::av::{
-    AudioConverter, AudioEncoder, Decoded, Decoders, Packet, Scaler, VideoEncoder, VideoEncoderSpec,
-    fps_rational, init_ffmpeg, rung_options, scaled_size,
+    AudioConverter, AudioEncoder, Decoded, Decoders, Packet, Scaler, VideoEncoder,
+    VideoEncoderSpec, fps_rational, init_ffmpeg, rung_options, scaled_size,
 };
 use crate::{LadderConfig, RenditionSpec, TranscodeError, annexb};
 
@@ -111,7 +111,10 @@ impl Transcoder {
             {
                 continue;
             }
-            let slot = match audio_encoders.iter().position(|s| s.bitrate == spec.audio_bitrate) {
+            let slot = match audio_encoders
+                .iter()
+                .position(|s| s.bitrate == spec.audio_bitrate)
+            {
                 Some(i) => i,
                 None => {
                     audio_encoders.push(AudioSlot {
@@ -122,7 +125,9 @@ impl Transcoder {
                     audio_encoders.len() - 1
                 }
             };
-            let (width, height) = video.map_or((0, spec.height), |v| scaled_size(v.width, v.height, spec.height));
+            let (width, height) = video.map_or((0, spec.height), |v| {
+                scaled_size(v.width, v.height, spec.height)
+            });
             rungs.push(Rung {
                 spec: spec.clone(),
                 width,
@@ -166,7 +171,8 @@ impl Transcoder {
                     slot.encoder = Some(enc);
                     for (i, r) in self.rungs.iter().enumerate() {
                         if r.audio == si {
-                            self.pending.push((i, MediaEvent::Config(TrackConfig::Aac(cfg.clone()))));
+                            self.pending
+                                .push((i, MediaEvent::Config(TrackConfig::Aac(cfg.clone()))));
                         }
                     }
                 }
@@ -194,10 +200,11 @@ impl Transcoder {
                 video_bitrate: r.spec.video_bitrate,
                 audio_bitrate: r.spec.audio_bitrate,
                 encoder: r.spec.encoder_name().into(),
-                failed: r
-                    .failed
-                    .clone()
-                    .or_else(|| self.audio_encoders.get(r.audio).and_then(|s| s.failed.clone())),
+                failed: r.failed.clone().or_else(|| {
+                    self.audio_encoders
+                        .get(r.audio)
+                        .and_then(|s| s.failed.clone())
+                }),
                 video_frames: r.video_frames,
             })
             .collect()
@@ -249,7 +256,10 @@ impl Transcoder {
         decoders.push(frame, &mut on);
         if self.decoders.errors > errors_before && !self.decode_errors_logged {
             self.decode_errors_logged = true;
-            tracing::warn!("source frame refused by the decoder (pts {} µs); skipped", frame.pts);
+            tracing::warn!(
+                "source frame refused by the decoder (pts {} µs); skipped",
+                frame.pts
+            );
         }
         Ok(std::mem::take(&mut self.pending))
     }
@@ -330,13 +340,23 @@ fn emit_audio(rungs: &[Rung], slot: usize, pkts: Vec<Packet>, out: &mut Output) 
     for p in pkts {
         for (i, r) in rungs.iter().enumerate() {
             if r.audio == slot {
-                out.push((i, MediaEvent::Frame(to_frame(TrackKind::Audio, &p, p.data.clone()))));
+                out.push((
+                    i,
+                    MediaEvent::Frame(to_frame(TrackKind::Audio, &p, p.data.clone())),
+                ));
             }
         }
     }
 }
 
-fn video_to_rungs(rungs: &mut [Rung], pic: &ff::frame::Video, pts: i64, key: bool, fps: f64, out: &mut Output) {
+fn video_to_rungs(
+    rungs: &mut [Rung],
+    pic: &ff::frame::Video,
+    pts: i64,
+    key: bool,
+    fps: f64,
+    out: &mut Output,
+) {
     for (i, r) in rungs.iter_mut().enumerate() {
         if r.failed.is_some() {
             continue;
@@ -385,7 +405,10 @@ fn video_to_rung(
         };
         let enc = VideoEncoder::open(&spec)?;
         let record = annexb::decoder_configuration_record(&enc.global_header).ok_or_else(|| {
-            TranscodeError::Config(format!("{} gave no SPS/PPS in its global header", spec.codec))
+            TranscodeError::Config(format!(
+                "{} gave no SPS/PPS in its global header",
+                spec.codec
+            ))
         })?;
         let cfg = AvcConfig::parse(Bytes::from(record))?;
         out.push((i, MediaEvent::Config(TrackConfig::Avc(cfg))));
@@ -424,9 +447,16 @@ fn audio_to_rungs(
     }
 }
 
-fn encode_audio(rungs: &[Rung], slots: &mut [AudioSlot], conv: &mut ff::frame::Audio, out: &mut Output) {
+fn encode_audio(
+    rungs: &[Rung],
+    slots: &mut [AudioSlot],
+    conv: &mut ff::frame::Audio,
+    out: &mut Output,
+) {
     for (si, slot) in slots.iter_mut().enumerate() {
-        let Some(enc) = slot.encoder.as_mut() else { continue };
+        let Some(enc) = slot.encoder.as_mut() else {
+            continue;
+        };
         let mut pkts = Vec::new();
         if let Err(e) = enc.encode(conv, &mut pkts) {
             tracing::warn!(bitrate = slot.bitrate, "AAC encoder failed: {e}");

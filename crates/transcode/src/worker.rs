@@ -90,7 +90,8 @@ impl TranscodeWorker {
                         Ok(out) => deliver(out, &s),
                         Err(e) => tracing::warn!("transcoder: {e}"),
                     }
-                    s.decode_errors.store(transcoder.decode_errors(), Ordering::Relaxed);
+                    s.decode_errors
+                        .store(transcoder.decode_errors(), Ordering::Relaxed);
                     if let Ok(mut r) = s.renditions.lock() {
                         *r = transcoder.renditions();
                     }
@@ -127,7 +128,9 @@ impl TranscodeWorker {
     }
 
     fn try_send(&mut self, event: MediaEvent) -> Result<(), MediaEvent> {
-        let Some(tx) = self.tx.as_ref() else { return Err(event) };
+        let Some(tx) = self.tx.as_ref() else {
+            return Err(event);
+        };
         match tx.try_send(event) {
             Ok(()) => {
                 self.shared.events_in.fetch_add(1, Ordering::Relaxed);

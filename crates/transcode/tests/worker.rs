@@ -24,8 +24,22 @@ fn setup(seconds: u32) -> (tempfile::TempDir, Vec<MediaEvent>, Transcoder) {
     }
     let config = LadderConfig {
         renditions: vec![
-            RenditionSpec { name: "288p".into(), height: 288, video_bitrate: 500_000, audio_bitrate: 64_000, encoder: None, preset: None },
-            RenditionSpec { name: "144p".into(), height: 144, video_bitrate: 150_000, audio_bitrate: 64_000, encoder: None, preset: None },
+            RenditionSpec {
+                name: "288p".into(),
+                height: 288,
+                video_bitrate: 500_000,
+                audio_bitrate: 64_000,
+                encoder: None,
+                preset: None,
+            },
+            RenditionSpec {
+                name: "144p".into(),
+                height: 144,
+                video_bitrate: 150_000,
+                audio_bitrate: 64_000,
+                encoder: None,
+                preset: None,
+            },
         ],
         passthrough: true,
     };
@@ -52,24 +66,52 @@ fn full_queue_drops_until_the_next_keyframe_without_blocking() {
     }
     let pushed_in = started.elapsed();
     let stats = w.finish();
-    eprintln!("pushed {} events in {pushed_in:?} (slowest push {slowest} µs): {stats:?}", events.len());
+    eprintln!(
+        "pushed {} events in {pushed_in:?} (slowest push {slowest} µs): {stats:?}",
+        events.len()
+    );
     assert!(slowest < 20_000, "a push blocked for {slowest} µs");
-    assert!(stats.frames_dropped > 0 && stats.drop_episodes >= 1, "{stats:?}");
+    assert!(
+        stats.frames_dropped > 0 && stats.drop_episodes >= 1,
+        "{stats:?}"
+    );
     let out = out.lock().expect("lock");
-    let source_keys: Vec<i64> = frames(&events, TrackKind::Video).iter().filter(|f| f.key).map(|f| f.pts).collect();
+    let source_keys: Vec<i64> = frames(&events, TrackKind::Video)
+        .iter()
+        .filter(|f| f.key)
+        .map(|f| f.pts)
+        .collect();
     let mut per_rung_keys = Vec::new();
     for (i, o) in out.iter().enumerate() {
         let vf = frames(o, TrackKind::Video);
         assert!(!vf.is_empty(), "rendition {i} made nothing");
         assert!(vf[0].key);
         let keys: Vec<i64> = vf.iter().filter(|f| f.key).map(|f| f.pts).collect();
-        assert!(keys.iter().all(|k| source_keys.contains(k)), "keyframes off the source's: {keys:?}");
+        assert!(
+            keys.iter().all(|k| source_keys.contains(k)),
+            "keyframes off the source's: {keys:?}"
+        );
         per_rung_keys.push(keys);
         let path = dir.path().join(format!("r{i}.flv"));
         write_flv(&path, o);
-        run("ffmpeg", &["-v", "error", "-xerror", "-i", path.to_str().expect("p"), "-f", "null", "-"]);
+        run(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-xerror",
+                "-i",
+                path.to_str().expect("p"),
+                "-f",
+                "null",
+                "-",
+            ],
+        );
     }
-    assert_eq!(per_rung_keys[0], per_rung_keys[1], "keyframes differ between renditions");
+    assert_eq!(
+        per_rung_keys[0], per_rung_keys[1],
+        "keyframes differ between renditions"
+    );
 }
 
 #[test]
@@ -85,8 +127,16 @@ fn a_queue_with_room_loses_nothing() {
     assert_eq!((stats.frames_dropped, stats.drop_episodes), (0, 0));
     let out = out.lock().expect("lock");
     for o in out.iter() {
-        assert_eq!(frames(o, TrackKind::Video).len(), frames(&events, TrackKind::Video).len());
+        assert_eq!(
+            frames(o, TrackKind::Video).len(),
+            frames(&events, TrackKind::Video).len()
+        );
     }
     assert_eq!(stats.renditions.len(), 2);
-    assert!(stats.renditions.iter().all(|r| r.failed.is_none() && r.video_frames > 0));
+    assert!(
+        stats
+            .renditions
+            .iter()
+            .all(|r| r.failed.is_none() && r.video_frames > 0)
+    );
 }

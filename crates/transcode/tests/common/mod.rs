@@ -28,7 +28,11 @@ pub fn run_bytes(tool: &str, args: &[&str]) -> Vec<u8> {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{tool} is needed for this test (apt-get install ffmpeg): {e}"));
-    assert!(out.status.success(), "{tool} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -47,10 +51,38 @@ pub fn flash_source(path: &Path, w: u32, h: u32, fps: u32, seconds: u32, gop: u3
     run(
         "ffmpeg",
         &[
-            "-v", "error", "-y", "-f", "lavfi", "-i", &video, "-f", "lavfi", "-i", &audio,
-            "-c:v", "libx264", "-preset", "ultrafast", "-g", &g, "-keyint_min", &g,
-            "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-b:v", "1500k", "-c:a", "aac",
-            "-b:a", "128k", "-f", "flv", path.to_str().expect("utf-8 path"),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &video,
+            "-f",
+            "lavfi",
+            "-i",
+            &audio,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            &g,
+            "-keyint_min",
+            &g,
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            "1500k",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-f",
+            "flv",
+            path.to_str().expect("utf-8 path"),
         ],
     );
 }
@@ -103,8 +135,12 @@ pub fn write_flv(path: &Path, events: &[MediaEvent]) {
     };
     for e in events {
         match e {
-            MediaEvent::Config(TrackConfig::Avc(c)) => tag(9, 0, flv::video_sequence_header(&c.record)),
-            MediaEvent::Config(TrackConfig::Aac(c)) => tag(8, 0, flv::audio_sequence_header(&c.asc)),
+            MediaEvent::Config(TrackConfig::Avc(c)) => {
+                tag(9, 0, flv::video_sequence_header(&c.record))
+            }
+            MediaEvent::Config(TrackConfig::Aac(c)) => {
+                tag(8, 0, flv::audio_sequence_header(&c.asc))
+            }
             MediaEvent::Frame(f) if f.track == TrackKind::Video => {
                 let cts = ((f.pts - f.dts) / 1000) as i32;
                 tag(9, f.dts, flv::video_frame(f.key, cts, &f.data))
@@ -129,7 +165,15 @@ pub fn frames(events: &[MediaEvent], track: TrackKind) -> Vec<&Frame> {
 pub fn probe(path: &Path) -> serde_json::Value {
     let s = run(
         "ffprobe",
-        &["-v", "error", "-show_streams", "-show_format", "-of", "json", path.to_str().expect("path")],
+        &[
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+            path.to_str().expect("path"),
+        ],
     );
     serde_json::from_str(&s).expect("ffprobe json")
 }
@@ -152,8 +196,17 @@ pub fn rate(s: &str) -> f64 {
 pub fn video_packets(path: &Path) -> Vec<(f64, bool, u64)> {
     let s = run(
         "ffprobe",
-        &["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags,size",
-          "-of", "csv=p=0", path.to_str().expect("path")],
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags,size",
+            "-of",
+            "csv=p=0",
+            path.to_str().expect("path"),
+        ],
     );
     s.lines()
         .filter_map(|l| {
@@ -171,8 +224,18 @@ pub fn flash_times(path: &Path) -> Vec<f64> {
     let graph = format!("movie={},signalstats", path.to_str().expect("path"));
     let s = run(
         "ffprobe",
-        &["-v", "error", "-f", "lavfi", "-i", &graph, "-show_entries",
-          "frame=pts_time:frame_tags=lavfi.signalstats.YAVG", "-of", "csv=p=0"],
+        &[
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            &graph,
+            "-show_entries",
+            "frame=pts_time:frame_tags=lavfi.signalstats.YAVG",
+            "-of",
+            "csv=p=0",
+        ],
     );
     s.lines()
         .filter_map(|l| {
@@ -189,11 +252,31 @@ pub fn beep_times(path: &Path) -> Vec<f64> {
     let p = path.to_str().expect("path");
     let first = run(
         "ffprobe",
-        &["-v", "error", "-select_streams", "a:0", "-show_entries", "packet=pts_time",
-          "-read_intervals", "%+#1", "-of", "csv=p=0", p],
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-read_intervals",
+            "%+#1",
+            "-of",
+            "csv=p=0",
+            p,
+        ],
     );
-    let start: f64 = first.lines().next().and_then(|l| l.trim().parse().ok()).expect("audio start");
-    let pcm = run_bytes("ffmpeg", &["-v", "error", "-i", p, "-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "f32le", "-"]);
+    let start: f64 = first
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("audio start");
+    let pcm = run_bytes(
+        "ffmpeg",
+        &[
+            "-v", "error", "-i", p, "-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "f32le", "-",
+        ],
+    );
     let mut onsets = Vec::new();
     let mut quiet = usize::MAX / 2;
     for (i, c) in pcm.chunks_exact(4).enumerate() {
@@ -214,7 +297,11 @@ pub fn beep_times(path: &Path) -> Vec<f64> {
 pub fn av_offset(path: &Path) -> (f64, usize) {
     let flashes = flash_times(path);
     let beeps = beep_times(path);
-    assert!(!flashes.is_empty() && !beeps.is_empty(), "{}: flashes {flashes:?} beeps {beeps:?}", path.display());
+    assert!(
+        !flashes.is_empty() && !beeps.is_empty(),
+        "{}: flashes {flashes:?} beeps {beeps:?}",
+        path.display()
+    );
     let mut worst = 0.0f64;
     let mut n = 0;
     for f in &flashes {
