@@ -344,6 +344,8 @@ pub(crate) struct VideoEncoder {
     enc: ff::encoder::Video,
     pub spec: VideoEncoderSpec,
     pending: VecDeque<i64>,
+    /// Capture time of the last picture sent (pictures must go forward).
+    last_pts: Option<i64>,
     next_index: i64,
     frame_us: i64,
     pub global_header: Vec<u8>,
@@ -395,6 +397,7 @@ impl VideoEncoder {
             enc,
             spec: spec.clone(),
             pending: VecDeque::new(),
+            last_pts: None,
             next_index: 0,
             frame_us,
             global_header,
@@ -410,7 +413,7 @@ impl VideoEncoder {
         key: bool,
         out: &mut Vec<Packet>,
     ) -> Result<(), TranscodeError> {
-        if self.pending.back().is_some_and(|last| pts <= *last) {
+        if self.last_pts.is_some_and(|last| pts <= last) {
             // Not after the previous picture: a damaged timestamp; skip rather than go backwards.
             return Ok(());
         }
@@ -422,6 +425,7 @@ impl VideoEncoder {
         });
         self.next_index += 1;
         self.pending.push_back(pts);
+        self.last_pts = Some(pts);
         self.enc
             .send_frame(picture)
             .map_err(ffe(format!("encoding with {}", self.spec.codec)))?;

@@ -221,3 +221,14 @@ impl Drop for TranscodeWorker {
         self.tx = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The server keeps a worker in a tokio task: it must be Send.
+    #[test]
+    fn worker_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::TranscodeWorker>();
+        check::<super::WorkerStats>();
+    }
+}
