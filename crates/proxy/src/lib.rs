@@ -1,0 +1,3 @@
+//! The communication proxy (stub).
+pub mod dispatcher;
+pub mod store;

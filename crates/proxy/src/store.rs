@@ -1,0 +1,858 @@
+//! The durable outbox in SQL (sqlx Any: SQLite by default, PostgreSQL by URL): subscriptions,
+//! events, and one notification row per (event, subscription) whose primary key is that pair —
+//! the idempotency key, so a subscriber never gets a notification twice.
+//!
+//! Claiming is safe for several dispatcher processes: one `UPDATE … RETURNING` takes a lease on
+//! the rows it picks (SQLite serialises writers; PostgreSQL picks with `FOR UPDATE SKIP LOCKED`).
+//! A row whose lease ran out while `sending` (its dispatcher died) is claimed again; a row that
+//! was confirmed `sent` never is.
+
+use std::borrow::Cow;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+use vshare_attributes::AttributeRecord;
+
+use crate::dispatcher::{State, Transition};
+
+/// How a subscriber is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// SMS over SMPP (forms text, tlv, xml).
+    Sms,
+    /// WAP Push over SMS (forms wap-si, wap-sl).
+    Wap,
+    /// A signed HTTP POST to a URL.
+    Webhook,
+    /// A WebSocket or SSE listener connected to the proxy (the direct-IP path).
+    Websocket,
+    /// Web Push (RFC 8030); not dispatched yet.
+    Webpush,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Wap => "wap",
+            Channel::Webhook => "webhook",
+            Channel::Websocket => "websocket",
+            Channel::Webpush => "webpush",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Channel, StoreError> {
+        Ok(match s {
+            "sms" => Channel::Sms,
+            "wap" => Channel::Wap,
+            "webhook" => Channel::Webhook,
+            "websocket" | "sse" => Channel::Websocket,
+            "webpush" => Channel::Webpush,
+            other => return Err(StoreError::Invalid(format!("unknown channel {other:?}"))),
+        })
+    }
+
+    /// The forms a channel can carry; the first is the default.
+    pub fn forms(self) -> &'static [&'static str] {
+        match self {
+            Channel::Sms => &["text", "tlv", "xml"],
+            Channel::Wap => &["wap-si", "wap-sl"],
+            Channel::Webhook | Channel::Websocket | Channel::Webpush => &["json"],
+        }
+    }
+}
+
+/// Lifecycle of a subscription (double opt-in for phone numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubState {
+    PendingConfirmation,
+    Active,
+    Stopped,
+}
+
+impl SubState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubState::PendingConfirmation => "pending-confirmation",
+            SubState::Active => "active",
+            SubState::Stopped => "stopped",
+        }
+    }
+    fn parse(s: &str) -> Result<SubState, StoreError> {
+        Ok(match s {
+            "pending-confirmation" => SubState::PendingConfirmation,
+            "active" => SubState::Active,
+            "stopped" => SubState::Stopped,
+            other => return Err(StoreError::Corrupt(format!("subscription state {other:?}"))),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("database holds an unexpected value: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A subscription as the API shows it (the confirmation code is never shown).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Subscription {
+    pub id: String,
+    pub source: String,
+    pub channel: Channel,
+    pub address: String,
+    pub form: String,
+    pub state: SubState,
+    #[serde(skip)]
+    pub code: Option<String>,
+}
+
+/// What a subscriber asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewSubscription {
+    /// A stream key's id or name.
+    pub source: String,
+    pub channel: Channel,
+    /// Phone number (`+8613800138000`), URL (webhook), listener id (websocket), or the
+    /// subscription JSON of a browser's PushManager (webpush).
+    pub address: String,
+    #[serde(default)]
+    pub form: Option<String>,
+}
+
+/// Why a video is being announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// The stream went live (first segment).
+    Live,
+    /// The VOD files are ready.
+    Ready,
+}
+
+/// One announcement: a video of a source went live or became ready.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// `<video id>.live` or `<video id>.ready`: the same event twice is one event.
+    pub id: String,
+    pub kind: EventKind,
+    pub video_id: String,
+    /// The stream key's id; subscriptions by the key's name match too.
+    pub source_id: String,
+    pub source_name: Option<String>,
+    pub records: Vec<AttributeRecord>,
+}
+
+impl Event {
+    pub fn new(
+        kind: EventKind,
+        video_id: &str,
+        source_id: &str,
+        source_name: Option<&str>,
+        records: Vec<AttributeRecord>,
+    ) -> Event {
+        let suffix = match kind {
+            EventKind::Live => "live",
+            EventKind::Ready => "ready",
+        };
+        Event {
+            id: format!("{video_id}.{suffix}"),
+            kind,
+            video_id: video_id.into(),
+            source_id: source_id.into(),
+            source_name: source_name.map(str::to_string),
+            records,
+        }
+    }
+}
+
+/// A row a dispatcher holds the lease on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub id: String,
+    pub event_id: String,
+    pub video_id: String,
+    pub source: String,
+    pub channel: Channel,
+    pub address: String,
+    pub form: String,
+    pub attempts: u32,
+    pub created_at_ms: i64,
+}
+
+/// A notification as the API shows it: who, how, and where it stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NotificationView {
+    pub id: String,
+    pub event_id: String,
+    pub video_id: String,
+    pub source: String,
+    pub channel: Channel,
+    pub address: String,
+    pub form: String,
+    pub state: State,
+    pub attempts: u32,
+    pub smsc_message_id: Option<String>,
+    pub last_error: Option<String>,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+/// A random identifier of `n` lowercase letters and digits.
+pub fn random_id(n: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// A phone number as SMPP and our rows hold it: `+` and 3–20 digits, or 3–20 digits.
+pub fn normalize_number(s: &str) -> Result<String, StoreError> {
+    let t: String = s.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let digits = t.strip_prefix('+').unwrap_or(&t);
+    if digits.len() < 3 || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(StoreError::Invalid(format!(
+            "{s:?} is not a phone number (+ and 3 to 20 digits)"
+        )));
+    }
+    Ok(t)
+}
+
+impl Store {
+    /// Connects and brings the proxy's tables up to date. The migrator ignores versions it does
+    /// not know, so the proxy can share a database with the server.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if postgres { 16 } else { 4 })
+            .connect(url)
+            .await?;
+        if !postgres {
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA busy_timeout=10000")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA synchronous=NORMAL")
+                .execute(&pool)
+                .await?;
+        }
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await?;
+        Ok(Store { pool, postgres })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    /// `?` placeholders as `$n` for PostgreSQL. Every statement is a constant of this module
+    /// (values are bound), hence the assertion.
+    fn sql(&self, sql: &str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(self.placeholders(sql).into_owned())
+    }
+
+    fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        if !self.postgres {
+            return Cow::Borrowed(sql);
+        }
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    // --- subscriptions ---
+
+    /// Creates (or renews) a subscription. Phone numbers start `pending-confirmation` with a
+    /// six-digit code to be sent to them; other channels are active at once.
+    pub async fn subscribe(
+        &self,
+        req: &NewSubscription,
+        now_ms: i64,
+    ) -> Result<Subscription, StoreError> {
+        let source = req.source.trim();
+        if source.is_empty() || source.len() > 128 {
+            return Err(StoreError::Invalid("source must be 1 to 128 characters".into()));
+        }
+        let forms = req.channel.forms();
+        let form = match &req.form {
+            None => forms[0].to_string(),
+            Some(f) if forms.contains(&f.as_str()) => f.clone(),
+            Some(f) => {
+                return Err(StoreError::Invalid(format!(
+                    "form {f:?} does not travel on {}; use one of {forms:?}",
+                    req.channel.as_str()
+                )));
+            }
+        };
+        let (address, state, code) = match req.channel {
+            Channel::Sms | Channel::Wap => (
+                normalize_number(&req.address)?,
+                SubState::PendingConfirmation,
+                Some(format!("{:06}", rand::rng().random_range(0..1_000_000))),
+            ),
+            Channel::Webhook => {
+                let u = req.address.trim();
+                if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 2048 {
+                    return Err(StoreError::Invalid(format!(
+                        "webhook address {u:?} is not an http(s) URL"
+                    )));
+                }
+                (u.to_string(), SubState::Active, None)
+            }
+            Channel::Websocket => {
+                let a = req.address.trim();
+                if a.is_empty()
+                    || a.len() > 128
+                    || !a
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                {
+                    return Err(StoreError::Invalid(format!(
+                        "listener id {a:?}: 1 to 128 of A-Z a-z 0-9 - _ . :"
+                    )));
+                }
+                (a.to_string(), SubState::Active, None)
+            }
+            Channel::Webpush => {
+                let v: serde_json::Value = serde_json::from_str(&req.address).map_err(|e| {
+                    StoreError::Invalid(format!("webpush address is not subscription JSON: {e}"))
+                })?;
+                if v.get("endpoint").and_then(|e| e.as_str()).is_none() {
+                    return Err(StoreError::Invalid(
+                        "webpush subscription has no endpoint".into(),
+                    ));
+                }
+                (req.address.clone(), SubState::Active, None)
+            }
+        };
+        let existing = self
+            .find_subscription(source, req.channel, &address)
+            .await?;
+        let id = match &existing {
+            Some(s) => s.id.clone(),
+            None => random_id(12),
+        };
+        if let Some(s) = &existing
+            && s.state == SubState::Active
+        {
+            // Already active: only the form changes.
+            sqlx::query(self.sql(
+                "UPDATE proxy_subscriptions SET form = ?, updated_at = ? WHERE id = ?",
+            ))
+            .bind(&form)
+            .bind(now_ms)
+            .bind(&id)
+            .execute(&self.pool)
+            .await?;
+            return Ok(Subscription { form, ..s.clone() });
+        }
+        if existing.is_some() {
+            sqlx::query(self.sql(
+                "UPDATE proxy_subscriptions SET form = ?, state = ?, code = ?, updated_at = ? WHERE id = ?",
+            ))
+            .bind(&form)
+            .bind(state.as_str())
+            .bind(&code)
+            .bind(now_ms)
+            .bind(&id)
+            .execute(&self.pool)
+            .await?;
+        } else {
+            sqlx::query(self.sql(
+                "INSERT INTO proxy_subscriptions (id, source, channel, address, form, state, code, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ))
+            .bind(&id)
+            .bind(source)
+            .bind(req.channel.as_str())
+            .bind(&address)
+            .bind(&form)
+            .bind(state.as_str())
+            .bind(&code)
+            .bind(now_ms)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(Subscription {
+            id,
+            source: source.to_string(),
+            channel: req.channel,
+            address,
+            form,
+            state,
+            code,
+        })
+    }
+
+    /// Inserts many active subscriptions at once (benchmarks and imports; no opt-in).
+    pub async fn bulk_active(
+        &self,
+        source: &str,
+        channel: Channel,
+        form: &str,
+        addresses: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for a in addresses {
+            sqlx::query(self.sql(
+                "INSERT INTO proxy_subscriptions (id, source, channel, address, form, state, code, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', NULL, ?, ?) ON CONFLICT (source, channel, address) DO UPDATE SET state = 'active'",
+            ))
+            .bind(random_id(12))
+            .bind(source)
+            .bind(channel.as_str())
+            .bind(a)
+            .bind(form)
+            .bind(now_ms)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_subscription(
+        &self,
+        source: &str,
+        channel: Channel,
+        address: &str,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let row = sqlx::query(self.sql(
+            "SELECT id, source, channel, address, form, state, code FROM proxy_subscriptions WHERE source = ? AND channel = ? AND address = ?",
+        ))
+        .bind(source)
+        .bind(channel.as_str())
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| sub_from_row(&r)).transpose()
+    }
+
+    pub async fn subscription(&self, id: &str) -> Result<Option<Subscription>, StoreError> {
+        let row = sqlx::query(self.sql(
+            "SELECT id, source, channel, address, form, state, code FROM proxy_subscriptions WHERE id = ?",
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| sub_from_row(&r)).transpose()
+    }
+
+    /// Subscriptions, optionally of one source.
+    pub async fn subscriptions(&self, source: Option<&str>) -> Result<Vec<Subscription>, StoreError> {
+        let rows = match source {
+            Some(s) => {
+                sqlx::query(self.sql(
+                    "SELECT id, source, channel, address, form, state, code FROM proxy_subscriptions WHERE source = ? ORDER BY created_at, id",
+                ))
+                .bind(s)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT id, source, channel, address, form, state, code FROM proxy_subscriptions ORDER BY created_at, id",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(sub_from_row).collect()
+    }
+
+    /// Activates the pending subscriptions of a number whose code matches; returns them.
+    pub async fn confirm(
+        &self,
+        number: &str,
+        code: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let number = normalize_number(number)?;
+        let pending: Vec<Subscription> = self
+            .by_number(&number)
+            .await?
+            .into_iter()
+            .filter(|s| s.state == SubState::PendingConfirmation && s.code.as_deref() == Some(code))
+            .collect();
+        for s in &pending {
+            self.set_sub_state(&s.id, SubState::Active, now_ms).await?;
+        }
+        Ok(pending
+            .into_iter()
+            .map(|s| Subscription {
+                state: SubState::Active,
+                code: None,
+                ..s
+            })
+            .collect())
+    }
+
+    /// The SMS/WAP subscriptions of a number (with and without `+`).
+    pub async fn by_number(&self, number: &str) -> Result<Vec<Subscription>, StoreError> {
+        let bare = number.trim_start_matches('+');
+        let plus = format!("+{bare}");
+        let rows = sqlx::query(self.sql(
+            "SELECT id, source, channel, address, form, state, code FROM proxy_subscriptions WHERE channel IN ('sms', 'wap') AND (address = ? OR address = ?)",
+        ))
+        .bind(bare)
+        .bind(&plus)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(sub_from_row).collect()
+    }
+
+    pub async fn set_sub_state(
+        &self,
+        id: &str,
+        state: SubState,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(self.sql(
+            "UPDATE proxy_subscriptions SET state = ?, code = CASE WHEN ? = 'active' THEN NULL ELSE code END, updated_at = ? WHERE id = ?",
+        ))
+        .bind(state.as_str())
+        .bind(state.as_str())
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // --- events and the outbox ---
+
+    /// Writes the event and one `queued` notification per active subscriber of its source, in
+    /// one transaction. The same event again adds nothing (idempotency keys). Returns how many
+    /// notifications this call created.
+    pub async fn handle_event(&self, event: &Event, now_ms: i64) -> Result<u64, StoreError> {
+        let records = serde_json::to_string(&event.records)
+            .map_err(|e| StoreError::Invalid(format!("records: {e}")))?;
+        let name = event.source_name.as_deref().unwrap_or(&event.source_id);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(self.sql(
+            "INSERT INTO proxy_events (id, source, video_id, kind, records, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        ))
+        .bind(&event.id)
+        .bind(&event.source_id)
+        .bind(&event.video_id)
+        .bind(match event.kind {
+            EventKind::Live => "live",
+            EventKind::Ready => "ready",
+        })
+        .bind(&records)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let r = sqlx::query(self.sql(
+            "INSERT INTO proxy_notifications (id, event_id, subscription_id, video_id, source, channel, address, form, state, attempts, next_attempt_at, lease_until, created_at, updated_at) \
+             SELECT CAST(? AS TEXT) || ':' || s.id, CAST(? AS TEXT), s.id, CAST(? AS TEXT), s.source, s.channel, s.address, s.form, 'queued', 0, CAST(? AS BIGINT), 0, CAST(? AS BIGINT), CAST(? AS BIGINT) \
+             FROM proxy_subscriptions s WHERE s.state = 'active' AND s.channel <> 'webpush' AND (s.source = ? OR s.source = ?) \
+             ON CONFLICT (id) DO NOTHING",
+        ))
+        .bind(&event.id)
+        .bind(&event.id)
+        .bind(&event.video_id)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(&event.source_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The attribute records of an event.
+    pub async fn event_records(&self, event_id: &str) -> Result<Vec<AttributeRecord>, StoreError> {
+        let row = sqlx::query(self.sql("SELECT records FROM proxy_events WHERE id = ?"))
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("event {event_id}")))?;
+        let text: String = row.try_get(0)?;
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("event records: {e}")))
+    }
+
+    /// Takes a lease of `lease_ms` on up to `limit` due rows of `channels`: `queued` rows whose
+    /// time has come, and `sending` rows whose lease ran out (their dispatcher died before it
+    /// recorded an outcome).
+    pub async fn claim(
+        &self,
+        channels: &[Channel],
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let list = channels
+            .iter()
+            .map(|c| format!("'{}'", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let lock = if self.postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE proxy_notifications SET state = 'sending', lease_owner = ?, lease_until = ?, updated_at = ? \
+             WHERE id IN (SELECT id FROM proxy_notifications WHERE channel IN ({list}) \
+               AND ((state = 'queued' AND next_attempt_at <= ?) OR (state = 'sending' AND lease_until <= ?)) \
+               ORDER BY next_attempt_at LIMIT ?{lock}) \
+             RETURNING id, event_id, video_id, source, channel, address, form, attempts, created_at"
+        );
+        let rows = sqlx::query(self.sql(&sql))
+            .bind(owner)
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.try_get(0)?,
+                    event_id: r.try_get(1)?,
+                    video_id: r.try_get(2)?,
+                    source: r.try_get(3)?,
+                    channel: Channel::parse(&r.try_get::<String, _>(4)?)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    address: r.try_get(5)?,
+                    form: r.try_get(6)?,
+                    attempts: r.try_get::<i64, _>(7)? as u32,
+                    created_at_ms: r.try_get(8)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Records outcomes for rows this owner holds, in one transaction. A row whose lease was
+    /// taken over by another dispatcher is left alone. Receipts that came before the
+    /// submit_sm_resp was recorded are applied.
+    pub async fn record(
+        &self,
+        owner: &str,
+        outcomes: &[(String, Transition)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut with_ids = false;
+        for (id, t) in outcomes {
+            with_ids |= t.message_id.is_some();
+            sqlx::query(self.sql(
+                "UPDATE proxy_notifications SET state = ?, attempts = ?, next_attempt_at = ?, smsc_message_id = COALESCE(?, smsc_message_id), last_error = ?, lease_owner = NULL, lease_until = 0, updated_at = ? WHERE id = ? AND lease_owner = ?",
+            ))
+            .bind(t.state.as_str())
+            .bind(i64::from(t.attempts))
+            .bind(t.next_attempt_at_ms)
+            .bind(&t.message_id)
+            .bind(&t.error)
+            .bind(now_ms)
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if with_ids {
+            self.apply_early_receipts(&mut tx, now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn apply_early_receipts(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        for (delivered, state) in [(1i64, "delivered"), (0, "failed")] {
+            sqlx::query(self.sql(
+                "UPDATE proxy_notifications SET state = ?, updated_at = ? WHERE state = 'sent' AND smsc_message_id IN (SELECT message_id FROM proxy_receipts WHERE delivered = ?)",
+            ))
+            .bind(state)
+            .bind(now_ms)
+            .bind(delivered)
+            .execute(&mut **tx)
+            .await?;
+        }
+        sqlx::query(
+            "DELETE FROM proxy_receipts WHERE message_id IN (SELECT smsc_message_id FROM proxy_notifications WHERE smsc_message_id IS NOT NULL AND state IN ('delivered', 'failed'))",
+        )
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Puts claimed rows back, attempts unchanged, until `until_ms` (rate limits, quiet hours,
+    /// a channel that cannot send now).
+    pub async fn defer(
+        &self,
+        owner: &str,
+        ids: &[(String, i64)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (id, until) in ids {
+            sqlx::query(self.sql(
+                "UPDATE proxy_notifications SET state = 'queued', next_attempt_at = ?, lease_owner = NULL, lease_until = 0, updated_at = ? WHERE id = ? AND lease_owner = ?",
+            ))
+            .bind(until)
+            .bind(now_ms)
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An SMSC delivery receipt (SMPP v3.4 Appendix B) for `message_id`.
+    pub async fn receipt(
+        &self,
+        message_id: &str,
+        delivered: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(self.sql(
+            "UPDATE proxy_notifications SET state = ?, updated_at = ? WHERE smsc_message_id = ? AND state = 'sent'",
+        ))
+        .bind(if delivered { "delivered" } else { "failed" })
+        .bind(now_ms)
+        .bind(message_id)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            sqlx::query(self.sql(
+                "INSERT INTO proxy_receipts (message_id, delivered, received_at) VALUES (?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+            ))
+            .bind(message_id)
+            .bind(i64::from(delivered))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            // The row may have been recorded between the two statements.
+            self.apply_early_receipts(&mut tx, now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Who got (or is getting) a video's notifications, and in what state.
+    pub async fn notifications(
+        &self,
+        video_id: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Vec<NotificationView>, StoreError> {
+        const COLS: &str = "SELECT id, event_id, video_id, source, channel, address, form, state, attempts, smsc_message_id, last_error, updated_at FROM proxy_notifications";
+        let rows = match (video_id, source) {
+            (Some(v), _) => {
+                sqlx::query(self.sql(&format!("{COLS} WHERE video_id = ? ORDER BY id")))
+                    .bind(v)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            (None, Some(s)) => {
+                sqlx::query(self.sql(&format!("{COLS} WHERE source = ? ORDER BY id")))
+                    .bind(s)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            (None, None) => {
+                sqlx::query(self.sql(&format!("{COLS} ORDER BY id")))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(NotificationView {
+                    id: r.try_get(0)?,
+                    event_id: r.try_get(1)?,
+                    video_id: r.try_get(2)?,
+                    source: r.try_get(3)?,
+                    channel: Channel::parse(&r.try_get::<String, _>(4)?)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    address: r.try_get(5)?,
+                    form: r.try_get(6)?,
+                    state: r
+                        .try_get::<String, _>(7)?
+                        .parse()
+                        .map_err(StoreError::Corrupt)?,
+                    attempts: r.try_get::<i64, _>(8)? as u32,
+                    smsc_message_id: r.try_get(9)?,
+                    last_error: r.try_get(10)?,
+                    updated_at_ms: r.try_get(11)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Rows per state (for tests, benchmarks and metrics).
+    pub async fn state_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) FROM proxy_notifications GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
+
+fn sub_from_row(r: &AnyRow) -> Result<Subscription, StoreError> {
+    Ok(Subscription {
+        id: r.try_get(0)?,
+        source: r.try_get(1)?,
+        channel: Channel::parse(&r.try_get::<String, _>(2)?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        address: r.try_get(3)?,
+        form: r.try_get(4)?,
+        state: SubState::parse(&r.try_get::<String, _>(5)?)?,
+        code: r.try_get(6)?,
+    })
+}
