@@ -602,6 +602,8 @@ pub(crate) struct AudioEncoder {
     pub global_header: Vec<u8>,
     pub frame_size: u32,
     pub channels: u8,
+    /// Priming samples the encoder puts before the first input sample (at 48 kHz).
+    pub initial_padding: i64,
     pkt: ff::Packet,
 }
 
@@ -632,7 +634,10 @@ impl AudioEncoder {
             0 => 1024,
             n => n,
         };
+        // SAFETY: reading a field of the live, opened context.
+        let initial_padding = i64::from(unsafe { (*enc.as_ptr()).initial_padding });
         Ok(AudioEncoder {
+            initial_padding,
             global_header: extradata(&enc),
             frame_size,
             channels: layout.channels() as u8,

@@ -247,7 +247,8 @@ pub fn flash_times(path: &Path) -> Vec<f64> {
 }
 
 /// Onset times (s) of the beeps in a file's audio, decoded by ffmpeg: the first sample above
-/// half scale after ≥ 0.3 s of quiet, timed from the first audio packet's pts.
+/// 0.3 after ≥ 0.3 s of quiet, timed from the first decoded audio frame's pts (after any
+/// pre-skip or priming the container tells the decoder to drop, as the CLI drops it too).
 pub fn beep_times(path: &Path) -> Vec<f64> {
     let p = path.to_str().expect("path");
     let first = run(
@@ -258,7 +259,7 @@ pub fn beep_times(path: &Path) -> Vec<f64> {
             "-select_streams",
             "a:0",
             "-show_entries",
-            "packet=pts_time",
+            "frame=pts_time",
             "-read_intervals",
             "%+#1",
             "-of",
