@@ -460,3 +460,46 @@ fn av_sync_holds_over_ten_minutes() {
     );
     assert!(first.abs() <= 1.0 / 30.0 && last.abs() <= 1.0 / 30.0 && worst <= 1.0 / 30.0);
 }
+
+#[test]
+fn phone_source_with_variable_frame_rate_and_odd_sample_rate() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("src.flv");
+    phone_source(&src, 4);
+    let events = read_events(&src);
+    let (_, a) = configs(&events);
+    assert_eq!(a.map(|a| (a.sample_rate, a.channels)), Some((22050, 1)));
+    let config = LadderConfig {
+        renditions: vec![spec("240p", 240, 300_000, 64_000)],
+        passthrough: true,
+    };
+    let (t, outs) = transcode(&config, &events);
+    assert!(t.renditions()[0].failed.is_none());
+    // Capture times kept frame for frame (the variable rate survives).
+    let src_pts: Vec<i64> = frames(&events, TrackKind::Video)
+        .iter()
+        .map(|f| f.pts)
+        .collect();
+    let mut out_pts: Vec<i64> = frames(&outs[0], TrackKind::Video)
+        .iter()
+        .map(|f| f.pts)
+        .collect();
+    let mut sorted = src_pts.clone();
+    sorted.sort_unstable();
+    out_pts.sort_unstable();
+    assert_eq!(out_pts, sorted);
+    let path = dir.path().join("240p.flv");
+    write_flv(&path, &outs[0]);
+    let p = probe(&path);
+    let a = stream(&p, "audio");
+    assert_eq!(
+        (a["sample_rate"].as_str(), a["channels"].as_u64()),
+        (Some("48000"), Some(2))
+    );
+    let (off, n) = av_offset(&path);
+    eprintln!(
+        "phone source: A/V offset {:.1} ms over {n} flashes",
+        off * 1e3
+    );
+    assert!(n >= 3 && off <= 1.0 / 30.0, "offset {off} over {n}");
+}

@@ -314,3 +314,58 @@ pub fn av_offset(path: &Path) -> (f64, usize) {
     }
     (worst, n)
 }
+
+/// Like [`flash_source`] at 640×360, but as phones send it: variable frame rate (every frame
+/// but each third one is 8 or 16 ms late) and mono AAC at 22 050 Hz.
+pub fn phone_source(path: &Path, seconds: u32) {
+    let video = format!(
+        "testsrc2=s=640x360:r=30:d={seconds},noise=alls=12:allf=t,\
+         drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,1),0.03)',\
+         setpts='PTS+0.008*mod(N,3)/TB'"
+    );
+    let audio =
+        format!("aevalsrc='if(lt(mod(t,1),0.03),0.8*sin(2*PI*1000*t),0)':s=22050:d={seconds}");
+    run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &video,
+            "-f",
+            "lavfi",
+            "-i",
+            &audio,
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            "1500k",
+            "-c:a",
+            "aac",
+            "-ar",
+            "22050",
+            "-ac",
+            "1",
+            "-b:a",
+            "64k",
+            "-f",
+            "flv",
+            path.to_str().expect("utf-8 path"),
+        ],
+    );
+}
