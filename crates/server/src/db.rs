@@ -231,13 +231,17 @@ impl Db {
         Ok(())
     }
 
+    /// Updates a video; with `event`, queues the webhook about it in the same transaction, so
+    /// the hand-off to the proxy is never lost between the two.
     pub async fn update_video(
         &self,
         id: &str,
         state: VideoState,
         attributes: &[AttributeRecord],
         ended_at: Option<&str>,
+        event: Option<&str>,
     ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             self.sql("UPDATE videos SET state = ?, attributes = ?, ended_at = ? WHERE id = ?"),
         )
@@ -245,8 +249,26 @@ impl Db {
         .bind(serde_json::to_string(attributes)?)
         .bind(ended_at.map(str::to_string))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(event) = event {
+            let row = sqlx::query(self.sql(&format!("{VIDEO_COLUMNS} WHERE id = ?")))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let video = video_from_row(&row)?;
+            let body = serde_json::json!({ "event": event, "video": video }).to_string();
+            sqlx::query(self.sql(
+                "INSERT INTO webhook_outbox (id, event, body, attempts, next_attempt_at, state) VALUES (?, ?, ?, 0, ?, 'queued')",
+            ))
+            .bind(random_id(16))
+            .bind(event)
+            .bind(body)
+            .bind(chrono::Utc::now().timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -348,24 +370,6 @@ impl Db {
     }
 
     // --- webhook outbox ---
-
-    pub async fn enqueue_webhook(
-        &self,
-        event: &str,
-        body: &str,
-        now_ms: i64,
-    ) -> anyhow::Result<()> {
-        sqlx::query(self.sql(
-            "INSERT INTO webhook_outbox (id, event, body, attempts, next_attempt_at, state) VALUES (?, ?, ?, 0, ?, 'queued')",
-        ))
-        .bind(random_id(16))
-        .bind(event)
-        .bind(body)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
 
     pub async fn due_webhooks(&self, now_ms: i64, limit: i64) -> anyhow::Result<Vec<OutboxRow>> {
         let rows = sqlx::query(self.sql(
@@ -523,13 +527,15 @@ pub(crate) mod tests {
                 .map(|v| v.state),
             Some(VideoState::Ready)
         );
-        db.enqueue_webhook("e", "{}", 5).await.expect("enqueue");
-        let due = db.due_webhooks(10, 10).await.expect("due");
+        let due = db.due_webhooks(i64::MAX, 10).await.expect("due");
         assert_eq!(due.len(), 1);
+        assert_eq!(due[0].event, "video.ready");
+        let body: serde_json::Value = serde_json::from_str(&due[0].body).expect("json");
+        assert_eq!(body["video"]["state"], "ready");
         db.webhook_attempted(&due[0].id, "delivered", 10, None)
             .await
             .expect("attempted");
-        assert!(db.due_webhooks(100, 10).await.expect("due").is_empty());
+        assert!(db.due_webhooks(i64::MAX, 10).await.expect("due").is_empty());
         assert!(db.revoke_key(&key.id).await.expect("revoke"));
         assert!(db.find_key(&secret).await.expect("find").is_none());
     }

@@ -349,6 +349,7 @@ impl VideoServer {
                 VideoState::Finishing,
                 &video_live_attrs(self, &id),
                 None,
+                None,
             )
             .await?;
         let records = self
@@ -356,17 +357,21 @@ impl VideoServer {
             .await?;
         let ended_at = now_rfc3339();
         self.db
-            .update_video(&id, VideoState::Ready, &records, Some(&ended_at))
+            .update_video(
+                &id,
+                VideoState::Ready,
+                &records,
+                Some(&ended_at),
+                self.webhooks.event("video.ready"),
+            )
             .await?;
+        self.webhooks.wake();
         self.live_records
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         metrics::histogram!("vshare_vod_ready_seconds").record(ended.elapsed().as_secs_f64());
         info!(video = %id, ready_ms = ended.elapsed().as_millis() as u64, "VOD ready");
-        if let Some(v) = self.db.get_video(&id).await? {
-            self.webhooks.enqueue("video.ready", &v).await;
-        }
         // Keep the ended live playlist a while for players still on it.
         let live = self.live.clone();
         tokio::spawn(async move {
@@ -448,17 +453,15 @@ impl VideoServer {
                     .insert(id.to_string(), rec.clone());
                 if !*went_live {
                     *went_live = true;
-                    if let Err(e) = self
+                    info!(video = %id, url = %rec.url, "live");
+                    let event = self.webhooks.event("stream.live");
+                    match self
                         .db
-                        .update_video(id, VideoState::Live, &[rec], None)
+                        .update_video(id, VideoState::Live, &[rec], None, event)
                         .await
                     {
-                        warn!(video = %id, "could not store live attributes: {e:#}");
-                    }
-                    if let Ok(Some(v)) = self.db.get_video(id).await {
-                        let v = self.with_live_record(v);
-                        info!(video = %id, url = %v.attributes.first().map(|a| a.url.as_str()).unwrap_or(""), "live");
-                        self.webhooks.enqueue("stream.live", &v).await;
+                        Ok(()) => self.webhooks.wake(),
+                        Err(e) => warn!(video = %id, "could not store live attributes: {e:#}"),
                     }
                 }
             }
@@ -524,7 +527,7 @@ impl VideoServer {
                 Err(e) => {
                     warn!(video = %v.id, "recovery failed: {e:#}");
                     self.db
-                        .update_video(&v.id, VideoState::Partial, &[], Some(&now_rfc3339()))
+                        .update_video(&v.id, VideoState::Partial, &[], Some(&now_rfc3339()), None)
                         .await?;
                 }
             }
@@ -589,7 +592,13 @@ impl VideoServer {
             records.push(r);
         }
         self.db
-            .update_video(&v.id, VideoState::Partial, &records, Some(&now_rfc3339()))
+            .update_video(
+                &v.id,
+                VideoState::Partial,
+                &records,
+                Some(&now_rfc3339()),
+                self.webhooks.event("video.ready"),
+            )
             .await?;
         Ok(segments.len())
     }

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::config::WebhookConfig;
-use crate::db::{Db, Video};
+use crate::db::Db;
 
 /// The signature header value for a body: `sha256=<hex HMAC-SHA256(secret, body)>`.
 pub fn signature(secret: &str, body: &[u8]) -> String {
@@ -46,17 +46,14 @@ impl Webhooks {
         }
     }
 
-    /// Queues an event about a video (nothing when no webhook is configured).
-    pub async fn enqueue(&self, event: &str, video: &Video) {
-        if self.config.is_none() {
-            return;
-        }
-        let body = serde_json::json!({ "event": event, "video": video }).to_string();
-        let now = chrono::Utc::now().timestamp_millis();
-        match self.db.enqueue_webhook(event, &body, now).await {
-            Ok(()) => self.wake.notify_one(),
-            Err(e) => warn!(event, "webhook not queued: {e:#}"),
-        }
+    /// The event name to queue with a video update, or None when no webhook is configured.
+    pub fn event<'a>(&self, event: &'a str) -> Option<&'a str> {
+        self.config.as_ref().map(|_| event)
+    }
+
+    /// Tells the dispatcher that an event was queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Delivers queued events until the process ends.
