@@ -517,9 +517,16 @@ pub(crate) mod tests {
                 .len(),
             1
         );
-        db.update_video(&v.id, VideoState::Ready, &[], Some("2026-01-01T00:00:00Z"))
-            .await
-            .expect("update");
+        let event = Some("video.ready");
+        db.update_video(
+            &v.id,
+            VideoState::Ready,
+            &[],
+            Some("2026-01-01T00:00:00Z"),
+            event,
+        )
+        .await
+        .expect("update");
         assert_eq!(
             db.latest_video_for_key(&key.id)
                 .await
