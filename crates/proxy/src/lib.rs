@@ -1,3 +1,293 @@
-//! The communication proxy (stub).
+//! The communication proxy of vshare: subscriptions, and durable push of every new video to
+//! every subscriber, once.
+//!
+//! ```text
+//! video server ──Event──▶ Proxy::handle_event ──(one transaction)──▶ proxy_events + proxy_notifications
+//!                                                                         │ claim (lease)
+//!                 ┌──────────────────────────┬────────────────────────────┼────────────────┐
+//!            SMS/WAP over SMPP         webhook (signed POST)      WebSocket / SSE listeners
+//!            receipts → delivered      2xx → delivered            ack → delivered
+//! ```
+//!
+//! - [`dispatcher`]: the sans-IO state machine (retry, backoff, dead, expiry, rate limits,
+//!   quiet hours); time is an argument.
+//! - [`store`]: the outbox in SQL (SQLite or PostgreSQL), claims safe for several processes.
+//! - [`sms`], [`ip`]: thin tokio adapters per channel; [`api`]: the axum router.
+//!
+//! Wiring, in `vshare serve`: `let proxy = Proxy::open(config).await?; proxy.spawn();`
+//! merge [`Proxy::router`] into the HTTP router, and call [`Proxy::handle_event`] when a
+//! stream goes live and when its VOD is ready.
+
+pub mod api;
 pub mod dispatcher;
+pub mod ip;
+pub mod sms;
 pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::Notify;
+use vshare_attributes::AttributeRecord;
+
+use crate::dispatcher::{Dispatcher, Limits, Outcome, Plan, Policy, Row, Transition};
+pub use crate::store::{
+    Channel, Event, EventKind, NewSubscription, NotificationView, Store, StoreError, SubState,
+    Subscription,
+};
+
+/// The SMSC the proxy binds to.
+#[derive(Debug, Clone)]
+pub struct SmppConfig {
+    /// `host:port`.
+    pub addr: String,
+    pub system_id: String,
+    pub password: String,
+    /// The proxy's own number: source of its messages, and where MO keywords and delivery
+    /// receipts arrive (its receiver bind's address_range).
+    pub number: String,
+    /// submit_sm outstanding at once.
+    pub window: usize,
+}
+
+/// How the proxy runs.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// `sqlite://…?mode=rwc` or `postgres://…`; may be the server's database.
+    pub database_url: String,
+    pub smpp: Option<SmppConfig>,
+    /// HMAC-SHA256 secret for webhook signatures (`x-vshare-signature: sha256=<hex>`).
+    pub webhook_secret: String,
+    pub webhook_timeout: Duration,
+    pub policy: Policy,
+    pub limits: Limits,
+    /// How long a claim holds rows; a dispatcher that dies lets them go after this.
+    pub lease: Duration,
+    /// Rows claimed at once.
+    pub batch: i64,
+    /// Webhook requests in flight at once.
+    pub webhook_concurrency: usize,
+    /// Names this dispatcher's leases; unique per process.
+    pub owner: String,
+}
+
+impl ProxyConfig {
+    pub fn new(database_url: &str) -> ProxyConfig {
+        ProxyConfig {
+            database_url: database_url.into(),
+            smpp: None,
+            webhook_secret: String::new(),
+            webhook_timeout: Duration::from_secs(10),
+            policy: Policy::default(),
+            limits: Limits::default(),
+            lease: Duration::from_secs(60),
+            batch: 1000,
+            webhook_concurrency: 256,
+            owner: format!("{}-{}", std::process::id(), store::random_id(6)),
+        }
+    }
+}
+
+/// Answers whether a source (stream key id or name) exists; the server supplies it.
+pub type SourceCheck = Arc<dyn Fn(String) -> BoxFuture<'static, anyhow::Result<bool>> + Send + Sync>;
+
+/// The proxy: clone it freely (all state is shared).
+#[derive(Clone)]
+pub struct Proxy {
+    pub store: Store,
+    pub config: Arc<ProxyConfig>,
+    pub hub: ip::Hub,
+    dispatcher: Arc<Mutex<Dispatcher>>,
+    wake: Arc<Notify>,
+    sources: Option<SourceCheck>,
+    records: Arc<Mutex<HashMap<String, Arc<Vec<AttributeRecord>>>>>,
+}
+
+/// Milliseconds since the Unix epoch, the proxy's one clock read.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Proxy {
+    /// Opens the store (running the proxy's migrations).
+    pub async fn open(config: ProxyConfig) -> anyhow::Result<Proxy> {
+        let store = Store::open(&config.database_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("proxy database {}: {e}", config.database_url))?;
+        let dispatcher = Dispatcher::new(config.policy.clone(), config.limits.clone());
+        Ok(Proxy {
+            store,
+            config: Arc::new(config),
+            hub: ip::Hub::default(),
+            dispatcher: Arc::new(Mutex::new(dispatcher)),
+            wake: Arc::default(),
+            sources: None,
+            records: Arc::default(),
+        })
+    }
+
+    /// Subscriptions to unknown sources are refused with this check (default: any source).
+    pub fn with_source_check(mut self, check: SourceCheck) -> Proxy {
+        self.sources = Some(check);
+        self
+    }
+
+    /// Whether `source` is known (true without a check).
+    pub async fn source_exists(&self, source: &str) -> anyhow::Result<bool> {
+        match &self.sources {
+            Some(check) => check(source.to_string()).await,
+            None => Ok(true),
+        }
+    }
+
+    /// Writes the event and its notifications (one transaction) and wakes the dispatchers.
+    /// Returns how many notifications were created (0 if the event was handled before).
+    pub async fn handle_event(&self, event: &Event) -> anyhow::Result<u64> {
+        let n = self.store.handle_event(event, now_ms()).await?;
+        tracing::info!(event = %event.id, notifications = n, "proxy event queued");
+        self.wake.notify_waiters();
+        Ok(n)
+    }
+
+    /// Starts every dispatcher (SMS/WAP and the SMPP receiver when an SMSC is configured,
+    /// webhook, WebSocket/SSE). They run until the runtime stops.
+    pub fn spawn(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = vec![
+            tokio::spawn(ip::run_webhooks(self.clone())),
+            tokio::spawn(ip::run_listeners(self.clone())),
+        ];
+        if self.config.smpp.is_some() {
+            tasks.push(tokio::spawn(sms::run_dispatcher(self.clone())));
+            tasks.push(tokio::spawn(sms::run_receiver(self.clone())));
+        }
+        tasks
+    }
+
+    /// The HTTP API to merge into the server's router (see [`api`]).
+    pub fn router(&self, admin_token: Option<String>) -> axum::Router {
+        api::router(self.clone(), admin_token)
+    }
+
+    /// Wakes the dispatchers (new rows, a listener connected).
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Waits for a wake-up or `max`.
+    async fn idle(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.wake.notified()).await;
+    }
+
+    /// The records of an event, cached.
+    async fn records(&self, event_id: &str) -> anyhow::Result<Arc<Vec<AttributeRecord>>> {
+        if let Some(r) = self
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(event_id)
+        {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(self.store.event_records(event_id).await?);
+        let mut cache = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 1000 {
+            cache.clear();
+        }
+        cache.insert(event_id.to_string(), r.clone());
+        Ok(r)
+    }
+
+    /// Claims due rows of `channels` and plans them: returns the rows to send now; the others
+    /// are deferred or expired in the store.
+    async fn claim_and_plan(
+        &self,
+        channels: &[Channel],
+        limit: i64,
+    ) -> anyhow::Result<Vec<store::Claimed>> {
+        let now = now_ms();
+        let claimed = self
+            .store
+            .claim(
+                channels,
+                &self.config.owner,
+                now,
+                self.config.lease.as_millis() as i64,
+                limit,
+            )
+            .await?;
+        if claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let rows: Vec<Row> = claimed.iter().map(to_row).collect();
+        let plans = self
+            .dispatcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .plan(&rows, now);
+        let mut send = Vec::with_capacity(claimed.len());
+        let mut defer = Vec::new();
+        let mut expire = Vec::new();
+        for (c, plan) in claimed.into_iter().zip(plans) {
+            match plan {
+                Plan::Send => send.push(c),
+                Plan::Defer { until_ms, .. } => defer.push((c.id, until_ms)),
+                Plan::Expire => expire.push((
+                    c.id,
+                    Transition {
+                        state: dispatcher::State::Expired,
+                        attempts: c.attempts,
+                        next_attempt_at_ms: now,
+                        message_id: None,
+                        error: Some("expired before it could be sent".into()),
+                    },
+                )),
+            }
+        }
+        self.store.defer(&self.config.owner, &defer, now).await?;
+        self.store.record(&self.config.owner, &expire, now).await?;
+        Ok(send)
+    }
+
+    /// Records the outcomes of sent rows.
+    async fn finish(&self, results: Vec<(store::Claimed, Outcome)>) -> anyhow::Result<()> {
+        let now = now_ms();
+        let transitions: Vec<(String, Transition)> = {
+            let d = self.dispatcher.lock().unwrap_or_else(|e| e.into_inner());
+            results
+                .into_iter()
+                .map(|(c, o)| {
+                    let t = d.outcome(&to_row(&c), o, now, rand::random::<f64>());
+                    (c.id, t)
+                })
+                .collect()
+        };
+        self.store
+            .record(&self.config.owner, &transitions, now)
+            .await?;
+        Ok(())
+    }
+}
+
+fn to_row(c: &store::Claimed) -> Row {
+    Row {
+        id: c.id.clone(),
+        channel: c.channel.as_str().to_string(),
+        source: c.source.clone(),
+        address: c.address.clone(),
+        attempts: c.attempts,
+        created_at_ms: c.created_at_ms,
+    }
+}
+
+/// The JSON a listener or webhook receives.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Message {
+    /// The notification id (`<event id>:<subscription id>`): the same id is the same message.
+    pub notification: String,
+    pub event: String,
+    pub video_id: String,
+    pub source: String,
+    pub records: Vec<AttributeRecord>,
+}

@@ -749,6 +749,37 @@ impl Store {
         Ok(())
     }
 
+    /// Makes the queued rows of one address due now (a listener just connected).
+    pub async fn make_due(
+        &self,
+        channel: Channel,
+        address: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let r = sqlx::query(self.sql(
+            "UPDATE proxy_notifications SET next_attempt_at = ? WHERE channel = ? AND address = ? AND state = 'queued' AND next_attempt_at > ?",
+        ))
+        .bind(now_ms)
+        .bind(channel.as_str())
+        .bind(address)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// A listener acknowledged a notification: sent → delivered.
+    pub async fn ack(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query(self.sql(
+            "UPDATE proxy_notifications SET state = 'delivered', updated_at = ? WHERE id = ? AND state IN ('sent', 'sending')",
+        ))
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
     /// An SMSC delivery receipt (SMPP v3.4 Appendix B) for `message_id`.
     pub async fn receipt(
         &self,

@@ -1,0 +1,314 @@
+//! The proxy's HTTP API, an axum [`Router`] the server merges into its own:
+//!
+//! - `POST /api/v1/subscriptions` `{"source","channel","address","form"?}` → 201 Subscription
+//!   (phone numbers: `pending-confirmation`, and a code goes to the number by SMS);
+//! - `POST /api/v1/subscriptions/{id}/confirm` `{"code"}` → the active Subscription;
+//! - `GET /api/v1/subscriptions?source=…`, `DELETE /api/v1/subscriptions/{id}` → 204;
+//! - `GET /api/v1/notifications?video=…|source=…` → who got what, in which state;
+//! - `GET /api/v1/listen?id=…[&source=…]` (WebSocket) and `GET /api/v1/listen/sse?id=…`.
+//!
+//! Lists that show addresses need `Authorization: Bearer <admin token>` when one is set.
+
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Json;
+use futures::{SinkExt, Stream, StreamExt};
+use serde::Deserialize;
+
+use crate::store::{Channel, NewSubscription, StoreError, SubState};
+use crate::{Proxy, now_ms};
+
+/// Errors as HTTP answers, in one place.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            StoreError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+            other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router; `admin_token` guards the lists (None: open, for development).
+pub fn router(proxy: Proxy, admin_token: Option<String>) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/subscriptions",
+            post(create_subscription).get(list_subscriptions),
+        )
+        .route("/api/v1/subscriptions/{id}", delete(delete_subscription))
+        .route("/api/v1/subscriptions/{id}/confirm", post(confirm))
+        .route("/api/v1/notifications", get(list_notifications))
+        .route("/api/v1/listen", get(listen_ws))
+        .route("/api/v1/listen/sse", get(listen_sse))
+        .with_state(Api { proxy, admin_token })
+}
+
+#[derive(Clone)]
+struct Api {
+    proxy: Proxy,
+    admin_token: Option<String>,
+}
+
+impl Api {
+    fn authorize(&self, headers: &HeaderMap) -> ApiResult<()> {
+        let Some(token) = &self.admin_token else {
+            return Ok(());
+        };
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given == Some(token.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "this list needs Authorization: Bearer <admin token>".into(),
+            ))
+        }
+    }
+}
+
+async fn create_subscription(
+    State(api): State<Api>,
+    Json(req): Json<NewSubscription>,
+) -> ApiResult<impl IntoResponse> {
+    if !api.proxy.source_exists(&req.source).await? {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no source {:?}", req.source),
+        ));
+    }
+    if req.channel == Channel::Webpush {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "web push is not dispatched yet".into(),
+        ));
+    }
+    let sub = api.proxy.store.subscribe(&req, now_ms()).await?;
+    if sub.state == SubState::PendingConfirmation {
+        let code = sub.code.clone().unwrap_or_default();
+        let Some(smpp) = api.proxy.config.smpp.clone() else {
+            return Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no SMSC configured to send the confirmation code".into(),
+            ));
+        };
+        let text = format!(
+            "vshare: reply YES {code} to get {}'s videos by SMS.",
+            sub.source
+        );
+        let to = sub.address.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::sms::send_text(&smpp, &to, &text).await {
+                tracing::warn!("confirmation SMS to {to}: {e:#}");
+            }
+        });
+    }
+    if sub.channel == Channel::Websocket {
+        api.proxy.store.make_due(Channel::Websocket, &sub.address, now_ms()).await?;
+    }
+    Ok((StatusCode::CREATED, Json(sub)))
+}
+
+#[derive(Deserialize)]
+struct SourceQuery {
+    source: Option<String>,
+}
+
+async fn list_subscriptions(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<SourceQuery>,
+) -> ApiResult<impl IntoResponse> {
+    api.authorize(&headers)?;
+    Ok(Json(api.proxy.store.subscriptions(q.source.as_deref()).await?))
+}
+
+async fn delete_subscription(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    // The id is the capability: only who created a subscription knows it.
+    if api
+        .proxy
+        .store
+        .set_sub_state(&id, SubState::Stopped, now_ms())
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}")))
+    }
+}
+
+#[derive(Deserialize)]
+struct ConfirmBody {
+    code: String,
+}
+
+async fn confirm(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Json(body): Json<ConfirmBody>,
+) -> ApiResult<impl IntoResponse> {
+    let sub = api
+        .proxy
+        .store
+        .subscription(&id)
+        .await?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}")))?;
+    if sub.state == SubState::PendingConfirmation && sub.code.as_deref() == Some(&body.code) {
+        api.proxy
+            .store
+            .set_sub_state(&id, SubState::Active, now_ms())
+            .await?;
+        Ok(Json(crate::Subscription {
+            state: SubState::Active,
+            code: None,
+            ..sub
+        }))
+    } else {
+        Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "wrong code or nothing to confirm".into(),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct NotificationQuery {
+    video: Option<String>,
+    source: Option<String>,
+}
+
+async fn list_notifications(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<NotificationQuery>,
+) -> ApiResult<impl IntoResponse> {
+    api.authorize(&headers)?;
+    Ok(Json(
+        api.proxy
+            .store
+            .notifications(q.video.as_deref(), q.source.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct ListenQuery {
+    id: String,
+    source: Option<String>,
+}
+
+/// Registers a listener (subscribing it to `source` if given) and makes its waiting rows due.
+async fn start_listening(
+    api: &Api,
+    q: &ListenQuery,
+) -> ApiResult<(crate::ip::Registration, tokio::sync::mpsc::Receiver<std::sync::Arc<str>>)> {
+    if let Some(source) = &q.source {
+        if !api.proxy.source_exists(source).await? {
+            return Err(ApiError(StatusCode::NOT_FOUND, format!("no source {source:?}")));
+        }
+        api.proxy
+            .store
+            .subscribe(
+                &NewSubscription {
+                    source: source.clone(),
+                    channel: Channel::Websocket,
+                    address: q.id.clone(),
+                    form: None,
+                },
+                now_ms(),
+            )
+            .await?;
+    }
+    let reg = api.proxy.hub.register(&q.id);
+    api.proxy
+        .store
+        .make_due(Channel::Websocket, &q.id, now_ms())
+        .await?;
+    api.proxy.wake();
+    Ok(reg)
+}
+
+async fn listen_ws(
+    State(api): State<Api>,
+    Query(q): Query<ListenQuery>,
+    ws: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let (reg, rx) = start_listening(&api, &q).await?;
+    Ok(ws.on_upgrade(move |socket| serve_ws(api, socket, reg, rx)))
+}
+
+async fn serve_ws(
+    api: Api,
+    socket: WebSocket,
+    reg: crate::ip::Registration,
+    mut rx: tokio::sync::mpsc::Receiver<std::sync::Arc<str>>,
+) {
+    let (mut tx, mut incoming) = socket.split();
+    loop {
+        tokio::select! {
+            m = rx.recv() => {
+                let Some(m) = m else { break };
+                if tx.send(WsMessage::Text(m.as_ref().into())).await.is_err() {
+                    break;
+                }
+            }
+            m = incoming.next() => match m {
+                Some(Ok(WsMessage::Text(t))) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str())
+                        && let Some(id) = v.get("ack").and_then(|a| a.as_str())
+                        && let Err(e) = api.proxy.store.ack(id, now_ms()).await
+                    {
+                        tracing::warn!("listener ack {id}: {e}");
+                    }
+                }
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    drop(reg);
+}
+
+async fn listen_sse(
+    State(api): State<Api>,
+    Query(q): Query<ListenQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let (reg, rx) = start_listening(&api, &q).await?;
+    let stream = futures::stream::unfold((reg, rx), |(reg, mut rx)| async move {
+        let m = rx.recv().await?;
+        Some((
+            Ok(SseEvent::default().event("notification").data(m.as_ref())),
+            (reg, rx),
+        ))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,270 @@
+//! The direct-IP path: signed webhooks, and WebSocket / SSE listeners connected to the proxy.
+//!
+//! A listener connects to `GET /api/v1/listen?id=<listener id>[&source=<source>]` (WebSocket)
+//! or `GET /api/v1/listen/sse?id=…` (Server-Sent Events); with `source` it subscribes itself.
+//! Each notification arrives as one JSON [`Message`](crate::Message); a WebSocket listener may
+//! answer `{"ack":"<notification>"}` to mark it delivered. A listener that is not connected
+//! when its row comes up is retried with backoff, and its rows are made due again the moment it
+//! connects.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::dispatcher::Outcome;
+use crate::store::{Channel, Claimed};
+use crate::{Message, Proxy};
+
+/// The signature header value for a body: `sha256=<hex HMAC-SHA256(secret, body)>`, as the
+/// server's own webhook signs.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Connected listeners by listener id.
+#[derive(Clone, Default)]
+pub struct Hub {
+    inner: Arc<Mutex<HubInner>>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    next: u64,
+    listeners: HashMap<String, Vec<(u64, mpsc::Sender<Arc<str>>)>>,
+}
+
+/// A registration; dropping it removes the listener.
+pub struct Registration {
+    hub: Hub,
+    id: String,
+    conn: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut h = self.hub.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = h.listeners.get_mut(&self.id) {
+            list.retain(|(c, _)| *c != self.conn);
+            if list.is_empty() {
+                h.listeners.remove(&self.id);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Registers a connection for listener `id`; messages come out of the receiver.
+    pub fn register(&self, id: &str) -> (Registration, mpsc::Receiver<Arc<str>>) {
+        let (tx, rx) = mpsc::channel(256);
+        let mut h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        h.next += 1;
+        let conn = h.next;
+        h.listeners.entry(id.to_string()).or_default().push((conn, tx));
+        (
+            Registration {
+                hub: self.clone(),
+                id: id.to_string(),
+                conn,
+            },
+            rx,
+        )
+    }
+
+    /// Hands a message to every connection of `id`; false when none took it.
+    pub fn send(&self, id: &str, text: Arc<str>) -> bool {
+        let h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(list) = h.listeners.get(id) else {
+            return false;
+        };
+        let mut any = false;
+        for (_, tx) in list {
+            any |= tx.try_send(text.clone()).is_ok();
+        }
+        any
+    }
+
+    pub fn connected(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .listeners
+            .len()
+    }
+}
+
+async fn message(proxy: &Proxy, row: &Claimed) -> anyhow::Result<String> {
+    let records = proxy.records(&row.event_id).await?;
+    Ok(serde_json::to_string(&Message {
+        notification: row.id.clone(),
+        event: row.event_id.clone(),
+        video_id: row.video_id.clone(),
+        source: row.source.clone(),
+        records: records.as_ref().clone(),
+    })?)
+}
+
+/// Hands WebSocket/SSE rows to connected listeners, until the runtime stops.
+pub async fn run_listeners(proxy: Proxy) {
+    loop {
+        let rows = match proxy
+            .claim_and_plan(&[Channel::Websocket], proxy.config.batch)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("listener outbox claim: {e:#}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if rows.is_empty() {
+            proxy.idle(Duration::from_millis(500)).await;
+            continue;
+        }
+        let mut results = Vec::with_capacity(rows.len());
+        for row in rows {
+            let outcome = match message(&proxy, &row).await {
+                Ok(text) => {
+                    if proxy.hub.send(&row.address, text.into()) {
+                        Outcome::Accepted { message_id: None }
+                    } else {
+                        Outcome::Transient {
+                            error: "listener not connected".into(),
+                        }
+                    }
+                }
+                Err(e) => Outcome::Permanent {
+                    error: format!("{e:#}"),
+                },
+            };
+            results.push((row, outcome));
+        }
+        if let Err(e) = proxy.finish(results).await {
+            tracing::warn!("listener outbox record: {e:#}");
+        }
+    }
+}
+
+/// Posts webhook rows, each on its own task (a slow endpoint delays nobody else), until the
+/// runtime stops.
+pub async fn run_webhooks(proxy: Proxy) {
+    let client = match reqwest::Client::builder()
+        .timeout(proxy.config.webhook_timeout)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("webhook client: {e}");
+            return;
+        }
+    };
+    let permits = Arc::new(Semaphore::new(proxy.config.webhook_concurrency.max(1)));
+    loop {
+        let free = permits.available_permits() as i64;
+        if free == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let rows = match proxy
+            .claim_and_plan(&[Channel::Webhook], free.min(proxy.config.batch))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("webhook outbox claim: {e:#}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if rows.is_empty() {
+            proxy.idle(Duration::from_millis(500)).await;
+            continue;
+        }
+        for row in rows {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let proxy = proxy.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                let outcome = post(&proxy, &client, &row).await;
+                if let Err(e) = proxy.finish(vec![(row, outcome)]).await {
+                    tracing::warn!("webhook outbox record: {e:#}");
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn post(proxy: &Proxy, client: &reqwest::Client, row: &Claimed) -> Outcome {
+    let body = match message(proxy, row).await {
+        Ok(b) => b,
+        Err(e) => {
+            return Outcome::Permanent {
+                error: format!("{e:#}"),
+            };
+        }
+    };
+    let result = client
+        .post(&row.address)
+        .header("content-type", "application/json")
+        .header("x-vshare-event", &row.event_id)
+        .header("x-vshare-delivery", &row.id)
+        .header(
+            "x-vshare-signature",
+            signature(&proxy.config.webhook_secret, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await;
+    match result {
+        Ok(r) if r.status().is_success() => Outcome::Delivered,
+        Ok(r) if r.status().is_server_error() || matches!(r.status().as_u16(), 408 | 429) => {
+            Outcome::Transient {
+                error: format!("HTTP {}", r.status()),
+            }
+        }
+        Ok(r) => Outcome::Permanent {
+            error: format!("HTTP {}", r.status()),
+        },
+        Err(e) if e.is_timeout() => Outcome::Transient {
+            error: format!("no answer within {:?}", proxy.config.webhook_timeout),
+        },
+        Err(e) => Outcome::Transient {
+            error: e.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_rfc4231_case_2() {
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[tokio::test]
+    async fn hub_delivers_to_registered_only() {
+        let hub = Hub::default();
+        assert!(!hub.send("a", "x".into()));
+        let (reg, mut rx) = hub.register("a");
+        assert!(hub.send("a", "hello".into()));
+        assert_eq!(rx.recv().await.as_deref(), Some("hello"));
+        drop(reg);
+        assert!(!hub.send("a", "again".into()));
+        assert_eq!(hub.connected(), 0);
+    }
+}

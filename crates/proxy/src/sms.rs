@@ -1,0 +1,441 @@
+//! SMS and WAP Push subscribers over SMPP: the dispatcher (transmitter bind, through
+//! `vshare_messaging::smpp_client` and `compose`), and the receiver bind on the proxy's own
+//! number that takes delivery receipts (SMPP v3.4 Appendix B) and mobile-originated keywords
+//! (double opt-in: `SUB <source>` → code by SMS → `YES <code>`; `STOP`).
+
+use std::time::Duration;
+
+use vshare_messaging::compose::{As, compose, to_smpp};
+use vshare_messaging::smpp_client::{Client, ClientOptions, SubmitError};
+use vshare_smpp::pdu::{Sm, esm, tag};
+use vshare_smpp::receipt::Receipt;
+use vshare_smpp::{BindKind, Config, status};
+use vshare_sms::split::ConcatRef;
+
+use crate::dispatcher::Outcome;
+use crate::store::{Channel, Claimed, NewSubscription, SubState};
+use crate::{Proxy, SmppConfig, now_ms};
+
+fn options(c: &SmppConfig, kind: BindKind) -> ClientOptions {
+    let mut o = ClientOptions::new(&c.addr, kind, &c.system_id, &c.password);
+    o.config = Config {
+        window: c.window.max(1),
+        ..Config::default()
+    };
+    o.attempts = 2;
+    o.retry_backoff = Duration::from_millis(200);
+    o.bind_timeout = Duration::from_secs(5);
+    if kind == BindKind::Receiver {
+        o.address_range = c.number.trim_start_matches('+').to_string();
+    }
+    o
+}
+
+fn form(s: &str) -> Option<As> {
+    Some(match s {
+        "text" => As::Text,
+        "tlv" => As::Tlv,
+        "xml" => As::Xml,
+        "wap-si" => As::WapSi,
+        "wap-sl" => As::WapSl,
+        _ => return None,
+    })
+}
+
+/// Claims SMS and WAP rows, submits them, records the outcomes, until the runtime stops.
+/// A broken connection is retried with backoff; rows that did not go out wait in the outbox.
+pub async fn run_dispatcher(proxy: Proxy) {
+    let Some(cfg) = proxy.config.smpp.clone() else {
+        return;
+    };
+    let opts = options(&cfg, BindKind::Transmitter);
+    let mut reference: u16 = rand::random();
+    loop {
+        let rows = match proxy
+            .claim_and_plan(&[Channel::Sms, Channel::Wap], proxy.config.batch)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("SMS outbox claim: {e:#}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if rows.is_empty() {
+            proxy.idle(Duration::from_millis(500)).await;
+            continue;
+        }
+        let results = send_batch(&proxy, &opts, &cfg, rows, &mut reference).await;
+        if let Err(e) = proxy.finish(results).await {
+            tracing::warn!("SMS outbox record: {e:#}");
+        }
+    }
+}
+
+/// Composes and submits one claimed batch; every row comes back with its outcome.
+async fn send_batch(
+    proxy: &Proxy,
+    opts: &ClientOptions,
+    cfg: &SmppConfig,
+    rows: Vec<Claimed>,
+    reference: &mut u16,
+) -> Vec<(Claimed, Outcome)> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut messages: Vec<Sm> = Vec::new();
+    // (row, first message index, parts)
+    let mut spans: Vec<(Claimed, usize, usize)> = Vec::new();
+    for row in rows {
+        let composed = async {
+            let records = proxy.records(&row.event_id).await?;
+            let f = form(&row.form)
+                .ok_or_else(|| anyhow::anyhow!("unknown form {:?}", row.form))?;
+            *reference = reference.wrapping_add(1);
+            let seg = compose(&records, f, ConcatRef::Sixteen(*reference), *reference as u8)?;
+            to_smpp(&cfg.number, &row.address, &seg, true)
+        }
+        .await;
+        match composed {
+            Ok(sms) => {
+                spans.push((row, messages.len(), sms.len()));
+                messages.extend(sms);
+            }
+            Err(e) => out.push((
+                row,
+                Outcome::Permanent {
+                    error: format!("compose: {e:#}"),
+                },
+            )),
+        }
+    }
+    if messages.is_empty() {
+        return out;
+    }
+    match Client::submit_with_reconnect(opts, messages, 2).await {
+        Ok((results, client)) => {
+            drop(client);
+            for (row, first, n) in spans {
+                let parts = results.get(first..first + n).unwrap_or(&[]);
+                out.push((row, part_outcome(parts)));
+            }
+        }
+        Err(e) => {
+            tracing::warn!("SMSC unavailable: {e:#}");
+            for (row, _, _) in spans {
+                out.push((
+                    row,
+                    Outcome::Transient {
+                        error: format!("SMSC: {e:#}"),
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// One row's outcome from its parts' results: accepted when every part was, with the last
+/// part's message id (its receipt marks the row delivered).
+fn part_outcome(parts: &[Result<String, SubmitError>]) -> Outcome {
+    if parts.is_empty() {
+        return Outcome::Transient {
+            error: "no answer".into(),
+        };
+    }
+    for p in parts {
+        match p {
+            Ok(_) => {}
+            Err(SubmitError::Refused(s))
+                if matches!(
+                    *s,
+                    status::INVALID_DEST | status::INVALID_SOURCE | status::INVALID_MSG_LENGTH
+                ) =>
+            {
+                return Outcome::Permanent {
+                    error: format!("SMSC refused: command_status 0x{s:08X}"),
+                };
+            }
+            Err(SubmitError::Refused(s)) => {
+                return Outcome::Transient {
+                    error: format!("SMSC refused: command_status 0x{s:08X}"),
+                };
+            }
+            Err(e @ (SubmitError::TimedOut | SubmitError::Unconfirmed)) => {
+                return Outcome::Unconfirmed {
+                    error: e.to_string(),
+                };
+            }
+        }
+    }
+    Outcome::Accepted {
+        message_id: parts.last().and_then(|p| p.clone().ok()),
+    }
+}
+
+/// Binds as receiver on the proxy's number and handles what arrives, reconnecting forever.
+pub async fn run_receiver(proxy: Proxy) {
+    let Some(cfg) = proxy.config.smpp.clone() else {
+        return;
+    };
+    let opts = options(&cfg, BindKind::Receiver);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match Client::connect(&opts).await {
+            Ok(mut client) => {
+                backoff = Duration::from_millis(500);
+                loop {
+                    match client.recv(None).await {
+                        Ok(Some(sm)) => {
+                            if let Err(e) = handle_deliver(&proxy, &cfg, &sm).await {
+                                tracing::warn!("SMPP deliver_sm: {e:#}");
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!("SMPP receiver: {e:#}");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("SMPP receiver bind: {e:#}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// The text of a deliver_sm (GSM 7-bit unpacked as SMPP carries it, or UCS-2).
+fn sm_text(sm: &Sm) -> String {
+    let bytes = sm.payload();
+    if sm.data_coding == 0x08 {
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect();
+        return String::from_utf16_lossy(&units);
+    }
+    bytes
+        .iter()
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                char::from(b)
+            } else {
+                ' '
+            }
+        })
+        .collect()
+}
+
+/// What a mobile-originated message asks for (keywords are case-insensitive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keyword {
+    /// `SUB <source> [form]` (also SUBSCRIBE, JOIN).
+    Subscribe { source: String, form: Option<String> },
+    /// `YES <code>` (also Y, OK, CONFIRM).
+    Confirm { code: String },
+    /// `STOP [source]` (also UNSUB, UNSUBSCRIBE, QUIT, END, CANCEL).
+    Stop { source: Option<String> },
+    Unknown,
+}
+
+/// Parses a mobile-originated message.
+pub fn parse_keyword(text: &str) -> Keyword {
+    let mut words = text.split_whitespace();
+    let Some(first) = words.next() else {
+        return Keyword::Unknown;
+    };
+    let rest: Vec<&str> = words.collect();
+    match first.to_ascii_uppercase().as_str() {
+        "SUB" | "SUBSCRIBE" | "JOIN" => match rest.first() {
+            Some(s) => Keyword::Subscribe {
+                source: s.to_string(),
+                form: rest.get(1).map(|f| f.to_ascii_lowercase()),
+            },
+            None => Keyword::Unknown,
+        },
+        "YES" | "Y" | "OK" | "CONFIRM" => match rest.first() {
+            Some(c) => Keyword::Confirm {
+                code: c.to_string(),
+            },
+            None => Keyword::Unknown,
+        },
+        "STOP" | "UNSUB" | "UNSUBSCRIBE" | "QUIT" | "END" | "CANCEL" => Keyword::Stop {
+            source: rest.first().map(|s| s.to_string()),
+        },
+        _ => Keyword::Unknown,
+    }
+}
+
+async fn handle_deliver(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Result<()> {
+    if sm.esm_class & esm::DELIVERY_RECEIPT != 0 {
+        let text = String::from_utf8_lossy(sm.payload()).into_owned();
+        let parsed = Receipt::parse(&text);
+        let id = sm
+            .tlv(tag::RECEIPTED_MESSAGE_ID)
+            .map(|v| String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
+            .or_else(|| parsed.as_ref().map(|r| r.id.clone()))
+            .ok_or_else(|| anyhow::anyhow!("delivery receipt without a message id: {text:?}"))?;
+        let delivered = match sm.tlv(tag::MESSAGE_STATE) {
+            Some([2]) => true,
+            Some(_) => false,
+            None => parsed.as_ref().is_some_and(|r| r.stat == "DELIVRD"),
+        };
+        proxy.store.receipt(&id, delivered, now_ms()).await?;
+        return Ok(());
+    }
+    let from = if sm.source.ton == 1 {
+        format!("+{}", sm.source.addr)
+    } else {
+        sm.source.addr.clone()
+    };
+    let text = sm_text(sm);
+    tracing::info!(from = %from, text = %text, "MO SMS");
+    let reply = match parse_keyword(&text) {
+        Keyword::Subscribe { source, form } => {
+            if !proxy.source_exists(&source).await? {
+                format!("vshare: no source named {source}.")
+            } else {
+                let channel = if form.as_deref().is_some_and(|f| f.starts_with("wap")) {
+                    Channel::Wap
+                } else {
+                    Channel::Sms
+                };
+                match proxy
+                    .store
+                    .subscribe(
+                        &NewSubscription {
+                            source: source.clone(),
+                            channel,
+                            address: from.clone(),
+                            form,
+                        },
+                        now_ms(),
+                    )
+                    .await
+                {
+                    Ok(s) if s.state == SubState::Active => {
+                        format!("vshare: you already get {source}'s videos. STOP to end.")
+                    }
+                    Ok(s) => format!(
+                        "vshare: reply YES {} to get {source}'s videos by SMS.",
+                        s.code.unwrap_or_default()
+                    ),
+                    Err(e) => format!("vshare: {e}"),
+                }
+            }
+        }
+        Keyword::Confirm { code } => {
+            let done = proxy.store.confirm(&from, &code, now_ms()).await?;
+            if done.is_empty() {
+                "vshare: that code matches no pending subscription.".to_string()
+            } else {
+                let names: Vec<&str> = done.iter().map(|s| s.source.as_str()).collect();
+                format!(
+                    "vshare: subscribed to {}. STOP to end.",
+                    names.join(", ")
+                )
+            }
+        }
+        Keyword::Stop { source } => {
+            let mut n = 0;
+            for s in proxy.store.by_number(&from).await? {
+                if s.state != SubState::Stopped
+                    && source.as_ref().is_none_or(|src| *src == s.source)
+                {
+                    proxy
+                        .store
+                        .set_sub_state(&s.id, SubState::Stopped, now_ms())
+                        .await?;
+                    n += 1;
+                }
+            }
+            format!("vshare: {n} subscription(s) stopped.")
+        }
+        Keyword::Unknown => "vshare: send SUB <source>, YES <code> or STOP.".to_string(),
+    };
+    send_text(cfg, &from, &reply).await
+}
+
+/// Sends one plain text SMS from the proxy's number (confirmation codes, replies). Not
+/// queued: a lost reply is asked for again by the user.
+pub async fn send_text(cfg: &SmppConfig, to: &str, text: &str) -> anyhow::Result<()> {
+    let seg = vshare_sms::split::split_text(text, None, ConcatRef::Eight(rand::random()))?;
+    let sms = to_smpp(&cfg.number, to, &seg, false)?;
+    let (results, _client) =
+        Client::submit_with_reconnect(&options(cfg, BindKind::Transmitter), sms, 1).await?;
+    for r in results {
+        r.map_err(|e| anyhow::anyhow!("reply to {to}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords() {
+        assert_eq!(
+            parse_keyword("sub alice"),
+            Keyword::Subscribe {
+                source: "alice".into(),
+                form: None
+            }
+        );
+        assert_eq!(
+            parse_keyword("SUBSCRIBE alice WAP-SI"),
+            Keyword::Subscribe {
+                source: "alice".into(),
+                form: Some("wap-si".into())
+            }
+        );
+        assert_eq!(
+            parse_keyword(" Yes 123456 "),
+            Keyword::Confirm {
+                code: "123456".into()
+            }
+        );
+        assert_eq!(parse_keyword("STOP"), Keyword::Stop { source: None });
+        assert_eq!(
+            parse_keyword("unsub bob"),
+            Keyword::Stop {
+                source: Some("bob".into())
+            }
+        );
+        assert_eq!(parse_keyword("SUB"), Keyword::Unknown);
+        assert_eq!(parse_keyword(""), Keyword::Unknown);
+        assert_eq!(parse_keyword("hello"), Keyword::Unknown);
+    }
+
+    #[test]
+    fn outcomes_from_parts() {
+        assert_eq!(
+            part_outcome(&[Ok("1".into()), Ok("2".into())]),
+            Outcome::Accepted {
+                message_id: Some("2".into())
+            }
+        );
+        assert!(matches!(
+            part_outcome(&[Err(SubmitError::Refused(status::THROTTLED))]),
+            Outcome::Transient { .. }
+        ));
+        assert!(matches!(
+            part_outcome(&[Err(SubmitError::Refused(status::INVALID_DEST))]),
+            Outcome::Permanent { .. }
+        ));
+        assert!(matches!(
+            part_outcome(&[Ok("1".into()), Err(SubmitError::Unconfirmed)]),
+            Outcome::Unconfirmed { .. }
+        ));
+    }
+
+    #[test]
+    fn ucs2_and_gsm_text() {
+        let mut sm = Sm::text("+1", "2", b"SUB alice");
+        assert_eq!(sm_text(&sm), "SUB alice");
+        sm.data_coding = 8;
+        sm.short_message = "YES 1".encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+        assert_eq!(sm_text(&sm), "YES 1");
+    }
+}
