@@ -43,9 +43,22 @@ struct Rung {
     audio: usize,
     failed: Option<String>,
     video_frames: u64,
+    /// The source has video: this rung's audio frames wait for its video configuration, so a
+    /// rendition starts with both configurations (one init segment, not audio-only first).
+    expects_video: bool,
+    video_started: bool,
+    held_audio: Vec<MediaEvent>,
 }
 
+/// Audio frames a rung holds at most while its video has not started (~10 s of AAC).
+const MAX_HELD_AUDIO: usize = 480;
+
 impl Rung {
+    fn release_audio(&mut self, index: usize, out: &mut Output) {
+        self.video_started = true;
+        out.extend(self.held_audio.drain(..).map(|e| (index, e)));
+    }
+
     fn fail(&mut self, index: usize, why: String) {
         if self.failed.is_none() {
             tracing::warn!(rendition = %self.spec.name, index, "rendition failed: {why}");
@@ -137,6 +150,9 @@ impl Transcoder {
                 audio: slot,
                 failed: None,
                 video_frames: 0,
+                expects_video: video.is_some(),
+                video_started: false,
+                held_audio: Vec::new(),
             });
         }
         let mut t = Transcoder {
@@ -221,6 +237,9 @@ impl Transcoder {
             MediaEvent::Frame(f) => self.push(f),
             MediaEvent::Config(TrackConfig::Avc(c)) => {
                 self.flush_video();
+                for r in &mut self.rungs {
+                    r.expects_video = true;
+                }
                 self.sps_fps = c.frame_rate;
                 self.decoders.open_video(&c.record)?;
                 Ok(std::mem::take(&mut self.pending))
@@ -311,6 +330,7 @@ impl Transcoder {
         } = self;
         converter.flush(&mut |af| encode_audio(rungs, audio_encoders, af, pending));
         for (i, r) in rungs.iter_mut().enumerate() {
+            r.release_audio(i, pending);
             if let Some(enc) = r.encoder.as_mut() {
                 let mut pkts = Vec::new();
                 enc.finish(&mut pkts);
@@ -336,14 +356,20 @@ fn emit_video(i: usize, r: &mut Rung, pkts: Vec<Packet>, out: &mut Output) {
     }
 }
 
-fn emit_audio(rungs: &[Rung], slot: usize, pkts: Vec<Packet>, out: &mut Output) {
+fn emit_audio(rungs: &mut [Rung], slot: usize, pkts: Vec<Packet>, out: &mut Output) {
     for p in pkts {
-        for (i, r) in rungs.iter().enumerate() {
-            if r.audio == slot {
-                out.push((
-                    i,
-                    MediaEvent::Frame(to_frame(TrackKind::Audio, &p, p.data.clone())),
-                ));
+        for (i, r) in rungs.iter_mut().enumerate() {
+            if r.audio != slot {
+                continue;
+            }
+            let e = MediaEvent::Frame(to_frame(TrackKind::Audio, &p, p.data.clone()));
+            if r.expects_video && !r.video_started && r.failed.is_none() {
+                r.held_audio.push(e);
+                if r.held_audio.len() >= MAX_HELD_AUDIO {
+                    r.release_audio(i, out);
+                }
+            } else {
+                out.push((i, e));
             }
         }
     }
@@ -363,6 +389,7 @@ fn video_to_rungs(
         }
         if let Err(e) = video_to_rung(i, r, pic, pts, key, fps, out) {
             r.fail(i, e.to_string());
+            r.release_audio(i, out);
         }
     }
 }
@@ -412,6 +439,7 @@ fn video_to_rung(
         })?;
         let cfg = AvcConfig::parse(Bytes::from(record))?;
         out.push((i, MediaEvent::Config(TrackConfig::Avc(cfg))));
+        r.release_audio(i, out);
         r.encoder = Some(enc);
         r.scaler = Some(Scaler::new(w, h));
         r.width = w;
@@ -448,7 +476,7 @@ fn audio_to_rungs(
 }
 
 fn encode_audio(
-    rungs: &[Rung],
+    rungs: &mut [Rung],
     slots: &mut [AudioSlot],
     conv: &mut ff::frame::Audio,
     out: &mut Output,

@@ -119,6 +119,16 @@ fn ladder_renditions_decode_match_and_stay_in_sync() {
             })
             .expect("video config");
         assert_eq!((vcfg.width, vcfg.height), (info.width, info.height));
+        // Both configurations before any frame: the packager writes one init segment.
+        let first_frame = out.iter().position(|e| matches!(e, MediaEvent::Frame(_)));
+        let video_config = out
+            .iter()
+            .position(|e| matches!(e, MediaEvent::Config(TrackConfig::Avc(_))));
+        assert!(
+            video_config < first_frame,
+            "{}: a frame before the video config",
+            info.name
+        );
         assert_eq!(vcfg.frame_rate, Some(30.0), "SPS frame rate");
         // Keyframes exactly where the source has them.
         assert_eq!(key_pts(out), source_keys, "{} keyframes", info.name);

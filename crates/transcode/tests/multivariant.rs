@@ -97,6 +97,12 @@ fn multivariant_playlist_plays_and_declares_measured_values() {
             vod_playlist(&segs, "init.mp4", true),
         )
         .expect("w");
+        // Both configurations came before any frame: one init segment, no discontinuity.
+        let inits = store[i]
+            .iter()
+            .filter(|o| matches!(o, PackagerOutput::Init { .. }))
+            .count();
+        assert_eq!(inits, 1, "{}: init segments", infos[i].name);
         variants.push(
             meters[i]
                 .variant(&format!("{}/index.m3u8", infos[i].name))
