@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command to set up and run every test: installs FFmpeg and the independent tools the tests
-# use (ffprobe, tshark, libwbxml, gammu, Python SMS/SMPP packages), then runs the test suite.
+# use (ffprobe, tshark, libwbxml, gammu, Kannel, PostgreSQL, Python SMS/SMPP packages), runs each
+# fuzz target briefly, then the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
@@ -8,6 +9,8 @@ cd "$(dirname "$0")/.."
 VSHARE_TEST_POSTGRES_URL=$(./scripts/postgres.sh)
 export VSHARE_TEST_POSTGRES_URL
 mkdir -p target
+# Every fuzz target builds and survives 100,000 runs (scripts/fuzz.sh N fuzzes for longer).
+./scripts/fuzz.sh --smoke
 set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test.log
 status=${PIPESTATUS[0]}
