@@ -87,6 +87,10 @@ pub struct Transcoder {
     sps_fps: Option<f64>,
     pending: Output,
     decode_errors_logged: bool,
+    /// The configurations the decoders run with: a publisher that repeats an unchanged one
+    /// (some resend it before every keyframe) costs nothing.
+    video_record: Option<Bytes>,
+    audio_asc: Option<Bytes>,
 }
 
 fn to_frame(track: TrackKind, p: &Packet, data: Bytes) -> Frame {
@@ -164,6 +168,8 @@ impl Transcoder {
             sps_fps: video.and_then(|v| v.frame_rate),
             pending: Vec::new(),
             decode_errors_logged: false,
+            video_record: video.map(|v| v.record.clone()),
+            audio_asc: audio.map(|a| a.asc.clone()),
         };
         if audio.is_some() {
             t.open_audio_encoders();
@@ -235,8 +241,17 @@ impl Transcoder {
     pub fn push_event(&mut self, event: &MediaEvent) -> Result<Output, TranscodeError> {
         match event {
             MediaEvent::Frame(f) => self.push(f),
+            MediaEvent::Config(TrackConfig::Avc(c))
+                if self.video_record.as_ref() == Some(&c.record) =>
+            {
+                Ok(std::mem::take(&mut self.pending))
+            }
+            MediaEvent::Config(TrackConfig::Aac(c)) if self.audio_asc.as_ref() == Some(&c.asc) => {
+                Ok(std::mem::take(&mut self.pending))
+            }
             MediaEvent::Config(TrackConfig::Avc(c)) => {
                 self.flush_video();
+                self.video_record = Some(c.record.clone());
                 for r in &mut self.rungs {
                     r.expects_video = true;
                 }
@@ -246,6 +261,7 @@ impl Transcoder {
             }
             MediaEvent::Config(TrackConfig::Aac(c)) => {
                 self.flush_audio_decoder();
+                self.audio_asc = Some(c.asc.clone());
                 self.decoders.open_audio(&c.asc)?;
                 self.open_audio_encoders();
                 Ok(std::mem::take(&mut self.pending))
