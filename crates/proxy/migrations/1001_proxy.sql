@@ -37,6 +37,8 @@ CREATE TABLE proxy_notifications (
     next_attempt_at BIGINT NOT NULL,
     lease_owner TEXT,
     lease_until BIGINT NOT NULL DEFAULT 0,
+    -- Set just before an SMS is written to the SMSC.
+    handed_over_at BIGINT,
     smsc_message_id TEXT,
     last_error TEXT,
     created_at BIGINT NOT NULL,

@@ -11,6 +11,7 @@
 
 use std::convert::Infallible;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -18,7 +19,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::Json;
 use futures::{SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 
@@ -130,7 +130,10 @@ async fn create_subscription(
         });
     }
     if sub.channel == Channel::Websocket {
-        api.proxy.store.make_due(Channel::Websocket, &sub.address, now_ms()).await?;
+        api.proxy
+            .store
+            .make_due(Channel::Websocket, &sub.address, now_ms())
+            .await?;
     }
     Ok((StatusCode::CREATED, Json(sub)))
 }
@@ -146,7 +149,9 @@ async fn list_subscriptions(
     Query(q): Query<SourceQuery>,
 ) -> ApiResult<impl IntoResponse> {
     api.authorize(&headers)?;
-    Ok(Json(api.proxy.store.subscriptions(q.source.as_deref()).await?))
+    Ok(Json(
+        api.proxy.store.subscriptions(q.source.as_deref()).await?,
+    ))
 }
 
 async fn delete_subscription(
@@ -162,7 +167,10 @@ async fn delete_subscription(
     {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}")))
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no subscription {id}"),
+        ))
     }
 }
 
@@ -230,10 +238,16 @@ struct ListenQuery {
 async fn start_listening(
     api: &Api,
     q: &ListenQuery,
-) -> ApiResult<(crate::ip::Registration, tokio::sync::mpsc::Receiver<std::sync::Arc<str>>)> {
+) -> ApiResult<(
+    crate::ip::Registration,
+    tokio::sync::mpsc::Receiver<std::sync::Arc<str>>,
+)> {
     if let Some(source) = &q.source {
         if !api.proxy.source_exists(source).await? {
-            return Err(ApiError(StatusCode::NOT_FOUND, format!("no source {source:?}")));
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no source {source:?}"),
+            ));
         }
         api.proxy
             .store

@@ -135,7 +135,9 @@ impl QuietHours {
                 .split_once(':')
                 .ok_or_else(|| format!("quiet hours: {t:?} is not HH:MM"))?;
             let h: u32 = h.parse().map_err(|_| format!("quiet hours: hour {h:?}"))?;
-            let m: u32 = m.parse().map_err(|_| format!("quiet hours: minute {m:?}"))?;
+            let m: u32 = m
+                .parse()
+                .map_err(|_| format!("quiet hours: minute {m:?}"))?;
             if h > 23 || m > 59 {
                 return Err(format!("quiet hours: {t:?} is not a time of day"));
             }
@@ -155,10 +157,7 @@ impl QuietHours {
         const DAY: i64 = 86_400_000;
         let day_start = now_ms.div_euclid(DAY) * DAY;
         let minute = (now_ms - day_start) / 60_000;
-        let (s, e) = (
-            i64::from(self.start_minute),
-            i64::from(self.end_minute),
-        );
+        let (s, e) = (i64::from(self.start_minute), i64::from(self.end_minute));
         let inside = if s <= e {
             minute >= s && minute < e
         } else {
@@ -253,7 +252,10 @@ pub struct Row {
 pub enum Plan {
     Send,
     /// Put it back, unchanged attempts, until `until_ms` (rate limit or quiet hours).
-    Defer { until_ms: i64, reason: &'static str },
+    Defer {
+        until_ms: i64,
+        reason: &'static str,
+    },
     /// Too old to be worth sending.
     Expire,
 }
@@ -315,9 +317,24 @@ impl Dispatcher {
                     };
                 }
                 let scopes = [
-                    (0u8, self.limits.per_channel, row.channel.as_str(), "channel rate"),
-                    (1, self.limits.per_source, row.source.as_str(), "source rate"),
-                    (2, self.limits.per_subscriber, row.address.as_str(), "subscriber rate"),
+                    (
+                        0u8,
+                        self.limits.per_channel,
+                        row.channel.as_str(),
+                        "channel rate",
+                    ),
+                    (
+                        1,
+                        self.limits.per_source,
+                        row.source.as_str(),
+                        "source rate",
+                    ),
+                    (
+                        2,
+                        self.limits.per_subscriber,
+                        row.address.as_str(),
+                        "subscriber rate",
+                    ),
                 ];
                 let mut ready = now_ms;
                 let mut reason = "";
@@ -447,14 +464,18 @@ mod tests {
         assert_eq!(ok.message_id.as_deref(), Some("0A"));
         let u = d.outcome(
             &row("n3", "+3"),
-            Outcome::Unconfirmed { error: "cut".into() },
+            Outcome::Unconfirmed {
+                error: "cut".into(),
+            },
             0,
             0.0,
         );
         assert_eq!(u.state, State::Unconfirmed);
         let p = d.outcome(
             &row("n4", "+4"),
-            Outcome::Permanent { error: "404".into() },
+            Outcome::Permanent {
+                error: "404".into(),
+            },
             0,
             0.0,
         );
@@ -502,7 +523,9 @@ mod tests {
                 ..Limits::default()
             },
         );
-        let rows: Vec<Row> = (0..4).map(|i| row(&format!("n{i}"), &format!("+{i}"))).collect();
+        let rows: Vec<Row> = (0..4)
+            .map(|i| row(&format!("n{i}"), &format!("+{i}")))
+            .collect();
         let plans = d.plan(&rows, 0);
         assert_eq!(plans[0], Plan::Send);
         assert_eq!(plans[1], Plan::Send);

@@ -66,7 +66,10 @@ impl Hub {
         let mut h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         h.next += 1;
         let conn = h.next;
-        h.listeners.entry(id.to_string()).or_default().push((conn, tx));
+        h.listeners
+            .entry(id.to_string())
+            .or_default()
+            .push((conn, tx));
         (
             Registration {
                 hub: self.clone(),

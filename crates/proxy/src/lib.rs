@@ -91,7 +91,8 @@ impl ProxyConfig {
 }
 
 /// Answers whether a source (stream key id or name) exists; the server supplies it.
-pub type SourceCheck = Arc<dyn Fn(String) -> BoxFuture<'static, anyhow::Result<bool>> + Send + Sync>;
+pub type SourceCheck =
+    Arc<dyn Fn(String) -> BoxFuture<'static, anyhow::Result<bool>> + Send + Sync>;
 
 /// The proxy: clone it freely (all state is shared).
 #[derive(Clone)]

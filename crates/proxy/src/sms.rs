@@ -42,14 +42,23 @@ fn form(s: &str) -> Option<As> {
     })
 }
 
-/// Claims SMS and WAP rows, submits them, records the outcomes, until the runtime stops.
-/// A broken connection is retried with backoff; rows that did not go out wait in the outbox.
+/// Claims SMS and WAP rows, submits them over one transmitter bind, records the outcomes,
+/// until the runtime stops. While the SMSC cannot be reached, rows wait in the outbox without
+/// spending attempts.
+///
+/// Exactly-once across crashes: just before a chunk (at most one window) is written to the
+/// SMSC its rows are marked handed over in the store. A dispatcher that dies leaves its rows
+/// `sending`; when their lease runs out, rows never handed over are sent again, and rows handed
+/// over become `unconfirmed` — never sent twice, like the messaging client's
+/// [`SubmitError::Unconfirmed`].
 pub async fn run_dispatcher(proxy: Proxy) {
     let Some(cfg) = proxy.config.smpp.clone() else {
         return;
     };
     let opts = options(&cfg, BindKind::Transmitter);
     let mut reference: u16 = rand::random();
+    let mut client: Option<Client> = None;
+    let mut down_backoff = Duration::from_millis(250);
     loop {
         let rows = match proxy
             .claim_and_plan(&[Channel::Sms, Channel::Wap], proxy.config.batch)
@@ -66,40 +75,63 @@ pub async fn run_dispatcher(proxy: Proxy) {
             proxy.idle(Duration::from_millis(500)).await;
             continue;
         }
-        let results = send_batch(&proxy, &opts, &cfg, rows, &mut reference).await;
+        if client.is_none() {
+            match Client::connect(&opts).await {
+                Ok(c) => {
+                    client = Some(c);
+                    down_backoff = Duration::from_millis(250);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "SMSC unavailable ({e:#}); {} message(s) wait {down_backoff:?}",
+                        rows.len()
+                    );
+                    let until = now_ms() + down_backoff.as_millis() as i64;
+                    let ids: Vec<(String, i64)> = rows.into_iter().map(|r| (r.id, until)).collect();
+                    if let Err(e) = proxy.store.defer(&proxy.config.owner, &ids, now_ms()).await {
+                        tracing::warn!("SMS outbox defer: {e:#}");
+                    }
+                    tokio::time::sleep(down_backoff).await;
+                    down_backoff = (down_backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+        }
+        let results = send_batch(&proxy, &mut client, &cfg, rows, &mut reference).await;
         if let Err(e) = proxy.finish(results).await {
             tracing::warn!("SMS outbox record: {e:#}");
         }
     }
 }
 
-/// Composes and submits one claimed batch; every row comes back with its outcome.
+/// Composes and submits one claimed batch, a window at a time; every row comes back with its
+/// outcome. A broken connection leaves `client` empty.
 async fn send_batch(
     proxy: &Proxy,
-    opts: &ClientOptions,
+    client: &mut Option<Client>,
     cfg: &SmppConfig,
     rows: Vec<Claimed>,
     reference: &mut u16,
 ) -> Vec<(Claimed, Outcome)> {
     let mut out = Vec::with_capacity(rows.len());
-    let mut messages: Vec<Sm> = Vec::new();
-    // (row, first message index, parts)
-    let mut spans: Vec<(Claimed, usize, usize)> = Vec::new();
+    let mut ready: Vec<(Claimed, Vec<Sm>)> = Vec::with_capacity(rows.len());
     for row in rows {
         let composed = async {
             let records = proxy.records(&row.event_id).await?;
-            let f = form(&row.form)
-                .ok_or_else(|| anyhow::anyhow!("unknown form {:?}", row.form))?;
+            let f =
+                form(&row.form).ok_or_else(|| anyhow::anyhow!("unknown form {:?}", row.form))?;
             *reference = reference.wrapping_add(1);
-            let seg = compose(&records, f, ConcatRef::Sixteen(*reference), *reference as u8)?;
+            let seg = compose(
+                &records,
+                f,
+                ConcatRef::Sixteen(*reference),
+                *reference as u8,
+            )?;
             to_smpp(&cfg.number, &row.address, &seg, true)
         }
         .await;
         match composed {
-            Ok(sms) => {
-                spans.push((row, messages.len(), sms.len()));
-                messages.extend(sms);
-            }
+            Ok(sms) => ready.push((row, sms)),
             Err(e) => out.push((
                 row,
                 Outcome::Permanent {
@@ -108,26 +140,64 @@ async fn send_batch(
             )),
         }
     }
-    if messages.is_empty() {
-        return out;
-    }
-    match Client::submit_with_reconnect(opts, messages, 2).await {
-        Ok((results, client)) => {
-            drop(client);
-            for (row, first, n) in spans {
-                let parts = results.get(first..first + n).unwrap_or(&[]);
-                out.push((row, part_outcome(parts)));
-            }
-        }
-        Err(e) => {
-            tracing::warn!("SMSC unavailable: {e:#}");
-            for (row, _, _) in spans {
+    let window = cfg.window.max(1);
+    let mut ready = ready.into_iter().peekable();
+    while ready.peek().is_some() {
+        let Some(c) = client.as_mut() else {
+            // The connection broke: what was not handed over waits for the next bind.
+            for (row, _) in ready.by_ref() {
                 out.push((
                     row,
                     Outcome::Transient {
-                        error: format!("SMSC: {e:#}"),
+                        error: "SMPP connection lost before sending".into(),
                     },
                 ));
+            }
+            break;
+        };
+        let mut chunk: Vec<(Claimed, usize, usize)> = Vec::new();
+        let mut messages: Vec<Sm> = Vec::new();
+        while messages.len() < window
+            && let Some((row, sms)) = ready.next()
+        {
+            chunk.push((row, messages.len(), sms.len()));
+            messages.extend(sms);
+        }
+        let ids: Vec<String> = chunk.iter().map(|(r, _, _)| r.id.clone()).collect();
+        if let Err(e) = proxy
+            .store
+            .mark_handed_over(&proxy.config.owner, &ids, now_ms())
+            .await
+        {
+            tracing::warn!("SMS outbox: {e:#}");
+            for (row, _, _) in chunk {
+                out.push((
+                    row,
+                    Outcome::Transient {
+                        error: format!("outbox: {e:#}"),
+                    },
+                ));
+            }
+            continue;
+        }
+        match c.submit_many(messages).await {
+            Ok(results) => {
+                for (row, first, n) in chunk {
+                    let parts = results.get(first..first + n).unwrap_or(&[]);
+                    out.push((row, part_outcome(parts)));
+                }
+            }
+            Err(e) => {
+                tracing::warn!("SMPP connection lost: {e:#}");
+                *client = None;
+                for (row, _, _) in chunk {
+                    out.push((
+                        row,
+                        Outcome::Unconfirmed {
+                            error: format!("connection lost after sending: {e:#}"),
+                        },
+                    ));
+                }
             }
         }
     }
@@ -231,11 +301,18 @@ fn sm_text(sm: &Sm) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Keyword {
     /// `SUB <source> [form]` (also SUBSCRIBE, JOIN).
-    Subscribe { source: String, form: Option<String> },
+    Subscribe {
+        source: String,
+        form: Option<String>,
+    },
     /// `YES <code>` (also Y, OK, CONFIRM).
-    Confirm { code: String },
+    Confirm {
+        code: String,
+    },
     /// `STOP [source]` (also UNSUB, UNSUBSCRIBE, QUIT, END, CANCEL).
-    Stop { source: Option<String> },
+    Stop {
+        source: Option<String>,
+    },
     Unknown,
 }
 
@@ -273,7 +350,11 @@ async fn handle_deliver(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Res
         let parsed = Receipt::parse(&text);
         let id = sm
             .tlv(tag::RECEIPTED_MESSAGE_ID)
-            .map(|v| String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
+            .map(|v| {
+                String::from_utf8_lossy(v)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
             .or_else(|| parsed.as_ref().map(|r| r.id.clone()))
             .ok_or_else(|| anyhow::anyhow!("delivery receipt without a message id: {text:?}"))?;
         let delivered = match sm.tlv(tag::MESSAGE_STATE) {
@@ -331,10 +412,7 @@ async fn handle_deliver(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Res
                 "vshare: that code matches no pending subscription.".to_string()
             } else {
                 let names: Vec<&str> = done.iter().map(|s| s.source.as_str()).collect();
-                format!(
-                    "vshare: subscribed to {}. STOP to end.",
-                    names.join(", ")
-                )
+                format!("vshare: subscribed to {}. STOP to end.", names.join(", "))
             }
         }
         Keyword::Stop { source } => {
@@ -435,7 +513,10 @@ mod tests {
         let mut sm = Sm::text("+1", "2", b"SUB alice");
         assert_eq!(sm_text(&sm), "SUB alice");
         sm.data_coding = 8;
-        sm.short_message = "YES 1".encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+        sm.short_message = "YES 1"
+            .encode_utf16()
+            .flat_map(|u| u.to_be_bytes())
+            .collect();
         assert_eq!(sm_text(&sm), "YES 1");
     }
 }

@@ -247,7 +247,9 @@ impl Store {
             .connect(url)
             .await?;
         if !postgres {
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
             sqlx::query("PRAGMA busy_timeout=10000")
                 .execute(&pool)
                 .await?;
@@ -300,7 +302,9 @@ impl Store {
     ) -> Result<Subscription, StoreError> {
         let source = req.source.trim();
         if source.is_empty() || source.len() > 128 {
-            return Err(StoreError::Invalid("source must be 1 to 128 characters".into()));
+            return Err(StoreError::Invalid(
+                "source must be 1 to 128 characters".into(),
+            ));
         }
         let forms = req.channel.forms();
         let form = match &req.form {
@@ -365,9 +369,9 @@ impl Store {
             && s.state == SubState::Active
         {
             // Already active: only the form changes.
-            sqlx::query(self.sql(
-                "UPDATE proxy_subscriptions SET form = ?, updated_at = ? WHERE id = ?",
-            ))
+            sqlx::query(
+                self.sql("UPDATE proxy_subscriptions SET form = ?, updated_at = ? WHERE id = ?"),
+            )
             .bind(&form)
             .bind(now_ms)
             .bind(&id)
@@ -469,7 +473,10 @@ impl Store {
     }
 
     /// Subscriptions, optionally of one source.
-    pub async fn subscriptions(&self, source: Option<&str>) -> Result<Vec<Subscription>, StoreError> {
+    pub async fn subscriptions(
+        &self,
+        source: Option<&str>,
+    ) -> Result<Vec<Subscription>, StoreError> {
         let rows = match source {
             Some(s) => {
                 sqlx::query(self.sql(
@@ -625,6 +632,16 @@ impl Store {
         } else {
             ""
         };
+        // Rows a dead dispatcher had already handed over: maybe arrived, never sent again.
+        sqlx::query(self.sql(&format!(
+            "UPDATE proxy_notifications SET state = 'unconfirmed', attempts = attempts + 1, lease_owner = NULL, \
+             last_error = 'the dispatcher stopped after handing it over, before the answer; not sent again', updated_at = ? \
+             WHERE channel IN ({list}) AND state = 'sending' AND lease_until <= ? AND handed_over_at IS NOT NULL"
+        )))
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
         let sql = format!(
             "UPDATE proxy_notifications SET state = 'sending', lease_owner = ?, lease_until = ?, updated_at = ? \
              WHERE id IN (SELECT id FROM proxy_notifications WHERE channel IN ({list}) \
@@ -662,6 +679,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Marks rows as handed to the next hop (written to the SMSC): after a crash they are never
+    /// sent again.
+    pub async fn mark_handed_over(
+        &self,
+        owner: &str,
+        ids: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query(self.sql(
+                "UPDATE proxy_notifications SET handed_over_at = ? WHERE id = ? AND lease_owner = ?",
+            ))
+            .bind(now_ms)
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records outcomes for rows this owner holds, in one transaction. A row whose lease was
     /// taken over by another dispatcher is left alone. Receipts that came before the
     /// submit_sm_resp was recorded are applied.
@@ -679,7 +719,7 @@ impl Store {
         for (id, t) in outcomes {
             with_ids |= t.message_id.is_some();
             sqlx::query(self.sql(
-                "UPDATE proxy_notifications SET state = ?, attempts = ?, next_attempt_at = ?, smsc_message_id = COALESCE(?, smsc_message_id), last_error = ?, lease_owner = NULL, lease_until = 0, updated_at = ? WHERE id = ? AND lease_owner = ?",
+                "UPDATE proxy_notifications SET state = ?, attempts = ?, next_attempt_at = ?, smsc_message_id = COALESCE(?, smsc_message_id), last_error = ?, lease_owner = NULL, lease_until = 0, handed_over_at = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?",
             ))
             .bind(t.state.as_str())
             .bind(i64::from(t.attempts))
@@ -736,7 +776,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for (id, until) in ids {
             sqlx::query(self.sql(
-                "UPDATE proxy_notifications SET state = 'queued', next_attempt_at = ?, lease_owner = NULL, lease_until = 0, updated_at = ? WHERE id = ? AND lease_owner = ?",
+                "UPDATE proxy_notifications SET state = 'queued', next_attempt_at = ?, lease_owner = NULL, lease_until = 0, handed_over_at = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?",
             ))
             .bind(until)
             .bind(now_ms)

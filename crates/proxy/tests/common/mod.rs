@@ -1,0 +1,118 @@
+//! Helpers shared by the proxy's integration tests.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyPoolOptions;
+use vshare_attributes::{AttributeRecord, Kind};
+use vshare_proxy::dispatcher::Policy;
+use vshare_proxy::{Event, EventKind, ProxyConfig, SmppConfig};
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+pub fn record(video_id: &str) -> AttributeRecord {
+    AttributeRecord {
+        kind: Kind::Live,
+        video_id: video_id.into(),
+        url: format!("http://127.0.0.1:8080/live/{video_id}/index.m3u8"),
+        format: "ll-hls".into(),
+        codecs: "avc1.42c01e,mp4a.40.2".into(),
+        width: 640,
+        height: 360,
+        frame_rate: 30.0,
+        bitrate: 800_000,
+        size: 0,
+        duration_ms: 0,
+        audio_sample_rate: 44_100,
+        audio_channels: 2,
+        title: "test".into(),
+    }
+}
+
+pub fn live_event(video_id: &str, source: &str) -> Event {
+    Event::new(
+        EventKind::Live,
+        video_id,
+        &format!("id-{source}"),
+        Some(source),
+        vec![record(video_id)],
+    )
+}
+
+pub fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}/proxy.db?mode=rwc", dir.path().display())
+}
+
+/// A fresh database on the test PostgreSQL (`VSHARE_TEST_POSTGRES_URL`, from
+/// `scripts/postgres.sh`). Panics with a clear message when it is not set.
+pub async fn fresh_postgres() -> String {
+    let base = std::env::var("VSHARE_TEST_POSTGRES_URL").expect(
+        "VSHARE_TEST_POSTGRES_URL is not set: run `export VSHARE_TEST_POSTGRES_URL=$(scripts/postgres.sh)`",
+    );
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&base)
+        .await
+        .expect("test postgres");
+    let name = format!("vshare_proxy_test_{}", vshare_proxy::store::random_id(10));
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("create database");
+    let (prefix, _) = base.rsplit_once('/').expect("url with a database");
+    format!("{prefix}/{name}")
+}
+
+/// Fast retries for tests.
+pub fn fast_policy() -> Policy {
+    Policy {
+        max_attempts: 4,
+        backoff_initial_ms: 100,
+        backoff_max_ms: 1_000,
+        jitter: 0.2,
+        ..Policy::default()
+    }
+}
+
+pub fn config(url: &str, smsc: Option<&str>) -> ProxyConfig {
+    let mut c = ProxyConfig::new(url);
+    c.policy = fast_policy();
+    c.webhook_secret = "s3cret".into();
+    c.webhook_timeout = Duration::from_millis(500);
+    c.lease = Duration::from_secs(2);
+    c.smpp = smsc.map(|addr| SmppConfig {
+        addr: addr.into(),
+        system_id: "proxy".into(),
+        password: "pw".into(),
+        number: "+10000".into(),
+        window: 64,
+    });
+    c
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

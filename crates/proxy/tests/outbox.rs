@@ -1,0 +1,294 @@
+//! The SQL outbox on SQLite and PostgreSQL: fan-out in one transaction, idempotency, claims by
+//! two dispatchers at once, leases, early receipts.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use vshare_proxy::dispatcher::{State, Transition};
+use vshare_proxy::store::Store;
+use vshare_proxy::{Channel, NewSubscription, SubState};
+
+async fn fan_out_once(url: &str) {
+    let store = Store::open(url).await.expect("open");
+    Store::open(url)
+        .await
+        .expect("reopen runs no migration twice");
+    let sub = |source: &str, channel, address: &str| NewSubscription {
+        source: source.into(),
+        channel,
+        address: address.into(),
+        form: None,
+    };
+    store
+        .subscribe(&sub("alice", Channel::Websocket, "l1"), 1)
+        .await
+        .expect("ws");
+    // By the key id instead of the name: matches too.
+    store
+        .subscribe(&sub("id-alice", Channel::Websocket, "l2"), 1)
+        .await
+        .expect("ws id");
+    store
+        .subscribe(
+            &sub("alice", Channel::Webhook, "http://127.0.0.1:9/hook"),
+            1,
+        )
+        .await
+        .expect("webhook");
+    let pending = store
+        .subscribe(&sub("alice", Channel::Sms, "+8613800138000"), 1)
+        .await
+        .expect("sms");
+    assert_eq!(pending.state, SubState::PendingConfirmation);
+    assert_eq!(pending.code.as_ref().map(String::len), Some(6));
+    let stopped = store
+        .subscribe(&sub("alice", Channel::Websocket, "l3"), 1)
+        .await
+        .expect("l3");
+    store
+        .set_sub_state(&stopped.id, SubState::Stopped, 2)
+        .await
+        .expect("stop");
+    store
+        .subscribe(&sub("bob", Channel::Websocket, "l4"), 1)
+        .await
+        .expect("bob");
+
+    // Bad input: clear errors.
+    for bad in [
+        sub("alice", Channel::Sms, "12ab"),
+        sub("alice", Channel::Webhook, "ftp://x"),
+        sub("", Channel::Websocket, "x"),
+        sub("alice", Channel::Websocket, "has space"),
+        NewSubscription {
+            form: Some("wap-si".into()),
+            ..sub("alice", Channel::Sms, "+123456")
+        },
+    ] {
+        let e = store.subscribe(&bad, 1).await.expect_err("refused");
+        assert!(e.to_string().starts_with("invalid request"), "{e}");
+    }
+
+    let event = live_event("v1", "alice");
+    assert_eq!(store.handle_event(&event, 10).await.expect("event"), 3);
+    assert_eq!(store.handle_event(&event, 11).await.expect("again"), 0);
+    let rows = store.notifications(Some("v1"), None).await.expect("list");
+    let mut addresses: Vec<&str> = rows.iter().map(|r| r.address.as_str()).collect();
+    addresses.sort();
+    assert_eq!(addresses, ["http://127.0.0.1:9/hook", "l1", "l2"]);
+    assert!(rows.iter().all(|r| r.state == State::Queued));
+    assert_eq!(
+        store.event_records("v1.live").await.expect("records"),
+        event.records
+    );
+
+    // The SMS number confirms: active; a wrong code does nothing.
+    assert!(
+        store
+            .confirm("+8613800138000", "nope", 3)
+            .await
+            .expect("c")
+            .is_empty()
+    );
+    let code = pending.code.clone().expect("code");
+    assert_eq!(
+        store
+            .confirm("8613800138000", &code, 3)
+            .await
+            .expect("confirm")
+            .len(),
+        1
+    );
+    let ready = common::live_event("v1", "alice");
+    let ready = vshare_proxy::Event::new(
+        vshare_proxy::EventKind::Ready,
+        "v1",
+        &ready.source_id,
+        Some("alice"),
+        ready.records,
+    );
+    assert_eq!(store.handle_event(&ready, 12).await.expect("ready"), 4);
+}
+
+/// `both`: require both to have claimed rows (PostgreSQL; SQLite serialises writers and one
+/// may take everything while the other waits on the lock).
+async fn two_dispatchers_claim_disjoint(url: &str, both: bool) {
+    let a = Store::open(url).await.expect("open a");
+    let b = Store::open(url).await.expect("open b");
+    let n = 2000;
+    let listeners: Vec<String> = (0..n).map(|i| format!("l{i}")).collect();
+    a.bulk_active("alice", Channel::Websocket, "json", &listeners, 1)
+        .await
+        .expect("bulk");
+    assert_eq!(
+        a.handle_event(&live_event("v2", "alice"), 5)
+            .await
+            .expect("event"),
+        n as u64
+    );
+    let run = |store: Store, owner: &'static str| async move {
+        let mut got = Vec::new();
+        loop {
+            let rows = store
+                .claim(&[Channel::Websocket], owner, 100, 60_000, 37)
+                .await
+                .expect("claim");
+            if rows.is_empty() {
+                break;
+            }
+            let done: Vec<(String, Transition)> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.id.clone(),
+                        Transition {
+                            state: State::Sent,
+                            attempts: 1,
+                            next_attempt_at_ms: 100,
+                            message_id: None,
+                            error: None,
+                        },
+                    )
+                })
+                .collect();
+            store.record(owner, &done, 100).await.expect("record");
+            got.extend(rows.into_iter().map(|r| r.id));
+        }
+        got
+    };
+    let (ga, gb) = tokio::join!(
+        tokio::spawn(run(a.clone(), "a")),
+        tokio::spawn(run(b.clone(), "b"))
+    );
+    let (ga, gb) = (ga.expect("a"), gb.expect("b"));
+    let sa: HashSet<_> = ga.iter().collect();
+    let sb: HashSet<_> = gb.iter().collect();
+    assert_eq!(sa.len(), ga.len(), "a claimed a row twice");
+    assert_eq!(sb.len(), gb.len(), "b claimed a row twice");
+    assert!(sa.is_disjoint(&sb), "a row was claimed by both");
+    assert_eq!(ga.len() + gb.len(), n);
+    assert!(
+        !both || (!ga.is_empty() && !gb.is_empty()),
+        "both dispatchers took part: {} / {}",
+        ga.len(),
+        gb.len()
+    );
+    assert_eq!(
+        a.state_counts().await.expect("counts"),
+        vec![("sent".to_string(), n as i64)]
+    );
+}
+
+async fn leases_and_receipts(url: &str) {
+    let s = Store::open(url).await.expect("open");
+    s.bulk_active(
+        "carol",
+        Channel::Sms,
+        "text",
+        &["+111".into(), "+222".into()],
+        1,
+    )
+    .await
+    .expect("bulk");
+    s.handle_event(&live_event("v3", "carol"), 1)
+        .await
+        .expect("event");
+    let first = s
+        .claim(&[Channel::Sms], "dead", 10, 100, 10)
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 2);
+    // Before the lease ends nobody else gets them.
+    assert!(
+        s.claim(&[Channel::Sms], "x", 50, 100, 10)
+            .await
+            .expect("c")
+            .is_empty()
+    );
+    // One was handed to the SMSC before its dispatcher died: unconfirmed, not sent again.
+    s.mark_handed_over("dead", &[first[0].id.clone()], 20)
+        .await
+        .expect("mark");
+    let again = s
+        .claim(&[Channel::Sms], "live", 200, 100, 10)
+        .await
+        .expect("reclaim");
+    assert_eq!(
+        again.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        vec![&first[1].id]
+    );
+    let all = s.notifications(Some("v3"), None).await.expect("list");
+    let handed = all.iter().find(|r| r.id == first[0].id).expect("row");
+    assert_eq!(handed.state, State::Unconfirmed);
+    // The dead dispatcher's late record is ignored (it no longer holds the lease).
+    let sent = |id: &str| {
+        (
+            id.to_string(),
+            Transition {
+                state: State::Sent,
+                attempts: 1,
+                next_attempt_at_ms: 0,
+                message_id: Some("00000042".into()),
+                error: None,
+            },
+        )
+    };
+    s.record("dead", &[sent(&first[1].id)], 210)
+        .await
+        .expect("stale");
+    let row = |id: String| {
+        let s = s.clone();
+        async move {
+            s.notifications(Some("v3"), None)
+                .await
+                .expect("list")
+                .into_iter()
+                .find(|r| r.id == id)
+                .expect("row")
+        }
+    };
+    assert_eq!(row(first[1].id.clone()).await.state, State::Sending);
+    // The receipt comes before the submit_sm_resp is recorded; it is applied on record.
+    s.receipt("00000042", true, 215).await.expect("receipt");
+    s.record("live", &[sent(&first[1].id)], 220)
+        .await
+        .expect("record");
+    let r = row(first[1].id.clone()).await;
+    assert_eq!(r.state, State::Delivered);
+    assert_eq!(r.smsc_message_id.as_deref(), Some("00000042"));
+}
+
+#[tokio::test]
+async fn sqlite_fan_out_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    fan_out_once(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_dispatchers_claim_disjoint() {
+    let dir = tempfile::tempdir().expect("tmp");
+    two_dispatchers_claim_disjoint(&sqlite_url(&dir), false).await;
+}
+
+#[tokio::test]
+async fn sqlite_leases_and_receipts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    leases_and_receipts(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_fan_out_once() {
+    fan_out_once(&fresh_postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_dispatchers_claim_disjoint() {
+    two_dispatchers_claim_disjoint(&fresh_postgres().await, true).await;
+}
+
+#[tokio::test]
+async fn postgres_leases_and_receipts() {
+    leases_and_receipts(&fresh_postgres().await).await;
+}
