@@ -1,0 +1,390 @@
+//! SMS and WAP Push subscribers through the development SMSC (`vshare smsc`'s code, in
+//! process): fan-out with delivery receipts, an SMSC outage, throttling, double opt-in by MO
+//! SMS, and kill -9 of a dispatcher in the middle of a fan-out.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use vshare_messaging::compose::{As, compose};
+use vshare_messaging::smpp_client::{Client, ClientOptions};
+use vshare_messaging::smsc::{Smsc, SmscOptions};
+use vshare_proxy::dispatcher::State;
+use vshare_proxy::{Channel, Proxy, SubState};
+use vshare_smpp::BindKind;
+use vshare_smpp::pdu::Sm;
+use vshare_sms::split::ConcatRef;
+
+fn parts(form: As) -> usize {
+    compose(&[record("v1")], form, ConcatRef::Sixteen(1), 1)
+        .expect("compose")
+        .parts
+        .len()
+}
+
+async fn receiver(addr: &str, number: &str, kind: BindKind) -> Client {
+    let mut o = ClientOptions::new(addr, kind, number, "pw");
+    o.address_range = number.trim_start_matches('+').into();
+    Client::connect(&o).await.expect("bind subscriber")
+}
+
+async fn drain(c: &mut Client, quiet: Duration) -> Vec<Sm> {
+    let mut got = Vec::new();
+    while let Some(sm) = c.recv(Some(Instant::now() + quiet)).await.expect("recv") {
+        got.push(sm);
+    }
+    got
+}
+
+async fn states(proxy: &Proxy, video: &str) -> Vec<State> {
+    proxy
+        .store
+        .notifications(Some(video), None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.state)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_to_bound_phones_is_delivered_once_per_receipt() {
+    init_tracing();
+    let (smsc_addr, _h) = Smsc::new(SmscOptions::default())
+        .spawn("127.0.0.1:0")
+        .await
+        .expect("smsc");
+    let addr = smsc_addr.to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let proxy = Proxy::open(config(&sqlite_url(&dir), Some(&addr)))
+        .await
+        .expect("proxy");
+    let numbers: Vec<String> = (0..12).map(|i| format!("+8613800{i:04}")).collect();
+    let mut phones = Vec::new();
+    for n in &numbers {
+        phones.push(receiver(&addr, n, BindKind::Receiver).await);
+    }
+    proxy
+        .store
+        .bulk_active("alice", Channel::Sms, "text", &numbers[..6], 1)
+        .await
+        .expect("text subs");
+    proxy
+        .store
+        .bulk_active("alice", Channel::Wap, "wap-si", &numbers[6..], 1)
+        .await
+        .expect("wap subs");
+    let _tasks = proxy.spawn();
+    assert_eq!(
+        proxy
+            .handle_event(&live_event("v1", "alice"))
+            .await
+            .expect("event"),
+        12
+    );
+    assert_eq!(
+        proxy
+            .handle_event(&live_event("v1", "alice"))
+            .await
+            .expect("again"),
+        0
+    );
+    // Every phone reads at once (a phone that does not answer deliver_sm gets it again).
+    let readers: Vec<_> = phones
+        .into_iter()
+        .map(|mut p| tokio::spawn(async move { drain(&mut p, Duration::from_millis(1500)).await }))
+        .collect();
+    for (i, r) in readers.into_iter().enumerate() {
+        let got = r.await.expect("reader");
+        let (form, want) = if i < 6 {
+            (As::Text, parts(As::Text))
+        } else {
+            (As::WapSi, parts(As::WapSi))
+        };
+        assert_eq!(got.len(), want, "phone {i}: parts of {form:?} received");
+        // The target side decodes the record from what arrived.
+        let mut texts = String::new();
+        for sm in &got {
+            texts.push_str(&String::from_utf8_lossy(&sm.short_message));
+        }
+        assert!(
+            texts.contains("/live/v1/index.m3u8") || form == As::WapSi,
+            "phone {i}: {texts:?}"
+        );
+    }
+    wait_until(Duration::from_secs(10), "receipts", || async {
+        states(&proxy, "v1")
+            .await
+            .iter()
+            .all(|s| *s == State::Delivered)
+    })
+    .await;
+    let rows = proxy
+        .store
+        .notifications(Some("v1"), None)
+        .await
+        .expect("rows");
+    assert!(
+        rows.iter()
+            .all(|r| r.smsc_message_id.is_some() && r.attempts == 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smsc_down_for_10_s_then_every_message_goes_once() {
+    init_tracing();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().expect("tmp");
+    let proxy = Proxy::open(config(&sqlite_url(&dir), Some(&addr)))
+        .await
+        .expect("proxy");
+    let numbers: Vec<String> = (0..50).map(|i| format!("+4479{i:05}")).collect();
+    proxy
+        .store
+        .bulk_active("alice", Channel::Sms, "text", &numbers, 1)
+        .await
+        .expect("subs");
+    let _tasks = proxy.spawn();
+    proxy
+        .handle_event(&live_event("v1", "alice"))
+        .await
+        .expect("event");
+    // The outage (10 s here; the 2 minutes behave the same, with more waiting).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        states(&proxy, "v1")
+            .await
+            .iter()
+            .all(|s| *s == State::Queued || *s == State::Sending)
+    );
+    let smsc = Smsc::new(SmscOptions::default());
+    let (_a, _h) = smsc.clone().spawn(&addr).await.expect("smsc back");
+    wait_until(Duration::from_secs(15), "all sent", || async {
+        states(&proxy, "v1").await.iter().all(|s| *s == State::Sent)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rows = proxy
+        .store
+        .notifications(Some("v1"), None)
+        .await
+        .expect("rows");
+    assert!(
+        rows.iter().all(|r| r.attempts == 1),
+        "waiting spent no attempts"
+    );
+    assert_eq!(
+        smsc.stats().stored,
+        50 * parts(As::Text),
+        "each number got one message"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smsc_throttling_backs_off_and_keeps_going() {
+    init_tracing();
+    let smsc = Smsc::new(SmscOptions {
+        throttle_every: Some(3),
+        ..SmscOptions::default()
+    });
+    let (smsc_addr, _h) = smsc.clone().spawn("127.0.0.1:0").await.expect("smsc");
+    let dir = tempfile::tempdir().expect("tmp");
+    let proxy = Proxy::open(config(&sqlite_url(&dir), Some(&smsc_addr.to_string())))
+        .await
+        .expect("proxy");
+    let numbers: Vec<String> = (0..120).map(|i| format!("+3361{i:05}")).collect();
+    proxy
+        .store
+        .bulk_active("alice", Channel::Sms, "text", &numbers, 1)
+        .await
+        .expect("subs");
+    let _tasks = proxy.spawn();
+    proxy
+        .handle_event(&live_event("v1", "alice"))
+        .await
+        .expect("event");
+    wait_until(
+        Duration::from_secs(30),
+        "all sent despite throttling",
+        || async { states(&proxy, "v1").await.iter().all(|s| *s == State::Sent) },
+    )
+    .await;
+    let s = smsc.stats();
+    assert_eq!(
+        s.stored,
+        120 * parts(As::Text),
+        "each number got one message"
+    );
+    assert!(
+        s.submitted > s.stored as u64,
+        "some submits were throttled and retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_confirm_and_stop_by_mo_sms() {
+    init_tracing();
+    let (smsc_addr, _h) = Smsc::new(SmscOptions::default())
+        .spawn("127.0.0.1:0")
+        .await
+        .expect("smsc");
+    let addr = smsc_addr.to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let proxy = Proxy::open(config(&sqlite_url(&dir), Some(&addr)))
+        .await
+        .expect("proxy")
+        .with_source_check(std::sync::Arc::new(|s: String| {
+            Box::pin(async move { Ok(s == "alice") })
+        }));
+    let _tasks = proxy.spawn();
+    let mut phone = receiver(&addr, "+555123", BindKind::Transceiver).await;
+    let say = async |phone: &mut Client, text: &str| -> String {
+        let r = phone
+            .submit_many(vec![Sm::text("+555123", "+10000", text.as_bytes())])
+            .await
+            .expect("submit");
+        assert!(r[0].is_ok(), "{r:?}");
+        let got = drain(phone, Duration::from_millis(1500)).await;
+        assert_eq!(got.len(), 1, "one reply to {text:?}");
+        String::from_utf8_lossy(&got[0].short_message).into_owned()
+    };
+    let reply = say(&mut phone, "SUB nobody").await;
+    assert!(reply.contains("no source named nobody"), "{reply}");
+    let reply = say(&mut phone, "SUB alice").await;
+    let code: String = reply
+        .split_whitespace()
+        .find(|w| w.len() == 6 && w.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no code in {reply:?}"))
+        .into();
+    let subs = proxy.store.by_number("+555123").await.expect("subs");
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].state, SubState::PendingConfirmation);
+    // Not confirmed: no notification.
+    assert_eq!(
+        proxy
+            .handle_event(&live_event("v0", "alice"))
+            .await
+            .expect("e"),
+        0
+    );
+    let reply = say(&mut phone, "YES 000000").await;
+    assert!(reply.contains("matches no pending"), "{reply}");
+    let reply = say(&mut phone, &format!("yes {code}")).await;
+    assert!(reply.contains("subscribed to alice"), "{reply}");
+    assert_eq!(
+        proxy
+            .handle_event(&live_event("v1", "alice"))
+            .await
+            .expect("e"),
+        1
+    );
+    let got = drain(&mut phone, Duration::from_millis(2000)).await;
+    assert_eq!(got.len(), parts(As::Text));
+    let text: String = got
+        .iter()
+        .map(|sm| String::from_utf8_lossy(sm.payload()).into_owned())
+        .collect();
+    assert!(text.contains("/live/v1/index.m3u8"), "{text}");
+    let reply = say(&mut phone, "STOP").await;
+    assert!(reply.contains("1 subscription(s) stopped"), "{reply}");
+    assert_eq!(
+        proxy
+            .handle_event(&live_event("v2", "alice"))
+            .await
+            .expect("e"),
+        0
+    );
+}
+
+/// The dispatcher of `kill_9_mid_fan_out…`, run in a child process (this test binary again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_dispatcher() {
+    let (Ok(db), Ok(smsc)) = (
+        std::env::var("VSHARE_PROXY_CHILD_DB"),
+        std::env::var("VSHARE_PROXY_CHILD_SMSC"),
+    ) else {
+        return; // Not a child: nothing to do.
+    };
+    let mut c = config(&db, Some(&smsc));
+    c.batch = 200;
+    let proxy = Proxy::open(c).await.expect("child proxy");
+    let _tasks = proxy.spawn();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+fn spawn_child(db: &str, smsc: &str) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().expect("exe"))
+        .args(["child_dispatcher", "--exact", "--nocapture"])
+        .env("VSHARE_PROXY_CHILD_DB", db)
+        .env("VSHARE_PROXY_CHILD_SMSC", smsc)
+        .spawn()
+        .expect("spawn child dispatcher")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_fan_out_then_every_subscriber_gets_exactly_one() {
+    init_tracing();
+    let smsc = Smsc::new(SmscOptions::default());
+    let (smsc_addr, _h) = smsc.clone().spawn("127.0.0.1:0").await.expect("smsc");
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = sqlite_url(&dir);
+    let proxy = Proxy::open(config(&url, None)).await.expect("proxy");
+    let n = 3000;
+    let numbers: Vec<String> = (0..n).map(|i| format!("+8613{i:07}")).collect();
+    proxy
+        .store
+        .bulk_active("alice", Channel::Sms, "text", &numbers, 1)
+        .await
+        .expect("subs");
+    proxy
+        .handle_event(&live_event("v1", "alice"))
+        .await
+        .expect("event");
+    let per = parts(As::Text);
+    let mut child = spawn_child(&url, &smsc_addr.to_string());
+    let t0 = Instant::now();
+    while smsc.stats().stored < 700 * per {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the child never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().expect("kill -9"); // SIGKILL on Unix
+    child.wait().expect("reap");
+    let at_kill = smsc.stats().stored;
+    assert!(
+        at_kill < n * per,
+        "killed in the middle ({at_kill} of {})",
+        n * per
+    );
+    let mut child = spawn_child(&url, &smsc_addr.to_string());
+    wait_until(Duration::from_secs(60), "the fan-out to finish", || async {
+        states(&proxy, "v1").await.iter().all(|s| s.is_final())
+    })
+    .await;
+    child.kill().expect("kill second child");
+    child.wait().expect("reap");
+    let st = states(&proxy, "v1").await;
+    let unconfirmed = st.iter().filter(|s| **s == State::Unconfirmed).count();
+    assert_eq!(
+        st.iter().filter(|s| **s == State::Sent).count() + unconfirmed,
+        n,
+        "{:?}",
+        proxy.store.state_counts().await
+    );
+    assert_eq!(
+        smsc.stats().stored,
+        n * per,
+        "exactly one message per subscriber"
+    );
+    eprintln!(
+        "killed at {at_kill} messages; {unconfirmed} row(s) ended unconfirmed (handed over, not resent)"
+    );
+}
