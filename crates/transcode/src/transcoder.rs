@@ -391,6 +391,37 @@ fn emit_audio(rungs: &mut [Rung], slot: usize, pkts: Vec<Packet>, out: &mut Outp
     }
 }
 
+/// One rung's share of a picture, handed to a scoped thread.
+struct RungJob<'a> {
+    index: usize,
+    rung: &'a mut Rung,
+    picture: &'a ff::frame::Video,
+}
+
+// SAFETY: the rung's FFmpeg contexts (scaler, encoder) are used by exactly one thread at a time:
+// the job moves the only `&mut Rung` into its thread and the scope joins before the caller uses
+// the rung again. The decoded picture is only read (sws_scale reads its planes) while every
+// job runs, and the decoder does not touch it until the scope has ended.
+unsafe impl Send for RungJob<'_> {}
+
+impl RungJob<'_> {
+    fn run(self, pts: i64, key: bool, fps: f64) -> Output {
+        let mut out = Vec::new();
+        let RungJob {
+            index,
+            rung,
+            picture,
+        } = self;
+        if let Err(e) = video_to_rung(index, rung, picture, pts, key, fps, &mut out) {
+            rung.fail(index, e.to_string());
+            rung.release_audio(index, &mut out);
+        }
+        out
+    }
+}
+
+/// Scales and encodes one decoded picture in every live rung. With more than one, each rung
+/// works on its own scoped thread (the two cores share the rungs; output stays in rung order).
 fn video_to_rungs(
     rungs: &mut [Rung],
     pic: &ff::frame::Video,
@@ -399,14 +430,34 @@ fn video_to_rungs(
     fps: f64,
     out: &mut Output,
 ) {
-    for (i, r) in rungs.iter_mut().enumerate() {
-        if r.failed.is_some() {
-            continue;
+    let jobs: Vec<RungJob<'_>> = rungs
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, r)| r.failed.is_none())
+        .map(|(index, rung)| RungJob {
+            index,
+            rung,
+            picture: pic,
+        })
+        .collect();
+    if jobs.len() <= 1 {
+        for job in jobs {
+            out.extend(job.run(pts, key, fps));
         }
-        if let Err(e) = video_to_rung(i, r, pic, pts, key, fps, out) {
-            r.fail(i, e.to_string());
-            r.release_audio(i, out);
-        }
+        return;
+    }
+    let results: Vec<Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|job| scope.spawn(move || job.run(pts, key, fps)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for r in results {
+        out.extend(r);
     }
 }
 
