@@ -109,15 +109,18 @@ async fn create_subscription(
             "web push is not dispatched yet".into(),
         ));
     }
+    let smpp = api.proxy.config.smpp.clone();
+    if matches!(req.channel, Channel::Sms | Channel::Wap) && smpp.is_none() {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no SMSC configured to send the confirmation code".into(),
+        ));
+    }
     let sub = api.proxy.store.subscribe(&req, now_ms()).await?;
-    if sub.state == SubState::PendingConfirmation {
+    if sub.state == SubState::PendingConfirmation
+        && let Some(smpp) = smpp
+    {
         let code = sub.code.clone().unwrap_or_default();
-        let Some(smpp) = api.proxy.config.smpp.clone() else {
-            return Err(ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no SMSC configured to send the confirmation code".into(),
-            ));
-        };
         let text = format!(
             "vshare: reply YES {code} to get {}'s videos by SMS.",
             sub.source
