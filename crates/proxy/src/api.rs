@@ -110,6 +110,9 @@ async fn create_subscription(
         ));
     }
     let smpp = api.proxy.config.smpp.clone();
+    if matches!(req.channel, Channel::Sms | Channel::Wap) {
+        crate::store::normalize_number(&req.address)?;
+    }
     if matches!(req.channel, Channel::Sms | Channel::Wap) && smpp.is_none() {
         return Err(ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
