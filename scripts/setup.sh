@@ -44,3 +44,9 @@ if [ "$rustc_minor" -lt 95 ]; then
   echo "setup: Rust $(rustc --version) is too old; vshare needs 1.95 or newer (rustup update)" >&2
   exit 1
 fi
+
+# An independent S3 server for the object-storage test (about 150 s to build once).
+if [ "$want_test" = 1 ] && ! command -v s3s-fs >/dev/null 2>&1; then
+  echo "setup: installing s3s-fs"
+  cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+fi

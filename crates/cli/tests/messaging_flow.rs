@@ -11,7 +11,11 @@ fn run_script(name: &str) {
         .env("VSHARE", env!("CARGO_BIN_EXE_vshare"))
         .output()
         .expect("bash");
-    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{name} failed:\n{text}");
 }
 

@@ -33,6 +33,10 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(data, extra, &[])
+    }
+
+    pub fn start_with_env(data: &Path, extra: &[&str], envs: &[(&str, String)]) -> Server {
         let mut child = vshare()
             .args([
                 "serve",
@@ -44,6 +48,7 @@ impl Server {
             ])
             .arg(data)
             .args(extra)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
             .env("VSHARE_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
