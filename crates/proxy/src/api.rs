@@ -5,7 +5,8 @@
 //! - `POST /api/v1/subscriptions/{id}/confirm` `{"code"}` → the active Subscription;
 //! - `GET /api/v1/subscriptions?source=…`, `DELETE /api/v1/subscriptions/{id}` → 204;
 //! - `GET /api/v1/notifications?video=…|source=…` → who got what, in which state;
-//! - `GET /api/v1/listen?id=…[&source=…]` (WebSocket) and `GET /api/v1/listen/sse?id=…`.
+//! - `GET /api/v1/listen?id=…[&source=…]` (WebSocket) and `GET /api/v1/listen/sse?id=…`;
+//! - `GET /api/v1/webpush/key` → `{"public_key"}` (VAPID, for `applicationServerKey`).
 //!
 //! Lists that show addresses need `Authorization: Bearer <admin token>` when one is set.
 
@@ -64,6 +65,7 @@ pub fn router(proxy: Proxy, admin_token: Option<String>) -> Router {
         .route("/api/v1/notifications", get(list_notifications))
         .route("/api/v1/listen", get(listen_ws))
         .route("/api/v1/listen/sse", get(listen_sse))
+        .route("/api/v1/webpush/key", get(vapid_key))
         .with_state(Api { proxy, admin_token })
 }
 
@@ -103,10 +105,10 @@ async fn create_subscription(
             format!("no source {:?}", req.source),
         ));
     }
-    if req.channel == Channel::Webpush {
+    if req.channel == Channel::Webpush && api.proxy.config.vapid.is_none() {
         return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "web push is not dispatched yet".into(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no VAPID key configured for web push".into(),
         ));
     }
     let smpp = api.proxy.config.smpp.clone();
@@ -331,4 +333,17 @@ async fn listen_sse(
         ))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The VAPID public key for `PushManager.subscribe({applicationServerKey})`.
+async fn vapid_key(State(api): State<Api>) -> ApiResult<impl IntoResponse> {
+    let vapid = api.proxy.config.vapid.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "no VAPID key configured for web push".into(),
+        )
+    })?;
+    Ok(Json(
+        serde_json::json!({ "public_key": vapid.public_key() }),
+    ))
 }

@@ -102,7 +102,7 @@ impl Hub {
     }
 }
 
-async fn message(proxy: &Proxy, row: &Claimed) -> anyhow::Result<String> {
+pub(crate) async fn message(proxy: &Proxy, row: &Claimed) -> anyhow::Result<String> {
     let records = proxy.records(&row.event_id).await?;
     Ok(serde_json::to_string(&Message {
         notification: row.id.clone(),

@@ -12,17 +12,19 @@
 //! - [`dispatcher`]: the sans-IO state machine (retry, backoff, dead, expiry, rate limits,
 //!   quiet hours); time is an argument.
 //! - [`store`]: the outbox in SQL (SQLite or PostgreSQL), claims safe for several processes.
-//! - [`sms`], [`ip`]: thin tokio adapters per channel; [`api`]: the axum router.
+//! - [`sms`], [`ip`], [`webpush`]: thin tokio adapters per channel; [`api`]: the axum router.
 //!
 //! Wiring, in `vshare serve`: `let proxy = Proxy::open(config).await?; proxy.spawn();`
 //! merge [`Proxy::router`] into the HTTP router, and call [`Proxy::handle_event`] when a
 //! stream goes live and when its VOD is ready.
 
 pub mod api;
+pub mod client;
 pub mod dispatcher;
 pub mod ip;
 pub mod sms;
 pub mod store;
+pub mod webpush;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -71,6 +73,8 @@ pub struct ProxyConfig {
     pub webhook_concurrency: usize,
     /// Names this dispatcher's leases; unique per process.
     pub owner: String,
+    /// The VAPID key for Web Push; without it web push subscriptions are refused.
+    pub vapid: Option<webpush::Vapid>,
 }
 
 impl ProxyConfig {
@@ -86,6 +90,7 @@ impl ProxyConfig {
             batch: 1000,
             webhook_concurrency: 256,
             owner: format!("{}-{}", std::process::id(), store::random_id(6)),
+            vapid: None,
         }
     }
 }
@@ -158,6 +163,7 @@ impl Proxy {
         let mut tasks = vec![
             tokio::spawn(ip::run_webhooks(self.clone())),
             tokio::spawn(ip::run_listeners(self.clone())),
+            tokio::spawn(webpush::run(self.clone())),
         ];
         if self.config.smpp.is_some() {
             tasks.push(tokio::spawn(sms::run_dispatcher(self.clone())));

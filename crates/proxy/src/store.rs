@@ -29,7 +29,7 @@ pub enum Channel {
     Webhook,
     /// A WebSocket or SSE listener connected to the proxy (the direct-IP path).
     Websocket,
-    /// Web Push (RFC 8030); not dispatched yet.
+    /// Web Push (RFC 8030/8291/8292).
     Webpush,
 }
 
@@ -347,14 +347,8 @@ impl Store {
                 (a.to_string(), SubState::Active, None)
             }
             Channel::Webpush => {
-                let v: serde_json::Value = serde_json::from_str(&req.address).map_err(|e| {
-                    StoreError::Invalid(format!("webpush address is not subscription JSON: {e}"))
-                })?;
-                if v.get("endpoint").and_then(|e| e.as_str()).is_none() {
-                    return Err(StoreError::Invalid(
-                        "webpush subscription has no endpoint".into(),
-                    ));
-                }
+                crate::webpush::parse_subscription(&req.address)
+                    .map_err(|e| StoreError::Invalid(format!("{e:#}")))?;
                 (req.address.clone(), SubState::Active, None)
             }
         };
@@ -583,7 +577,7 @@ impl Store {
         let r = sqlx::query(self.sql(
             "INSERT INTO proxy_notifications (id, event_id, subscription_id, video_id, source, channel, address, form, state, attempts, next_attempt_at, lease_until, created_at, updated_at) \
              SELECT CAST(? AS TEXT) || ':' || s.id, CAST(? AS TEXT), s.id, CAST(? AS TEXT), s.source, s.channel, s.address, s.form, 'queued', 0, CAST(? AS BIGINT), 0, CAST(? AS BIGINT), CAST(? AS BIGINT) \
-             FROM proxy_subscriptions s WHERE s.state = 'active' AND s.channel <> 'webpush' AND (s.source = ? OR s.source = ?) \
+             FROM proxy_subscriptions s WHERE s.state = 'active' AND (s.source = ? OR s.source = ?) \
              ON CONFLICT (id) DO NOTHING",
         ))
         .bind(&event.id)

@@ -1,0 +1,222 @@
+//! Web Push subscribers (RFC 8030 push, RFC 8291 message encryption, RFC 8292 VAPID) through
+//! `web-push-native` (pure Rust crypto; the request is sent with our rustls reqwest).
+//!
+//! A subscription's address is the browser's `PushSubscription.toJSON()`:
+//! `{"endpoint": "https://…", "keys": {"p256dh": "<base64url>", "auth": "<base64url>"}}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tokio::sync::Semaphore;
+use web_push_native::jwt_simple::algorithms::{ECDSAP256KeyPairLike, ES256KeyPair};
+use web_push_native::{Auth, WebPushBuilder, p256};
+
+use crate::Proxy;
+use crate::dispatcher::Outcome;
+use crate::store::{Channel, Claimed};
+
+/// The application server's VAPID key pair (RFC 8292 §3).
+#[derive(Clone)]
+pub struct Vapid {
+    key: Arc<ES256KeyPair>,
+    /// `mailto:` or `https:` contact (RFC 8292 §2.1 `sub`).
+    pub contact: String,
+}
+
+impl std::fmt::Debug for Vapid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vapid")
+            .field("public_key", &self.public_key())
+            .field("contact", &self.contact)
+            .finish()
+    }
+}
+
+impl Vapid {
+    /// From the private key as base64url of its 32-byte scalar.
+    pub fn from_private(b64: &str, contact: &str) -> anyhow::Result<Vapid> {
+        let raw = URL_SAFE_NO_PAD
+            .decode(b64.trim().trim_end_matches('='))
+            .map_err(|e| anyhow::anyhow!("VAPID private key is not base64url: {e}"))?;
+        let key = ES256KeyPair::from_bytes(&raw)
+            .map_err(|e| anyhow::anyhow!("VAPID private key: {e}"))?;
+        Ok(Vapid {
+            key: Arc::new(key),
+            contact: contact.into(),
+        })
+    }
+
+    /// A new key pair; returns it and its private key (base64url) to store in the config.
+    pub fn generate(contact: &str) -> (Vapid, String) {
+        let key = ES256KeyPair::generate();
+        let private = URL_SAFE_NO_PAD.encode(key.to_bytes());
+        (
+            Vapid {
+                key: Arc::new(key),
+                contact: contact.into(),
+            },
+            private,
+        )
+    }
+
+    /// The public key as browsers take it for `applicationServerKey`: base64url of the
+    /// uncompressed P-256 point (65 octets).
+    pub fn public_key(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.key.key_pair().public_key().to_bytes_uncompressed())
+    }
+}
+
+/// A parsed `PushSubscription`.
+#[derive(Debug, Clone)]
+pub struct PushTarget {
+    pub endpoint: http::Uri,
+    pub p256dh: p256::PublicKey,
+    pub auth: Auth,
+}
+
+/// Parses and checks a `PushSubscription` JSON (RFC 8291 §3.2: `p256dh` an uncompressed P-256
+/// point, `auth` 16 octets).
+pub fn parse_subscription(json: &str) -> anyhow::Result<PushTarget> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| anyhow::anyhow!("push subscription is not JSON: {e}"))?;
+    let s = |path: &[&str]| -> anyhow::Result<String> {
+        let mut cur = &v;
+        for p in path {
+            cur = cur
+                .get(p)
+                .ok_or_else(|| anyhow::anyhow!("push subscription has no {}", path.join(".")))?;
+        }
+        cur.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("push subscription {} is not a string", path.join(".")))
+    };
+    let endpoint: http::Uri = s(&["endpoint"])?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("push endpoint: {e}"))?;
+    if !matches!(endpoint.scheme_str(), Some("https" | "http")) {
+        anyhow::bail!("push endpoint must be an http(s) URL");
+    }
+    let b64 = |name: &str| -> anyhow::Result<Vec<u8>> {
+        URL_SAFE_NO_PAD
+            .decode(s(&["keys", name])?.trim_end_matches('='))
+            .map_err(|e| anyhow::anyhow!("push subscription keys.{name} is not base64url: {e}"))
+    };
+    let p256dh = p256::PublicKey::from_sec1_bytes(&b64("p256dh")?)
+        .map_err(|_| anyhow::anyhow!("push subscription keys.p256dh is not a P-256 point"))?;
+    let auth = b64("auth")?;
+    if auth.len() != 16 {
+        anyhow::bail!(
+            "push subscription keys.auth is {} octets, not 16",
+            auth.len()
+        );
+    }
+    Ok(PushTarget {
+        endpoint,
+        p256dh,
+        auth: Auth::clone_from_slice(&auth),
+    })
+}
+
+/// Pushes Web Push rows, each on its own task, until the runtime stops.
+pub async fn run(proxy: Proxy) {
+    let Some(vapid) = proxy.config.vapid.clone() else {
+        return;
+    };
+    let client = match reqwest::Client::builder()
+        .timeout(proxy.config.webhook_timeout)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("web push client: {e}");
+            return;
+        }
+    };
+    let permits = Arc::new(Semaphore::new(proxy.config.webhook_concurrency.max(1)));
+    loop {
+        let free = permits.available_permits() as i64;
+        if free == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let rows = match proxy
+            .claim_and_plan(&[Channel::Webpush], free.min(proxy.config.batch))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("web push outbox claim: {e:#}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if rows.is_empty() {
+            proxy.idle(Duration::from_millis(500)).await;
+            continue;
+        }
+        for row in rows {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let (proxy, client, vapid) = (proxy.clone(), client.clone(), vapid.clone());
+            tokio::spawn(async move {
+                let outcome = push(&proxy, &client, &vapid, &row).await;
+                if let Err(e) = proxy.finish(vec![(row, outcome)]).await {
+                    tracing::warn!("web push outbox record: {e:#}");
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn push(proxy: &Proxy, client: &reqwest::Client, vapid: &Vapid, row: &Claimed) -> Outcome {
+    let built = async {
+        let target = parse_subscription(&row.address)?;
+        let body = crate::ip::message(proxy, row).await?;
+        let req = WebPushBuilder::new(target.endpoint, target.p256dh, target.auth)
+            .with_valid_duration(Duration::from_secs(12 * 3600))
+            .with_vapid(&vapid.key, &vapid.contact)
+            .build(body.into_bytes())
+            .map_err(|e| anyhow::anyhow!("web push: {e}"))?;
+        anyhow::Ok(req)
+    }
+    .await;
+    let req = match built {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome::Permanent {
+                error: format!("{e:#}"),
+            };
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let mut r = client.post(parts.uri.to_string()).body(body);
+    for (name, value) in &parts.headers {
+        r = r.header(name.as_str(), value.as_bytes());
+    }
+    match r.send().await {
+        // RFC 8030 §5: 201 Created; a push service may answer 200/202 too.
+        Ok(resp) if resp.status().is_success() => Outcome::Accepted { message_id: None },
+        // §6.2, §7.3: the subscription is gone.
+        Ok(resp) if matches!(resp.status().as_u16(), 404 | 410) => Outcome::Permanent {
+            error: format!(
+                "push service: HTTP {} (subscription expired)",
+                resp.status()
+            ),
+        },
+        Ok(resp) if resp.status().is_server_error() || resp.status().as_u16() == 429 => {
+            Outcome::Transient {
+                error: format!("push service: HTTP {}", resp.status()),
+            }
+        }
+        Ok(resp) => Outcome::Permanent {
+            error: format!("push service: HTTP {}", resp.status()),
+        },
+        Err(e) => Outcome::Transient {
+            error: format!("push service: {e}"),
+        },
+    }
+}
