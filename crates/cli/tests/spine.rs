@@ -174,11 +174,17 @@ fn ffmpeg_rtmp_to_ll_hls_and_vod_with_measured_attributes() {
         "only {checked_parts} parts, {checked_segments} segments listed"
     );
 
+    // A plain HLS client opens the live playlist.
+    let probe = ffprobe(&live_url);
+    assert_eq!(stream_of(&probe, "video")["width"].as_u64(), Some(640));
+
     // The recording is playable while it grows.
     let vod_playlist = format!("{}/vod/{id}/index.m3u8", server.http);
     let (status, body) = http_get(&vod_playlist);
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains("#EXT-X-PLAYLIST-TYPE:EVENT"));
+    let probe = ffprobe(&vod_playlist);
+    assert_eq!(stream_of(&probe, "audio")["sample_rate"], "44100");
 
     // Stop: the VOD is ready, the live playlist ends.
     let status = publisher.wait().expect("ffmpeg");
