@@ -95,6 +95,16 @@ impl ProxyConfig {
     }
 }
 
+/// Where the SMS dispatcher spends its time (µs, summed), for benchmarks.
+#[derive(Debug, Default)]
+pub struct SmsTimings {
+    pub claim_us: std::sync::atomic::AtomicU64,
+    pub compose_us: std::sync::atomic::AtomicU64,
+    pub mark_us: std::sync::atomic::AtomicU64,
+    pub submit_us: std::sync::atomic::AtomicU64,
+    pub record_us: std::sync::atomic::AtomicU64,
+}
+
 /// Answers whether a source (stream key id or name) exists; the server supplies it.
 pub type SourceCheck =
     Arc<dyn Fn(String) -> BoxFuture<'static, anyhow::Result<bool>> + Send + Sync>;
@@ -109,6 +119,8 @@ pub struct Proxy {
     wake: Arc<Notify>,
     sources: Option<SourceCheck>,
     records: Arc<Mutex<HashMap<String, Arc<Vec<AttributeRecord>>>>>,
+    /// Where the SMS dispatcher spends its time.
+    pub sms_timings: Arc<SmsTimings>,
 }
 
 /// Milliseconds since the Unix epoch, the proxy's one clock read.
@@ -131,6 +143,7 @@ impl Proxy {
             wake: Arc::default(),
             sources: None,
             records: Arc::default(),
+            sms_timings: Arc::default(),
         })
     }
 

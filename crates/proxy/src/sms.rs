@@ -59,11 +59,20 @@ pub async fn run_dispatcher(proxy: Proxy) {
     let mut reference: u16 = rand::random();
     let mut client: Option<Client> = None;
     let mut down_backoff = Duration::from_millis(250);
+    let t = proxy.sms_timings.clone();
+    let add = |counter: &std::sync::atomic::AtomicU64, since: std::time::Instant| {
+        counter.fetch_add(
+            since.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    };
     loop {
-        let rows = match proxy
+        let t0 = std::time::Instant::now();
+        let claimed = proxy
             .claim_and_plan(&[Channel::Sms, Channel::Wap], proxy.config.batch)
-            .await
-        {
+            .await;
+        add(&t.claim_us, t0);
+        let rows = match claimed {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("SMS outbox claim: {e:#}");
@@ -98,9 +107,11 @@ pub async fn run_dispatcher(proxy: Proxy) {
             }
         }
         let results = send_batch(&proxy, &mut client, &cfg, rows, &mut reference).await;
+        let t0 = std::time::Instant::now();
         if let Err(e) = proxy.finish(results).await {
             tracing::warn!("SMS outbox record: {e:#}");
         }
+        add(&t.record_us, t0);
     }
 }
 
@@ -113,6 +124,14 @@ async fn send_batch(
     rows: Vec<Claimed>,
     reference: &mut u16,
 ) -> Vec<(Claimed, Outcome)> {
+    let timings = proxy.sms_timings.clone();
+    let add = |counter: &std::sync::atomic::AtomicU64, since: std::time::Instant| {
+        counter.fetch_add(
+            since.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    };
+    let t0 = std::time::Instant::now();
     let mut out = Vec::with_capacity(rows.len());
     let mut ready: Vec<(Claimed, Vec<Sm>)> = Vec::with_capacity(rows.len());
     for row in rows {
@@ -140,6 +159,7 @@ async fn send_batch(
             )),
         }
     }
+    add(&timings.compose_us, t0);
     let window = cfg.window.max(1);
     let mut ready = ready.into_iter().peekable();
     while ready.peek().is_some() {
@@ -164,11 +184,14 @@ async fn send_batch(
             messages.extend(sms);
         }
         let ids: Vec<String> = chunk.iter().map(|(r, _, _)| r.id.clone()).collect();
-        if let Err(e) = proxy
+        let t0 = std::time::Instant::now();
+        let marked = proxy
             .store
             .mark_handed_over(&proxy.config.owner, &ids, now_ms())
-            .await
-        {
+            .await;
+        add(&timings.mark_us, t0);
+        let t0 = std::time::Instant::now();
+        if let Err(e) = marked {
             tracing::warn!("SMS outbox: {e:#}");
             for (row, _, _) in chunk {
                 out.push((
@@ -180,7 +203,9 @@ async fn send_batch(
             }
             continue;
         }
-        match c.submit_many(messages).await {
+        let submitted = c.submit_many(messages).await;
+        add(&timings.submit_us, t0);
+        match submitted {
             Ok(results) => {
                 for (row, first, n) in chunk {
                     let parts = results.get(first..first + n).unwrap_or(&[]);
