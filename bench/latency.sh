@@ -11,7 +11,7 @@ bin=${VSHARE_BIN:-target/release/vshare}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 key=$("$bin" keys create --data "$work/data" --quiet)
-"$bin" serve --data "$work/data" --rtmp 127.0.0.1:0 --http 127.0.0.1:0 >"$work/out" 2>"$work/log" &
+"$bin" serve --ladder none --data "$work/data" --rtmp 127.0.0.1:0 --http 127.0.0.1:0 >"$work/out" 2>"$work/log" &
 for _ in $(seq 100); do grep -q "watch:" "$work/out" 2>/dev/null && break; sleep 0.1; done
 rtmp=$(grep -o "rtmp://[0-9.:]*/live" "$work/out")
 http=$(grep -o "watch: *http://[0-9.:]*" "$work/out" | grep -o "http://.*")

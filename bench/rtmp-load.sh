@@ -100,7 +100,7 @@ start_vshare() {
         "$VSHARE" keys create --data "$dir/data" 2>/dev/null | awk '/stream key:/ {print $3}' >> "$dir/keys"
     done
     [ "$(wc -l < "$dir/keys")" -eq "$n" ] || die "could not create $n vshare keys"
-    VSHARE_LOG=warn "$VSHARE" serve --data "$dir/data" --rtmp "127.0.0.1:$VSHARE_RTMP_PORT" \
+    VSHARE_LOG=warn "$VSHARE" serve --ladder none --data "$dir/data" --rtmp "127.0.0.1:$VSHARE_RTMP_PORT" \
         --http "127.0.0.1:$VSHARE_HTTP_PORT" > "$dir/serve.log" 2>&1 &
     SERVER_PID=$!
     wait_port "$VSHARE_RTMP_PORT"

@@ -15,7 +15,7 @@ ffmpeg -hide_banner -loglevel error -f lavfi -i "testsrc2=size=640x360:rate=30" 
   -f lavfi -i "sine=frequency=1000:sample_rate=44100" -t "$seconds" \
   -c:v libx264 -preset ultrafast -g 30 -b:v 1M -c:a aac -b:a 96k "$work/clip.mp4"
 key=$("$bin" keys create --data "$work/data" --quiet)
-"$bin" serve --data "$work/data" --rtmp 127.0.0.1:0 --http 127.0.0.1:0 >"$work/out" 2>"$work/log" &
+"$bin" serve --ladder none --data "$work/data" --rtmp 127.0.0.1:0 --http 127.0.0.1:0 >"$work/out" 2>"$work/log" &
 for _ in $(seq 100); do grep -q "watch:" "$work/out" 2>/dev/null && break; sleep 0.1; done
 rtmp=$(grep -o "rtmp://[0-9.:]*/live" "$work/out")
 http=$(grep -o "watch: *http://[0-9.:]*" "$work/out" | grep -o "http://.*")

@@ -28,7 +28,8 @@ fn ffmpeg_rtmp_to_ll_hls_and_vod_with_measured_attributes() {
     let data = dir.path().join("data");
     let key = create_key(&data);
     let clip = make_clip(dir.path(), "clip.mp4", 12, &["-bf", "2"]);
-    let server = Server::start(&data, &[]);
+    // The source as received (remux only); the ladder has its own test.
+    let server = Server::start(&data, &["--ladder", "none"]);
 
     let mut publisher = ffmpeg_publish(&clip, &server.rtmp_url(&key));
     let live = wait_video_state(&server, &key, &["live"], Duration::from_secs(15));

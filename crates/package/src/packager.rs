@@ -226,6 +226,17 @@ impl Packager {
         }
     }
 
+    /// Sets the stream origin before the first frame, so that several packagers of one stream
+    /// (its renditions) put the same input time at the same media time. Ignored once set.
+    pub fn set_origin(&mut self, origin_us: i64) {
+        self.origin_us.get_or_insert(origin_us);
+    }
+
+    /// The origin: input decode time that maps to media time zero, once known.
+    pub fn origin_us(&self) -> Option<i64> {
+        self.origin_us
+    }
+
     pub fn config(&self) -> &PackagerConfig {
         &self.config
     }

@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// Everything `vshare serve` can be told. Every field has a default that runs on one machine.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Local data directory: the SQLite database and the recordings live here by default.
@@ -26,10 +26,49 @@ pub struct Config {
     pub live: LiveConfig,
     pub limits: Limits,
     pub webhook: Option<WebhookConfig>,
+    pub transcode: TranscodeConfig,
+}
+
+/// Format conversion: the ladder of renditions made from every live stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscodeConfig {
+    /// A named ladder: `default` (source + 720p/480p/240p where smaller than the source),
+    /// `phone`, or `none` (the source only, no transcoding).
+    pub ladder: String,
+    /// An explicit ladder instead of a named one.
+    pub renditions: Option<Vec<vshare_transcode::RenditionSpec>>,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        TranscodeConfig {
+            ladder: "default".into(),
+            renditions: None,
+        }
+    }
+}
+
+impl TranscodeConfig {
+    /// The ladder to run, or an error naming the unknown preset.
+    pub fn ladder(&self) -> anyhow::Result<vshare_transcode::LadderConfig> {
+        if let Some(renditions) = &self.renditions {
+            return Ok(vshare_transcode::LadderConfig {
+                renditions: renditions.clone(),
+                passthrough: true,
+            });
+        }
+        vshare_transcode::LadderConfig::preset(&self.ladder).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown ladder {:?}: use default, phone or none",
+                self.ladder
+            )
+        })
+    }
 }
 
 /// LL-HLS timing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LiveConfig {
     /// Partial segment target duration, ms.
@@ -41,7 +80,7 @@ pub struct LiveConfig {
 }
 
 /// Limits that protect the server from one bad peer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Concurrent publishers accepted.
@@ -53,7 +92,7 @@ pub struct Limits {
 }
 
 /// The hand-off to the communication proxy: a signed POST for every live stream and VOD file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,
@@ -79,6 +118,7 @@ impl Default for Config {
             live: LiveConfig::default(),
             limits: Limits::default(),
             webhook: None,
+            transcode: TranscodeConfig::default(),
         }
     }
 }

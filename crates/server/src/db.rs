@@ -312,11 +312,18 @@ impl Db {
 
     // --- segments ---
 
-    pub async fn add_segment(&self, video_id: &str, seg: &SegmentRow) -> anyhow::Result<()> {
-        sqlx::query(
-            self.sql("INSERT INTO segments (video_id, msn, duration_us, size) VALUES (?, ?, ?, ?)"),
-        )
+    /// Records a stored segment of a rendition (`""` is the source as received).
+    pub async fn add_segment(
+        &self,
+        video_id: &str,
+        rendition: &str,
+        seg: &SegmentRow,
+    ) -> anyhow::Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO rendition_segments (video_id, rendition, msn, duration_us, size) VALUES (?, ?, ?, ?, ?)",
+        ))
         .bind(video_id)
+        .bind(rendition)
         .bind(seg.msn)
         .bind(seg.duration_us)
         .bind(seg.size)
@@ -325,11 +332,16 @@ impl Db {
         Ok(())
     }
 
-    pub async fn segments(&self, video_id: &str) -> anyhow::Result<Vec<SegmentRow>> {
-        let rows = sqlx::query(
-            self.sql("SELECT msn, duration_us, size FROM segments WHERE video_id = ? ORDER BY msn"),
-        )
+    pub async fn segments(
+        &self,
+        video_id: &str,
+        rendition: &str,
+    ) -> anyhow::Result<Vec<SegmentRow>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT msn, duration_us, size FROM rendition_segments WHERE video_id = ? AND rendition = ? ORDER BY msn",
+        ))
         .bind(video_id)
+        .bind(rendition)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -343,22 +355,27 @@ impl Db {
             .collect()
     }
 
-    /// Replaces a video's segment list (used when a recording is recovered from storage).
+    /// Replaces a rendition's segment list (used when a recording is recovered from storage).
     pub async fn replace_segments(
         &self,
         video_id: &str,
+        rendition: &str,
         segs: &[SegmentRow],
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(self.sql("DELETE FROM segments WHERE video_id = ?"))
-            .bind(video_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            self.sql("DELETE FROM rendition_segments WHERE video_id = ? AND rendition = ?"),
+        )
+        .bind(video_id)
+        .bind(rendition)
+        .execute(&mut *tx)
+        .await?;
         for seg in segs {
             sqlx::query(self.sql(
-                "INSERT INTO segments (video_id, msn, duration_us, size) VALUES (?, ?, ?, ?)",
+                "INSERT INTO rendition_segments (video_id, rendition, msn, duration_us, size) VALUES (?, ?, ?, ?, ?)",
             ))
             .bind(video_id)
+            .bind(rendition)
             .bind(seg.msn)
             .bind(seg.duration_us)
             .bind(seg.size)
@@ -482,18 +499,18 @@ pub(crate) mod tests {
             attributes: vec![],
         };
         db.insert_video(&v).await.expect("insert");
-        db.add_segment(
-            &v.id,
-            &SegmentRow {
-                msn: 0,
-                duration_us: 2_000_000,
-                size: 10,
-            },
-        )
-        .await
-        .expect("seg");
+        let seg = SegmentRow {
+            msn: 0,
+            duration_us: 2_000_000,
+            size: 10,
+        };
+        db.add_segment(&v.id, "", &seg).await.expect("seg");
+        db.add_segment(&v.id, "240p", &seg)
+            .await
+            .expect("seg of a rendition, same msn");
         db.replace_segments(
             &v.id,
+            "",
             &[
                 SegmentRow {
                     msn: 0,
@@ -509,7 +526,8 @@ pub(crate) mod tests {
         )
         .await
         .expect("replace");
-        assert_eq!(db.segments(&v.id).await.expect("segs").len(), 2);
+        assert_eq!(db.segments(&v.id, "").await.expect("segs").len(), 2);
+        assert_eq!(db.segments(&v.id, "240p").await.expect("segs"), vec![seg]);
         assert_eq!(
             db.list_videos(Some(VideoState::Live))
                 .await

@@ -61,7 +61,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/live/{id}/{file}", get(live_file))
+        .route("/live/{id}/{rendition}/{file}", get(live_rendition_file))
         .route("/vod/{id}/{file}", get(vod_file))
+        .route("/vod/{id}/{rendition}/{file}", get(vod_rendition_file))
         .route("/api/v1/videos", get(list_videos))
         .route("/api/v1/videos/{id}", get(get_video))
         .route("/api/v1/streams", get(list_streams))
@@ -94,18 +96,66 @@ struct BlockingQuery {
     part: Option<String>,
 }
 
-/// `/live/{id}/index.m3u8|init.mp4|seg{msn}.m4s|part{msn}.{i}.m4s`.
+/// A rendition name as it appears in URLs (`240p`): letters, digits, `_` and `-`.
+fn valid_rendition(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(not_found("rendition"))
+    }
+}
+
+/// `/live/{id}/master.m3u8` (several renditions), or the source's media files.
 async fn live_file(
     State(st): AppStateRef,
     Path((id, file)): Path<(String, String)>,
     Query(q): Query<BlockingQuery>,
 ) -> Result<Response, ApiError> {
+    if file == "master.m3u8" {
+        let stream = st
+            .live
+            .stream(&id)
+            .ok_or_else(|| not_found("live stream"))?;
+        let text = stream
+            .multivariant()
+            .ok_or_else(|| not_found("multivariant playlist"))?;
+        return Ok(media_response(
+            M3U8,
+            "no-cache",
+            Bytes::from(text.to_string()),
+        ));
+    }
+    serve_live(&st, &id, &file, &q).await
+}
+
+/// `/live/{id}/{rendition}/…`: a transcoded rendition's media files.
+async fn live_rendition_file(
+    State(st): AppStateRef,
+    Path((id, rendition, file)): Path<(String, String, String)>,
+    Query(q): Query<BlockingQuery>,
+) -> Result<Response, ApiError> {
+    valid_rendition(&rendition)?;
+    serve_live(&st, &format!("{id}/{rendition}"), &file, &q).await
+}
+
+/// `index.m3u8|init.mp4|seg{msn}.m4s|part{msn}.{i}.m4s` of one live stream.
+async fn serve_live(
+    st: &AppState,
+    stream_id: &str,
+    file: &str,
+    q: &BlockingQuery,
+) -> Result<Response, ApiError> {
     let stream = st
         .live
-        .stream(&id)
+        .stream(stream_id)
         .ok_or_else(|| not_found("live stream"))?;
     if file == "index.m3u8" {
-        let req = blocking_request(&q)?;
+        let req = blocking_request(q)?;
         if let Some(req) = req {
             // RFC 8216bis §6.2.5.2: a request more than two segments ahead is refused.
             let (next_msn, _) = stream.next_expected();
@@ -176,19 +226,43 @@ fn blocking_request(q: &BlockingQuery) -> Result<Option<BlockingRequest>, ApiErr
     Ok(Some(BlockingRequest { msn, part }))
 }
 
-/// `/vod/{id}/index.m3u8` (from the recorded segment list) and stored files with ranges.
+/// `/vod/{id}/…`: the source's VOD files.
 async fn vod_file(
     State(st): AppStateRef,
     Path((id, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    serve_vod(&st, &id, "", &file, &headers).await
+}
+
+/// `/vod/{id}/{rendition}/…`: a transcoded rendition's VOD files.
+async fn vod_rendition_file(
+    State(st): AppStateRef,
+    Path((id, rendition, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    valid_rendition(&rendition)?;
+    serve_vod(&st, &id, &rendition, &file, &headers).await
+}
+
+/// `index.m3u8` (from the recorded segment list) and stored files, with ranges.
+async fn serve_vod(
+    st: &AppState,
+    id: &str,
+    rendition: &str,
+    file: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let video = st
         .db
-        .get_video(&id)
+        .get_video(id)
         .await?
         .ok_or_else(|| not_found("video"))?;
     if file == "index.m3u8" {
-        let segs = st.db.segments(&id).await?;
+        let segs = st.db.segments(id, rendition).await?;
+        if segs.is_empty() && !rendition.is_empty() {
+            return Err(not_found("rendition"));
+        }
         let list: Vec<(String, i64)> = segs
             .iter()
             .map(|s| (format!("seg{}.m4s", s.msn), s.duration_us))
@@ -215,7 +289,12 @@ async fn vod_file(
     } else {
         "video/mp4"
     };
-    let path = object_path(&id, &file);
+    let name = if rendition.is_empty() {
+        file.to_string()
+    } else {
+        format!("{rendition}/{file}")
+    };
+    let path = object_path(id, &name);
     let size = st
         .storage
         .size(&path)

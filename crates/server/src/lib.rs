@@ -90,12 +90,14 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     )?;
     let live = live::LiveServer::new(config.live.window_segments);
     let webhooks = webhook::Webhooks::new(db.clone(), config.webhook.clone());
+    let ladder = config.transcode.ladder()?;
     let videos = video::VideoServer::new(
         db.clone(),
         storage.clone(),
         live.clone(),
         webhooks.clone(),
         config.clone(),
+        ladder,
     );
     videos.recover().await?;
 

@@ -35,12 +35,16 @@ pub enum LiveMessage {
     },
     /// The publisher stopped; the final playlist carries EXT-X-ENDLIST.
     End { stream: String, playlist: Arc<str> },
+    /// The multivariant playlist of a video with several renditions (each rendition is its own
+    /// stream, named `<video>/<rendition>`; the source is `<video>`).
+    Multivariant { stream: String, playlist: Arc<str> },
 }
 
 #[derive(Default)]
 struct StreamState {
     init: Option<Bytes>,
     playlist: Option<Arc<str>>,
+    multivariant: Option<Arc<str>>,
     parts: BTreeMap<(u64, u32), Bytes>,
     segments: BTreeMap<u64, Bytes>,
     /// Highest part listed, as (msn, index).
@@ -78,6 +82,10 @@ impl LiveStream {
 
     pub fn playlist(&self) -> Option<Arc<str>> {
         self.with(|s| s.playlist.clone())
+    }
+
+    pub fn multivariant(&self) -> Option<Arc<str>> {
+        self.with(|s| s.multivariant.clone())
     }
 
     pub fn init(&self) -> Option<Bytes> {
@@ -167,12 +175,13 @@ impl LiveServer {
             .cloned()
     }
 
-    /// Forgets a stream (its VOD has taken over).
+    /// Forgets a video's streams, its renditions' too (its VOD has taken over).
     pub fn remove(&self, id: &str) {
+        let prefix = format!("{id}/");
         self.streams
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+            .retain(|k, _| k != id && !k.starts_with(&prefix));
     }
 
     /// Applies one message.
@@ -181,7 +190,8 @@ impl LiveServer {
             LiveMessage::Init { stream, .. }
             | LiveMessage::Part { stream, .. }
             | LiveMessage::Segment { stream, .. }
-            | LiveMessage::End { stream, .. } => stream.clone(),
+            | LiveMessage::End { stream, .. }
+            | LiveMessage::Multivariant { stream, .. } => stream.clone(),
         };
         let stream = {
             let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
@@ -224,6 +234,7 @@ impl LiveServer {
                     s.playlist = Some(playlist);
                     s.ended = true;
                 }
+                LiveMessage::Multivariant { playlist, .. } => s.multivariant = Some(playlist),
             }
         }
         stream.version.send_modify(|v| *v += 1);

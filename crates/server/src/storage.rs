@@ -87,13 +87,14 @@ impl Storage {
         }
     }
 
-    /// Object names (last path part) under a video.
+    /// Object names under a video, relative to it (`seg3.m4s`, `240p/seg3.m4s`).
     pub async fn list_video(&self, video_id: &str) -> anyhow::Result<Vec<String>> {
         let prefix = self.full(&Path::from(format!("videos/{video_id}")));
         let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let base = format!("{prefix}/");
         Ok(metas
             .into_iter()
-            .filter_map(|m| m.location.filename().map(str::to_string))
+            .filter_map(|m| m.location.as_ref().strip_prefix(&base).map(str::to_string))
             .collect())
     }
 

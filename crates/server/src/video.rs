@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 use vshare_attributes::{AttributeRecord, Kind};
 use vshare_media::{MediaEvent, TrackConfig, TrackKind};
+use vshare_package::multivariant::VariantMeter;
 use vshare_package::{Packager, PackagerConfig, PackagerOutput, VodMp4Builder};
+use vshare_transcode::{LadderConfig, TranscodeWorker, Transcoder};
 
 use crate::config::Config;
 use crate::db::{Db, SegmentRow, StreamKey, Video, VideoState, now_rfc3339, random_id};
@@ -156,6 +158,8 @@ pub struct VideoServer {
     live_tx: mpsc::UnboundedSender<LiveMessage>,
     webhooks: Webhooks,
     config: Arc<Config>,
+    /// The renditions made from every stream (empty: the source only).
+    ladder: LadderConfig,
     public_url: String,
     /// Stream key id → video id of its running session.
     active: Mutex<HashMap<String, String>>,
@@ -170,10 +174,12 @@ impl VideoServer {
         live: LiveServer,
         webhooks: Webhooks,
         config: Arc<Config>,
+        ladder: LadderConfig,
     ) -> Arc<Self> {
         let live_tx = live.spawn();
         Arc::new(VideoServer {
             public_url: config.public_url(),
+            ladder,
             db,
             storage,
             live,
@@ -271,78 +277,86 @@ impl VideoServer {
         key_id: &str,
     ) -> anyhow::Result<()> {
         let id = video.id.clone();
-        let mut packager = Packager::new(self.packager_config());
-        let mut measured = Measured::default();
-        let (rec_tx, rec_rx) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record(
-            self.storage.clone(),
-            self.db.clone(),
-            id.clone(),
-            rec_rx,
-        ));
+        let mut renditions = vec![Rendition::new(self, &id, None)];
+        // Transcoded renditions come back from the worker thread on this channel.
+        let (tc_tx, mut tc_rx) = mpsc::unbounded_channel::<(usize, MediaEvent)>();
+        let mut worker: Option<TranscodeWorker> = None;
+        let mut ladder_started = false;
         let mut went_live = false;
-        let mut rejected_frames = 0u64;
         // Handles looked up once, not per frame.
         let video_frames = metrics::counter!("vshare_frames_total", "track" => "video");
         let audio_frames = metrics::counter!("vshare_frames_total", "track" => "audio");
         loop {
-            let outputs = match rx.recv().await {
-                Some(IngestMessage::Media(event, arrival)) => {
-                    measured.observe(&event);
-                    if let MediaEvent::Frame(f) = &event {
-                        match f.track {
-                            TrackKind::Video => video_frames.increment(1),
-                            TrackKind::Audio => audio_frames.increment(1),
-                        }
-                    }
-                    match packager.push(event, arrival) {
-                        Ok(outputs) => outputs,
-                        Err(e) => {
-                            rejected_frames += 1;
-                            if rejected_frames == 1 || rejected_frames.is_power_of_two() {
-                                warn!(video = %id, rejected_frames, "frame dropped: {e}");
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(IngestMessage::Media(event, arrival)) => {
+                        if let MediaEvent::Frame(f) = &event {
+                            match f.track {
+                                TrackKind::Video => video_frames.increment(1),
+                                TrackKind::Audio => audio_frames.increment(1),
                             }
-                            continue;
+                            if !ladder_started {
+                                ladder_started = true;
+                                let source = renditions[0].measured.clone();
+                                worker = self.start_ladder(&id, &source, &tc_tx, &mut renditions);
+                                // One origin for every rendition: the same input time is the
+                                // same media time in all of them, so players switch cleanly.
+                                let origin = f.dts.saturating_sub(vshare_package::ORIGIN_MARGIN_US);
+                                for r in &mut renditions {
+                                    r.packager.set_origin(origin);
+                                }
+                            }
                         }
+                        if let Some(w) = worker.as_mut() {
+                            w.push(&event);
+                        }
+                        self.push_to(&id, &mut renditions, 0, event, arrival, &video, &mut went_live).await;
                     }
+                    Some(IngestMessage::End) | None => break,
+                },
+                Some((index, event)) = tc_rx.recv() => {
+                    self.push_to(&id, &mut renditions, index + 1, event, unix_us(), &video, &mut went_live).await;
                 }
-                Some(IngestMessage::End) | None => break,
-            };
-            for out in outputs {
-                self.handle_output(
-                    &id,
-                    &packager,
-                    out,
-                    &rec_tx,
-                    &measured,
-                    &video,
-                    &mut went_live,
-                )
-                .await;
             }
         }
         let ended = Instant::now();
         self.release_key(key_id, &id);
-        for out in packager.finish() {
-            self.handle_output(
+        // Flush the transcoder (its thread sends what it still holds), then every packager.
+        drop(tc_tx);
+        if let Some(w) = worker.take() {
+            let stats = tokio::task::spawn_blocking(move || w.finish()).await?;
+            if stats.frames_dropped > 0 {
+                warn!(video = %id, dropped = stats.frames_dropped, episodes = stats.drop_episodes, "transcoder fell behind");
+            }
+        }
+        while let Some((index, event)) = tc_rx.recv().await {
+            self.push_to(
                 &id,
-                &packager,
-                out,
-                &rec_tx,
-                &measured,
+                &mut renditions,
+                index + 1,
+                event,
+                unix_us(),
                 &video,
                 &mut went_live,
             )
             .await;
         }
-        if let Some(playlist) = packager.media_playlist() {
-            let _ = self.live_tx.send(LiveMessage::End {
-                stream: id.clone(),
-                playlist: playlist.into(),
-            });
+        let mut records = Vec::new();
+        let mut finished = Vec::new();
+        for mut r in renditions {
+            for out in r.packager.finish() {
+                self.handle_output(&id, &r, out, &video, &mut went_live)
+                    .await;
+            }
+            if let Some(playlist) = r.packager.media_playlist() {
+                let _ = self.live_tx.send(LiveMessage::End {
+                    stream: r.live_stream(&id),
+                    playlist: playlist.into(),
+                });
+            }
+            drop(r.rec_tx);
+            finished.push((r.name, r.measured, r.recorder));
         }
-        drop(rec_tx);
-        let recorded = recorder.await??;
         self.db
             .update_video(
                 &id,
@@ -352,9 +366,20 @@ impl VideoServer {
                 None,
             )
             .await?;
-        let records = self
-            .finish_vod(&id, &recorded, &measured, &video.title)
-            .await?;
+        for (name, measured, recorder) in finished {
+            let recorded = match recorder.await? {
+                Ok(r) => r,
+                Err(e) if name.is_some() => {
+                    warn!(video = %id, rendition = name.as_deref().unwrap_or(""), "rendition not recorded: {e:#}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            records.extend(
+                self.finish_vod(&id, name.as_deref(), &recorded, &measured, &video.title)
+                    .await?,
+            );
+        }
         let ended_at = now_rfc3339();
         self.db
             .update_video(
@@ -381,25 +406,106 @@ impl VideoServer {
         Ok(())
     }
 
+    /// Starts the transcoder for the configured ladder once the source's configurations are
+    /// known; adds one rendition per rung. None when the ladder is empty or cannot start.
+    fn start_ladder(
+        self: &Arc<Self>,
+        id: &str,
+        source: &Measured,
+        tc_tx: &mpsc::UnboundedSender<(usize, MediaEvent)>,
+        renditions: &mut Vec<Rendition>,
+    ) -> Option<TranscodeWorker> {
+        if self.ladder.renditions.is_empty() {
+            return None;
+        }
+        let transcoder =
+            match Transcoder::new(&self.ladder, source.video.as_ref(), source.audio.as_ref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(video = %id, "transcoding off for this stream: {e}");
+                    return None;
+                }
+            };
+        let rungs = transcoder.renditions();
+        if rungs.is_empty() {
+            return None;
+        }
+        for rung in &rungs {
+            info!(video = %id, rendition = %rung.name, width = rung.width, height = rung.height, "rendition");
+            renditions.push(Rendition::new(self, id, Some(rung.name.clone())));
+        }
+        let tx = tc_tx.clone();
+        Some(TranscodeWorker::spawn(
+            transcoder,
+            256,
+            move |index, event| {
+                let _ = tx.send((index, event));
+            },
+        ))
+    }
+
+    /// Feeds one event to rendition `index` and handles what its packager makes of it.
     #[allow(clippy::too_many_arguments)]
-    async fn handle_output(
+    async fn push_to(
         &self,
         id: &str,
-        packager: &Packager,
-        out: PackagerOutput,
-        rec_tx: &mpsc::UnboundedSender<RecordMessage>,
-        measured: &Measured,
+        renditions: &mut [Rendition],
+        index: usize,
+        event: MediaEvent,
+        arrival: i64,
         video: &Video,
         went_live: &mut bool,
     ) {
-        let playlist = || -> Arc<str> { packager.media_playlist().unwrap_or_default().into() };
+        let Some(r) = renditions.get_mut(index) else {
+            return;
+        };
+        r.measured.observe(&event);
+        r.meter.push(&event);
+        let outputs = match r.packager.push(event, arrival) {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                r.rejected += 1;
+                if r.rejected == 1 || r.rejected.is_power_of_two() {
+                    warn!(video = %id, rendition = r.name.as_deref().unwrap_or("source"), rejected = r.rejected, "frame dropped: {e}");
+                }
+                return;
+            }
+        };
+        let mut segment_done = false;
+        for out in outputs {
+            segment_done |= matches!(out, PackagerOutput::Segment { .. });
+            self.handle_output(id, &renditions[index], out, video, went_live)
+                .await;
+        }
+        if segment_done && renditions.len() > 1 {
+            let variants: Vec<_> = renditions
+                .iter()
+                .filter_map(|r| r.meter.variant(&r.playlist_uri()))
+                .collect();
+            let _ = self.live_tx.send(LiveMessage::Multivariant {
+                stream: id.to_string(),
+                playlist: vshare_package::multivariant::multivariant_playlist(&variants).into(),
+            });
+        }
+    }
+
+    async fn handle_output(
+        &self,
+        id: &str,
+        r: &Rendition,
+        out: PackagerOutput,
+        video: &Video,
+        went_live: &mut bool,
+    ) {
+        let playlist = || -> Arc<str> { r.packager.media_playlist().unwrap_or_default().into() };
+        let stream = r.live_stream(id);
         match out {
             PackagerOutput::Init { bytes } => {
                 let _ = self.live_tx.send(LiveMessage::Init {
-                    stream: id.to_string(),
+                    stream,
                     init: bytes.clone(),
                 });
-                let _ = rec_tx.send(RecordMessage::Init(bytes));
+                let _ = r.rec_tx.send(RecordMessage::Init(bytes));
             }
             PackagerOutput::Part {
                 msn,
@@ -408,16 +514,18 @@ impl VideoServer {
                 first_arrival_unix_us,
                 ..
             } => {
-                metrics::counter!("vshare_parts_total").increment(1);
                 let _ = self.live_tx.send(LiveMessage::Part {
-                    stream: id.to_string(),
+                    stream,
                     msn,
                     index,
                     bytes,
                     playlist: playlist(),
                 });
-                let latency = (unix_us() - first_arrival_unix_us) as f64 / 1e6;
-                metrics::histogram!("vshare_part_publish_latency_seconds").record(latency);
+                if r.name.is_none() {
+                    metrics::counter!("vshare_parts_total").increment(1);
+                    let latency = (unix_us() - first_arrival_unix_us) as f64 / 1e6;
+                    metrics::histogram!("vshare_part_publish_latency_seconds").record(latency);
+                }
             }
             PackagerOutput::Segment {
                 msn,
@@ -426,20 +534,31 @@ impl VideoServer {
                 ..
             } => {
                 let _ = self.live_tx.send(LiveMessage::Segment {
-                    stream: id.to_string(),
+                    stream,
                     msn,
                     bytes: bytes.clone(),
                     playlist: playlist(),
                 });
-                let _ = rec_tx.send(RecordMessage::Segment {
+                let _ = r.rec_tx.send(RecordMessage::Segment {
                     msn,
                     duration_us,
                     bytes,
                 });
+                if r.name.is_some() {
+                    return;
+                }
+                // The live record describes the source; with a ladder its URL is the
+                // multivariant playlist, which lists every rendition.
+                let path = if self.ladder.renditions.is_empty() {
+                    "index.m3u8"
+                } else {
+                    "master.m3u8"
+                };
+                let measured = &r.measured;
                 let mut rec = measured.record(
                     Kind::Live,
                     id,
-                    format!("{}/live/{id}/index.m3u8", self.public_url),
+                    format!("{}/live/{id}/{path}", self.public_url),
                     "ll-hls",
                     &video.title,
                 );
@@ -479,10 +598,11 @@ impl VideoServer {
         v
     }
 
-    /// Writes the fast-start MP4 and returns the VOD attribute records.
+    /// Writes the fast-start MP4 of one rendition and returns its VOD attribute records.
     async fn finish_vod(
         &self,
         id: &str,
+        rendition: Option<&str>,
         rec: &Recorded,
         measured: &Measured,
         title: &str,
@@ -490,26 +610,16 @@ impl VideoServer {
         let Some(builder) = &rec.builder else {
             return Ok(vec![]);
         };
-        let size = write_mp4(&self.storage, id, builder, &rec.segments).await?;
+        let prefix = rendition_prefix(rendition);
+        let size = write_mp4(&self.storage, id, &prefix, builder, &rec.segments).await?;
         let duration = builder.duration_us();
-        let mut mp4 = measured.record(
-            Kind::Vod,
-            id,
-            format!("{}/vod/{id}/video.mp4", self.public_url),
-            "mp4",
-            title,
-        );
+        let base = format!("{}/vod/{id}/{prefix}", self.public_url);
+        let mut mp4 = measured.record(Kind::Vod, id, format!("{base}video.mp4"), "mp4", title);
         mp4.size = size;
         mp4.duration_ms = (duration / 1000) as u64;
         mp4.bitrate = bitrate(size, duration);
         let hls_size = rec.init_size + rec.segments.iter().map(|s| s.size as u64).sum::<u64>();
-        let mut hls = measured.record(
-            Kind::Vod,
-            id,
-            format!("{}/vod/{id}/index.m3u8", self.public_url),
-            "hls",
-            title,
-        );
+        let mut hls = measured.record(Kind::Vod, id, format!("{base}index.m3u8"), "hls", title);
         hls.size = hls_size;
         hls.duration_ms = mp4.duration_ms;
         hls.bitrate = bitrate(hls_size, duration);
@@ -536,6 +646,8 @@ impl VideoServer {
     }
 
     async fn recover_one(&self, v: &Video) -> anyhow::Result<usize> {
+        // The source's recording; transcoded renditions are not recovered (they are made again
+        // from the source by whoever needs them).
         let names = self.storage.list_video(&v.id).await?;
         let mut msns: Vec<u64> = names
             .iter()
@@ -562,8 +674,8 @@ impl VideoServer {
                 size: bytes.len() as i64,
             });
         }
-        self.db.replace_segments(&v.id, &segments).await?;
-        let size = write_mp4(&self.storage, &v.id, &builder, &segments).await?;
+        self.db.replace_segments(&v.id, "", &segments).await?;
+        let size = write_mp4(&self.storage, &v.id, "", &builder, &segments).await?;
         let duration = builder.duration_us();
         // Picture and sound facts were measured while live and stored with the live record.
         let template = v.attributes.first().cloned();
@@ -612,10 +724,13 @@ fn video_live_attrs(server: &VideoServer, id: &str) -> Vec<AttributeRecord> {
 async fn write_mp4(
     storage: &Storage,
     id: &str,
+    prefix: &str,
     builder: &VodMp4Builder,
     segments: &[SegmentRow],
 ) -> anyhow::Result<u64> {
-    let mut out = storage.writer(&object_path(id, "video.mp4")).await?;
+    let mut out = storage
+        .writer(&object_path(id, &format!("{prefix}video.mp4")))
+        .await?;
     let header = builder.header();
     let mut size = header.len() as u64;
     out.write(&header);
@@ -628,7 +743,7 @@ async fn write_mp4(
                     anyhow::anyhow!("segment #{index} of the MP4 layout was not recorded")
                 })?;
                 let b = storage
-                    .get(&object_path(id, &format!("seg{}.m4s", seg.msn)))
+                    .get(&object_path(id, &format!("{prefix}seg{}.m4s", seg.msn)))
                     .await?;
                 cached = Some((index, b.clone()));
                 b
@@ -669,8 +784,11 @@ async fn record(
     storage: Storage,
     db: Db,
     id: String,
+    rendition: Option<String>,
     mut rx: mpsc::UnboundedReceiver<RecordMessage>,
 ) -> anyhow::Result<Recorded> {
+    let prefix = rendition_prefix(rendition.as_deref());
+    let rendition = rendition.unwrap_or_default();
     let mut rec = Recorded {
         builder: None,
         segments: Vec::new(),
@@ -684,7 +802,10 @@ async fn record(
                     continue;
                 }
                 storage
-                    .put(&object_path(&id, "init.mp4"), bytes.clone())
+                    .put(
+                        &object_path(&id, &format!("{prefix}init.mp4")),
+                        bytes.clone(),
+                    )
                     .await?;
                 rec.init_size = bytes.len() as u64;
                 rec.builder = Some(VodMp4Builder::new(&bytes)?);
@@ -699,18 +820,75 @@ async fn record(
                     continue;
                 };
                 storage
-                    .put(&object_path(&id, &format!("seg{msn}.m4s")), bytes.clone())
+                    .put(
+                        &object_path(&id, &format!("{prefix}seg{msn}.m4s")),
+                        bytes.clone(),
+                    )
                     .await?;
                 let row = SegmentRow {
                     msn: msn as i64,
                     duration_us,
                     size: bytes.len() as i64,
                 };
-                db.add_segment(&id, &row).await?;
+                db.add_segment(&id, &rendition, &row).await?;
                 builder.add_segment(&bytes)?;
                 rec.segments.push(row);
             }
         }
     }
     Ok(rec)
+}
+
+/// Storage and URL prefix of a rendition: nothing for the source, `<name>/` for a rung.
+fn rendition_prefix(rendition: Option<&str>) -> String {
+    rendition.map(|n| format!("{n}/")).unwrap_or_default()
+}
+
+/// One packaged output of a stream: the source as received, or a transcoded rung.
+struct Rendition {
+    /// None for the source; the rung's name (`240p`) otherwise.
+    name: Option<String>,
+    packager: Packager,
+    measured: Measured,
+    /// Measures what the multivariant playlist declares for this rendition.
+    meter: VariantMeter,
+    rec_tx: mpsc::UnboundedSender<RecordMessage>,
+    recorder: tokio::task::JoinHandle<anyhow::Result<Recorded>>,
+    rejected: u64,
+}
+
+impl Rendition {
+    fn new(server: &VideoServer, id: &str, name: Option<String>) -> Self {
+        let (rec_tx, rec_rx) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record(
+            server.storage.clone(),
+            server.db.clone(),
+            id.to_string(),
+            name.clone(),
+            rec_rx,
+        ));
+        let config = server.packager_config();
+        Rendition {
+            name,
+            meter: VariantMeter::new(config.segment_target_us),
+            packager: Packager::new(config),
+            measured: Measured::default(),
+            rec_tx,
+            recorder,
+            rejected: 0,
+        }
+    }
+
+    /// The live server's name for this rendition's stream.
+    fn live_stream(&self, id: &str) -> String {
+        match &self.name {
+            None => id.to_string(),
+            Some(n) => format!("{id}/{n}"),
+        }
+    }
+
+    /// Its media playlist relative to the multivariant playlist.
+    fn playlist_uri(&self) -> String {
+        format!("{}index.m3u8", rendition_prefix(self.name.as_deref()))
+    }
 }

@@ -40,6 +40,10 @@ pub struct Args {
     /// LL-HLS segment target, ms [default: 2000].
     #[arg(long, env = "VSHARE_SEGMENT_TARGET_MS")]
     pub segment_target_ms: Option<u64>,
+    /// Renditions made from every stream: default (source + 720p/480p/240p where smaller than
+    /// the source), phone, or none (no transcoding) [default: default].
+    #[arg(long, env = "VSHARE_LADDER")]
+    pub ladder: Option<String>,
     /// Seconds of silence after which a publisher is disconnected [default: 10].
     #[arg(long, env = "VSHARE_RTMP_IDLE_TIMEOUT")]
     pub idle_timeout: Option<u64>,
@@ -90,6 +94,11 @@ impl Args {
             );
             c.live.segment_target_ms = v;
         }
+        if let Some(v) = self.ladder {
+            c.transcode.ladder = v;
+            c.transcode.renditions = None;
+        }
+        c.transcode.ladder()?;
         if let Some(v) = self.idle_timeout {
             anyhow::ensure!(v > 0, "--idle-timeout must be at least 1 second");
             c.limits.rtmp_idle_timeout_s = v;
