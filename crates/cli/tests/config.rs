@@ -38,6 +38,7 @@ fn toml_file_sets_ll_hls_timing_and_flags_override_it() {
     );
     assert!(playlist.contains("#EXT-X-TARGETDURATION:3"), "{playlist}");
     let _ = publisher.kill();
+    let _ = publisher.wait();
 }
 
 #[test]
