@@ -7,8 +7,8 @@
 # SMS: one event fanned out to N SMS subscribers through a `vshare smsc` process on loopback
 #      (the subscribers are not bound, so the SMSC stores each message: what is measured is the
 #      proxy's outbox and SMPP path). Goal: <= 60 s. Prints where the dispatcher spent its time.
-# WS:  one event to N WebSocket listeners connected over loopback to the proxy's router, in the
-#      same process as the listeners. Goal: <= 2 s from the event to the last delivery.
+# WS:  one event to N WebSocket listeners (a second process) connected over loopback to the
+#      proxy's router. Goal: <= 2 s from the event to the last delivery.
 # The database is SQLite in a temporary directory (FANOUT_DATABASE=postgres://… to use another).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +34,7 @@ done
 echo "== one event to $SMS SMS subscribers through vshare smsc (127.0.0.1:$PORT)"
 "$BIN" sms --count "$SMS" --smsc "127.0.0.1:$PORT" "${DB_ARGS[@]}"
 
-need=$((2 * WS + 200))
+need=$((WS + 200))
 if [ "$(ulimit -n)" -lt "$need" ]; then
   ulimit -n "$need" 2>/dev/null || { echo "ulimit -n is $(ulimit -n); $need file descriptors are needed for $WS listeners" >&2; exit 1; }
 fi

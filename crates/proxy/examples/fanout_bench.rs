@@ -4,14 +4,16 @@
 //!   through an SMSC (a `vshare smsc` process, or one in this process without `--smsc`);
 //!   prints the time from the event to the last row recorded `sent`, and where the SMS
 //!   dispatcher spent its time.
-//! - `fanout_bench ws --count 10000`: one event to N WebSocket listeners on loopback; prints the
-//!   time from the event to the last listener's receipt of the message.
+//! - `fanout_bench ws --count 10000`: one event to N WebSocket listeners on loopback (in a second
+//!   process it starts, `ws-clients`); prints the time from the event to the last listener's
+//!   receipt of the message.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use tokio::io::AsyncBufReadExt;
 use vshare_attributes::{AttributeRecord, Kind};
 use vshare_proxy::{Channel, Event, EventKind, Proxy, ProxyConfig, SmppConfig};
 
@@ -139,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         "ws" => {
+            // The listeners run in a second process (each side needs one descriptor per socket).
             let proxy = Proxy::open(config).await?;
             let ids: Vec<String> = (0..count).map(|i| format!("l{i}")).collect();
             proxy
@@ -150,14 +153,51 @@ async fn main() -> anyhow::Result<()> {
             let router = proxy.router(None);
             tokio::spawn(async move { axum::serve(listener, router).await });
             let _tasks = proxy.spawn();
-            let received: Arc<Mutex<Vec<Instant>>> = Arc::default();
+            let mut child = tokio::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "ws-clients",
+                    "--server",
+                    &addr.to_string(),
+                    "--count",
+                    &count.to_string(),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .spawn()?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or_else(|| anyhow::anyhow!("child stdout"))?;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let ready = lines.next_line().await?.unwrap_or_default();
+            println!("setup: {ready}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let t0 = unix_us();
+            let n = proxy.handle_event(&event).await?;
+            let t_event = unix_us() - t0;
+            let done = lines.next_line().await?.unwrap_or_default();
+            let v: Vec<i64> = done
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            anyhow::ensure!(v.len() == 3, "listeners said {done:?}");
+            let s = |us: i64| (us - t0) as f64 / 1e6;
+            println!(
+                "ws fan-out: {n} notifications; event + outbox rows {:.3} s; first {:.3} s, median {:.3} s, last {:.3} s after the event",
+                t_event as f64 / 1e6,
+                s(v[0]),
+                s(v[1]),
+                s(v[2])
+            );
+            child.wait().await?;
+        }
+        "ws-clients" => {
+            let server = arg("--server").ok_or_else(|| anyhow::anyhow!("--server"))?;
             let t = Instant::now();
             let mut conns = Vec::with_capacity(count);
-            for chunk in ids.chunks(250) {
-                let batch: Vec<_> = chunk
-                    .iter()
-                    .map(|id| {
-                        let url = format!("ws://{addr}/api/v1/listen?id={id}");
+            for i0 in (0..count).step_by(250) {
+                let batch: Vec<_> = (i0..(i0 + 250).min(count))
+                    .map(|i| {
+                        let url = format!("ws://{server}/api/v1/listen?id=l{i}");
                         tokio::spawn(async move { tokio_tungstenite::connect_async(url).await })
                     })
                     .collect();
@@ -165,10 +205,7 @@ async fn main() -> anyhow::Result<()> {
                     conns.push(b.await??.0);
                 }
             }
-            println!(
-                "setup: {count} listeners connected in {:.2} s",
-                t.elapsed().as_secs_f64()
-            );
+            let received: Arc<Mutex<Vec<i64>>> = Arc::default();
             let mut readers = Vec::with_capacity(count);
             for mut ws in conns {
                 let received = received.clone();
@@ -177,33 +214,30 @@ async fn main() -> anyhow::Result<()> {
                         received
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .push(Instant::now());
+                            .push(unix_us());
                     }
                     ws
                 }));
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let t0 = Instant::now();
-            let n = proxy.handle_event(&event).await?;
-            let t_event = t0.elapsed();
-            let deadline = Instant::now() + Duration::from_secs(60);
+            println!(
+                "{count} listeners connected in {:.2} s",
+                t.elapsed().as_secs_f64()
+            );
+            let deadline = Instant::now() + Duration::from_secs(120);
             while received.lock().unwrap_or_else(|e| e.into_inner()).len() < count {
                 anyhow::ensure!(
                     Instant::now() < deadline,
                     "not all listeners got the message"
                 );
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            let times = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let last = times.iter().max().copied().unwrap_or(t0) - t0;
-            let mut lat: Vec<f64> = times.iter().map(|t| (*t - t0).as_secs_f64()).collect();
-            lat.sort_by(f64::total_cmp);
+            let mut times = received.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            times.sort_unstable();
             println!(
-                "ws fan-out: {n} notifications; event + outbox rows {:.3} s; first {:.3} s, median {:.3} s, last {:.3} s after the event",
-                t_event.as_secs_f64(),
-                lat.first().copied().unwrap_or(0.0),
-                lat[lat.len() / 2],
-                last.as_secs_f64()
+                "{} {} {}",
+                times[0],
+                times[times.len() / 2],
+                times[times.len() - 1]
             );
         }
         _ => anyhow::bail!(
@@ -211,4 +245,12 @@ async fn main() -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Microseconds since the Unix epoch (both processes read the same clock).
+fn unix_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }

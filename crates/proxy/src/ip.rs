@@ -3,9 +3,9 @@
 //! A listener connects to `GET /api/v1/listen?id=<listener id>[&source=<source>]` (WebSocket)
 //! or `GET /api/v1/listen/sse?id=…` (Server-Sent Events); with `source` it subscribes itself.
 //! Each notification arrives as one JSON [`Message`](crate::Message); a WebSocket listener may
-//! answer `{"ack":"<notification>"}` to mark it delivered. A listener that is not connected
-//! when its row comes up is retried with backoff, and its rows are made due again the moment it
-//! connects.
+//! answer `{"ack":"<notification>"}` to mark it delivered. A row for a listener that is not
+//! connected waits, spending no attempt, until the listener connects (which makes its rows due at
+//! once) or the row expires.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,10 +34,13 @@ pub struct Hub {
     inner: Arc<Mutex<HubInner>>,
 }
 
+/// One connection of a listener: its number and where its messages go.
+type Connection = (u64, mpsc::Sender<Arc<str>>);
+
 #[derive(Default)]
 struct HubInner {
     next: u64,
-    listeners: HashMap<String, Vec<(u64, mpsc::Sender<Arc<str>>)>>,
+    listeners: HashMap<String, Vec<Connection>>,
 }
 
 /// A registration; dropping it removes the listener.
@@ -93,6 +96,14 @@ impl Hub {
         any
     }
 
+    pub fn is_connected(&self, id: &str) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .listeners
+            .contains_key(id)
+    }
+
     pub fn connected(&self) -> usize {
         self.inner
             .lock()
@@ -113,6 +124,10 @@ pub(crate) async fn message(proxy: &Proxy, row: &Claimed) -> anyhow::Result<Stri
     })?)
 }
 
+/// How long a row for a listener that is not connected waits before it is looked at again
+/// (its connection makes it due at once; expiry ends the wait).
+const LISTENER_AWAY_MS: i64 = 10 * 60_000;
+
 /// Hands WebSocket/SSE rows to connected listeners, until the runtime stops.
 pub async fn run_listeners(proxy: Proxy) {
     loop {
@@ -132,22 +147,44 @@ pub async fn run_listeners(proxy: Proxy) {
             continue;
         }
         let mut results = Vec::with_capacity(rows.len());
+        let mut away = Vec::new();
+        let wait_until = crate::now_ms() + LISTENER_AWAY_MS;
         for row in rows {
-            let outcome = match message(&proxy, &row).await {
+            match message(&proxy, &row).await {
                 Ok(text) => {
                     if proxy.hub.send(&row.address, text.into()) {
-                        Outcome::Accepted { message_id: None }
+                        results.push((row, Outcome::Accepted { message_id: None }));
                     } else {
-                        Outcome::Transient {
-                            error: "listener not connected".into(),
-                        }
+                        // Not connected: wait (no attempt spent) until it connects or expires.
+                        away.push((row.id, row.address, wait_until));
                     }
                 }
-                Err(e) => Outcome::Permanent {
-                    error: format!("{e:#}"),
-                },
-            };
-            results.push((row, outcome));
+                Err(e) => results.push((
+                    row,
+                    Outcome::Permanent {
+                        error: format!("{e:#}"),
+                    },
+                )),
+            }
+        }
+        let defer: Vec<(String, i64)> = away.iter().map(|(id, _, t)| (id.clone(), *t)).collect();
+        if let Err(e) = proxy
+            .store
+            .defer(&proxy.config.owner, &defer, crate::now_ms())
+            .await
+        {
+            tracing::warn!("listener outbox defer: {e:#}");
+        }
+        // A listener that connected while we looked: its rows are due now after all.
+        for (_, address, _) in &away {
+            if proxy.hub.is_connected(address)
+                && let Err(e) = proxy
+                    .store
+                    .make_due(Channel::Websocket, address, crate::now_ms())
+                    .await
+            {
+                tracing::warn!("listener outbox: {e:#}");
+            }
         }
         if let Err(e) = proxy.finish(results).await {
             tracing::warn!("listener outbox record: {e:#}");

@@ -681,18 +681,17 @@ impl Store {
         ids: &[String],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for id in ids {
-            sqlx::query(self.sql(
-                "UPDATE proxy_notifications SET handed_over_at = ? WHERE id = ? AND lease_owner = ?",
-            ))
-            .bind(now_ms)
-            .bind(id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "UPDATE proxy_notifications SET handed_over_at = ? WHERE lease_owner = ? AND id IN ({marks})"
+            );
+            let mut q = sqlx::query(self.sql(&sql)).bind(now_ms).bind(owner);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.pool).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
