@@ -115,8 +115,9 @@ pub async fn run_dispatcher(proxy: Proxy) {
     }
 }
 
-/// Composes and submits one claimed batch, a window at a time; every row comes back with its
-/// outcome. A broken connection leaves `client` empty.
+/// Composes and submits one claimed batch, a window at a time, recording each window's
+/// outcomes; returns the outcomes of rows that did not go out. A broken connection leaves
+/// `client` empty.
 async fn send_batch(
     proxy: &Proxy,
     client: &mut Option<Client>,
@@ -205,18 +206,19 @@ async fn send_batch(
         }
         let submitted = c.submit_many(messages).await;
         add(&timings.submit_us, t0);
+        let mut done = Vec::with_capacity(chunk.len());
         match submitted {
             Ok(results) => {
                 for (row, first, n) in chunk {
                     let parts = results.get(first..first + n).unwrap_or(&[]);
-                    out.push((row, part_outcome(parts)));
+                    done.push((row, part_outcome(parts)));
                 }
             }
             Err(e) => {
                 tracing::warn!("SMPP connection lost: {e:#}");
                 *client = None;
                 for (row, _, _) in chunk {
-                    out.push((
+                    done.push((
                         row,
                         Outcome::Unconfirmed {
                             error: format!("connection lost after sending: {e:#}"),
@@ -225,6 +227,12 @@ async fn send_batch(
                 }
             }
         }
+        // Recorded per window, so a crash leaves at most one window handed over but unrecorded.
+        let t0 = std::time::Instant::now();
+        if let Err(e) = proxy.finish(done).await {
+            tracing::warn!("SMS outbox record: {e:#}");
+        }
+        add(&timings.record_us, t0);
     }
     out
 }

@@ -804,7 +804,9 @@ impl Store {
     /// A listener acknowledged a notification: sent → delivered.
     pub async fn ack(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let r = sqlx::query(self.sql(
-            "UPDATE proxy_notifications SET state = 'delivered', updated_at = ? WHERE id = ? AND state IN ('sent', 'sending')",
+            // An ack can beat the dispatcher's own record of the send: it then takes the row
+            // over (clears the lease), so that record cannot turn it back into `sent`.
+            "UPDATE proxy_notifications SET state = 'delivered', attempts = CASE WHEN state = 'sending' THEN attempts + 1 ELSE attempts END, lease_owner = NULL, lease_until = 0, updated_at = ? WHERE id = ? AND state IN ('sent', 'sending')",
         ))
         .bind(now_ms)
         .bind(id)
