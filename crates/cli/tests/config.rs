@@ -31,7 +31,10 @@ fn toml_file_sets_ll_hls_timing_and_flags_override_it() {
     let mut publisher = ffmpeg_publish(&clip, &server.rtmp_url(&key));
     let live = wait_video_state(&server, &key, &["live"], Duration::from_secs(15));
     // The source's media playlist (the record's URL is the multivariant playlist).
-    let url = live["attributes"][0]["url"].as_str().expect("url").replace("master.m3u8", "index.m3u8");
+    let url = live["attributes"][0]["url"]
+        .as_str()
+        .expect("url")
+        .replace("master.m3u8", "index.m3u8");
     let (_, body) = http_get(&url);
     let playlist = String::from_utf8_lossy(&body).to_string();
     assert!(

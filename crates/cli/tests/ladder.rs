@@ -174,3 +174,57 @@ fn default_ladder_makes_aligned_renditions_with_measured_attributes() {
     assert!(a.len() >= 7, "source keyframes {a:?}");
     assert_eq!(a, relative(url), "VOD keyframes differ between renditions");
 }
+
+#[test]
+fn webm_and_3gp_vod_files_get_their_own_measured_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = create_key(&data);
+    let clip = make_clip(dir.path(), "clip.mp4", 5, &[]);
+    let server = Server::start(&data, &["--ladder", "none", "--vod-formats", "webm,3gp"]);
+    let mut publisher = ffmpeg_publish(&clip, &server.rtmp_url(&key));
+    assert!(publisher.wait().expect("ffmpeg").success());
+    // MP4 and HLS are ready first; the other formats join the record list when written.
+    let ready = wait_for("webm and 3gp records", Duration::from_secs(60), || {
+        let v = wait_video_state(&server, &key, &["ready"], Duration::from_secs(10));
+        let formats: Vec<String> = v["attributes"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| r["format"].as_str().map(str::to_string))
+            .collect();
+        (formats.contains(&"webm".to_string()) && formats.contains(&"3gp".to_string())).then_some(v)
+    });
+    for (format, vcodec, acodec) in [("webm", "vp9", "opus"), ("3gp", "h263", "aac")] {
+        let rec = ready["attributes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["format"] == format))
+            .expect("record")
+            .clone();
+        let url = rec["url"].as_str().expect("url");
+        assert!(url.ends_with(&format!("/video.{format}")), "{url}");
+        let errors = decode_errors(url);
+        assert!(errors.is_empty(), "{format}: {errors}");
+        let probe = ffprobe(url);
+        let v = stream_of(&probe, "video");
+        assert_eq!(v["codec_name"], vcodec);
+        assert_eq!(stream_of(&probe, "audio")["codec_name"], acodec);
+        assert_eq!(
+            (rec["width"].as_u64(), rec["height"].as_u64()),
+            (v["width"].as_u64(), v["height"].as_u64()),
+            "{format}"
+        );
+        assert_eq!(
+            rec["size"].as_u64(),
+            probe["format"]["size"]
+                .as_str()
+                .and_then(|s| s.parse().ok()),
+            "{format}"
+        );
+        let ff = f(&probe["format"]["bit_rate"]);
+        let ours = rec["bitrate"].as_f64().expect("bitrate");
+        assert!(
+            (ours - ff).abs() / ff < 0.05,
+            "{format}: bitrate {ours} vs ffprobe {ff}"
+        );
+    }
+}

@@ -38,6 +38,8 @@ pub struct TranscodeConfig {
     pub ladder: String,
     /// An explicit ladder instead of a named one.
     pub renditions: Option<Vec<vshare_transcode::RenditionSpec>>,
+    /// VOD files in other formats, made from the source as it arrives (WebM, 3GP).
+    pub files: Vec<vshare_transcode::FileSpec>,
 }
 
 impl Default for TranscodeConfig {
@@ -45,6 +47,7 @@ impl Default for TranscodeConfig {
         TranscodeConfig {
             ladder: "default".into(),
             renditions: None,
+            files: Vec::new(),
         }
     }
 }

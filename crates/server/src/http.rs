@@ -275,8 +275,7 @@ async fn serve_vod(
             Bytes::from(text),
         ));
     }
-    let valid = file == "video.mp4"
-        || file == "init.mp4"
+    let valid = matches!(file, "video.mp4" | "init.mp4" | "video.webm" | "video.3gp")
         || file
             .strip_prefix("seg")
             .and_then(|r| r.strip_suffix(".m4s"))
@@ -284,10 +283,11 @@ async fn serve_vod(
     if !valid {
         return Err(not_found("file"));
     }
-    let content_type = if file.ends_with(".m4s") {
-        "video/iso.segment"
-    } else {
-        "video/mp4"
+    let content_type = match file.rsplit('.').next() {
+        Some("m4s") => "video/iso.segment",
+        Some("webm") => "video/webm",
+        Some("3gp") => "video/3gpp",
+        _ => "video/mp4",
     };
     let name = if rendition.is_empty() {
         file.to_string()

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod db;
+pub mod files;
 pub mod http;
 pub mod ingest;
 pub mod live;

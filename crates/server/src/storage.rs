@@ -98,6 +98,27 @@ impl Storage {
             .collect())
     }
 
+    /// Copies a local file into an object, streaming it.
+    pub async fn put_file(&self, path: &Path, file: &std::path::Path) -> anyhow::Result<u64> {
+        use tokio::io::AsyncReadExt;
+        let mut f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let mut out = self.writer(path).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            out.write(&buf[..n]);
+        }
+        out.finish().await?;
+        Ok(total)
+    }
+
     /// Writes an object from parts as they come; it appears whole at the end or not at all.
     pub async fn writer(&self, path: &Path) -> anyhow::Result<WriteMultipart> {
         let upload = self.store.put_multipart(&self.full(path)).await?;

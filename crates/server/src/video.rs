@@ -17,6 +17,7 @@ use vshare_transcode::{LadderConfig, TranscodeWorker, Transcoder};
 
 use crate::config::Config;
 use crate::db::{Db, SegmentRow, StreamKey, Video, VideoState, now_rfc3339, random_id};
+use crate::files::FileJob;
 use crate::live::{LiveMessage, LiveServer};
 use crate::storage::{Storage, object_path};
 use crate::webhook::Webhooks;
@@ -281,6 +282,7 @@ impl VideoServer {
         // Transcoded renditions come back from the worker thread on this channel.
         let (tc_tx, mut tc_rx) = mpsc::unbounded_channel::<(usize, MediaEvent)>();
         let mut worker: Option<TranscodeWorker> = None;
+        let mut files: Vec<FileJob> = Vec::new();
         let mut ladder_started = false;
         let mut went_live = false;
         // Handles looked up once, not per frame.
@@ -301,6 +303,7 @@ impl VideoServer {
                                 worker = self.start_ladder(&id, &source, &tc_tx, &mut renditions);
                                 // One origin for every rendition: the same input time is the
                                 // same media time in all of them, so players switch cleanly.
+                                files = self.start_files(&id, &source);
                                 let origin = f.dts.saturating_sub(vshare_package::ORIGIN_MARGIN_US);
                                 for r in &mut renditions {
                                     r.packager.set_origin(origin);
@@ -309,6 +312,9 @@ impl VideoServer {
                         }
                         if let Some(w) = worker.as_mut() {
                             w.push(&event);
+                        }
+                        for job in &mut files {
+                            job.push(&event);
                         }
                         self.push_to(&id, &mut renditions, 0, event, arrival, &video, &mut went_live).await;
                     }
@@ -397,6 +403,16 @@ impl VideoServer {
             .remove(&id);
         metrics::histogram!("vshare_vod_ready_seconds").record(ended.elapsed().as_secs_f64());
         info!(video = %id, ready_ms = ended.elapsed().as_millis() as u64, "VOD ready");
+        if !files.is_empty() {
+            let me = self.clone();
+            let title = video.title.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.finish_files(&id, &title, files).await {
+                    warn!(video = %id, "other VOD formats: {e:#}");
+                }
+            });
+        }
         // Keep the ended live playlist a while for players still on it.
         let live = self.live.clone();
         tokio::spawn(async move {
@@ -442,6 +458,74 @@ impl VideoServer {
                 let _ = tx.send((index, event));
             },
         ))
+    }
+
+    /// Starts the configured other-format VOD files from the source's configurations.
+    fn start_files(&self, id: &str, source: &Measured) -> Vec<FileJob> {
+        let dir = self.config.data_dir.join("tmp");
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            warn!(video = %id, "no directory for VOD files: {e}");
+            return Vec::new();
+        }
+        let mut jobs = Vec::new();
+        for spec in &self.config.transcode.files {
+            let path = dir.join(format!("{id}.{}", spec.format.name()));
+            match FileJob::start(
+                spec.clone(),
+                path,
+                source.video.clone(),
+                source.audio.clone(),
+            ) {
+                Ok(job) => jobs.push(job),
+                Err(e) => {
+                    warn!(video = %id, format = spec.format.name(), "VOD file not started: {e:#}")
+                }
+            }
+        }
+        jobs
+    }
+
+    /// Waits for the other-format files, stores them and adds their records to the video.
+    async fn finish_files(&self, id: &str, title: &str, jobs: Vec<FileJob>) -> anyhow::Result<()> {
+        let mut added = Vec::new();
+        for job in jobs {
+            let name = format!("video.{}", job.spec.format.name());
+            let path = job.path.clone();
+            let result = tokio::task::spawn_blocking(move || job.finish()).await?;
+            let summary = match result {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(video = %id, file = %name, "not written: {e:#}");
+                    let _ = tokio::fs::remove_file(&path).await;
+                    continue;
+                }
+            };
+            let stored = self.storage.put_file(&object_path(id, &name), &path).await;
+            let _ = tokio::fs::remove_file(&path).await;
+            stored?;
+            let url = format!("{}/vod/{id}/{name}", self.public_url);
+            added.push(summary.attribute_record(id, &url, title));
+        }
+        if added.is_empty() {
+            return Ok(());
+        }
+        let Some(v) = self.db.get_video(id).await? else {
+            return Ok(());
+        };
+        let mut records = v.attributes;
+        records.extend(added);
+        self.db
+            .update_video(
+                id,
+                v.state,
+                &records,
+                v.ended_at.as_deref(),
+                self.webhooks.event("video.formats"),
+            )
+            .await?;
+        self.webhooks.wake();
+        info!(video = %id, "other VOD formats ready");
+        Ok(())
     }
 
     /// Feeds one event to rendition `index` and handles what its packager makes of it.

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use vshare_server::Config;
 use vshare_server::config::WebhookConfig;
+use vshare_transcode::{FileFormat, FileSpec};
 
 /// Flags override the config file; each flag can also come from its VSHARE_* variable.
 #[derive(clap::Args)]
@@ -44,6 +45,10 @@ pub struct Args {
     /// the source), phone, or none (no transcoding) [default: default].
     #[arg(long, env = "VSHARE_LADDER")]
     pub ladder: Option<String>,
+    /// VOD files in other formats, besides MP4 and HLS per rendition: a comma list of webm
+    /// (VP9 + Opus) and 3gp (H.263 + AAC, for old phones) [default: none].
+    #[arg(long, env = "VSHARE_VOD_FORMATS", value_delimiter = ',')]
+    pub vod_formats: Option<Vec<String>>,
     /// Seconds of silence after which a publisher is disconnected [default: 10].
     #[arg(long, env = "VSHARE_RTMP_IDLE_TIMEOUT")]
     pub idle_timeout: Option<u64>,
@@ -99,6 +104,19 @@ impl Args {
             c.transcode.renditions = None;
         }
         c.transcode.ladder()?;
+        if let Some(formats) = self.vod_formats {
+            c.transcode.files = formats
+                .iter()
+                .filter(|f| !f.trim().is_empty())
+                .map(|f| match f.trim() {
+                    "webm" => Ok(FileSpec::new(FileFormat::Webm)),
+                    "3gp" => Ok(FileSpec::new(FileFormat::ThreeGp)),
+                    other => Err(anyhow::anyhow!(
+                        "--vod-formats: unknown format {other:?} (webm, 3gp)"
+                    )),
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
         if let Some(v) = self.idle_timeout {
             anyhow::ensure!(v > 0, "--idle-timeout must be at least 1 second");
             c.limits.rtmp_idle_timeout_s = v;
