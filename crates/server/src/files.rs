@@ -46,11 +46,13 @@ impl FileJob {
 
     /// Hands the writer one source event (never blocks).
     pub fn push(&mut self, event: &MediaEvent) {
-        if let Some(tx) = &self.tx {
-            if tx.send(event.clone()).is_err() {
-                // The writer stopped with an error; finish() reports it.
-                self.tx = None;
-            }
+        // A closed channel means the writer stopped with an error; finish() reports it.
+        if self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(event.clone()).is_err())
+        {
+            self.tx = None;
         }
     }
 
