@@ -293,7 +293,11 @@ impl Proxy {
 fn to_row(c: &store::Claimed) -> Row {
     Row {
         id: c.id.clone(),
-        channel: c.channel.as_str().to_string(),
+        // SMS and WAP Push share one SMSC bind, and so its rate limit.
+        channel: match c.channel {
+            Channel::Sms | Channel::Wap => "smpp".to_string(),
+            other => other.as_str().to_string(),
+        },
         source: c.source.clone(),
         address: c.address.clone(),
         attempts: c.attempts,

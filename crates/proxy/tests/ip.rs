@@ -279,6 +279,43 @@ async fn websocket_and_sse_listeners_receive_the_message() {
         .expect("ok");
     assert!(msg.to_text().expect("text").contains("\"video_id\":\"v2\""));
     assert!(t0.elapsed() < Duration::from_secs(2));
+
+    // The client `vshare subscribe listen` (and `vshare open`) uses.
+    let api = vshare_proxy::client::ApiClient::new(&format!("http://{base}"), None);
+    let listening = tokio::spawn(async move {
+        let mut got = Vec::new();
+        api.listen("cli-1", Some("carol"), |m| {
+            got.push(m);
+            false
+        })
+        .await
+        .expect("listen");
+        got
+    });
+    wait_until(Duration::from_secs(5), "cli-1 connected", || async {
+        proxy.hub.is_connected("cli-1")
+    })
+    .await;
+    proxy
+        .handle_event(&live_event("v3", "carol"))
+        .await
+        .expect("event");
+    let got = tokio::time::timeout(Duration::from_secs(5), listening)
+        .await
+        .expect("in time")
+        .expect("task");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].video_id, "v3");
+    wait_until(Duration::from_secs(5), "cli-1 ack", || async {
+        proxy
+            .store
+            .notifications(Some("v3"), None)
+            .await
+            .expect("rows")
+            .iter()
+            .all(|r| r.state == State::Delivered)
+    })
+    .await;
 }
 
 #[tokio::test]
