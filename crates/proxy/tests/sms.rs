@@ -388,3 +388,109 @@ async fn kill_9_mid_fan_out_then_every_subscriber_gets_exactly_one() {
         "killed at {at_kill} messages; {unconfirmed} row(s) ended unconfirmed (handed over, not resent)"
     );
 }
+
+async fn two_proxies_one_smsc(url: &str) {
+    let smsc = Smsc::new(SmscOptions::default());
+    let (smsc_addr, _h) = smsc.clone().spawn("127.0.0.1:0").await.expect("smsc");
+    let addr = smsc_addr.to_string();
+    let mut ca = config(url, Some(&addr));
+    ca.batch = 100;
+    let mut cb = config(url, Some(&addr));
+    cb.batch = 100;
+    let a = Proxy::open(ca).await.expect("a");
+    let b = Proxy::open(cb).await.expect("b");
+    let n = 2000;
+    let numbers: Vec<String> = (0..n).map(|i| format!("+4917{i:07}")).collect();
+    a.store
+        .bulk_active("alice", Channel::Sms, "text", &numbers, 1)
+        .await
+        .expect("subs");
+    let _ta = a.spawn();
+    let _tb = b.spawn();
+    a.handle_event(&live_event("v1", "alice"))
+        .await
+        .expect("event");
+    b.handle_event(&live_event("v1", "alice"))
+        .await
+        .expect("the same event again");
+    wait_until(Duration::from_secs(60), "all sent", || async {
+        states(&a, "v1").await.iter().all(|s| *s == State::Sent)
+    })
+    .await;
+    assert_eq!(states(&a, "v1").await.len(), n);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        smsc.stats().stored,
+        n * parts(As::Text),
+        "each subscriber got exactly one message from the two dispatchers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_proxies_fan_out_once() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tmp");
+    two_proxies_one_smsc(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_proxies_fan_out_once() {
+    init_tracing();
+    two_proxies_one_smsc(&fresh_postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_subscription_by_number_sends_a_code_that_confirms_it() {
+    init_tracing();
+    let (smsc_addr, _h) = Smsc::new(SmscOptions::default())
+        .spawn("127.0.0.1:0")
+        .await
+        .expect("smsc");
+    let addr = smsc_addr.to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let proxy = Proxy::open(config(&sqlite_url(&dir), Some(&addr)))
+        .await
+        .expect("proxy");
+    let _tasks = proxy.spawn();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", l.local_addr().expect("addr"));
+    let router = proxy.router(None);
+    tokio::spawn(async move { axum::serve(l, router).await.expect("serve") });
+    let mut phone = receiver(&addr, "+777001", BindKind::Receiver).await;
+    let api = vshare_proxy::client::ApiClient::new(&base, None);
+    let sub = api
+        .subscribe(&vshare_proxy::NewSubscription {
+            source: "alice".into(),
+            channel: Channel::Wap,
+            address: "+777001".into(),
+            form: Some("wap-sl".into()),
+        })
+        .await
+        .expect("subscribe");
+    assert_eq!(sub.state, SubState::PendingConfirmation);
+    let got = drain(&mut phone, Duration::from_millis(1500)).await;
+    assert_eq!(got.len(), 1, "one code SMS");
+    let text = String::from_utf8_lossy(&got[0].short_message).into_owned();
+    let code = text
+        .split_whitespace()
+        .find(|w| w.len() == 6 && w.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no code in {text:?}"))
+        .to_string();
+    assert!(api.confirm(&sub.id, "000000").await.is_err() || code == "000000");
+    let active = api.confirm(&sub.id, &code).await.expect("confirm");
+    assert_eq!(active.state, SubState::Active);
+    proxy
+        .handle_event(&live_event("v1", "alice"))
+        .await
+        .expect("event");
+    let got = drain(&mut phone, Duration::from_millis(1500)).await;
+    assert_eq!(got.len(), parts(As::WapSl), "the WAP SL arrived");
+    // WDP port 2948 (WAP-259): the SL's push carries the live URL (WBXML keeps it as a string).
+    let bytes: Vec<u8> = got.iter().flat_map(|sm| sm.short_message.clone()).collect();
+    assert!(
+        bytes.windows(4).any(|w| w == b"live"),
+        "the SL carries the URL"
+    );
+}
