@@ -708,22 +708,33 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        let mut with_ids = false;
-        for (id, t) in outcomes {
-            with_ids |= t.message_id.is_some();
-            sqlx::query(self.sql(
-                "UPDATE proxy_notifications SET state = ?, attempts = ?, next_attempt_at = ?, smsc_message_id = COALESCE(?, smsc_message_id), last_error = ?, lease_owner = NULL, lease_until = 0, handed_over_at = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?",
-            ))
-            .bind(t.state.as_str())
-            .bind(i64::from(t.attempts))
-            .bind(t.next_attempt_at_ms)
-            .bind(&t.message_id)
-            .bind(&t.error)
-            .bind(now_ms)
-            .bind(id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
+        let with_ids = outcomes.iter().any(|(_, t)| t.message_id.is_some());
+        // One statement per 200 rows: a VALUES list joined to the table (UPDATE … FROM, in
+        // SQLite since 3.33 and in PostgreSQL).
+        for chunk in outcomes.chunks(200) {
+            let rows = vec![
+                "(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT))";
+                chunk.len()
+            ]
+            .join(", ");
+            let sql = format!(
+                "WITH v(id, st, att, nxt, mid, err) AS (VALUES {rows}) \
+                 UPDATE proxy_notifications SET state = v.st, attempts = v.att, next_attempt_at = v.nxt, \
+                 smsc_message_id = COALESCE(v.mid, proxy_notifications.smsc_message_id), last_error = v.err, \
+                 lease_owner = NULL, lease_until = 0, handed_over_at = NULL, updated_at = ? \
+                 FROM v WHERE proxy_notifications.id = v.id AND proxy_notifications.lease_owner = ?"
+            );
+            let mut q = sqlx::query(self.sql(&sql));
+            for (id, t) in chunk {
+                q = q
+                    .bind(id)
+                    .bind(t.state.as_str())
+                    .bind(i64::from(t.attempts))
+                    .bind(t.next_attempt_at_ms)
+                    .bind(&t.message_id)
+                    .bind(&t.error);
+            }
+            q.bind(now_ms).bind(owner).execute(&mut *tx).await?;
         }
         if with_ids {
             self.apply_early_receipts(&mut tx, now_ms).await?;
