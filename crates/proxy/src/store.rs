@@ -748,6 +748,14 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        // Usually there is none: look before joining.
+        let waiting: i64 = sqlx::query("SELECT COUNT(*) FROM proxy_receipts")
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?;
+        if waiting == 0 {
+            return Ok(());
+        }
         for (delivered, state) in [(1i64, "delivered"), (0, "failed")] {
             sqlx::query(self.sql(
                 "UPDATE proxy_notifications SET state = ?, updated_at = ? WHERE state = 'sent' AND smsc_message_id IN (SELECT message_id FROM proxy_receipts WHERE delivered = ?)",
@@ -759,7 +767,7 @@ impl Store {
             .await?;
         }
         sqlx::query(
-            "DELETE FROM proxy_receipts WHERE message_id IN (SELECT smsc_message_id FROM proxy_notifications WHERE smsc_message_id IS NOT NULL AND state IN ('delivered', 'failed'))",
+            "DELETE FROM proxy_receipts WHERE EXISTS (SELECT 1 FROM proxy_notifications n WHERE n.smsc_message_id = proxy_receipts.message_id AND n.state IN ('delivered', 'failed'))",
         )
         .execute(&mut **tx)
         .await?;
