@@ -29,6 +29,8 @@ enum Command {
     Open(commands::open::Args),
     /// Run a development SMSC (SMPP v3.4 server) that forwards messages between binds.
     Smsc(commands::smsc::Args),
+    /// Subscribe a phone, webhook or listener to a source's videos (the communication proxy).
+    Subscribe(commands::subscribe::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +54,7 @@ fn main() -> anyhow::Result<()> {
             Command::Share(a) => commands::share::run(a).await,
             Command::Open(a) => commands::open::run(a).await,
             Command::Smsc(a) => commands::smsc::run(a).await,
+            Command::Subscribe(a) => commands::subscribe::run(a).await,
         }
     })
 }

@@ -27,6 +27,41 @@ pub struct Config {
     pub limits: Limits,
     pub webhook: Option<WebhookConfig>,
     pub transcode: TranscodeConfig,
+    pub proxy: ProxyRoleConfig,
+}
+
+/// The communication proxy role: subscriptions, and durable push of every new video.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyRoleConfig {
+    pub enabled: bool,
+    /// SMSC (`host:port`, SMPP v3.4) for SMS and WAP Push subscribers; none: those wait.
+    pub smsc: Option<String>,
+    pub smsc_system_id: String,
+    pub smsc_password: String,
+    /// The proxy's own number: sender of its SMS, where MO keywords (SUB/YES/STOP) arrive.
+    pub number: String,
+    /// submit_sm outstanding at once.
+    pub window: usize,
+    /// No SMS between these local times, e.g. `22:00-07:00`.
+    pub quiet_hours: Option<String>,
+    /// VAPID contact for Web Push (RFC 8292).
+    pub vapid_contact: String,
+}
+
+impl Default for ProxyRoleConfig {
+    fn default() -> Self {
+        ProxyRoleConfig {
+            enabled: true,
+            smsc: None,
+            smsc_system_id: "vshare".into(),
+            smsc_password: String::new(),
+            number: "10690000".into(),
+            window: 64,
+            quiet_hours: None,
+            vapid_contact: "mailto:admin@localhost".into(),
+        }
+    }
 }
 
 /// Format conversion: the ladder of renditions made from every live stream.
@@ -122,6 +157,7 @@ impl Default for Config {
             limits: Limits::default(),
             webhook: None,
             transcode: TranscodeConfig::default(),
+            proxy: ProxyRoleConfig::default(),
         }
     }
 }

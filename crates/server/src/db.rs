@@ -10,8 +10,6 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 use vshare_attributes::AttributeRecord;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 /// Lifecycle of a video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -130,7 +128,10 @@ impl Db {
                 .execute(&pool)
                 .await?;
         }
-        MIGRATOR
+        // The proxy role keeps its own migrations (1001…) in the same table.
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("database migrations: {e}"))?;
@@ -193,6 +194,15 @@ impl Db {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| key_from_row(&r)).transpose()
+    }
+
+    /// The name of a key by id (revoked keys too).
+    pub async fn key_name(&self, id: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query(self.sql("SELECT name FROM stream_keys WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("name")).transpose()?)
     }
 
     pub async fn list_keys(&self) -> anyhow::Result<Vec<StreamKey>> {

@@ -61,6 +61,72 @@ fn metrics_handle() -> PrometheusHandle {
     }
 }
 
+/// A secret kept in the data directory: read it, or make and store one the first time.
+fn stored_secret(path: &std::path::Path, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let secret = make();
+            std::fs::write(path, &secret)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Ok(secret)
+        }
+    }
+}
+
+/// The communication proxy role, on the server's database, with its dispatchers running.
+async fn start_proxy(config: &Config, db: &db::Db) -> anyhow::Result<vshare_proxy::Proxy> {
+    let role = &config.proxy;
+    let mut pc = vshare_proxy::ProxyConfig::new(&config.database_url());
+    if let Some(addr) = &role.smsc {
+        pc.smpp = Some(vshare_proxy::SmppConfig {
+            addr: addr.clone(),
+            system_id: role.smsc_system_id.clone(),
+            password: role.smsc_password.clone(),
+            number: role.number.clone(),
+            window: role.window.max(1),
+        });
+    }
+    pc.webhook_secret = match &config.webhook {
+        Some(w) => w.secret.clone(),
+        None => stored_secret(&config.data_dir.join("proxy-webhook.secret"), || {
+            db::random_id(32)
+        })?,
+    };
+    let vapid_path = config.data_dir.join("vapid.key");
+    let vapid = match std::fs::read_to_string(&vapid_path) {
+        Ok(k) if !k.trim().is_empty() => {
+            vshare_proxy::webpush::Vapid::from_private(k.trim(), &role.vapid_contact)?
+        }
+        _ => {
+            let (vapid, private) = vshare_proxy::webpush::Vapid::generate(&role.vapid_contact);
+            std::fs::write(&vapid_path, private)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", vapid_path.display()))?;
+            vapid
+        }
+    };
+    pc.vapid = Some(vapid);
+    if let Some(q) = &role.quiet_hours {
+        pc.policy.quiet_hours =
+            Some(vshare_proxy::dispatcher::QuietHours::parse(q).map_err(anyhow::Error::msg)?);
+    }
+    let keys = db.clone();
+    let proxy = vshare_proxy::Proxy::open(pc)
+        .await?
+        .with_source_check(Arc::new(move |source: String| {
+            let keys = keys.clone();
+            Box::pin(async move {
+                Ok(keys
+                    .list_keys()
+                    .await?
+                    .iter()
+                    .any(|k| !k.revoked && (k.id == source || k.name == source)))
+            })
+        }));
+    proxy.spawn();
+    Ok(proxy)
+}
+
 /// Opens the database and storage, recovers interrupted recordings, binds the listeners and
 /// serves until the process ends.
 pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyhow::Result<()> {
@@ -92,6 +158,11 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     let live = live::LiveServer::new(config.live.window_segments);
     let webhooks = webhook::Webhooks::new(db.clone(), config.webhook.clone());
     let ladder = config.transcode.ladder()?;
+    let proxy = if config.proxy.enabled {
+        Some(start_proxy(&config, &db).await?)
+    } else {
+        None
+    };
     let videos = video::VideoServer::new(
         db.clone(),
         storage.clone(),
@@ -99,6 +170,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         webhooks.clone(),
         config.clone(),
         ladder,
+        proxy.clone(),
     );
     videos.recover().await?;
 
@@ -136,6 +208,16 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         http: http_addr,
         public_url,
     });
-    axum::serve(http_listener, http::router(state)).await?;
+    let mut app = http::router(state);
+    if let Some(p) = &proxy {
+        app = app.merge(
+            p.router(
+                std::env::var("VSHARE_ADMIN_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty()),
+            ),
+        );
+    }
+    axum::serve(http_listener, app).await?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use vshare_attributes::{AttributeRecord, Kind};
 use vshare_media::{MediaEvent, TrackConfig, TrackKind};
 use vshare_package::multivariant::VariantMeter;
 use vshare_package::{Packager, PackagerConfig, PackagerOutput, VodMp4Builder};
+use vshare_proxy::{Event, EventKind, Proxy};
 use vshare_transcode::{LadderConfig, TranscodeWorker, Transcoder};
 
 use crate::config::Config;
@@ -161,6 +162,8 @@ pub struct VideoServer {
     config: Arc<Config>,
     /// The renditions made from every stream (empty: the source only).
     ladder: LadderConfig,
+    /// The communication proxy role: pushes every live stream and VOD to subscribers.
+    proxy: Option<Proxy>,
     public_url: String,
     /// Stream key id → video id of its running session.
     active: Mutex<HashMap<String, String>>,
@@ -176,11 +179,13 @@ impl VideoServer {
         webhooks: Webhooks,
         config: Arc<Config>,
         ladder: LadderConfig,
+        proxy: Option<Proxy>,
     ) -> Arc<Self> {
         let live_tx = live.spawn();
         Arc::new(VideoServer {
             public_url: config.public_url(),
             ladder,
+            proxy,
             db,
             storage,
             live,
@@ -397,6 +402,8 @@ impl VideoServer {
             )
             .await?;
         self.webhooks.wake();
+        self.notify_subscribers(EventKind::Ready, &id, &video.key_id, records)
+            .await;
         self.live_records
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -458,6 +465,32 @@ impl VideoServer {
                 let _ = tx.send((index, event));
             },
         ))
+    }
+
+    /// Hands a live stream or a finished VOD to the proxy role for its subscribers. Repeats of
+    /// the same event add nothing, so recovery may call it again.
+    async fn notify_subscribers(
+        &self,
+        kind: EventKind,
+        id: &str,
+        key_id: &str,
+        records: Vec<AttributeRecord>,
+    ) {
+        let Some(proxy) = &self.proxy else { return };
+        if records.is_empty() {
+            return;
+        }
+        let name = match self.db.key_name(key_id).await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(video = %id, "proxy: stream key lookup: {e:#}");
+                None
+            }
+        };
+        let event = Event::new(kind, id, key_id, name.as_deref(), records);
+        if let Err(e) = proxy.handle_event(&event).await {
+            warn!(video = %id, "proxy: event not queued: {e:#}");
+        }
     }
 
     /// Starts the configured other-format VOD files from the source's configurations.
@@ -660,12 +693,14 @@ impl VideoServer {
                     let event = self.webhooks.event("stream.live");
                     match self
                         .db
-                        .update_video(id, VideoState::Live, &[rec], None, event)
+                        .update_video(id, VideoState::Live, &[rec.clone()], None, event)
                         .await
                     {
                         Ok(()) => self.webhooks.wake(),
                         Err(e) => warn!(video = %id, "could not store live attributes: {e:#}"),
                     }
+                    self.notify_subscribers(EventKind::Live, id, &video.key_id, vec![rec])
+                        .await;
                 }
             }
         }
@@ -717,7 +752,18 @@ impl VideoServer {
         pending.extend(self.db.list_videos(Some(VideoState::Finishing)).await?);
         for v in pending {
             match self.recover_one(&v).await {
-                Ok(n) => info!(video = %v.id, segments = n, "recovered interrupted recording"),
+                Ok(n) => {
+                    info!(video = %v.id, segments = n, "recovered interrupted recording");
+                    if let Ok(Some(done)) = self.db.get_video(&v.id).await {
+                        self.notify_subscribers(
+                            EventKind::Ready,
+                            &v.id,
+                            &v.key_id,
+                            done.attributes,
+                        )
+                        .await;
+                    }
+                }
                 Err(e) => {
                     warn!(video = %v.id, "recovery failed: {e:#}");
                     self.db

@@ -7,3 +7,4 @@ pub mod publish;
 pub mod serve;
 pub mod share;
 pub mod smsc;
+pub mod subscribe;

@@ -49,6 +49,22 @@ pub struct Args {
     /// (VP9 + Opus) and 3gp (H.263 + AAC, for old phones) [default: none].
     #[arg(long, env = "VSHARE_VOD_FORMATS", value_delimiter = ',')]
     pub vod_formats: Option<Vec<String>>,
+    /// SMSC (host:port, SMPP v3.4) through which the proxy role sends SMS and WAP Push to
+    /// subscribers, and receives their SUB/YES/STOP messages.
+    #[arg(long, env = "VSHARE_SMSC")]
+    pub smsc: Option<String>,
+    /// system_id for the SMSC bind [default: vshare].
+    #[arg(long, env = "VSHARE_SMSC_SYSTEM_ID")]
+    pub smsc_system_id: Option<String>,
+    /// Password for the SMSC bind.
+    #[arg(long, env = "VSHARE_SMSC_PASSWORD", hide_env_values = true)]
+    pub smsc_password: Option<String>,
+    /// The proxy's own number (sender of its SMS; subscribers text SUB <source> to it).
+    #[arg(long, env = "VSHARE_PROXY_NUMBER")]
+    pub proxy_number: Option<String>,
+    /// Run without the communication proxy role (no subscriptions).
+    #[arg(long)]
+    pub no_proxy: bool,
     /// Seconds of silence after which a publisher is disconnected [default: 10].
     #[arg(long, env = "VSHARE_RTMP_IDLE_TIMEOUT")]
     pub idle_timeout: Option<u64>,
@@ -104,6 +120,21 @@ impl Args {
             c.transcode.renditions = None;
         }
         c.transcode.ladder()?;
+        if self.smsc.is_some() {
+            c.proxy.smsc = self.smsc;
+        }
+        if let Some(v) = self.smsc_system_id {
+            c.proxy.smsc_system_id = v;
+        }
+        if let Some(v) = self.smsc_password {
+            c.proxy.smsc_password = v;
+        }
+        if let Some(v) = self.proxy_number {
+            c.proxy.number = v;
+        }
+        if self.no_proxy {
+            c.proxy.enabled = false;
+        }
         if let Some(formats) = self.vod_formats {
             c.transcode.files = formats
                 .iter()

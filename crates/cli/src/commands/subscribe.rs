@@ -9,7 +9,12 @@ use vshare_proxy::{Channel, NewSubscription};
 #[derive(clap::Args)]
 pub struct Args {
     /// The server's HTTP address.
-    #[arg(long, env = "VSHARE_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "VSHARE_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub server: String,
     /// Admin token, for the lists that show addresses.
     #[arg(long, env = "VSHARE_ADMIN_TOKEN", global = true)]
