@@ -124,6 +124,11 @@ impl Db {
             sqlx::query("PRAGMA journal_mode=WAL")
                 .execute(&pool)
                 .await?;
+            // In WAL mode NORMAL keeps the database consistent across crashes; it only lets the
+            // last commits before a power loss go, and spares an fsync per segment.
+            sqlx::query("PRAGMA synchronous=NORMAL")
+                .execute(&pool)
+                .await?;
             sqlx::query("PRAGMA busy_timeout=5000")
                 .execute(&pool)
                 .await?;

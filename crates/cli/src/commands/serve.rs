@@ -62,6 +62,11 @@ pub struct Args {
     /// The proxy's own number (sender of its SMS; subscribers text SUB <source> to it).
     #[arg(long, env = "VSHARE_PROXY_NUMBER")]
     pub proxy_number: Option<String>,
+    /// Async worker threads for ingest, packaging and HTTP. One thread avoids cross-thread
+    /// wake-ups per frame (about 30 % less CPU per stream here); transcoding, file writers and
+    /// the database have threads of their own regardless. Raise it for many HTTP viewers.
+    #[arg(long, env = "VSHARE_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
     /// Run without the communication proxy role (no subscriptions).
     #[arg(long)]
     pub no_proxy: bool,
