@@ -116,20 +116,28 @@ impl Db {
         let postgres = url.starts_with("postgres");
         let pool = AnyPoolOptions::new()
             .max_connections(if postgres { 16 } else { 4 })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if !postgres {
+                        // Per connection: wait for a lock instead of failing; in WAL mode
+                        // NORMAL keeps the database consistent across crashes and spares an
+                        // fsync per commit (only the last commits before a power loss may go).
+                        sqlx::query("PRAGMA busy_timeout=5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;
         if !postgres {
-            // WAL lets the HTTP API read while the recorder writes.
+            // WAL (a property of the file) lets the HTTP API read while the recorder writes.
             sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
-                .await?;
-            // In WAL mode NORMAL keeps the database consistent across crashes; it only lets the
-            // last commits before a power loss go, and spares an fsync per segment.
-            sqlx::query("PRAGMA synchronous=NORMAL")
-                .execute(&pool)
-                .await?;
-            sqlx::query("PRAGMA busy_timeout=5000")
                 .execute(&pool)
                 .await?;
         }
