@@ -18,7 +18,11 @@ pub enum FlvError {
     #[error("FLV audio tag: sound format {0} is not supported (only AAC, format 10)")]
     UnsupportedAudioCodec(u8),
     #[error("FLV {what}: {needed} bytes needed, {have} present")]
-    Truncated { what: &'static str, needed: usize, have: usize },
+    Truncated {
+        what: &'static str,
+        needed: usize,
+        have: usize,
+    },
     #[error("FLV video tag: unknown AVC packet type {0}")]
     AvcPacketType(u8),
     #[error("FLV video frame at {ts_ms} ms arrived before the AVC sequence header")]
@@ -41,7 +45,11 @@ pub enum VideoTag {
     /// AVCDecoderConfigurationRecord.
     SequenceHeader(Bytes),
     /// One access unit in AVCC form.
-    Frame { key: bool, cts_ms: i32, data: Bytes },
+    Frame {
+        key: bool,
+        cts_ms: i32,
+        data: Bytes,
+    },
     EndOfSequence,
 }
 
@@ -55,7 +63,11 @@ pub enum AudioTag {
 
 fn need(what: &'static str, body: &[u8], n: usize) -> Result<(), FlvError> {
     if body.len() < n {
-        return Err(FlvError::Truncated { what, needed: n, have: body.len() });
+        return Err(FlvError::Truncated {
+            what,
+            needed: n,
+            have: body.len(),
+        });
     }
     Ok(())
 }
@@ -77,7 +89,11 @@ pub fn parse_video(body: Bytes) -> Result<VideoTag, FlvError> {
     let payload = body.slice(5..);
     match packet_type {
         0 => Ok(VideoTag::SequenceHeader(payload)),
-        1 => Ok(VideoTag::Frame { key: frame_type == 1, cts_ms, data: payload }),
+        1 => Ok(VideoTag::Frame {
+            key: frame_type == 1,
+            cts_ms,
+            data: payload,
+        }),
         2 => Ok(VideoTag::EndOfSequence),
         t => Err(FlvError::AvcPacketType(t)),
     }
@@ -107,7 +123,9 @@ fn check_avcc(data: &[u8], length_size: u8) -> Result<(), FlvError> {
         if pos + n > data.len() {
             return Err(FlvError::NalLength { offset: pos });
         }
-        let len = data[pos..pos + n].iter().fold(0usize, |a, b| (a << 8) | usize::from(*b));
+        let len = data[pos..pos + n]
+            .iter()
+            .fold(0usize, |a, b| (a << 8) | usize::from(*b));
         pos += n;
         if len == 0 || pos + len > data.len() {
             return Err(FlvError::NalLength { offset: pos - n });
@@ -126,7 +144,9 @@ fn to_four_byte_lengths(data: Bytes, length_size: u8) -> Bytes {
     let mut out = BytesMut::with_capacity(data.len() + data.len() / 8);
     let mut pos = 0;
     while pos + n <= data.len() {
-        let len = data[pos..pos + n].iter().fold(0usize, |a, b| (a << 8) | usize::from(*b));
+        let len = data[pos..pos + n]
+            .iter()
+            .fold(0usize, |a, b| (a << 8) | usize::from(*b));
         pos += n;
         let end = (pos + len).min(data.len());
         out.put_u32(len as u32);
@@ -172,7 +192,10 @@ impl TagDemuxer {
                 Ok(Some(MediaEvent::Config(TrackConfig::Avc(config))))
             }
             VideoTag::Frame { key, cts_ms, data } => {
-                let avc = self.avc.as_ref().ok_or(FlvError::VideoBeforeConfig { ts_ms })?;
+                let avc = self
+                    .avc
+                    .as_ref()
+                    .ok_or(FlvError::VideoBeforeConfig { ts_ms })?;
                 check_avcc(&data, avc.nal_length_size)?;
                 let data = to_four_byte_lengths(data, avc.nal_length_size);
                 let dts = ts_ms * 1000;
@@ -302,7 +325,11 @@ pub fn read_file(data: Bytes) -> Result<Vec<FileTag>, FlvError> {
             18 => TagType::Script,
             t => TagType::Other(t),
         };
-        tags.push(FileTag { tag_type, timestamp_ms: ts, body: data.slice(start..start + size) });
+        tags.push(FileTag {
+            tag_type,
+            timestamp_ms: ts,
+            body: data.slice(start..start + size),
+        });
         pos = start + size + 4;
     }
     Ok(tags)
@@ -318,17 +345,32 @@ mod tests {
         let body = video_frame(true, -40, &data);
         assert_eq!(
             parse_video(body).expect("parse"),
-            VideoTag::Frame { key: true, cts_ms: -40, data: Bytes::copy_from_slice(&data) }
+            VideoTag::Frame {
+                key: true,
+                cts_ms: -40,
+                data: Bytes::copy_from_slice(&data)
+            }
         );
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for body in [&[][..], &[0x17], &[0x17, 1, 0], &[0x12, 0, 0, 0, 0], &[0xaf]] {
-            assert!(parse_video(Bytes::copy_from_slice(body)).is_err() || parse_audio(Bytes::copy_from_slice(body)).is_err());
+        for body in [
+            &[][..],
+            &[0x17],
+            &[0x17, 1, 0],
+            &[0x12, 0, 0, 0, 0],
+            &[0xaf],
+        ] {
+            assert!(
+                parse_video(Bytes::copy_from_slice(body)).is_err()
+                    || parse_audio(Bytes::copy_from_slice(body)).is_err()
+            );
         }
         let mut d = TagDemuxer::new();
-        let e = d.video(0, video_frame(true, 0, &[0, 0, 0, 1, 0x65])).unwrap_err();
+        let e = d
+            .video(0, video_frame(true, 0, &[0, 0, 0, 1, 0x65]))
+            .unwrap_err();
         assert_eq!(e, FlvError::VideoBeforeConfig { ts_ms: 0 });
         let e = d.audio(5, audio_frame(&[1, 2])).unwrap_err();
         assert_eq!(e, FlvError::AudioBeforeConfig { ts_ms: 5 });
@@ -337,7 +379,10 @@ mod tests {
     #[test]
     fn unsupported_codecs_are_named() {
         let e = parse_video(Bytes::from_static(&[0x12, 0, 0, 0, 0])).unwrap_err();
-        assert_eq!(e.to_string(), "FLV video tag: codec id 2 is not supported (only AVC, id 7)");
+        assert_eq!(
+            e.to_string(),
+            "FLV video tag: codec id 2 is not supported (only AVC, id 7)"
+        );
         let e = parse_audio(Bytes::from_static(&[0x2f, 0])).unwrap_err();
         assert!(e.to_string().contains("sound format 2"));
     }
@@ -345,8 +390,17 @@ mod tests {
     #[test]
     fn avcc_lengths_are_checked() {
         assert!(check_avcc(&[0, 0, 0, 1, 5], 4).is_ok());
-        assert_eq!(check_avcc(&[0, 0, 0, 9, 5], 4), Err(FlvError::NalLength { offset: 0 }));
-        assert_eq!(check_avcc(&[0, 1, 5, 0], 2), Err(FlvError::NalLength { offset: 3 }));
-        assert_eq!(&to_four_byte_lengths(Bytes::from_static(&[0, 1, 5]), 2)[..], &[0, 0, 0, 1, 5]);
+        assert_eq!(
+            check_avcc(&[0, 0, 0, 9, 5], 4),
+            Err(FlvError::NalLength { offset: 0 })
+        );
+        assert_eq!(
+            check_avcc(&[0, 1, 5, 0], 2),
+            Err(FlvError::NalLength { offset: 3 })
+        );
+        assert_eq!(
+            &to_four_byte_lengths(Bytes::from_static(&[0, 1, 5]), 2)[..],
+            &[0, 0, 0, 1, 5]
+        );
     }
 }

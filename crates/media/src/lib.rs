@@ -4,6 +4,7 @@
 //! [`TrackConfig`] of each track, then timestamped [`Frame`]s. The same events feed the live
 //! packager, the recorder and statistics. Nothing here does I/O.
 
+pub mod annexb;
 pub mod codec;
 pub mod flv;
 mod frame;

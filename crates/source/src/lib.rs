@@ -12,7 +12,7 @@
 //! starting at 0 ms; pacing them to real time is the caller's job (time is an argument). The
 //! work is blocking (FFmpeg's libraries); run it on its own thread.
 
-pub mod annexb;
+pub use vshare_media::annexb;
 mod pipeline;
 
 use std::collections::VecDeque;

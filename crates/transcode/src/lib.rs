@@ -14,7 +14,7 @@
 //! The ladder, presets and file formats are data ([`LadderConfig`], [`FileSpec`]).
 //! `docs/transcoding.md` explains the timing rules.
 
-mod annexb;
+use vshare_media::annexb;
 mod av;
 mod config;
 mod file;

@@ -37,7 +37,11 @@ impl Bits<'_> {
         let mut v = 0u32;
         for _ in 0..n {
             let byte = self.data.get(self.pos / 8).ok_or_else(|| {
-                CodecError::Asc(format!("truncated at bit {} of {}", self.pos, self.data.len() * 8))
+                CodecError::Asc(format!(
+                    "truncated at bit {} of {}",
+                    self.pos,
+                    self.data.len() * 8
+                ))
             })?;
             v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
             self.pos += 1;
@@ -75,7 +79,9 @@ impl AacConfig {
             object_type = r.object_type()?;
         }
         if !matches!(object_type, 1 | 2 | 3 | 4 | 6 | 7) {
-            return Err(CodecError::Unsupported(format!("AAC audio object type {object_type}")));
+            return Err(CodecError::Unsupported(format!(
+                "AAC audio object type {object_type}"
+            )));
         }
         if sample_rate == 0 {
             return Err(CodecError::Asc("sampling frequency 0".into()));
@@ -134,6 +140,9 @@ mod tests {
         let e = AacConfig::parse(Bytes::from_static(&[0x12])).unwrap_err();
         assert!(e.to_string().contains("truncated"), "{e}");
         let e = AacConfig::parse(Bytes::from_static(&[0x16, 0x90])).unwrap_err();
-        assert_eq!(e.to_string(), "AudioSpecificConfig: reserved sampling frequency index 13");
+        assert_eq!(
+            e.to_string(),
+            "AudioSpecificConfig: reserved sampling frequency index 13"
+        );
     }
 }

@@ -41,10 +41,14 @@ impl AvcConfig {
         if width == 0 || height == 0 {
             return Err(CodecError::Sps(format!("picture size {width}x{height}")));
         }
-        let frame_rate = sps.fps().filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
+        let frame_rate = sps
+            .fps()
+            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0);
         let nal_length_size = avcc.length_size_minus_one() + 1;
         if nal_length_size == 3 {
-            return Err(CodecError::AvcRecord("NAL length size 3 is not allowed".into()));
+            return Err(CodecError::AvcRecord(
+                "NAL length size 3 is not allowed".into(),
+            ));
         }
         Ok(AvcConfig {
             width,
@@ -64,8 +68,16 @@ impl AvcConfig {
             return (Vec::new(), Vec::new());
         };
         let to_bytes = |s: &[u8]| self.record.slice_ref(s);
-        let sps = avcc.sequence_parameter_sets().filter_map(Result::ok).map(to_bytes).collect();
-        let pps = avcc.picture_parameter_sets().filter_map(Result::ok).map(to_bytes).collect();
+        let sps = avcc
+            .sequence_parameter_sets()
+            .filter_map(Result::ok)
+            .map(to_bytes)
+            .collect();
+        let pps = avcc
+            .picture_parameter_sets()
+            .filter_map(Result::ok)
+            .map(to_bytes)
+            .collect();
         (sps, pps)
     }
 

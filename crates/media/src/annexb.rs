@@ -1,6 +1,6 @@
-//! H.264 byte-stream (ITU-T H.264 Annex B) to AVCC conversion: x264 writes start codes, FLV and
-//! MP4 carry length-prefixed NAL units and an AVCDecoderConfigurationRecord (ISO/IEC 14496-15
-//! §5.3.3.1). A few lines of our own; the input is our encoder's output.
+//! H.264 byte stream (ITU-T H.264 Annex B) to AVCC (ISO/IEC 14496-15 §5.3.3.1): x264 writes
+//! start codes, FLV and MP4 carry length-prefixed NAL units and an AVCDecoderConfigurationRecord.
+//! A few lines of our own, shared by the publisher and the transcoder; the input is our encoders' output.
 
 /// NAL unit type (H.264 §7.4.1, Table 7-1) of a NAL unit.
 pub fn nal_type(nal: &[u8]) -> u8 {
