@@ -4,22 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use rand::Rng;
-use sha2::Sha256;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::config::WebhookConfig;
 use crate::db::Db;
 
-/// The signature header value for a body: `sha256=<hex HMAC-SHA256(secret, body)>`.
-pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
+/// The signature header value: one definition for the server's webhook and the proxy's.
+pub use vshare_proxy::ip::signature;
 
 /// Delay before attempt `n + 1` (n ≥ 1): 1 s, 2 s, 4 s … capped at 5 minutes, ±20 % jitter.
 pub fn backoff(attempts: u32) -> Duration {
