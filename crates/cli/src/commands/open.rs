@@ -1,6 +1,7 @@
 //! `vshare open`: the target's information agent and player. Reads a message (hex PDU parts, a
-//! file of them, or an SMPP receiver bind), reassembles and decodes it, shows the attributes,
-//! and downloads, streams or plays live with a matching player.
+//! file of them, an SMPP receiver bind, a UDP datagram, or the proxy's WebSocket), reassembles
+//! and decodes it, shows the attributes, and downloads, streams or plays live with a matching
+//! player.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -34,10 +35,20 @@ pub struct Args {
     pub system_id: String,
     #[arg(long, default_value = "phone", env = "VSHARE_SMPP_PASSWORD")]
     pub password: String,
-    /// Receive over IP instead: wait for one UDP datagram on this address (WDP port 2948
-    /// carries a WSP push; our TLV, XML or text forms are read as they are).
+    /// Receive over IP instead. `HOST:PORT`: wait for one UDP datagram on this address (WDP
+    /// port 2948 carries a WSP push; our TLV, XML or text forms are read as they are).
+    /// `http://…` or `ws://…` (a vshare server): listen on the communication proxy's WebSocket
+    /// as listener `--id`, subscribed to `--source`, until a message carries what was asked
+    /// for (the VOD with --download or --stream, the live stream with --live, else any).
     #[arg(long, conflicts_with = "smsc")]
     pub listen: Option<String>,
+    /// With --listen on a server: the source to subscribe to (a stream key's name or id).
+    #[arg(long, requires = "listen")]
+    pub source: Option<String>,
+    /// With --listen on a server: the listener id; the same id later gets what arrived while
+    /// it was away.
+    #[arg(long, requires = "listen", default_value = "open")]
+    pub id: String,
     /// Seconds to wait for a complete message over SMPP or --listen.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -94,6 +105,9 @@ async fn receive(args: &Args) -> anyhow::Result<Vec<Received>> {
         return messages.iter().map(decode_message).collect();
     }
     if let Some(addr) = &args.listen {
+        if is_server_url(addr) {
+            return listen_proxy(args, addr).await;
+        }
         let sock = tokio::net::UdpSocket::bind(addr)
             .await
             .with_context(|| format!("binding UDP {addr}"))?;
@@ -148,6 +162,86 @@ async fn receive(args: &Args) -> anyhow::Result<Vec<Received>> {
     };
     client.unbind().await.ok();
     Ok(vec![decode_message(&message)?])
+}
+
+/// Whether `--listen` names a vshare server (its proxy's WebSocket) rather than a UDP address.
+fn is_server_url(addr: &str) -> bool {
+    ["http://", "https://", "ws://", "wss://"]
+        .iter()
+        .any(|p| addr.starts_with(p))
+}
+
+/// Whether a message's records answer what the options ask for.
+fn has_wanted(args: &Args, records: &[AttributeRecord]) -> bool {
+    if args.live {
+        records.iter().any(|r| r.kind == Kind::Live)
+    } else if args.stream {
+        records.iter().any(|r| r.kind == Kind::Vod)
+    } else if args.download {
+        records
+            .iter()
+            .any(|r| r.kind == Kind::Vod && r.format == "mp4")
+    } else {
+        !records.is_empty()
+    }
+}
+
+/// Listens on the proxy's WebSocket (`/api/v1/listen`) until a notification carries what the
+/// options ask for; earlier ones (the live record while waiting for the VOD) are shown and
+/// acknowledged as they come.
+async fn listen_proxy(args: &Args, base: &str) -> anyhow::Result<Vec<Received>> {
+    let http_base = if let Some(rest) = base.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else if let Some(rest) = base.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else {
+        base.to_string()
+    };
+    // The client adds the path itself; accept a base given with it.
+    let http_base = http_base
+        .trim_end_matches('/')
+        .trim_end_matches("/api/v1/listen")
+        .to_string();
+    let api = vshare_proxy::client::ApiClient::new(&http_base, None);
+    match &args.source {
+        Some(s) => eprintln!(
+            "listening on {http_base} as {} for videos of {s}; waiting up to {} s",
+            args.id, args.timeout
+        ),
+        None => eprintln!(
+            "listening on {http_base} as {}; waiting up to {} s",
+            args.id, args.timeout
+        ),
+    }
+    let mut wanted = None;
+    let listening = api.listen(&args.id, args.source.as_deref(), |m| {
+        eprintln!(
+            "notification {} from {}: video {}",
+            m.notification, m.source, m.video_id
+        );
+        if has_wanted(args, &m.records) {
+            wanted = Some(m.records);
+            false
+        } else {
+            for r in &m.records {
+                show(r);
+            }
+            true
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(args.timeout), listening)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no notification with what was asked for from {http_base} within {} s",
+                args.timeout
+            )
+        })??;
+    let records = wanted.context("the listener stopped without a notification")?;
+    Ok(vec![Received::Records {
+        form: vshare_attributes::forms::Form::Text,
+        records,
+    }])
 }
 
 fn show(r: &AttributeRecord) {
@@ -263,6 +357,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut records = Vec::new();
     for r in &received {
         match r {
+            Received::Records { .. } if args.listen.as_deref().is_some_and(is_server_url) => {
+                eprintln!("message: attribute records, from the proxy's WebSocket")
+            }
             Received::Records { form, .. } => eprintln!("message: attribute records, {form} form"),
             Received::ServiceIndication { si, .. } => {
                 eprintln!("message: WAP Push SI {}", si.si_id.as_deref().unwrap_or(""))
