@@ -25,7 +25,6 @@ pub struct AppState {
     pub live: LiveServer,
     pub videos: Arc<VideoServer>,
     pub metrics: PrometheusHandle,
-    pub part_target: Duration,
     pub segment_target: Duration,
     pub admin_token: Option<String>,
     pub rtmp_url: String,

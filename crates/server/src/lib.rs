@@ -193,7 +193,6 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         live,
         videos,
         metrics,
-        part_target: Duration::from_millis(config.live.part_target_ms),
         segment_target: Duration::from_millis(config.live.segment_target_ms),
         admin_token: std::env::var("VSHARE_ADMIN_TOKEN")
             .ok()

@@ -197,10 +197,6 @@ impl VideoServer {
         })
     }
 
-    pub fn publishers(&self) -> usize {
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
     /// The current live record of a video, if it is live.
     pub fn live_record(&self, video_id: &str) -> Option<AttributeRecord> {
         self.live_records
