@@ -23,8 +23,8 @@ use axum::routing::{delete, get, post};
 use futures::{SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 
+use crate::Proxy;
 use crate::store::{Channel, NewSubscription, StoreError, SubState};
-use crate::{Proxy, now_ms};
 
 /// Errors as HTTP answers, in one place.
 pub struct ApiError(StatusCode, String);
@@ -121,7 +121,7 @@ async fn create_subscription(
             "no SMSC configured to send the confirmation code".into(),
         ));
     }
-    let sub = api.proxy.store.subscribe(&req, now_ms()).await?;
+    let sub = api.proxy.store.subscribe(&req, api.proxy.now_ms()).await?;
     if sub.state == SubState::PendingConfirmation
         && let Some(smpp) = smpp
     {
@@ -140,7 +140,7 @@ async fn create_subscription(
     if sub.channel == Channel::Websocket {
         api.proxy
             .store
-            .make_due(Channel::Websocket, &sub.address, now_ms())
+            .make_due(Channel::Websocket, &sub.address, api.proxy.now_ms())
             .await?;
     }
     Ok((StatusCode::CREATED, Json(sub)))
@@ -170,7 +170,7 @@ async fn delete_subscription(
     if api
         .proxy
         .store
-        .set_sub_state(&id, SubState::Stopped, now_ms())
+        .set_sub_state(&id, SubState::Stopped, api.proxy.now_ms())
         .await?
     {
         Ok(StatusCode::NO_CONTENT)
@@ -201,7 +201,7 @@ async fn confirm(
     if sub.state == SubState::PendingConfirmation && sub.code.as_deref() == Some(&body.code) {
         api.proxy
             .store
-            .set_sub_state(&id, SubState::Active, now_ms())
+            .set_sub_state(&id, SubState::Active, api.proxy.now_ms())
             .await?;
         Ok(Json(crate::Subscription {
             state: SubState::Active,
@@ -266,14 +266,14 @@ async fn start_listening(
                     address: q.id.clone(),
                     form: None,
                 },
-                now_ms(),
+                api.proxy.now_ms(),
             )
             .await?;
     }
     let reg = api.proxy.hub.register(&q.id);
     api.proxy
         .store
-        .make_due(Channel::Websocket, &q.id, now_ms())
+        .make_due(Channel::Websocket, &q.id, api.proxy.now_ms())
         .await?;
     api.proxy.wake();
     Ok(reg)
@@ -307,7 +307,7 @@ async fn serve_ws(
                 Some(Ok(WsMessage::Text(t))) => {
                     if let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str())
                         && let Some(id) = v.get("ack").and_then(|a| a.as_str())
-                        && let Err(e) = api.proxy.store.ack(id, now_ms()).await
+                        && let Err(e) = api.proxy.store.ack(id, api.proxy.now_ms()).await
                     {
                         tracing::warn!("listener ack {id}: {e}");
                     }

@@ -269,6 +269,10 @@ pub enum Outcome {
     Delivered,
     /// Failed in a way that may pass: retry.
     Transient { error: String },
+    /// Failed, and the next hop said when to try again (HTTP 429 or 503 with `Retry-After`,
+    /// RFC 9110 §10.2.3; RFC 8030 §8.4 for push services): retry no sooner than `after_ms`
+    /// from now (nor sooner than the backoff).
+    RetryAfter { error: String, after_ms: i64 },
     /// Failed for good (malformed number, 4xx other than 408/429): dead now.
     Permanent { error: String },
     /// It left, but acceptance was never confirmed: do not send again.
@@ -388,8 +392,23 @@ impl Dispatcher {
             Outcome::Delivered => done(State::Delivered, None, None),
             Outcome::Permanent { error } => done(State::Dead, None, Some(error)),
             Outcome::Unconfirmed { error } => done(State::Unconfirmed, None, Some(error)),
-            Outcome::Transient { error } if attempts >= self.policy.max_attempts => {
+            Outcome::Transient { error } | Outcome::RetryAfter { error, .. }
+                if attempts >= self.policy.max_attempts =>
+            {
                 done(State::Dead, None, Some(error))
+            }
+            Outcome::RetryAfter { error, after_ms } => {
+                let next = now_ms + self.policy.backoff_ms(attempts, unit).max(after_ms);
+                if next - row.created_at_ms > self.policy.expire_after_ms {
+                    return done(State::Expired, None, Some(error));
+                }
+                Transition {
+                    state: State::Queued,
+                    attempts,
+                    next_attempt_at_ms: next,
+                    message_id: None,
+                    error: Some(error),
+                }
             }
             Outcome::Transient { error } => {
                 let next = now_ms + self.policy.backoff_ms(attempts, unit);
@@ -408,9 +427,72 @@ impl Dispatcher {
     }
 }
 
+/// The wait an HTTP `Retry-After` value asks for, in ms from `now_ms` (RFC 9110 §10.2.3:
+/// delay-seconds, or an HTTP-date in IMF-fixdate form); `None` when it is neither.
+pub fn parse_retry_after(value: &str, now_ms: i64) -> Option<i64> {
+    let v = value.trim();
+    if let Ok(seconds) = v.parse::<u32>() {
+        return Some(i64::from(seconds) * 1000);
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some((at.timestamp_millis() - now_ms).max(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_seconds_or_date_and_its_wait() {
+        assert_eq!(parse_retry_after("2", 0), Some(2_000));
+        assert_eq!(parse_retry_after(" 120 ", 0), Some(120_000));
+        // Wed, 21 Oct 2015 07:28:00 GMT
+        let at = 1_445_412_480_000;
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", at - 5_000),
+            Some(5_000)
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", at + 5_000),
+            Some(0)
+        );
+        assert_eq!(parse_retry_after("soon", 0), None);
+        assert_eq!(parse_retry_after("-3", 0), None);
+        let d = Dispatcher::new(
+            Policy {
+                jitter: 0.0,
+                backoff_initial_ms: 100,
+                ..Policy::default()
+            },
+            Limits::default(),
+        );
+        let t = d.outcome(
+            &row("n1", "https://push.example/a"),
+            Outcome::RetryAfter {
+                error: "HTTP 429".into(),
+                after_ms: 2_000,
+            },
+            10_000,
+            0.5,
+        );
+        assert_eq!(
+            (t.state, t.attempts, t.next_attempt_at_ms),
+            (State::Queued, 1, 12_000)
+        );
+        // A Retry-After shorter than the backoff does not shorten it.
+        let mut r = row("n1", "https://push.example/a");
+        r.attempts = 3;
+        let t = d.outcome(
+            &r,
+            Outcome::RetryAfter {
+                error: "HTTP 503".into(),
+                after_ms: 0,
+            },
+            10_000,
+            0.5,
+        );
+        assert_eq!(t.next_attempt_at_ms, 10_800);
+    }
 
     fn row(id: &str, address: &str) -> Row {
         Row {

@@ -131,7 +131,7 @@ const LISTENER_AWAY_MS: i64 = 10 * 60_000;
 /// Hands WebSocket/SSE rows to connected listeners, until the runtime stops.
 pub async fn run_listeners(proxy: Proxy) {
     loop {
-        let rows = match proxy
+        let (rows, next) = match proxy
             .claim_and_plan(&[Channel::Websocket], proxy.config.batch)
             .await
         {
@@ -143,12 +143,12 @@ pub async fn run_listeners(proxy: Proxy) {
             }
         };
         if rows.is_empty() {
-            proxy.idle(Duration::from_millis(500)).await;
+            proxy.idle_until(Duration::from_millis(500), next).await;
             continue;
         }
         let mut results = Vec::with_capacity(rows.len());
         let mut away = Vec::new();
-        let wait_until = crate::now_ms() + LISTENER_AWAY_MS;
+        let wait_until = proxy.now_ms() + LISTENER_AWAY_MS;
         for row in rows {
             match message(&proxy, &row).await {
                 Ok(text) => {
@@ -170,7 +170,7 @@ pub async fn run_listeners(proxy: Proxy) {
         let defer: Vec<(String, i64)> = away.iter().map(|(id, _, t)| (id.clone(), *t)).collect();
         if let Err(e) = proxy
             .store
-            .defer(&proxy.config.owner, &defer, crate::now_ms())
+            .defer(&proxy.config.owner, &defer, proxy.now_ms())
             .await
         {
             tracing::warn!("listener outbox defer: {e:#}");
@@ -180,7 +180,7 @@ pub async fn run_listeners(proxy: Proxy) {
             if proxy.hub.is_connected(address)
                 && let Err(e) = proxy
                     .store
-                    .make_due(Channel::Websocket, address, crate::now_ms())
+                    .make_due(Channel::Websocket, address, proxy.now_ms())
                     .await
             {
                 tracing::warn!("listener outbox: {e:#}");
@@ -212,7 +212,7 @@ pub async fn run_webhooks(proxy: Proxy) {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
-        let rows = match proxy
+        let (rows, next) = match proxy
             .claim_and_plan(&[Channel::Webhook], free.min(proxy.config.batch))
             .await
         {
@@ -224,7 +224,7 @@ pub async fn run_webhooks(proxy: Proxy) {
             }
         };
         if rows.is_empty() {
-            proxy.idle(Duration::from_millis(500)).await;
+            proxy.idle_until(Duration::from_millis(500), next).await;
             continue;
         }
         for row in rows {
@@ -268,8 +268,10 @@ async fn post(proxy: &Proxy, client: &reqwest::Client, row: &Claimed) -> Outcome
     match result {
         Ok(r) if r.status().is_success() => Outcome::Delivered,
         Ok(r) if r.status().is_server_error() || matches!(r.status().as_u16(), 408 | 429) => {
-            Outcome::Transient {
-                error: format!("HTTP {}", r.status()),
+            let error = format!("HTTP {}", r.status());
+            match crate::webpush::retry_after(&r, proxy.now_ms()) {
+                Some(after_ms) => Outcome::RetryAfter { error, after_ms },
+                None => Outcome::Transient { error },
             }
         }
         Ok(r) => Outcome::Permanent {

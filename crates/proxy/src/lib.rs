@@ -75,6 +75,9 @@ pub struct ProxyConfig {
     pub owner: String,
     /// The VAPID key for Web Push; without it web push subscriptions are refused.
     pub vapid: Option<webpush::Vapid>,
+    /// Added to the system clock for every time the proxy reads (0 in service). Tests set it
+    /// to run the proxy at a chosen time of day, e.g. seconds before quiet hours end.
+    pub clock_offset_ms: i64,
 }
 
 impl ProxyConfig {
@@ -91,6 +94,7 @@ impl ProxyConfig {
             webhook_concurrency: 256,
             owner: format!("{}-{}", std::process::id(), store::random_id(6)),
             vapid: None,
+            clock_offset_ms: 0,
         }
     }
 }
@@ -121,6 +125,8 @@ pub struct Proxy {
     records: Arc<Mutex<HashMap<String, Arc<Vec<AttributeRecord>>>>>,
     /// Where the SMS dispatcher spends its time.
     pub sms_timings: Arc<SmsTimings>,
+    /// Per claiming loop (its channels), when the soonest row it deferred is due.
+    next_due: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 /// Milliseconds since the Unix epoch, the proxy's one clock read.
@@ -129,6 +135,11 @@ pub fn now_ms() -> i64 {
 }
 
 impl Proxy {
+    /// The proxy's clock: [`now_ms`] plus [`ProxyConfig::clock_offset_ms`].
+    pub fn now_ms(&self) -> i64 {
+        now_ms() + self.config.clock_offset_ms
+    }
+
     /// Opens the store (running the proxy's migrations).
     pub async fn open(config: ProxyConfig) -> anyhow::Result<Proxy> {
         let store = Store::open(&config.database_url)
@@ -144,6 +155,7 @@ impl Proxy {
             sources: None,
             records: Arc::default(),
             sms_timings: Arc::default(),
+            next_due: Arc::default(),
         })
     }
 
@@ -164,7 +176,7 @@ impl Proxy {
     /// Writes the event and its notifications (one transaction) and wakes the dispatchers.
     /// Returns how many notifications were created (0 if the event was handled before).
     pub async fn handle_event(&self, event: &Event) -> anyhow::Result<u64> {
-        let n = self.store.handle_event(event, now_ms()).await?;
+        let n = self.store.handle_event(event, self.now_ms()).await?;
         tracing::info!(event = %event.id, notifications = n, "proxy event queued");
         self.wake.notify_waiters();
         Ok(n)
@@ -219,14 +231,27 @@ impl Proxy {
         Ok(r)
     }
 
-    /// Claims due rows of `channels` and plans them: returns the rows to send now; the others
-    /// are deferred or expired in the store.
+    /// Waits for a wake-up, `max`, or the time a deferred row is due (`next_ms`), whichever
+    /// comes first: a rate-limited row goes out when its token is there, not at the next poll.
+    async fn idle_until(&self, max: Duration, next_ms: Option<i64>) {
+        let wait = match next_ms {
+            Some(at) => max.min(Duration::from_millis(
+                u64::try_from(at - self.now_ms()).unwrap_or(0),
+            )),
+            None => max,
+        };
+        self.idle(wait).await;
+    }
+
+    /// Claims due rows of `channels` and plans them: returns the rows to send now, and when the
+    /// soonest of those deferred here (rate limits, quiet hours) is due; the others are
+    /// deferred or expired in the store.
     async fn claim_and_plan(
         &self,
         channels: &[Channel],
         limit: i64,
-    ) -> anyhow::Result<Vec<store::Claimed>> {
-        let now = now_ms();
+    ) -> anyhow::Result<(Vec<store::Claimed>, Option<i64>)> {
+        let now = self.now_ms();
         let claimed = self
             .store
             .claim(
@@ -237,8 +262,13 @@ impl Proxy {
                 limit,
             )
             .await?;
+        let key = channels
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         if claimed.is_empty() {
-            return Ok(claimed);
+            return Ok((claimed, self.next_due_hint(&key, None, now)));
         }
         let rows: Vec<Row> = claimed.iter().map(to_row).collect();
         let plans = self
@@ -265,14 +295,31 @@ impl Proxy {
                 )),
             }
         }
+        let next = defer.iter().map(|(_, until)| *until).min();
         self.store.defer(&self.config.owner, &defer, now).await?;
         self.store.record(&self.config.owner, &expire, now).await?;
-        Ok(send)
+        Ok((send, self.next_due_hint(&key, next, now)))
+    }
+
+    /// Remembers the soonest time a row deferred by this loop is due (rows deferred by other
+    /// processes are found by the loop's regular poll) and returns it while it lies ahead.
+    fn next_due_hint(&self, key: &str, deferred: Option<i64>, now: i64) -> Option<i64> {
+        let mut hints = self.next_due.lock().unwrap_or_else(|e| e.into_inner());
+        let known = hints.get(key).copied().filter(|t| *t > now);
+        let next = match (known, deferred) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match next {
+            Some(t) => hints.insert(key.to_string(), t),
+            None => hints.remove(key),
+        };
+        next
     }
 
     /// Records the outcomes of sent rows.
     async fn finish(&self, results: Vec<(store::Claimed, Outcome)>) -> anyhow::Result<()> {
-        let now = now_ms();
+        let now = self.now_ms();
         let transitions: Vec<(String, Transition)> = {
             let d = self.dispatcher.lock().unwrap_or_else(|e| e.into_inner());
             results

@@ -14,7 +14,7 @@ use vshare_sms::split::ConcatRef;
 
 use crate::dispatcher::Outcome;
 use crate::store::{Channel, Claimed, NewSubscription, SubState};
-use crate::{Proxy, SmppConfig, now_ms};
+use crate::{Proxy, SmppConfig};
 
 fn options(c: &SmppConfig, kind: BindKind) -> ClientOptions {
     let mut o = ClientOptions::new(&c.addr, kind, &c.system_id, &c.password);
@@ -72,7 +72,7 @@ pub async fn run_dispatcher(proxy: Proxy) {
             .claim_and_plan(&[Channel::Sms, Channel::Wap], proxy.config.batch)
             .await;
         add(&t.claim_us, t0);
-        let rows = match claimed {
+        let (rows, next) = match claimed {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("SMS outbox claim: {e:#}");
@@ -81,7 +81,7 @@ pub async fn run_dispatcher(proxy: Proxy) {
             }
         };
         if rows.is_empty() {
-            proxy.idle(Duration::from_millis(500)).await;
+            proxy.idle_until(Duration::from_millis(500), next).await;
             continue;
         }
         if client.is_none() {
@@ -95,9 +95,13 @@ pub async fn run_dispatcher(proxy: Proxy) {
                         "SMSC unavailable ({e:#}); {} message(s) wait {down_backoff:?}",
                         rows.len()
                     );
-                    let until = now_ms() + down_backoff.as_millis() as i64;
+                    let until = proxy.now_ms() + down_backoff.as_millis() as i64;
                     let ids: Vec<(String, i64)> = rows.into_iter().map(|r| (r.id, until)).collect();
-                    if let Err(e) = proxy.store.defer(&proxy.config.owner, &ids, now_ms()).await {
+                    if let Err(e) = proxy
+                        .store
+                        .defer(&proxy.config.owner, &ids, proxy.now_ms())
+                        .await
+                    {
                         tracing::warn!("SMS outbox defer: {e:#}");
                     }
                     tokio::time::sleep(down_backoff).await;
@@ -188,7 +192,7 @@ async fn send_batch(
         let t0 = std::time::Instant::now();
         let marked = proxy
             .store
-            .mark_handed_over(&proxy.config.owner, &ids, now_ms())
+            .mark_handed_over(&proxy.config.owner, &ids, proxy.now_ms())
             .await;
         add(&timings.mark_us, t0);
         let t0 = std::time::Instant::now();
@@ -395,7 +399,7 @@ async fn handle_deliver(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Res
             Some(_) => false,
             None => parsed.as_ref().is_some_and(|r| r.stat == "DELIVRD"),
         };
-        proxy.store.receipt(&id, delivered, now_ms()).await?;
+        proxy.store.receipt(&id, delivered, proxy.now_ms()).await?;
         return Ok(());
     }
     let from = if sm.source.ton == 1 {
@@ -424,7 +428,7 @@ async fn handle_deliver(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Res
                             address: from.clone(),
                             form,
                         },
-                        now_ms(),
+                        proxy.now_ms(),
                     )
                     .await
                 {
@@ -440,7 +444,7 @@ async fn handle_deliver(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Res
             }
         }
         Keyword::Confirm { code } => {
-            let done = proxy.store.confirm(&from, &code, now_ms()).await?;
+            let done = proxy.store.confirm(&from, &code, proxy.now_ms()).await?;
             if done.is_empty() {
                 "vshare: that code matches no pending subscription.".to_string()
             } else {
@@ -456,7 +460,7 @@ async fn handle_deliver(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Res
                 {
                     proxy
                         .store
-                        .set_sub_state(&s.id, SubState::Stopped, now_ms())
+                        .set_sub_state(&s.id, SubState::Stopped, proxy.now_ms())
                         .await?;
                     n += 1;
                 }

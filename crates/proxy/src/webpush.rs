@@ -141,7 +141,7 @@ pub async fn run(proxy: Proxy) {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
-        let rows = match proxy
+        let (rows, next) = match proxy
             .claim_and_plan(&[Channel::Webpush], free.min(proxy.config.batch))
             .await
         {
@@ -153,7 +153,7 @@ pub async fn run(proxy: Proxy) {
             }
         };
         if rows.is_empty() {
-            proxy.idle(Duration::from_millis(500)).await;
+            proxy.idle_until(Duration::from_millis(500), next).await;
             continue;
         }
         for row in rows {
@@ -207,9 +207,12 @@ async fn push(proxy: &Proxy, client: &reqwest::Client, vapid: &Vapid, row: &Clai
                 resp.status()
             ),
         },
+        // §8.4: a push service that is busy may say when to come back (RFC 9110 §10.2.3).
         Ok(resp) if resp.status().is_server_error() || resp.status().as_u16() == 429 => {
-            Outcome::Transient {
-                error: format!("push service: HTTP {}", resp.status()),
+            let error = format!("push service: HTTP {}", resp.status());
+            match retry_after(&resp, proxy.now_ms()) {
+                Some(after_ms) => Outcome::RetryAfter { error, after_ms },
+                None => Outcome::Transient { error },
             }
         }
         Ok(resp) => Outcome::Permanent {
@@ -219,4 +222,14 @@ async fn push(proxy: &Proxy, client: &reqwest::Client, vapid: &Vapid, row: &Clai
             error: format!("push service: {e}"),
         },
     }
+}
+
+/// The `Retry-After` of an answer, as a wait in ms (see [`crate::dispatcher::parse_retry_after`]).
+pub(crate) fn retry_after(resp: &reqwest::Response, now_ms: i64) -> Option<i64> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    crate::dispatcher::parse_retry_after(v, now_ms)
 }
