@@ -13,7 +13,7 @@ use vshare_smpp::{BindKind, Config, status};
 use vshare_sms::split::ConcatRef;
 
 use crate::dispatcher::Outcome;
-use crate::store::{Channel, Claimed, NewSubscription, SubState};
+use crate::store::{Channel, Claimed, NewSubscription, ReceiptOrigin, SubState};
 use crate::{Proxy, SmppConfig};
 
 fn options(c: &SmppConfig, kind: BindKind) -> ClientOptions {
@@ -312,6 +312,26 @@ pub async fn run_receiver(proxy: Proxy) {
     }
 }
 
+/// A number as the outbox writes it: `+` and digits for an international one (TON 1).
+fn number_of(a: &vshare_smpp::pdu::SmeAddress) -> String {
+    if a.ton == 1 {
+        format!("+{}", a.addr)
+    } else {
+        a.addr.clone()
+    }
+}
+
+/// The start of a receipt's `YYMMDDhhmm` minute (SMPP v3.4 Appendix B "submit date"; the
+/// SMSC's clock, taken as UTC), ms since the Unix epoch.
+pub fn receipt_minute_ms(date: &str) -> Option<i64> {
+    if date.len() != 10 || !date.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    chrono::NaiveDateTime::parse_from_str(&format!("20{date}"), "%Y%m%d%H%M")
+        .ok()
+        .map(|t| t.and_utc().timestamp_millis())
+}
+
 /// The text of a deliver_sm (GSM 7-bit unpacked as SMPP carries it, or UCS-2).
 fn sm_text(sm: &Sm) -> String {
     let bytes = sm.payload();
@@ -399,14 +419,21 @@ async fn handle_deliver(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Res
             Some(_) => false,
             None => parsed.as_ref().is_some_and(|r| r.stat == "DELIVRD"),
         };
-        proxy.store.receipt(&id, delivered, proxy.now_ms()).await?;
+        // The receipt comes from the original destination (SMPP v3.4 Appendix B).
+        let origin = parsed
+            .as_ref()
+            .and_then(|r| receipt_minute_ms(&r.submit_date))
+            .map(|submitted_at_ms| ReceiptOrigin {
+                address: number_of(&sm.source),
+                submitted_at_ms,
+            });
+        proxy
+            .store
+            .receipt_from(&id, delivered, origin.as_ref(), proxy.now_ms())
+            .await?;
         return Ok(());
     }
-    let from = if sm.source.ton == 1 {
-        format!("+{}", sm.source.addr)
-    } else {
-        sm.source.addr.clone()
-    };
+    let from = number_of(&sm.source);
     let text = sm_text(sm);
     tracing::info!(from = %from, text = %text, "MO SMS");
     let reply = match parse_keyword(&text) {

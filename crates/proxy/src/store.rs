@@ -209,6 +209,21 @@ pub struct NotificationView {
     pub updated_at_ms: i64,
 }
 
+/// Where and when the message of a delivery receipt went: the receipt's source address (the
+/// original destination) and its "submit date" (SMPP v3.4 Appendix B, `YYMMDDhhmm`, UTC here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptOrigin {
+    pub address: String,
+    /// The start of the submit minute, ms since the Unix epoch.
+    pub submitted_at_ms: i64,
+}
+
+/// How far before the receipt's submit minute a hand-over may lie and still match (clocks of
+/// the SMSC and of the proxy differ a little).
+pub const RECEIPT_MATCH_BEFORE_MS: i64 = 60_000;
+/// How far after the start of the submit minute (the minute itself, and slack).
+pub const RECEIPT_MATCH_AFTER_MS: i64 = 120_000;
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -627,7 +642,7 @@ impl Store {
             ""
         };
         // Rows a dead dispatcher had already handed over: maybe arrived, never sent again.
-        sqlx::query(self.sql(&format!(
+        let gone = sqlx::query(self.sql(&format!(
             "UPDATE proxy_notifications SET state = 'unconfirmed', attempts = attempts + 1, lease_owner = NULL, \
              last_error = 'the dispatcher stopped after handing it over, before the answer; not sent again', updated_at = ? \
              WHERE channel IN ({list}) AND state = 'sending' AND lease_until <= ? AND handed_over_at IS NOT NULL"
@@ -636,6 +651,10 @@ impl Store {
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
+        if gone.rows_affected() > 0 {
+            self.settle_unconfirmed_with_waiting_receipts(now_ms)
+                .await?;
+        }
         let sql = format!(
             "UPDATE proxy_notifications SET state = 'sending', lease_owner = ?, lease_until = ?, updated_at = ? \
              WHERE id IN (SELECT id FROM proxy_notifications WHERE channel IN ({list}) \
@@ -740,6 +759,10 @@ impl Store {
             self.apply_early_receipts(&mut tx, now_ms).await?;
         }
         tx.commit().await?;
+        if outcomes.iter().any(|(_, t)| t.state == State::Unconfirmed) {
+            self.settle_unconfirmed_with_waiting_receipts(now_ms)
+                .await?;
+        }
         Ok(())
     }
 
@@ -841,6 +864,21 @@ impl Store {
         delivered: bool,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        self.receipt_from(message_id, delivered, None, now_ms).await
+    }
+
+    /// An SMSC delivery receipt for `message_id`, with where and when its message went
+    /// (`origin`). A receipt no `sent` row knows by its id settles the `unconfirmed` row of the
+    /// same destination whose hand-over lies nearest the submit time (within
+    /// [`RECEIPT_MATCH_BEFORE_MS`]…[`RECEIPT_MATCH_AFTER_MS`]); otherwise it waits, for a row
+    /// that is still being sent or is not yet known to be unconfirmed.
+    pub async fn receipt_from(
+        &self,
+        message_id: &str,
+        delivered: bool,
+        origin: Option<&ReceiptOrigin>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(self.sql(
             "UPDATE proxy_notifications SET state = ?, updated_at = ? WHERE smsc_message_id = ? AND state = 'sent'",
@@ -851,19 +889,98 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() == 0 {
-            sqlx::query(self.sql(
-                "INSERT INTO proxy_receipts (message_id, delivered, received_at) VALUES (?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
-            ))
-            .bind(message_id)
-            .bind(i64::from(delivered))
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-            // The row may have been recorded between the two statements.
-            self.apply_early_receipts(&mut tx, now_ms).await?;
+            let matched = match origin {
+                Some(o) => {
+                    self.settle_unconfirmed(&mut tx, message_id, delivered, o, now_ms)
+                        .await?
+                }
+                None => false,
+            };
+            if !matched {
+                sqlx::query(self.sql(
+                    "INSERT INTO proxy_receipts (message_id, delivered, received_at, address, submitted_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+                ))
+                .bind(message_id)
+                .bind(i64::from(delivered))
+                .bind(now_ms)
+                .bind(origin.map(|o| o.address.clone()))
+                .bind(origin.map(|o| o.submitted_at_ms))
+                .execute(&mut *tx)
+                .await?;
+                // The row may have been recorded between the two statements.
+                self.apply_early_receipts(&mut tx, now_ms).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Settles the `unconfirmed` SMS/WAP row of `origin.address` handed over nearest
+    /// `origin.submitted_at_ms` with this receipt; false when there is none in the window.
+    async fn settle_unconfirmed(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        message_id: &str,
+        delivered: bool,
+        origin: &ReceiptOrigin,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        // Without a lease a row's hand-over time is gone; its `updated_at` is then the time its
+        // send was recorded as unconfirmed (right after it was written to the SMSC).
+        let r = sqlx::query(self.sql(
+            "UPDATE proxy_notifications SET state = ?, smsc_message_id = ?, updated_at = ?, \
+             last_error = 'settled by a delivery receipt matched on destination and submit time' \
+             WHERE id = (SELECT id FROM proxy_notifications WHERE state = 'unconfirmed' \
+               AND smsc_message_id IS NULL AND channel IN ('sms', 'wap') AND address = ? \
+               AND COALESCE(handed_over_at, updated_at) BETWEEN ? AND ? \
+               ORDER BY ABS(COALESCE(handed_over_at, updated_at) - ?), id LIMIT 1)",
+        ))
+        .bind(if delivered { "delivered" } else { "failed" })
+        .bind(message_id)
+        .bind(now_ms)
+        .bind(&origin.address)
+        .bind(origin.submitted_at_ms - RECEIPT_MATCH_BEFORE_MS)
+        .bind(origin.submitted_at_ms + RECEIPT_MATCH_AFTER_MS)
+        .bind(origin.submitted_at_ms)
+        .execute(&mut **tx)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Settles `unconfirmed` rows with receipts that arrived (and waited) before the rows were
+    /// known to be unconfirmed: a restarted dispatcher can hear receipts for the dead one's
+    /// messages before the dead one's leases run out. Returns how many rows were settled.
+    pub async fn settle_unconfirmed_with_waiting_receipts(
+        &self,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let waiting = sqlx::query(
+            "SELECT message_id, delivered, address, submitted_at FROM proxy_receipts WHERE address IS NOT NULL AND submitted_at IS NOT NULL ORDER BY submitted_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut settled = 0;
+        for w in &waiting {
+            let message_id: String = w.try_get(0)?;
+            let origin = ReceiptOrigin {
+                address: w.try_get(2)?,
+                submitted_at_ms: w.try_get(3)?,
+            };
+            let delivered = w.try_get::<i64, _>(1)? != 0;
+            let mut tx = self.pool.begin().await?;
+            if self
+                .settle_unconfirmed(&mut tx, &message_id, delivered, &origin, now_ms)
+                .await?
+            {
+                sqlx::query(self.sql("DELETE FROM proxy_receipts WHERE message_id = ?"))
+                    .bind(&message_id)
+                    .execute(&mut *tx)
+                    .await?;
+                settled += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(settled)
     }
 
     /// Who got (or is getting) a video's notifications, and in what state.

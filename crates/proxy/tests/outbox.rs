@@ -1,5 +1,5 @@
 //! The SQL outbox on SQLite and PostgreSQL: fan-out in one transaction, idempotency, claims by
-//! two dispatchers at once, leases, early receipts.
+//! two dispatchers at once, leases, early receipts, receipts that settle unconfirmed rows.
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use common::*;
 use vshare_proxy::dispatcher::{State, Transition};
-use vshare_proxy::store::Store;
+use vshare_proxy::store::{ReceiptOrigin, Store};
 use vshare_proxy::{Channel, NewSubscription, SubState};
 
 async fn fan_out_once(url: &str) {
@@ -258,6 +258,105 @@ async fn leases_and_receipts(url: &str) {
     let r = row(first[1].id.clone()).await;
     assert_eq!(r.state, State::Delivered);
     assert_eq!(r.smsc_message_id.as_deref(), Some("00000042"));
+}
+
+/// Receipts whose ids the outbox never learned settle `unconfirmed` rows of their destination,
+/// the one handed over nearest the receipt's submit minute, within the window only; one that
+/// comes before its row is known to be unconfirmed waits for it.
+async fn receipts_settle_unconfirmed(url: &str) {
+    let s = Store::open(url).await.expect("open");
+    let numbers = ["+4410".to_string(), "+4420".to_string()];
+    s.bulk_active("alice", Channel::Sms, "text", &numbers, 1)
+        .await
+        .expect("subs");
+    const T0: i64 = 1_795_591_800_000; // a whole minute
+    for v in ["v1", "v2"] {
+        s.handle_event(&live_event(v, "alice"), T0 - 1_000)
+            .await
+            .expect("event");
+    }
+    // A dispatcher claims all four, hands v1's over at T0 and v2's 90 s later, and dies.
+    let claimed = s
+        .claim(&[Channel::Sms], "dead", T0, 100, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 4);
+    for (v, at) in [("v1", T0), ("v2", T0 + 90_000)] {
+        let ids: Vec<String> = claimed
+            .iter()
+            .filter(|c| c.video_id == v)
+            .map(|c| c.id.clone())
+            .collect();
+        s.mark_handed_over("dead", &ids, at)
+            .await
+            .expect("hand over");
+    }
+    let origin = |n: &str, at: i64| ReceiptOrigin {
+        address: n.into(),
+        submitted_at_ms: at,
+    };
+    // +4420's receipt for v1 comes while the rows are still leased: it waits.
+    s.receipt_from("m-20-v1", true, Some(&origin("+4420", T0)), T0 + 95_000)
+        .await
+        .expect("early receipt");
+    // The lease runs out: a live dispatcher's claim finds all four unconfirmed and applies the
+    // waiting receipt.
+    let again = s
+        .claim(&[Channel::Sms], "live", T0 + 200_000, 1_000, 10)
+        .await
+        .expect("claim");
+    assert!(again.is_empty(), "unconfirmed rows are never sent again");
+    // Ten minutes off: matches nothing.
+    s.receipt_from(
+        "m-far",
+        true,
+        Some(&origin("+4410", T0 - 600_000)),
+        T0 + 210_000,
+    )
+    .await
+    .expect("far receipt");
+    // Submitted in the minute after T0: v2's hand-over (T0 + 90 s) is nearer than v1's.
+    s.receipt_from(
+        "m-10-v2",
+        true,
+        Some(&origin("+4410", T0 + 60_000)),
+        T0 + 220_000,
+    )
+    .await
+    .expect("receipt");
+    s.receipt_from("m-10-v1", false, Some(&origin("+4410", T0)), T0 + 230_000)
+        .await
+        .expect("receipt");
+    let rows = s.notifications(None, Some("alice")).await.expect("rows");
+    let row = |v: &str, n: &str| {
+        rows.iter()
+            .find(|r| r.video_id == v && r.address == n)
+            .expect("row")
+            .clone()
+    };
+    let r = row("v2", "+4410");
+    assert_eq!(r.state, State::Delivered);
+    assert_eq!(r.smsc_message_id.as_deref(), Some("m-10-v2"));
+    let r = row("v1", "+4410");
+    assert_eq!(r.state, State::Failed, "UNDELIV settles it as failed");
+    assert_eq!(r.smsc_message_id.as_deref(), Some("m-10-v1"));
+    let r = row("v1", "+4420");
+    assert_eq!(r.state, State::Delivered, "the waiting receipt applied");
+    assert_eq!(r.smsc_message_id.as_deref(), Some("m-20-v1"));
+    let r = row("v2", "+4420");
+    assert_eq!(r.state, State::Unconfirmed, "no receipt for it");
+    assert_eq!(r.smsc_message_id, None);
+}
+
+#[tokio::test]
+async fn sqlite_receipts_settle_unconfirmed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    receipts_settle_unconfirmed(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_receipts_settle_unconfirmed() {
+    receipts_settle_unconfirmed(&fresh_postgres().await).await;
 }
 
 #[tokio::test]

@@ -515,3 +515,153 @@ async fn api_subscription_by_number_sends_a_code_that_confirms_it() {
         "the SL carries the URL"
     );
 }
+
+/// A dispatcher that died between writing submit_sm and reading the answer leaves its rows
+/// `unconfirmed` (never sent again). The SMSC's receipts for those messages carry ids the
+/// outbox never learned; matched on destination and submit time they settle the rows, both
+/// when they come before the dead dispatcher's lease ran out and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_settle_unconfirmed_rows_by_number_and_time() {
+    init_tracing();
+    let smsc = Smsc::new(SmscOptions::default());
+    let (smsc_addr, _h) = smsc.clone().spawn("127.0.0.1:0").await.expect("smsc");
+    let addr = smsc_addr.to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let proxy = Proxy::open(config(&sqlite_url(&dir), Some(&addr)))
+        .await
+        .expect("proxy");
+    let numbers: Vec<String> = (0..6).map(|i| format!("+4477{i:05}")).collect();
+    proxy
+        .store
+        .bulk_active("alice", Channel::Sms, "text", &numbers, 1)
+        .await
+        .expect("subs");
+    proxy
+        .handle_event(&live_event("v1", "alice"))
+        .await
+        .expect("event");
+
+    // The dead dispatcher: it claimed every row for 3 s, handed four of them over (wrote them
+    // to the SMSC, asking for receipts) and died before recording the answers.
+    let now = proxy.now_ms();
+    let mut claimed = proxy
+        .store
+        .claim(&[Channel::Sms], "dead", now, 3_000, 100)
+        .await
+        .expect("claim");
+    claimed.sort_by(|a, b| a.address.cmp(&b.address));
+    assert_eq!(claimed.len(), 6);
+    let gone: Vec<String> = claimed[..4].iter().map(|r| r.id.clone()).collect();
+    proxy
+        .store
+        .mark_handed_over("dead", &gone, now)
+        .await
+        .expect("hand over");
+    let mut dead = Client::connect(&ClientOptions::new(
+        &addr,
+        BindKind::Transmitter,
+        "dead",
+        "pw",
+    ))
+    .await
+    .expect("bind");
+    let sms: Vec<Sm> = claimed[..4]
+        .iter()
+        .map(|r| {
+            let mut sm = Sm::text("+10000", &r.address, b"vshare: alice is live");
+            sm.registered_delivery = 1;
+            sm
+        })
+        .collect();
+    let ids: Vec<String> = dead
+        .submit_many(sms)
+        .await
+        .expect("submit")
+        .into_iter()
+        .map(|r| r.expect("accepted"))
+        .collect();
+    drop(dead); // killed: no unbind, its answers never recorded
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Phones 0 and 1 read at once: their receipts reach the proxy while the rows are still
+    // leased to the dead dispatcher (they wait), …
+    let mut phones = Vec::new();
+    for n in &numbers[..2] {
+        phones.push(receiver(&addr, n, BindKind::Receiver).await);
+    }
+    let _tasks = proxy.spawn();
+    let mut got = Vec::new();
+    for p in &mut phones {
+        got.push(drain(p, Duration::from_millis(500)).await);
+    }
+    // (Still leased: the receipts, already here, could not settle anything yet.)
+    let early = proxy
+        .store
+        .notifications(Some("v1"), None)
+        .await
+        .expect("rows");
+    if proxy.now_ms() < now + 2_900 {
+        for n in &numbers[..2] {
+            let r = early.iter().find(|r| &r.address == n).expect("row");
+            assert_eq!(r.state, State::Sending, "{n} before the lease ran out");
+        }
+    }
+    // … then the lease runs out: four rows are unconfirmed (the two receipts settle theirs),
+    // two were never handed over and go out now.
+    wait_until(
+        Duration::from_secs(10),
+        "the dead lease to run out",
+        || async {
+            proxy
+                .store
+                .notifications(Some("v1"), None)
+                .await
+                .expect("rows")
+                .iter()
+                .all(|r| r.state.is_final())
+        },
+    )
+    .await;
+    let rows = proxy
+        .store
+        .notifications(Some("v1"), None)
+        .await
+        .expect("rows");
+    let by_number = |n: &str, rows: &[vshare_proxy::NotificationView]| {
+        rows.iter().find(|r| r.address == n).expect("row").clone()
+    };
+    for n in &numbers[2..4] {
+        assert_eq!(by_number(n, &rows).state, State::Unconfirmed, "{n}");
+    }
+    // Phones 2–5 read later: 2 and 3 get the dead dispatcher's message, 4 and 5 the proxy's.
+    for n in &numbers[2..] {
+        let mut p = receiver(&addr, n, BindKind::Receiver).await;
+        got.push(drain(&mut p, Duration::from_millis(1000)).await);
+    }
+    wait_until(Duration::from_secs(10), "every row delivered", || async {
+        proxy
+            .store
+            .notifications(Some("v1"), None)
+            .await
+            .expect("rows")
+            .iter()
+            .all(|r| r.state == State::Delivered)
+    })
+    .await;
+    let rows = proxy
+        .store
+        .notifications(Some("v1"), None)
+        .await
+        .expect("rows");
+    for (i, n) in numbers.iter().enumerate() {
+        let r = by_number(n, &rows);
+        if i < 4 {
+            // Settled by the receipt of the very message the dead dispatcher wrote.
+            assert_eq!(r.smsc_message_id.as_deref(), Some(ids[i].as_str()), "{n}");
+            assert_eq!(got[i].len(), 1, "{n} got the message once");
+        } else {
+            assert_eq!(got[i].len(), parts(As::Text), "{n} got the message once");
+        }
+        assert_eq!(r.attempts, 1, "{n}");
+    }
+}
