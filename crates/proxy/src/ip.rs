@@ -195,13 +195,33 @@ pub async fn run_listeners(proxy: Proxy) {
 /// Posts webhook rows, each on its own task (a slow endpoint delays nobody else), until the
 /// runtime stops.
 pub async fn run_webhooks(proxy: Proxy) {
+    run_http_channel(
+        proxy,
+        Channel::Webhook,
+        "webhook",
+        |proxy, client, row| async move { post(&proxy, &client, &row).await },
+    )
+    .await;
+}
+
+/// The loop of a channel sent over HTTP (webhooks, Web Push): claims rows as permits allow,
+/// sends each on its own task with `send`, records the outcome.
+pub(crate) async fn run_http_channel<F, Fut>(
+    proxy: Proxy,
+    channel: Channel,
+    name: &'static str,
+    send: F,
+) where
+    F: Fn(Proxy, reqwest::Client, Claimed) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Outcome> + Send + 'static,
+{
     let client = match reqwest::Client::builder()
         .timeout(proxy.config.webhook_timeout)
         .build()
     {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("webhook client: {e}");
+            tracing::error!("{name} client: {e}");
             return;
         }
     };
@@ -213,12 +233,12 @@ pub async fn run_webhooks(proxy: Proxy) {
             continue;
         }
         let (rows, next) = match proxy
-            .claim_and_plan(&[Channel::Webhook], free.min(proxy.config.batch))
+            .claim_and_plan(&[channel], free.min(proxy.config.batch))
             .await
         {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!("webhook outbox claim: {e:#}");
+                tracing::warn!("{name} outbox claim: {e:#}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -231,12 +251,11 @@ pub async fn run_webhooks(proxy: Proxy) {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let proxy = proxy.clone();
-            let client = client.clone();
+            let (proxy, client, send) = (proxy.clone(), client.clone(), send.clone());
             tokio::spawn(async move {
-                let outcome = post(&proxy, &client, &row).await;
+                let outcome = send(proxy.clone(), client, row.clone()).await;
                 if let Err(e) = proxy.finish(vec![(row, outcome)]).await {
-                    tracing::warn!("webhook outbox record: {e:#}");
+                    tracing::warn!("{name} outbox record: {e:#}");
                 }
                 drop(permit);
             });

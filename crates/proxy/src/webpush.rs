@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tokio::sync::Semaphore;
 use web_push_native::jwt_simple::algorithms::{ECDSAP256KeyPairLike, ES256KeyPair};
 use web_push_native::{Auth, WebPushBuilder, p256};
 
@@ -124,52 +123,16 @@ pub async fn run(proxy: Proxy) {
     let Some(vapid) = proxy.config.vapid.clone() else {
         return;
     };
-    let client = match reqwest::Client::builder()
-        .timeout(proxy.config.webhook_timeout)
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("web push client: {e}");
-            return;
-        }
-    };
-    let permits = Arc::new(Semaphore::new(proxy.config.webhook_concurrency.max(1)));
-    loop {
-        let free = permits.available_permits() as i64;
-        if free == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        }
-        let (rows, next) = match proxy
-            .claim_and_plan(&[Channel::Webpush], free.min(proxy.config.batch))
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("web push outbox claim: {e:#}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if rows.is_empty() {
-            proxy.idle_until(Duration::from_millis(500), next).await;
-            continue;
-        }
-        for row in rows {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            let (proxy, client, vapid) = (proxy.clone(), client.clone(), vapid.clone());
-            tokio::spawn(async move {
-                let outcome = push(&proxy, &client, &vapid, &row).await;
-                if let Err(e) = proxy.finish(vec![(row, outcome)]).await {
-                    tracing::warn!("web push outbox record: {e:#}");
-                }
-                drop(permit);
-            });
-        }
-    }
+    crate::ip::run_http_channel(
+        proxy,
+        Channel::Webpush,
+        "web push",
+        move |proxy, client, row| {
+            let vapid = vapid.clone();
+            async move { push(&proxy, &client, &vapid, &row).await }
+        },
+    )
+    .await;
 }
 
 async fn push(proxy: &Proxy, client: &reqwest::Client, vapid: &Vapid, row: &Claimed) -> Outcome {
