@@ -47,3 +47,25 @@ pub struct AttributeRecord {
     /// Title the source gave, may be empty.
     pub title: String,
 }
+
+impl AttributeRecord {
+    /// A record with every field empty or zero, for decoders to fill in.
+    pub fn blank(kind: Kind) -> Self {
+        AttributeRecord {
+            kind,
+            video_id: String::new(),
+            url: String::new(),
+            format: String::new(),
+            codecs: String::new(),
+            width: 0,
+            height: 0,
+            frame_rate: 0.0,
+            bitrate: 0,
+            size: 0,
+            duration_ms: 0,
+            audio_sample_rate: 0,
+            audio_channels: 0,
+            title: String::new(),
+        }
+    }
+}

@@ -157,22 +157,7 @@ fn parse_fields(line: &str, base: usize) -> Result<AttributeRecord, FormError> {
             found: format!("{:?}", line.chars().take(8).collect::<String>()),
         });
     };
-    let mut r = AttributeRecord {
-        kind: Kind::Live,
-        video_id: String::new(),
-        url: String::new(),
-        format: String::new(),
-        codecs: String::new(),
-        width: 0,
-        height: 0,
-        frame_rate: 0.0,
-        bitrate: 0,
-        size: 0,
-        duration_ms: 0,
-        audio_sample_rate: 0,
-        audio_channels: 0,
-        title: String::new(),
-    };
+    let mut r = AttributeRecord::blank(Kind::Live);
     let mut next_key = 0usize;
     let mut seen = [false; KEYS.len()];
     let mut at = base + PREFIX.len();

@@ -269,22 +269,7 @@ fn decode_record(body: &[u8], base: usize) -> Result<AttributeRecord, FormError>
         pos: 0,
         base,
     };
-    let mut r = AttributeRecord {
-        kind: Kind::Live,
-        video_id: String::new(),
-        url: String::new(),
-        format: String::new(),
-        codecs: String::new(),
-        width: 0,
-        height: 0,
-        frame_rate: 0.0,
-        bitrate: 0,
-        size: 0,
-        duration_ms: 0,
-        audio_sample_rate: 0,
-        audio_channels: 0,
-        title: String::new(),
-    };
+    let mut r = AttributeRecord::blank(Kind::Live);
     let mut last = 0u8;
     while !c.done() {
         let at = c.offset();

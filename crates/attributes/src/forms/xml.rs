@@ -306,22 +306,7 @@ fn parse_video(
     e: &BytesStart<'_>,
     at: usize,
 ) -> Result<AttributeRecord, FormError> {
-    let mut r = AttributeRecord {
-        kind: Kind::Live,
-        video_id: String::new(),
-        url: String::new(),
-        format: String::new(),
-        codecs: String::new(),
-        width: 0,
-        height: 0,
-        frame_rate: 0.0,
-        bitrate: 0,
-        size: 0,
-        duration_ms: 0,
-        audio_sample_rate: 0,
-        audio_channels: 0,
-        title: String::new(),
-    };
+    let mut r = AttributeRecord::blank(Kind::Live);
     let mut seen = [false; ATTRS.len()];
     for (key, value) in attributes(reader, e, at)? {
         let Some(idx) = ATTRS.iter().position(|k| *k == key) else {
