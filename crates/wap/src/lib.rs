@@ -18,6 +18,7 @@ pub mod date;
 pub mod pap;
 pub mod si;
 pub mod sl;
+mod uintvar;
 pub mod wbxml;
 pub mod wdp;
 pub mod wsp;

@@ -2,6 +2,7 @@
 //! code pages, inline strings, string-table references, entities and OPAQUE data.
 
 use crate::date::WapDate;
+use crate::uintvar::{self, UintvarError};
 use crate::{Layer, WapError};
 
 /// An element of a document.
@@ -300,18 +301,17 @@ impl<'a> Reader<'a> {
     }
     fn mb(&mut self, what: &'static str) -> Result<u32, WapError> {
         let at = self.pos;
-        let mut v: u32 = 0;
-        for _ in 0..5 {
-            let b = self.u8(what)?;
-            v = v
-                .checked_mul(128)
-                .ok_or_else(|| self.err(at, format!("{what} exceeds 32 bits")))?
-                | u32::from(b & 0x7F);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(self.err(at, format!("{what} is longer than 5 octets")))
+        let (v, n) = uintvar::read(&self.b[at..]).map_err(|e| match e {
+            UintvarError::Truncated => WapError::Truncated {
+                layer: Layer::Wbxml,
+                offset: self.b.len(),
+                what,
+            },
+            UintvarError::TooLarge => self.err(at, format!("{what} exceeds 32 bits")),
+            UintvarError::TooLong => self.err(at, format!("{what} is longer than 5 octets")),
+        })?;
+        self.pos += n;
+        Ok(v)
     }
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WapError> {
         let end = self

@@ -1,6 +1,7 @@
 //! The WSP connectionless push PDU (WAP-230 §8.2.4.1, §8.2.1): TID, PDU type, header length,
 //! content type (§8.4.2.24) and headers (§8.4.2), then the body.
 
+use crate::uintvar::{self, UintvarError};
 use crate::{Layer, WapError};
 
 /// PDU type Push (WAP-230 Table 34).
@@ -109,18 +110,17 @@ impl<'a> Reader<'a> {
     }
     fn uintvar(&mut self, what: &'static str) -> Result<u32, WapError> {
         let at = self.pos;
-        let mut v: u32 = 0;
-        for _ in 0..5 {
-            let b = self.u8(what)?;
-            v = v
-                .checked_mul(128)
-                .ok_or_else(|| self.err(at, format!("{what} exceeds 32 bits")))?
-                | u32::from(b & 0x7F);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(self.err(at, format!("{what} is longer than 5 octets")))
+        let (v, n) = uintvar::read(&self.b[at..]).map_err(|e| match e {
+            UintvarError::Truncated => WapError::Truncated {
+                layer: Layer::Wsp,
+                offset: self.base + self.b.len(),
+                what,
+            },
+            UintvarError::TooLarge => self.err(at, format!("{what} exceeds 32 bits")),
+            UintvarError::TooLong => self.err(at, format!("{what} is longer than 5 octets")),
+        })?;
+        self.pos += n;
+        Ok(v)
     }
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WapError> {
         let end = self
