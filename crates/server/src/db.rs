@@ -323,6 +323,22 @@ impl Db {
         rows.iter().map(video_from_row).collect()
     }
 
+    /// Videos in `state` that ended at or after `since` (RFC 3339, as stored).
+    pub async fn videos_ended_since(
+        &self,
+        state: VideoState,
+        since: &str,
+    ) -> anyhow::Result<Vec<Video>> {
+        let rows = sqlx::query(self.sql(&format!(
+            "{VIDEO_COLUMNS} WHERE state = ? AND ended_at >= ? ORDER BY created_at"
+        )))
+        .bind(state.as_str())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(video_from_row).collect()
+    }
+
     pub async fn latest_video_for_key(&self, key_id: &str) -> anyhow::Result<Option<Video>> {
         let row = sqlx::query(self.sql(&format!(
             "{VIDEO_COLUMNS} WHERE key_id = ? ORDER BY created_at DESC LIMIT 1"
@@ -574,6 +590,19 @@ pub(crate) mod tests {
                 .expect("latest")
                 .map(|v| v.state),
             Some(VideoState::Ready)
+        );
+        assert_eq!(
+            db.videos_ended_since(VideoState::Ready, "2025-12-31T00:00:00Z")
+                .await
+                .expect("since")
+                .len(),
+            1
+        );
+        assert!(
+            db.videos_ended_since(VideoState::Ready, "2026-01-02T00:00:00Z")
+                .await
+                .expect("since")
+                .is_empty()
         );
         let due = db.due_webhooks(i64::MAX, 10).await.expect("due");
         assert_eq!(due.len(), 1);

@@ -773,11 +773,13 @@ impl VideoServer {
         if self.proxy.is_some() {
             let since = (chrono::Utc::now() - chrono::Duration::hours(24))
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            for v in self.db.list_videos(Some(VideoState::Ready)).await? {
-                if v.ended_at.as_deref().is_some_and(|e| e >= since.as_str()) {
-                    self.notify_subscribers(EventKind::Ready, &v.id, &v.key_id, v.attributes)
-                        .await;
-                }
+            for v in self
+                .db
+                .videos_ended_since(VideoState::Ready, &since)
+                .await?
+            {
+                self.notify_subscribers(EventKind::Ready, &v.id, &v.key_id, v.attributes)
+                    .await;
             }
         }
         Ok(())
