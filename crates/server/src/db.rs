@@ -65,6 +65,9 @@ pub struct StreamKey {
     pub name: String,
     pub created_at: String,
     pub revoked: bool,
+    /// The account it belongs to; None for keys made by an administrator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 /// One recorded segment.
@@ -185,6 +188,7 @@ impl Db {
             name: name.to_string(),
             created_at: now_rfc3339(),
             revoked: false,
+            user_id: None,
         };
         sqlx::query(self.sql(
             "INSERT INTO stream_keys (id, name, key_hash, created_at, revoked) VALUES (?, ?, ?, ?, 0)",
@@ -201,9 +205,54 @@ impl Db {
     /// The key a secret belongs to, if it exists and is not revoked.
     pub async fn find_key(&self, secret: &str) -> anyhow::Result<Option<StreamKey>> {
         let row = sqlx::query(self.sql(
-            "SELECT id, name, created_at, revoked FROM stream_keys WHERE key_hash = ? AND revoked = 0",
+            "SELECT id, name, created_at, revoked, user_id FROM stream_keys WHERE key_hash = ? AND revoked = 0",
         ))
         .bind(hash_key(secret))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| key_from_row(&r)).transpose()
+    }
+
+    /// Makes a short-lived token that stands for a stream key (the upload protocol's hello
+    /// carries it, so a page never holds the key itself). Returns the token (stored only as a
+    /// hash) and its expiry in ms since the epoch. Expired tokens of every key are purged.
+    pub async fn create_upload_token(
+        &self,
+        key_id: &str,
+        ttl: std::time::Duration,
+    ) -> anyhow::Result<(String, i64)> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let expires_at = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let token = format!("ut{}", random_id(40));
+        sqlx::query(self.sql("DELETE FROM upload_tokens WHERE expires_at <= ?"))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(self.sql(
+            "INSERT INTO upload_tokens (token_hash, key_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        ))
+        .bind(hash_key(&token))
+        .bind(key_id)
+        .bind(now_rfc3339())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok((token, expires_at))
+    }
+
+    /// The key that a publisher's credential stands for: a stream key's secret (as
+    /// [`Db::find_key`]) or an unexpired upload token of a key that is not revoked.
+    pub async fn find_key_for_token(&self, token: &str) -> anyhow::Result<Option<StreamKey>> {
+        if let Some(key) = self.find_key(token).await? {
+            return Ok(Some(key));
+        }
+        let row = sqlx::query(self.sql(
+            "SELECT k.id, k.name, k.created_at, k.revoked, k.user_id FROM upload_tokens t \
+             JOIN stream_keys k ON k.id = t.key_id \
+             WHERE t.token_hash = ? AND t.expires_at > ? AND k.revoked = 0",
+        ))
+        .bind(hash_key(token))
+        .bind(chrono::Utc::now().timestamp_millis())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| key_from_row(&r)).transpose()
@@ -220,7 +269,7 @@ impl Db {
 
     pub async fn list_keys(&self) -> anyhow::Result<Vec<StreamKey>> {
         let rows = sqlx::query(
-            "SELECT id, name, created_at, revoked FROM stream_keys ORDER BY created_at",
+            "SELECT id, name, created_at, revoked, user_id FROM stream_keys ORDER BY created_at",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -492,6 +541,7 @@ fn key_from_row(r: &AnyRow) -> anyhow::Result<StreamKey> {
         name: r.try_get("name")?,
         created_at: r.try_get("created_at")?,
         revoked: revoked != 0,
+        user_id: r.try_get("user_id")?,
     })
 }
 
@@ -615,6 +665,59 @@ pub(crate) mod tests {
         assert!(db.due_webhooks(i64::MAX, 10).await.expect("due").is_empty());
         assert!(db.revoke_key(&key.id).await.expect("revoke"));
         assert!(db.find_key(&secret).await.expect("find").is_none());
+    }
+
+    async fn upload_tokens(url: &str) {
+        let db = Db::open(url).await.expect("open");
+        let (key, secret) = db.create_key("phone").await.expect("create");
+        let (token, expires_at) = db
+            .create_upload_token(&key.id, std::time::Duration::from_secs(3600))
+            .await
+            .expect("token");
+        assert!(expires_at > chrono::Utc::now().timestamp_millis() + 3_500_000);
+        let found = |t: String| {
+            let db = db.clone();
+            async move { db.find_key_for_token(&t).await.expect("find").map(|k| k.id) }
+        };
+        assert_eq!(found(token.clone()).await, Some(key.id.clone()));
+        assert_eq!(found(secret.clone()).await, Some(key.id.clone()));
+        assert_eq!(found("ut-unknown".into()).await, None);
+        // The stored form is a hash, never the token.
+        let stored: Vec<String> = sqlx::query("SELECT token_hash FROM upload_tokens")
+            .fetch_all(&db.pool)
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| r.try_get("token_hash").expect("hash"))
+            .collect();
+        assert!(!stored.contains(&token));
+        // A short-lived token is refused once expired.
+        let (short, _) = db
+            .create_upload_token(&key.id, std::time::Duration::from_millis(50))
+            .await
+            .expect("token");
+        assert_eq!(found(short.clone()).await, Some(key.id.clone()));
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        assert_eq!(found(short).await, None);
+        // Revoking the key revokes its tokens.
+        assert!(db.revoke_key(&key.id).await.expect("revoke"));
+        assert_eq!(found(token).await, None);
+    }
+
+    #[tokio::test]
+    async fn upload_tokens_on_sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        upload_tokens(&url).await;
+    }
+
+    #[tokio::test]
+    async fn upload_tokens_on_postgres() {
+        let Some(url) = fresh_postgres().await else {
+            eprintln!("VSHARE_TEST_POSTGRES_URL is not set: skipped (scripts/test.sh sets it)");
+            return;
+        };
+        upload_tokens(&url).await;
     }
 
     #[tokio::test]
