@@ -1,0 +1,413 @@
+//! The server's side of a session: reassembles frame pieces, enforces order, the window and the
+//! message rate, and produces acknowledgements and feedback. It outlives a connection: after a
+//! drop the same receiver continues when the sender resumes.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::rate::ServerRate;
+use crate::wire::{CloseCode, PieceHeader, ProtocolError, SenderMessage, ServerMessage, TrackInfo};
+
+/// Limits a receiver enforces.
+#[derive(Debug, Clone)]
+pub struct ReceiverLimits {
+    pub window_bytes: u64,
+    pub max_frame_bytes: u32,
+    pub max_piece_bytes: u32,
+    pub max_messages_per_second: u32,
+    pub ack_interval_us: i64,
+    pub feedback_interval_us: i64,
+}
+
+impl Default for ReceiverLimits {
+    fn default() -> Self {
+        ReceiverLimits {
+            window_bytes: 4 << 20,
+            max_frame_bytes: 8 << 20,
+            max_piece_bytes: 64 << 10,
+            max_messages_per_second: 1000,
+            ack_interval_us: 100_000,
+            feedback_interval_us: 500_000,
+        }
+    }
+}
+
+/// A whole frame, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadFrame {
+    pub seq: u32,
+    pub track: u8,
+    pub key: bool,
+    pub pts: i64,
+    pub dts: i64,
+    pub data: Bytes,
+}
+
+/// What the receiver hands on, strictly in sequence order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiverEvent {
+    Frame(UploadFrame),
+    Config(TrackInfo),
+    /// Every message arrived and the sender stopped.
+    End,
+}
+
+#[derive(Debug)]
+struct Partial {
+    header: PieceHeader,
+    data: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct UploadReceiver {
+    limits: ReceiverLimits,
+    tracks: Vec<TrackInfo>,
+    next_seq: u32,
+    partial: Option<Partial>,
+    /// Pieces of an already-received frame being sent again after a resume.
+    skipping: Option<u32>,
+    last_dts: Vec<(u8, i64)>,
+    /// Payload bytes received beyond the last acknowledgement sent.
+    unacked_bytes: u64,
+    ack_sent: u32,
+    ack_now: bool,
+    last_ack_us: i64,
+    last_feedback_us: Option<i64>,
+    rate: ServerRate,
+    rate_second_start: i64,
+    rate_count: u32,
+    ended: bool,
+    events: VecDeque<ReceiverEvent>,
+    media_bytes: u64,
+    wire_bytes: u64,
+}
+
+impl UploadReceiver {
+    /// A receiver for a new session whose `hello` declared `tracks`.
+    pub fn new(
+        limits: ReceiverLimits,
+        tracks: Vec<TrackInfo>,
+        start_kbps: u32,
+        max_kbps: u32,
+    ) -> Self {
+        UploadReceiver {
+            limits,
+            tracks,
+            next_seq: 0,
+            partial: None,
+            skipping: None,
+            last_dts: Vec::new(),
+            unacked_bytes: 0,
+            ack_sent: 0,
+            ack_now: false,
+            last_ack_us: 0,
+            last_feedback_us: None,
+            rate: ServerRate::new(start_kbps, max_kbps),
+            rate_second_start: 0,
+            rate_count: 0,
+            ended: false,
+            events: VecDeque::new(),
+            media_bytes: 0,
+            wire_bytes: 0,
+        }
+    }
+
+    /// Checks a `hello`'s tracks: at most one video and one audio track, distinct numbers.
+    pub fn check_tracks(tracks: &[TrackInfo]) -> Result<(), ProtocolError> {
+        let unsupported = |m: String| ProtocolError::new(CloseCode::Unsupported, m);
+        if tracks.is_empty() {
+            return Err(unsupported("hello declares no tracks".into()));
+        }
+        for (i, t) in tracks.iter().enumerate() {
+            match t.kind.as_deref() {
+                Some("video") | Some("audio") => {}
+                other => return Err(unsupported(format!("track {}: kind {other:?}", t.track))),
+            }
+            if tracks[..i].iter().any(|o| o.track == t.track) {
+                return Err(unsupported(format!("track {} declared twice", t.track)));
+            }
+            if tracks[..i].iter().any(|o| o.kind == t.kind) {
+                return Err(unsupported(format!(
+                    "more than one {} track",
+                    t.kind.as_deref().unwrap_or_default()
+                )));
+            }
+            t.description_bytes()?;
+        }
+        Ok(())
+    }
+
+    /// The first sequence number still needed (what `welcome` announces).
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq
+    }
+
+    pub fn tracks(&self) -> &[TrackInfo] {
+        &self.tracks
+    }
+
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Frame payload bytes and wire bytes (headers included) received so far.
+    pub fn byte_counts(&self) -> (u64, u64) {
+        (self.media_bytes, self.wire_bytes)
+    }
+
+    /// A (new) connection carries the session from here: a cut-off frame is dropped, the
+    /// window starts empty, the sender learns `next_seq` from `welcome`.
+    pub fn connected(&mut self, now_us: i64) {
+        self.partial = None;
+        self.skipping = None;
+        self.unacked_bytes = 0;
+        self.ack_sent = self.next_seq;
+        self.ack_now = false;
+        self.last_ack_us = now_us;
+        self.rate_second_start = now_us;
+        self.rate_count = 0;
+    }
+
+    fn count_message(&mut self, now_us: i64, len: usize) -> Result<(), ProtocolError> {
+        self.wire_bytes += len as u64;
+        if now_us - self.rate_second_start >= 1_000_000 {
+            self.rate_second_start = now_us;
+            self.rate_count = 0;
+        }
+        self.rate_count += 1;
+        if self.rate_count > self.limits.max_messages_per_second {
+            return Err(ProtocolError::new(
+                CloseCode::Flood,
+                format!(
+                    "more than {} messages in one second",
+                    self.limits.max_messages_per_second
+                ),
+            ));
+        }
+        if self.ended {
+            return Err(ProtocolError::new(
+                CloseCode::OutOfOrder,
+                "message after end",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A binary message: a frame piece.
+    pub fn handle_binary(&mut self, msg: &[u8], now_us: i64) -> Result<(), ProtocolError> {
+        self.count_message(now_us, msg.len())?;
+        let (h, payload) = PieceHeader::decode(msg)?;
+        if payload.len() as u64 > u64::from(self.limits.max_piece_bytes) {
+            return Err(ProtocolError::new(
+                CloseCode::TooLarge,
+                format!(
+                    "piece of {} bytes; the limit is {}",
+                    payload.len(),
+                    self.limits.max_piece_bytes
+                ),
+            ));
+        }
+        if h.total > self.limits.max_frame_bytes {
+            return Err(ProtocolError::new(
+                CloseCode::TooLarge,
+                format!(
+                    "frame of {} bytes; the limit is {}",
+                    h.total, self.limits.max_frame_bytes
+                ),
+            ));
+        }
+        // Pieces of a frame already received (sent again after a resume) are skipped whole.
+        if self.partial.is_none() && h.seq < self.next_seq {
+            if h.offset == 0 || self.skipping == Some(h.seq) {
+                self.skipping = (!h.last).then_some(h.seq);
+                return Ok(());
+            }
+            return Err(out_of_order(format!(
+                "piece at {} of frame {} without its start",
+                h.offset, h.seq
+            )));
+        }
+        self.skipping = None;
+        match &mut self.partial {
+            Some(p) => {
+                let expected = p.data.len() as u64;
+                if h.seq != p.header.seq
+                    || h.track != p.header.track
+                    || h.total != p.header.total
+                    || u64::from(h.offset) != expected
+                {
+                    return Err(out_of_order(format!(
+                        "piece of frame {} at {} while frame {} needs its piece at {expected}",
+                        h.seq, h.offset, p.header.seq
+                    )));
+                }
+                p.data.extend_from_slice(payload);
+            }
+            None => {
+                if h.seq != self.next_seq {
+                    return Err(out_of_order(format!(
+                        "frame {} where {} was due",
+                        h.seq, self.next_seq
+                    )));
+                }
+                if h.offset != 0 {
+                    return Err(out_of_order(format!(
+                        "frame {} starts at offset {}",
+                        h.seq, h.offset
+                    )));
+                }
+                let Some(info) = self.tracks.iter().find(|t| t.track == h.track) else {
+                    return Err(ProtocolError::new(
+                        CloseCode::Malformed,
+                        format!("frame {} on undeclared track {}", h.seq, h.track),
+                    ));
+                };
+                let _ = info;
+                if let Some(&(_, last)) = self.last_dts.iter().find(|(t, _)| *t == h.track)
+                    && h.dts < last
+                {
+                    return Err(out_of_order(format!(
+                        "frame {} on track {}: dts {} µs goes back from {last} µs",
+                        h.seq, h.track, h.dts
+                    )));
+                }
+                let mut data = Vec::with_capacity(h.total as usize);
+                data.extend_from_slice(payload);
+                self.partial = Some(Partial { header: h, data });
+            }
+        }
+        self.unacked_bytes += payload.len() as u64;
+        if self.unacked_bytes > self.limits.window_bytes {
+            return Err(ProtocolError::new(
+                CloseCode::Flood,
+                format!(
+                    "{} bytes beyond the last acknowledgement; the window is {}",
+                    self.unacked_bytes, self.limits.window_bytes
+                ),
+            ));
+        }
+        if h.last
+            && let Some(p) = self.partial.take()
+        {
+            let h = p.header;
+            match self.last_dts.iter_mut().find(|(t, _)| *t == h.track) {
+                Some(entry) => entry.1 = h.dts,
+                None => self.last_dts.push((h.track, h.dts)),
+            }
+            self.rate.on_frame(now_us, h.dts, u64::from(h.total));
+            self.media_bytes += u64::from(h.total);
+            self.next_seq += 1;
+            self.events.push_back(ReceiverEvent::Frame(UploadFrame {
+                seq: h.seq,
+                track: h.track,
+                key: h.key,
+                pts: h.pts,
+                dts: h.dts,
+                data: Bytes::from(p.data),
+            }));
+        }
+        Ok(())
+    }
+
+    /// A text message after `hello`: `config` or `end`.
+    pub fn handle_text(&mut self, text: &str, now_us: i64) -> Result<(), ProtocolError> {
+        self.count_message(now_us, text.len())?;
+        let msg = SenderMessage::parse(text)?;
+        if self.partial.is_some() {
+            return Err(out_of_order("text message between the pieces of a frame"));
+        }
+        match msg {
+            SenderMessage::Hello(_) => Err(ProtocolError::new(
+                CloseCode::Malformed,
+                "a second hello on one connection",
+            )),
+            SenderMessage::Config { seq, info } => {
+                if seq < self.next_seq {
+                    return Ok(());
+                }
+                if seq != self.next_seq {
+                    return Err(out_of_order(format!(
+                        "config {seq} where {} was due",
+                        self.next_seq
+                    )));
+                }
+                let Some(slot) = self.tracks.iter_mut().find(|t| t.track == info.track) else {
+                    return Err(ProtocolError::new(
+                        CloseCode::Malformed,
+                        format!("config for undeclared track {}", info.track),
+                    ));
+                };
+                info.description_bytes()?;
+                let info = TrackInfo {
+                    kind: slot.kind.clone(),
+                    ..info
+                };
+                *slot = info.clone();
+                self.next_seq += 1;
+                self.ack_now = true;
+                self.events.push_back(ReceiverEvent::Config(info));
+                Ok(())
+            }
+            SenderMessage::End { seq } => {
+                if seq != self.next_seq {
+                    return Err(out_of_order(format!(
+                        "end says {seq} messages were sent; {} arrived",
+                        self.next_seq
+                    )));
+                }
+                self.ended = true;
+                self.ack_now = true;
+                self.events.push_back(ReceiverEvent::End);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<ReceiverEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next message to send at `now_us`: an acknowledgement when one is due, then feedback.
+    pub fn poll_transmit(&mut self, now_us: i64) -> Option<ServerMessage> {
+        if self.next_seq > self.ack_sent
+            && (self.ack_now || now_us - self.last_ack_us >= self.limits.ack_interval_us)
+        {
+            self.ack_sent = self.next_seq;
+            self.ack_now = false;
+            self.last_ack_us = now_us;
+            self.unacked_bytes = self.partial.as_ref().map_or(0, |p| p.data.len() as u64);
+            return Some(ServerMessage::Ack { seq: self.next_seq });
+        }
+        let due = self
+            .last_feedback_us
+            .is_none_or(|t| now_us - t >= self.limits.feedback_interval_us);
+        if due && !self.ended {
+            self.last_feedback_us = Some(now_us);
+            let (receive_kbps, queue_delay_ms, suggested_kbps) = self.rate.feedback(now_us);
+            return Some(ServerMessage::Feedback {
+                receive_kbps,
+                queue_delay_ms,
+                suggested_kbps,
+            });
+        }
+        None
+    }
+
+    /// When [`Self::poll_transmit`] should be asked next.
+    pub fn next_timeout(&self, now_us: i64) -> i64 {
+        let feedback = self
+            .last_feedback_us
+            .map_or(now_us, |t| t + self.limits.feedback_interval_us);
+        let ack = if self.next_seq > self.ack_sent {
+            self.last_ack_us + self.limits.ack_interval_us
+        } else {
+            i64::MAX
+        };
+        feedback.min(ack).max(now_us)
+    }
+}
+
+fn out_of_order(message: impl Into<String>) -> ProtocolError {
+    ProtocolError::new(CloseCode::OutOfOrder, message)
+}
