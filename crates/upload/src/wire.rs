@@ -103,7 +103,7 @@ impl PieceHeader {
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
         out.push(MSG_FRAME_PIECE);
         out.push(self.track);
-        out.push(u8::from(self.key) * FLAG_KEY | u8::from(self.last) * FLAG_LAST);
+        out.push((u8::from(self.key) * FLAG_KEY) | (u8::from(self.last) * FLAG_LAST));
         out.push(0);
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.pts.to_be_bytes());
