@@ -308,16 +308,15 @@ fn feedback_reports_rate_and_delay_every_half_second() {
     );
     // One second of 30 fps frames of 2,000 bytes (480 kbit/s) arriving on time, then frames
     // that each arrive 50 ms later than the one before: a growing queue.
-    let mut now = 0;
     for i in 0..30u32 {
-        now = i64::from(i) * 33_333;
+        let now = i64::from(i) * 33_333;
         tx.push_frame(0, i == 0, now, now, frame_data(i, 2000));
         pump(&mut tx, &mut rx, now);
     }
     let mut feedback = Vec::new();
     for i in 30..45u32 {
         let dts = i64::from(i) * 33_333;
-        now = dts + i64::from(i - 29) * 50_000;
+        let now = dts + i64::from(i - 29) * 50_000;
         tx.push_frame(0, false, dts, dts, frame_data(i, 2000));
         while let Some(m) = tx.poll_transmit() {
             let WireMessage::Binary(b) = m else { continue };
