@@ -28,6 +28,42 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     pub transcode: TranscodeConfig,
     pub proxy: ProxyRoleConfig,
+    pub accounts: AccountsConfig,
+}
+
+/// User accounts, sessions and the limits on what a signed-in user may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// Anyone may create an account (`POST /api/v1/accounts`); off: only existing users sign in.
+    pub signup: bool,
+    /// How long a session cookie lasts, days.
+    pub session_days: u64,
+    /// Failed sign-ins allowed per username in `signin_window_s`.
+    pub signin_failures_per_user: usize,
+    /// Sign-in attempts allowed per client address in `signin_window_s`.
+    pub signin_attempts_per_ip: usize,
+    pub signin_window_s: u64,
+    /// SMS (one per recipient number) a user may send in `share_window_s`.
+    pub share_messages: usize,
+    pub share_window_s: u64,
+    /// How long the signed links in a shared private video's message stay valid, s.
+    pub share_link_ttl_s: u64,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            signup: true,
+            session_days: 30,
+            signin_failures_per_user: 5,
+            signin_attempts_per_ip: 30,
+            signin_window_s: 600,
+            share_messages: 30,
+            share_window_s: 600,
+            share_link_ttl_s: 7 * 24 * 3600,
+        }
+    }
 }
 
 /// The communication proxy role: subscriptions, and durable push of every new video.
@@ -158,6 +194,7 @@ impl Default for Config {
             webhook: None,
             transcode: TranscodeConfig::default(),
             proxy: ProxyRoleConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }

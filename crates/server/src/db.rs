@@ -45,6 +45,34 @@ impl VideoState {
     }
 }
 
+/// Who may watch a video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Listed, and open to everyone.
+    #[default]
+    Public,
+    /// Not listed; open to its owner's session and to signed, expiring links.
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Visibility::Public),
+            "private" => Some(Visibility::Private),
+            _ => None,
+        }
+    }
+}
+
 /// A video as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Video {
@@ -56,6 +84,34 @@ pub struct Video {
     pub created_at: String,
     pub ended_at: Option<String>,
     pub attributes: Vec<AttributeRecord>,
+    #[serde(default)]
+    pub visibility: Visibility,
+}
+
+/// A user account (the password hash is never part of it).
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    #[serde(skip)]
+    pub created_at: String,
+}
+
+/// What decides who may read a video: its visibility and its owner's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoAccess {
+    pub visibility: Visibility,
+    pub owner: Option<String>,
+    pub state: VideoState,
+}
+
+/// Why a video was not marked for deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkDeleted {
+    Marked,
+    NotFound,
+    /// Still being recorded or finished: its objects are being written.
+    Busy(VideoState),
 }
 
 /// A stream key as stored (the secret itself is only shown once, at creation).
@@ -285,11 +341,269 @@ impl Db {
         Ok(done.rows_affected() > 0)
     }
 
+    // --- accounts ---
+
+    /// Creates a user and their stream key in one transaction. None when the username is
+    /// taken. Returns the key's secret (shown once).
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> anyhow::Result<Option<(User, StreamKey, String)>> {
+        let user = User {
+            id: random_id(10),
+            username: username.to_string(),
+            created_at: now_rfc3339(),
+        };
+        let secret = format!("sk{}", random_id(30));
+        let key = StreamKey {
+            id: random_id(10),
+            name: username.to_string(),
+            created_at: user.created_at.clone(),
+            revoked: false,
+            user_id: Some(user.id.clone()),
+        };
+        let mut tx = self.pool.begin().await?;
+        let taken = sqlx::query(self.sql("SELECT id FROM users WHERE username = ?"))
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let inserted = sqlx::query(self.sql(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)",
+        ))
+        .bind(&user.id)
+        .bind(username)
+        .bind(password_hash)
+        .bind(&user.created_at)
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = inserted {
+            // Two sign-ups with one name at once: the UNIQUE constraint decides.
+            if e.as_database_error()
+                .is_some_and(|d| d.is_unique_violation())
+            {
+                return Ok(None);
+            }
+            return Err(e.into());
+        }
+        sqlx::query(self.sql(
+            "INSERT INTO stream_keys (id, name, key_hash, created_at, revoked, user_id) VALUES (?, ?, ?, ?, 0, ?)",
+        ))
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(hash_key(&secret))
+        .bind(&key.created_at)
+        .bind(&user.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some((user, key, secret)))
+    }
+
+    /// A user and their password hash (PHC string), by name.
+    pub async fn user_by_name(&self, username: &str) -> anyhow::Result<Option<(User, String)>> {
+        let row =
+            sqlx::query(self.sql(
+                "SELECT id, username, created_at, password_hash FROM users WHERE username = ?",
+            ))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((user_from_row(&r)?, r.try_get("password_hash")?)))
+            .transpose()
+    }
+
+    /// Starts a session; returns its token (stored only as a hash) and expiry (ms).
+    /// Expired sessions of every user are purged.
+    pub async fn create_session(
+        &self,
+        user_id: &str,
+        ttl: std::time::Duration,
+    ) -> anyhow::Result<(String, i64)> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let expires_at = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let token = format!("ss{}", random_id(40));
+        sqlx::query(self.sql("DELETE FROM sessions WHERE expires_at <= ?"))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(self.sql(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        ))
+        .bind(hash_key(&token))
+        .bind(user_id)
+        .bind(now_rfc3339())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok((token, expires_at))
+    }
+
+    /// The user of an unexpired session token.
+    pub async fn session_user(&self, token: &str) -> anyhow::Result<Option<User>> {
+        let row = sqlx::query(self.sql(
+            "SELECT u.id, u.username, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = ? AND s.expires_at > ?",
+        ))
+        .bind(hash_key(token))
+        .bind(chrono::Utc::now().timestamp_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+
+    pub async fn delete_session(&self, token: &str) -> anyhow::Result<()> {
+        sqlx::query(self.sql("DELETE FROM sessions WHERE token_hash = ?"))
+            .bind(hash_key(token))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A user's stream key (revoked or not; the newest if an administrator added more).
+    pub async fn user_key(&self, user_id: &str) -> anyhow::Result<Option<StreamKey>> {
+        let row = sqlx::query(self.sql(
+            "SELECT id, name, created_at, revoked, user_id FROM stream_keys WHERE user_id = ? \
+             ORDER BY created_at DESC LIMIT 1",
+        ))
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| key_from_row(&r)).transpose()
+    }
+
+    /// Gives a key a new secret (same id, so its videos stay its own) and ends its upload
+    /// tokens. Returns the new secret.
+    pub async fn rotate_key(&self, key_id: &str) -> anyhow::Result<String> {
+        let secret = format!("sk{}", random_id(30));
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(self.sql("UPDATE stream_keys SET key_hash = ? WHERE id = ?"))
+            .bind(hash_key(&secret))
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(self.sql("DELETE FROM upload_tokens WHERE key_id = ?"))
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(secret)
+    }
+
+    /// The videos published with a user's keys, newest first.
+    pub async fn user_videos(&self, user_id: &str) -> anyhow::Result<Vec<Video>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT v.id, v.key_id, v.title, v.state, v.created_at, v.ended_at, v.attributes, v.visibility \
+             FROM videos v JOIN stream_keys k ON k.id = v.key_id \
+             WHERE k.user_id = ? AND v.deleted_at IS NULL ORDER BY v.created_at DESC",
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(video_from_row).collect()
+    }
+
+    /// Visibility, owner and state of a video that exists and is not being deleted.
+    pub async fn video_access(&self, id: &str) -> anyhow::Result<Option<VideoAccess>> {
+        let row = sqlx::query(self.sql(
+            "SELECT v.visibility, v.state, k.user_id FROM videos v LEFT JOIN stream_keys k ON k.id = v.key_id \
+             WHERE v.id = ? AND v.deleted_at IS NULL",
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let visibility: String = r.try_get("visibility")?;
+            let state: String = r.try_get("state")?;
+            Ok(VideoAccess {
+                visibility: Visibility::parse(&visibility).ok_or_else(|| {
+                    anyhow::anyhow!("unknown visibility {visibility:?} in the database")
+                })?,
+                owner: r.try_get("user_id")?,
+                state: VideoState::parse(&state)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn set_visibility(&self, id: &str, visibility: Visibility) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            self.sql("UPDATE videos SET visibility = ? WHERE id = ? AND deleted_at IS NULL"),
+        )
+        .bind(visibility.as_str())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// First step of a deletion: from this statement on, the video is gone for every reader.
+    /// Refused while the video is live or finishing (its objects are still being written).
+    pub async fn mark_deleted(&self, id: &str) -> anyhow::Result<MarkDeleted> {
+        let done = sqlx::query(self.sql(
+            "UPDATE videos SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL \
+             AND state <> 'live' AND state <> 'finishing'",
+        ))
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() > 0 {
+            return Ok(MarkDeleted::Marked);
+        }
+        Ok(match self.video_access(id).await? {
+            Some(a) => MarkDeleted::Busy(a.state),
+            None => MarkDeleted::NotFound,
+        })
+    }
+
+    /// Videos marked deleted whose objects and rows may still be there.
+    pub async fn deleted_videos(&self) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM videos WHERE deleted_at IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    /// Last step of a deletion (its objects are gone): the video's rows, in one transaction.
+    pub async fn purge_video(&self, id: &str) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(self.sql("DELETE FROM rendition_segments WHERE video_id = ?"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(self.sql("DELETE FROM videos WHERE id = ? AND deleted_at IS NOT NULL"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A server-wide secret by name, made (random) the first time any server asks for it.
+    pub async fn server_secret(&self, name: &str) -> anyhow::Result<String> {
+        sqlx::query(self.sql(
+            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        ))
+        .bind(name)
+        .bind(random_id(43))
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(self.sql("SELECT value FROM server_secrets WHERE name = ?"))
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
     // --- videos ---
 
     pub async fn insert_video(&self, v: &Video) -> anyhow::Result<()> {
         sqlx::query(self.sql(
-            "INSERT INTO videos (id, key_id, title, state, created_at, ended_at, attributes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO videos (id, key_id, title, state, created_at, ended_at, attributes, visibility) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&v.id)
         .bind(&v.key_id)
@@ -298,6 +612,7 @@ impl Db {
         .bind(&v.created_at)
         .bind(v.ended_at.clone())
         .bind(serde_json::to_string(&v.attributes)?)
+        .bind(v.visibility.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -344,29 +659,50 @@ impl Db {
         Ok(())
     }
 
+    /// A video, unless it does not exist or is being deleted.
     pub async fn get_video(&self, id: &str) -> anyhow::Result<Option<Video>> {
-        let row = sqlx::query(self.sql(&format!("{VIDEO_COLUMNS} WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(self.sql(&format!(
+            "{VIDEO_COLUMNS} WHERE id = ? AND deleted_at IS NULL"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| video_from_row(&r)).transpose()
     }
 
-    /// Videos, newest first; only those in `state` when given.
+    /// Videos (public and private), newest first; only those in `state` when given.
     pub async fn list_videos(&self, state: Option<VideoState>) -> anyhow::Result<Vec<Video>> {
+        self.list_where(state, "").await
+    }
+
+    /// Public videos, newest first; only those in `state` when given.
+    pub async fn list_public_videos(
+        &self,
+        state: Option<VideoState>,
+    ) -> anyhow::Result<Vec<Video>> {
+        self.list_where(state, " AND visibility = 'public'").await
+    }
+
+    async fn list_where(
+        &self,
+        state: Option<VideoState>,
+        and: &'static str,
+    ) -> anyhow::Result<Vec<Video>> {
         let rows = match state {
             Some(s) => {
                 sqlx::query(self.sql(&format!(
-                    "{VIDEO_COLUMNS} WHERE state = ? ORDER BY created_at DESC"
+                    "{VIDEO_COLUMNS} WHERE deleted_at IS NULL AND state = ?{and} ORDER BY created_at DESC"
                 )))
                 .bind(s.as_str())
                 .fetch_all(&self.pool)
                 .await?
             }
             None => {
-                sqlx::query(self.sql(&format!("{VIDEO_COLUMNS} ORDER BY created_at DESC")))
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(self.sql(&format!(
+                    "{VIDEO_COLUMNS} WHERE deleted_at IS NULL{and} ORDER BY created_at DESC"
+                )))
+                .fetch_all(&self.pool)
+                .await?
             }
         };
         rows.iter().map(video_from_row).collect()
@@ -379,7 +715,7 @@ impl Db {
         since: &str,
     ) -> anyhow::Result<Vec<Video>> {
         let rows = sqlx::query(self.sql(&format!(
-            "{VIDEO_COLUMNS} WHERE state = ? AND ended_at >= ? ORDER BY created_at"
+            "{VIDEO_COLUMNS} WHERE state = ? AND ended_at >= ? AND deleted_at IS NULL ORDER BY created_at"
         )))
         .bind(state.as_str())
         .bind(since)
@@ -390,7 +726,7 @@ impl Db {
 
     pub async fn latest_video_for_key(&self, key_id: &str) -> anyhow::Result<Option<Video>> {
         let row = sqlx::query(self.sql(&format!(
-            "{VIDEO_COLUMNS} WHERE key_id = ? ORDER BY created_at DESC LIMIT 1"
+            "{VIDEO_COLUMNS} WHERE key_id = ? AND deleted_at IS NULL ORDER BY created_at DESC LIMIT 1"
         )))
         .bind(key_id)
         .fetch_optional(&self.pool)
@@ -518,11 +854,12 @@ impl Db {
 }
 
 const VIDEO_COLUMNS: &str =
-    "SELECT id, key_id, title, state, created_at, ended_at, attributes FROM videos";
+    "SELECT id, key_id, title, state, created_at, ended_at, attributes, visibility FROM videos";
 
 fn video_from_row(r: &AnyRow) -> anyhow::Result<Video> {
     let state: String = r.try_get("state")?;
     let attributes: String = r.try_get("attributes")?;
+    let visibility: String = r.try_get("visibility")?;
     Ok(Video {
         id: r.try_get("id")?,
         key_id: r.try_get("key_id")?,
@@ -531,6 +868,16 @@ fn video_from_row(r: &AnyRow) -> anyhow::Result<Video> {
         created_at: r.try_get("created_at")?,
         ended_at: r.try_get("ended_at")?,
         attributes: serde_json::from_str(&attributes)?,
+        visibility: Visibility::parse(&visibility)
+            .ok_or_else(|| anyhow::anyhow!("unknown visibility {visibility:?} in the database"))?,
+    })
+}
+
+fn user_from_row(r: &AnyRow) -> anyhow::Result<User> {
+    Ok(User {
+        id: r.try_get("id")?,
+        username: r.try_get("username")?,
+        created_at: r.try_get("created_at")?,
     })
 }
 
@@ -586,6 +933,7 @@ pub(crate) mod tests {
             created_at: now_rfc3339(),
             ended_at: None,
             attributes: vec![],
+            visibility: Visibility::Public,
         };
         db.insert_video(&v).await.expect("insert");
         let seg = SegmentRow {
@@ -702,6 +1050,161 @@ pub(crate) mod tests {
         // Revoking the key revokes its tokens.
         assert!(db.revoke_key(&key.id).await.expect("revoke"));
         assert_eq!(found(token).await, None);
+    }
+
+    async fn accounts_sessions_visibility_deletion(url: &str) {
+        let db = Db::open(url).await.expect("open");
+        let (user, key, secret) = db
+            .create_user("alice", "$argon2id$stand-in")
+            .await
+            .expect("create")
+            .expect("new name");
+        assert!(
+            db.create_user("alice", "x")
+                .await
+                .expect("create")
+                .is_none(),
+            "a taken name is refused"
+        );
+        let found = db.find_key(&secret).await.expect("find").expect("key");
+        assert_eq!(found.user_id.as_deref(), Some(user.id.as_str()));
+        assert_eq!(
+            db.user_key(&user.id).await.expect("key").map(|k| k.id),
+            Some(key.id.clone())
+        );
+        let (u, hash) = db
+            .user_by_name("alice")
+            .await
+            .expect("by name")
+            .expect("user");
+        assert_eq!(
+            (u.id.as_str(), hash.as_str()),
+            (user.id.as_str(), "$argon2id$stand-in")
+        );
+        assert!(db.user_by_name("bob").await.expect("by name").is_none());
+
+        let (token, _) = db
+            .create_session(&user.id, std::time::Duration::from_secs(60))
+            .await
+            .expect("session");
+        assert_eq!(
+            db.session_user(&token).await.expect("s").map(|u| u.id),
+            Some(user.id.clone())
+        );
+        db.delete_session(&token).await.expect("delete");
+        assert!(db.session_user(&token).await.expect("s").is_none());
+        let (short, _) = db
+            .create_session(&user.id, std::time::Duration::from_millis(30))
+            .await
+            .expect("session");
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        assert!(
+            db.session_user(&short).await.expect("s").is_none(),
+            "expired"
+        );
+
+        // Rotation: a new secret for the same key id; the old secret and tokens stop working.
+        let (token, _) = db
+            .create_upload_token(&key.id, std::time::Duration::from_secs(60))
+            .await
+            .expect("token");
+        let new_secret = db.rotate_key(&key.id).await.expect("rotate");
+        assert!(db.find_key(&secret).await.expect("find").is_none());
+        assert!(db.find_key_for_token(&token).await.expect("find").is_none());
+        assert_eq!(
+            db.find_key(&new_secret).await.expect("find").map(|k| k.id),
+            Some(key.id.clone())
+        );
+
+        let mut v = Video {
+            id: random_id(12),
+            key_id: key.id.clone(),
+            title: String::new(),
+            state: VideoState::Live,
+            created_at: now_rfc3339(),
+            ended_at: None,
+            attributes: vec![],
+            visibility: Visibility::Public,
+        };
+        db.insert_video(&v).await.expect("insert");
+        let seg = SegmentRow {
+            msn: 0,
+            duration_us: 1,
+            size: 1,
+        };
+        db.add_segment(&v.id, "", &seg).await.expect("seg");
+        assert_eq!(
+            db.mark_deleted(&v.id).await.expect("mark"),
+            MarkDeleted::Busy(VideoState::Live)
+        );
+        assert_eq!(
+            db.mark_deleted("nope").await.expect("mark"),
+            MarkDeleted::NotFound
+        );
+        db.update_video(&v.id, VideoState::Ready, &[], None, None)
+            .await
+            .expect("ready");
+        assert!(
+            db.set_visibility(&v.id, Visibility::Private)
+                .await
+                .expect("private")
+        );
+        let access = db
+            .video_access(&v.id)
+            .await
+            .expect("access")
+            .expect("exists");
+        assert_eq!(access.visibility, Visibility::Private);
+        assert_eq!(access.owner.as_deref(), Some(user.id.as_str()));
+        assert_eq!(db.list_videos(None).await.expect("list").len(), 1);
+        assert!(db.list_public_videos(None).await.expect("list").is_empty());
+        assert_eq!(db.user_videos(&user.id).await.expect("mine").len(), 1);
+        v.id = random_id(12);
+        v.created_at = now_rfc3339();
+        db.insert_video(&v).await.expect("insert second");
+        let mine = db.user_videos(&user.id).await.expect("mine");
+        assert_eq!(
+            mine.first().map(|x| x.id.as_str()),
+            Some(v.id.as_str()),
+            "newest first"
+        );
+
+        let first = mine[1].id.clone();
+        assert_eq!(
+            db.mark_deleted(&first).await.expect("mark"),
+            MarkDeleted::Marked
+        );
+        assert!(db.get_video(&first).await.expect("get").is_none());
+        assert!(db.video_access(&first).await.expect("access").is_none());
+        assert_eq!(db.user_videos(&user.id).await.expect("mine").len(), 1);
+        assert_eq!(
+            db.deleted_videos().await.expect("deleted"),
+            vec![first.clone()]
+        );
+        db.purge_video(&first).await.expect("purge");
+        assert!(db.deleted_videos().await.expect("deleted").is_empty());
+        assert!(db.segments(&first, "").await.expect("segs").is_empty());
+
+        let s1 = db.server_secret("link").await.expect("secret");
+        let s2 = db.server_secret("link").await.expect("secret");
+        assert_eq!(s1, s2);
+        assert!(s1.len() >= 40);
+    }
+
+    #[tokio::test]
+    async fn accounts_on_sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        accounts_sessions_visibility_deletion(&url).await;
+    }
+
+    #[tokio::test]
+    async fn accounts_on_postgres() {
+        let Some(url) = fresh_postgres().await else {
+            eprintln!("VSHARE_TEST_POSTGRES_URL is not set: skipped (scripts/test.sh sets it)");
+            return;
+        };
+        accounts_sessions_visibility_deletion(&url).await;
     }
 
     #[tokio::test]

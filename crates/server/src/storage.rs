@@ -28,7 +28,9 @@ impl Storage {
                 std::fs::create_dir_all(default_dir).map_err(|e| {
                     anyhow::anyhow!("storage directory {}: {e}", default_dir.display())
                 })?;
-                let store = LocalFileSystem::new_with_prefix(default_dir)?;
+                // Deleting a video's last object removes its emptied directories too.
+                let store =
+                    LocalFileSystem::new_with_prefix(default_dir)?.with_automatic_cleanup(true);
                 Ok(Storage {
                     store: Arc::new(store),
                     prefix: Path::default(),
@@ -96,6 +98,23 @@ impl Storage {
             .into_iter()
             .filter_map(|m| m.location.as_ref().strip_prefix(&base).map(str::to_string))
             .collect())
+    }
+
+    /// Removes one object; one that is already gone is not an error.
+    pub async fn delete(&self, path: &Path) -> anyhow::Result<()> {
+        match self.store.delete(&self.full(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes every object of a video; returns how many there were.
+    pub async fn delete_video(&self, video_id: &str) -> anyhow::Result<usize> {
+        let names = self.list_video(video_id).await?;
+        for name in &names {
+            self.delete(&object_path(video_id, name)).await?;
+        }
+        Ok(names.len())
     }
 
     /// Copies a local file into an object, streaming it.

@@ -231,6 +231,7 @@ impl VideoServer {
             created_at: now_rfc3339(),
             ended_at: None,
             attributes: vec![],
+            visibility: Default::default(),
         };
         if let Err(e) = self.db.insert_video(&video).await {
             self.active
