@@ -12,6 +12,7 @@ pub mod http;
 pub mod ingest;
 pub mod live;
 pub mod storage;
+pub mod upload;
 pub mod video;
 pub mod webhook;
 
@@ -187,6 +188,12 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         idle_timeout: Duration::from_secs(config.limits.rtmp_idle_timeout_s),
         max_message_size: config.limits.rtmp_max_message_size,
     });
+    let uploads = upload::Uploads::new(
+        db.clone(),
+        videos.clone(),
+        public_url.clone(),
+        Duration::from_secs(config.limits.rtmp_idle_timeout_s),
+    );
     let state = Arc::new(http::AppState {
         db,
         storage,
@@ -207,7 +214,11 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         http: http_addr,
         public_url,
     });
-    let mut app = http::router(state);
+    let mut app = http::router(state).merge(
+        axum::Router::new()
+            .route("/api/v1/upload", axum::routing::get(upload::upgrade))
+            .with_state(uploads),
+    );
     if let Some(p) = &proxy {
         app = app.merge(
             p.router(
@@ -217,6 +228,10 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
             ),
         );
     }
-    axum::serve(http_listener, app).await?;
+    axum::serve(
+        http_listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }

@@ -206,6 +206,16 @@ impl VideoServer {
             .cloned()
     }
 
+    /// The `format` of each other-format VOD file every video gets (`webm`, `3gp`).
+    pub fn other_file_formats(&self) -> Vec<String> {
+        self.config
+            .transcode
+            .files
+            .iter()
+            .map(|f| f.format.name().to_string())
+            .collect()
+    }
+
     /// Starts a session for a publisher with a valid key.
     pub async fn start(
         self: &Arc<Self>,

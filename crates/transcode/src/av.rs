@@ -131,11 +131,20 @@ impl Decoders {
     }
 
     pub(crate) fn open_audio(&mut self, asc: &[u8]) -> Result<(), TranscodeError> {
-        let ctx = decoder_context(ff::codec::Id::AAC, asc)?;
+        self.open_audio_codec(ff::codec::Id::AAC, asc)
+    }
+
+    /// Opens an audio decoder for `id` with its configuration record as extradata.
+    pub(crate) fn open_audio_codec(
+        &mut self,
+        id: ff::codec::Id,
+        extradata: &[u8],
+    ) -> Result<(), TranscodeError> {
+        let ctx = decoder_context(id, extradata)?;
         self.audio = Some(
             ctx.decoder()
                 .audio()
-                .map_err(ffe("opening the AAC decoder"))?,
+                .map_err(ffe(format!("opening the {id:?} decoder")))?,
         );
         Ok(())
     }

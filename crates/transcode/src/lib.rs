@@ -15,12 +15,14 @@
 //! `docs/transcoding.md` explains the timing rules.
 
 use vshare_media::annexb;
+mod audio;
 mod av;
 mod config;
 mod file;
 mod transcoder;
 mod worker;
 
+pub use audio::{OpusToAac, opus_head};
 pub use av::init_ffmpeg;
 pub use config::{LadderConfig, RenditionSpec};
 pub use file::{FileFormat, FileSpec, FileSummary, FileWriter};

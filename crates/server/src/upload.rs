@@ -1,0 +1,615 @@
+//! The upload protocol's WebSocket adapter (`GET /api/v1/upload`, `docs/upload-protocol.md`):
+//! a thin async shell around [`vshare_upload::UploadReceiver`]. It authorises the stream key,
+//! turns upload frames into the same [`MediaEvent`]s RTMP ingest makes (Opus becomes AAC), keeps
+//! a session across a dropped connection for the resume grace period, and sends the attribute
+//! records back on the connection as the stream goes live and as each VOD file is ready.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use bytes::Bytes;
+use tracing::{info, warn};
+use vshare_attributes::{AttributeRecord, Kind};
+use vshare_media::{AacConfig, AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
+use vshare_transcode::OpusToAac;
+use vshare_upload::wire::{PROTOCOL, VERSION};
+use vshare_upload::{
+    CloseCode, Hello, ProtocolError, ReceiverEvent, ReceiverLimits, SenderMessage, ServerMessage,
+    TrackInfo, UploadFrame, UploadReceiver,
+};
+
+use crate::db::{Db, random_id};
+use crate::video::{IngestMessage, Publisher, StartError, VideoServer};
+
+/// AAC bitrate for converted Opus audio, bit/s.
+const CONVERTED_AAC_BITRATE: u64 = 96_000;
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after the VOD is ready the connection waits for the other formats' files.
+const OTHER_FILES_WAIT: Duration = Duration::from_secs(30);
+/// Default and highest bitrates when the sender names none, kbit/s.
+const DEFAULT_START_KBPS: u32 = 1000;
+const DEFAULT_MAX_KBPS: u32 = 6000;
+
+/// The upload role: every session, attached to a connection or waiting for its sender to resume.
+pub struct Uploads {
+    db: Db,
+    videos: Arc<VideoServer>,
+    limits: ReceiverLimits,
+    grace: Duration,
+    idle_timeout: Duration,
+    public_url: String,
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Session>>>>,
+}
+
+/// How a track's frames become media events.
+enum AudioPath {
+    Aac,
+    Opus(Box<OpusToAac>),
+}
+
+struct Session {
+    id: String,
+    key_id: String,
+    video_id: String,
+    receiver: UploadReceiver,
+    tx: tokio::sync::mpsc::Sender<IngestMessage>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+    video_track: Option<u8>,
+    audio_track: Option<u8>,
+    audio: AudioPath,
+    /// Bumped by every connection that takes the session; an older connection stops.
+    generation: u64,
+    attached: bool,
+    ended: bool,
+    /// Attribute records already sent (by kind, format and URL).
+    sent: HashSet<String>,
+}
+
+impl Uploads {
+    pub fn new(
+        db: Db,
+        videos: Arc<VideoServer>,
+        public_url: String,
+        idle_timeout: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Uploads {
+            db,
+            videos,
+            limits: ReceiverLimits::default(),
+            grace: Duration::from_secs(10),
+            idle_timeout,
+            public_url,
+            sessions: Mutex::default(),
+        })
+    }
+
+    /// Sessions waiting for a resume or attached to a connection.
+    pub fn session_count(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    fn session(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<Session>>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn forget(&self, id: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+}
+
+/// `GET /api/v1/upload`: the WebSocket upgrade.
+pub async fn upgrade(
+    State(uploads): State<Arc<Uploads>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.protocols([PROTOCOL])
+        .max_message_size(HEADER_SLACK + uploads.limits.max_piece_bytes as usize)
+        .on_upgrade(move |socket| async move {
+            let mut conn = Connection { socket, peer };
+            if let Err(e) = conn.run(&uploads).await {
+                warn!(%peer, "upload closed: {e}");
+                conn.close(&e).await;
+            }
+        })
+}
+
+/// Room for the piece header and JSON control messages above the largest piece.
+const HEADER_SLACK: usize = 16 << 10;
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+struct Connection {
+    socket: WebSocket,
+    peer: std::net::SocketAddr,
+}
+
+impl Connection {
+    async fn send(&mut self, msg: &ServerMessage) -> Result<(), ProtocolError> {
+        self.socket
+            .send(Message::Text(Utf8Bytes::from(msg.to_text())))
+            .await
+            .map_err(|e| ProtocolError::new(CloseCode::GoingAway, format!("sending: {e}")))
+    }
+
+    async fn close(&mut self, e: &ProtocolError) {
+        if e.code != CloseCode::GoingAway {
+            let _ = self.send(&e.to_message()).await;
+        }
+        let _ = self
+            .socket
+            .send(Message::Close(Some(CloseFrame {
+                code: e.code.code(),
+                reason: Utf8Bytes::from(truncate(&e.message, 120)),
+            })))
+            .await;
+    }
+
+    async fn run(&mut self, uploads: &Arc<Uploads>) -> Result<(), ProtocolError> {
+        let hello = self.hello().await?;
+        let key = match uploads.db.find_key_for_token(&hello.token).await {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                return Err(ProtocolError::new(
+                    CloseCode::Unauthorized,
+                    "unknown or revoked token",
+                ));
+            }
+            Err(e) => {
+                return Err(ProtocolError::new(
+                    CloseCode::GoingAway,
+                    format!("key lookup failed: {e}"),
+                ));
+            }
+        };
+        let session = match &hello.resume {
+            Some(r) => {
+                let s = uploads.session(&r.session).ok_or_else(|| {
+                    ProtocolError::new(
+                        CloseCode::UnknownSession,
+                        format!("no session {} to resume (it ended or expired)", r.session),
+                    )
+                })?;
+                if s.lock().await.key_id != key.id {
+                    return Err(ProtocolError::new(
+                        CloseCode::Unauthorized,
+                        "that session belongs to another stream key",
+                    ));
+                }
+                s
+            }
+            None => start_session(uploads, &key, &hello).await?,
+        };
+        let generation = {
+            let mut s = session.lock().await;
+            s.generation += 1;
+            s.attached = true;
+            s.receiver.connected(now_us());
+            let welcome = ServerMessage::Welcome {
+                session: s.id.clone(),
+                video_id: s.video_id.clone(),
+                next_seq: s.receiver.next_seq(),
+                window_bytes: uploads.limits.window_bytes,
+                max_piece_bytes: uploads.limits.max_piece_bytes,
+                resume_grace_ms: uploads.grace.as_millis() as u64,
+                watch_url: format!("{}/watch/{}", uploads.public_url, s.video_id),
+            };
+            info!(peer = %self.peer, session = %s.id, video = %s.video_id, next_seq = s.receiver.next_seq(),
+                  resumed = hello.resume.is_some(), "upload connected");
+            self.send(&welcome).await?;
+            s.generation
+        };
+        let result = self.carry(uploads, &session, generation).await;
+        let mut s = session.lock().await;
+        match &result {
+            // Ended normally: the session is over.
+            Ok(()) => uploads.forget(&s.id),
+            // The sender broke the protocol: no resume for it.
+            Err(e) if e.code != CloseCode::GoingAway => {
+                end_session(&mut s).await;
+                uploads.forget(&s.id);
+            }
+            // The line dropped: keep the session for a resume.
+            Err(_) if s.generation == generation && !s.ended => {
+                s.attached = false;
+                info!(session = %s.id, grace_s = uploads.grace.as_secs(), "upload connection lost; waiting for a resume");
+                let uploads = uploads.clone();
+                let session = session.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(uploads.grace).await;
+                    let mut s = session.lock().await;
+                    if s.generation == generation && !s.attached {
+                        info!(session = %s.id, "no resume within the grace period; ending the stream");
+                        end_session(&mut s).await;
+                        uploads.forget(&s.id);
+                    }
+                });
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn hello(&mut self) -> Result<Hello, ProtocolError> {
+        let first = tokio::time::timeout(HELLO_TIMEOUT, self.socket.recv())
+            .await
+            .map_err(|_| ProtocolError::new(CloseCode::Malformed, "no hello within 10 s"))?;
+        let text = match first {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(_)) => {
+                return Err(ProtocolError::new(
+                    CloseCode::Malformed,
+                    "the first message must be a text hello",
+                ));
+            }
+            _ => {
+                return Err(ProtocolError::new(
+                    CloseCode::GoingAway,
+                    "closed before hello",
+                ));
+            }
+        };
+        match SenderMessage::parse(text.as_str())? {
+            SenderMessage::Hello(h) if h.version == VERSION => Ok(h),
+            SenderMessage::Hello(h) => Err(ProtocolError::new(
+                CloseCode::Unsupported,
+                format!(
+                    "protocol version {} (this server speaks {VERSION})",
+                    h.version
+                ),
+            )),
+            _ => Err(ProtocolError::new(
+                CloseCode::Malformed,
+                "the first message must be hello",
+            )),
+        }
+    }
+
+    /// Carries the session on this connection until `end`, an error, or the line drops.
+    async fn carry(
+        &mut self,
+        uploads: &Arc<Uploads>,
+        session: &Arc<tokio::sync::Mutex<Session>>,
+        generation: u64,
+    ) -> Result<(), ProtocolError> {
+        let mut attr_tick = tokio::time::interval(Duration::from_millis(250));
+        attr_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_input = tokio::time::Instant::now();
+        loop {
+            let wake = {
+                let s = session.lock().await;
+                if s.generation != generation {
+                    return Err(ProtocolError::new(
+                        CloseCode::GoingAway,
+                        "another connection resumed this session",
+                    ));
+                }
+                let now = now_us();
+                Duration::from_micros((s.receiver.next_timeout(now) - now).max(1_000) as u64)
+            };
+            tokio::select! {
+                msg = self.socket.recv() => {
+                    let msg = match msg {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => return Err(ProtocolError::new(CloseCode::GoingAway, format!("receiving: {e}"))),
+                        None => return Err(ProtocolError::new(CloseCode::GoingAway, "connection closed without end")),
+                    };
+                    last_input = tokio::time::Instant::now();
+                    let mut s = session.lock().await;
+                    let now = now_us();
+                    match msg {
+                        Message::Binary(b) => s.receiver.handle_binary(&b, now)?,
+                        Message::Text(t) => s.receiver.handle_text(t.as_str(), now)?,
+                        Message::Close(_) => return Err(ProtocolError::new(CloseCode::GoingAway, "closed by the sender without end")),
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                    forward_events(&mut s).await?;
+                    if s.ended {
+                        while let Some(m) = s.receiver.poll_transmit(now_us()) {
+                            self.send(&m).await?;
+                        }
+                        drop(s);
+                        return self.finish(uploads, session).await;
+                    }
+                }
+                _ = tokio::time::sleep(wake) => {}
+                _ = attr_tick.tick() => {
+                    if last_input.elapsed() > uploads.idle_timeout {
+                        return Err(ProtocolError::new(CloseCode::GoingAway, format!("no data for {:?}", uploads.idle_timeout)));
+                    }
+                    let mut s = session.lock().await;
+                    if let Some(record) = uploads.videos.live_record(&s.video_id) {
+                        self.send_records(&mut s, &[record]).await?;
+                    }
+                }
+            }
+            let mut s = session.lock().await;
+            while let Some(m) = s.receiver.poll_transmit(now_us()) {
+                self.send(&m).await?;
+            }
+        }
+    }
+
+    /// After `end`: waits for the VOD, sends its records (and the other formats' as they
+    /// come), then closes normally.
+    async fn finish(
+        &mut self,
+        uploads: &Arc<Uploads>,
+        session: &Arc<tokio::sync::Mutex<Session>>,
+    ) -> Result<(), ProtocolError> {
+        let (done, video_id) = {
+            let mut s = session.lock().await;
+            (s.done.take(), s.video_id.clone())
+        };
+        if let Some(done) = done {
+            let _ = done.await;
+        }
+        let deadline = tokio::time::Instant::now() + OTHER_FILES_WAIT;
+        let wanted = uploads.videos.other_file_formats();
+        loop {
+            let video = uploads.db.get_video(&video_id).await.map_err(|e| {
+                ProtocolError::new(CloseCode::GoingAway, format!("reading the video: {e}"))
+            })?;
+            let records: Vec<AttributeRecord> = video
+                .map(|v| v.attributes)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.kind == Kind::Vod)
+                .collect();
+            let complete = wanted
+                .iter()
+                .all(|f| records.iter().any(|r| r.format == *f));
+            {
+                let mut s = session.lock().await;
+                self.send_records(&mut s, &records).await?;
+            }
+            if complete || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let _ = self
+            .socket
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Normal.code(),
+                reason: Utf8Bytes::from_static("the recording is ready"),
+            })))
+            .await;
+        Ok(())
+    }
+
+    async fn send_records(
+        &mut self,
+        s: &mut Session,
+        records: &[AttributeRecord],
+    ) -> Result<(), ProtocolError> {
+        for r in records {
+            let kind = match r.kind {
+                Kind::Live => "live",
+                Kind::Vod => "vod",
+            };
+            if !s.sent.insert(format!("{kind} {} {}", r.format, r.url)) {
+                continue;
+            }
+            let text =
+                vshare_attributes::forms::encode_text(std::slice::from_ref(r)).unwrap_or_default();
+            let record = serde_json::to_value(r).unwrap_or_default();
+            self.send(&ServerMessage::Attributes {
+                kind: kind.into(),
+                record,
+                text,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+fn unsupported(m: impl Into<String>) -> ProtocolError {
+    ProtocolError::new(CloseCode::Unsupported, m)
+}
+
+/// The media configuration a track announces.
+fn track_config(
+    info: &TrackInfo,
+) -> Result<(Option<TrackConfig>, Option<AudioPath>), ProtocolError> {
+    let description = info.description_bytes()?;
+    if info.is_video() {
+        if !info.codec.starts_with("avc1") && !info.codec.starts_with("avc3") {
+            return Err(unsupported(format!(
+                "video codec {:?}; this server takes H.264 (avc1)",
+                info.codec
+            )));
+        }
+        let record =
+            description.ok_or_else(|| unsupported("an H.264 track needs its avcC description"))?;
+        let c = AvcConfig::parse(Bytes::from(record))
+            .map_err(|e| unsupported(format!("H.264 description: {e}")))?;
+        return Ok((Some(TrackConfig::Avc(c)), None));
+    }
+    match info.codec.as_str() {
+        c if c.starts_with("mp4a.40") => {
+            let asc = description
+                .ok_or_else(|| unsupported("an AAC track needs its AudioSpecificConfig"))?;
+            let c = AacConfig::parse(Bytes::from(asc))
+                .map_err(|e| unsupported(format!("AAC description: {e}")))?;
+            Ok((Some(TrackConfig::Aac(c)), Some(AudioPath::Aac)))
+        }
+        "opus" => {
+            let conv = OpusToAac::new(
+                description.as_deref(),
+                info.channels.unwrap_or(1),
+                info.sample_rate.unwrap_or(48_000),
+                CONVERTED_AAC_BITRATE,
+            )
+            .map_err(|e| unsupported(format!("Opus to AAC: {e}")))?;
+            let c = conv.config().clone();
+            Ok((
+                Some(TrackConfig::Aac(c)),
+                Some(AudioPath::Opus(Box::new(conv))),
+            ))
+        }
+        other => Err(unsupported(format!(
+            "audio codec {other:?}; this server takes AAC (mp4a.40.2) or Opus"
+        ))),
+    }
+}
+
+async fn start_session(
+    uploads: &Arc<Uploads>,
+    key: &crate::db::StreamKey,
+    hello: &Hello,
+) -> Result<Arc<tokio::sync::Mutex<Session>>, ProtocolError> {
+    UploadReceiver::check_tracks(&hello.tracks)?;
+    let mut configs = Vec::new();
+    let mut audio = AudioPath::Aac;
+    for t in &hello.tracks {
+        let (config, path) = track_config(t)?;
+        configs.extend(config);
+        if let Some(p) = path {
+            audio = p;
+        }
+    }
+    let publisher: Publisher =
+        uploads
+            .videos
+            .start(key, &hello.title)
+            .await
+            .map_err(|e| match e {
+                StartError::AlreadyPublishing(_) => {
+                    ProtocolError::new(CloseCode::Busy, e.to_string())
+                }
+                _ => ProtocolError::new(CloseCode::GoingAway, e.to_string()),
+            })?;
+    for c in configs {
+        let _ = publisher
+            .tx
+            .send(IngestMessage::Media(MediaEvent::Config(c), now_us()))
+            .await;
+    }
+    let start = hello.start_kbps.unwrap_or(DEFAULT_START_KBPS);
+    let max = hello.max_kbps.unwrap_or(DEFAULT_MAX_KBPS).max(start);
+    let id = random_id(16);
+    let session = Session {
+        id: id.clone(),
+        key_id: key.id.clone(),
+        video_id: publisher.video_id.clone(),
+        receiver: UploadReceiver::new(uploads.limits.clone(), hello.tracks.clone(), start, max),
+        tx: publisher.tx,
+        done: Some(publisher.done),
+        video_track: hello.tracks.iter().find(|t| t.is_video()).map(|t| t.track),
+        audio_track: hello.tracks.iter().find(|t| !t.is_video()).map(|t| t.track),
+        audio,
+        generation: 0,
+        attached: false,
+        ended: false,
+        sent: HashSet::new(),
+    };
+    let session = Arc::new(tokio::sync::Mutex::new(session));
+    uploads
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, session.clone());
+    Ok(session)
+}
+
+/// Hands the receiver's events to the video server session, converting audio where needed.
+async fn forward_events(s: &mut Session) -> Result<(), ProtocolError> {
+    while let Some(event) = s.receiver.poll_event() {
+        let arrival = now_us();
+        let events: Vec<MediaEvent> = match event {
+            ReceiverEvent::Frame(f) => frame_events(s, f)?,
+            ReceiverEvent::Config(info) => {
+                let (config, path) = track_config(&info)?;
+                if let Some(p) = path {
+                    s.audio = p;
+                }
+                config.map(MediaEvent::Config).into_iter().collect()
+            }
+            ReceiverEvent::End => {
+                end_session(s).await;
+                Vec::new()
+            }
+        };
+        for e in events {
+            s.tx.send(IngestMessage::Media(e, arrival))
+                .await
+                .map_err(|_| {
+                    ProtocolError::new(CloseCode::GoingAway, "the video session has ended")
+                })?;
+        }
+    }
+    Ok(())
+}
+
+fn frame_events(s: &mut Session, f: UploadFrame) -> Result<Vec<MediaEvent>, ProtocolError> {
+    if Some(f.track) == s.video_track {
+        return Ok(vec![MediaEvent::Frame(Frame {
+            track: TrackKind::Video,
+            pts: f.pts,
+            dts: f.dts,
+            key: f.key,
+            data: f.data,
+        })]);
+    }
+    if Some(f.track) != s.audio_track {
+        return Ok(Vec::new());
+    }
+    match &mut s.audio {
+        AudioPath::Aac => Ok(vec![MediaEvent::Frame(Frame {
+            track: TrackKind::Audio,
+            pts: f.pts,
+            dts: f.pts,
+            key: true,
+            data: f.data,
+        })]),
+        AudioPath::Opus(conv) => Ok(conv
+            .push(f.pts, &f.data)
+            .map_err(|e| unsupported(format!("Opus frame {}: {e}", f.seq)))?
+            .into_iter()
+            .map(MediaEvent::Frame)
+            .collect()),
+    }
+}
+
+/// Ends the video server session once (the VOD is finished from what arrived).
+async fn end_session(s: &mut Session) {
+    if s.ended {
+        return;
+    }
+    s.ended = true;
+    if let AudioPath::Opus(conv) = &mut s.audio {
+        for f in conv.finish() {
+            let _ =
+                s.tx.send(IngestMessage::Media(MediaEvent::Frame(f), now_us()))
+                    .await;
+        }
+    }
+    let _ = s.tx.send(IngestMessage::End).await;
+}
