@@ -28,6 +28,8 @@ pub struct AppState {
     pub segment_target: Duration,
     pub admin_token: Option<String>,
     pub rtmp_url: String,
+    /// Accounts, sessions, signed links and their limits.
+    pub accounts: Arc<crate::accounts::Accounts>,
 }
 
 type AppStateRef = State<Arc<AppState>>;
@@ -69,6 +71,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/publish/status", get(publish_status))
         .route("/api/v1/keys", axum::routing::post(create_key))
         .route("/metrics", get(metrics))
+        .merge(crate::accounts::routes())
+        .merge(crate::share::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::accounts::private_videos,
+        ))
         .layer(tower_http::cors::CorsLayer::new().allow_origin(tower_http::cors::Any))
         .with_state(state)
 }
@@ -85,7 +93,7 @@ fn media_response(content_type: &'static str, cache: &'static str, body: Bytes) 
         .into_response()
 }
 
-const M3U8: &str = "application/vnd.apple.mpegurl";
+pub(crate) const M3U8: &str = "application/vnd.apple.mpegurl";
 
 #[derive(Deserialize)]
 struct BlockingQuery {
@@ -371,7 +379,7 @@ pub fn parse_range(header: &str, size: u64) -> Result<Option<Range<u64>>, Unsati
 async fn list_videos(State(st): AppStateRef) -> Result<Response, ApiError> {
     let videos: Vec<_> = st
         .db
-        .list_videos(None)
+        .list_public_videos(None)
         .await?
         .into_iter()
         .map(|v| st.videos.with_live_record(v))
@@ -391,7 +399,7 @@ async fn get_video(State(st): AppStateRef, Path(id): Path<String>) -> Result<Res
 async fn list_streams(State(st): AppStateRef) -> Result<Response, ApiError> {
     let videos: Vec<_> = st
         .db
-        .list_videos(Some(VideoState::Live))
+        .list_public_videos(Some(VideoState::Live))
         .await?
         .into_iter()
         .map(|v| st.videos.with_live_record(v))
@@ -466,7 +474,7 @@ async fn metrics(State(st): AppStateRef) -> impl IntoResponse {
 }
 
 async fn index(State(st): AppStateRef) -> Result<Html<String>, ApiError> {
-    let videos = st.db.list_videos(None).await?;
+    let videos = st.db.list_public_videos(None).await?;
     let mut rows = String::new();
     for v in videos
         .into_iter()

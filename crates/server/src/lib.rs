@@ -5,12 +5,14 @@
 //! LL-HLS over [`http`]) and, when the publisher stops, the fast-start MP4 and HLS VOD, whose
 //! attribute records go to the source (API) and the communication proxy ([`webhook`]).
 
+pub mod accounts;
 pub mod config;
 pub mod db;
 pub mod files;
 pub mod http;
 pub mod ingest;
 pub mod live;
+pub mod share;
 pub mod storage;
 pub mod upload;
 pub mod video;
@@ -174,6 +176,8 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         proxy.clone(),
     );
     videos.recover().await?;
+    tokio::spawn(accounts::purge_deleted(db.clone(), storage.clone()));
+    let accounts = Arc::new(accounts::Accounts::new(&db, &config).await?);
 
     let public_url = config.public_url();
     let rtmp_host = url::Url::parse(&public_url)
@@ -205,6 +209,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
             .ok()
             .filter(|t| !t.is_empty()),
         rtmp_url: rtmp_url.clone(),
+        accounts,
     });
     tokio::spawn(webhooks.run());
     tokio::spawn(ingest.run(rtmp_listener));
