@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -60,7 +60,6 @@ fn bad_request(why: impl Into<String>) -> ApiError {
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/live/{id}/{file}", get(live_file))
         .route("/live/{id}/{rendition}/{file}", get(live_rendition_file))
         .route("/vod/{id}/{file}", get(vod_file))
@@ -471,48 +470,6 @@ async fn metrics(State(st): AppStateRef) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.metrics.render(),
     )
-}
-
-async fn index(State(st): AppStateRef) -> Result<Html<String>, ApiError> {
-    let videos = st.db.list_public_videos(None).await?;
-    let mut rows = String::new();
-    for v in videos
-        .into_iter()
-        .take(100)
-        .map(|v| st.videos.with_live_record(v))
-    {
-        let links: Vec<String> = v
-            .attributes
-            .iter()
-            .map(|a| {
-                format!(
-                    "<a href=\"{}\">{}</a>",
-                    html_escape(&a.url),
-                    html_escape(&a.format)
-                )
-            })
-            .collect();
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td></tr>\n",
-            html_escape(&v.id),
-            v.state,
-            html_escape(&v.created_at),
-            links.join(" ")
-        ));
-    }
-    Ok(Html(format!(
-        "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>\
-         <title>vshare</title><h1>vshare</h1><p>Publish to <code>{}/&lt;stream key&gt;</code></p>\
-         <table><tr><th>video</th><th>state</th><th>created</th><th>play</th></tr>\n{rows}</table>",
-        html_escape(&st.rtmp_url)
-    )))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

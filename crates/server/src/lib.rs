@@ -16,6 +16,7 @@ pub mod share;
 pub mod storage;
 pub mod upload;
 pub mod video;
+pub mod web;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -224,6 +225,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
             .route("/api/v1/upload", axum::routing::get(upload::upgrade))
             .with_state(uploads),
     );
+    app = app.merge(web::router());
     if let Some(p) = &proxy {
         app = app.merge(
             p.router(

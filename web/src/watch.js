@@ -1,0 +1,271 @@
+// The watch page: the video's attribute data first, then playback — live with hls.js in
+// low-latency mode (the browser's own HLS on Apple devices), the recording as MP4 — a download
+// button, and a subscription to the source's next videos (Web Push or a phone number).
+// `?glass=1` reads the studio's burnt-in clock from every displayed frame (glass-to-glass
+// benchmark).
+
+import Hls from './vendor/hls.mjs';
+import { api } from './api.js';
+import { readClock } from './clock.js';
+import { nav } from './nav.js';
+import { h, $, attributesList, copyText, stateBadge } from './ui.js';
+
+const M3U8 = 'application/vnd.apple.mpegurl';
+const params = new URLSearchParams(location.search);
+const id = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
+
+/** State for tests and the benchmark: `window.vshareWatch`. */
+const watch = { id, video: null, mode: null, hls: null, glass: [], errors: [] };
+window.vshareWatch = watch;
+
+/** The API URL of this video, carrying a private link's signature along. */
+function videoApi() {
+  const q = new URLSearchParams();
+  for (const k of ['exp', 'sig', 'expires', 'signature', 'token']) {
+    if (params.has(k)) q.set(k, params.get(k));
+  }
+  const s = q.toString();
+  return `/api/v1/videos/${encodeURIComponent(id)}${s ? `?${s}` : ''}`;
+}
+
+const liveRecord = (v) => v.attributes.find((a) => a.kind === 'live');
+const mp4Record = (v) => v.attributes.find((a) => a.kind === 'vod' && a.format === 'mp4');
+const hlsVodRecord = (v) => v.attributes.find((a) => a.kind === 'vod' && a.format === 'hls');
+
+/** hls.js, unless this is an Apple browser with its own (LL-)HLS or there is no MSE. */
+function useNativeHls(player) {
+  const forced = params.get('player');
+  if (forced === 'native') return true;
+  if (forced === 'hlsjs') return false;
+  const native = player.canPlayType(M3U8) !== '';
+  return native && (!Hls.isSupported() || /Apple/.test(navigator.vendor));
+}
+
+function render(v) {
+  watch.video = v;
+  document.title = `${v.title || 'Video'} · vshare`;
+  $('#title').textContent = v.title || `Video ${v.id}`;
+  $('#badges').replaceChildren(...stateBadge(v.state, v.visibility ? v.visibility === 'public' : true));
+  $('#attributes').replaceChildren(attributesList(v.attributes));
+  document.body.dataset.state = v.state;
+  const mp4 = mp4Record(v);
+  const dl = $('#download');
+  if (mp4) {
+    dl.href = mp4.url;
+    dl.setAttribute('download', `${(v.title || v.id).replace(/[^\w.-]+/g, '_')}.mp4`);
+    dl.hidden = false;
+  } else {
+    dl.hidden = true;
+  }
+  const play = $('#play');
+  if (v.state === 'live' && liveRecord(v)) {
+    play.textContent = 'Watch live';
+    play.disabled = false;
+  } else if (mp4 || hlsVodRecord(v)) {
+    play.textContent = watch.mode === 'live' ? 'Play the recording' : 'Play';
+    play.disabled = false;
+  } else {
+    play.textContent = v.state === 'finishing' ? 'Recording almost ready…' : 'Not playable yet';
+    play.disabled = true;
+  }
+}
+
+function playLive(v) {
+  const player = $('#player');
+  const url = liveRecord(v).url;
+  stopPlayback();
+  watch.mode = 'live';
+  if (useNativeHls(player)) {
+    watch.engine = 'native';
+    player.src = url;
+  } else {
+    watch.engine = 'hls.js';
+    const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, enableWorker: false });
+    watch.hls = hls;
+    hls.on(Hls.Events.ERROR, (_e, data) => {
+      watch.errors.push(`${data.type}: ${data.details}`);
+      if (data.fatal) {
+        $('#player-note').textContent = `Playback error: ${data.details}`;
+        if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
+        else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+      }
+    });
+    hls.loadSource(url);
+    hls.attachMedia(player);
+  }
+  $('#player-note').textContent = `Live · ${watch.engine === 'native' ? "the browser's HLS" : 'hls.js, low-latency mode'}`;
+  player.play().catch(() => {
+    player.muted = true;
+    player.play().catch(() => {});
+  });
+  if (params.get('glass') === '1') startGlass(player);
+}
+
+function playVod(v) {
+  const player = $('#player');
+  stopPlayback();
+  watch.mode = 'vod';
+  const mp4 = mp4Record(v);
+  if (mp4) {
+    watch.engine = 'mp4';
+    player.src = mp4.url;
+  } else {
+    const rec = hlsVodRecord(v);
+    if (useNativeHls(player)) {
+      watch.engine = 'native';
+      player.src = rec.url;
+    } else {
+      watch.engine = 'hls.js';
+      watch.hls = new Hls();
+      watch.hls.loadSource(rec.url);
+      watch.hls.attachMedia(player);
+    }
+  }
+  $('#player-note').textContent = `Recording · ${watch.engine === 'mp4' ? 'MP4' : 'HLS'}`;
+  player.play().catch(() => {
+    player.muted = true;
+    player.play().catch(() => {});
+  });
+}
+
+function stopPlayback() {
+  if (watch.hls) {
+    watch.hls.destroy();
+    watch.hls = null;
+  }
+  const player = $('#player');
+  player.removeAttribute('src');
+  player.load();
+}
+
+/**
+ * Glass-to-glass: on each displayed frame, read the burnt-in wall clock and record
+ * display time − capture time (same machine, same clock).
+ */
+function startGlass(player) {
+  if (typeof player.requestVideoFrameCallback !== 'function') {
+    watch.errors.push('no requestVideoFrameCallback');
+    return;
+  }
+  const canvas = new OffscreenCanvas(448, 252);
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  const onFrame = (_now, meta) => {
+    if (watch.mode !== 'live') return;
+    ctx.drawImage(player, 0, 0, canvas.width, canvas.height);
+    const ms = readClock(ctx.getImageData(0, 0, canvas.width, canvas.height));
+    const shown = performance.timeOrigin + meta.expectedDisplayTime;
+    if (ms !== null) watch.glass.push({ at: shown, latency: shown - ms });
+    else watch.glassMisses = (watch.glassMisses || 0) + 1;
+    player.requestVideoFrameCallback(onFrame);
+  };
+  player.requestVideoFrameCallback(onFrame);
+}
+
+async function subscribe(source) {
+  const result = $('#sub-result');
+  $('#push').onclick = async () => {
+    result.textContent = '';
+    try {
+      if (!('serviceWorker' in navigator) || !('PushManager' in window)) {
+        throw new Error('this browser has no Web Push; use a phone number');
+      }
+      const reg = await navigator.serviceWorker.register('/app/sw.js', { scope: '/app/' });
+      const { public_key: key } = await api('GET', '/api/v1/webpush/key');
+      const raw = atob(key.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (key.length % 4)) % 4));
+      const sub = await reg.pushManager.subscribe({
+        userVisibleOnly: true, applicationServerKey: Uint8Array.from(raw, (c) => c.charCodeAt(0)),
+      });
+      await api('POST', '/api/v1/subscriptions', { source, channel: 'webpush', address: JSON.stringify(sub.toJSON()) });
+      result.textContent = 'This browser will be notified.';
+      result.className = 'small notice ok';
+    } catch (e) {
+      result.textContent = `Not subscribed: ${e.message}`;
+      result.className = 'small notice bad';
+    }
+  };
+  $('#sub-send').onclick = async () => {
+    const address = $('#sub-number').value.trim();
+    const channel = $('#sub-channel').value;
+    try {
+      const sub = await api('POST', '/api/v1/subscriptions', { source, channel, address });
+      watch.subscription = sub;
+      result.textContent = `A code was sent to ${sub.address}: reply YES and the code, or enter it here.`;
+      result.className = 'small notice ok';
+      $('#confirm').hidden = false;
+      $('#sub-confirm').onclick = async () => {
+        try {
+          await api('POST', `/api/v1/subscriptions/${encodeURIComponent(sub.id)}/confirm`, { code: $('#sub-code').value.trim() });
+          result.textContent = `Subscribed: ${sub.address} gets ${source}’s next videos.`;
+          $('#confirm').hidden = true;
+        } catch (e) {
+          result.textContent = `Not confirmed: ${e.message}`;
+          result.className = 'small notice bad';
+        }
+      };
+    } catch (e) {
+      result.textContent = `Not subscribed: ${e.message}`;
+      result.className = 'small notice bad';
+    }
+  };
+}
+
+async function refresh() {
+  const v = await api('GET', videoApi());
+  const wasLive = watch.video?.state === 'live';
+  render(v);
+  if (wasLive && v.state !== 'live') {
+    $('#player-note').textContent = 'The live stream ended. The recording is ready to play.';
+  }
+  return v;
+}
+
+async function main() {
+  nav('watch');
+  let v;
+  try {
+    v = await api('GET', videoApi());
+  } catch (e) {
+    const m = $('#missing');
+    m.textContent = e.status === 404 ? 'This video does not exist, was deleted, or its link has expired.' : `Cannot load the video: ${e.message}`;
+    m.hidden = false;
+    return;
+  }
+  $('#watch').hidden = false;
+  render(v);
+  $('#play').onclick = () => {
+    const cur = watch.video;
+    if (cur.state === 'live' && liveRecord(cur)) playLive(cur);
+    else playVod(cur);
+  };
+  $('#copy').onclick = async () => {
+    let link = location.href;
+    try {
+      const r = await api('GET', `/api/v1/videos/${encodeURIComponent(id)}/link`);
+      link = typeof r === 'string' ? r : r.url || link;
+    } catch {
+      // not the owner: this page's address is the link
+    }
+    copyText(link);
+  };
+  const source = v.source || v.owner || v.user;
+  if (source) {
+    $('#subscribe-card').hidden = false;
+    $('#source-name').textContent = source;
+    subscribe(source);
+  }
+  // Follow the state until the recording is ready (live → finishing → ready).
+  const timer = setInterval(async () => {
+    if (!['live', 'finishing'].includes(watch.video.state)) {
+      clearInterval(timer);
+      return;
+    }
+    try {
+      await refresh();
+    } catch {
+      // keep the last state; the next poll tries again
+    }
+  }, 1500);
+  if (params.get('autoplay') === '1') $('#play').click();
+}
+
+main();
