@@ -100,7 +100,7 @@ impl From<anyhow::Error> for Error {
     }
 }
 
-fn bad_json(e: JsonRejection) -> Error {
+pub(crate) fn bad_json(e: JsonRejection) -> Error {
     Error::new(StatusCode::BAD_REQUEST, e.body_text())
 }
 
@@ -111,7 +111,7 @@ fn unauthorized() -> Error {
     )
 }
 
-fn not_found() -> Error {
+pub(crate) fn not_found() -> Error {
     Error::new(StatusCode::NOT_FOUND, "video not found")
 }
 
@@ -181,10 +181,21 @@ impl RateLimiter {
     }
 }
 
+/// The SMSC that users' shares go through (`[proxy] smsc`, `smsc_system_id`, `smsc_password`;
+/// the sender is the proxy's `number`, where replies such as SUB arrive).
+#[derive(Debug, Clone)]
+pub struct SmscTarget {
+    pub addr: String,
+    pub system_id: String,
+    pub password: String,
+    pub from: String,
+}
+
 /// Accounts' state in the server: the link key, the limits, and a short cache of who may read
 /// which video.
 pub struct Accounts {
     pub config: AccountsConfig,
+    pub smsc: Option<SmscTarget>,
     link_secret: String,
     secure_cookie: bool,
     public_url: String,
@@ -213,6 +224,12 @@ impl Accounts {
             ),
             share: RateLimiter::new(a.share_messages, Duration::from_secs(a.share_window_s)),
             config: a.clone(),
+            smsc: config.proxy.smsc.as_ref().map(|addr| SmscTarget {
+                addr: addr.clone(),
+                system_id: config.proxy.smsc_system_id.clone(),
+                password: config.proxy.smsc_password.clone(),
+                from: config.proxy.number.clone(),
+            }),
             access_cache: Mutex::default(),
         })
     }
