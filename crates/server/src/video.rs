@@ -528,6 +528,7 @@ impl VideoServer {
     /// Waits for the other-format files, stores them and adds their records to the video.
     async fn finish_files(&self, id: &str, title: &str, jobs: Vec<FileJob>) -> anyhow::Result<()> {
         let mut added = Vec::new();
+        let mut stored_names = Vec::new();
         for job in jobs {
             let name = format!("video.{}", job.spec.format.name());
             let path = job.path.clone();
@@ -545,11 +546,17 @@ impl VideoServer {
             stored?;
             let url = format!("{}/vod/{id}/{name}", self.public_url);
             added.push(summary.attribute_record(id, &url, title));
+            stored_names.push(name);
         }
         if added.is_empty() {
             return Ok(());
         }
         let Some(v) = self.db.get_video(id).await? else {
+            // Deleted while these were written: its purge may have listed the video's objects
+            // before they existed, so they are removed here.
+            for name in &stored_names {
+                self.storage.delete(&object_path(id, name)).await?;
+            }
             return Ok(());
         };
         let mut records = v.attributes;
