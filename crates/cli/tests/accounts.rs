@@ -98,7 +98,12 @@ fn db_of(data: &Path) -> (tokio::runtime::Runtime, vshare_server::db::Db) {
 fn sign_up_sign_in_sessions_limits_tokens_and_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let server = Server::start(&data, &["--ladder", "none"]);
+    let conf = dir.path().join("vshare.toml");
+    std::fs::write(&conf, "[accounts]\nsignin_attempts_per_ip = 10\n").expect("conf");
+    let server = Server::start(
+        &data,
+        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    );
     let api = |p: &str| format!("{}{p}", server.http);
 
     // Sign-up: the cookie is a session cookie with the right attributes.
@@ -292,6 +297,16 @@ fn sign_up_sign_in_sessions_limits_tokens_and_keys() {
     );
     assert_eq!(r.status, 401);
     assert!(r.body.contains("wrong username or password"));
+    // That was the ninth attempt from this address; the tenth is the last the limit allows.
+    let other = json!({ "username": "nobody", "password": "whatever2" });
+    assert_eq!(
+        call("POST", &api("/api/v1/session"), Some(&other), None).status,
+        401
+    );
+    let r = call("POST", &api("/api/v1/session"), Some(&other), None);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("address"), "{}", r.body);
+    assert!(r.header("retry-after").is_some());
 }
 
 /// Signs up, rotates the key, publishes `seconds` of test pattern with the rotated secret.

@@ -487,6 +487,13 @@ impl VideoServer {
         if records.is_empty() {
             return;
         }
+        // A private video is for its owner and the links they hand out, not for subscribers.
+        match self.db.video_access(id).await {
+            Ok(Some(a)) if a.visibility == crate::db::Visibility::Private => return,
+            Ok(None) => return,
+            Ok(Some(_)) => {}
+            Err(e) => warn!(video = %id, "proxy: visibility lookup: {e:#}"),
+        }
         let name = match self.db.key_name(key_id).await {
             Ok(n) => n,
             Err(e) => {
