@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
@@ -108,13 +108,26 @@ impl Storage {
         }
     }
 
-    /// Removes every object of a video; returns how many there were.
+    /// Removes every object of a video (in batches where the store has bulk deletes, as S3
+    /// does); returns how many there were.
     pub async fn delete_video(&self, video_id: &str) -> anyhow::Result<usize> {
-        let names = self.list_video(video_id).await?;
-        for name in &names {
-            self.delete(&object_path(video_id, name)).await?;
+        let paths: Vec<object_store::Result<Path>> = self
+            .list_video(video_id)
+            .await?
+            .iter()
+            .map(|name| Ok(self.full(&object_path(video_id, name))))
+            .collect();
+        let n = paths.len();
+        let mut results = self
+            .store
+            .delete_stream(futures::stream::iter(paths).boxed());
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(names.len())
+        Ok(n)
     }
 
     /// Copies a local file into an object, streaming it.
