@@ -854,4 +854,29 @@ fn share_sends_sms_through_vshare_smsc_and_each_number_decodes_it() {
             .is_some_and(|a| a.iter().all(|r| r["video_id"] == id.as_str())),
         "{records}"
     );
+
+    // A deletion cut short after its first step (marked, files still stored) is finished by
+    // the next start.
+    let mut server = server;
+    server.kill9();
+    let media = data.join("media").join("videos").join(&id);
+    assert!(media.join("video.mp4").is_file());
+    {
+        let (rt, db) = db_of(&data);
+        assert_eq!(
+            rt.block_on(db.mark_deleted(&id)).expect("mark"),
+            vshare_server::db::MarkDeleted::Marked
+        );
+    }
+    let _server = Server::start(&data, &["--ladder", "none"]);
+    wait_for("the purge at start", Duration::from_secs(15), || {
+        (!media.exists()).then_some(())
+    });
+    let (rt, db) = db_of(&data);
+    wait_for("the rows to go", Duration::from_secs(5), || {
+        rt.block_on(db.deleted_videos())
+            .expect("q")
+            .is_empty()
+            .then_some(())
+    });
 }
