@@ -13,6 +13,7 @@
 //! work is blocking (FFmpeg's libraries); run it on its own thread.
 
 pub use vshare_media::annexb;
+pub mod adaptive;
 mod pipeline;
 
 use std::collections::VecDeque;

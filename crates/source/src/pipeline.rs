@@ -15,9 +15,9 @@ use crate::{
     Input, Merger, Mode, SourceError, SourceInfo, SourceOptions, Tag, TagKind, annexb, ff,
 };
 
-const AUDIO_RATE: u32 = 48_000;
+pub(crate) const AUDIO_RATE: u32 = 48_000;
 const AAC_FRAME: u32 = 1024;
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+pub(crate) const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
 /// Initialises FFmpeg once and keeps its log to errors.
 pub fn init_ffmpeg() {
@@ -43,7 +43,7 @@ pub(crate) fn open(input: &Input, o: &SourceOptions) -> Result<Opened, SourceErr
 }
 
 /// Copies the codec extradata of a context.
-fn extradata_of_context(ctx: &ff::codec::context::Context) -> Vec<u8> {
+pub(crate) fn extradata_of_context(ctx: &ff::codec::context::Context) -> Vec<u8> {
     // SAFETY: `ctx` is a live AVCodecContext; FFmpeg keeps `extradata_size` bytes at
     // `extradata` when the pointer is non-null.
     unsafe {
@@ -230,7 +230,7 @@ impl AudioEncoder {
 // ---------------------------------------------------------------------------------------------
 // Filter graphs
 
-fn graph_with_sink(
+pub(crate) fn graph_with_sink(
     sink: &str,
     source: Option<(&str, &str)>,
     spec: &str,
@@ -273,17 +273,17 @@ fn graph_with_sink(
     Ok(g)
 }
 
-fn sink_video(g: &mut ff::filter::Graph, frame: &mut ff::frame::Video) -> bool {
+pub(crate) fn sink_video(g: &mut ff::filter::Graph, frame: &mut ff::frame::Video) -> bool {
     g.get("out")
         .is_some_and(|mut c| c.sink().frame(frame).is_ok())
 }
 
-fn sink_audio(g: &mut ff::filter::Graph, frame: &mut ff::frame::Audio) -> bool {
+pub(crate) fn sink_audio(g: &mut ff::filter::Graph, frame: &mut ff::frame::Audio) -> bool {
     g.get("out")
         .is_some_and(|mut c| c.sink().frame(frame).is_ok())
 }
 
-fn sink_time_base(g: &mut ff::filter::Graph) -> ff::Rational {
+pub(crate) fn sink_time_base(g: &mut ff::filter::Graph) -> ff::Rational {
     g.get("out")
         .map_or(ff::Rational(1, 1000), |mut c| c.sink().time_base())
 }

@@ -73,6 +73,13 @@ impl ServerRate {
         }
     }
 
+    /// A resumed connection: frames captured during the outage arrive late by design, so the
+    /// delay baseline starts again from what arrives now.
+    pub fn reset_baseline(&mut self) {
+        self.baseline.clear();
+        self.last_delay = 0;
+    }
+
     /// Payload received over the last second, kbit/s.
     pub fn receive_kbps(&mut self, now_us: i64) -> u32 {
         self.expire(now_us);
@@ -260,7 +267,13 @@ mod tests {
 
     /// Feeds `kbps` of 33 ms frames for `secs` seconds from `t0`; each frame's arrival is its
     /// dts plus `delay(t)`. Returns the time after.
-    fn feed(r: &mut ServerRate, t0: i64, secs: f64, kbps: u32, delay: impl Fn(i64) -> i64) -> i64 {
+    fn feed(
+        r: &mut ServerRate,
+        t0: i64,
+        secs: f64,
+        kbps: u32,
+        mut delay: impl FnMut(i64) -> i64,
+    ) -> i64 {
         let frame_us = 33_333;
         let n = (secs * 30.0) as i64;
         let bytes = u64::from(kbps) * 1000 / 8 / 30;
@@ -292,6 +305,28 @@ mod tests {
         assert!(delay > 400, "queue delay {delay}");
         assert_eq!(s, (0.6 * f64::from(recv)).round() as u32);
         assert!(s < last);
+    }
+
+    #[test]
+    fn frames_kept_through_an_outage_are_not_a_queue() {
+        let mut r = ServerRate::new(500, 4000);
+        let t = feed(&mut r, 0, 2.0, 500, |_| 20_000);
+        r.feedback(t);
+        // Two seconds of frames captured while the line was down arrive in one burst after
+        // the resume, then frames arrive on time again.
+        r.reset_baseline();
+        let burst_at = t + 2_000_000;
+        let mut i = 0;
+        let t = feed(&mut r, t, 3.0, 500, |dts| {
+            i += 1;
+            if dts < burst_at {
+                burst_at + i * 1000 - dts
+            } else {
+                20_000
+            }
+        });
+        let (_, delay, _) = r.feedback(t);
+        assert_eq!(delay, 0, "no queue once frames are on time again");
     }
 
     #[test]

@@ -167,6 +167,7 @@ impl UploadReceiver {
         self.last_ack_us = now_us;
         self.rate_second_start = now_us;
         self.rate_count = 0;
+        self.rate.reset_baseline();
     }
 
     fn count_message(&mut self, now_us: i64, len: usize) -> Result<(), ProtocolError> {

@@ -8,3 +8,4 @@ pub mod serve;
 pub mod share;
 pub mod smsc;
 pub mod subscribe;
+pub mod upload;

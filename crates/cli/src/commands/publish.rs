@@ -17,8 +17,22 @@ use vshare_source::{Input, SourceInfo, SourceOptions, Tag, TagKind};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where to publish: rtmp://HOST[:PORT]/APP/STREAM_KEY.
+    /// Where to publish: rtmp://HOST[:PORT]/APP/STREAM_KEY; with `--protocol upload` the
+    /// server's HTTP address, http://HOST:PORT.
     pub url: String,
+    /// `rtmp`, or `upload`: the upload protocol over WebSocket, adapting bitrate, frame rate
+    /// and picture size to the network (docs/upload-protocol.md).
+    #[arg(long, default_value = "rtmp", value_parser = ["rtmp", "upload"])]
+    pub protocol: String,
+    /// The stream key (or an upload token) for `--protocol upload`.
+    #[arg(long, env = "VSHARE_STREAM_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Highest total bitrate the upload may climb to (`--protocol upload`).
+    #[arg(long, default_value = "2500k", value_parser = vshare_source::parse_bitrate)]
+    pub max_bitrate: u64,
+    /// Title of the video (`--protocol upload`).
+    #[arg(long, default_value = "")]
+    pub title: String,
     /// Media file to publish (remuxed if H.264/AAC, otherwise encoded).
     #[arg(long, conflicts_with = "test_pattern")]
     pub file: Option<PathBuf>,
@@ -220,6 +234,9 @@ impl Progress {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.protocol == "upload" {
+        return run_upload(args).await;
+    }
     let url = RtmpUrl::parse(&args.url).map_err(|e| anyhow!(e))?;
     let Some(key) = url.stream_key.clone() else {
         bail!(
@@ -304,6 +321,46 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             stats.audio_frames,
             stats.bytes as f64 / 1e6,
             stats.max_lag_ms
+        );
+    }
+    Ok(())
+}
+
+async fn run_upload(args: Args) -> anyhow::Result<()> {
+    let Some(token) = args.key.clone().filter(|k| !k.is_empty()) else {
+        bail!("--protocol upload needs --key STREAM_KEY (or VSHARE_STREAM_KEY)");
+    };
+    let input = match (&args.file, args.test_pattern) {
+        (Some(f), false) => Input::File(f.clone()),
+        (None, true) => Input::TestPattern,
+        _ => bail!("say what to publish: --file PATH or --test-pattern"),
+    };
+    let kbps = |b: u64| u32::try_from(b / 1000).unwrap_or(u32::MAX);
+    let stats = super::upload::run(super::upload::UploadArgs {
+        server: args.url.clone(),
+        token,
+        input,
+        size: args.size.unwrap_or((640, 360)),
+        start_kbps: kbps(args.bitrate),
+        max_kbps: kbps(args.max_bitrate).max(kbps(args.bitrate)),
+        duration_ms: args.duration,
+        title: args.title.clone(),
+        json: args.json,
+        vod_wait: Duration::from_secs(args.vod_wait),
+    })
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        println!(
+            "sent {:.1} s of media: {} video frames ({} dropped) and {} audio frames, {:.2} MB of media in {:.2} MB on the wire, {} reconnects",
+            stats.media_ms as f64 / 1000.0,
+            stats.video_frames,
+            stats.dropped_frames,
+            stats.audio_frames,
+            stats.media_bytes as f64 / 1e6,
+            stats.wire_bytes as f64 / 1e6,
+            stats.reconnects
         );
     }
     Ok(())
@@ -623,6 +680,10 @@ mod tests {
     fn args(url: String) -> Args {
         Args {
             url,
+            protocol: "rtmp".into(),
+            key: None,
+            max_bitrate: 2_500_000,
+            title: String::new(),
             file: None,
             test_pattern: true,
             duration: Some(3000),

@@ -1,0 +1,493 @@
+//! `vshare publish --protocol upload`: the source phone over the upload protocol
+//! (`docs/upload-protocol.md`). An adaptive source (vshare-source) captures in real time on its
+//! own thread; this side runs the protocol's sender core and rate controller over a WebSocket,
+//! drops video until a key frame when the backlog grows, changes bitrate and quality step on
+//! the server's feedback, and resumes the session after a dropped connection.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use vshare_media::{MediaEvent, TrackConfig, TrackKind};
+use vshare_source::Input;
+use vshare_source::adaptive::{AdaptiveOptions, AdaptiveSource, Control};
+use vshare_upload::wire::PROTOCOL;
+use vshare_upload::{SenderRate, ServerMessage, TrackInfo, UploadSender, WireMessage};
+
+const VIDEO_TRACK: u8 = 0;
+const AUDIO_TRACK: u8 = 1;
+const AUDIO_KBPS: u32 = 64;
+
+/// What the upload run saw, for `--json` and the impairment test.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct UploadStats {
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    pub dropped_frames: u64,
+    pub media_bytes: u64,
+    pub wire_bytes: u64,
+    pub resent_frames: u64,
+    pub reconnects: u64,
+    /// Media time sent, ms.
+    pub media_ms: i64,
+    /// Wall time from the first frame to the server's last acknowledgement, ms.
+    pub wall_ms: u64,
+    /// Largest unacknowledged backlog seen, in ms of media at the target rate.
+    pub max_backlog_ms: u64,
+    /// (seconds since start, step, target kbit/s, width, height, fps) at each change.
+    pub steps: Vec<(f64, usize, u32, u32, u32, u32)>,
+    /// (seconds since start, target kbit/s, queue delay ms, receive kbit/s) per feedback.
+    pub feedback: Vec<(f64, u32, u32, u32)>,
+}
+
+pub struct UploadArgs {
+    pub server: String,
+    pub token: String,
+    pub input: Input,
+    pub size: (u32, u32),
+    pub start_kbps: u32,
+    pub max_kbps: u32,
+    pub duration_ms: Option<i64>,
+    pub title: String,
+    pub json: bool,
+    pub vod_wait: Duration,
+}
+
+enum FromSource {
+    Events(Vec<MediaEvent>),
+    Failed(String),
+}
+
+/// The capture thread: one picture every 1/30 s of wall time, encoded as controlled.
+fn spawn_source(
+    opts: AdaptiveOptions,
+    controls: std::sync::mpsc::Receiver<Control>,
+    out: tokio::sync::mpsc::UnboundedSender<FromSource>,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("vshare-capture".into())
+        .spawn(move || {
+            let mut source = match AdaptiveSource::open(&opts) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = out.send(FromSource::Failed(e.to_string()));
+                    return;
+                }
+            };
+            let start = std::time::Instant::now();
+            let mut index: u64 = 0;
+            loop {
+                while let Ok(c) = controls.try_recv() {
+                    if let Err(e) = source.control(c) {
+                        let _ = out.send(FromSource::Failed(e.to_string()));
+                        return;
+                    }
+                }
+                let due = start
+                    + Duration::from_micros(
+                        index * 1_000_000 / u64::from(vshare_source::adaptive::CAPTURE_FPS),
+                    );
+                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                index += 1;
+                match source.next_events() {
+                    Ok(Some(events)) => {
+                        if out.send(FromSource::Events(events)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = out.send(FromSource::Failed(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn track_info(config: &TrackConfig) -> TrackInfo {
+    match config {
+        TrackConfig::Avc(c) => TrackInfo {
+            track: VIDEO_TRACK,
+            kind: Some("video".into()),
+            codec: config.codec_string(),
+            description: Some(TrackInfo::encode_description(&c.record)),
+            sample_rate: None,
+            channels: None,
+        },
+        TrackConfig::Aac(c) => TrackInfo {
+            track: AUDIO_TRACK,
+            kind: Some("audio".into()),
+            codec: "mp4a.40.2".into(),
+            description: Some(TrackInfo::encode_description(&c.asc)),
+            sample_rate: Some(c.output_sample_rate),
+            channels: Some(c.channels),
+        },
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn upload_url(server: &str) -> anyhow::Result<String> {
+    let base = server.trim_end_matches('/');
+    let ws = if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if base.starts_with("ws://") || base.starts_with("wss://") {
+        base.to_string()
+    } else {
+        bail!("{server}: give the server as http://HOST:PORT");
+    };
+    Ok(if ws.ends_with("/api/v1/upload") {
+        ws
+    } else {
+        format!("{ws}/api/v1/upload")
+    })
+}
+
+async fn connect(url: &str) -> anyhow::Result<Socket> {
+    let mut request = url
+        .into_client_request()
+        .with_context(|| format!("upload URL {url}"))?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        PROTOCOL.parse().context("protocol header")?,
+    );
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .map_err(|_| anyhow!("connecting to {url} timed out"))?
+    .with_context(|| format!("connecting to {url}"))?;
+    Ok(ws)
+}
+
+async fn write(ws: &mut Socket, m: WireMessage) -> anyhow::Result<()> {
+    let msg = match m {
+        WireMessage::Text(t) => Message::text(t),
+        WireMessage::Binary(b) => Message::binary(b),
+    };
+    ws.send(msg).await.context("sending")
+}
+
+/// Sends hello and waits for welcome (or the server's error).
+async fn handshake(
+    ws: &mut Socket,
+    sender: &mut UploadSender,
+    hello: WireMessage,
+) -> anyhow::Result<ServerMessage> {
+    write(ws, hello).await?;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .map_err(|_| anyhow!("no welcome within 10 s"))?;
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                let m = sender.handle_text(t.as_str())?;
+                match m {
+                    ServerMessage::Welcome { .. } => return Ok(m),
+                    ServerMessage::Error { code, message } => {
+                        bail!("the server refused the upload: {message} ({code})")
+                    }
+                    _ => {}
+                }
+            }
+            Some(Ok(Message::Close(f))) => bail!(
+                "the server closed the upload: {}",
+                f.map(|f| format!("{} ({})", f.reason, u16::from(f.code)))
+                    .unwrap_or_default()
+            ),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => bail!("upload connection: {e}"),
+            None => bail!("the server closed the connection before welcome"),
+        }
+    }
+}
+
+pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
+    let url = upload_url(&a.server)?;
+    let (control_tx, control_rx) = std::sync::mpsc::channel();
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let mut rate = SenderRate::new(a.size.0, a.size.1, AUDIO_KBPS, a.start_kbps, a.max_kbps);
+    let (w, h) = rate.step_size(rate.step());
+    spawn_source(
+        AdaptiveOptions {
+            input: a.input.clone(),
+            capture: a.size,
+            video_kbps: rate.video_kbps(),
+            audio_kbps: AUDIO_KBPS,
+            duration_us: a.duration_ms.map(|d| d * 1000),
+        },
+        control_rx,
+        events_tx,
+    )?;
+    if rate.step() != 0 {
+        let _ = control_tx.send(Control::Step {
+            width: w,
+            height: h,
+            fps: rate.step_fps(rate.step()),
+        });
+    }
+    // The first batch carries both configurations.
+    let mut first = match events.recv().await {
+        Some(FromSource::Events(e)) => e,
+        Some(FromSource::Failed(e)) => bail!("source: {e}"),
+        None => bail!("the source ended before it started"),
+    };
+    let mut tracks = Vec::new();
+    first.retain(|e| match e {
+        MediaEvent::Config(c)
+            if !tracks
+                .iter()
+                .any(|t: &TrackInfo| t.track == track_info(c).track) =>
+        {
+            tracks.push(track_info(c));
+            false
+        }
+        _ => true,
+    });
+    let mut sender = UploadSender::new();
+    let hello = sender.hello(
+        &a.token,
+        &a.title,
+        tracks.clone(),
+        rate.target_kbps(),
+        a.max_kbps,
+    );
+    let mut ws = connect(&url).await?;
+    let welcome = handshake(&mut ws, &mut sender, hello).await?;
+    let (grace, watch) = match &welcome {
+        ServerMessage::Welcome {
+            resume_grace_ms,
+            watch_url,
+            ..
+        } => (Duration::from_millis(*resume_grace_ms), watch_url.clone()),
+        _ => (Duration::from_secs(10), String::new()),
+    };
+    if !a.json {
+        println!("uploading to {url}; watch: {watch}");
+    }
+
+    let started = Instant::now();
+    let mut stats = UploadStats::default();
+    let mut dropping = false;
+    let mut outage_allowance: u64 = 0;
+    let mut resumed_at_us: Option<i64> = None;
+    let mut source_done = false;
+    let mut connected = true;
+    let mut pending = vec![FromSource::Events(first)];
+    let mut ended_at: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        // Take what the capture thread made.
+        for item in pending.drain(..) {
+            let batch = match item {
+                FromSource::Events(b) => b,
+                FromSource::Failed(e) => bail!("source: {e}"),
+            };
+            for e in batch {
+                match e {
+                    MediaEvent::Config(c) => {
+                        sender.push_config(track_info(&c));
+                    }
+                    MediaEvent::Frame(f) => {
+                        stats.media_ms = stats.media_ms.max(f.dts / 1000);
+                        if f.track == TrackKind::Audio {
+                            stats.audio_frames += 1;
+                            sender.push_frame(AUDIO_TRACK, true, f.pts, f.dts, f.data);
+                            continue;
+                        }
+                        // While the line is down every frame is kept, so the resume leaves
+                        // no hole; on a live but slow line the backlog is bounded.
+                        // What an outage left behind (frames captured before the resume) is
+                        // not counted against the line: the allowance is the backlog when the
+                        // first new frame comes, and shrinks to the lowest backlog seen since.
+                        let backlog = sender.backlog_bytes();
+                        match resumed_at_us {
+                            Some(r) if f.dts < r => outage_allowance = u64::MAX,
+                            Some(_) => {
+                                resumed_at_us = None;
+                                outage_allowance = backlog;
+                            }
+                            None => {}
+                        }
+                        outage_allowance = outage_allowance.min(backlog);
+                        if connected
+                            && !f.key
+                            && !dropping
+                            && rate.backlog_too_big(backlog - outage_allowance)
+                        {
+                            dropping = true;
+                            let _ = control_tx.send(Control::KeyFrame);
+                        }
+                        if dropping && !f.key {
+                            stats.dropped_frames += 1;
+                            continue;
+                        }
+                        dropping = false;
+                        stats.video_frames += 1;
+                        sender.push_frame(VIDEO_TRACK, f.key, f.pts, f.dts, Bytes::clone(&f.data));
+                    }
+                }
+            }
+        }
+        let backlog_ms = sender.backlog_bytes() * 8 / u64::from(rate.target_kbps().max(1));
+        stats.max_backlog_ms = stats.max_backlog_ms.max(backlog_ms);
+        // At most 64 KiB per turn, so feedback and capture are handled between writes.
+        let mut more = false;
+        if connected {
+            let mut failed = None;
+            let mut written = 0;
+            while written < 64 << 10 {
+                let Some(m) = sender.poll_transmit() else {
+                    break;
+                };
+                written += match &m {
+                    WireMessage::Text(t) => t.len(),
+                    WireMessage::Binary(b) => b.len(),
+                };
+                if let Err(e) = write(&mut ws, m).await {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            more = written >= 64 << 10;
+            if let Some(e) = failed {
+                if !a.json {
+                    println!("upload connection lost ({e:#}); resuming");
+                }
+                connected = false;
+            }
+        }
+        if !connected {
+            ws = reconnect(&url, &mut sender, &a, &tracks, rate.target_kbps(), grace).await?;
+            resumed_at_us = Some(started.elapsed().as_micros() as i64);
+            stats.reconnects += 1;
+            connected = true;
+            continue;
+        }
+        if sender.finished() && ended_at.is_none() {
+            ended_at = Some(Instant::now());
+            stats.wall_ms = started.elapsed().as_millis() as u64;
+        }
+        // The server closes after the last VOD file's record; stop waiting at `vod_wait`.
+        if let Some(t) = ended_at
+            && t.elapsed() > a.vod_wait
+        {
+            break;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut ctrl_c, if !source_done => {
+                source_done = true;
+                sender.end();
+            }
+            item = events.recv(), if !source_done => match item {
+                Some(i) => pending.push(i),
+                None => {
+                    source_done = true;
+                    sender.end();
+                }
+            },
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let m = sender.handle_text(t.as_str())?;
+                    let now_s = started.elapsed().as_secs_f64();
+                    match m {
+                        ServerMessage::Feedback { suggested_kbps, queue_delay_ms, receive_kbps } => {
+                            let now_us = started.elapsed().as_micros() as i64;
+                            if let Some(step) = rate.on_feedback(now_us, suggested_kbps) {
+                                let (width, height) = rate.step_size(step);
+                                let fps = rate.step_fps(step);
+                                let _ = control_tx.send(Control::Step { width, height, fps });
+                                stats.steps.push((now_s, step, rate.target_kbps(), width, height, fps));
+                                if !a.json {
+                                    println!("{now_s:6.1} s  quality step {step}: {width}x{height} {fps} fps at {} kbit/s", rate.target_kbps());
+                                }
+                            }
+                            let _ = control_tx.send(Control::Bitrate(rate.video_kbps()));
+                            stats.feedback.push((now_s, rate.target_kbps(), queue_delay_ms, receive_kbps));
+                        }
+                        ServerMessage::Attributes { kind, text, .. } if !a.json => {
+                            println!("{kind}: {}", text.trim_end().replace('\n', "  "));
+                        }
+                        ServerMessage::Error { code, message } => bail!("the server closed the upload: {message} ({code})"),
+                        _ => {}
+                    }
+                }
+                Some(Ok(Message::Close(f))) => {
+                    if sender.finished() {
+                        break;
+                    }
+                    let why = f.map(|f| format!("{} ({})", f.reason, u16::from(f.code))).unwrap_or_default();
+                    if why.contains("(40") {
+                        bail!("the server closed the upload: {why}");
+                    }
+                    connected = false;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    if sender.finished() {
+                        break;
+                    }
+                    connected = false;
+                }
+            },
+            _ = tick.tick() => {}
+            _ = std::future::ready(()), if more => {}
+        }
+    }
+    let s = sender.stats();
+    stats.media_bytes = s.media_bytes;
+    stats.wire_bytes = s.wire_bytes;
+    stats.resent_frames = s.resent_frames;
+    if stats.wall_ms == 0 {
+        stats.wall_ms = started.elapsed().as_millis() as u64;
+    }
+    let _ = ws.close(None).await;
+    Ok(stats)
+}
+
+/// Connects again and resumes the session, retrying until the server's grace period is over.
+async fn reconnect(
+    url: &str,
+    sender: &mut UploadSender,
+    a: &UploadArgs,
+    tracks: &[TrackInfo],
+    kbps: u32,
+    grace: Duration,
+) -> anyhow::Result<Socket> {
+    let until = Instant::now() + grace;
+    let mut last = anyhow!("no attempt");
+    while Instant::now() < until {
+        match connect(url).await {
+            Ok(mut ws) => {
+                let hello = sender.hello(&a.token, &a.title, tracks.to_vec(), kbps, a.max_kbps);
+                match handshake(&mut ws, sender, hello).await {
+                    Ok(_) => return Ok(ws),
+                    Err(e) => {
+                        if e.to_string().contains("refused") {
+                            return Err(e);
+                        }
+                        last = e;
+                    }
+                }
+            }
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Err(last.context("could not resume the upload within the server's grace period"))
+}
