@@ -13,6 +13,10 @@ const BASELINE_US: i64 = 10_000_000;
 const RATE_WINDOW_US: i64 = 1_000_000;
 /// At most one increase per feedback (every 500 ms; the slack absorbs timer jitter).
 const INCREASE_EVERY_US: i64 = 450_000;
+/// The increase per feedback on a path without queueing (~17 % a second).
+const INCREASE: f64 = 1.08;
+/// The suggestion stays within this multiple of the measured receive rate.
+const PROVEN_FACTOR: f64 = 1.5;
 
 /// The server's half: measures receive rate and queueing delay; suggests a bitrate.
 #[derive(Debug, Clone)]
@@ -26,6 +30,7 @@ pub struct ServerRate {
     received: VecDeque<(i64, u64)>,
     received_bytes: u64,
     last_change_us: Option<i64>,
+    first_frame_us: Option<i64>,
 }
 
 impl ServerRate {
@@ -39,11 +44,13 @@ impl ServerRate {
             received: VecDeque::new(),
             received_bytes: 0,
             last_change_us: None,
+            first_frame_us: None,
         }
     }
 
     /// A complete frame of `bytes` with capture-clock `dts` arrived at `now_us`.
     pub fn on_frame(&mut self, now_us: i64, dts_us: i64, bytes: u64) {
+        self.first_frame_us.get_or_insert(now_us);
         let d = now_us.saturating_sub(dts_us);
         while self.baseline.back().is_some_and(|&(_, b)| b >= d) {
             self.baseline.pop_back();
@@ -106,7 +113,22 @@ impl ServerRate {
             self.suggested_kbps = self.suggested_kbps.min(0.85 * f64::from(receive));
             self.last_change_us = Some(now_us);
         } else if due {
-            self.suggested_kbps *= 1.1;
+            // Climb, but not beyond what the path has shown it carries: an encoder that
+            // undershoots its target hides the path's limit until a step up finds it.
+            let proven = self
+                .first_frame_us
+                .is_some_and(|t| now_us - t >= RATE_WINDOW_US);
+            let ceiling = if proven {
+                (PROVEN_FACTOR * f64::from(receive)).max(f64::from(MIN_KBPS))
+            } else {
+                f64::INFINITY
+            };
+            let raised = self.suggested_kbps * INCREASE;
+            self.suggested_kbps = if raised > ceiling {
+                self.suggested_kbps.min(ceiling.max(self.suggested_kbps * 0.95))
+            } else {
+                raised
+            };
             self.last_change_us = Some(now_us);
         }
         self.suggested_kbps = self
@@ -289,22 +311,37 @@ mod tests {
         let mut r = ServerRate::new(500, 4000);
         // Half a second first, so that the one-second receive window is full from then on.
         let mut t = feed(&mut r, 0, 0.5, 500, |_| 20_000);
-        let mut last = 0;
+        // A sender that follows the suggestion on a path without a queue: it climbs by 8 % a
+        // feedback.
+        let mut sending = 500;
         for _ in 0..6 {
-            t = feed(&mut r, t, 0.5, 500, |_| 20_000);
+            t = feed(&mut r, t, 0.5, sending, |_| 20_000);
             let (recv, delay, s) = r.feedback(t);
-            assert!((450..=550).contains(&recv), "receive {recv}");
             assert_eq!(delay, 0);
-            assert!(s > last, "an uncongested path climbs: {s} after {last}");
-            last = s;
+            assert!(recv > 0);
+            assert!(s > sending, "an uncongested path climbs: {s} after {sending}");
+            sending = s;
         }
+        assert_eq!(sending, (500.0 * INCREASE.powi(6)).round() as u32);
+        // A sender stuck at 500 (its encoder undershoots) does not drag the suggestion up
+        // beyond 1.5 × what arrives.
+        for _ in 0..10 {
+            t = feed(&mut r, t, 0.5, 500, |_| 20_000);
+            r.feedback(t);
+        }
+        t = feed(&mut r, t, 0.45, 500, |_| 20_000);
+        let (recv, _, held) = r.feedback(t);
+        assert!(
+            f64::from(held) <= 1.5 * f64::from(recv) + 1.0,
+            "{held} vs receive {recv}"
+        );
         // Delay grows 100 ms per 100 ms: a queue builds.
         let start = t;
         t = feed(&mut r, t, 1.0, 800, |dts| 20_000 + (dts - start));
         let (recv, delay, s) = r.feedback(t);
         assert!(delay > 400, "queue delay {delay}");
         assert_eq!(s, (0.6 * f64::from(recv)).round() as u32);
-        assert!(s < last);
+        assert!(s < held);
     }
 
     #[test]
@@ -336,10 +373,11 @@ mod tests {
         assert!(s >= MIN_KBPS);
         let mut t = 0;
         for _ in 0..40 {
-            t = feed(&mut r, t, 0.5, 100, |_| 0);
+            t = feed(&mut r, t, 0.5, 1000, |_| 0);
             r.feedback(t);
         }
-        assert_eq!(r.feedback(t + 1_000_000).2, 300);
+        t = feed(&mut r, t, 0.5, 1000, |_| 0);
+        assert_eq!(r.feedback(t).2, 300, "never above max_kbps");
     }
 
     #[test]
