@@ -300,7 +300,7 @@ fn feedback_reports_rate_and_delay_every_half_second() {
         matches!(
             first,
             ServerMessage::Feedback {
-                suggested_kbps: 550,
+                suggested_kbps: 540,
                 ..
             }
         ),
