@@ -14,7 +14,7 @@ apt_packages=(build-essential pkg-config clang libclang-dev curl ca-certificates
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev ffmpeg)
 if [ "$want_test" = 1 ]; then
-  apt_packages+=(libwbxml2-utils tshark gammu python3-gammu python3-pip postgresql kannel kannel-extras fonts-dejavu-core)
+  apt_packages+=(libwbxml2-utils tshark gammu python3-gammu python3-pip postgresql kannel kannel-extras fonts-dejavu-core iproute2 nftables)
 fi
 
 missing=()
