@@ -18,5 +18,5 @@ pub use packager::{
     MAX_COMPOSITION_OFFSET_US, MAX_FRAME_SIZE, ORIGIN_MARGIN_US, Packager, PackagerConfig,
     PackagerOutput,
 };
-pub use playlist::vod_playlist;
+pub use playlist::{VodSegment, vod_playlist, vod_playlist_segments};
 pub use vod::VodMp4Builder;

@@ -173,12 +173,43 @@ pub(crate) fn render_live(v: &LiveView<'_>) -> String {
     out
 }
 
-/// An HLS VOD playlist over recorded segments: `EXT-X-PLAYLIST-TYPE:EVENT` while the recording
-/// grows, `VOD` and `EXT-X-ENDLIST` once `ended` (RFC 8216bis §4.4.3.5).
+/// A recorded segment as the VOD playlist lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VodSegment {
+    /// The segment's URI (relative to the playlist).
+    pub uri: String,
+    pub duration_us: i64,
+    /// The URI of the init segment it was packaged under.
+    pub init_uri: String,
+}
+
+/// An HLS VOD playlist over recorded segments that all share one init segment: see
+/// [`vod_playlist_segments`].
 pub fn vod_playlist(segments: &[(String, i64)], init_uri: &str, ended: bool) -> String {
+    let list: Vec<VodSegment> = segments
+        .iter()
+        .map(|(uri, d)| VodSegment {
+            uri: uri.clone(),
+            duration_us: *d,
+            init_uri: init_uri.to_string(),
+        })
+        .collect();
+    render_vod(&list, Some(init_uri), ended)
+}
+
+/// An HLS VOD playlist over recorded segments: `EXT-X-PLAYLIST-TYPE:EVENT` while the recording
+/// grows, `VOD` and `EXT-X-ENDLIST` once `ended` (RFC 8216bis §4.4.3.5). An `EXT-X-MAP` names the
+/// first segment's init segment; where a segment's init segment differs from the one before
+/// (the codec configuration changed), `EXT-X-DISCONTINUITY` and a new `EXT-X-MAP` precede it
+/// (RFC 8216bis §4.4.4.3, §4.4.4.5).
+pub fn vod_playlist_segments(segments: &[VodSegment], ended: bool) -> String {
+    render_vod(segments, None, ended)
+}
+
+fn render_vod(segments: &[VodSegment], default_init: Option<&str>, ended: bool) -> String {
     let target = segments
         .iter()
-        .map(|(_, d)| rounded_seconds(*d))
+        .map(|s| rounded_seconds(s.duration_us))
         .max()
         .unwrap_or(1)
         .max(1);
@@ -191,9 +222,24 @@ pub fn vod_playlist(segments: &[(String, i64)], init_uri: &str, ended: bool) -> 
         if ended { "VOD" } else { "EVENT" }
     );
     out.push_str("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", init_uri.replace('"', "%22"));
-    for (uri, d) in segments {
-        let _ = writeln!(out, "#EXTINF:{},\n{uri}", seconds(*d));
+    let map = |out: &mut String, uri: &str| {
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", uri.replace('"', "%22"));
+    };
+    let mut current = default_init;
+    if let Some(uri) = current {
+        map(&mut out, uri);
+    }
+    for s in segments {
+        match current {
+            Some(c) if c == s.init_uri => {}
+            Some(_) => {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+                map(&mut out, &s.init_uri);
+            }
+            None => map(&mut out, &s.init_uri),
+        }
+        current = Some(&s.init_uri);
+        let _ = writeln!(out, "#EXTINF:{},\n{}", seconds(s.duration_us), s.uri);
     }
     if ended {
         out.push_str("#EXT-X-ENDLIST\n");
@@ -232,5 +278,57 @@ mod tests {
             p.ends_with("#EXTINF:1.600000,\nseg1.m4s\n#EXT-X-ENDLIST\n"),
             "{p}"
         );
+    }
+
+    #[test]
+    fn vod_playlist_maps_each_init_segment() {
+        let seg = |n: u64, init: &str| VodSegment {
+            uri: format!("seg{n}.m4s"),
+            duration_us: 2_000_000,
+            init_uri: init.to_string(),
+        };
+        let list = vec![
+            seg(0, "init.mp4"),
+            seg(1, "init.mp4"),
+            seg(2, "init2.mp4"),
+            seg(3, "init3.mp4"),
+            seg(4, "init3.mp4"),
+        ];
+        let p = vod_playlist_segments(&list, true);
+        let body: Vec<&str> = p
+            .lines()
+            .skip_while(|l| !l.starts_with("#EXT-X-MAP"))
+            .collect();
+        assert_eq!(
+            body,
+            [
+                "#EXT-X-MAP:URI=\"init.mp4\"",
+                "#EXTINF:2.000000,",
+                "seg0.m4s",
+                "#EXTINF:2.000000,",
+                "seg1.m4s",
+                "#EXT-X-DISCONTINUITY",
+                "#EXT-X-MAP:URI=\"init2.mp4\"",
+                "#EXTINF:2.000000,",
+                "seg2.m4s",
+                "#EXT-X-DISCONTINUITY",
+                "#EXT-X-MAP:URI=\"init3.mp4\"",
+                "#EXTINF:2.000000,",
+                "seg3.m4s",
+                "#EXTINF:2.000000,",
+                "seg4.m4s",
+                "#EXT-X-ENDLIST",
+            ]
+        );
+        // One init segment: the same playlist as before there were several.
+        let one: Vec<(String, i64)> = list[..2]
+            .iter()
+            .map(|s| (s.uri.clone(), s.duration_us))
+            .collect();
+        assert_eq!(
+            vod_playlist(&one, "init.mp4", false),
+            vod_playlist_segments(&list[..2], false)
+        );
+        assert!(!vod_playlist_segments(&list[..2], false).contains("DISCONTINUITY"));
     }
 }

@@ -21,14 +21,26 @@ const NON_SYNC_FLAG: u32 = 0x0001_0000;
 
 #[derive(Debug, Clone)]
 struct VodTrack {
-    /// The `trak` of the init segment: `tkhd`, `mdhd`, `hdlr` and `stsd` are kept.
+    /// The `trak` of the first init segment that had this track: `tkhd`, `mdhd`, `hdlr` are
+    /// kept; its `stsd` is replaced by `entries`.
     template: Trak,
     track_id: u32,
+    /// The media timescale of the MP4 track (that of the first init segment).
     timescale: u32,
     is_video: bool,
+    /// Every sample entry met so far, in order: `stsd` lists them, `stsc` refers to them.
+    entries: Vec<Codec>,
+    /// The current init segment's view of the track: its timescale (fragment times are converted
+    /// from it when it differs), its `trex` defaults and, for each of its `stsd` entries, the
+    /// 1-based index of the same entry in `entries`.
+    source_timescale: u32,
+    entry_map: Vec<u32>,
+    trex_index: u32,
     trex_duration: u32,
     trex_size: u32,
     trex_flags: u32,
+    /// The current init segment describes this track (fragments of other tracks are refused).
+    in_init: bool,
     first_decode: Option<u64>,
     next_decode: u64,
     durations: Vec<u32>,
@@ -36,23 +48,42 @@ struct VodTrack {
     cts: Vec<i32>,
     /// 1-based numbers of sync samples.
     sync: Vec<u32>,
-    /// (offset in the payload, number of samples) of each chunk.
-    chunks: Vec<(u64, u32)>,
+    /// (offset in the payload, number of samples, 1-based sample entry index) of each chunk.
+    chunks: Vec<(u64, u32, u32)>,
     /// Earliest composition time, relative to the first decode time, in the track timescale.
     min_pts: Option<i64>,
     /// Latest composition end time (pts + duration), same reference.
     max_pts_end: i64,
 }
 
-/// One run of samples read from a segment, checked and waiting to be committed.
+/// One run of samples read from a segment, checked and waiting to be committed. Times are in
+/// the MP4 track's timescale.
 struct StagedRun {
     track: usize,
     base_decode: u64,
+    entry: u32,
     data: Range<usize>,
     samples: Vec<(u32, u32, u32, i32)>,
 }
 
-/// Builds a fast-start MP4 from an init segment and media segments that the packager wrote.
+/// A track as one init segment describes it.
+struct InitTrack {
+    trak: Trak,
+    track_id: u32,
+    timescale: u32,
+    is_video: bool,
+    trex_index: u32,
+    trex_duration: u32,
+    trex_size: u32,
+    trex_flags: u32,
+}
+
+/// Builds a fast-start MP4 from init segments and media segments that the packager wrote.
+///
+/// A stream whose codec configuration changes (a new init segment mid-stream, e.g. a publisher
+/// that changes its picture size) stays one MP4: each track's `stsd` lists every distinct sample
+/// entry and `stsc` points each chunk at the entry its samples were coded with (ISO/IEC
+/// 14496-12 §8.7.4 `sample_description_index`).
 #[derive(Debug, Clone)]
 pub struct VodMp4Builder {
     ftyp_brands: Vec<FourCC>,
@@ -60,6 +91,7 @@ pub struct VodMp4Builder {
     ranges: Vec<(usize, Range<usize>)>,
     payload_len: u64,
     segments: usize,
+    inits: usize,
 }
 
 fn mp4_err(layer: &str, offset: usize, what: impl Into<String>) -> PackageError {
@@ -70,102 +102,220 @@ fn mp4_err(layer: &str, offset: usize, what: impl Into<String>) -> PackageError 
     }
 }
 
-impl VodMp4Builder {
-    /// Reads the track configurations back from an init segment (`ftyp` + `moov` with `mvex`),
-    /// so the VOD file can be built after a restart from what was stored.
-    pub fn new(init_segment: &[u8]) -> Result<Self, PackageError> {
-        const LAYER: &str = "init segment";
-        let boxes = top_level_boxes(init_segment, LAYER)?;
-        let moov_box = boxes
-            .iter()
-            .find(|b| &b.kind == b"moov")
-            .ok_or_else(|| mp4_err(LAYER, 0, "no 'moov' box"))?;
-        let moov = Moov::decode(&mut &init_segment[moov_box.start..moov_box.end])
-            .map_err(|e| mp4_err(LAYER, moov_box.start, format!("moov: {e}")))?;
-        let mvex = moov.mvex.as_ref().ok_or_else(|| {
-            mp4_err(
-                LAYER,
-                moov_box.start,
-                "moov has no 'mvex': not a fragmented init segment",
-            )
-        })?;
-        let mut tracks = Vec::new();
-        for trak in &moov.trak {
-            let id = trak.tkhd.track_id;
-            let timescale = trak.mdia.mdhd.timescale;
-            if timescale == 0 {
-                return Err(mp4_err(
-                    LAYER,
-                    moov_box.start,
-                    format!("track {id}: timescale 0"),
-                ));
-            }
-            let is_video = match trak.mdia.minf.stbl.stsd.codecs.first() {
-                Some(Codec::Avc1(_)) => true,
-                Some(Codec::Mp4a(_)) => false,
-                Some(other) => {
+/// `value` ticks of `from` in ticks of `to`, rounded to nearest.
+fn rescale(value: u64, from: u32, to: u32) -> u64 {
+    if from == to {
+        return value;
+    }
+    let from = u128::from(from.max(1));
+    let v = (u128::from(value) * u128::from(to) + from / 2) / from;
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// Reads the tracks of an init segment (`ftyp` + `moov` with `mvex`), and where its `moov` starts.
+fn read_init(init_segment: &[u8], layer: &str) -> Result<(Vec<InitTrack>, usize), PackageError> {
+    let boxes = top_level_boxes(init_segment, layer)?;
+    let moov_box = boxes
+        .iter()
+        .find(|b| &b.kind == b"moov")
+        .ok_or_else(|| mp4_err(layer, 0, "no 'moov' box"))?;
+    let at = moov_box.start;
+    let moov = Moov::decode(&mut &init_segment[moov_box.start..moov_box.end])
+        .map_err(|e| mp4_err(layer, at, format!("moov: {e}")))?;
+    let mvex = moov.mvex.as_ref().ok_or_else(|| {
+        mp4_err(
+            layer,
+            at,
+            "moov has no 'mvex': not a fragmented init segment",
+        )
+    })?;
+    let mut tracks: Vec<InitTrack> = Vec::new();
+    for trak in &moov.trak {
+        let id = trak.tkhd.track_id;
+        let timescale = trak.mdia.mdhd.timescale;
+        if timescale == 0 {
+            return Err(mp4_err(layer, at, format!("track {id}: timescale 0")));
+        }
+        let codecs = &trak.mdia.minf.stbl.stsd.codecs;
+        let is_video = matches!(codecs.first(), Some(Codec::Avc1(_)));
+        if codecs.is_empty() {
+            return Err(mp4_err(layer, at, format!("track {id}: empty 'stsd'")));
+        }
+        for codec in codecs {
+            match (codec, is_video) {
+                (Codec::Avc1(_), true) | (Codec::Mp4a(_), false) => {}
+                (other, _) => {
                     return Err(mp4_err(
-                        LAYER,
-                        moov_box.start,
+                        layer,
+                        at,
                         format!("track {id}: sample entry {other:?} is not avc1 or mp4a")
                             .chars()
                             .take(120)
                             .collect::<String>(),
                     ));
                 }
-                None => {
-                    return Err(mp4_err(
-                        LAYER,
-                        moov_box.start,
-                        format!("track {id}: empty 'stsd'"),
-                    ));
-                }
-            };
-            if tracks.iter().any(|t: &VodTrack| t.track_id == id) {
-                return Err(mp4_err(
-                    LAYER,
-                    moov_box.start,
-                    format!("track {id} appears twice"),
-                ));
             }
-            let trex = mvex.trex.iter().find(|t| t.track_id == id);
-            tracks.push(VodTrack {
-                template: trak.clone(),
-                track_id: id,
-                timescale,
-                is_video,
-                trex_duration: trex.map_or(0, |t| t.default_sample_duration),
-                trex_size: trex.map_or(0, |t| t.default_sample_size),
-                trex_flags: trex.map_or(0, |t| t.default_sample_flags),
-                first_decode: None,
-                next_decode: 0,
-                durations: Vec::new(),
-                sizes: Vec::new(),
-                cts: Vec::new(),
-                sync: Vec::new(),
-                chunks: Vec::new(),
-                min_pts: None,
-                max_pts_end: 0,
-            });
         }
-        if tracks.is_empty() {
-            return Err(mp4_err(LAYER, moov_box.start, "moov has no tracks"));
+        if tracks.iter().any(|t| t.track_id == id) {
+            return Err(mp4_err(layer, at, format!("track {id} appears twice")));
         }
-        let mut ftyp_brands = vec![
-            FourCC::new(b"isom"),
-            FourCC::new(b"iso2"),
-            FourCC::new(b"mp41"),
-        ];
-        if tracks.iter().any(|t| t.is_video) {
-            ftyp_brands.push(FourCC::new(b"avc1"));
+        let trex = mvex.trex.iter().find(|t| t.track_id == id);
+        tracks.push(InitTrack {
+            trak: trak.clone(),
+            track_id: id,
+            timescale,
+            is_video,
+            trex_index: trex.map_or(1, |t| t.default_sample_description_index),
+            trex_duration: trex.map_or(0, |t| t.default_sample_duration),
+            trex_size: trex.map_or(0, |t| t.default_sample_size),
+            trex_flags: trex.map_or(0, |t| t.default_sample_flags),
+        });
+    }
+    if tracks.is_empty() {
+        return Err(mp4_err(layer, at, "moov has no tracks"));
+    }
+    Ok((tracks, at))
+}
+
+impl VodTrack {
+    fn new(init: InitTrack) -> Self {
+        let entries = init.trak.mdia.minf.stbl.stsd.codecs.clone();
+        VodTrack {
+            entry_map: (1..=entries.len() as u32).collect(),
+            entries,
+            template: init.trak,
+            track_id: init.track_id,
+            timescale: init.timescale,
+            is_video: init.is_video,
+            source_timescale: init.timescale,
+            trex_index: init.trex_index,
+            trex_duration: init.trex_duration,
+            trex_size: init.trex_size,
+            trex_flags: init.trex_flags,
+            in_init: true,
+            first_decode: None,
+            next_decode: 0,
+            durations: Vec::new(),
+            sizes: Vec::new(),
+            cts: Vec::new(),
+            sync: Vec::new(),
+            chunks: Vec::new(),
+            min_pts: None,
+            max_pts_end: 0,
         }
-        Ok(VodMp4Builder {
-            ftyp_brands,
+    }
+
+    /// The picture size the `tkhd` announces: the largest (by area) of the track's sample
+    /// entries, the first of equal ones, so that no picture of the track is shown scaled down.
+    fn presentation_size(&self) -> Option<(u16, u16)> {
+        self.entries
+            .iter()
+            .filter_map(|c| match c {
+                Codec::Avc1(a) => Some((a.visual.width, a.visual.height)),
+                _ => None,
+            })
+            .fold(None, |best: Option<(u16, u16)>, (w, h)| match best {
+                Some((bw, bh)) if u32::from(bw) * u32::from(bh) >= u32::from(w) * u32::from(h) => {
+                    best
+                }
+                _ => Some((w, h)),
+            })
+    }
+}
+
+impl VodMp4Builder {
+    /// Reads the track configurations back from an init segment (`ftyp` + `moov` with `mvex`),
+    /// so the VOD file can be built after a restart from what was stored.
+    pub fn new(init_segment: &[u8]) -> Result<Self, PackageError> {
+        let tracks: Vec<VodTrack> = read_init(init_segment, "init segment")?
+            .0
+            .into_iter()
+            .map(VodTrack::new)
+            .collect();
+        let mut builder = VodMp4Builder {
+            ftyp_brands: vec![
+                FourCC::new(b"isom"),
+                FourCC::new(b"iso2"),
+                FourCC::new(b"mp41"),
+            ],
             tracks,
             ranges: Vec::new(),
             payload_len: 0,
             segments: 0,
-        })
+            inits: 1,
+        };
+        builder.update_brands();
+        Ok(builder)
+    }
+
+    fn update_brands(&mut self) {
+        let avc1 = FourCC::new(b"avc1");
+        if self.tracks.iter().any(|t| t.is_video) && !self.ftyp_brands.contains(&avc1) {
+            self.ftyp_brands.push(avc1);
+        }
+    }
+
+    /// Takes a new init segment that the packager wrote mid-stream (after a codec configuration
+    /// change): the segments added from now on are read against it. For each of its tracks, a
+    /// sample entry that differs from every entry met so far is appended to the track's `stsd`,
+    /// and the following chunks refer to it; an entry equal to an earlier one (a publisher that
+    /// steps back to an earlier configuration) reuses that one. A track the MP4 did not have yet
+    /// is added (it starts later, with an empty edit before it). Fragment times in a changed
+    /// timescale are converted to the track's first one. On error nothing changes.
+    pub fn add_init(&mut self, init_segment: &[u8]) -> Result<(), PackageError> {
+        let layer = format!("init segment {}", self.inits);
+        let (parsed, at) = read_init(init_segment, &layer)?;
+        for p in &parsed {
+            if let Some(t) = self.tracks.iter().find(|t| t.track_id == p.track_id)
+                && t.is_video != p.is_video
+            {
+                return Err(mp4_err(
+                    &layer,
+                    at,
+                    format!(
+                        "track {} changes from {} to {}",
+                        p.track_id,
+                        if t.is_video { "video" } else { "audio" },
+                        if p.is_video { "video" } else { "audio" },
+                    ),
+                ));
+            }
+        }
+        // Checked: from here on the builder changes.
+        for t in &mut self.tracks {
+            t.in_init = false;
+        }
+        for p in parsed {
+            let Some(t) = self.tracks.iter_mut().find(|t| t.track_id == p.track_id) else {
+                self.tracks.push(VodTrack::new(p));
+                continue;
+            };
+            t.entry_map = p
+                .trak
+                .mdia
+                .minf
+                .stbl
+                .stsd
+                .codecs
+                .iter()
+                .map(|codec| match t.entries.iter().position(|e| e == codec) {
+                    Some(i) => i as u32 + 1,
+                    None => {
+                        t.entries.push(codec.clone());
+                        t.entries.len() as u32
+                    }
+                })
+                .collect();
+            t.source_timescale = p.timescale;
+            t.trex_index = p.trex_index;
+            t.trex_duration = p.trex_duration;
+            t.trex_size = p.trex_size;
+            t.trex_flags = p.trex_flags;
+            t.in_init = true;
+        }
+        self.update_brands();
+        self.inits += 1;
+        Ok(())
     }
 
     /// Parses one segment's moof/mdat pairs and records its samples. On error nothing of the
@@ -222,7 +372,7 @@ impl VodMp4Builder {
             let track = self
                 .tracks
                 .iter()
-                .position(|t| t.track_id == id)
+                .position(|t| t.track_id == id && t.in_init)
                 .ok_or_else(|| {
                     mp4_err(
                         layer,
@@ -236,6 +386,21 @@ impl VodMp4Builder {
                 .as_ref()
                 .ok_or_else(|| mp4_err(layer, at, format!("traf of track {id} has no 'tfdt'")))?
                 .base_media_decode_time;
+            let description = traf.tfhd.sample_description_index.unwrap_or(t.trex_index);
+            let entry = description
+                .checked_sub(1)
+                .and_then(|i| t.entry_map.get(i as usize))
+                .copied()
+                .ok_or_else(|| {
+                    mp4_err(
+                        layer,
+                        at,
+                        format!(
+                            "track {id}: sample description {description} of {} in the init segment",
+                            t.entry_map.len()
+                        ),
+                    )
+                })?;
             let base = match traf.tfhd.base_data_offset {
                 Some(b) => usize::try_from(b)
                     .map_err(|_| mp4_err(layer, at, "base_data_offset out of range"))?,
@@ -323,9 +488,15 @@ impl VodMp4Builder {
                 }
                 next_start = end;
                 if !samples.is_empty() {
+                    let (base_decode, samples) = if t.source_timescale == t.timescale {
+                        (base_decode, samples)
+                    } else {
+                        convert_times(base_decode, &samples, t.source_timescale, t.timescale)
+                    };
                     staged.push(StagedRun {
                         track,
                         base_decode,
+                        entry,
                         data: start..end,
                         samples,
                     });
@@ -357,7 +528,8 @@ impl VodMp4Builder {
             Some(_) => {}
         }
         let first = t.first_decode.unwrap_or(0);
-        t.chunks.push((self.payload_len, run.samples.len() as u32));
+        t.chunks
+            .push((self.payload_len, run.samples.len() as u32, run.entry));
         for (duration, size, flags, cts) in run.samples {
             t.durations.push(duration);
             t.sizes.push(size);
@@ -460,16 +632,20 @@ impl VodMp4Builder {
             stbl.stss = (t.sync.len() < t.durations.len()).then(|| Stss {
                 entries: t.sync.clone(),
             });
+            stbl.stsd.codecs = t.entries.clone();
+            if let Some((w, h)) = t.presentation_size() {
+                trak.tkhd.width = w.into();
+                trak.tkhd.height = h.into();
+            }
             let mut stsc = Vec::new();
-            for (i, (_, n)) in t.chunks.iter().enumerate() {
-                if stsc
-                    .last()
-                    .is_none_or(|e: &StscEntry| e.samples_per_chunk != *n)
-                {
+            for (i, (_, n, entry)) in t.chunks.iter().enumerate() {
+                if stsc.last().is_none_or(|e: &StscEntry| {
+                    e.samples_per_chunk != *n || e.sample_description_index != *entry
+                }) {
                     stsc.push(StscEntry {
                         first_chunk: i as u32 + 1,
                         samples_per_chunk: *n,
-                        sample_description_index: 1,
+                        sample_description_index: *entry,
                     });
                 }
             }
@@ -479,7 +655,7 @@ impl VodMp4Builder {
                     sizes: t.sizes.clone(),
                 },
             };
-            let offsets = t.chunks.iter().map(|(o, _)| o + chunk_base);
+            let offsets = t.chunks.iter().map(|(o, _, _)| o + chunk_base);
             if co64 {
                 stbl.stco = None;
                 stbl.co64 = Some(Co64 {
@@ -586,6 +762,33 @@ impl VodMp4Builder {
             .map(|t| (t.track_id, t.sizes.len()))
             .collect()
     }
+}
+
+/// A run's decode time and samples (duration, size, flags, composition offset) in ticks of
+/// `from`, converted to ticks of `to`: each sample's decode time is converted and durations are
+/// the differences, so rounding does not accumulate along the track.
+fn convert_times(
+    base_decode: u64,
+    samples: &[(u32, u32, u32, i32)],
+    from: u32,
+    to: u32,
+) -> (u64, Vec<(u32, u32, u32, i32)>) {
+    let mut decode = base_decode;
+    let mut out = Vec::with_capacity(samples.len());
+    for (duration, size, flags, cts) in samples {
+        let end = decode.saturating_add(u64::from(*duration));
+        let d = rescale(end, from, to).saturating_sub(rescale(decode, from, to));
+        let c = rescale(u64::from(cts.unsigned_abs()), from, to);
+        let c = i32::try_from(c).unwrap_or(i32::MAX);
+        out.push((
+            u32::try_from(d).unwrap_or(u32::MAX),
+            *size,
+            *flags,
+            if *cts < 0 { -c } else { c },
+        ));
+        decode = end;
+    }
+    (rescale(base_decode, from, to), out)
 }
 
 /// Runs of equal values: (count, value).
