@@ -29,7 +29,11 @@ pub struct UploadStats {
     pub audio_frames: u64,
     pub dropped_frames: u64,
     pub media_bytes: u64,
+    /// WebSocket message payloads sent (headers, JSON, frames sent again).
     pub wire_bytes: u64,
+    /// WebSocket frame headers around them (RFC 6455 §5.2: 2 bytes, +2 or +8 for the
+    /// length, +4 for the client's mask).
+    pub ws_header_bytes: u64,
     pub resent_frames: u64,
     pub reconnects: u64,
     /// Media time sent, ms.
@@ -354,10 +358,12 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
                 let Some(m) = sender.poll_transmit() else {
                     break;
                 };
-                written += match &m {
+                let len = match &m {
                     WireMessage::Text(t) => t.len(),
                     WireMessage::Binary(b) => b.len(),
                 };
+                written += len;
+                stats.ws_header_bytes += ws_header_len(len);
                 if let Err(e) = write(&mut ws, m).await {
                     failed = Some(e);
                     break;
@@ -458,6 +464,16 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
     }
     let _ = ws.close(None).await;
     Ok(stats)
+}
+
+/// Bytes of the header of a masked (client) WebSocket frame carrying `len` payload bytes.
+fn ws_header_len(len: usize) -> u64 {
+    let extended = match len {
+        0..=125 => 0,
+        126..=65535 => 2,
+        _ => 8,
+    };
+    2 + extended + 4
 }
 
 /// Connects again and resumes the session, retrying until the server's grace period is over.
