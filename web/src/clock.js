@@ -8,8 +8,9 @@ const ROWS = 16;
 const BITS = 52; // 44 bits of milliseconds, 8 bits of checksum
 const MS_BITS = 44;
 
+/** 8 bits over the time; the XOR keeps an all-black (or all-white) frame from passing. */
 function checksum(ms) {
-  return ms % 251;
+  return (ms % 251) ^ 0xa5;
 }
 
 function bitsOf(ms) {

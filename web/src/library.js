@@ -3,16 +3,11 @@
 // share.
 import { api, me, toSignIn } from './api.js';
 import { nav } from './nav.js';
-import { openShare } from './share.js';
+import { openShare, shareLink } from './share.js';
 import { h, $, attributesList, copyText, toast, videoItem } from './ui.js';
 
 async function copyLink(v) {
-  try {
-    const r = await api('GET', `/api/v1/videos/${encodeURIComponent(v.id)}/link`);
-    await copyText(typeof r === 'string' ? r : r.url);
-  } catch (e) {
-    toast(`No link: ${e.message}`);
-  }
+  await copyText(await shareLink(v.id));
 }
 
 function item(v) {

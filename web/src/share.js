@@ -38,31 +38,36 @@ function dialog() {
   return d;
 }
 
-/** The link to give out: the signed link for private videos, else the watch page. */
-async function shareLink(videoId) {
+/**
+ * The link to give out: the watch page, with a signed query (`exp`, `sig`) when the owner asks
+ * (private videos need it; it expires). Others get the page's own address.
+ */
+export async function shareLink(videoId) {
+  const page = new URL(`/watch/${encodeURIComponent(videoId)}`, location.href);
   try {
     const r = await api('GET', `/api/v1/videos/${encodeURIComponent(videoId)}/link`);
-    return typeof r === 'string' ? r : r.url || r.link;
+    if (r && r.query) page.search = r.query;
   } catch {
-    return new URL(`/watch/${encodeURIComponent(videoId)}`, location.href).href;
+    // not the owner: the plain page
   }
+  return page.href;
 }
 
-async function shareText(videoId) {
-  const r = await api('GET', `/api/v1/videos/${encodeURIComponent(videoId)}/share-text`);
-  return typeof r === 'string' ? r : r.text;
+/** The text form and the RFC 5724 `sms:` link from the server, for these numbers. */
+async function shareText(videoId, numbers) {
+  const q = new URLSearchParams({ form: 'text' });
+  if (numbers.length) q.set('to', numbers.join(','));
+  return api('GET', `/api/v1/videos/${encodeURIComponent(videoId)}/share-text?${q}`);
 }
 
 /** Describes the server's answer to a share, one line per number. */
 function describe(res, numbers) {
-  const list = Array.isArray(res) ? res : res?.results || res?.sent || null;
+  const list = res?.results;
   if (!Array.isArray(list)) return `Sent to ${numbers.join(', ')}.`;
-  return list.map((r) => {
-    const to = r.number || r.to || r.address || '';
-    if (r.error) return `${to}: failed — ${r.error}`;
-    const parts = r.parts ?? r.message_ids?.length;
-    return `${to}: sent${parts ? ` (${parts} part${parts === 1 ? '' : 's'})` : ''}`;
-  }).join('\n');
+  const parts = res.parts || 1;
+  return list.map((r) => (r.ok
+    ? `${r.number}: sent (${parts} message${parts === 1 ? '' : 's'})`
+    : `${r.number}: not sent — ${r.error}`)).join('\n');
 }
 
 /** Opens the dialog for a video. */
@@ -75,14 +80,19 @@ export async function openShare(videoId, title = '') {
   const link = await shareLink(videoId);
   const smsLink = $('#share-sms');
   smsLink.href = `sms:?body=${encodeURIComponent(link)}`;
-  shareText(videoId).then((text) => {
+  const updateSms = async () => {
     const numbers = parseNumbers($('#share-numbers').value);
-    smsLink.href = `sms:${numbers.join(',')}?body=${encodeURIComponent(text || link)}`;
-    smsLink.dataset.body = text || link;
-  }).catch(() => {});
+    try {
+      smsLink.href = (await shareText(videoId, numbers)).sms_uri;
+    } catch {
+      // a number the server does not accept yet (still typing): keep the last link
+    }
+  };
+  updateSms();
+  let typing = null;
   $('#share-numbers').oninput = () => {
-    const body = smsLink.dataset.body || link;
-    smsLink.href = `sms:${parseNumbers($('#share-numbers').value).join(',')}?body=${encodeURIComponent(body)}`;
+    clearTimeout(typing);
+    typing = setTimeout(updateSms, 300);
   };
   $('#share-copy').onclick = () => copyText(link);
   $('#share-send').onclick = async () => {

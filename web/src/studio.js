@@ -107,17 +107,18 @@ async function showRtmp(why) {
   $('#unsupported').hidden = false;
   $('#unsupported-why').textContent = why;
   $('#studio').hidden = true;
-  const fill = (m) => {
-    const url = m.rtmp_url || '';
-    $('#rtmp-url').textContent = url.replace(/\/[^/]*$/, '') || url;
-    $('#stream-key').textContent = m.stream_key || '(shown when you make a new key)';
-    $('#copy-rtmp').onclick = () => copyText(url);
-  };
-  fill(studio.user);
+  $('#rtmp-url').textContent = studio.user.rtmp_url;
+  $('#stream-key').textContent = studio.user.stream_key
+    ? 'shown once, when it was made: press “New stream key” to see a new one'
+    : 'none yet: press “New stream key”';
+  $('#copy-rtmp').onclick = () => copyText(studio.user.rtmp_url);
   $('#rotate-key').onclick = async () => {
     if (!confirm('Make a new stream key? Apps using the old key stop working.')) return;
     try {
-      fill(await api('POST', '/api/v1/me/stream-key'));
+      const k = await api('POST', '/api/v1/me/stream-key');
+      $('#stream-key').textContent = k.key;
+      $('#copy-rtmp').textContent = 'Copy full RTMP address';
+      $('#copy-rtmp').onclick = () => copyText(k.publish_url);
     } catch (e) {
       $('#unsupported-why').textContent = `${why} (New key failed: ${e.message})`;
     }

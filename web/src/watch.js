@@ -8,6 +8,7 @@ import Hls from './vendor/hls.mjs';
 import { api } from './api.js';
 import { readClock } from './clock.js';
 import { nav } from './nav.js';
+import { shareLink } from './share.js';
 import { h, $, attributesList, copyText, stateBadge } from './ui.js';
 
 const M3U8 = 'application/vnd.apple.mpegurl';
@@ -21,7 +22,7 @@ window.vshareWatch = watch;
 /** The API URL of this video, carrying a private link's signature along. */
 function videoApi() {
   const q = new URLSearchParams();
-  for (const k of ['exp', 'sig', 'expires', 'signature', 'token']) {
+  for (const k of ['exp', 'sig']) {
     if (params.has(k)) q.set(k, params.get(k));
   }
   const s = q.toString();
@@ -238,14 +239,7 @@ async function main() {
     else playVod(cur);
   };
   $('#copy').onclick = async () => {
-    let link = location.href;
-    try {
-      const r = await api('GET', `/api/v1/videos/${encodeURIComponent(id)}/link`);
-      link = typeof r === 'string' ? r : r.url || link;
-    } catch {
-      // not the owner: this page's address is the link
-    }
-    copyText(link);
+    copyText(await shareLink(id));
   };
   const source = v.source || v.owner || v.user;
   if (source) {

@@ -1,0 +1,254 @@
+//! The browser pages in real headless Chromium (tests/browser/flow.mjs, playwright-core): sign
+//! up, publish from the fake camera over the upload protocol, play live and the recording,
+//! share by SMS through `vshare smsc` to `vshare open`, the library, and a browser without
+//! WebCodecs. Also the JavaScript unit tests of the upload sender (web/test).
+//!
+//! Skips with a printed reason only when node or chromium is missing; `scripts/setup.sh --test`
+//! installs both (and playwright-core with `npm ci` in web/).
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, vshare};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+/// Why the browser tests cannot run here, if they cannot.
+fn missing_tools() -> Option<String> {
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !node.is_ok_and(|s| s.success()) {
+        return Some("node is not installed (scripts/setup.sh --test installs it)".into());
+    }
+    if !Path::new(&chromium()).is_file() {
+        return Some(format!(
+            "chromium is not installed at {} (scripts/setup.sh --test installs it; CHROMIUM=path to use another)",
+            chromium()
+        ));
+    }
+    None
+}
+
+/// playwright-core comes from web/node_modules: without it the setup is incomplete (a failure,
+/// not a skip).
+fn require_playwright() {
+    let p = root().join("web/node_modules/playwright-core/package.json");
+    assert!(
+        p.is_file(),
+        "web/node_modules/playwright-core is missing: run `npm ci` in web/ (scripts/setup.sh --test does)"
+    );
+}
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Runs a command to completion within `limit`, returning (success, stdout, stderr).
+fn run_with_limit(mut cmd: Command, limit: Duration) -> (bool, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stdout = t_out.join().unwrap_or_default();
+    let mut stderr = t_err.join().unwrap_or_default();
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed after {} s)", limit.as_secs()));
+    }
+    (status.is_some_and(|s| s.success()), stdout, stderr)
+}
+
+#[test]
+fn upload_sender_javascript_unit_tests() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipping the JavaScript unit tests: {why}");
+        return;
+    }
+    let mut cmd = Command::new("node");
+    cmd.arg("--test").arg(root().join("web/test"));
+    let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(60));
+    assert!(ok, "node --test web/test failed:\n{out}\n{err}");
+    assert!(
+        out.contains("# fail 0"),
+        "unexpected node --test summary:\n{out}"
+    );
+}
+
+#[test]
+fn studio_publishes_live_and_vod_play_share_reaches_open_in_chromium() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipping the browser test: {why}");
+        return;
+    }
+    require_playwright();
+    let tmp = tempfile::tempdir().expect("tempdir");
+
+    let smsc_addr = format!("127.0.0.1:{}", free_port());
+    let _smsc = Reaped(
+        vshare()
+            .args(["smsc", "--listen", &smsc_addr])
+            .env("VSHARE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn vshare smsc"),
+    );
+    common::wait_for("vshare smsc to listen", Duration::from_secs(10), || {
+        TcpStream::connect(&smsc_addr).ok()
+    });
+    let server = Server::start(&tmp.path().join("data"), &["--smsc", &smsc_addr]);
+
+    let shots = std::env::var("SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target/browser-screenshots"));
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/browser/flow.mjs"))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("VSHARE", env!("CARGO_BIN_EXE_vshare"))
+        .env("VSHARE_SMSC", &smsc_addr)
+        .env("SHARE_NUMBER", "+8613900139000")
+        .env("WORK_DIR", tmp.path())
+        .env("SCREENSHOTS", &shots)
+        .env("CHROMIUM", chromium());
+    let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(400));
+    assert!(
+        ok,
+        "tests/browser/flow.mjs failed:\n{out}\n{err}\n--- server log (last 60 lines)\n{}",
+        server
+            .log()
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line in:\n{out}"));
+    let r: serde_json::Value = serde_json::from_str(line).expect("RESULT json");
+    eprintln!("browser flow: {r:#}");
+
+    // Live in page B with hls.js, and the server's own view.
+    assert_eq!(r["live"]["engine"], "hls.js");
+    assert!(r["live"]["advanced_s"].as_f64().unwrap_or(0.0) > 2.5);
+    assert!(r["live"]["width"].as_u64().unwrap_or(0) > 0);
+    // The upload resumed once after its connection was cut.
+    assert!(r["upload"]["resumes"].as_u64().unwrap_or(0) >= 1);
+    // The recording played to its end as MP4.
+    let vod_s = r["vod"]["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+    let end_s = r["vod"]["played"]["end_s"].as_f64().unwrap_or(0.0);
+    assert!(
+        vod_s > 5.0 && (end_s - vod_s).abs() < 1.0,
+        "played {end_s} of {vod_s} s"
+    );
+    // Both shares reached `vshare open`, which downloaded the whole MP4.
+    let shares = r["share"].as_array().expect("share results");
+    assert_eq!(shares.len(), 2);
+    for s in shares {
+        assert_eq!(s["downloaded"], r["vod"]["size"], "{s}");
+        assert!(s["open_records"].as_u64().unwrap_or(0) >= 1, "{s}");
+    }
+
+    // The recording that `vshare open` downloaded has no hole although the upload connection
+    // was cut once: no gap between video frames beyond a few frame intervals.
+    let mp4 = tmp.path().join("shared-text.mp4");
+    let mp4 = mp4.to_str().expect("utf-8 path");
+    assert_eq!(
+        common::decode_errors(mp4),
+        "",
+        "the recording decodes cleanly"
+    );
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+            mp4,
+        ])
+        .output()
+        .expect("ffprobe");
+    let mut pts: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    pts.sort_by(f64::total_cmp);
+    assert!(pts.len() > 100, "{} video frames", pts.len());
+    let gap = pts.windows(2).map(|w| w[1] - w[0]).fold(0.0_f64, f64::max);
+    assert!(gap < 0.2, "largest gap between video frames {gap:.3} s");
+    let frames_per_s = pts.len() as f64 / (pts[pts.len() - 1] - pts[0]);
+    assert!(
+        frames_per_s > 20.0,
+        "{frames_per_s:.1} frames per second in the recording"
+    );
+
+    // Every page the test photographs has its screenshot in docs/screenshots (kept current by
+    // running this test with SCREENSHOTS=docs/screenshots).
+    for name in r["screenshots"].as_array().expect("screenshots") {
+        let name = name.as_str().expect("name");
+        assert!(shots.join(name).is_file(), "{name} was not written");
+        assert!(
+            root().join("docs/screenshots").join(name).is_file(),
+            "docs/screenshots/{name} is missing: run this test with SCREENSHOTS=docs/screenshots"
+        );
+    }
+}
