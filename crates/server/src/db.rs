@@ -132,6 +132,9 @@ pub struct SegmentRow {
     pub msn: i64,
     pub duration_us: i64,
     pub size: i64,
+    /// The init segment it was packaged under, as stored beside it: `init.mp4`, or
+    /// `init<msn>.mp4` after a codec configuration change.
+    pub init_name: String,
 }
 
 /// A webhook delivery waiting in the outbox.
@@ -744,13 +747,14 @@ impl Db {
         seg: &SegmentRow,
     ) -> anyhow::Result<()> {
         sqlx::query(self.sql(
-            "INSERT INTO rendition_segments (video_id, rendition, msn, duration_us, size) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO rendition_segments (video_id, rendition, msn, duration_us, size, init_name) VALUES (?, ?, ?, ?, ?, ?)",
         ))
         .bind(video_id)
         .bind(rendition)
         .bind(seg.msn)
         .bind(seg.duration_us)
         .bind(seg.size)
+        .bind(&seg.init_name)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -762,7 +766,7 @@ impl Db {
         rendition: &str,
     ) -> anyhow::Result<Vec<SegmentRow>> {
         let rows = sqlx::query(self.sql(
-            "SELECT msn, duration_us, size FROM rendition_segments WHERE video_id = ? AND rendition = ? ORDER BY msn",
+            "SELECT msn, duration_us, size, init_name FROM rendition_segments WHERE video_id = ? AND rendition = ? ORDER BY msn",
         ))
         .bind(video_id)
         .bind(rendition)
@@ -774,6 +778,7 @@ impl Db {
                     msn: r.try_get("msn")?,
                     duration_us: r.try_get("duration_us")?,
                     size: r.try_get("size")?,
+                    init_name: r.try_get("init_name")?,
                 })
             })
             .collect()
@@ -796,13 +801,14 @@ impl Db {
         .await?;
         for seg in segs {
             sqlx::query(self.sql(
-                "INSERT INTO rendition_segments (video_id, rendition, msn, duration_us, size) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO rendition_segments (video_id, rendition, msn, duration_us, size, init_name) VALUES (?, ?, ?, ?, ?, ?)",
             ))
             .bind(video_id)
             .bind(rendition)
             .bind(seg.msn)
             .bind(seg.duration_us)
             .bind(seg.size)
+            .bind(&seg.init_name)
             .execute(&mut *tx)
             .await?;
         }
@@ -940,6 +946,7 @@ pub(crate) mod tests {
             msn: 0,
             duration_us: 2_000_000,
             size: 10,
+            init_name: "init.mp4".into(),
         };
         db.add_segment(&v.id, "", &seg).await.expect("seg");
         db.add_segment(&v.id, "240p", &seg)
@@ -953,17 +960,25 @@ pub(crate) mod tests {
                     msn: 0,
                     duration_us: 1,
                     size: 2,
+                    init_name: "init.mp4".into(),
                 },
                 SegmentRow {
                     msn: 1,
                     duration_us: 3,
                     size: 4,
+                    init_name: "init1.mp4".into(),
                 },
             ],
         )
         .await
         .expect("replace");
-        assert_eq!(db.segments(&v.id, "").await.expect("segs").len(), 2);
+        let segs = db.segments(&v.id, "").await.expect("segs");
+        assert_eq!(
+            segs.iter()
+                .map(|s| s.init_name.as_str())
+                .collect::<Vec<_>>(),
+            ["init.mp4", "init1.mp4"]
+        );
         assert_eq!(db.segments(&v.id, "240p").await.expect("segs"), vec![seg]);
         assert_eq!(
             db.list_videos(Some(VideoState::Live))
@@ -1131,6 +1146,7 @@ pub(crate) mod tests {
             msn: 0,
             duration_us: 1,
             size: 1,
+            init_name: "init.mp4".into(),
         };
         db.add_segment(&v.id, "", &seg).await.expect("seg");
         assert_eq!(

@@ -269,23 +269,31 @@ async fn serve_vod(
         if segs.is_empty() && !rendition.is_empty() {
             return Err(not_found("rendition"));
         }
-        let list: Vec<(String, i64)> = segs
-            .iter()
-            .map(|s| (format!("seg{}.m4s", s.msn), s.duration_us))
+        let list: Vec<vshare_package::VodSegment> = segs
+            .into_iter()
+            .map(|s| vshare_package::VodSegment {
+                uri: format!("seg{}.m4s", s.msn),
+                duration_us: s.duration_us,
+                init_uri: s.init_name,
+            })
             .collect();
         let ended = matches!(video.state, VideoState::Ready | VideoState::Partial);
-        let text = vshare_package::vod_playlist(&list, "init.mp4", ended);
+        let text = vshare_package::vod_playlist_segments(&list, ended);
         return Ok(media_response(
             M3U8,
             if ended { "max-age=3600" } else { "no-cache" },
             Bytes::from(text),
         ));
     }
+    let numbered = |prefix: &str, suffix: &str| {
+        file.strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(suffix))
+            .is_some_and(|n| n.parse::<u64>().is_ok())
+    };
+    // init<msn>.mp4: the init segment of a codec configuration that started at segment msn.
     let valid = matches!(file, "video.mp4" | "init.mp4" | "video.webm" | "video.3gp")
-        || file
-            .strip_prefix("seg")
-            .and_then(|r| r.strip_suffix(".m4s"))
-            .is_some_and(|n| n.parse::<u64>().is_ok());
+        || numbered("seg", ".m4s")
+        || numbered("init", ".mp4");
     if !valid {
         return Err(not_found("file"));
     }

@@ -62,12 +62,24 @@ struct Measured {
     last_video_dts: i64,
     first_dts: Option<i64>,
     last_dts: i64,
+    /// The largest picture (by area) of every video configuration seen, as the VOD MP4's
+    /// track header announces it.
+    largest_picture: Option<(u32, u32)>,
 }
 
 impl Measured {
     fn observe(&mut self, event: &MediaEvent) {
         match event {
-            MediaEvent::Config(TrackConfig::Avc(c)) => self.video = Some(c.clone()),
+            MediaEvent::Config(TrackConfig::Avc(c)) => {
+                let area = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
+                if self
+                    .largest_picture
+                    .is_none_or(|l| area(l) < area((c.width, c.height)))
+                {
+                    self.largest_picture = Some((c.width, c.height));
+                }
+                self.video = Some(c.clone());
+            }
             MediaEvent::Config(TrackConfig::Aac(c)) => self.audio = Some(c.clone()),
             MediaEvent::Frame(f) => {
                 self.media_bytes += f.data.len() as u64;
@@ -107,6 +119,22 @@ impl Measured {
 
     fn duration_us(&self) -> i64 {
         self.last_dts - self.first_dts.unwrap_or(self.last_dts)
+    }
+
+    /// A record of the recorded file: as [`record`](Self::record), with the largest picture of
+    /// a stream whose picture size changed.
+    fn vod_record(
+        &self,
+        video_id: &str,
+        url: String,
+        format: &str,
+        title: &str,
+    ) -> AttributeRecord {
+        let mut r = self.record(Kind::Vod, video_id, url, format, title);
+        if let Some((w, h)) = self.largest_picture {
+            (r.width, r.height) = (w, h);
+        }
+        r
     }
 
     /// A record of this stream with the measured picture and sound.
@@ -754,12 +782,12 @@ impl VideoServer {
         let size = write_mp4(&self.storage, id, &prefix, builder, &rec.segments).await?;
         let duration = builder.duration_us();
         let base = format!("{}/vod/{id}/{prefix}", self.public_url);
-        let mut mp4 = measured.record(Kind::Vod, id, format!("{base}video.mp4"), "mp4", title);
+        let mut mp4 = measured.vod_record(id, format!("{base}video.mp4"), "mp4", title);
         mp4.size = size;
         mp4.duration_ms = (duration / 1000) as u64;
         mp4.bitrate = bitrate(size, duration);
         let hls_size = rec.init_size + rec.segments.iter().map(|s| s.size as u64).sum::<u64>();
-        let mut hls = measured.record(Kind::Vod, id, format!("{base}index.m3u8"), "hls", title);
+        let mut hls = measured.vod_record(id, format!("{base}index.m3u8"), "hls", title);
         hls.size = hls_size;
         hls.duration_ms = mp4.duration_ms;
         hls.bitrate = bitrate(hls_size, duration);
@@ -813,32 +841,14 @@ impl VideoServer {
     async fn recover_one(&self, v: &Video) -> anyhow::Result<usize> {
         // The source's recording; transcoded renditions are not recovered (they are made again
         // from the source by whoever needs them).
-        let names = self.storage.list_video(&v.id).await?;
-        let mut msns: Vec<u64> = names
-            .iter()
-            .filter_map(|n| n.strip_prefix("seg")?.strip_suffix(".m4s")?.parse().ok())
-            .collect();
-        msns.sort_unstable();
-        let init = self.storage.get(&object_path(&v.id, "init.mp4")).await?;
-        let mut builder = VodMp4Builder::new(&init)?;
-        let mut segments = Vec::new();
-        for msn in msns {
-            let bytes = self
-                .storage
-                .get(&object_path(&v.id, &format!("seg{msn}.m4s")))
-                .await?;
-            let before = builder.duration_us();
-            if let Err(e) = builder.add_segment(&bytes) {
-                // A segment cut short by the crash ends the recording.
-                warn!(video = %v.id, msn, "segment not usable: {e}");
-                break;
-            }
-            segments.push(SegmentRow {
-                msn: msn as i64,
-                duration_us: builder.duration_us() - before,
-                size: bytes.len() as i64,
-            });
-        }
+        let Recorded {
+            builder,
+            segments,
+            init_size,
+        } = rebuild(&self.storage, &v.id).await?;
+        let Some(builder) = builder else {
+            anyhow::bail!("no init segment");
+        };
         self.db.replace_segments(&v.id, "", &segments).await?;
         let size = write_mp4(&self.storage, &v.id, "", &builder, &segments).await?;
         let duration = builder.duration_us();
@@ -854,7 +864,7 @@ impl VideoServer {
             (
                 "hls",
                 format!("{}/vod/{}/index.m3u8", self.public_url, v.id),
-                init.len() as u64 + segments.iter().map(|s| s.size as u64).sum::<u64>(),
+                init_size + segments.iter().map(|s| s.size as u64).sum::<u64>(),
             ),
         ] {
             let mut r = template.clone().unwrap_or_else(|| {
@@ -883,6 +893,71 @@ impl VideoServer {
 
 fn video_live_attrs(server: &VideoServer, id: &str) -> Vec<AttributeRecord> {
     server.live_record(id).into_iter().collect()
+}
+
+/// The source's recording read back from storage alone (after a crash): `init.mp4` and the
+/// `init<msn>.mp4` of later configurations, and the segments in order, each read against the
+/// latest init segment named by a number up to its own. A segment or init segment that does not
+/// read (cut short by the crash) ends the recording.
+async fn rebuild(storage: &Storage, id: &str) -> anyhow::Result<Recorded> {
+    let names = storage.list_video(id).await?;
+    let number = |name: &str, prefix: &str, suffix: &str| -> Option<u64> {
+        name.strip_prefix(prefix)?
+            .strip_suffix(suffix)?
+            .parse()
+            .ok()
+    };
+    let mut msns: Vec<u64> = names
+        .iter()
+        .filter_map(|n| number(n, "seg", ".m4s"))
+        .collect();
+    msns.sort_unstable();
+    // Init segments of later configurations, by the first segment they apply to.
+    let mut later_inits: Vec<u64> = names
+        .iter()
+        .filter_map(|n| number(n, "init", ".mp4"))
+        .collect();
+    later_inits.sort_unstable();
+    let init = storage.get(&object_path(id, "init.mp4")).await?;
+    let mut init_size = init.len() as u64;
+    let mut builder = VodMp4Builder::new(&init)?;
+    let mut current = "init.mp4".to_string();
+    let mut segments = Vec::new();
+    for msn in msns {
+        let wanted = later_inits
+            .iter()
+            .rev()
+            .find(|k| **k <= msn)
+            .map_or_else(|| "init.mp4".to_string(), |k| init_name(false, *k));
+        if wanted != current {
+            let bytes = storage.get(&object_path(id, &wanted)).await?;
+            if let Err(e) = builder.add_init(&bytes) {
+                warn!(video = %id, msn, init = %wanted, "init segment not usable: {e}");
+                break;
+            }
+            init_size += bytes.len() as u64;
+            current = wanted;
+        }
+        let bytes = storage
+            .get(&object_path(id, &format!("seg{msn}.m4s")))
+            .await?;
+        let before = builder.duration_us();
+        if let Err(e) = builder.add_segment(&bytes) {
+            warn!(video = %id, msn, "segment not usable: {e}");
+            break;
+        }
+        segments.push(SegmentRow {
+            msn: msn as i64,
+            duration_us: builder.duration_us() - before,
+            size: bytes.len() as i64,
+            init_name: current.clone(),
+        });
+    }
+    Ok(Recorded {
+        builder: Some(builder),
+        segments,
+        init_size,
+    })
 }
 
 /// Writes `video.mp4`: the fast-start header, then the sample data of every segment in order.
@@ -941,10 +1016,24 @@ enum RecordMessage {
 struct Recorded {
     builder: Option<VodMp4Builder>,
     segments: Vec<SegmentRow>,
+    /// Bytes of every init segment stored.
     init_size: u64,
 }
 
+/// The storage name of an init segment: `init.mp4` for the stream's first configuration,
+/// `init<msn>.mp4` for one that a codec configuration change started at segment `msn`.
+fn init_name(first: bool, msn: u64) -> String {
+    if first {
+        "init.mp4".to_string()
+    } else {
+        format!("init{msn}.mp4")
+    }
+}
+
 /// Stores segments as they are made: a killed server loses at most the segment in progress.
+/// Each init segment is stored just before the first segment packaged under it (which names it),
+/// and each segment's row names its init segment; a configuration change mid-stream becomes a
+/// new sample entry in the MP4 ([`VodMp4Builder::add_init`]) and a new `EXT-X-MAP` in the HLS VOD.
 async fn record(
     storage: Storage,
     db: Db,
@@ -959,28 +1048,37 @@ async fn record(
         segments: Vec::new(),
         init_size: 0,
     };
+    // The init segment the next segment was packaged under, until that segment stores it.
+    let mut pending: Option<Bytes> = None;
+    // The stored init segment in force: its bytes and name.
+    let mut current: Option<(Bytes, String)> = None;
     while let Some(msg) = rx.recv().await {
         match msg {
             RecordMessage::Init(bytes) => {
-                if rec.builder.is_some() {
-                    warn!(video = %id, "codec configuration changed mid-stream; the VOD keeps the first");
-                    continue;
-                }
-                storage
-                    .put(
-                        &object_path(&id, &format!("{prefix}init.mp4")),
-                        bytes.clone(),
-                    )
-                    .await?;
-                rec.init_size = bytes.len() as u64;
-                rec.builder = Some(VodMp4Builder::new(&bytes)?);
+                let same = current.as_ref().is_some_and(|(b, _)| *b == bytes);
+                pending = (!same).then_some(bytes);
             }
             RecordMessage::Segment {
                 msn,
                 duration_us,
                 bytes,
             } => {
-                let Some(builder) = rec.builder.as_mut() else {
+                if let Some(init) = pending.take() {
+                    let name = init_name(rec.builder.is_none(), msn);
+                    match rec.builder.as_mut() {
+                        None => rec.builder = Some(VodMp4Builder::new(&init)?),
+                        Some(builder) => {
+                            builder.add_init(&init)?;
+                            info!(video = %id, rendition = %rendition, msn, init = %name, "codec configuration changed; recording goes on with a new init segment");
+                        }
+                    }
+                    storage
+                        .put(&object_path(&id, &format!("{prefix}{name}")), init.clone())
+                        .await?;
+                    rec.init_size += init.len() as u64;
+                    current = Some((init, name));
+                }
+                let (Some(builder), Some((_, init_name))) = (rec.builder.as_mut(), &current) else {
                     warn!(video = %id, msn, "segment before init segment; not recorded");
                     continue;
                 };
@@ -994,6 +1092,7 @@ async fn record(
                     msn: msn as i64,
                     duration_us,
                     size: bytes.len() as i64,
+                    init_name: init_name.clone(),
                 };
                 db.add_segment(&id, &rendition, &row).await?;
                 builder.add_segment(&bytes)?;
@@ -1055,5 +1154,248 @@ impl Rendition {
     /// Its media playlist relative to the multivariant playlist.
     fn playlist_uri(&self) -> String {
         format!("{}index.m3u8", rendition_prefix(self.name.as_deref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use vshare_media::Frame;
+    use vshare_media::flv::{TagDemuxer, TagType, read_file};
+
+    use super::*;
+    use crate::db::Visibility;
+
+    /// `seconds` of H.264 at `size` (30 fps, a key frame each second) + AAC, as an FLV made by
+    /// ffmpeg; its parameter sets are only in the sequence header (global headers).
+    fn clip(dir: &std::path::Path, size: &str) -> std::path::PathBuf {
+        let path = dir.join(format!("{size}.flv"));
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size={size}:rate=30"))
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=f=1000:sample_rate=44100",
+                "-t",
+                "3",
+            ])
+            .args(["-c:v", "libx264", "-g", "30", "-pix_fmt", "yuv420p"])
+            .args(["-c:a", "aac", "-f", "flv"])
+            .arg(&path)
+            .output()
+            .expect("ffmpeg is required for this test (apt-get install ffmpeg)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    }
+
+    /// The clip's media events, `offset_ms` later.
+    fn events(path: &std::path::Path, offset_ms: i64) -> Vec<MediaEvent> {
+        let data = Bytes::from(std::fs::read(path).expect("read clip"));
+        let mut demux = TagDemuxer::new();
+        let mut out = Vec::new();
+        for tag in read_file(data).expect("flv") {
+            let ts = i64::from(tag.timestamp_ms);
+            let event = match tag.tag_type {
+                TagType::Video => demux.video(ts, tag.body).expect("video tag"),
+                TagType::Audio => demux.audio(ts, tag.body).expect("audio tag"),
+                _ => None,
+            };
+            out.extend(event.map(|e| match e {
+                MediaEvent::Frame(f) => MediaEvent::Frame(Frame {
+                    pts: f.pts + offset_ms * 1000,
+                    dts: f.dts + offset_ms * 1000,
+                    ..f
+                }),
+                other => other,
+            }));
+        }
+        out
+    }
+
+    /// Runs of decoded pictures of one size: ((width, height), count).
+    type SizeRuns = Vec<((u64, u64), usize)>;
+
+    /// ffmpeg's decode errors (empty when clean) and the decoded pictures' sizes as runs.
+    fn decode(path: &std::path::Path) -> (String, SizeRuns) {
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(path)
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg");
+        let errors = String::from_utf8_lossy(&out.stderr).into_owned();
+        let probe = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v", "-show_entries"])
+            .args(["frame=width,height", "-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .expect("ffprobe");
+        let mut runs: SizeRuns = Vec::new();
+        for line in String::from_utf8_lossy(&probe.stdout).lines() {
+            let mut it = line.split(',').filter_map(|v| v.trim().parse::<u64>().ok());
+            let (Some(w), Some(h)) = (it.next(), it.next()) else {
+                continue;
+            };
+            match runs.last_mut() {
+                Some((size, n)) if *size == (w, h) => *n += 1,
+                _ => runs.push(((w, h), 1)),
+            }
+        }
+        (errors, runs)
+    }
+
+    #[tokio::test]
+    async fn a_configuration_change_is_recorded_and_rebuilt_after_a_crash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("store");
+        let storage = Storage::open(None, &store).expect("storage");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = Db::open(&url).await.expect("db");
+        let (key, _) = db.create_key("phone").await.expect("key");
+        let id = random_id(12);
+        db.insert_video(&Video {
+            id: id.clone(),
+            key_id: key.id,
+            title: "t".into(),
+            state: VideoState::Live,
+            created_at: now_rfc3339(),
+            ended_at: None,
+            attributes: vec![],
+            visibility: Visibility::Public,
+        })
+        .await
+        .expect("video");
+
+        // 640x360 → 320x180 → 640x360, each step a new encoder and a new avcC.
+        let (big, small) = (clip(dir.path(), "640x360"), clip(dir.path(), "320x180"));
+        let mut input = events(&big, 0);
+        input.extend(events(&small, 3000));
+        input.extend(events(&big, 6000));
+        let mut packager = Packager::new(PackagerConfig::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record(storage.clone(), db.clone(), id.clone(), None, rx));
+        // The init segment each segment was packaged under, as the packager said.
+        let mut inits: Vec<Bytes> = Vec::new();
+        let mut expected: Vec<(i64, usize)> = Vec::new();
+        let mut outputs = Vec::new();
+        for (i, event) in input.into_iter().enumerate() {
+            outputs.extend(packager.push(event, i as i64).expect("push"));
+        }
+        outputs.extend(packager.finish());
+        for out in outputs {
+            match out {
+                PackagerOutput::Init { bytes } => {
+                    inits.push(bytes.clone());
+                    tx.send(RecordMessage::Init(bytes)).expect("send");
+                }
+                PackagerOutput::Segment {
+                    msn,
+                    duration_us,
+                    bytes,
+                    ..
+                } => {
+                    expected.push((msn as i64, inits.len() - 1));
+                    tx.send(RecordMessage::Segment {
+                        msn,
+                        duration_us,
+                        bytes,
+                    })
+                    .expect("send");
+                }
+                PackagerOutput::Part { .. } => {}
+            }
+        }
+        drop(tx);
+        let rec = recorder.await.expect("join").expect("recorded");
+        assert_eq!(inits.len(), 3);
+
+        // Each init segment is stored under the first segment that uses it; each row names it.
+        let first_of = |init: usize| expected.iter().find(|(_, i)| *i == init).expect("used").0;
+        let names = [
+            "init.mp4".to_string(),
+            format!("init{}.mp4", first_of(1)),
+            format!("init{}.mp4", first_of(2)),
+        ];
+        for (name, bytes) in names.iter().zip(&inits) {
+            let stored = storage.get(&object_path(&id, name)).await.expect(name);
+            assert_eq!(&stored, bytes, "{name}");
+        }
+        let rows = db.segments(&id, "").await.expect("rows");
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.msn, r.init_name.as_str()))
+                .collect::<Vec<_>>(),
+            expected
+                .iter()
+                .map(|(msn, i)| (*msn, names[*i].as_str()))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(rec.segments, rows);
+        assert_eq!(
+            rec.init_size,
+            inits.iter().map(|b| b.len() as u64).sum::<u64>()
+        );
+
+        // The MP4 decodes whole, each picture at the size it was sent.
+        let builder = rec.builder.as_ref().expect("builder");
+        write_mp4(&storage, &id, "", builder, &rec.segments)
+            .await
+            .expect("mp4");
+        let mp4 = store.join("videos").join(&id).join("video.mp4");
+        let (errors, runs) = decode(&mp4);
+        assert!(errors.is_empty(), "decode errors: {errors}");
+        assert_eq!(runs, [((640, 360), 90), ((320, 180), 90), ((640, 360), 90)]);
+
+        // After a crash, storage alone gives back the same recording.
+        let rebuilt = rebuild(&storage, &id).await.expect("rebuild");
+        assert_eq!(
+            rebuilt
+                .segments
+                .iter()
+                .map(|r| (r.msn, r.init_name.clone()))
+                .collect::<Vec<_>>(),
+            rows.iter()
+                .map(|r| (r.msn, r.init_name.clone()))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(rebuilt.init_size, rec.init_size);
+        assert_eq!(
+            rebuilt.builder.as_ref().expect("builder").header(),
+            builder.header()
+        );
+
+        // A crash right after the last init segment was stored, before its first segment:
+        // the init segment is left unused and the recording ends at the segment before.
+        let last_change = first_of(2);
+        for (msn, _) in expected.iter().filter(|(m, _)| *m >= last_change) {
+            storage
+                .delete(&object_path(&id, &format!("seg{msn}.m4s")))
+                .await
+                .expect("delete");
+        }
+        let cut = rebuild(&storage, &id).await.expect("rebuild after crash");
+        assert_eq!(
+            cut.segments.last().map(|r| (r.msn, r.init_name.clone())),
+            Some((last_change - 1, names[1].clone()))
+        );
+        write_mp4(
+            &storage,
+            &id,
+            "",
+            cut.builder.as_ref().expect("b"),
+            &cut.segments,
+        )
+        .await
+        .expect("mp4");
+        let (errors, runs) = decode(&mp4);
+        assert!(errors.is_empty(), "decode errors: {errors}");
+        assert_eq!(runs, [((640, 360), 90), ((320, 180), 90)]);
     }
 }
