@@ -15,7 +15,11 @@ apt_packages=(build-essential pkg-config clang libclang-dev curl ca-certificates
   libavfilter-dev libavdevice-dev ffmpeg)
 if [ "$want_test" = 1 ]; then
   apt_packages+=(libwbxml2-utils tshark gammu python3-gammu python3-pip postgresql kannel kannel-extras fonts-dejavu-core iproute2 nftables)
+  # The browser tests: Debian's Chromium, driven by playwright-core (from web/, below).
+  apt_packages+=(chromium)
 fi
+# Node and npm build the browser pages (web/); any Node ≥ 18 will do, so keep one already there.
+command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -50,3 +54,12 @@ if [ "$want_test" = 1 ] && ! command -v s3s-fs >/dev/null 2>&1; then
   echo "setup: installing s3s-fs"
   cargo install s3s-fs@0.14.1 --features binary --locked --quiet
 fi
+
+# The browser pages: npm installs hls.js (and playwright-core, for the browser tests) exactly as
+# web/package-lock.json says, and the build writes web/dist, which `vshare serve` embeds.
+web="$(cd "$(dirname "$0")/../web" && pwd)"
+if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+  echo "setup: npm ci in web/"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd "$web" && npm run --silent build)
