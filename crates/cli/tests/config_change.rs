@@ -1,0 +1,251 @@
+//! A publisher whose picture size changes mid-stream (640x360 → 320x180 → 640x360, each step a
+//! new encoder with a new AVC sequence header before a key frame), published over RTMP by ffmpeg
+//! to a real `vshare serve`: the recorded MP4 and HLS VOD decode with ffmpeg without an error,
+//! every frame sent at the size it was sent.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// One FLV tag: type, timestamp (ms), body.
+type Tag = (u8, u32, Vec<u8>);
+
+/// The tags of an FLV file (header and previous-tag sizes checked loosely: ffmpeg wrote it).
+fn flv_tags(path: &Path) -> Vec<Tag> {
+    let data = std::fs::read(path).expect("read flv");
+    assert_eq!(&data[..3], b"FLV", "{path:?} is not an FLV file");
+    let mut pos = u32::from_be_bytes([data[5], data[6], data[7], data[8]]) as usize + 4;
+    let mut tags = Vec::new();
+    while pos + 11 <= data.len() {
+        let h = &data[pos..pos + 11];
+        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
+        let body = data
+            .get(pos + 11..pos + 11 + size)
+            .expect("tag within the file");
+        tags.push((h[0], ts, body.to_vec()));
+        pos += 11 + size + 4;
+    }
+    tags
+}
+
+/// Writes an FLV file of `tags` with audio and video.
+fn write_flv(path: &Path, tags: &[Tag]) {
+    let mut out = b"FLV\x01\x05\0\0\0\x09\0\0\0\0".to_vec();
+    for (kind, ts, body) in tags {
+        let size = body.len() as u32;
+        out.push(*kind);
+        out.extend_from_slice(&size.to_be_bytes()[1..]);
+        out.extend_from_slice(&ts.to_be_bytes()[1..]);
+        out.push((ts >> 24) as u8);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(body);
+        out.extend_from_slice(&(11 + size).to_be_bytes());
+    }
+    std::fs::write(path, out).expect("write flv");
+}
+
+/// `seconds` of H.264 at `size` (30 fps, a key frame each second) and AAC, made by ffmpeg as
+/// FLV: x264 is asked for global headers, so the parameter sets are only in the AVC sequence
+/// header (as with the upload protocol's WebCodecs encoders), never in the frames.
+fn clip(dir: &Path, size: &str, seconds: u32) -> PathBuf {
+    require_tool("ffmpeg");
+    let path = dir.join(format!("{size}.flv"));
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!("testsrc2=size={size}:rate=30:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=1000:sample_rate=44100:duration={seconds}"
+        ))
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p", "-c:a",
+            "aac", "-ac", "2", "-f", "flv",
+        ])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "ffmpeg could not make the clip");
+    path
+}
+
+/// Is this video tag an AVC sequence header (AVCPacketType 0)?
+fn is_sequence_header(tag: &Tag) -> bool {
+    tag.0 == 9 && tag.2.len() > 1 && tag.2[0] & 0x0f == 7 && tag.2[1] == 0
+}
+
+/// Is this video tag a coded frame (AVCPacketType 1)?
+fn is_frame(tag: &Tag) -> bool {
+    tag.0 == 9 && tag.2.len() > 1 && tag.2[0] & 0x0f == 7 && tag.2[1] == 1
+}
+
+/// The decoded video frames' sizes as runs of equal sizes: ((width, height), count).
+fn size_runs(input: &str) -> Vec<((u64, u64), usize)> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["frame=width,height", "-of", "csv=p=0", input])
+        .output()
+        .expect("ffprobe");
+    let mut runs: Vec<((u64, u64), usize)> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut it = line.split(',').filter_map(|v| v.trim().parse::<u64>().ok());
+        let (Some(w), Some(h)) = (it.next(), it.next()) else {
+            continue;
+        };
+        match runs.last_mut() {
+            Some((size, n)) if *size == (w, h) => *n += 1,
+            _ => runs.push(((w, h), 1)),
+        }
+    }
+    runs
+}
+
+fn record<'a>(video: &'a serde_json::Value, format: &str) -> &'a serde_json::Value {
+    video["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["format"] == format))
+        .unwrap_or_else(|| panic!("no {format} record in {video}"))
+}
+
+#[test]
+fn picture_size_change_mid_stream_is_recorded_whole() {
+    require_tool("ffprobe");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = create_key(&data);
+    // The default ladder: a 240p rendition is transcoded from the source as well.
+    let server = Server::start(&data, &[]);
+
+    // 640x360 → 320x180 → 640x360: each clip's own sequence headers and frames, 3 s apart.
+    let big = flv_tags(&clip(dir.path(), "640x360", 3));
+    let small = flv_tags(&clip(dir.path(), "320x180", 3));
+    let mut tags: Vec<Tag> = Vec::new();
+    for (i, clip) in [&big, &small, &big].into_iter().enumerate() {
+        let offset = 3000 * i as u32;
+        tags.extend(
+            clip.iter()
+                .filter(|t| t.0 == 8 || t.0 == 9)
+                .map(|(k, ts, b)| (*k, ts + offset, b.clone())),
+        );
+    }
+    let sent_frames = tags.iter().filter(|t| is_frame(t)).count();
+    assert_eq!(sent_frames, 270);
+    let headers: Vec<&Vec<u8>> = tags
+        .iter()
+        .filter(|t| is_sequence_header(t))
+        .map(|t| &t.2)
+        .collect();
+    assert_eq!(headers.len(), 3);
+    assert_ne!(headers[0], headers[1], "the two sizes have different avcC");
+    let spliced = dir.path().join("spliced.flv");
+    write_flv(&spliced, &tags);
+
+    // ffmpeg republishes the file over RTMP; its FLV demuxer and muxer carry each new sequence
+    // header through as a new sequence header.
+    let mut publisher = ffmpeg_publish(&spliced, &server.rtmp_url(&key));
+    let status = publisher.wait().expect("ffmpeg publish");
+    assert!(status.success(), "ffmpeg publish failed");
+    let video = wait_video_state(&server, &key, &["ready"], Duration::from_secs(60));
+    let log = server.log();
+    assert!(
+        log.contains("codec configuration changed"),
+        "the server saw no change: {log}"
+    );
+    assert!(!log.contains("the VOD keeps the first"), "{log}");
+
+    // The MP4: every frame decodes, at the size it was sent, in order.
+    let mp4 = record(&video, "mp4");
+    let mp4_url = mp4["url"].as_str().expect("mp4 url");
+    let errors = decode_errors(mp4_url);
+    assert!(errors.is_empty(), "MP4 decode errors: {errors}");
+    let expected = [((640, 360), 90), ((320, 180), 90), ((640, 360), 90)];
+    assert_eq!(size_runs(mp4_url), expected);
+    assert_eq!(frame_count(mp4_url, "v:0"), sent_frames as u64);
+    // The record announces the largest picture, as the MP4's track header does.
+    assert_eq!(
+        (mp4["width"].as_u64(), mp4["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    let probe = ffprobe(mp4_url);
+    assert_eq!(
+        probe["format"]["size"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok()),
+        mp4["size"].as_u64()
+    );
+
+    // The transcoded rendition, made across the change, is whole too.
+    let rung = video["attributes"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|r| r["format"] == "mp4" && r["url"] != mp4["url"])
+        })
+        .unwrap_or_else(|| panic!("no transcoded MP4 in {video}"));
+    let rung_url = rung["url"].as_str().expect("rung url");
+    let errors = decode_errors(rung_url);
+    assert!(errors.is_empty(), "{rung_url} decode errors: {errors}");
+    assert_eq!(frame_count(rung_url, "v:0"), sent_frames as u64);
+
+    // The HLS VOD: a discontinuity and a new EXT-X-MAP at each change.
+    let hls_url = record(&video, "hls")["url"].as_str().expect("hls url");
+    let (status, body) = http_get(hls_url);
+    assert_eq!(status, 200);
+    let playlist = String::from_utf8(body).expect("utf8");
+    assert_eq!(
+        playlist.matches("#EXT-X-DISCONTINUITY\n").count(),
+        2,
+        "{playlist}"
+    );
+    let maps: Vec<&str> = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\"")?.strip_suffix('"'))
+        .collect();
+    assert_eq!(maps.len(), 3, "{playlist}");
+    assert_eq!(maps[0], "init.mp4", "the first keeps its old name");
+    assert!(
+        maps[1..]
+            .iter()
+            .all(|m| m.starts_with("init") && *m != "init.mp4")
+    );
+    // A player loads each map's init segment for the segments after it: each run, fetched
+    // over HTTP as a player does, decodes by itself.
+    let base = hls_url.trim_end_matches("index.m3u8");
+    let mut runs: Vec<Vec<u8>> = Vec::new();
+    for line in playlist.lines() {
+        let uri = match line.strip_prefix("#EXT-X-MAP:URI=\"") {
+            Some(rest) => rest.trim_end_matches('"'),
+            None if !line.starts_with('#') && !line.is_empty() => line,
+            None => continue,
+        };
+        let (status, bytes) = http_get(&format!("{base}{uri}"));
+        assert_eq!(status, 200, "{uri}");
+        if line.starts_with('#') {
+            runs.push(bytes);
+        } else {
+            runs.last_mut().expect("a map first").extend(bytes);
+        }
+    }
+    let mut hls_runs = Vec::new();
+    for (i, bytes) in runs.iter().enumerate() {
+        let path = dir.path().join(format!("run{i}.mp4"));
+        std::fs::write(&path, bytes).expect("write");
+        let path = path.to_str().expect("path");
+        let errors = decode_errors(path);
+        assert!(errors.is_empty(), "HLS run {i} decode errors: {errors}");
+        hls_runs.extend(size_runs(path));
+    }
+    assert_eq!(hls_runs, expected);
+}
