@@ -50,7 +50,8 @@ function openReceiver(output) {
 const playerState = (page) => page.evaluate(() => {
   const v = document.querySelector('#player');
   return { t: v.currentTime, w: v.videoWidth, h: v.videoHeight, paused: v.paused, ended: v.ended,
-    duration: v.duration, engine: window.vshareWatch.engine, errors: window.vshareWatch.errors };
+    duration: v.duration, engine: window.vshareWatch.engine, errors: window.vshareWatch.errors,
+    mediaError: v.error ? `${v.error.code}: ${v.error.message}` : null };
 });
 
 async function main() {
@@ -153,7 +154,7 @@ async function main() {
     throw new Error(`${e.message}; player: ${JSON.stringify(lastVod)}`);
   });
   result.vod.played = { engine: ended.engine, end_s: ended.t, duration_s: ended.duration };
-  check(ended.engine === 'mp4', `the recording plays as MP4 (${ended.engine})`);
+  check(ended.engine === 'hls.js', `the recording plays as HLS VOD with hls.js (${ended.engine})`);
   check(Math.abs(ended.t - mp4.duration_ms / 1000) < 1.0,
     `played to the end: ${ended.t} s of ${mp4.duration_ms / 1000} s`);
 

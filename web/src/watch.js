@@ -102,27 +102,34 @@ function playLive(v) {
   if (params.get('glass') === '1') startGlass(player);
 }
 
+/**
+ * The recording: its HLS VOD where there is one (hls.js, or the browser's own HLS on Apple),
+ * since a recording whose picture size changed (a quality step) has one init segment per
+ * size, which HLS maps and Chromium's progressive MP4 playback cannot follow; else the MP4.
+ * The MP4 is always the download.
+ */
 function playVod(v) {
   const player = $('#player');
   stopPlayback();
   watch.mode = 'vod';
-  const mp4 = mp4Record(v);
-  if (mp4) {
-    watch.engine = 'mp4';
-    player.src = mp4.url;
-  } else {
-    const rec = hlsVodRecord(v);
+  const rec = hlsVodRecord(v);
+  const forced = params.get('vod');
+  if (rec && forced !== 'mp4' && (Hls.isSupported() || player.canPlayType(M3U8))) {
     if (useNativeHls(player)) {
       watch.engine = 'native';
       player.src = rec.url;
     } else {
       watch.engine = 'hls.js';
-      watch.hls = new Hls();
+      watch.hls = new Hls({ enableWorker: false });
+      watch.hls.on(Hls.Events.ERROR, (_e, data) => watch.errors.push(`${data.type}: ${data.details}`));
       watch.hls.loadSource(rec.url);
       watch.hls.attachMedia(player);
     }
+  } else {
+    watch.engine = 'mp4';
+    player.src = mp4Record(v).url;
   }
-  $('#player-note').textContent = `Recording · ${watch.engine === 'mp4' ? 'MP4' : 'HLS'}`;
+  $('#player-note').textContent = `Recording · ${watch.engine === 'mp4' ? 'MP4' : `HLS (${watch.engine === 'native' ? "the browser's" : 'hls.js'})`}`;
   player.play().catch(() => {
     player.muted = true;
     player.play().catch(() => {});

@@ -189,7 +189,7 @@ fn studio_publishes_live_and_vod_play_share_reaches_open_in_chromium() {
     assert!(r["live"]["width"].as_u64().unwrap_or(0) > 0);
     // The upload resumed once after its connection was cut.
     assert!(r["upload"]["resumes"].as_u64().unwrap_or(0) >= 1);
-    // The recording played to its end as MP4.
+    // The recording played to its end (HLS VOD, hls.js).
     let vod_s = r["vod"]["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
     let end_s = r["vod"]["played"]["end_s"].as_f64().unwrap_or(0.0);
     assert!(
