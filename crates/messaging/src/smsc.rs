@@ -42,12 +42,35 @@ impl Default for SmscOptions {
     }
 }
 
+/// registered_delivery (SMPP v3.4 §5.2.17) bits 1–0: which final receipts are wanted.
+const RECEIPT_MASK: u8 = 0x03;
+const RECEIPT_ALWAYS: u8 = 0x01;
+const RECEIPT_ON_FAILURE: u8 = 0x02;
+/// registered_delivery bit 4: intermediate notification requested.
+pub const REGISTERED_INTERMEDIATE: u8 = 0x10;
+/// esm_class (§5.2.12) message type of a deliver_sm carrying an intermediate delivery
+/// notification (xx1000xx).
+pub const ESM_INTERMEDIATE: u8 = 0x20;
+
+/// What a receipt reports (message_state values of §5.2.28).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stat {
+    /// Stored, on its way (intermediate): message_state 1 ENROUTE.
+    Enroute,
+    /// message_state 2 DELIVERED.
+    Delivered,
+    /// message_state 5 UNDELIVERABLE.
+    Undeliverable,
+}
+
 #[derive(Debug, Clone)]
 struct ReceiptTo {
     conn: Option<mpsc::UnboundedSender<Cmd>>,
     message_id: String,
     submitted: String,
     original: Sm,
+    /// registered_delivery of the submit_sm.
+    wanted: u8,
 }
 
 #[derive(Debug)]
@@ -125,6 +148,26 @@ impl Smsc {
         }
     }
 
+    /// How many messages are held per destination number (`+` removed) for want of a bound
+    /// receiver: subscribers' messages, and receipts for a sender whose receiver is away.
+    pub fn stored_per_destination(&self) -> HashMap<String, usize> {
+        let r = self.router.lock().unwrap_or_else(|e| e.into_inner());
+        r.stored
+            .iter()
+            .map(|(k, q)| (k.clone(), q.len()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// The messages held for `number` (`+` ignored), oldest first.
+    pub fn stored_for(&self, number: &str) -> Vec<Sm> {
+        let r = self.router.lock().unwrap_or_else(|e| e.into_inner());
+        r.stored
+            .get(&key(number))
+            .map(|q| q.iter().map(|(sm, _)| sm.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Binds `addr` and serves until the task is dropped; returns the bound address.
     pub async fn spawn(
         self,
@@ -176,25 +219,43 @@ impl Smsc {
         r.stored.entry(k).or_default().push_back((sm, receipt));
     }
 
-    fn receipt(&self, to: ReceiptTo, delivered: bool) {
+    /// Sends the receipt `stat` for a message to its sender, if its registered_delivery asks
+    /// for that kind.
+    fn receipt(&self, to: &ReceiptTo, stat: Stat) {
+        let wanted = match stat {
+            Stat::Enroute => to.wanted & REGISTERED_INTERMEDIATE != 0,
+            Stat::Delivered => to.wanted & RECEIPT_MASK == RECEIPT_ALWAYS,
+            Stat::Undeliverable => matches!(
+                to.wanted & RECEIPT_MASK,
+                RECEIPT_ALWAYS | RECEIPT_ON_FAILURE
+            ),
+        };
+        if !wanted {
+            return;
+        }
         let text = String::from_utf8_lossy(&to.original.short_message)
             .chars()
             .take(20)
             .collect::<String>();
+        let (word, state, esm_class, err) = match stat {
+            Stat::Enroute => ("ENROUTE", 1, ESM_INTERMEDIATE, "000"),
+            Stat::Delivered => ("DELIVRD", 2, esm::DELIVERY_RECEIPT, "000"),
+            Stat::Undeliverable => ("UNDELIV", 5, esm::DELIVERY_RECEIPT, "001"),
+        };
         let r = Receipt {
             id: to.message_id.clone(),
             submitted: 1,
-            delivered: u32::from(delivered),
+            delivered: u32::from(stat == Stat::Delivered),
             submit_date: to.submitted.clone(),
             done_date: receipt_date(SystemTime::now()),
-            stat: if delivered { "DELIVRD" } else { "UNDELIV" }.into(),
-            err: if delivered { "000" } else { "001" }.into(),
+            stat: word.into(),
+            err: err.into(),
             text,
         };
         let sm = Sm {
             source: to.original.dest.clone(),
             dest: to.original.source.clone(),
-            esm_class: esm::DELIVERY_RECEIPT,
+            esm_class,
             short_message: r.to_text().into_bytes(),
             tlvs: vec![
                 Tlv {
@@ -203,7 +264,7 @@ impl Smsc {
                 },
                 Tlv {
                     tag: tag::MESSAGE_STATE,
-                    value: vec![if delivered { 2 } else { 5 }],
+                    value: vec![state],
                 },
             ],
             ..Sm::default()
@@ -336,12 +397,21 @@ impl Smsc {
                                 sm.dest.display(),
                                 sm.short_message.len()
                             );
-                            let receipt = (sm.registered_delivery & 1 == 1).then(|| ReceiptTo {
-                                conn: can_receive.then(|| tx.clone()),
-                                message_id: message_id.clone(),
-                                submitted: receipt_date(SystemTime::now()),
-                                original: sm.clone(),
-                            });
+                            let receipt = (sm.registered_delivery
+                                & (RECEIPT_MASK | REGISTERED_INTERMEDIATE)
+                                != 0)
+                                .then(|| ReceiptTo {
+                                    conn: can_receive.then(|| tx.clone()),
+                                    message_id: message_id.clone(),
+                                    submitted: receipt_date(SystemTime::now()),
+                                    original: sm.clone(),
+                                    wanted: sm.registered_delivery,
+                                });
+                            // Accepted and stored (or on its way to a bound phone): the
+                            // intermediate notification, before any final receipt.
+                            if let Some(to) = &receipt {
+                                self.receipt(to, Stat::Enroute);
+                            }
                             let mut deliver = sm;
                             deliver.registered_delivery = 0;
                             deliver.schedule_delivery_time.clear();
@@ -350,7 +420,7 @@ impl Smsc {
                         }
                         Event::Submitted { tag, .. } => {
                             if let Some((_, Some(to))) = receipts.remove(&tag) {
-                                self.receipt(to, true);
+                                self.receipt(&to, Stat::Delivered);
                             }
                         }
                         Event::Failed { tag, status } => {
@@ -359,7 +429,7 @@ impl Smsc {
                                 my_key.as_deref().unwrap_or("?")
                             );
                             if let Some((_, Some(to))) = receipts.remove(&tag) {
-                                self.receipt(to, false);
+                                self.receipt(&to, Stat::Undeliverable);
                             }
                         }
                         Event::TimedOut { tag } => {
@@ -397,6 +467,92 @@ impl Smsc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::smpp_client::{Client, ClientOptions};
+    use std::time::Duration;
+    use vshare_smpp::BindKind;
+
+    async fn bind(addr: &str, kind: BindKind, number: &str) -> Client {
+        let mut o = ClientOptions::new(addr, kind, number, "pw");
+        o.address_range = number.trim_start_matches('+').into();
+        Client::connect(&o).await.expect("bind")
+    }
+
+    async fn next(c: &mut Client, wait_ms: u64) -> Option<Sm> {
+        c.recv(Some(Instant::now() + Duration::from_millis(wait_ms)))
+            .await
+            .expect("recv")
+    }
+
+    fn state(sm: &Sm) -> Option<u8> {
+        sm.tlv(tag::MESSAGE_STATE).and_then(|v| v.first().copied())
+    }
+
+    /// registered_delivery 0x11: ENROUTE (esm_class 0x20, message_state 1) when the message
+    /// is stored, DELIVRD (0x04, 2) when the phone took it; 0x01: only DELIVRD; 0x02 (failure
+    /// only): nothing for a delivered message.
+    #[tokio::test]
+    async fn intermediate_and_final_receipts_as_asked() {
+        let smsc = Smsc::new(SmscOptions::default());
+        let (addr, _h) = smsc.clone().spawn("127.0.0.1:0").await.expect("smsc");
+        let addr = addr.to_string();
+        let mut sender = bind(&addr, BindKind::Transceiver, "+111").await;
+        let mut messages = Vec::new();
+        for (to, rd) in [("+222", 0x11), ("+333", 0x01), ("+444", 0x02)] {
+            let mut sm = Sm::text("+111", to, b"hello");
+            sm.registered_delivery = rd;
+            messages.push(sm);
+        }
+        let ids: Vec<String> = sender
+            .submit_many(messages)
+            .await
+            .expect("submit")
+            .into_iter()
+            .map(|r| r.expect("accepted"))
+            .collect();
+        let enroute = next(&mut sender, 1000).await.expect("intermediate receipt");
+        assert_eq!(enroute.esm_class, ESM_INTERMEDIATE);
+        assert_eq!(state(&enroute), Some(1));
+        let r = Receipt::parse(&String::from_utf8_lossy(&enroute.short_message)).expect("text");
+        assert_eq!(
+            (r.id.as_str(), r.stat.as_str(), r.delivered),
+            (ids[0].as_str(), "ENROUTE", 0)
+        );
+        assert_eq!(enroute.source.addr, "222");
+        assert!(
+            next(&mut sender, 300).await.is_none(),
+            "one intermediate only"
+        );
+        let per = smsc.stored_per_destination();
+        assert_eq!(
+            (per.get("222"), per.get("333"), per.get("444")),
+            (Some(&1), Some(&1), Some(&1))
+        );
+        assert_eq!(smsc.stored_for("+222")[0].short_message, b"hello");
+        let mut phones = Vec::new();
+        for n in ["+222", "+333", "+444"] {
+            let mut p = bind(&addr, BindKind::Receiver, n).await;
+            assert!(next(&mut p, 1000).await.is_some(), "{n} got its message");
+            phones.push(p);
+        }
+        let mut finals = Vec::new();
+        while let Some(sm) = next(&mut sender, 500).await {
+            finals.push(sm);
+        }
+        assert_eq!(
+            finals.len(),
+            2,
+            "DELIVRD for 0x11 and 0x01, nothing for 0x02"
+        );
+        for sm in &finals {
+            assert_eq!(sm.esm_class, esm::DELIVERY_RECEIPT);
+            assert_eq!(state(sm), Some(2));
+            let r = Receipt::parse(&String::from_utf8_lossy(&sm.short_message)).expect("text");
+            assert_eq!(r.stat, "DELIVRD");
+            assert!(r.id == ids[0] || r.id == ids[1], "{r:?}");
+        }
+        assert!(smsc.stored_per_destination().is_empty());
+    }
 
     #[test]
     fn receipt_dates() {
