@@ -1,5 +1,6 @@
-//! Arbitrary bytes as an init segment and as media segments of the fast-start MP4 builder:
-//! every input must end in `Ok` or a typed error, never a panic or a runaway allocation.
+//! Arbitrary bytes as an init segment (first or later) and as media segments of the fast-start
+//! MP4 builder: every input must end in `Ok` or a typed error, never a panic or a runaway
+//! allocation.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use vshare_package::VodMp4Builder;
@@ -21,6 +22,13 @@ fuzz_target!(|data: &[u8]| {
         if vod.add_segment(rest).is_ok() {
             let _ = vod.header();
             let _ = vod.total_size();
+        }
+        // The first part as a later init segment (a codec configuration change), the rest as
+        // a segment read against it.
+        if vod.add_init(init).is_ok() {
+            let _ = vod.add_segment(segment);
+            let _ = vod.header();
+            let _ = vod.duration_us();
         }
     }
 });
