@@ -18,6 +18,8 @@ const START_KBPS = Number(params.get('start_kbps')) || 1200;
 const MAX_KBPS = Number(params.get('max_kbps')) || 2500;
 const CAPTURE_W = Number(params.get('width')) || 1280;
 const CAPTURE_H = Number(params.get('height')) || 720;
+/** `?quality=fixed`: keep the capture size and 30 fps (benchmarks); the bitrate still follows. */
+const FIXED_QUALITY = params.get('quality') === 'fixed';
 /** A key frame at least this often (µs): segments and late joiners need them. */
 const KEY_INTERVAL_US = 1_000_000;
 const AUDIO_KBPS = { aac: 64, opus: 32 };
@@ -155,6 +157,7 @@ async function openSource() {
   v.srcObject = stream;
   await v.play().catch(() => {});
   const s = stream.getVideoTracks()[0].getSettings();
+  studio.cameraFps = s.frameRate ? Math.round(s.frameRate) : null;
   studio.captureWidth = (s.width || v.videoWidth || 640) & ~1;
   studio.captureHeight = (s.height || v.videoHeight || 480) & ~1;
   $('#source-note').textContent = `Camera ${studio.captureWidth}×${studio.captureHeight}`
@@ -221,6 +224,8 @@ class Broadcast {
     this.lastWire = 0;
     this.lastWireAt = performance.now();
     this.feedback = null;
+    /** The quality step the encoder runs at (the rate controller's, unless fixed). */
+    this.step = 0;
   }
 
   async start() {
@@ -245,6 +250,7 @@ class Broadcast {
     });
     this.client = client;
     studio.client = client;
+    this.step = FIXED_QUALITY ? 0 : client.rate.step();
     client.addEventListener('state', (e) => setState(e.detail.state, e.detail.reason));
     client.addEventListener('welcome', (e) => this.onWelcome(e.detail));
     client.addEventListener('feedback', (e) => this.onFeedback(e.detail));
@@ -286,7 +292,7 @@ class Broadcast {
   /** (Re)configures the video encoder for the current quality step and target. */
   configureVideo() {
     const rate = this.client.rate;
-    const step = rate.step();
+    const step = this.step;
     const [width, height] = rate.stepSize(step);
     const kbps = rate.videoKbps();
     this.videoCfg = {
@@ -305,7 +311,7 @@ class Broadcast {
       const t = frame.timestamp;
       if (this.offsetV === null) this.offsetV = performance.now() * 1000 - t;
       // The step's frame rate: skip frames that come sooner (a 2 ms tolerance for jitter).
-      const fps = this.client.rate.stepFps(this.client.rate.step());
+      const fps = this.client.rate.stepFps(this.step);
       if (t - this.lastFrameUs < 1e6 / fps - 2000) return;
       // An encoder that cannot keep up: drop here rather than queue delay.
       if (this.videoEncoder.encodeQueueSize > 2) {
@@ -395,7 +401,8 @@ class Broadcast {
 
   onFeedback(f) {
     this.feedback = f;
-    if (f.step !== null && f.step !== undefined) {
+    if (f.step !== null && f.step !== undefined && !FIXED_QUALITY) {
+      this.step = f.step;
       this.configureVideo();
     } else if (Math.abs(f.videoKbps - this.configuredKbps) > 0.15 * this.configuredKbps) {
       // Bitrate only: the same picture size, no new configuration message needed.
@@ -414,10 +421,11 @@ class Broadcast {
     this.lastWireAt = now;
     this.uplinkBps = bps;
     const rate = c.rate;
-    const [w, hgt] = rate.stepSize(rate.step());
+    const [w, hgt] = rate.stepSize(this.step);
     $('#s-uplink').textContent = formatKbps(bps);
     $('#s-target').textContent = formatKbps(rate.targetKbps() * 1000);
-    $('#s-quality').textContent = `${w}×${hgt} @ ${rate.stepFps(rate.step())}`;
+    const fps = Math.min(rate.stepFps(this.step), studio.cameraFps || 30);
+    $('#s-quality').textContent = `${w}×${hgt} @ ${fps}${FIXED_QUALITY ? ' (fixed)' : ''}`;
     $('#s-dropped').textContent = String(c.droppedFrames + studio.encoderDrops);
     const backlog = c.sender.backlogBytes();
     $('#s-backlog').textContent = `${formatBytes(backlog)} · ${Math.round((backlog * 8) / rate.targetKbps())} ms`;

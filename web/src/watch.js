@@ -81,7 +81,9 @@ function playLive(v) {
     player.src = url;
   } else {
     watch.engine = 'hls.js';
-    const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, enableWorker: false });
+    // Low-latency mode holds PART-HOLD-BACK behind the live edge; after a start-up stall it
+    // catches up by playing up to 1.5× rather than staying further behind.
+    const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30, enableWorker: false });
     watch.hls = hls;
     hls.on(Hls.Events.ERROR, (_e, data) => {
       watch.errors.push(`${data.type}: ${data.details}`);

@@ -1,0 +1,74 @@
+// Glass-to-glass latency on loopback: page A's studio encodes a canvas with the wall clock
+// burnt in as blocks (`/studio?source=clock`), page B plays the live stream with hls.js in
+// low-latency mode (`/watch/{id}?glass=1`) and, on every displayed frame
+// (requestVideoFrameCallback), reads the clock back from the pixels: latency = display time −
+// burnt-in time. Same browser, same clock. Prints p50/p95 over DURATION seconds (default 40)
+// after WARMUP seconds (default 6).
+// Env: VSHARE_HTTP (server base URL); QUALITY=fixed|adaptive (default fixed: the picture stays
+// 640×360 at 30 fps, so the figure is the transport's, not the adaptation's).
+import { launch, phone, signUp, sleep } from './lib.mjs';
+
+const base = process.env.VSHARE_HTTP;
+if (!base) {
+  console.error('set VSHARE_HTTP to the server (bench/glass.sh does)');
+  process.exit(2);
+}
+const duration = Number(process.env.DURATION || 40);
+const warmup = Number(process.env.WARMUP || 6);
+const quality = process.env.QUALITY === 'adaptive' ? '' : '&quality=fixed';
+
+const q = (xs, p) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+
+async function main() {
+  const browser = await launch();
+  const a = await (await phone(browser)).newPage();
+  const user = `glass${Date.now() % 1_000_000}`;
+  await signUp(a, base, user, 'correct horse battery staple', `/studio?source=clock${quality}`);
+  await a.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 20000 });
+  await a.click('#start');
+  await a.waitForFunction(() => document.body.dataset.state === 'live', null, { timeout: 20000 });
+  const id = await a.evaluate(() => window.vshareStudio.videoId);
+  await a.waitForFunction(() => (document.body.dataset.attributes || '').includes('live'), null, { timeout: 20000 });
+
+  const b = await (await phone(browser)).newPage();
+  await b.goto(`${base}/watch/${id}?glass=1`);
+  await b.click('#play');
+  await sleep(warmup * 1000);
+  await b.evaluate(() => { window.vshareWatch.glass = []; window.vshareWatch.glassMisses = 0; });
+  const t0 = Date.now();
+  await sleep(duration * 1000);
+  const got = await b.evaluate(() => ({
+    samples: window.vshareWatch.glass.map((s) => s.latency),
+    misses: window.vshareWatch.glassMisses || 0,
+    engine: window.vshareWatch.engine,
+    hlsLatency: window.vshareWatch.hls ? window.vshareWatch.hls.latency : null,
+    w: document.querySelector('#player').videoWidth,
+    h: document.querySelector('#player').videoHeight,
+  }));
+  const studio = await a.evaluate(() => {
+    const c = window.vshareStudio.client;
+    return { step: window.vshareStudio.broadcast.step, target_kbps: c.rate.targetKbps(), dropped: c.droppedFrames };
+  });
+  await a.click('#stop');
+  await a.waitForFunction(() => ['ended', 'failed'].includes(document.body.dataset.state), null, { timeout: 30000 });
+  await browser.close();
+
+  const xs = got.samples.filter(Number.isFinite).sort((x, y) => x - y);
+  const seconds = (Date.now() - t0) / 1000;
+  if (xs.length < 30 * 10) {
+    throw new Error(`only ${xs.length} frames read back in ${seconds.toFixed(0)} s (${got.misses} unreadable)`);
+  }
+  const r = {
+    frames: xs.length, unreadable: got.misses, seconds: Math.round(seconds), engine: got.engine,
+    picture: `${got.w}x${got.h}`, p50_ms: Math.round(q(xs, 0.5)), p95_ms: Math.round(q(xs, 0.95)),
+    min_ms: Math.round(xs[0]), max_ms: Math.round(xs[xs.length - 1]),
+    hls_js_latency_s: got.hlsLatency && Number(got.hlsLatency.toFixed(2)), studio,
+  };
+  console.log(`glass-to-glass over ${r.seconds} s, ${r.frames} frames (${r.unreadable} unreadable), ${r.engine} ${r.picture}: p50 ${r.p50_ms} ms, p95 ${r.p95_ms} ms (min ${r.min_ms}, max ${r.max_ms})`);
+  console.log(`RESULT ${JSON.stringify(r)}`);
+}
+
+main().catch((e) => {
+  console.error(`glass failed: ${e.stack || e.message}`);
+  process.exit(1);
+});
