@@ -1031,8 +1031,8 @@ fn init_name(first: bool, msn: u64) -> String {
 }
 
 /// Stores segments as they are made: a killed server loses at most the segment in progress.
-/// Each init segment is stored just before the first segment packaged under it (which names it),
-/// and each segment's row names its init segment; a configuration change mid-stream becomes a
+/// The first init segment is stored as it comes (`init.mp4`), a later one just before the first
+/// segment packaged under it (which names it), and each segment's row names its init segment; a configuration change mid-stream becomes a
 /// new sample entry in the MP4 ([`VodMp4Builder::add_init`]) and a new `EXT-X-MAP` in the HLS VOD.
 async fn record(
     storage: Storage,
@@ -1048,30 +1048,40 @@ async fn record(
         segments: Vec::new(),
         init_size: 0,
     };
-    // The init segment the next segment was packaged under, until that segment stores it.
+    // A later init segment, until the first segment packaged under it stores it.
     let mut pending: Option<Bytes> = None;
     // The stored init segment in force: its bytes and name.
     let mut current: Option<(Bytes, String)> = None;
     while let Some(msg) = rx.recv().await {
         match msg {
             RecordMessage::Init(bytes) => {
-                let same = current.as_ref().is_some_and(|(b, _)| *b == bytes);
-                pending = (!same).then_some(bytes);
+                pending = None;
+                if current.as_ref().is_some_and(|(b, _)| *b == bytes) {
+                    continue;
+                }
+                if rec.segments.is_empty() {
+                    // The first configuration (or one that replaced it before any segment).
+                    let builder = VodMp4Builder::new(&bytes)?;
+                    let name = init_name(true, 0);
+                    storage
+                        .put(&object_path(&id, &format!("{prefix}{name}")), bytes.clone())
+                        .await?;
+                    rec.init_size = bytes.len() as u64;
+                    rec.builder = Some(builder);
+                    current = Some((bytes, name));
+                } else {
+                    pending = Some(bytes);
+                }
             }
             RecordMessage::Segment {
                 msn,
                 duration_us,
                 bytes,
             } => {
-                if let Some(init) = pending.take() {
-                    let name = init_name(rec.builder.is_none(), msn);
-                    match rec.builder.as_mut() {
-                        None => rec.builder = Some(VodMp4Builder::new(&init)?),
-                        Some(builder) => {
-                            builder.add_init(&init)?;
-                            info!(video = %id, rendition = %rendition, msn, init = %name, "codec configuration changed; recording goes on with a new init segment");
-                        }
-                    }
+                if let (Some(init), Some(builder)) = (pending.take(), rec.builder.as_mut()) {
+                    let name = init_name(false, msn);
+                    builder.add_init(&init)?;
+                    info!(video = %id, rendition = %rendition, msn, init = %name, "codec configuration changed; recording goes on with a new init segment");
                     storage
                         .put(&object_path(&id, &format!("{prefix}{name}")), init.clone())
                         .await?;
@@ -1251,12 +1261,10 @@ mod tests {
         (errors, runs)
     }
 
-    #[tokio::test]
-    async fn a_configuration_change_is_recorded_and_rebuilt_after_a_crash() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = dir.path().join("store");
-        let storage = Storage::open(None, &store).expect("storage");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    /// Storage in `dir`, an SQLite database and a live video: (storage, db, video id).
+    async fn recording(dir: &std::path::Path) -> (Storage, Db, String) {
+        let storage = Storage::open(None, &dir.join("store")).expect("storage");
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
         let db = Db::open(&url).await.expect("db");
         let (key, _) = db.create_key("phone").await.expect("key");
         let id = random_id(12);
@@ -1272,6 +1280,90 @@ mod tests {
         })
         .await
         .expect("video");
+        (storage, db, id)
+    }
+
+    #[tokio::test]
+    async fn an_init_segment_before_any_segment_replaces_the_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (storage, db, id) = recording(dir.path()).await;
+        let mut packager = Packager::new(PackagerConfig::default());
+        let mut outputs = Vec::new();
+        for (i, event) in events(&clip(dir.path(), "320x180"), 0)
+            .into_iter()
+            .enumerate()
+        {
+            outputs.extend(packager.push(event, i as i64).expect("push"));
+        }
+        outputs.extend(packager.finish());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record(storage.clone(), db.clone(), id.clone(), None, rx));
+        // A configuration that no segment used: the publisher changed it before its first key
+        // frame was packaged.
+        let unused = vshare_package::fmp4::init_segment(
+            None,
+            Some(&vshare_media::AacConfig::parse(Bytes::from_static(&[0x11, 0x90])).expect("asc")),
+        )
+        .expect("init");
+        tx.send(RecordMessage::Init(unused)).expect("send");
+        let mut init = None;
+        for out in outputs {
+            match out {
+                PackagerOutput::Init { bytes } => {
+                    init = Some(bytes.clone());
+                    tx.send(RecordMessage::Init(bytes)).expect("send");
+                }
+                PackagerOutput::Segment {
+                    msn,
+                    duration_us,
+                    bytes,
+                    ..
+                } => tx
+                    .send(RecordMessage::Segment {
+                        msn,
+                        duration_us,
+                        bytes,
+                    })
+                    .expect("send"),
+                PackagerOutput::Part { .. } => {}
+            }
+        }
+        drop(tx);
+        let rec = recorder.await.expect("join").expect("recorded");
+        let init = init.expect("init");
+        assert_eq!(
+            storage
+                .get(&object_path(&id, "init.mp4"))
+                .await
+                .expect("init"),
+            init
+        );
+        assert_eq!(rec.init_size, init.len() as u64);
+        let names = storage.list_video(&id).await.expect("list");
+        assert!(
+            names.iter().filter(|n| n.starts_with("init")).count() == 1,
+            "{names:?}"
+        );
+        assert!(rec.segments.iter().all(|s| s.init_name == "init.mp4"));
+        write_mp4(
+            &storage,
+            &id,
+            "",
+            rec.builder.as_ref().expect("b"),
+            &rec.segments,
+        )
+        .await
+        .expect("mp4");
+        let (errors, runs) = decode(&dir.path().join("store/videos").join(&id).join("video.mp4"));
+        assert!(errors.is_empty(), "decode errors: {errors}");
+        assert_eq!(runs, [((320, 180), 90)]);
+    }
+
+    #[tokio::test]
+    async fn a_configuration_change_is_recorded_and_rebuilt_after_a_crash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("store");
+        let (storage, db, id) = recording(dir.path()).await;
 
         // 640x360 → 320x180 → 640x360, each step a new encoder and a new avcC.
         let (big, small) = (clip(dir.path(), "640x360"), clip(dir.path(), "320x180"));
