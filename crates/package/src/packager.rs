@@ -66,9 +66,11 @@ impl Default for PackagerConfig {
 /// What the packager produced for the caller to store or serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PackagerOutput {
-    /// A new init segment ("init.mp4"): before the first part, and again after a codec
-    /// configuration change (the next segment then carries EXT-X-DISCONTINUITY).
-    Init { bytes: Bytes },
+    /// A new init segment: `init.mp4` before the first part, and `init{msn}.mp4` after a codec
+    /// configuration change, named after the first segment packaged under it (that segment
+    /// carries EXT-X-DISCONTINUITY and an EXT-X-MAP with this name). Older ones stay valid for
+    /// the segments packaged under them.
+    Init { bytes: Bytes, name: String },
     /// A part ("part{msn}.{index}.m4s"): one moof+mdat.
     Part {
         msn: u64,
@@ -187,6 +189,10 @@ pub struct Packager {
     target_duration_s: u64,
     discontinuity_sequence: u64,
     discontinuity_next: bool,
+    /// Whether an init segment was handed out yet (the first is init.mp4).
+    init_emitted: bool,
+    /// The name of the init segment frames are packaged under now.
+    init_uri: std::sync::Arc<str>,
     finished: bool,
 }
 
@@ -222,6 +228,8 @@ impl Packager {
             target_duration_s,
             discontinuity_sequence: 0,
             discontinuity_next: false,
+            init_emitted: false,
+            init_uri: "init.mp4".into(),
             finished: false,
         }
     }
@@ -535,8 +543,18 @@ impl Packager {
         if self.init_pending {
             self.init_pending = false;
             if let Some(init) = &self.init {
+                // The first init is init.mp4; a later one is named after the segment that opens
+                // next (the change closed the one before).
+                let name = if self.init_emitted {
+                    format!("init{}.mp4", self.next_msn)
+                } else {
+                    "init.mp4".to_string()
+                };
+                self.init_emitted = true;
+                self.init_uri = name.as_str().into();
                 out.push(PackagerOutput::Init {
                     bytes: init.clone(),
+                    name,
                 });
             }
         }
@@ -699,6 +717,7 @@ impl Packager {
                 duration_us: 0,
                 program_date_time_unix_ms: anchor.saturating_add(start_us).div_euclid(1000),
                 discontinuity,
+                init_uri: self.init_uri.clone(),
                 parts: Vec::new(),
             },
             start_us,

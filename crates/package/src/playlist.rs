@@ -19,6 +19,8 @@ pub(crate) struct ListedSegment {
     pub program_date_time_unix_ms: i64,
     /// A new init segment starts here (RFC 8216bis §4.4.4.3 EXT-X-DISCONTINUITY).
     pub discontinuity: bool,
+    /// The init segment it was packaged under (`init.mp4`, `init{msn}.mp4`).
+    pub init_uri: std::sync::Arc<str>,
     pub parts: Vec<ListedPart>,
 }
 
@@ -124,11 +126,20 @@ pub(crate) fn render_live(v: &LiveView<'_>) -> String {
             v.discontinuity_sequence
         );
     }
-    out.push_str("#EXT-X-MAP:URI=\"init.mp4\"\n");
+    let first_init = v
+        .segments
+        .first()
+        .or(v.in_progress)
+        .map_or("init.mp4", |s| &s.init_uri);
+    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{first_init}\"");
     let with_parts_from = v.segments.len().saturating_sub(SEGMENTS_WITH_PARTS);
     for (i, seg) in v.segments.iter().enumerate() {
         if seg.discontinuity && i > 0 {
-            out.push_str("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init.mp4\"\n");
+            let _ = writeln!(
+                out,
+                "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"{}\"",
+                seg.init_uri
+            );
         }
         let _ = writeln!(
             out,
@@ -147,7 +158,11 @@ pub(crate) fn render_live(v: &LiveView<'_>) -> String {
     }
     if let Some(seg) = v.in_progress.filter(|s| !s.parts.is_empty()) {
         if seg.discontinuity && !v.segments.is_empty() {
-            out.push_str("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init.mp4\"\n");
+            let _ = writeln!(
+                out,
+                "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"{}\"",
+                seg.init_uri
+            );
         }
         let _ = writeln!(
             out,

@@ -178,7 +178,7 @@ fn package(events: Vec<(i64, MediaEvent)>) -> Packaged {
     };
     for o in outputs {
         match o {
-            PackagerOutput::Init { bytes } => run.inits.push(bytes),
+            PackagerOutput::Init { bytes, .. } => run.inits.push(bytes),
             PackagerOutput::Segment {
                 msn,
                 duration_us,

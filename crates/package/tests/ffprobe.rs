@@ -253,7 +253,7 @@ fn package(events: Vec<(i64, MediaEvent)>, config: PackagerConfig) -> Run {
     };
     for o in outputs {
         match o {
-            PackagerOutput::Init { bytes } => {
+            PackagerOutput::Init { bytes, .. } => {
                 run.inits += 1;
                 assert_eq!(bytes, run.init);
             }

@@ -127,7 +127,7 @@ fn collect(out: Vec<PackagerOutput>) -> Collected {
     };
     for o in out {
         match o {
-            PackagerOutput::Init { bytes } => c.inits.push(bytes),
+            PackagerOutput::Init { bytes, .. } => c.inits.push(bytes),
             PackagerOutput::Part {
                 msn,
                 index,
@@ -360,6 +360,35 @@ fn codec_change_starts_a_discontinuity_with_a_new_init() {
     assert_eq!(p.init_segment().as_ref(), Some(&c.inits[1]));
     let pl = p.media_playlist().expect("playlist");
     assert_eq!(pl.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{pl}");
+    // The new init is named after the first segment under it; the old one still maps the
+    // segments before.
+    let first_new = pl
+        .lines()
+        .skip_while(|l| *l != "#EXT-X-DISCONTINUITY")
+        .find_map(|l| {
+            l.strip_prefix("#EXT-X-MAP:URI=\"")
+                .and_then(|r| r.strip_suffix('"'))
+        })
+        .expect("a map after the discontinuity")
+        .to_string();
+    assert!(
+        pl.starts_with("#EXTM3U") && pl.contains("#EXT-X-MAP:URI=\"init.mp4\"\n"),
+        "{pl}"
+    );
+    let msn: u64 = first_new
+        .strip_prefix("init")
+        .and_then(|r| r.strip_suffix(".mp4"))
+        .and_then(|n| n.parse().ok())
+        .expect("init{msn}.mp4");
+    let seg_after = pl
+        .lines()
+        .skip_while(|l| !l.starts_with("#EXT-X-MAP:URI=\"init") || l.contains("init.mp4"))
+        .find(|l| l.contains(".m4s"))
+        .expect("a segment or part after the new map");
+    assert!(
+        seg_after.contains(&format!("seg{msn}.m4s")) || seg_after.contains(&format!("part{msn}.")),
+        "{seg_after} in {pl}"
+    );
     assert!(
         VodMp4Builder::new(&c.inits[1])
             .expect("new init")

@@ -149,7 +149,7 @@ async fn live_rendition_file(
     serve_live(&st, &format!("{id}/{rendition}"), &file, &q).await
 }
 
-/// `index.m3u8|init.mp4|seg{msn}.m4s|part{msn}.{i}.m4s` of one live stream.
+/// `index.m3u8|init.mp4|init{msn}.mp4|seg{msn}.m4s|part{msn}.{i}.m4s` of one live stream.
 async fn serve_live(
     st: &AppState,
     stream_id: &str,
@@ -187,8 +187,13 @@ async fn serve_live(
             Bytes::from(playlist.to_string()),
         ));
     }
-    if file == "init.mp4" {
-        let init = stream.init().ok_or_else(|| not_found("init segment"))?;
+    let numbered_init = file
+        .strip_prefix("init")
+        .and_then(|r| r.strip_suffix(".mp4"))
+        .is_some_and(|n| n.parse::<u64>().is_ok());
+    if file == "init.mp4" || numbered_init {
+        // A name is never reused for other bytes within a stream: cacheable.
+        let init = stream.init(file).ok_or_else(|| not_found("init segment"))?;
         return Ok(media_response("video/mp4", "max-age=60", init));
     }
     if let Some(rest) = file

@@ -16,8 +16,12 @@ use tokio::sync::{mpsc, watch};
 /// What the video server tells the live server about one stream.
 #[derive(Debug, Clone)]
 pub enum LiveMessage {
-    /// A new init segment (first, or after a codec change).
-    Init { stream: String, init: Bytes },
+    /// A new init segment (`init.mp4` first, `init{msn}.mp4` after a codec change).
+    Init {
+        stream: String,
+        name: String,
+        init: Bytes,
+    },
     /// A partial segment is ready; `playlist` lists it.
     Part {
         stream: String,
@@ -42,7 +46,9 @@ pub enum LiveMessage {
 
 #[derive(Default)]
 struct StreamState {
-    init: Option<Bytes>,
+    /// Every init segment of the stream by name: segments still in the window may have been
+    /// packaged under an older one (a stream changes configuration a handful of times).
+    inits: BTreeMap<String, Bytes>,
     playlist: Option<Arc<str>>,
     multivariant: Option<Arc<str>>,
     parts: BTreeMap<(u64, u32), Bytes>,
@@ -88,8 +94,9 @@ impl LiveStream {
         self.with(|s| s.multivariant.clone())
     }
 
-    pub fn init(&self) -> Option<Bytes> {
-        self.with(|s| s.init.clone())
+    /// An init segment by name (`init.mp4`, `init{msn}.mp4`).
+    pub fn init(&self, name: &str) -> Option<Bytes> {
+        self.with(|s| s.inits.get(name).cloned())
     }
 
     pub fn part(&self, msn: u64, index: u32) -> Option<Bytes> {
@@ -203,7 +210,9 @@ impl LiveServer {
         {
             let mut s = stream.state.write().unwrap_or_else(|e| e.into_inner());
             match msg {
-                LiveMessage::Init { init, .. } => s.init = Some(init),
+                LiveMessage::Init { name, init, .. } => {
+                    s.inits.insert(name, init);
+                }
                 LiveMessage::Part {
                     msn,
                     index,

@@ -666,9 +666,10 @@ impl VideoServer {
         let playlist = || -> Arc<str> { r.packager.media_playlist().unwrap_or_default().into() };
         let stream = r.live_stream(id);
         match out {
-            PackagerOutput::Init { bytes } => {
+            PackagerOutput::Init { bytes, name } => {
                 let _ = self.live_tx.send(LiveMessage::Init {
                     stream,
+                    name,
                     init: bytes.clone(),
                 });
                 let _ = r.rec_tx.send(RecordMessage::Init(bytes));
@@ -1309,7 +1310,7 @@ mod tests {
         let mut init = None;
         for out in outputs {
             match out {
-                PackagerOutput::Init { bytes } => {
+                PackagerOutput::Init { bytes, .. } => {
                     init = Some(bytes.clone());
                     tx.send(RecordMessage::Init(bytes)).expect("send");
                 }
@@ -1383,7 +1384,7 @@ mod tests {
         outputs.extend(packager.finish());
         for out in outputs {
             match out {
-                PackagerOutput::Init { bytes } => {
+                PackagerOutput::Init { bytes, .. } => {
                     inits.push(bytes.clone());
                     tx.send(RecordMessage::Init(bytes)).expect("send");
                 }

@@ -76,7 +76,7 @@ fn multivariant_playlist_plays_and_declares_measured_values() {
         let mut segs = Vec::new();
         for o in &store[i] {
             match o {
-                PackagerOutput::Init { bytes } => {
+                PackagerOutput::Init { bytes, .. } => {
                     std::fs::write(sub.join("init.mp4"), bytes).expect("w")
                 }
                 PackagerOutput::Segment {
