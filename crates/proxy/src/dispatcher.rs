@@ -6,8 +6,9 @@
 //! whose transport acknowledges delivery), or on failure back to `queued` with exponential
 //! backoff and jitter, to `dead` after [`Policy::max_attempts`], to `expired` when its
 //! [`Policy::expire_after`] passed before it could go out, and to `unconfirmed` when a
-//! message left but its acceptance was never confirmed (never sent again: a duplicate is worse
-//! than a report).
+//! message left but its acceptance was never confirmed. An unconfirmed SMS waits
+//! [`Policy::unconfirmed_grace_ms`] for the SMSC's receipt (intermediate or final), which
+//! settles it; without one it is queued again (the store does both).
 //!
 //! The adapter's loop: claim due rows from the store, [`Dispatcher::plan`] them (rate limits,
 //! quiet hours, expiry), send what is [`Plan::Send`], then [`Dispatcher::outcome`] each result
@@ -47,7 +48,8 @@ impl State {
         }
     }
 
-    /// No more sending will happen.
+    /// No sending is under way or planned (an `unconfirmed` SMS can still be queued again when
+    /// no receipt came within its grace period).
     pub fn is_final(self) -> bool {
         !matches!(self, State::Queued | State::Sending)
     }
@@ -90,6 +92,10 @@ pub struct Policy {
     pub expire_after_ms: i64,
     /// Quiet hours, if any: nothing is sent inside them; rows wait for their end.
     pub quiet_hours: Option<QuietHours>,
+    /// How long an `unconfirmed` SMS (handed to the SMSC, its answer never read) waits for a
+    /// delivery receipt of its destination before it is queued and sent again; `None`: never
+    /// sent again (at most once, for an SMSC that sends no receipts).
+    pub unconfirmed_grace_ms: Option<i64>,
 }
 
 impl Default for Policy {
@@ -101,6 +107,7 @@ impl Default for Policy {
             jitter: 0.2,
             expire_after_ms: 24 * 3_600_000,
             quiet_hours: None,
+            unconfirmed_grace_ms: Some(5 * 60_000),
         }
     }
 }
@@ -275,7 +282,8 @@ pub enum Outcome {
     RetryAfter { error: String, after_ms: i64 },
     /// Failed for good (malformed number, 4xx other than 408/429): dead now.
     Permanent { error: String },
-    /// It left, but acceptance was never confirmed: do not send again.
+    /// It left, but acceptance was never confirmed: not sent again unless no receipt comes
+    /// within [`Policy::unconfirmed_grace_ms`].
     Unconfirmed { error: String },
 }
 

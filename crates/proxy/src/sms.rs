@@ -3,18 +3,33 @@
 //! number that takes delivery receipts (SMPP v3.4 Appendix B) and mobile-originated keywords
 //! (double opt-in: `SUB <source>` → code by SMS → `YES <code>`; `STOP`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use vshare_messaging::compose::{As, compose, to_smpp};
 use vshare_messaging::smpp_client::{Client, ClientOptions, SubmitError};
 use vshare_smpp::pdu::{Sm, esm, tag};
 use vshare_smpp::receipt::Receipt;
-use vshare_smpp::{BindKind, Config, status};
+use vshare_smpp::{BindKind, Config, Event, Session, status};
 use vshare_sms::split::ConcatRef;
 
 use crate::dispatcher::Outcome;
-use crate::store::{Channel, Claimed, NewSubscription, ReceiptOrigin, SubState};
+use crate::store::{
+    Channel, Claimed, IncomingReceipt, NewSubscription, ReceiptOrigin, ReceiptStatus, SubState,
+};
 use crate::{Proxy, SmppConfig};
+
+/// registered_delivery (SMPP v3.4 §5.2.17): a final receipt on success or failure (bits 1–0 =
+/// 01) …
+pub const REGISTERED_FINAL: u8 = 0x01;
+/// … and the intermediate notification (bit 4).
+pub const REGISTERED_INTERMEDIATE: u8 = 0x10;
+/// esm_class message types of a deliver_sm (§5.2.12, bits 5–2).
+const ESM_TYPE_MASK: u8 = 0x3C;
+/// An intermediate delivery notification (xx1000xx); `esm::DELIVERY_RECEIPT` is xx0001xx.
+const ESM_INTERMEDIATE: u8 = 0x20;
 
 fn options(c: &SmppConfig, kind: BindKind) -> ClientOptions {
     let mut o = ClientOptions::new(&c.addr, kind, &c.system_id, &c.password);
@@ -49,8 +64,11 @@ fn form(s: &str) -> Option<As> {
 /// Exactly-once across crashes: just before a chunk (at most one window) is written to the
 /// SMSC its rows are marked handed over in the store. A dispatcher that dies leaves its rows
 /// `sending`; when their lease runs out, rows never handed over are sent again, and rows handed
-/// over become `unconfirmed` — never sent twice, like the messaging client's
-/// [`SubmitError::Unconfirmed`].
+/// over become `unconfirmed`. Each message asks for receipts, the intermediate one included
+/// (registered_delivery 0x11), so a message the SMSC took produces a receipt, which settles its
+/// unconfirmed row ([`crate::store::Store::receipts`]); rows without one after
+/// [`crate::dispatcher::Policy::unconfirmed_grace_ms`] never reached the SMSC and are queued
+/// again.
 pub async fn run_dispatcher(proxy: Proxy) {
     let Some(cfg) = proxy.config.smpp.clone() else {
         return;
@@ -67,6 +85,14 @@ pub async fn run_dispatcher(proxy: Proxy) {
         );
     };
     loop {
+        if let Some(grace) = proxy.config.policy.unconfirmed_grace_ms
+            && let Err(e) = proxy
+                .store
+                .requeue_unconfirmed(grace, proxy.config.policy.max_attempts, proxy.now_ms())
+                .await
+        {
+            tracing::warn!("SMS outbox: unconfirmed rows: {e:#}");
+        }
         let t0 = std::time::Instant::now();
         let claimed = proxy
             .claim_and_plan(&[Channel::Sms, Channel::Wap], proxy.config.batch)
@@ -151,7 +177,18 @@ async fn send_batch(
                 ConcatRef::Sixteen(*reference),
                 *reference as u8,
             )?;
-            to_smpp(&cfg.number, &row.address, &seg, true)
+            let mut sms = to_smpp(&cfg.number, &row.address, &seg, true)?;
+            // Receipts for the last part only (its id is the row's): the final one, and the
+            // intermediate one the SMSC sends when it has stored the message.
+            let last = sms.len().saturating_sub(1);
+            for (i, sm) in sms.iter_mut().enumerate() {
+                sm.registered_delivery = if i == last {
+                    REGISTERED_FINAL | REGISTERED_INTERMEDIATE
+                } else {
+                    0
+                };
+            }
+            Ok::<_, anyhow::Error>(sms)
         }
         .await;
         match composed {
@@ -287,29 +324,191 @@ pub async fn run_receiver(proxy: Proxy) {
     let opts = options(&cfg, BindKind::Receiver);
     let mut backoff = Duration::from_millis(500);
     loop {
-        match Client::connect(&opts).await {
-            Ok(mut client) => {
-                backoff = Duration::from_millis(500);
-                loop {
-                    match client.recv(None).await {
-                        Ok(Some(sm)) => {
-                            if let Err(e) = handle_deliver(&proxy, &cfg, &sm).await {
-                                tracing::warn!("SMPP deliver_sm: {e:#}");
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!("SMPP receiver: {e:#}");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!("SMPP receiver bind: {e:#}"),
+        if let Err(e) = receive(&proxy, &cfg, &opts, &mut backoff).await {
+            tracing::warn!("SMPP receiver: {e:#}");
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
+}
+
+/// One receiver session. Written on [`Session`] rather than the messaging client because the
+/// client acknowledges each deliver_sm as it arrives, and a receipt acknowledged before it is
+/// recorded is lost to a crash (and with it the only proof that an unconfirmed message reached
+/// the SMSC). Here the deliver_sm_resp of what one read brought go out after it is committed;
+/// if the proxy dies first, the SMSC sends those PDUs again (applying a receipt twice changes
+/// nothing).
+async fn receive(
+    proxy: &Proxy,
+    cfg: &SmppConfig,
+    opts: &ClientOptions,
+    backoff: &mut Duration,
+) -> anyhow::Result<()> {
+    let stream = tokio::time::timeout(opts.bind_timeout, TcpStream::connect(&opts.addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to the SMSC at {}: timed out", opts.addr))?
+        .with_context(|| format!("connecting to the SMSC at {}", opts.addr))?;
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let mut session = Session::esme(opts.config.clone());
+    session.bind(
+        BindKind::Receiver,
+        &opts.system_id,
+        &opts.password,
+        &opts.address_range,
+        Instant::now(),
+    );
+    let bind_deadline = Instant::now() + opts.bind_timeout;
+    let mut bound = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        while let Some(bytes) = session.poll_transmit() {
+            wr.write_all(&bytes).await.context("writing to the SMSC")?;
+        }
+        let wake = [session.poll_timeout(), (!bound).then_some(bind_deadline)]
+            .into_iter()
+            .flatten()
+            .min();
+        let sleep = async {
+            match wake {
+                Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = rd.read(&mut buf) => {
+                let n = r.context("reading from the SMSC")?;
+                if n == 0 {
+                    anyhow::bail!("the SMSC at {} closed the connection", opts.addr);
+                }
+                session.handle_input(&buf[..n], Instant::now())?;
+            }
+            _ = sleep => session.handle_timeout(Instant::now()),
+        }
+        if !bound && Instant::now() >= bind_deadline {
+            anyhow::bail!(
+                "the SMSC at {} did not answer the bind within {:?}",
+                opts.addr,
+                opts.bind_timeout
+            );
+        }
+        let mut arrived = Vec::new();
+        while let Some(e) = session.poll_event() {
+            match e {
+                Event::Bound { system_id, .. } => {
+                    tracing::info!("receiver bound to {} ({system_id})", opts.addr);
+                    bound = true;
+                    *backoff = Duration::from_millis(500);
+                }
+                Event::BindFailed { status } => anyhow::bail!(
+                    "the SMSC at {} refused the receiver bind: command_status 0x{status:08X}",
+                    opts.addr
+                ),
+                Event::Deliver { sm } => arrived.push(sm),
+                Event::LinkDead => anyhow::bail!("the SMSC stopped answering enquire_link"),
+                Event::Unbound => anyhow::bail!("the SMSC unbound"),
+                Event::BadPdu { error } => tracing::warn!("bad PDU from the SMSC: {error}"),
+                _ => {}
+            }
+        }
+        if !arrived.is_empty() {
+            // An error here leaves them unacknowledged: the connection closes and the SMSC
+            // delivers them again.
+            handle_delivered(proxy, cfg, arrived).await?;
+        }
+    }
+}
+
+/// Records the receipts among `arrived` (one transaction), then acts on the mobile-originated
+/// messages.
+async fn handle_delivered(proxy: &Proxy, cfg: &SmppConfig, arrived: Vec<Sm>) -> anyhow::Result<()> {
+    let mut receipts = Vec::new();
+    let mut mo = Vec::new();
+    for sm in arrived {
+        match parse_receipt(&sm) {
+            Some(Ok(r)) => receipts.push(r),
+            Some(Err(e)) => tracing::warn!("SMPP deliver_sm: {e:#}"),
+            None => mo.push(sm),
+        }
+    }
+    proxy
+        .store
+        .receipts(&receipts, proxy.now_ms())
+        .await
+        .context("recording delivery receipts")?;
+    for sm in &mo {
+        if let Err(e) = handle_mo(proxy, cfg, sm).await {
+            tracing::warn!("SMPP deliver_sm: {e:#}");
+        }
+    }
+    Ok(())
+}
+
+/// What a receipt's `stat` says (SMPP v3.4 Appendix B, and `ENROUTE` as SMSCs write the
+/// message_state name in intermediate notifications).
+fn status_of_stat(stat: &str) -> Option<ReceiptStatus> {
+    Some(match stat.to_ascii_uppercase().as_str() {
+        "DELIVRD" | "DELIVERED" => ReceiptStatus::Delivered,
+        "EXPIRED" | "DELETED" | "UNDELIV" | "UNDELIVERABLE" | "REJECTD" | "REJECTED" => {
+            ReceiptStatus::Failed
+        }
+        "ENROUTE" | "ACCEPTD" | "ACCEPTED" | "UNKNOWN" => ReceiptStatus::Accepted,
+        _ => return None,
+    })
+}
+
+/// A delivery receipt (esm_class message type xx0001xx) or intermediate notification
+/// (xx1000xx) read from a deliver_sm; `None` when the deliver_sm is neither (a
+/// mobile-originated message).
+pub fn parse_receipt(sm: &Sm) -> Option<anyhow::Result<IncomingReceipt>> {
+    let kind = sm.esm_class & ESM_TYPE_MASK;
+    if kind != esm::DELIVERY_RECEIPT && kind != ESM_INTERMEDIATE {
+        return None;
+    }
+    let text = String::from_utf8_lossy(sm.payload()).into_owned();
+    let parsed = Receipt::parse(&text);
+    let id = sm
+        .tlv(tag::RECEIPTED_MESSAGE_ID)
+        .map(|v| {
+            String::from_utf8_lossy(v)
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .filter(|id| !id.is_empty())
+        .or_else(|| parsed.as_ref().map(|r| r.id.clone()));
+    let Some(message_id) = id else {
+        return Some(Err(anyhow::anyhow!(
+            "delivery receipt without a message id: {text:?}"
+        )));
+    };
+    // message_state (§5.2.28): 1 ENROUTE, 2 DELIVERED, 3 EXPIRED, 4 DELETED, 5 UNDELIVERABLE,
+    // 6 ACCEPTED, 7 UNKNOWN, 8 REJECTED.
+    let by_tlv = match sm.tlv(tag::MESSAGE_STATE) {
+        Some([2]) => Some(ReceiptStatus::Delivered),
+        Some([3 | 4 | 5 | 8]) => Some(ReceiptStatus::Failed),
+        Some([1 | 6 | 7]) => Some(ReceiptStatus::Accepted),
+        _ => None,
+    };
+    let status = by_tlv
+        .or_else(|| parsed.as_ref().and_then(|r| status_of_stat(&r.stat)))
+        .unwrap_or(if kind == ESM_INTERMEDIATE {
+            ReceiptStatus::Accepted
+        } else {
+            ReceiptStatus::Failed
+        });
+    // The receipt comes from the original destination (SMPP v3.4 Appendix B).
+    let origin = parsed
+        .as_ref()
+        .and_then(|r| receipt_minute_ms(&r.submit_date))
+        .map(|submitted_at_ms| ReceiptOrigin {
+            address: number_of(&sm.source),
+            submitted_at_ms,
+        });
+    Some(Ok(IncomingReceipt {
+        message_id,
+        status,
+        origin,
+    }))
 }
 
 /// A number as the outbox writes it: `+` and digits for an international one (TON 1).
@@ -401,38 +600,8 @@ pub fn parse_keyword(text: &str) -> Keyword {
     }
 }
 
-async fn handle_deliver(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Result<()> {
-    if sm.esm_class & esm::DELIVERY_RECEIPT != 0 {
-        let text = String::from_utf8_lossy(sm.payload()).into_owned();
-        let parsed = Receipt::parse(&text);
-        let id = sm
-            .tlv(tag::RECEIPTED_MESSAGE_ID)
-            .map(|v| {
-                String::from_utf8_lossy(v)
-                    .trim_end_matches('\0')
-                    .to_string()
-            })
-            .or_else(|| parsed.as_ref().map(|r| r.id.clone()))
-            .ok_or_else(|| anyhow::anyhow!("delivery receipt without a message id: {text:?}"))?;
-        let delivered = match sm.tlv(tag::MESSAGE_STATE) {
-            Some([2]) => true,
-            Some(_) => false,
-            None => parsed.as_ref().is_some_and(|r| r.stat == "DELIVRD"),
-        };
-        // The receipt comes from the original destination (SMPP v3.4 Appendix B).
-        let origin = parsed
-            .as_ref()
-            .and_then(|r| receipt_minute_ms(&r.submit_date))
-            .map(|submitted_at_ms| ReceiptOrigin {
-                address: number_of(&sm.source),
-                submitted_at_ms,
-            });
-        proxy
-            .store
-            .receipt_from(&id, delivered, origin.as_ref(), proxy.now_ms())
-            .await?;
-        return Ok(());
-    }
+/// Acts on a mobile-originated message (keywords) and replies.
+async fn handle_mo(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Result<()> {
     let from = number_of(&sm.source);
     let text = sm_text(sm);
     tracing::info!(from = %from, text = %text, "MO SMS");

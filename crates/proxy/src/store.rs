@@ -218,6 +218,56 @@ pub struct ReceiptOrigin {
     pub submitted_at_ms: i64,
 }
 
+/// What a delivery receipt reports (SMPP v3.4 §5.2.28 message_state, or the Appendix B `stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    /// Final: DELIVERED / `DELIVRD`.
+    Delivered,
+    /// Final: UNDELIVERABLE, EXPIRED, DELETED, REJECTED.
+    Failed,
+    /// Intermediate: ENROUTE, ACCEPTED, UNKNOWN — the SMSC holds the message (it arrived
+    /// there), its fate is not known yet.
+    Accepted,
+}
+
+impl ReceiptStatus {
+    /// The row state a receipt settles a row in.
+    fn row_state(self) -> &'static str {
+        match self {
+            ReceiptStatus::Delivered => "delivered",
+            ReceiptStatus::Failed => "failed",
+            ReceiptStatus::Accepted => "sent",
+        }
+    }
+
+    /// As `proxy_receipts.delivered` holds it: 1 delivered, 0 failed, 2 intermediate.
+    fn code(self) -> i64 {
+        match self {
+            ReceiptStatus::Delivered => 1,
+            ReceiptStatus::Failed => 0,
+            ReceiptStatus::Accepted => 2,
+        }
+    }
+
+    fn from_code(code: i64) -> ReceiptStatus {
+        match code {
+            1 => ReceiptStatus::Delivered,
+            2 => ReceiptStatus::Accepted,
+            _ => ReceiptStatus::Failed,
+        }
+    }
+}
+
+/// One delivery receipt as the receiver bind took it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingReceipt {
+    /// The SMSC's id of the message (`receipted_message_id`, or the text's `id:`).
+    pub message_id: String,
+    pub status: ReceiptStatus,
+    /// Where and when the message went, when the receipt says so.
+    pub origin: Option<ReceiptOrigin>,
+}
+
 /// How far before the receipt's submit minute a hand-over may lie and still match (clocks of
 /// the SMSC and of the proxy differ a little).
 pub const RECEIPT_MATCH_BEFORE_MS: i64 = 60_000;
@@ -641,10 +691,11 @@ impl Store {
         } else {
             ""
         };
-        // Rows a dead dispatcher had already handed over: maybe arrived, never sent again.
+        // Rows a dead dispatcher had already handed over: maybe arrived; they wait for a receipt
+        // (`requeue_unconfirmed` sends them again when none comes).
         let gone = sqlx::query(self.sql(&format!(
             "UPDATE proxy_notifications SET state = 'unconfirmed', attempts = attempts + 1, lease_owner = NULL, \
-             last_error = 'the dispatcher stopped after handing it over, before the answer; not sent again', updated_at = ? \
+             last_error = 'the dispatcher stopped after handing it over, before the answer; waiting for a receipt', updated_at = ? \
              WHERE channel IN ({list}) AND state = 'sending' AND lease_until <= ? AND handed_over_at IS NOT NULL"
         )))
         .bind(now_ms)
@@ -779,6 +830,7 @@ impl Store {
         if waiting == 0 {
             return Ok(());
         }
+        // (Intermediate receipts, code 2, change nothing for a `sent` row.)
         for (delivered, state) in [(1i64, "delivered"), (0, "failed")] {
             sqlx::query(self.sql(
                 "UPDATE proxy_notifications SET state = ?, updated_at = ? WHERE state = 'sent' AND smsc_message_id IN (SELECT message_id FROM proxy_receipts WHERE delivered = ?)",
@@ -790,7 +842,7 @@ impl Store {
             .await?;
         }
         sqlx::query(
-            "DELETE FROM proxy_receipts WHERE EXISTS (SELECT 1 FROM proxy_notifications n WHERE n.smsc_message_id = proxy_receipts.message_id AND n.state IN ('delivered', 'failed'))",
+            "DELETE FROM proxy_receipts WHERE EXISTS (SELECT 1 FROM proxy_notifications n WHERE n.smsc_message_id = proxy_receipts.message_id AND (n.state IN ('delivered', 'failed') OR proxy_receipts.delivered = 2))",
         )
         .execute(&mut **tx)
         .await?;
@@ -867,11 +919,8 @@ impl Store {
         self.receipt_from(message_id, delivered, None, now_ms).await
     }
 
-    /// An SMSC delivery receipt for `message_id`, with where and when its message went
-    /// (`origin`). A receipt no `sent` row knows by its id settles the `unconfirmed` row of the
-    /// same destination whose hand-over lies nearest the submit time (within
-    /// [`RECEIPT_MATCH_BEFORE_MS`]…[`RECEIPT_MATCH_AFTER_MS`]); otherwise it waits, for a row
-    /// that is still being sent or is not yet known to be unconfirmed.
+    /// A final SMSC delivery receipt for `message_id`, with where and when its message went
+    /// (`origin`); see [`Store::receipts`].
     pub async fn receipt_from(
         &self,
         message_id: &str,
@@ -879,69 +928,146 @@ impl Store {
         origin: Option<&ReceiptOrigin>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        self.receipts(
+            &[IncomingReceipt {
+                message_id: message_id.to_string(),
+                status: if delivered {
+                    ReceiptStatus::Delivered
+                } else {
+                    ReceiptStatus::Failed
+                },
+                origin: origin.cloned(),
+            }],
+            now_ms,
+        )
+        .await
+    }
+
+    /// Applies delivery receipts, in one transaction (the receiver bind acknowledges them to
+    /// the SMSC only after this returns, so a crash makes the SMSC send them again; a receipt
+    /// applied twice changes nothing).
+    ///
+    /// - A final receipt moves the `sent` row with its message id to `delivered` / `failed`.
+    /// - A receipt whose id a row already has is done (a repeat, or an intermediate receipt
+    ///   for a row that is `sent`).
+    /// - Otherwise it settles the `unconfirmed` SMS/WAP row of its destination handed over
+    ///   nearest its submit time (within [`RECEIPT_MATCH_BEFORE_MS`]…[`RECEIPT_MATCH_AFTER_MS`]):
+    ///   an intermediate receipt makes it `sent` (the SMSC has the message), a final one
+    ///   `delivered` / `failed` — unless a message to that number is in flight right now (its
+    ///   row `sending`, handed over), whose receipt this may be;
+    /// - else it waits in `proxy_receipts`, for a row that is still being sent or not yet
+    ///   known to be unconfirmed.
+    pub async fn receipts(
+        &self,
+        receipts: &[IncomingReceipt],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        // Ids rows already have (read outside the transaction, which must start with a write
+        // on SQLite: a read transaction cannot always be upgraded).
+        let mut known = std::collections::HashSet::new();
+        for chunk in receipts.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT smsc_message_id FROM proxy_notifications WHERE smsc_message_id IN ({marks})"
+            );
+            let mut q = sqlx::query(self.sql(&sql));
+            for r in chunk {
+                q = q.bind(&r.message_id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                known.insert(row.try_get::<String, _>(0)?);
+            }
+        }
         let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(self.sql(
-            "UPDATE proxy_notifications SET state = ?, updated_at = ? WHERE smsc_message_id = ? AND state = 'sent'",
-        ))
-        .bind(if delivered { "delivered" } else { "failed" })
-        .bind(now_ms)
-        .bind(message_id)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() == 0 {
-            let matched = match origin {
-                Some(o) => {
-                    self.settle_unconfirmed(&mut tx, message_id, delivered, o, now_ms)
-                        .await?
-                }
-                None => false,
-            };
-            if !matched {
-                sqlx::query(self.sql(
-                    "INSERT INTO proxy_receipts (message_id, delivered, received_at, address, submitted_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
+        let mut waiting = false;
+        for r in receipts {
+            if r.status != ReceiptStatus::Accepted {
+                let u = sqlx::query(self.sql(
+                    "UPDATE proxy_notifications SET state = ?, updated_at = ? WHERE smsc_message_id = ? AND state = 'sent'",
                 ))
-                .bind(message_id)
-                .bind(i64::from(delivered))
+                .bind(r.status.row_state())
                 .bind(now_ms)
-                .bind(origin.map(|o| o.address.clone()))
-                .bind(origin.map(|o| o.submitted_at_ms))
+                .bind(&r.message_id)
                 .execute(&mut *tx)
                 .await?;
-                // The row may have been recorded between the two statements.
-                self.apply_early_receipts(&mut tx, now_ms).await?;
+                if u.rows_affected() > 0 {
+                    continue;
+                }
             }
+            if known.contains(&r.message_id) {
+                continue;
+            }
+            if let Some(o) = &r.origin
+                && self
+                    .settle_unconfirmed(&mut tx, &r.message_id, r.status, o, now_ms)
+                    .await?
+            {
+                continue;
+            }
+            // A final receipt replaces a waiting intermediate one of the same message.
+            sqlx::query(self.sql(
+                "INSERT INTO proxy_receipts (message_id, delivered, received_at, address, submitted_at) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (message_id) DO UPDATE SET delivered = excluded.delivered WHERE proxy_receipts.delivered = 2",
+            ))
+            .bind(&r.message_id)
+            .bind(r.status.code())
+            .bind(now_ms)
+            .bind(r.origin.as_ref().map(|o| o.address.clone()))
+            .bind(r.origin.as_ref().map(|o| o.submitted_at_ms))
+            .execute(&mut *tx)
+            .await?;
+            waiting = true;
+        }
+        if waiting {
+            // A row may have been recorded since the ids were read.
+            self.apply_early_receipts(&mut tx, now_ms).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     /// Settles the `unconfirmed` SMS/WAP row of `origin.address` handed over nearest
-    /// `origin.submitted_at_ms` with this receipt; false when there is none in the window.
+    /// `origin.submitted_at_ms` with this receipt; false when there is none in the window, when
+    /// a row already has this message id, or when another message to the number is in flight.
     async fn settle_unconfirmed(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         message_id: &str,
-        delivered: bool,
+        status: ReceiptStatus,
         origin: &ReceiptOrigin,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         // Without a lease a row's hand-over time is gone; its `updated_at` is then the time its
         // send was recorded as unconfirmed (right after it was written to the SMSC).
         let r = sqlx::query(self.sql(
-            "UPDATE proxy_notifications SET state = ?, smsc_message_id = ?, updated_at = ?, \
-             last_error = 'settled by a delivery receipt matched on destination and submit time' \
+            "UPDATE proxy_notifications SET state = ?, smsc_message_id = ?, updated_at = ?, handed_over_at = NULL, \
+             last_error = ? \
              WHERE id = (SELECT id FROM proxy_notifications WHERE state = 'unconfirmed' \
                AND smsc_message_id IS NULL AND channel IN ('sms', 'wap') AND address = ? \
                AND COALESCE(handed_over_at, updated_at) BETWEEN ? AND ? \
-               ORDER BY ABS(COALESCE(handed_over_at, updated_at) - ?), id LIMIT 1)",
+               ORDER BY ABS(COALESCE(handed_over_at, updated_at) - ?), id LIMIT 1) \
+             AND NOT EXISTS (SELECT 1 FROM proxy_notifications k WHERE k.smsc_message_id = ?) \
+             AND NOT EXISTS (SELECT 1 FROM proxy_notifications f WHERE f.state = 'sending' \
+               AND f.address = ? AND f.handed_over_at IS NOT NULL AND f.channel IN ('sms', 'wap'))",
         ))
-        .bind(if delivered { "delivered" } else { "failed" })
+        .bind(status.row_state())
         .bind(message_id)
         .bind(now_ms)
+        .bind(match status {
+            ReceiptStatus::Accepted => {
+                "the SMSC has it: settled by an intermediate receipt matched on destination and submit time"
+            }
+            _ => "settled by a delivery receipt matched on destination and submit time",
+        })
         .bind(&origin.address)
         .bind(origin.submitted_at_ms - RECEIPT_MATCH_BEFORE_MS)
         .bind(origin.submitted_at_ms + RECEIPT_MATCH_AFTER_MS)
         .bind(origin.submitted_at_ms)
+        .bind(message_id)
+        .bind(&origin.address)
         .execute(&mut **tx)
         .await?;
         Ok(r.rows_affected() > 0)
@@ -966,10 +1092,10 @@ impl Store {
                 address: w.try_get(2)?,
                 submitted_at_ms: w.try_get(3)?,
             };
-            let delivered = w.try_get::<i64, _>(1)? != 0;
+            let status = ReceiptStatus::from_code(w.try_get::<i64, _>(1)?);
             let mut tx = self.pool.begin().await?;
             if self
-                .settle_unconfirmed(&mut tx, &message_id, delivered, &origin, now_ms)
+                .settle_unconfirmed(&mut tx, &message_id, status, &origin, now_ms)
                 .await?
             {
                 sqlx::query(self.sql("DELETE FROM proxy_receipts WHERE message_id = ?"))
@@ -981,6 +1107,60 @@ impl Store {
             tx.commit().await?;
         }
         Ok(settled)
+    }
+
+    /// Queues again the `unconfirmed` SMS/WAP rows that no receipt settled within `grace_ms`
+    /// of becoming unconfirmed (the SMSC most likely never got them: a message it accepted
+    /// produces a receipt), after a last look at the receipts waiting; a row that has
+    /// `max_attempts` behind it is `dead` instead. Returns how many rows were queued or dead.
+    pub async fn requeue_unconfirmed(
+        &self,
+        grace_ms: i64,
+        max_attempts: u32,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let cutoff = now_ms - grace_ms;
+        let stale: i64 = sqlx::query(self.sql(
+            "SELECT COUNT(*) FROM proxy_notifications WHERE state = 'unconfirmed' AND channel IN ('sms', 'wap') AND updated_at <= ?",
+        ))
+        .bind(cutoff)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        if stale == 0 {
+            return Ok(0);
+        }
+        // Receipts of messages whose rows are known by id are not for these rows.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM proxy_receipts WHERE EXISTS (SELECT 1 FROM proxy_notifications n WHERE n.smsc_message_id = proxy_receipts.message_id AND (n.state IN ('delivered', 'failed') OR proxy_receipts.delivered = 2))",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.settle_unconfirmed_with_waiting_receipts(now_ms)
+            .await?;
+        let r = sqlx::query(self.sql(
+            "UPDATE proxy_notifications SET state = CASE WHEN attempts >= ? THEN 'dead' ELSE 'queued' END, \
+             next_attempt_at = ?, handed_over_at = NULL, lease_owner = NULL, lease_until = 0, updated_at = ?, \
+             last_error = CASE WHEN attempts >= ? THEN 'no receipt for it and no attempts left' \
+               ELSE 'no receipt within the grace period: the SMSC never got it; sent again' END \
+             WHERE state = 'unconfirmed' AND channel IN ('sms', 'wap') AND updated_at <= ?",
+        ))
+        .bind(i64::from(max_attempts))
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(i64::from(max_attempts))
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() > 0 {
+            tracing::warn!(
+                rows = r.rows_affected(),
+                "unconfirmed SMS without a receipt after {grace_ms} ms: queued again"
+            );
+        }
+        Ok(r.rows_affected())
     }
 
     /// Who got (or is getting) a video's notifications, and in what state.

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use common::*;
 use vshare_proxy::dispatcher::{State, Transition};
-use vshare_proxy::store::{ReceiptOrigin, Store};
+use vshare_proxy::store::{IncomingReceipt, ReceiptOrigin, ReceiptStatus, Store};
 use vshare_proxy::{Channel, NewSubscription, SubState};
 
 async fn fan_out_once(url: &str) {
@@ -346,6 +346,203 @@ async fn receipts_settle_unconfirmed(url: &str) {
     let r = row("v2", "+4420");
     assert_eq!(r.state, State::Unconfirmed, "no receipt for it");
     assert_eq!(r.smsc_message_id, None);
+
+    // An intermediate receipt (ENROUTE) for it: the SMSC has the message, the row is `sent`;
+    // the same receipt again changes nothing; the final one, matched by id, delivers it.
+    let accepted = IncomingReceipt {
+        message_id: "m-20-v2".into(),
+        status: ReceiptStatus::Accepted,
+        origin: Some(origin("+4420", T0 + 60_000)),
+    };
+    s.receipts(std::slice::from_ref(&accepted), T0 + 240_000)
+        .await
+        .expect("intermediate");
+    let state = |v: &'static str, n: &'static str| {
+        let s = s.clone();
+        async move {
+            s.notifications(None, Some("alice"))
+                .await
+                .expect("rows")
+                .into_iter()
+                .find(|r| r.video_id == v && r.address == n)
+                .expect("row")
+        }
+    };
+    let r = state("v2", "+4420").await;
+    assert_eq!(r.state, State::Sent);
+    assert_eq!(r.smsc_message_id.as_deref(), Some("m-20-v2"));
+    s.receipts(std::slice::from_ref(&accepted), T0 + 241_000)
+        .await
+        .expect("repeat");
+    assert_eq!(state("v2", "+4420").await.state, State::Sent);
+    s.receipts(
+        &[IncomingReceipt {
+            status: ReceiptStatus::Delivered,
+            ..accepted
+        }],
+        T0 + 250_000,
+    )
+    .await
+    .expect("final");
+    assert_eq!(state("v2", "+4420").await.state, State::Delivered);
+    // A repeated receipt of a settled row settles nothing else.
+    s.receipt_from("m-10-v1", false, Some(&origin("+4410", T0)), T0 + 260_000)
+        .await
+        .expect("repeat");
+    assert_eq!(state("v1", "+4410").await.state, State::Failed);
+    assert_eq!(state("v2", "+4410").await.state, State::Delivered);
+}
+
+/// Unconfirmed rows that no receipt settles within the grace period are queued again (and
+/// `dead` when their attempts are spent); a receipt while another message to the same number
+/// is in flight is not taken for the unconfirmed one.
+async fn unconfirmed_rows_go_again_after_grace(url: &str) {
+    let s = Store::open(url).await.expect("open");
+    let numbers = ["+4610".to_string(), "+4620".to_string()];
+    s.bulk_active("alice", Channel::Sms, "text", &numbers, 1)
+        .await
+        .expect("subs");
+    const T0: i64 = 1_795_591_800_000;
+    const GRACE: i64 = 5_000;
+    s.handle_event(&live_event("v1", "alice"), T0 - 1_000)
+        .await
+        .expect("event");
+    let claimed = s
+        .claim(&[Channel::Sms], "dead", T0, 100, 10)
+        .await
+        .expect("claim");
+    let ids: Vec<String> = claimed.iter().map(|c| c.id.clone()).collect();
+    s.mark_handed_over("dead", &ids, T0)
+        .await
+        .expect("hand over");
+    // The lease ran out: both unconfirmed, nothing to send.
+    assert!(
+        s.claim(&[Channel::Sms], "live", T0 + 1_000, 1_000, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // v2 for +4610 is being sent (handed over) when a receipt for +4610 comes: it may be
+    // v2's, so it does not settle v1's unconfirmed row.
+    s.handle_event(&live_event("v2", "alice"), T0 + 1_500)
+        .await
+        .expect("event 2");
+    let v2 = s
+        .claim(&[Channel::Sms], "live", T0 + 2_000, 60_000, 10)
+        .await
+        .expect("claim v2");
+    assert_eq!(v2.len(), 2);
+    let v2_4610 = v2.iter().find(|c| c.address == "+4610").expect("v2 row");
+    s.mark_handed_over("live", std::slice::from_ref(&v2_4610.id), T0 + 2_000)
+        .await
+        .expect("hand over v2");
+    let enroute = |id: &str, n: &str| IncomingReceipt {
+        message_id: id.into(),
+        status: ReceiptStatus::Accepted,
+        origin: Some(ReceiptOrigin {
+            address: n.into(),
+            submitted_at_ms: T0,
+        }),
+    };
+    s.receipts(&[enroute("m-v2", "+4610")], T0 + 2_100)
+        .await
+        .expect("receipt");
+    let rows = |v: &'static str| {
+        let s = s.clone();
+        async move {
+            let mut r = s.notifications(Some(v), None).await.expect("rows");
+            r.sort_by(|a, b| a.address.cmp(&b.address));
+            r
+        }
+    };
+    assert_eq!(rows("v1").await[0].state, State::Unconfirmed);
+    // It was v2's: recorded with that id, the waiting receipt is v2's.
+    let sent = |id: &str, mid: &str| {
+        (
+            id.to_string(),
+            Transition {
+                state: State::Sent,
+                attempts: 1,
+                next_attempt_at_ms: T0,
+                message_id: Some(mid.into()),
+                error: None,
+            },
+        )
+    };
+    let v2_4620 = v2.iter().find(|c| c.address == "+4620").expect("v2 row");
+    s.record(
+        "live",
+        &[sent(&v2_4610.id, "m-v2"), sent(&v2_4620.id, "m-v2b")],
+        T0 + 2_200,
+    )
+    .await
+    .expect("record v2");
+    // +4620's v1 message did reach the SMSC: its receipt settles it.
+    s.receipts(&[enroute("m-v1-4620", "+4620")], T0 + 3_000)
+        .await
+        .expect("receipt");
+    // Not yet past the grace: nothing goes again.
+    assert_eq!(
+        s.requeue_unconfirmed(GRACE, 4, T0 + 1_000 + GRACE - 1)
+            .await
+            .expect("requeue"),
+        0
+    );
+    assert_eq!(
+        s.requeue_unconfirmed(GRACE, 4, T0 + 1_000 + GRACE)
+            .await
+            .expect("requeue"),
+        1,
+        "+4610's v1 row: no receipt of its own"
+    );
+    let v1 = rows("v1").await;
+    assert_eq!(
+        (v1[0].state, v1[1].state),
+        (State::Queued, State::Sent),
+        "{v1:?}"
+    );
+    assert_eq!(v1[1].smsc_message_id.as_deref(), Some("m-v1-4620"));
+    let again = s
+        .claim(&[Channel::Sms], "live", T0 + 7_000, 60_000, 10)
+        .await
+        .expect("claim again");
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].address.as_str(), again[0].attempts), ("+4610", 1));
+    // Unconfirmed once more with its attempts spent: dead after the grace, not queued.
+    s.record(
+        "live",
+        &[(
+            again[0].id.clone(),
+            Transition {
+                state: State::Unconfirmed,
+                attempts: 4,
+                next_attempt_at_ms: T0 + 7_000,
+                message_id: None,
+                error: Some("connection lost".into()),
+            },
+        )],
+        T0 + 7_000,
+    )
+    .await
+    .expect("unconfirmed again");
+    assert_eq!(
+        s.requeue_unconfirmed(GRACE, 4, T0 + 7_000 + GRACE)
+            .await
+            .expect("requeue"),
+        1
+    );
+    assert_eq!(rows("v1").await[0].state, State::Dead);
+}
+
+#[tokio::test]
+async fn sqlite_unconfirmed_rows_go_again_after_grace() {
+    let dir = tempfile::tempdir().expect("tmp");
+    unconfirmed_rows_go_again_after_grace(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn postgres_unconfirmed_rows_go_again_after_grace() {
+    unconfirmed_rows_go_again_after_grace(&fresh_postgres().await).await;
 }
 
 #[tokio::test]

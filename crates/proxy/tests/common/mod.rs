@@ -79,6 +79,8 @@ pub fn fast_policy() -> Policy {
         backoff_initial_ms: 100,
         backoff_max_ms: 1_000,
         jitter: 0.2,
+        // An unconfirmed SMS waits 3 s for a receipt before it goes again.
+        unconfirmed_grace_ms: Some(3_000),
         ..Policy::default()
     }
 }
