@@ -106,9 +106,9 @@ async function main() {
   await shot(b, 'watch-live');
   await shot(a, 'studio-live');
 
-  step('the upload connection drops and resumes');
+  step('the upload connection drops (1 s outage) and resumes');
   const seqBefore = await a.evaluate(() => window.vshareStudio.client.sender.nextSeq);
-  await a.evaluate(() => window.vshareStudio.client.dropConnection());
+  await a.evaluate(() => window.vshareStudio.client.dropConnection(1000));
   await a.waitForFunction(() => window.vshareStudio.client.resumes >= 1 && document.body.dataset.state === 'live',
     null, { timeout: 15000 });
   await sleep(3000);
@@ -120,6 +120,7 @@ async function main() {
   });
   result.upload = stats;
   check(stats.nextSeq > seqBefore, 'frames kept flowing after the resume');
+  check(stats.dropped === 0, `no frame was dropped through a 1 s outage (${stats.dropped})`);
   const s2 = await playerState(b);
   check(s2.t > t1.t, `page B kept playing across the drop (${t1.t} → ${s2.t})`);
 

@@ -274,6 +274,8 @@ export class UploadClient extends EventTarget {
     this.retryTimer = null;
     this.retries = 0;
     this.resumes = 0;
+    /** Sending paused (dropConnection in tests). */
+    this.holding = false;
     /** Dropping video until the next key frame; the encoder is asked for one. */
     this.dropping = false;
     this.wantKeyFrame = false;
@@ -407,7 +409,7 @@ export class UploadClient extends EventTarget {
   /** Sends whatever the window allows now. */
   pump() {
     const ws = this.ws;
-    if (!ws || !this.welcomed || ws.readyState !== WebSocket.OPEN) return;
+    if (!ws || !this.welcomed || this.holding || ws.readyState !== WebSocket.OPEN) return;
     for (let m = this.sender.pollTransmit(); m !== null; m = this.sender.pollTransmit()) ws.send(m);
   }
 
@@ -418,9 +420,16 @@ export class UploadClient extends EventTarget {
     this.pump();
   }
 
-  /** For tests: cut the connection as a network would (the sender resumes). */
-  dropConnection() {
-    if (this.ws) this.ws.close(3001, 'dropped on purpose');
+  /**
+   * For tests: a network outage. Nothing is sent for `holdMs` (frames pile up unsent, as
+   * behind a dead link), then the connection is cut; the sender resumes and sends them.
+   */
+  dropConnection(holdMs = 0) {
+    this.holding = true;
+    setTimeout(() => {
+      this.holding = false;
+      if (this.ws) this.ws.close(3001, 'dropped on purpose');
+    }, holdMs);
   }
 
   finish(code, reason) {
