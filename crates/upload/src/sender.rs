@@ -274,6 +274,15 @@ impl UploadSender {
         self.backlog
     }
 
+    /// The capture time (dts, µs) of the oldest frame not yet acknowledged: how far behind
+    /// real time the upload is.
+    pub fn oldest_unacked_dts(&self) -> Option<i64> {
+        self.kept.iter().find_map(|k| match k {
+            Kept::Frame { dts, .. } => Some(*dts),
+            Kept::Config { .. } => None,
+        })
+    }
+
     /// Frame payload bytes sent and not acknowledged.
     pub fn in_flight_bytes(&self) -> u64 {
         self.in_flight

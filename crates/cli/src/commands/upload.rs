@@ -42,6 +42,9 @@ pub struct UploadStats {
     pub wall_ms: u64,
     /// Largest unacknowledged backlog seen, in ms of media at the target rate.
     pub max_backlog_ms: u64,
+    /// Largest age of the oldest unacknowledged frame (capture to now), ms: how far behind
+    /// real time the upload fell.
+    pub max_lag_ms: u64,
     /// (seconds since start, step, target kbit/s, width, height, fps) at each change.
     pub steps: Vec<(f64, usize, u32, u32, u32, u32)>,
     /// (seconds since start, target kbit/s, queue delay ms, receive kbit/s) per feedback.
@@ -349,6 +352,11 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
         }
         let backlog_ms = sender.backlog_bytes() * 8 / u64::from(rate.target_kbps().max(1));
         stats.max_backlog_ms = stats.max_backlog_ms.max(backlog_ms);
+        if let Some(dts) = sender.oldest_unacked_dts() {
+            // The capture clock started with the capture thread, just before `started`.
+            let lag = (started.elapsed().as_micros() as i64 - dts).max(0) / 1000;
+            stats.max_lag_ms = stats.max_lag_ms.max(lag as u64);
+        }
         // At most 64 KiB per turn, so feedback and capture are handled between writes.
         let mut more = false;
         if connected {
