@@ -742,6 +742,71 @@ mod tests {
     }
 
     #[test]
+    fn receipts_final_and_intermediate() {
+        use vshare_smpp::pdu::Tlv;
+        let text = |stat: &str| {
+            format!(
+                "id:0A sub:001 dlvrd:000 submit date:2611250730 done date:2611250731 stat:{stat} err:000 text:vshare"
+            )
+        };
+        let receipt = |esm_class: u8, stat: &str, state: Option<u8>| {
+            let mut sm = Sm::text("+4410", "+10000", text(stat).as_bytes());
+            sm.source.ton = 1;
+            sm.esm_class = esm_class;
+            if let Some(v) = state {
+                sm.tlvs.push(Tlv {
+                    tag: tag::MESSAGE_STATE,
+                    value: vec![v],
+                });
+                sm.tlvs.push(Tlv {
+                    tag: tag::RECEIPTED_MESSAGE_ID,
+                    value: b"0B\0".to_vec(),
+                });
+            }
+            parse_receipt(&sm).expect("a receipt").expect("parsed")
+        };
+        let r = receipt(ESM_INTERMEDIATE, "ENROUTE", None);
+        assert_eq!(
+            (r.message_id.as_str(), r.status),
+            ("0A", ReceiptStatus::Accepted)
+        );
+        let o = r.origin.expect("origin");
+        assert_eq!(o.address, "+4410");
+        assert_eq!(o.submitted_at_ms, 1_795_591_800_000);
+        assert_eq!(
+            receipt(esm::DELIVERY_RECEIPT, "ACCEPTD", None).status,
+            ReceiptStatus::Accepted
+        );
+        assert_eq!(
+            receipt(esm::DELIVERY_RECEIPT, "DELIVRD", None).status,
+            ReceiptStatus::Delivered
+        );
+        assert_eq!(
+            receipt(esm::DELIVERY_RECEIPT, "EXPIRED", None).status,
+            ReceiptStatus::Failed
+        );
+        // The TLVs win over the text.
+        let r = receipt(ESM_INTERMEDIATE, "DELIVRD", Some(1));
+        assert_eq!(
+            (r.message_id.as_str(), r.status),
+            ("0B", ReceiptStatus::Accepted)
+        );
+        assert_eq!(
+            receipt(esm::DELIVERY_RECEIPT, "ENROUTE", Some(5)).status,
+            ReceiptStatus::Failed
+        );
+        // A mobile-originated message (and its UDHI bit) is no receipt.
+        let mut mo = Sm::text("+4410", "+10000", b"SUB alice");
+        assert!(parse_receipt(&mo).is_none());
+        mo.esm_class = esm::UDHI;
+        assert!(parse_receipt(&mo).is_none());
+        // A receipt without an id is an error, not a panic.
+        let mut bad = Sm::text("+4410", "+10000", b"stat:DELIVRD");
+        bad.esm_class = esm::DELIVERY_RECEIPT;
+        assert!(parse_receipt(&bad).expect("a receipt").is_err());
+    }
+
+    #[test]
     fn ucs2_and_gsm_text() {
         let mut sm = Sm::text("+1", "2", b"SUB alice");
         assert_eq!(sm_text(&sm), "SUB alice");
