@@ -68,18 +68,26 @@ proto, n, dur, ticks, before, after, d = sys.argv[1], int(sys.argv[2]), float(sy
 cpu_s = (after - before) / ticks
 per_stream_min = cpu_s / (n * dur / 60)
 line = f"{proto:6s}  {n} publishers x {dur:.0f} s  server CPU {cpu_s:.2f} s  = {per_stream_min:.3f} CPU-s per stream-minute"
-if proto == "upload":
-    media = wire = hdr = 0
-    for f in glob.glob(f"{d}/pub*.json"):
-        t = open(f).read(); s = json.loads(t[t.index("{"):])
+media = wire = hdr = 0
+for f in glob.glob(f"{d}/pub*.json"):
+    t = open(f).read(); s = json.loads(t[t.index("{"):])
+    if proto == "upload":
         media += s["media_bytes"]; wire += s["wire_bytes"]; hdr += s["ws_header_bytes"]
-    line += f"\n        wire/media = {(wire + hdr) / media:.4f}  (payloads {wire / media:.4f}, WebSocket headers {hdr / media:.4f}; {media/1e6:.1f} MB of media)"
+    else:
+        media += s["published"]["bytes"]
+per_mb = cpu_s / (media / 1e6)
+line += f"\n        {media/1e6:.1f} MB of media: {per_mb * 1000:.1f} CPU-ms per media MB"
+if proto == "upload":
+    line += f"\n        wire/media = {(wire + hdr) / media:.4f}  (payloads {wire / media:.4f}, WebSocket headers {hdr / media:.4f})"
 print(line)
 with open(f"{d}/../{proto}.cpu", "w") as out:
-    out.write(str(per_stream_min))
+    out.write(f"{per_stream_min} {per_mb}")
 PY
 }
 
 run_protocol upload
 run_protocol rtmp
-python3 -c "u=float(open('$WORK/upload.cpu').read()); r=float(open('$WORK/rtmp.cpu').read()); print(f'server CPU per stream, upload / RTMP = {u/r:.2f}')"
+python3 -c "
+u = [float(x) for x in open('$WORK/upload.cpu').read().split()]
+r = [float(x) for x in open('$WORK/rtmp.cpu').read().split()]
+print(f'upload / RTMP: server CPU per stream {u[0]/r[0]:.2f}, per media byte {u[1]/r[1]:.2f}')"
