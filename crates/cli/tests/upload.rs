@@ -232,7 +232,10 @@ fn a_dropped_connection_resumes_and_the_recording_has_no_hole() {
     let span = times.last().copied().unwrap_or(0.0) - times.first().copied().unwrap_or(0.0);
     assert!((span - 10.0).abs() < 0.2, "10 s recorded: {span:.3}");
     let log = plain(&server.log());
-    assert!(log.contains("resumed=true"), "the server saw a resume:\n{log}");
+    assert!(
+        log.contains("resumed=true"),
+        "the server saw a resume:\n{log}"
+    );
 }
 
 type Ws =

@@ -125,7 +125,8 @@ impl ServerRate {
             };
             let raised = self.suggested_kbps * INCREASE;
             self.suggested_kbps = if raised > ceiling {
-                self.suggested_kbps.min(ceiling.max(self.suggested_kbps * 0.95))
+                self.suggested_kbps
+                    .min(ceiling.max(self.suggested_kbps * 0.95))
             } else {
                 raised
             };
@@ -319,7 +320,10 @@ mod tests {
             let (recv, delay, s) = r.feedback(t);
             assert_eq!(delay, 0);
             assert!(recv > 0);
-            assert!(s > sending, "an uncongested path climbs: {s} after {sending}");
+            assert!(
+                s > sending,
+                "an uncongested path climbs: {s} after {sending}"
+            );
             sending = s;
         }
         assert_eq!(sending, (500.0 * INCREASE.powi(6)).round() as u32);
