@@ -84,6 +84,7 @@ pub async fn run_dispatcher(proxy: Proxy) {
             std::sync::atomic::Ordering::Relaxed,
         );
     };
+    let mut last_sweep = std::time::Instant::now();
     loop {
         if let Some(grace) = proxy.config.policy.unconfirmed_grace_ms
             && let Err(e) = proxy
@@ -92,6 +93,14 @@ pub async fn run_dispatcher(proxy: Proxy) {
                 .await
         {
             tracing::warn!("SMS outbox: unconfirmed rows: {e:#}");
+        }
+        // Receipts and records that crossed each other leave a receipt waiting; once a second
+        // such receipts are applied.
+        if last_sweep.elapsed() >= Duration::from_secs(1) {
+            last_sweep = std::time::Instant::now();
+            if let Err(e) = proxy.store.apply_waiting_receipts(proxy.now_ms()).await {
+                tracing::warn!("SMS outbox: waiting receipts: {e:#}");
+            }
         }
         let t0 = std::time::Instant::now();
         let claimed = proxy

@@ -278,6 +278,10 @@ pub const RECEIPT_MATCH_AFTER_MS: i64 = 120_000;
 pub struct Store {
     pool: AnyPool,
     postgres: bool,
+    /// SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
+    /// SQLite's busy handler (1, 2, 5, 10 … 100 ms); the hot write paths of this process queue
+    /// here instead (PostgreSQL: unused).
+    write: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A random identifier of `n` lowercase letters and digits.
@@ -325,11 +329,24 @@ impl Store {
         let mut migrator = sqlx::migrate!("./migrations");
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
-        Ok(Store { pool, postgres })
+        Ok(Store {
+            pool,
+            postgres,
+            write: std::sync::Arc::default(),
+        })
     }
 
     pub fn is_postgres(&self) -> bool {
         self.postgres
+    }
+
+    /// Holds this process's SQLite writers back while one writes (see `write`).
+    async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.postgres {
+            None
+        } else {
+            Some(self.write.lock().await)
+        }
     }
 
     /// `?` placeholders as `$n` for PostgreSQL. Every statement is a constant of this module
@@ -693,6 +710,7 @@ impl Store {
         };
         // Rows a dead dispatcher had already handed over: maybe arrived; they wait for a receipt
         // (`requeue_unconfirmed` sends them again when none comes).
+        let w = self.writer().await;
         let gone = sqlx::query(self.sql(&format!(
             "UPDATE proxy_notifications SET state = 'unconfirmed', attempts = attempts + 1, lease_owner = NULL, \
              last_error = 'the dispatcher stopped after handing it over, before the answer; waiting for a receipt', updated_at = ? \
@@ -702,6 +720,7 @@ impl Store {
         .bind(now_ms)
         .execute(&self.pool)
         .await?;
+        drop(w);
         if gone.rows_affected() > 0 {
             self.settle_unconfirmed_with_waiting_receipts(now_ms)
                 .await?;
@@ -713,6 +732,7 @@ impl Store {
                ORDER BY next_attempt_at LIMIT ?{lock}) \
              RETURNING id, event_id, video_id, source, channel, address, form, attempts, created_at"
         );
+        let w = self.writer().await;
         let rows = sqlx::query(self.sql(&sql))
             .bind(owner)
             .bind(now_ms + lease_ms)
@@ -722,6 +742,7 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
+        drop(w);
         let mut out = rows
             .iter()
             .map(|r| {
@@ -751,6 +772,7 @@ impl Store {
         ids: &[String],
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let _w = self.writer().await;
         for chunk in ids.chunks(500) {
             let marks = vec!["?"; chunk.len()].join(", ");
             let sql = format!(
@@ -777,6 +799,7 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(());
         }
+        let w = self.writer().await;
         let mut tx = self.pool.begin().await?;
         let with_ids = outcomes.iter().any(|(_, t)| t.message_id.is_some());
         // One statement per 200 rows: a VALUES list joined to the table (UPDATE … FROM, in
@@ -807,9 +830,14 @@ impl Store {
             q.bind(now_ms).bind(owner).execute(&mut *tx).await?;
         }
         if with_ids {
-            self.apply_early_receipts(&mut tx, now_ms).await?;
+            let ids: Vec<&str> = outcomes
+                .iter()
+                .filter_map(|(_, t)| t.message_id.as_deref())
+                .collect();
+            self.apply_waiting_for(&mut tx, &ids, now_ms).await?;
         }
         tx.commit().await?;
+        drop(w);
         if outcomes.iter().any(|(_, t)| t.state == State::Unconfirmed) {
             self.settle_unconfirmed_with_waiting_receipts(now_ms)
                 .await?;
@@ -817,12 +845,18 @@ impl Store {
         Ok(())
     }
 
-    async fn apply_early_receipts(
+    /// Applies the waiting receipts of the messages `ids` (just recorded, or just stored
+    /// waiting): finals settle their `sent` rows; receipts whose row is known are removed.
+    async fn apply_waiting_for(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        ids: &[&str],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        // Usually there is none: look before joining.
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // Often there is none: look before joining.
         let waiting: i64 = sqlx::query("SELECT COUNT(*) FROM proxy_receipts")
             .fetch_one(&mut **tx)
             .await?
@@ -830,23 +864,68 @@ impl Store {
         if waiting == 0 {
             return Ok(());
         }
-        // (Intermediate receipts, code 2, change nothing for a `sent` row.)
+        for chunk in ids.chunks(200) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            // (Intermediate receipts, code 2, change nothing for a `sent` row.)
+            for (delivered, state) in [(1i64, "delivered"), (0, "failed")] {
+                let sql = format!(
+                    "UPDATE proxy_notifications SET state = ?, updated_at = ? WHERE state = 'sent' AND smsc_message_id IN \
+                     (SELECT message_id FROM proxy_receipts WHERE delivered = ? AND message_id IN ({marks}))"
+                );
+                let mut q = sqlx::query(self.sql(&sql))
+                    .bind(state)
+                    .bind(now_ms)
+                    .bind(delivered);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut **tx).await?;
+            }
+            let sql = format!(
+                "DELETE FROM proxy_receipts WHERE message_id IN ({marks}) AND EXISTS (SELECT 1 FROM proxy_notifications n \
+                 WHERE n.smsc_message_id = proxy_receipts.message_id AND (n.state IN ('delivered', 'failed') OR proxy_receipts.delivered = 2))"
+            );
+            let mut q = sqlx::query(self.sql(&sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies every waiting receipt whose row is now known by its message id, and removes
+    /// those that are done with; a sweep for receipts and records that crossed (each saw the
+    /// other not yet committed). Returns how many rows were settled.
+    pub async fn apply_waiting_receipts(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let waiting: i64 = sqlx::query("SELECT COUNT(*) FROM proxy_receipts")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        if waiting == 0 {
+            return Ok(0);
+        }
+        let _w = self.writer().await;
+        let mut tx = self.pool.begin().await?;
+        let mut settled = 0;
         for (delivered, state) in [(1i64, "delivered"), (0, "failed")] {
-            sqlx::query(self.sql(
+            settled += sqlx::query(self.sql(
                 "UPDATE proxy_notifications SET state = ?, updated_at = ? WHERE state = 'sent' AND smsc_message_id IN (SELECT message_id FROM proxy_receipts WHERE delivered = ?)",
             ))
             .bind(state)
             .bind(now_ms)
             .bind(delivered)
-            .execute(&mut **tx)
-            .await?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         }
         sqlx::query(
             "DELETE FROM proxy_receipts WHERE EXISTS (SELECT 1 FROM proxy_notifications n WHERE n.smsc_message_id = proxy_receipts.message_id AND (n.state IN ('delivered', 'failed') OR proxy_receipts.delivered = 2))",
         )
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(settled)
     }
 
     /// Puts claimed rows back, attempts unchanged, until `until_ms` (rate limits, quiet hours,
@@ -860,6 +939,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
+        let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
         for (id, until) in ids {
             sqlx::query(self.sql(
@@ -965,8 +1045,10 @@ impl Store {
         if receipts.is_empty() {
             return Ok(());
         }
-        // Ids rows already have (read outside the transaction, which must start with a write
-        // on SQLite: a read transaction cannot always be upgraded).
+        // Read outside the transaction, which must start with a write on SQLite (a read
+        // transaction cannot always be upgraded): the ids rows already have, and whether any
+        // row is unconfirmed at all (if one turns unconfirmed meanwhile, the receipt waits and
+        // is matched when the row's grace ends, see `requeue_unconfirmed`).
         let mut known = std::collections::HashSet::new();
         for chunk in receipts.chunks(500) {
             let marks = vec!["?"; chunk.len()].join(", ");
@@ -981,8 +1063,16 @@ impl Store {
                 known.insert(row.try_get::<String, _>(0)?);
             }
         }
+        let unconfirmed = sqlx::query(
+            "SELECT 1 FROM proxy_notifications WHERE state = 'unconfirmed' AND channel IN ('sms', 'wap') LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some();
+        let _w = self.writer().await;
         let mut tx = self.pool.begin().await?;
-        let mut waiting = false;
+        // To wait, one per message (a final receipt over an intermediate one).
+        let mut wait: Vec<&IncomingReceipt> = Vec::new();
         for r in receipts {
             if r.status != ReceiptStatus::Accepted {
                 let u = sqlx::query(self.sql(
@@ -1000,31 +1090,41 @@ impl Store {
             if known.contains(&r.message_id) {
                 continue;
             }
-            if let Some(o) = &r.origin
+            if unconfirmed
+                && let Some(o) = &r.origin
                 && self
                     .settle_unconfirmed(&mut tx, &r.message_id, r.status, o, now_ms)
                     .await?
             {
                 continue;
             }
+            match wait.iter_mut().find(|w| w.message_id == r.message_id) {
+                Some(w) if w.status == ReceiptStatus::Accepted => *w = r,
+                Some(_) => {}
+                None => wait.push(r),
+            }
+        }
+        for chunk in wait.chunks(100) {
+            let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             // A final receipt replaces a waiting intermediate one of the same message.
-            sqlx::query(self.sql(
-                "INSERT INTO proxy_receipts (message_id, delivered, received_at, address, submitted_at) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (message_id) DO UPDATE SET delivered = excluded.delivered WHERE proxy_receipts.delivered = 2",
-            ))
-            .bind(&r.message_id)
-            .bind(r.status.code())
-            .bind(now_ms)
-            .bind(r.origin.as_ref().map(|o| o.address.clone()))
-            .bind(r.origin.as_ref().map(|o| o.submitted_at_ms))
-            .execute(&mut *tx)
-            .await?;
-            waiting = true;
+            let sql = format!(
+                "INSERT INTO proxy_receipts (message_id, delivered, received_at, address, submitted_at) VALUES {rows} \
+                 ON CONFLICT (message_id) DO UPDATE SET delivered = excluded.delivered WHERE proxy_receipts.delivered = 2"
+            );
+            let mut q = sqlx::query(self.sql(&sql));
+            for r in chunk {
+                q = q
+                    .bind(&r.message_id)
+                    .bind(r.status.code())
+                    .bind(now_ms)
+                    .bind(r.origin.as_ref().map(|o| o.address.clone()))
+                    .bind(r.origin.as_ref().map(|o| o.submitted_at_ms));
+            }
+            q.execute(&mut *tx).await?;
         }
-        if waiting {
-            // A row may have been recorded since the ids were read.
-            self.apply_early_receipts(&mut tx, now_ms).await?;
-        }
+        // A row may have been recorded since the ids were read.
+        let ids: Vec<&str> = wait.iter().map(|r| r.message_id.as_str()).collect();
+        self.apply_waiting_for(&mut tx, &ids, now_ms).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1093,6 +1193,7 @@ impl Store {
                 submitted_at_ms: w.try_get(3)?,
             };
             let status = ReceiptStatus::from_code(w.try_get::<i64, _>(1)?);
+            let _w = self.writer().await;
             let mut tx = self.pool.begin().await?;
             if self
                 .settle_unconfirmed(&mut tx, &message_id, status, &origin, now_ms)
@@ -1131,15 +1232,10 @@ impl Store {
             return Ok(0);
         }
         // Receipts of messages whose rows are known by id are not for these rows.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "DELETE FROM proxy_receipts WHERE EXISTS (SELECT 1 FROM proxy_notifications n WHERE n.smsc_message_id = proxy_receipts.message_id AND (n.state IN ('delivered', 'failed') OR proxy_receipts.delivered = 2))",
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        self.apply_waiting_receipts(now_ms).await?;
         self.settle_unconfirmed_with_waiting_receipts(now_ms)
             .await?;
+        let w = self.writer().await;
         let r = sqlx::query(self.sql(
             "UPDATE proxy_notifications SET state = CASE WHEN attempts >= ? THEN 'dead' ELSE 'queued' END, \
              next_attempt_at = ?, handed_over_at = NULL, lease_owner = NULL, lease_until = 0, updated_at = ?, \
@@ -1154,6 +1250,7 @@ impl Store {
         .bind(cutoff)
         .execute(&self.pool)
         .await?;
+        drop(w);
         if r.rows_affected() > 0 {
             tracing::warn!(
                 rows = r.rows_affected(),
