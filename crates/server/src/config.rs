@@ -83,6 +83,9 @@ pub struct ProxyRoleConfig {
     pub quiet_hours: Option<String>,
     /// VAPID contact for Web Push (RFC 8292).
     pub vapid_contact: String,
+    /// An SMS handed to the SMSC whose submit_sm_resp was lost (a crash) is sent again when no
+    /// receipt for it arrives within this many seconds; 0: never sent again (at most once).
+    pub unconfirmed_grace_s: u64,
 }
 
 impl Default for ProxyRoleConfig {
@@ -96,6 +99,7 @@ impl Default for ProxyRoleConfig {
             window: 64,
             quiet_hours: None,
             vapid_contact: "mailto:admin@localhost".into(),
+            unconfirmed_grace_s: 300,
         }
     }
 }

@@ -110,6 +110,8 @@ async fn start_proxy(config: &Config, db: &db::Db) -> anyhow::Result<vshare_prox
         }
     };
     pc.vapid = Some(vapid);
+    pc.policy.unconfirmed_grace_ms =
+        (role.unconfirmed_grace_s > 0).then(|| role.unconfirmed_grace_s as i64 * 1000);
     if let Some(q) = &role.quiet_hours {
         pc.policy.quiet_hours =
             Some(vshare_proxy::dispatcher::QuietHours::parse(q).map_err(anyhow::Error::msg)?);
