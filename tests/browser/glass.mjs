@@ -39,6 +39,7 @@ async function main() {
   await sleep(duration * 1000);
   const got = await b.evaluate(() => ({
     samples: window.vshareWatch.glass.map((s) => s.latency),
+    at: window.vshareWatch.glass.map((s) => s.at),
     misses: window.vshareWatch.glassMisses || 0,
     engine: window.vshareWatch.engine,
     hlsLatency: window.vshareWatch.hls ? window.vshareWatch.hls.latency : null,
@@ -54,6 +55,15 @@ async function main() {
   await browser.close();
 
   const xs = got.samples.filter(Number.isFinite).sort((x, y) => x - y);
+  // Median latency per 5 s, and display gaps over 250 ms (stalls), to see when things happen.
+  const timeline = [];
+  for (let i = 0; i < got.at.length;) {
+    const end = got.at[i] + 5000;
+    const bucket = [];
+    for (; i < got.at.length && got.at[i] < end; i++) bucket.push(got.samples[i]);
+    timeline.push(Math.round(bucket.sort((x, y) => x - y)[bucket.length >> 1]));
+  }
+  const stalls = got.at.slice(1).map((t, i) => t - got.at[i]).filter((d) => d > 250).map(Math.round);
   const seconds = (Date.now() - t0) / 1000;
   if (xs.length < 30 * 10) {
     throw new Error(`only ${xs.length} frames read back in ${seconds.toFixed(0)} s (${got.misses} unreadable)`);
@@ -63,6 +73,7 @@ async function main() {
     picture: `${got.w}x${got.h}`, p50_ms: Math.round(q(xs, 0.5)), p95_ms: Math.round(q(xs, 0.95)),
     min_ms: Math.round(xs[0]), max_ms: Math.round(xs[xs.length - 1]),
     hls_js_latency_s: got.hlsLatency && Number(got.hlsLatency.toFixed(2)), studio,
+    median_per_5s_ms: timeline, stalls_ms: stalls,
   };
   console.log(`glass-to-glass over ${r.seconds} s, ${r.frames} frames (${r.unreadable} unreadable), ${r.engine} ${r.picture}: p50 ${r.p50_ms} ms, p95 ${r.p95_ms} ms (min ${r.min_ms}, max ${r.max_ms})`);
   console.log(`RESULT ${JSON.stringify(r)}`);

@@ -204,6 +204,13 @@ function readAudio(track, onData) {
   return () => { on = false; reader.cancel().catch(() => {}); };
 }
 
+/** The bytes of a BufferSource (a decoder configuration's description). */
+function bytesOf(src) {
+  return src instanceof ArrayBuffer
+    ? new Uint8Array(src)
+    : new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
+}
+
 /** One live session: encoders, the upload client, the stats timer. */
 class Broadcast {
   constructor(token, title) {
@@ -333,7 +340,7 @@ class Broadcast {
 
   encodeAudio(data) {
     try {
-      if (!this.running || this.audioEncoder.state !== 'configured') return;
+      if (!this.running || !this.audioEncoder || this.audioEncoder.state !== 'configured') return;
       if (this.offsetA === null) this.offsetA = performance.now() * 1000 - (data.timestamp + data.duration);
       this.audioEncoder.encode(data);
     } finally {
@@ -344,11 +351,17 @@ class Broadcast {
   onVideo(chunk, meta) {
     const cfg = meta?.decoderConfig;
     if (cfg?.description) {
-      const info = { track: 0, kind: 'video', codec: cfg.codec,
-        description: base64(new Uint8Array(cfg.description instanceof ArrayBuffer ? cfg.description : cfg.description.buffer.slice(cfg.description.byteOffset, cfg.description.byteOffset + cfg.description.byteLength))) };
+      const info = { track: 0, kind: 'video', codec: cfg.codec, description: base64(bytesOf(cfg.description)) };
       if (!this.videoInfo) {
         this.videoInfo = info;
         this.maybeStart();
+        // A microphone that gives nothing must not hold the stream back: go on without audio.
+        setTimeout(() => {
+          if (this.started || !this.running) return;
+          if (this.audioEncoder && this.audioEncoder.state !== 'closed') this.audioEncoder.close();
+          this.audioEncoder = null;
+          this.maybeStart();
+        }, 2000);
       } else if (info.description !== this.videoInfo.description || info.codec !== this.videoInfo.codec) {
         this.videoInfo = info;
         this.client.pushConfig({ track: 0, codec: info.codec, description: info.description });
@@ -362,14 +375,12 @@ class Broadcast {
   }
 
   onAudio(chunk, meta) {
+    if (!this.audioEncoder) return;
     const cfg = meta?.decoderConfig;
     if (cfg && !this.audioInfo) {
       this.audioInfo = { track: 1, kind: 'audio', codec: studio.audioCodec === 'aac' ? 'mp4a.40.2' : 'opus',
         sample_rate: cfg.sampleRate, channels: cfg.numberOfChannels };
-      if (cfg.description) {
-        const d = cfg.description;
-        this.audioInfo.description = base64(new Uint8Array(d instanceof ArrayBuffer ? d : d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength)));
-      }
+      if (cfg.description) this.audioInfo.description = base64(bytesOf(cfg.description));
       this.maybeStart();
     }
     if (!this.audioInfo || !this.started) return;

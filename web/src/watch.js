@@ -81,9 +81,10 @@ function playLive(v) {
     player.src = url;
   } else {
     watch.engine = 'hls.js';
-    // Low-latency mode holds PART-HOLD-BACK behind the live edge; after a start-up stall it
-    // catches up by playing up to 1.5× rather than staying further behind.
-    const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, backBufferLength: 30, enableWorker: false });
+    // Low-latency mode holds PART-HOLD-BACK behind the live edge. A stall raises that target
+    // by 0.25 s (hls.js's default is a whole second, which a start-up stall made permanent),
+    // and playback catches up to the target at up to 1.5×.
+    const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, liveSyncOnStallIncrease: 0.25, backBufferLength: 30, enableWorker: false });
     watch.hls = hls;
     hls.on(Hls.Events.ERROR, (_e, data) => {
       watch.errors.push(`${data.type}: ${data.details}`);
