@@ -42,3 +42,15 @@ pub enum MediaEvent {
     Config(TrackConfig),
     Frame(Frame),
 }
+
+/// HEVC video from a source, before the server converts it to H.264 (see
+/// `vshare_transcode::HevcToAvc`): only ingest and the converter see these; everything after
+/// them takes [`MediaEvent`]s.
+#[derive(Debug, Clone)]
+pub enum HevcEvent {
+    /// The decoder configuration; arrives before the first frame, and again if it changes.
+    Config(crate::HevcConfig),
+    /// One access unit: NAL units each prefixed with a 4-byte big-endian length (as in `hvcC`
+    /// MP4 samples), timestamps in µs on the capture clock.
+    Frame(Frame),
+}

@@ -9,5 +9,5 @@ pub mod codec;
 pub mod flv;
 mod frame;
 
-pub use codec::{AacConfig, AvcConfig, CodecError, TrackConfig};
-pub use frame::{Frame, MediaEvent, TrackKind};
+pub use codec::{AacConfig, AvcConfig, CodecError, HevcConfig, TrackConfig};
+pub use frame::{Frame, HevcEvent, MediaEvent, TrackKind};

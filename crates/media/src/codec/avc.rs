@@ -32,6 +32,10 @@ impl AvcConfig {
             .next()
             .ok_or_else(|| CodecError::AvcRecord("no sequence parameter set".into()))?
             .map_err(|e| CodecError::AvcRecord(format!("{e:?}")))?;
+        if sps_bytes.is_empty() {
+            // h264-reader's RefNal panics on an empty NAL unit.
+            return Err(CodecError::AvcRecord("empty sequence parameter set".into()));
+        }
         let nal = RefNal::new(sps_bytes, &[], true);
         let sps = SeqParameterSet::from_bits(nal.rbsp_bits())
             .map_err(|e| CodecError::Sps(format!("{e:?}")))?;
@@ -110,6 +114,18 @@ mod tests {
         assert_eq!(c.nal_length_size, 4);
         let (sps, pps) = c.parameter_sets();
         assert_eq!((sps.len(), pps.len()), (1, 1));
+    }
+
+    #[test]
+    fn empty_sps_is_an_error_not_a_panic() {
+        // A record (found by fuzzing) with one SPS of length 0 (bytes 6-7).
+        let r = [
+            0x01, 0x00, 0x00, 0x1e, 0x08, 0x81, 0x00, 0x00, 0x07, 0x00, 0x0b, 0xe7, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x4b, 0x4b, 0x4b, 0x4b, 0x81, 0x00,
+        ];
+        assert!(AvcConfig::parse(Bytes::copy_from_slice(&r)).is_err());
     }
 
     #[test]

@@ -2,9 +2,11 @@
 
 mod aac;
 mod avc;
+pub mod hevc;
 
 pub use aac::AacConfig;
 pub use avc::AvcConfig;
+pub use hevc::HevcConfig;
 
 use crate::TrackKind;
 
@@ -15,6 +17,10 @@ pub enum CodecError {
     AvcRecord(String),
     #[error("AVC SPS: {0}")]
     Sps(String),
+    #[error("HEVCDecoderConfigurationRecord: {0}")]
+    HevcRecord(String),
+    #[error("HEVC SPS: {0}")]
+    HevcSps(String),
     #[error("AudioSpecificConfig: {0}")]
     Asc(String),
     #[error("unsupported codec: {0}")]
