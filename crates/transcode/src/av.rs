@@ -121,13 +121,31 @@ impl Decoders {
     }
 
     pub(crate) fn open_video(&mut self, record: &[u8]) -> Result<(), TranscodeError> {
-        let ctx = decoder_context(ff::codec::Id::H264, record)?;
+        self.open_video_codec(ff::codec::Id::H264, record)
+    }
+
+    /// Opens a video decoder for `id` with its configuration record (`avcC`, `hvcC`) as
+    /// extradata.
+    pub(crate) fn open_video_codec(
+        &mut self,
+        id: ff::codec::Id,
+        record: &[u8],
+    ) -> Result<(), TranscodeError> {
+        let ctx = decoder_context(id, record)?;
         self.video = Some(
             ctx.decoder()
                 .video()
-                .map_err(ffe("opening the H.264 decoder"))?,
+                .map_err(ffe(format!("opening the {id:?} decoder")))?,
         );
         Ok(())
+    }
+
+    /// The frame rate the video decoder read from the stream's parameter sets (VUI or VPS
+    /// timing), when they carry one.
+    pub(crate) fn video_frame_rate(&self) -> Option<f64> {
+        let r = self.video.as_ref()?.frame_rate()?;
+        (r.numerator() > 0 && r.denominator() > 0)
+            .then(|| f64::from(r.numerator()) / f64::from(r.denominator()))
     }
 
     pub(crate) fn open_audio(&mut self, asc: &[u8]) -> Result<(), TranscodeError> {

@@ -8,6 +8,9 @@
 //!   renditions. A rung whose encoder fails is marked failed; the others carry on.
 //! - [`TranscodeWorker`]: a `Transcoder` on its own OS thread behind a bounded queue that never
 //!   blocks ingest: when full, input is dropped until the next source keyframe.
+//! - [`HevcToAvc`] / [`ConvertWorker`]: HEVC from a source (Enhanced RTMP) decoded and encoded
+//!   as H.264 at ingest, on its own thread, keeping capture times and the source's keyframes, so
+//!   that everything after ingest sees an ordinary H.264 source.
 //! - [`FileWriter`]: WebM (VP9 + Opus) and 3GP (H.263 or H.264 Baseline + AAC) files written
 //!   with libavformat, and a [`FileSummary`] measured from what was written.
 //!
@@ -18,6 +21,7 @@ use vshare_media::annexb;
 mod audio;
 mod av;
 mod config;
+mod convert;
 mod file;
 mod transcoder;
 mod worker;
@@ -25,6 +29,7 @@ mod worker;
 pub use audio::{OpusToAac, opus_head};
 pub use av::init_ffmpeg;
 pub use config::{LadderConfig, RenditionSpec};
+pub use convert::{ConvertSettings, ConvertStats, ConvertWorker, HevcToAvc};
 pub use file::{FileFormat, FileSpec, FileSummary, FileWriter};
 pub use transcoder::{Output, RenditionInfo, Transcoder};
 pub use worker::{TranscodeWorker, WorkerStats};
