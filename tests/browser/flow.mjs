@@ -251,6 +251,20 @@ async function main() {
   await shot(u, 'studio-unsupported');
   result.unsupported = why;
 
+  step('a browser whose VideoEncoder has no H.264');
+  const ctxD = await phone(browser);
+  await ctxD.addInitScript(() => {
+    VideoEncoder.isConfigSupported = async (config) => ({ supported: false, config });
+  });
+  await ctxD.request.post(`${base}/api/v1/session`, { data: { username: 'alice', password: 'correct horse battery staple' } });
+  const d = await ctxD.newPage();
+  watchErrors(d, 'no-h264', errors);
+  await d.goto(`${base}/studio`);
+  await d.waitForSelector('#unsupported:not([hidden])', { timeout: 15000 });
+  const whyH264 = await d.textContent('#unsupported-why');
+  check(/H\.264/.test(whyH264), `the message says H.264 is missing: ${whyH264}`);
+  result.unsupported_h264 = whyH264;
+
   await browser.close();
   const fatal = errors.filter((e) => !/favicon/.test(e));
   check(fatal.length === 0, `no page errors: ${fatal.join('\n')}`);
