@@ -25,11 +25,26 @@ const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self';
 /// files under `/app/`. Stateless, so it merges into any router.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(|h: HeaderMap| async move { page("index.html", &h) }))
-        .route("/signin", get(|h: HeaderMap| async move { page("signin.html", &h) }))
-        .route("/studio", get(|h: HeaderMap| async move { page("studio.html", &h) }))
-        .route("/library", get(|h: HeaderMap| async move { page("library.html", &h) }))
-        .route("/watch/{id}", get(|h: HeaderMap| async move { page("watch.html", &h) }))
+        .route(
+            "/",
+            get(|h: HeaderMap| async move { page("index.html", &h) }),
+        )
+        .route(
+            "/signin",
+            get(|h: HeaderMap| async move { page("signin.html", &h) }),
+        )
+        .route(
+            "/studio",
+            get(|h: HeaderMap| async move { page("studio.html", &h) }),
+        )
+        .route(
+            "/library",
+            get(|h: HeaderMap| async move { page("library.html", &h) }),
+        )
+        .route(
+            "/watch/{id}",
+            get(|h: HeaderMap| async move { page("watch.html", &h) }),
+        )
         .route(
             "/app/{*path}",
             get(
