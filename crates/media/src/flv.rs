@@ -34,7 +34,7 @@ pub enum FlvError {
     AudioBeforeConfig { ts_ms: i64 },
     #[error("FLV video tag: malformed NAL unit length at byte {offset}")]
     NalLength { offset: usize },
-    #[error("{0}")]
+    #[error(transparent)]
     Codec(#[from] crate::CodecError),
     #[error("FLV file: bad signature {0:02x?}")]
     Signature([u8; 3]),

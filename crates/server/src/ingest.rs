@@ -1,5 +1,8 @@
 //! RTMP ingest: a thin tokio adapter around the sans-IO [`vshare_rtmp::ServerConnection`].
 //! Authenticates the stream key, turns FLV tags into frames and hands them to the video server.
+//! HEVC (Enhanced RTMP) goes through a [`ConvertWorker`] that makes it H.264 on its own thread;
+//! from then on the whole stream (audio too, to keep its order) takes that path, so the video
+//! server sees an ordinary H.264 source.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,8 +11,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
-use vshare_media::flv::TagDemuxer;
+use vshare_media::MediaEvent;
+use vshare_media::flv::{DemuxedVideo, TagDemuxer};
 use vshare_rtmp::{ServerConnection, ServerEvent, ServerLimits};
+use vshare_transcode::{ConvertSettings, ConvertWorker};
 
 use crate::db::Db;
 use crate::video::{IngestMessage, Publisher, StartError, VideoServer};
@@ -51,7 +56,10 @@ impl Ingest {
         let mut buf = vec![0u8; 64 * 1024];
         let mut publisher: Option<Publisher> = None;
         let mut demuxer = TagDemuxer::new();
+        // Made at the first HEVC configuration; carries the rest of the stream.
+        let mut converter: Option<ConvertWorker> = None;
         let bytes_in = metrics::counter!("vshare_bytes_in_total");
+        let converter_dropped = metrics::counter!("vshare_ingest_convert_dropped_frames_total");
         let result = async {
             loop {
                 let n = match tokio::time::timeout(self.idle_timeout, socket.read(&mut buf)).await {
@@ -101,8 +109,20 @@ impl Ingest {
                                 .as_ref()
                                 .ok_or_else(|| anyhow::anyhow!("video before publish"))?;
                             let arrival = chrono::Utc::now().timestamp_micros();
-                            if let Some(ev) = demuxer.video(timestamp_ms, body)? {
-                                send(p, IngestMessage::Media(ev, arrival)).await?;
+                            match demuxer.video_tag(timestamp_ms, body)? {
+                                None => {}
+                                Some(DemuxedVideo::Media(ev)) => {
+                                    forward(p, &mut converter, ev, arrival).await?;
+                                }
+                                Some(DemuxedVideo::Hevc(ev)) => {
+                                    let c = converter.get_or_insert_with(|| start_converter(p));
+                                    if !c.push_hevc(ev, arrival) {
+                                        converter_dropped.increment(1);
+                                    }
+                                }
+                            }
+                            if let Some(why) = converter.as_ref().and_then(|c| c.failed()) {
+                                anyhow::bail!("HEVC source refused: {why}");
                             }
                         }
                         ServerEvent::Audio { timestamp_ms, body } => {
@@ -111,12 +131,16 @@ impl Ingest {
                                 .ok_or_else(|| anyhow::anyhow!("audio before publish"))?;
                             let arrival = chrono::Utc::now().timestamp_micros();
                             if let Some(ev) = demuxer.audio(timestamp_ms, body)? {
-                                send(p, IngestMessage::Media(ev, arrival)).await?;
+                                forward(p, &mut converter, ev, arrival).await?;
+                            }
+                            if let Some(why) = converter.as_ref().and_then(|c| c.failed()) {
+                                anyhow::bail!("HEVC source refused: {why}");
                             }
                         }
                         ServerEvent::PublishFinished => {
                             if let Some(p) = publisher.take() {
                                 info!(%peer, video = %p.video_id, "publisher stopped");
+                                finish_converter(&p, converter.take()).await;
                                 let _ = p.tx.send(IngestMessage::End).await;
                             }
                         }
@@ -131,6 +155,7 @@ impl Ingest {
         // A dropped connection ends the stream like a clean stop: the VOD is finished.
         if let Some(p) = publisher.take() {
             info!(%peer, video = %p.video_id, "publisher disconnected");
+            finish_converter(&p, converter.take()).await;
             let _ = p.tx.send(IngestMessage::End).await;
         }
         result
@@ -151,6 +176,51 @@ impl Ingest {
             .start(&key, "")
             .await
             .map_err(|e: StartError| e.to_string())
+    }
+}
+
+/// Hands an ordinary event on: straight to the session, or through the converter once the
+/// stream has one (so it stays in order with the converted video).
+async fn forward(
+    p: &Publisher,
+    converter: &mut Option<ConvertWorker>,
+    ev: MediaEvent,
+    arrival: i64,
+) -> anyhow::Result<()> {
+    match converter.as_mut() {
+        Some(c) => {
+            c.push_media(ev, arrival);
+            Ok(())
+        }
+        None => send(p, IngestMessage::Media(ev, arrival)).await,
+    }
+}
+
+/// Frames the converter may hold before it drops video until the next keyframe (2 s at 30 fps).
+const CONVERT_QUEUE_FRAMES: usize = 60;
+
+fn start_converter(p: &Publisher) -> ConvertWorker {
+    let tx = p.tx.clone();
+    // The sink runs on the converter's own thread, outside the runtime: a blocking send there
+    // waits for the session without holding up this connection.
+    ConvertWorker::spawn(
+        ConvertSettings::default(),
+        CONVERT_QUEUE_FRAMES,
+        move |ev, arrival| tx.blocking_send(IngestMessage::Media(ev, arrival)).is_ok(),
+    )
+}
+
+/// Lets the converter finish what it holds into the session before the stream ends.
+async fn finish_converter(p: &Publisher, converter: Option<ConvertWorker>) {
+    let Some(c) = converter else { return };
+    match tokio::task::spawn_blocking(move || c.finish()).await {
+        Ok(stats) => {
+            if stats.frames_dropped > 0 {
+                warn!(video = %p.video_id, dropped = stats.frames_dropped, episodes = stats.drop_episodes, "HEVC conversion fell behind");
+            }
+            info!(video = %p.video_id, frames_in = stats.frames_in, frames_out = stats.frames_out, decode_errors = stats.decode_errors, "HEVC conversion finished");
+        }
+        Err(e) => warn!(video = %p.video_id, "HEVC conversion: {e}"),
     }
 }
 

@@ -293,7 +293,7 @@ impl HevcToAvc {
             );
         }
         if self.frames_without_picture >= MAX_FRAMES_WITHOUT_PICTURE && self.error.is_none() {
-            self.error = Some(TranscodeError::Config(format!(
+            self.error = Some(TranscodeError::Undecodable(format!(
                 "the HEVC decoder made no picture from {} frames in a row ({} refused in all; \
                  the last at {} µs): the source is not decodable HEVC",
                 self.frames_without_picture, self.decoders.errors, frame.pts

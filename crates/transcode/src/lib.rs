@@ -45,6 +45,8 @@ pub enum TranscodeError {
     },
     #[error("transcode configuration: {0}")]
     Config(String),
+    #[error("{0}")]
+    Undecodable(String),
     #[error("encoder output: {0}")]
     Codec(#[from] vshare_media::CodecError),
     #[error("file output: {0}")]
