@@ -122,6 +122,20 @@ fn an_upload_goes_live_returns_its_records_and_records_every_frame() {
     let v = stream_of(&probe, "video");
     assert_eq!(record["width"], v["width"]);
     assert_eq!(record["height"], v["height"]);
+    // The video names its source (what viewers subscribe to): the key's id, as it has no name.
+    let listed = vshare()
+        .args(["keys", "list", "--data"])
+        .arg(dir.path())
+        .output()
+        .expect("keys list");
+    let key_id = String::from_utf8_lossy(&listed.stdout)
+        .split('\t')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let id = video["id"].as_str().expect("id");
+    let full = get_json(&format!("{}/api/v1/videos/{id}", server.http));
+    assert_eq!(full["source"], key_id.as_str(), "{full}");
     // Protocol overhead on loopback: headers and control messages are a small share.
     let media = stats["media_bytes"].as_f64().expect("media bytes");
     let wire = stats["wire_bytes"].as_f64().expect("wire bytes");

@@ -405,7 +405,18 @@ async fn get_video(State(st): AppStateRef, Path(id): Path<String>) -> Result<Res
         .get_video(&id)
         .await?
         .ok_or_else(|| not_found("video"))?;
-    Ok(axum::Json(st.videos.with_live_record(v)).into_response())
+    // `source`: what a viewer subscribes to for this publisher's next videos (docs/proxy.md):
+    // the stream key's name, or its id when it has none.
+    let source = match st.db.key_name(&v.key_id).await? {
+        Some(name) if !name.is_empty() => name,
+        _ => v.key_id.clone(),
+    };
+    let mut json = serde_json::to_value(st.videos.with_live_record(v))
+        .map_err(|e| anyhow::anyhow!("video JSON: {e}"))?;
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert("source".into(), serde_json::Value::String(source));
+    }
+    Ok(axum::Json(json).into_response())
 }
 
 async fn list_streams(State(st): AppStateRef) -> Result<Response, ApiError> {
