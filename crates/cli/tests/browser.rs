@@ -213,27 +213,9 @@ fn studio_publishes_live_and_vod_play_share_reaches_open_in_chromium() {
         "",
         "the recording decodes cleanly"
     );
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time",
-            "-of",
-            "csv=p=0",
-            mp4,
-        ])
-        .output()
-        .expect("ffprobe");
-    let mut pts: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect();
-    pts.sort_by(f64::total_cmp);
+    let pts = common::video_packet_times(mp4);
     assert!(pts.len() > 100, "{} video frames", pts.len());
-    let gap = pts.windows(2).map(|w| w[1] - w[0]).fold(0.0_f64, f64::max);
+    let gap = common::largest_gap(&pts);
     assert!(gap < 0.2, "largest gap between video frames {gap:.3} s");
     let frames_per_s = pts.len() as f64 / (pts[pts.len() - 1] - pts[0]);
     assert!(

@@ -391,24 +391,8 @@ fn an_impaired_uplink_stays_real_time_and_climbs_back_when_the_cap_lifts() {
         audio >= expected_audio - 5.0,
         "audio is never dropped: {audio} of ~{expected_audio} frames"
     );
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time",
-        ])
-        .args(["-of", "csv=p=0", &mp4])
-        .output()
-        .expect("ffprobe");
-    let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect();
-    times.sort_by(f64::total_cmp);
-    let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    let times = video_packet_times(&mp4);
+    let gap = largest_gap(&times);
     assert!(
         gap < 1.0,
         "no gap in the recording: the largest is {gap:.3} s"

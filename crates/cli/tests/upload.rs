@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,28 +40,6 @@ fn upload(server: &str, key: &str, seconds: u32, extra: &[&str]) -> serde_json::
     serde_json::from_str(json).expect("stats JSON")
 }
 
-/// Video packet times of a file, seconds, in order.
-fn video_times(input: &str) -> Vec<f64> {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time",
-        ])
-        .args(["-of", "csv=p=0", input])
-        .output()
-        .expect("ffprobe");
-    let mut t: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t
-}
-
 /// The log without terminal colour codes.
 fn plain(log: &str) -> String {
     let mut out = String::with_capacity(log.len());
@@ -75,10 +53,6 @@ fn plain(log: &str) -> String {
         }
     }
     out
-}
-
-fn largest_gap(times: &[f64]) -> f64 {
-    times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
 }
 
 fn vod_mp4(server: &Server, key: &str) -> (serde_json::Value, String) {
@@ -237,7 +211,7 @@ fn a_dropped_connection_resumes_and_the_recording_has_no_hole() {
         sent,
         "every frame sent is in the recording once"
     );
-    let times = video_times(&mp4);
+    let times = video_packet_times(&mp4);
     let gap = largest_gap(&times);
     assert!(
         gap < 0.05,

@@ -13,7 +13,8 @@ use ffmpeg_next as ff;
 use vshare_media::{AacConfig, AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
 
 use crate::pipeline::{
-    AUDIO_RATE, FONT, extradata_of_context, graph_with_sink, sink_audio, sink_time_base, sink_video,
+    AUDIO_RATE, FONT, extradata_of_context, graph_with_sink, open_x264, sink_audio, sink_time_base,
+    sink_video,
 };
 use crate::{Input, SourceError, annexb, ff};
 
@@ -60,34 +61,17 @@ fn open_encoder(
     kbps: u32,
     capture: (u32, u32),
 ) -> Result<(Encoder, AvcConfig), SourceError> {
-    let codec = ff::encoder::find_by_name("libx264")
-        .ok_or_else(|| SourceError::Input("this FFmpeg has no libx264 encoder".into()))?;
-    let mut enc = ff::codec::context::Context::new_with_codec(codec)
-        .encoder()
-        .video()
-        .map_err(ff("creating the H.264 encoder"))?;
     let bitrate = u64::from(kbps) * 1000;
-    enc.set_width(width);
-    enc.set_height(height);
-    enc.set_format(Pixel::YUV420P);
-    enc.set_time_base(US);
-    enc.set_frame_rate(Some(ff::Rational(fps as i32, 1)));
-    enc.set_bit_rate(bitrate as usize);
-    enc.set_max_bit_rate(bitrate as usize);
-    enc.set_gop(fps);
-    enc.set_max_b_frames(0);
-    enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-    let mut opts = ff::Dictionary::new();
-    opts.set("preset", "veryfast");
-    opts.set("tune", "zerolatency");
-    opts.set("profile", "baseline");
-    // Half a second of buffer: the rate follows the controller closely.
-    opts.set("bufsize", &(bitrate / 2).to_string());
-    opts.set("forced-idr", "1");
-    opts.set("sc_threshold", "0");
-    let enc = enc.open_with(opts).map_err(ff("opening libx264"))?;
-    let record = annexb::decoder_configuration_record(&extradata_of_context(&enc))
-        .ok_or_else(|| SourceError::Input("libx264 gave no SPS/PPS in its extradata".into()))?;
+    // Half a second of buffer: the rate follows the controller closely; an IDR on request.
+    let (enc, record) = open_x264(
+        width,
+        height,
+        fps,
+        bitrate,
+        US,
+        bitrate / 2,
+        &[("profile", "baseline"), ("forced-idr", "1")],
+    )?;
     let config = AvcConfig::parse(Bytes::from(record))
         .map_err(|e| SourceError::Input(format!("libx264's configuration record: {e}")))?;
     let scaler = ff::software::scaling::Context::get(

@@ -84,6 +84,47 @@ fn tag(kind: TagKind, timestamp_ms: i64, body: Bytes, key: bool, config: bool) -
 // ---------------------------------------------------------------------------------------------
 // Encoders
 
+/// Opens libx264 for live publishing: `veryfast`, `zerolatency`, a key frame every second, no
+/// B-frames, a VBV of `bufsize` bits; returns it with its AVCDecoderConfigurationRecord.
+pub(crate) fn open_x264(
+    width: u32,
+    height: u32,
+    fps: u32,
+    bitrate: u64,
+    time_base: ff::Rational,
+    bufsize: u64,
+    extra: &[(&str, &str)],
+) -> Result<(ff::encoder::Video, Vec<u8>), SourceError> {
+    let codec = ff::encoder::find_by_name("libx264")
+        .ok_or_else(|| SourceError::Input("this FFmpeg has no libx264 encoder".into()))?;
+    let mut enc = ff::codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(ff("creating the H.264 encoder"))?;
+    enc.set_width(width);
+    enc.set_height(height);
+    enc.set_format(Pixel::YUV420P);
+    enc.set_time_base(time_base);
+    enc.set_frame_rate(Some(ff::Rational(fps as i32, 1)));
+    enc.set_bit_rate(bitrate as usize);
+    enc.set_max_bit_rate(bitrate as usize);
+    enc.set_gop(fps);
+    enc.set_max_b_frames(0);
+    enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
+    let mut opts = ff::Dictionary::new();
+    opts.set("preset", "veryfast");
+    opts.set("tune", "zerolatency");
+    opts.set("bufsize", &bufsize.to_string());
+    opts.set("sc_threshold", "0");
+    for (k, v) in extra {
+        opts.set(k, v);
+    }
+    let enc = enc.open_with(opts).map_err(ff("opening libx264"))?;
+    let record = annexb::decoder_configuration_record(&extradata_of_context(&enc))
+        .ok_or_else(|| SourceError::Input("libx264 gave no SPS/PPS in its extradata".into()))?;
+    Ok((enc, record))
+}
+
 struct VideoEncoder {
     enc: ff::encoder::Video,
     time_base: ff::Rational,
@@ -92,32 +133,17 @@ struct VideoEncoder {
 
 impl VideoEncoder {
     fn open(width: u32, height: u32, fps: u32, bitrate: u64) -> Result<Self, SourceError> {
-        let codec = ff::encoder::find_by_name("libx264")
-            .ok_or_else(|| SourceError::Input("this FFmpeg has no libx264 encoder".into()))?;
-        let mut enc = ff::codec::context::Context::new_with_codec(codec)
-            .encoder()
-            .video()
-            .map_err(ff("creating the H.264 encoder"))?;
         let time_base = ff::Rational(1, fps as i32);
-        enc.set_width(width);
-        enc.set_height(height);
-        enc.set_format(Pixel::YUV420P);
-        enc.set_time_base(time_base);
-        enc.set_frame_rate(Some(ff::Rational(fps as i32, 1)));
-        enc.set_bit_rate(bitrate as usize);
-        enc.set_max_bit_rate(bitrate as usize);
-        enc.set_gop(fps);
-        enc.set_max_b_frames(0);
-        enc.set_flags(ff::codec::Flags::GLOBAL_HEADER);
-        let mut opts = ff::Dictionary::new();
-        opts.set("preset", "veryfast");
-        opts.set("tune", "zerolatency");
-        opts.set("bufsize", &bitrate.to_string());
-        opts.set("keyint_min", &fps.to_string());
-        opts.set("sc_threshold", "0");
-        let enc = enc.open_with(opts).map_err(ff("opening libx264"))?;
-        let record = annexb::decoder_configuration_record(&extradata_of_context(&enc))
-            .ok_or_else(|| SourceError::Input("libx264 gave no SPS/PPS in its extradata".into()))?;
+        let keyint = fps.to_string();
+        let (enc, record) = open_x264(
+            width,
+            height,
+            fps,
+            bitrate,
+            time_base,
+            bitrate,
+            &[("keyint_min", &keyint)],
+        )?;
         Ok(Self {
             enc,
             time_base,

@@ -244,11 +244,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.url
         );
     };
-    let input = match (&args.file, args.test_pattern) {
-        (Some(f), false) => Input::File(f.clone()),
-        (None, true) => Input::TestPattern,
-        _ => bail!("say what to publish: --file PATH or --test-pattern"),
-    };
+    let input = input_of(&args)?;
     let options = SourceOptions {
         size: args.size,
         fps: args.fps,
@@ -326,15 +322,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn input_of(args: &Args) -> anyhow::Result<Input> {
+    Ok(match (&args.file, args.test_pattern) {
+        (Some(f), false) => Input::File(f.clone()),
+        (None, true) => Input::TestPattern,
+        _ => bail!("say what to publish: --file PATH or --test-pattern"),
+    })
+}
+
 async fn run_upload(args: Args) -> anyhow::Result<()> {
     let Some(token) = args.key.clone().filter(|k| !k.is_empty()) else {
         bail!("--protocol upload needs --key STREAM_KEY (or VSHARE_STREAM_KEY)");
     };
-    let input = match (&args.file, args.test_pattern) {
-        (Some(f), false) => Input::File(f.clone()),
-        (None, true) => Input::TestPattern,
-        _ => bail!("say what to publish: --file PATH or --test-pattern"),
-    };
+    let input = input_of(&args)?;
     let kbps = |b: u64| u32::try_from(b / 1000).unwrap_or(u32::MAX);
     let stats = super::upload::run(super::upload::UploadArgs {
         server: args.url.clone(),

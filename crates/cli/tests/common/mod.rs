@@ -375,3 +375,23 @@ pub fn wait_video_state(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Video packet times of a file or URL, seconds, in order (ffprobe).
+pub fn video_packet_times(input: &str) -> Vec<f64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0", input])
+        .output()
+        .expect("ffprobe");
+    let mut t: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+/// The largest step between consecutive times.
+pub fn largest_gap(times: &[f64]) -> f64 {
+    times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
+}
