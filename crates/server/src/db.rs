@@ -1207,51 +1207,30 @@ pub(crate) mod tests {
         assert!(s1.len() >= 40);
     }
 
-    #[tokio::test]
-    async fn accounts_on_sqlite() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        accounts_sessions_visibility_deletion(&url).await;
+    /// Runs a scenario on a fresh SQLite file and on PostgreSQL (when the test setup has one).
+    macro_rules! on_both_databases {
+        ($($sqlite:ident, $postgres:ident => $scenario:ident;)*) => {$(
+            #[tokio::test]
+            async fn $sqlite() {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+                $scenario(&url).await;
+            }
+
+            #[tokio::test]
+            async fn $postgres() {
+                let Some(url) = fresh_postgres().await else {
+                    eprintln!("VSHARE_TEST_POSTGRES_URL is not set: skipped (scripts/test.sh sets it)");
+                    return;
+                };
+                $scenario(&url).await;
+            }
+        )*};
     }
 
-    #[tokio::test]
-    async fn accounts_on_postgres() {
-        let Some(url) = fresh_postgres().await else {
-            eprintln!("VSHARE_TEST_POSTGRES_URL is not set: skipped (scripts/test.sh sets it)");
-            return;
-        };
-        accounts_sessions_visibility_deletion(&url).await;
-    }
-
-    #[tokio::test]
-    async fn upload_tokens_on_sqlite() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        upload_tokens(&url).await;
-    }
-
-    #[tokio::test]
-    async fn upload_tokens_on_postgres() {
-        let Some(url) = fresh_postgres().await else {
-            eprintln!("VSHARE_TEST_POSTGRES_URL is not set: skipped (scripts/test.sh sets it)");
-            return;
-        };
-        upload_tokens(&url).await;
-    }
-
-    #[tokio::test]
-    async fn round_trip_on_sqlite() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        keys_videos_segments_round_trip(&url).await;
-    }
-
-    #[tokio::test]
-    async fn round_trip_on_postgres() {
-        let Some(url) = fresh_postgres().await else {
-            eprintln!("VSHARE_TEST_POSTGRES_URL is not set: skipped (scripts/test.sh sets it)");
-            return;
-        };
-        keys_videos_segments_round_trip(&url).await;
+    on_both_databases! {
+        accounts_on_sqlite, accounts_on_postgres => accounts_sessions_visibility_deletion;
+        upload_tokens_on_sqlite, upload_tokens_on_postgres => upload_tokens;
+        round_trip_on_sqlite, round_trip_on_postgres => keys_videos_segments_round_trip;
     }
 }
