@@ -88,6 +88,13 @@ pub struct Video {
     pub visibility: Visibility,
 }
 
+/// The two tables of hashed, expiring tokens (names fixed here, never from input).
+#[derive(Debug, Clone, Copy)]
+enum TokenTable {
+    Upload,
+    Session,
+}
+
 /// A user account (the password hash is never part of it).
 #[derive(Debug, Clone, Serialize)]
 pub struct User {
@@ -280,23 +287,7 @@ impl Db {
         key_id: &str,
         ttl: std::time::Duration,
     ) -> anyhow::Result<(String, i64)> {
-        let now = chrono::Utc::now().timestamp_millis();
-        let expires_at = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-        let token = format!("ut{}", random_id(40));
-        sqlx::query(self.sql("DELETE FROM upload_tokens WHERE expires_at <= ?"))
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query(self.sql(
-            "INSERT INTO upload_tokens (token_hash, key_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-        ))
-        .bind(hash_key(&token))
-        .bind(key_id)
-        .bind(now_rfc3339())
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok((token, expires_at))
+        self.issue_token(TokenTable::Upload, key_id, ttl).await
     }
 
     /// The key that a publisher's credential stands for: a stream key's secret (as
@@ -426,18 +417,33 @@ impl Db {
         user_id: &str,
         ttl: std::time::Duration,
     ) -> anyhow::Result<(String, i64)> {
+        self.issue_token(TokenTable::Session, user_id, ttl).await
+    }
+
+    /// A new random token in `table` for `owner`, stored only as a hash; expired tokens of the
+    /// table are purged first. Returns the token and its expiry (ms since the epoch).
+    async fn issue_token(
+        &self,
+        table: TokenTable,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> anyhow::Result<(String, i64)> {
+        let (name, owner_column, prefix) = match table {
+            TokenTable::Upload => ("upload_tokens", "key_id", "ut"),
+            TokenTable::Session => ("sessions", "user_id", "ss"),
+        };
         let now = chrono::Utc::now().timestamp_millis();
         let expires_at = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-        let token = format!("ss{}", random_id(40));
-        sqlx::query(self.sql("DELETE FROM sessions WHERE expires_at <= ?"))
+        let token = format!("{prefix}{}", random_id(40));
+        sqlx::query(self.sql(&format!("DELETE FROM {name} WHERE expires_at <= ?")))
             .bind(now)
             .execute(&self.pool)
             .await?;
-        sqlx::query(self.sql(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-        ))
+        sqlx::query(self.sql(&format!(
+            "INSERT INTO {name} (token_hash, {owner_column}, created_at, expires_at) VALUES (?, ?, ?, ?)"
+        )))
         .bind(hash_key(&token))
-        .bind(user_id)
+        .bind(owner)
         .bind(now_rfc3339())
         .bind(expires_at)
         .execute(&self.pool)

@@ -15,7 +15,6 @@ pub struct OpusToAac {
     converter: AudioConverter,
     encoder: AudioEncoder,
     config: AacConfig,
-    layout: ChannelLayout,
 }
 
 /// An `OpusHead` (RFC 7845 §5.1) for a source that sent no description of its own.
@@ -61,7 +60,6 @@ impl OpusToAac {
             converter: AudioConverter::new(fltp, layout, encoder.frame_size),
             encoder,
             config,
-            layout,
         })
     }
 
@@ -124,10 +122,6 @@ impl OpusToAac {
 
     pub fn decode_errors(&self) -> u64 {
         self.decoders.errors
-    }
-
-    pub fn channels(&self) -> u32 {
-        self.layout.channels() as u32
     }
 }
 

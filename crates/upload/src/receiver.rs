@@ -79,8 +79,6 @@ pub struct UploadReceiver {
     rate_count: u32,
     ended: bool,
     events: VecDeque<ReceiverEvent>,
-    media_bytes: u64,
-    wire_bytes: u64,
 }
 
 impl UploadReceiver {
@@ -108,8 +106,6 @@ impl UploadReceiver {
             rate_count: 0,
             ended: false,
             events: VecDeque::new(),
-            media_bytes: 0,
-            wire_bytes: 0,
         }
     }
 
@@ -143,19 +139,6 @@ impl UploadReceiver {
         self.next_seq
     }
 
-    pub fn tracks(&self) -> &[TrackInfo] {
-        &self.tracks
-    }
-
-    pub fn ended(&self) -> bool {
-        self.ended
-    }
-
-    /// Frame payload bytes and wire bytes (headers included) received so far.
-    pub fn byte_counts(&self) -> (u64, u64) {
-        (self.media_bytes, self.wire_bytes)
-    }
-
     /// A (new) connection carries the session from here: a cut-off frame is dropped, the
     /// window starts empty, the sender learns `next_seq` from `welcome`.
     pub fn connected(&mut self, now_us: i64) {
@@ -170,8 +153,7 @@ impl UploadReceiver {
         self.rate.reset_baseline();
     }
 
-    fn count_message(&mut self, now_us: i64, len: usize) -> Result<(), ProtocolError> {
-        self.wire_bytes += len as u64;
+    fn count_message(&mut self, now_us: i64) -> Result<(), ProtocolError> {
         if now_us - self.rate_second_start >= 1_000_000 {
             self.rate_second_start = now_us;
             self.rate_count = 0;
@@ -197,7 +179,7 @@ impl UploadReceiver {
 
     /// A binary message: a frame piece.
     pub fn handle_binary(&mut self, msg: &[u8], now_us: i64) -> Result<(), ProtocolError> {
-        self.count_message(now_us, msg.len())?;
+        self.count_message(now_us)?;
         let (h, payload) = PieceHeader::decode(msg)?;
         if payload.len() as u64 > u64::from(self.limits.max_piece_bytes) {
             return Err(ProtocolError::new(
@@ -258,13 +240,12 @@ impl UploadReceiver {
                         h.seq, h.offset
                     )));
                 }
-                let Some(info) = self.tracks.iter().find(|t| t.track == h.track) else {
+                if !self.tracks.iter().any(|t| t.track == h.track) {
                     return Err(ProtocolError::new(
                         CloseCode::Malformed,
                         format!("frame {} on undeclared track {}", h.seq, h.track),
                     ));
-                };
-                let _ = info;
+                }
                 if let Some(&(_, last)) = self.last_dts.iter().find(|(t, _)| *t == h.track)
                     && h.dts < last
                 {
@@ -297,7 +278,6 @@ impl UploadReceiver {
                 None => self.last_dts.push((h.track, h.dts)),
             }
             self.rate.on_frame(now_us, h.dts, u64::from(h.total));
-            self.media_bytes += u64::from(h.total);
             self.next_seq += 1;
             self.events.push_back(ReceiverEvent::Frame(UploadFrame {
                 seq: h.seq,
@@ -313,7 +293,7 @@ impl UploadReceiver {
 
     /// A text message after `hello`: `config` or `end`.
     pub fn handle_text(&mut self, text: &str, now_us: i64) -> Result<(), ProtocolError> {
-        self.count_message(now_us, text.len())?;
+        self.count_message(now_us)?;
         let msg = SenderMessage::parse(text)?;
         if self.partial.is_some() {
             return Err(out_of_order("text message between the pieces of a frame"));

@@ -288,11 +288,6 @@ impl UploadSender {
         self.in_flight
     }
 
-    /// The session id once welcomed.
-    pub fn session(&self) -> Option<&str> {
-        self.session.as_deref()
-    }
-
     /// Whether `end` went out and everything before it was acknowledged.
     pub fn finished(&self) -> bool {
         self.end_sent && self.kept.is_empty()

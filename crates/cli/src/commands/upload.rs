@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -40,8 +39,6 @@ pub struct UploadStats {
     pub media_ms: i64,
     /// Wall time from the first frame to the server's last acknowledgement, ms.
     pub wall_ms: u64,
-    /// Largest unacknowledged backlog seen, in ms of media at the target rate.
-    pub max_backlog_ms: u64,
     /// Largest age of the oldest unacknowledged frame (capture to now), ms: how far behind
     /// real time the upload fell.
     pub max_lag_ms: u64,
@@ -187,6 +184,34 @@ async fn write(ws: &mut Socket, m: WireMessage) -> anyhow::Result<()> {
     ws.send(msg).await.context("sending")
 }
 
+/// The server refused the upload (an `error` message or a 4xxx close): trying again would not
+/// help, unlike a line that dropped.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the server refused the upload: {}", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The reason and code of a close frame, and whether the code is one of the protocol's
+/// refusals (4000–4999).
+fn close_reason(f: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> (String, bool) {
+    match f {
+        Some(f) => {
+            let code = u16::from(f.code);
+            (
+                format!("{} ({code})", f.reason),
+                (4000..5000).contains(&code),
+            )
+        }
+        None => (String::new(), false),
+    }
+}
+
 /// Sends hello and waits for welcome (or the server's error).
 async fn handshake(
     ws: &mut Socket,
@@ -204,16 +229,18 @@ async fn handshake(
                 match m {
                     ServerMessage::Welcome { .. } => return Ok(m),
                     ServerMessage::Error { code, message } => {
-                        bail!("the server refused the upload: {message} ({code})")
+                        return Err(Refused(format!("{message} ({code})")).into());
                     }
                     _ => {}
                 }
             }
-            Some(Ok(Message::Close(f))) => bail!(
-                "the server closed the upload: {}",
-                f.map(|f| format!("{} ({})", f.reason, u16::from(f.code)))
-                    .unwrap_or_default()
-            ),
+            Some(Ok(Message::Close(f))) => {
+                let (why, refused) = close_reason(f);
+                if refused {
+                    return Err(Refused(why).into());
+                }
+                bail!("the server closed the upload: {why}")
+            }
             Some(Ok(_)) => {}
             Some(Err(e)) => bail!("upload connection: {e}"),
             None => bail!("the server closed the connection before welcome"),
@@ -345,13 +372,11 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
                         }
                         dropping = false;
                         stats.video_frames += 1;
-                        sender.push_frame(VIDEO_TRACK, f.key, f.pts, f.dts, Bytes::clone(&f.data));
+                        sender.push_frame(VIDEO_TRACK, f.key, f.pts, f.dts, f.data);
                     }
                 }
             }
         }
-        let backlog_ms = sender.backlog_bytes() * 8 / u64::from(rate.target_kbps().max(1));
-        stats.max_backlog_ms = stats.max_backlog_ms.max(backlog_ms);
         if let Some(dts) = sender.oldest_unacked_dts() {
             // The capture clock started with the capture thread, just before `started`.
             let lag = (started.elapsed().as_micros() as i64 - dts).max(0) / 1000;
@@ -445,9 +470,9 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
                     if sender.finished() {
                         break;
                     }
-                    let why = f.map(|f| format!("{} ({})", f.reason, u16::from(f.code))).unwrap_or_default();
-                    if why.contains("(40") {
-                        bail!("the server closed the upload: {why}");
+                    let (why, refused) = close_reason(f);
+                    if refused {
+                        return Err(Refused(why).into());
                     }
                     connected = false;
                 }
@@ -502,7 +527,7 @@ async fn reconnect(
                 match handshake(&mut ws, sender, hello).await {
                     Ok(_) => return Ok(ws),
                     Err(e) => {
-                        if e.to_string().contains("refused") {
+                        if e.downcast_ref::<Refused>().is_some() {
                             return Err(e);
                         }
                         last = e;
