@@ -88,14 +88,6 @@ impl Uploads {
         })
     }
 
-    /// Sessions waiting for a resume or attached to a connection.
-    pub fn session_count(&self) -> usize {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-    }
-
     fn session(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<Session>>> {
         self.sessions
             .lock()
