@@ -8,6 +8,7 @@ pub mod annexb;
 pub mod codec;
 pub mod flv;
 mod frame;
+pub mod timestamps;
 
 pub use codec::{AacConfig, AvcConfig, CodecError, HevcConfig, TrackConfig};
 pub use frame::{Frame, HevcEvent, MediaEvent, TrackKind};
