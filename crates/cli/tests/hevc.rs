@@ -7,28 +7,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use vshare_media::flv;
-
-/// Output of a tool that must succeed.
-fn run(tool: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool}: {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// libx265 video (x265's default B-frames and open GOPs, a keyframe each second) and AAC-LC
 /// 48 kHz stereo in an MP4.
@@ -69,85 +54,6 @@ fn hevc_clip(path: &Path, seconds: u32) {
     );
 }
 
-/// One packet of a track: times in the track's time base, keyframe flag, payload.
-struct Packet {
-    pts: i64,
-    dts: i64,
-    key: bool,
-    data: Vec<u8>,
-}
-
-/// A track's packets read with the ffmpeg CLI alone: times, sizes and flags from ffprobe, the
-/// payloads (as stored in the MP4: length-prefixed NAL units, raw AAC) from `-f data`.
-fn packets(path: &Path, stream: &str) -> (i64, Vec<Packet>) {
-    let p = path.to_str().expect("path");
-    let tb = String::from_utf8(run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            stream,
-            "-show_entries",
-            "stream=time_base",
-            "-of",
-            "csv=p=0",
-            p,
-        ],
-    ))
-    .expect("utf8");
-    let den: i64 = tb
-        .trim()
-        .split_once('/')
-        .and_then(|(_, d)| d.parse().ok())
-        .expect("time base 1/N");
-    let list = String::from_utf8(run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            stream,
-            "-show_entries",
-            "packet=pts,dts,size,flags",
-            "-of",
-            "csv=p=0",
-            p,
-        ],
-    ))
-    .expect("utf8");
-    let map = format!("0:{stream}");
-    let data = run(
-        "ffmpeg",
-        &[
-            "-v", "error", "-i", p, "-map", &map, "-c", "copy", "-f", "data", "-",
-        ],
-    );
-    let mut out = Vec::new();
-    let mut at = 0;
-    for line in list.lines().filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split(',').collect();
-        let size: usize = f[2].parse().expect("size");
-        out.push(Packet {
-            pts: f[0].parse().expect("pts"),
-            dts: f[1].parse().expect("dts"),
-            key: f[3].starts_with('K'),
-            data: data[at..at + size].to_vec(),
-        });
-        at += size;
-    }
-    assert_eq!(at, data.len(), "packet sizes add up");
-    (den, out)
-}
-
-/// The body of the MP4's `hvcC` box.
-fn hvcc(path: &Path) -> Vec<u8> {
-    let mp4 = std::fs::read(path).expect("read");
-    let at = mp4.windows(4).position(|w| w == b"hvcC").expect("hvcC box");
-    let size = u32::from_be_bytes([mp4[at - 4], mp4[at - 3], mp4[at - 2], mp4[at - 1]]) as usize;
-    mp4[at + 4..at - 4 + size].to_vec()
-}
-
 enum Kind {
     Video,
     Audio,
@@ -166,7 +72,11 @@ fn rtmp_tags(clip: &Path) -> Vec<(i64, Kind, bytes::Bytes)> {
         .unwrap_or(0)
         .min(0);
     let mut tags = vec![
-        (0, Kind::Video, flv::ex_video_sequence_start(&hvcc(clip))),
+        (
+            0,
+            Kind::Video,
+            flv::ex_video_sequence_start(&config_box(clip, b"hvcC")),
+        ),
         // AudioSpecificConfig: AAC-LC (2), 48 kHz (index 3), 2 channels.
         (0, Kind::Audio, flv::audio_sequence_header(&[0x11, 0x90])),
     ];
@@ -186,45 +96,6 @@ fn rtmp_tags(clip: &Path) -> Vec<(i64, Kind, bytes::Bytes)> {
     let end = tags.last().map_or(0, |t| t.0);
     tags.push((end, Kind::Video, flv::ex_video_sequence_end()));
     tags
-}
-
-/// Publishes with our own RTMP client over a blocking socket, up to `Published`.
-fn raw_publisher(port: u16, key: &str) -> (TcpStream, vshare_rtmp::ClientConnection) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut c =
-        vshare_rtmp::ClientConnection::new("live", key, &format!("rtmp://127.0.0.1:{port}/live"));
-    let mut buf = [0u8; 8192];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        while let Some(b) = c.poll_transmit() {
-            s.write_all(&b).expect("write");
-        }
-        while let Some(ev) = c.poll_event() {
-            match ev {
-                vshare_rtmp::ClientEvent::Published => return (s, c),
-                vshare_rtmp::ClientEvent::Rejected { code, description } => {
-                    panic!("rejected: {code} {description}")
-                }
-                _ => {}
-            }
-        }
-        assert!(Instant::now() < deadline, "publish did not start");
-        let n = s.read(&mut buf).expect("read");
-        assert!(n > 0, "server closed during publish");
-        c.handle_input(&buf[..n]).expect("rtmp");
-    }
-}
-
-/// Writes what the client has queued; false once the server has closed the connection.
-fn send_all(s: &mut TcpStream, c: &mut vshare_rtmp::ClientConnection) -> bool {
-    while let Some(b) = c.poll_transmit() {
-        if s.write_all(&b).is_err() {
-            return false;
-        }
-    }
-    true
 }
 
 fn closed_within(mut s: TcpStream, timeout: Duration) -> bool {
@@ -401,7 +272,7 @@ fn bad_enhanced_rtmp_input_is_refused_and_other_streams_carry_on() {
     let clip = make_clip(dir.path(), "good.mp4", 8, &[]);
     let hevc = dir.path().join("hevc.mp4");
     hevc_clip(&hevc, 1);
-    let record = hvcc(&hevc);
+    let record = config_box(&hevc, b"hvcC");
     let server = Server::start(&data, &["--ladder", "none"]);
     let mut good = ffmpeg_publish(&clip, &server.rtmp_url(&good_key));
     wait_video_state(&server, &good_key, &["live"], Duration::from_secs(15));

@@ -4,9 +4,9 @@
 //! out, and a record of every repair. The rules are in docs/timestamps.md; in short:
 //!
 //! - **Start.** The first video frames are held (up to [`LEARN_FRAMES`], or [`MAX_HOLD_US`] of
-//!   media) to learn the frame grid and to rebuild decode times that a B-frame encoder clamped to
-//!   one value: in a run of equal DTS at the start, the last keeps its value and each earlier one
-//!   steps back by one frame.
+//!   media; audio goes on meanwhile) to learn the frame grid and to rebuild decode times that a B-frame encoder clamped to
+//!   one value: a run of equal DTS at the start is rebuilt one frame apart, counting back from
+//!   the first distinct DTS.
 //! - **Video frame grid.** The nominal rate is the SPS timing when it names a standard rate,
 //!   else the standard rate that the decode times fit. Each frame takes the grid slot nearest to
 //!   its decode time, or the next free one when that is taken, while that is within one and a
@@ -186,7 +186,10 @@ pub fn fit_rate(times: &[i64]) -> Option<Rate> {
         .map(|r| (r, grid_rms(times, r)))
         .filter(|(_, rms)| *rms <= FIT_RMS)
         .collect();
-    let best = scored.iter().map(|(_, rms)| *rms).fold(f64::INFINITY, f64::min);
+    let best = scored
+        .iter()
+        .map(|(_, rms)| *rms)
+        .fold(f64::INFINITY, f64::min);
     let tied = |rms: f64| rms <= best + 0.01 + best * 0.2;
     scored
         .iter()
@@ -246,8 +249,7 @@ pub struct TimestampNormalizer {
     video: Track,
     audio: Track,
     declared: Option<Rate>,
-    video_configured: bool,
-    /// Events held at the start, with arrival times.
+    /// Video frames held at the start, with arrival times.
     held: Vec<(MediaEvent, i64)>,
     holding: bool,
     pending_shift: Option<JumpShift>,
@@ -266,7 +268,6 @@ impl TimestampNormalizer {
             video: Track::default(),
             audio: Track::default(),
             declared: None,
-            video_configured: false,
             held: Vec::new(),
             holding: true,
             pending_shift: None,
@@ -283,15 +284,30 @@ impl TimestampNormalizer {
             f.pts = f.pts.clamp(-TIME_LIMIT_US, TIME_LIMIT_US);
         }
         if self.holding {
-            if let MediaEvent::Config(TrackConfig::Avc(c)) = &event {
-                self.video_configured = true;
-                self.declared = c.frame_rate.and_then(Rate::standard);
+            match &event {
+                MediaEvent::Frame(f) if f.track == TrackKind::Video => {
+                    self.held.push((event, arrival_us));
+                    if self.hold_is_over(None) {
+                        self.release(&mut out);
+                    }
+                    return out;
+                }
+                MediaEvent::Frame(f) => {
+                    // Audio goes on; it ends the hold when video stalls behind it.
+                    if self.hold_is_over(Some(f.dts)) {
+                        self.release(&mut out);
+                    }
+                }
+                MediaEvent::Config(TrackConfig::Avc(c)) => {
+                    // A new configuration goes after the frames made under the old one.
+                    if !self.held.is_empty() {
+                        self.release(&mut out);
+                    } else {
+                        self.declared = c.frame_rate.and_then(Rate::standard);
+                    }
+                }
+                MediaEvent::Config(TrackConfig::Aac(_)) => {}
             }
-            self.held.push((event, arrival_us));
-            if self.hold_is_over() {
-                self.release(&mut out);
-            }
-            return out;
         }
         self.process(event, arrival_us, &mut out);
         out
@@ -316,32 +332,45 @@ impl TimestampNormalizer {
         self.video.grid.map(|g| g.rate)
     }
 
-    fn hold_is_over(&self) -> bool {
-        let frames = || self.held.iter().filter_map(|(e, _)| frame_of(e));
-        let video = frames().filter(|f| f.track == TrackKind::Video).count();
-        if video >= LEARN_FRAMES {
+    /// Whether the start hold of video frames is over: enough frames to learn from, or more
+    /// than [`MAX_HOLD_US`] of media held, or audio (at `audio_dts`) that far past the first.
+    fn hold_is_over(&self, audio_dts: Option<i64>) -> bool {
+        let times = || {
+            self.held
+                .iter()
+                .filter_map(|(e, _)| frame_of(e))
+                .map(|f| f.dts)
+        };
+        if self.held.len() >= LEARN_FRAMES {
             return true;
         }
-        let (lo, hi) = frames().fold((i64::MAX, i64::MIN), |(lo, hi), f| {
-            (lo.min(f.dts), hi.max(f.dts))
-        });
-        // Nothing to learn without video; a long hold would only delay the stream.
-        let audio_only = !self.video_configured && frames().next().is_some();
-        audio_only || (lo <= hi && hi.saturating_sub(lo) > MAX_HOLD_US)
+        let (Some(lo), Some(hi)) = (times().min(), times().max().max(audio_dts)) else {
+            return false;
+        };
+        hi.saturating_sub(lo) > MAX_HOLD_US
     }
 
     /// Ends the start hold: rebuilds clamped decode times, learns the grid, lets it all go.
     fn release(&mut self, out: &mut Vec<(MediaEvent, i64)>) {
         self.holding = false;
         let mut held = std::mem::take(&mut self.held);
-        self.rebuild_clamped_start(&mut held);
-        let times: Vec<i64> = held
+        let video_times = |held: &[(MediaEvent, i64)]| -> Vec<i64> {
+            held.iter()
+                .filter_map(|(e, _)| frame_of(e))
+                .filter(|f| f.track == TrackKind::Video)
+                .map(|f| f.dts)
+                .collect()
+        };
+        // The rate from the times after a clamped run (those say nothing), then the run rebuilt.
+        let before = video_times(&held);
+        let clamped = before
             .iter()
-            .filter_map(|(e, _)| frame_of(e))
-            .filter(|f| f.track == TrackKind::Video)
-            .map(|f| f.dts)
-            .collect();
-        let rate = self.declared.or_else(|| fit_rate(&times));
+            .take_while(|&&t| Some(&t) == before.first())
+            .count();
+        let skip = if clamped >= 2 { clamped } else { 0 };
+        let rate = self.declared.or_else(|| fit_rate(&before[skip..]));
+        self.rebuild_clamped_start(&mut held, rate);
+        let times = video_times(&held);
         if let Some(rate) = rate {
             // Anchored on the first frame's time; the first frame takes slot 0.
             self.video.grid = times.first().map(|&t| Grid {
@@ -355,9 +384,10 @@ impl TimestampNormalizer {
         }
     }
 
-    /// In a run of equal video DTS at the start, the last keeps its value and each earlier one
-    /// steps back one frame (the step to the next distinct DTS).
-    fn rebuild_clamped_start(&mut self, held: &mut [(MediaEvent, i64)]) {
+    /// A run of equal video DTS at the start was clamped by the encoder (true times below the
+    /// clamp): each frame of it is rebuilt one frame period before the next, counting back from
+    /// the first distinct DTS. The period is the stream's rate, else the median later step.
+    fn rebuild_clamped_start(&mut self, held: &mut [(MediaEvent, i64)], rate: Option<Rate>) {
         let idx: Vec<usize> = held
             .iter()
             .enumerate()
@@ -369,20 +399,31 @@ impl TimestampNormalizer {
         let d0 = dts(held, first);
         let run = idx.iter().take_while(|&&i| dts(held, i) == d0).count();
         let Some(&next) = idx.get(run) else { return };
-        let step = dts(held, next) - d0;
-        if run < 2 || step <= 0 || step > JUMP_US {
+        let d_next = dts(held, next);
+        if run < 2 || d_next <= d0 || d_next - d0 > JUMP_US {
             return;
         }
+        let mut steps: Vec<i64> = idx[run..]
+            .windows(2)
+            .map(|w| dts(held, w[1]) - dts(held, w[0]))
+            .filter(|s| *s > 0)
+            .collect();
+        steps.sort_unstable();
+        let period = match (rate, steps.get(steps.len() / 2)) {
+            (Some(r), _) => r.span(1),
+            (None, Some(&s)) => s,
+            (None, None) => d_next - d0,
+        };
         for (n, &i) in idx[..run].iter().enumerate() {
-            let back = (run - 1 - n) as i64 * step;
+            let rebuilt = (d_next - (run - n) as i64 * period).min(d0);
             if let MediaEvent::Frame(f) = &mut held[i].0 {
-                f.dts -= back;
-                if back > 0 {
+                f.dts = rebuilt;
+                if rebuilt != d0 {
                     self.repairs.push(Repair {
                         track: TrackKind::Video,
                         kind: RepairKind::ClampedStart,
                         input_dts_us: d0,
-                        shift_us: -back,
+                        shift_us: rebuilt - d0,
                     });
                 }
             }
@@ -535,7 +576,12 @@ impl TimestampNormalizer {
                     (d, 0)
                 };
                 if k > k0 {
-                    self.repair(TrackKind::Video, RepairKind::NonIncreasingDts, input, dts - t);
+                    self.repair(
+                        TrackKind::Video,
+                        RepairKind::NonIncreasingDts,
+                        input,
+                        dts - t,
+                    );
                 } else if (dts - t).abs() > 1_000 {
                     self.repair(TrackKind::Video, RepairKind::Jitter, input, dts - t);
                 }
@@ -644,7 +690,12 @@ impl TimestampNormalizer {
                     a.audio_count = 0;
                     t
                 } else {
-                    self.repair(TrackKind::Audio, RepairKind::AudioOverlapDropped, input, err);
+                    self.repair(
+                        TrackKind::Audio,
+                        RepairKind::AudioOverlapDropped,
+                        input,
+                        err,
+                    );
                     return None;
                 }
             }

@@ -295,11 +295,14 @@ async fn serve_ws(
     mut rx: tokio::sync::mpsc::Receiver<std::sync::Arc<str>>,
 ) {
     let (mut tx, mut incoming) = socket.split();
+    // Whether the listener said goodbye first (its close is answered by the WebSocket layer).
+    let mut peer_closed = false;
     loop {
         tokio::select! {
             m = rx.recv() => {
                 let Some(m) = m else { break };
                 if tx.send(WsMessage::Text(m.as_ref().into())).await.is_err() {
+                    peer_closed = true;
                     break;
                 }
             }
@@ -312,9 +315,27 @@ async fn serve_ws(
                         tracing::warn!("listener ack {id}: {e}");
                     }
                 }
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => {
+                    peer_closed = true;
+                    break;
+                }
                 Some(Ok(_)) => {}
             },
+        }
+    }
+    if let Ok(mut socket) = tx.reunite(incoming) {
+        if peer_closed {
+            // Sends the reply to the listener's close frame that the layer queued.
+            let _ = socket.flush().await;
+        } else {
+            crate::ws::close(
+                &mut socket,
+                Some(axum::extract::ws::CloseFrame {
+                    code: 1001,
+                    reason: "the listener was replaced or the server is stopping".into(),
+                }),
+            )
+            .await;
         }
     }
     drop(reg);

@@ -25,6 +25,7 @@ pub mod ip;
 pub mod sms;
 pub mod store;
 pub mod webpush;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

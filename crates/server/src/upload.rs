@@ -145,13 +145,11 @@ impl Connection {
         if e.code != CloseCode::GoingAway {
             let _ = self.send(&e.to_message()).await;
         }
-        let _ = self
-            .socket
-            .send(Message::Close(Some(CloseFrame {
-                code: e.code.code(),
-                reason: Utf8Bytes::from(truncate(&e.message, 120)),
-            })))
-            .await;
+        let frame = CloseFrame {
+            code: e.code.code(),
+            reason: Utf8Bytes::from(truncate(&e.message, 120)),
+        };
+        vshare_proxy::ws::close(&mut self.socket, Some(frame)).await;
     }
 
     async fn run(&mut self, uploads: &Arc<Uploads>) -> Result<(), ProtocolError> {
@@ -377,13 +375,11 @@ impl Connection {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let _ = self
-            .socket
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Normal.code(),
-                reason: Utf8Bytes::from_static("the recording is ready"),
-            })))
-            .await;
+        let frame = CloseFrame {
+            code: CloseCode::Normal.code(),
+            reason: Utf8Bytes::from_static("the recording is ready"),
+        };
+        vshare_proxy::ws::close(&mut self.socket, Some(frame)).await;
         Ok(())
     }
 

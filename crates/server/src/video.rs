@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 use vshare_attributes::{AttributeRecord, Kind};
+use vshare_media::timestamps::{Repair, RepairKind, TimestampNormalizer};
 use vshare_media::{MediaEvent, TrackConfig, TrackKind};
 use vshare_package::multivariant::VariantMeter;
 use vshare_package::{Packager, PackagerConfig, PackagerOutput, VodMp4Builder};
@@ -328,10 +329,18 @@ impl VideoServer {
         // Handles looked up once, not per frame.
         let video_frames = metrics::counter!("vshare_frames_total", "track" => "video");
         let audio_frames = metrics::counter!("vshare_frames_total", "track" => "audio");
+        // Every way in goes through one timestamp discipline (docs/timestamps.md).
+        let mut timing = TimestampNormalizer::new();
+        let mut repairs = RepairLog::default();
         loop {
             tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(IngestMessage::Media(event, arrival)) => {
+                msg = rx.recv() => {
+                    let (batch, end) = match msg {
+                        Some(IngestMessage::Media(event, arrival)) => (timing.push(event, arrival), false),
+                        Some(IngestMessage::End) | None => (timing.finish(), true),
+                    };
+                    repairs.note(&id, timing.take_repairs());
+                    for (event, arrival) in batch {
                         if let MediaEvent::Frame(f) = &event {
                             match f.track {
                                 TrackKind::Video => video_frames.increment(1),
@@ -358,8 +367,10 @@ impl VideoServer {
                         }
                         self.push_to(&id, &mut renditions, 0, event, arrival, &video, &mut went_live).await;
                     }
-                    Some(IngestMessage::End) | None => break,
-                },
+                    if end {
+                        break;
+                    }
+                }
                 Some((index, event)) = tc_rx.recv() => {
                     self.push_to(&id, &mut renditions, index + 1, event, unix_us(), &video, &mut went_live).await;
                 }
@@ -1490,5 +1501,39 @@ mod tests {
         let (errors, runs) = decode(&mp4);
         assert!(errors.is_empty(), "decode errors: {errors}");
         assert_eq!(runs, [((640, 360), 90), ((320, 180), 90)]);
+    }
+}
+
+/// Counts the normaliser's repairs (Prometheus `vshare_timestamp_repairs_total{track,kind}`) and
+/// logs the first of each kind and then every power of two, so a broken encoder is visible
+/// without flooding the log.
+#[derive(Default)]
+struct RepairLog {
+    seen: HashMap<(TrackKind, RepairKind), u64>,
+}
+
+impl RepairLog {
+    fn note(&mut self, video: &str, repairs: Vec<Repair>) {
+        for r in repairs {
+            let track = match r.track {
+                TrackKind::Video => "video",
+                TrackKind::Audio => "audio",
+            };
+            metrics::counter!("vshare_timestamp_repairs_total", "track" => track, "kind" => r.kind.label())
+                .increment(1);
+            let n = self.seen.entry((r.track, r.kind)).or_default();
+            *n += 1;
+            if n.is_power_of_two() {
+                info!(
+                    video,
+                    track,
+                    kind = r.kind.label(),
+                    count = *n,
+                    input_dts_us = r.input_dts_us,
+                    shift_us = r.shift_us,
+                    "timestamps repaired"
+                );
+            }
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Helpers for end-to-end tests: start the real `vshare` binary and real third-party tools.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -394,4 +395,139 @@ pub fn video_packet_times(input: &str) -> Vec<f64> {
 /// The largest step between consecutive times.
 pub fn largest_gap(times: &[f64]) -> f64 {
     times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
+}
+
+/// Output of a tool that must succeed.
+pub fn run(tool: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// One packet of a track: times in the track's time base, keyframe flag, payload.
+pub struct Packet {
+    pub pts: i64,
+    pub dts: i64,
+    pub key: bool,
+    pub data: Vec<u8>,
+}
+
+/// A track's packets read with the ffmpeg CLI alone: times, sizes and flags from ffprobe, the
+/// payloads (as stored in the MP4: length-prefixed NAL units, raw AAC) from `-f data`.
+pub fn packets(path: &Path, stream: &str) -> (i64, Vec<Packet>) {
+    let p = path.to_str().expect("path");
+    let tb = String::from_utf8(run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            "stream=time_base",
+            "-of",
+            "csv=p=0",
+            p,
+        ],
+    ))
+    .expect("utf8");
+    let den: i64 = tb
+        .trim()
+        .split_once('/')
+        .and_then(|(_, d)| d.parse().ok())
+        .expect("time base 1/N");
+    let list = String::from_utf8(run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            "packet=pts,dts,size,flags",
+            "-of",
+            "csv=p=0",
+            p,
+        ],
+    ))
+    .expect("utf8");
+    let map = format!("0:{stream}");
+    let data = run(
+        "ffmpeg",
+        &[
+            "-v", "error", "-i", p, "-map", &map, "-c", "copy", "-f", "data", "-",
+        ],
+    );
+    let mut out = Vec::new();
+    let mut at = 0;
+    for line in list.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split(',').collect();
+        let size: usize = f[2].parse().expect("size");
+        out.push(Packet {
+            pts: f[0].parse().expect("pts"),
+            dts: f[1].parse().expect("dts"),
+            key: f[3].starts_with('K'),
+            data: data[at..at + size].to_vec(),
+        });
+        at += size;
+    }
+    assert_eq!(at, data.len(), "packet sizes add up");
+    (den, out)
+}
+
+/// The body of an MP4's decoder configuration box (`avcC`, `hvcC`).
+pub fn config_box(path: &Path, name: &[u8; 4]) -> Vec<u8> {
+    let mp4 = std::fs::read(path).expect("read");
+    let at = mp4
+        .windows(4)
+        .position(|w| w == name)
+        .expect("configuration box");
+    let size = u32::from_be_bytes([mp4[at - 4], mp4[at - 3], mp4[at - 2], mp4[at - 1]]) as usize;
+    mp4[at + 4..at - 4 + size].to_vec()
+}
+
+/// Publishes with our own RTMP client over a blocking socket, up to `Published`.
+pub fn raw_publisher(port: u16, key: &str) -> (TcpStream, vshare_rtmp::ClientConnection) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut c =
+        vshare_rtmp::ClientConnection::new("live", key, &format!("rtmp://127.0.0.1:{port}/live"));
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        while let Some(b) = c.poll_transmit() {
+            s.write_all(&b).expect("write");
+        }
+        while let Some(ev) = c.poll_event() {
+            match ev {
+                vshare_rtmp::ClientEvent::Published => return (s, c),
+                vshare_rtmp::ClientEvent::Rejected { code, description } => {
+                    panic!("rejected: {code} {description}")
+                }
+                _ => {}
+            }
+        }
+        assert!(Instant::now() < deadline, "publish did not start");
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "server closed during publish");
+        c.handle_input(&buf[..n]).expect("rtmp");
+    }
+}
+
+/// Writes what the client has queued; false once the server has closed the connection.
+pub fn send_all(s: &mut TcpStream, c: &mut vshare_rtmp::ClientConnection) -> bool {
+    while let Some(b) = c.poll_transmit() {
+        if s.write_all(&b).is_err() {
+            return false;
+        }
+    }
+    true
 }
