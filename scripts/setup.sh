@@ -17,6 +17,10 @@ if [ "$want_test" = 1 ]; then
   apt_packages+=(libwbxml2-utils tshark gammu python3-gammu python3-pip postgresql kannel kannel-extras fonts-dejavu-core iproute2 nftables)
   # The browser tests: Debian's Chromium, driven by playwright-core (from web/, below).
   apt_packages+=(chromium)
+  # GStreamer publishes in the timestamp corpus (its flvmux clamps B-frame DTS); stress-ng loads
+  # a core for scripts/test-under-load.sh.
+  apt_packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav stress-ng)
 fi
 # Node and npm build the browser pages (web/); any Node ≥ 18 will do, so keep one already there.
 command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)

@@ -129,6 +129,14 @@ async function main() {
   await a.click('#stop');
   await a.waitForFunction(() => document.body.dataset.state === 'ended', null, { timeout: 30000 });
   const liveEnd = await a.evaluate(() => performance.now() / 1000);
+  // What the page sent, for the test to compare the recording with (not a rate this machine
+  // happens to reach): video frames handed to the upload client, and the capture clock's steps.
+  result.capture = await a.evaluate(() => {
+    const s = window.vshareStudio;
+    return { video_frames_sent: s.videoFramesSent, encoder_drops: s.encoderDrops,
+      step_min_us: s.captureStepMinUs, step_max_us: s.captureStepMaxUs,
+      dropped: s.client.droppedFrames };
+  });
   const attrs = await a.evaluate(() => document.body.dataset.attributes);
   check(/vod/.test(attrs), `VOD attributes came over the upload connection (${attrs})`);
   await shot(a, 'studio-ended');

@@ -38,6 +38,10 @@ const studio = {
   watchUrl: null,
   attributes: [],
   encoderDrops: 0,
+  /** Video frames handed to the upload client, and the capture steps seen (µs), for tests. */
+  videoFramesSent: 0,
+  captureStepMinUs: null,
+  captureStepMaxUs: null,
   error: null,
 };
 window.vshareStudio = studio;
@@ -222,7 +226,7 @@ class Broadcast {
     this.audioInfo = null;
     this.offsetV = null;
     this.offsetA = null;
-    this.lastFrameUs = -Infinity;
+    this.lastSlot = -Infinity;
     this.lastKeyUs = -Infinity;
     this.forceKey = true;
     this.configuredKbps = 0;
@@ -317,9 +321,25 @@ class Broadcast {
       if (!this.running || this.videoEncoder.state !== 'configured') return;
       const t = frame.timestamp;
       if (this.offsetV === null) this.offsetV = performance.now() * 1000 - t;
-      // The step's frame rate: skip frames that come sooner (a 2 ms tolerance for jitter).
+      if (this.lastCaptureUs !== undefined) {
+        const step = t - this.lastCaptureUs;
+        studio.captureStepMinUs = Math.min(studio.captureStepMinUs ?? step, step);
+        studio.captureStepMaxUs = Math.max(studio.captureStepMaxUs ?? step, step);
+      }
+      this.lastCaptureUs = t;
+      // The step's frame rate, below the camera's: at most one frame in each 1/fps slot of the
+      // capture clock, so the frames kept never outnumber the rate (the server snaps them to
+      // its grid; docs/timestamps.md). At or above the camera's rate every frame goes.
       const fps = this.client.rate.stepFps(this.step);
-      if (t - this.lastFrameUs < 1e6 / fps - 2000) return;
+      if (fps < (studio.cameraFps || 30)) {
+        if (this.slotOriginUs === undefined) this.slotOriginUs = t;
+        const slot = Math.round(((t - this.slotOriginUs) * fps) / 1e6);
+        if (slot <= this.lastSlot) return;
+        this.lastSlot = slot;
+      } else {
+        this.lastSlot = -Infinity;
+        this.slotOriginUs = undefined;
+      }
       // An encoder that cannot keep up: drop here rather than queue delay.
       if (this.videoEncoder.encodeQueueSize > 2) {
         studio.encoderDrops += 1;
@@ -331,7 +351,6 @@ class Broadcast {
         this.forceKey = false;
         this.client.wantKeyFrame = false;
       }
-      this.lastFrameUs = t;
       this.videoEncoder.encode(frame, { keyFrame });
     } finally {
       frame.close();
@@ -372,6 +391,7 @@ class Broadcast {
     chunk.copyTo(data);
     const pts = chunk.timestamp + this.offsetV;
     this.client.pushFrame({ track: 0, video: true, key: chunk.type === 'key', pts, dts: pts, data });
+    studio.videoFramesSent += 1;
   }
 
   onAudio(chunk, meta) {

@@ -205,7 +205,9 @@ fn studio_publishes_live_and_vod_play_share_reaches_open_in_chromium() {
     }
 
     // The recording that `vshare open` downloaded has no hole although the upload connection
-    // was cut once: no gap between video frames beyond a few frame intervals.
+    // was cut once, holds every video frame the page sent, and plays in ffmpeg's default
+    // conversion without a warning, whatever the capture clock's jitter on this machine
+    // (docs/timestamps.md: the server snaps the frames to their grid).
     let mp4 = tmp.path().join("shared-text.mp4");
     let mp4 = mp4.to_str().expect("utf-8 path");
     assert_eq!(
@@ -213,14 +215,26 @@ fn studio_publishes_live_and_vod_play_share_reaches_open_in_chromium() {
         "",
         "the recording decodes cleanly"
     );
-    let pts = common::video_packet_times(mp4);
-    assert!(pts.len() > 100, "{} video frames", pts.len());
-    let gap = common::largest_gap(&pts);
-    assert!(gap < 0.2, "largest gap between video frames {gap:.3} s");
-    let frames_per_s = pts.len() as f64 / (pts[pts.len() - 1] - pts[0]);
+    let warnings = common::conversion_warnings(mp4);
     assert!(
-        frames_per_s > 20.0,
-        "{frames_per_s:.1} frames per second in the recording"
+        warnings.trim().is_empty(),
+        "ffmpeg converts the recording without a warning (capture {}):\n{warnings}",
+        r["capture"]
+    );
+    let pts = common::video_packet_times(mp4);
+    let sent = r["capture"]["video_frames_sent"].as_u64().unwrap_or(0) as usize;
+    assert!(sent > 100, "the page sent {sent} video frames");
+    assert_eq!(
+        pts.len(),
+        sent,
+        "every video frame the page sent is in the recording (capture {})",
+        r["capture"]
+    );
+    let gap = common::largest_gap(&pts);
+    let step_max = r["capture"]["step_max_us"].as_f64().unwrap_or(0.0) / 1e6;
+    assert!(
+        gap <= step_max + 0.05,
+        "largest gap between video frames {gap:.3} s; the capture clock's largest step {step_max:.3} s"
     );
 
     // Every page the test photographs has its screenshot in docs/screenshots (kept current by

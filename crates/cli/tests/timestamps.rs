@@ -20,20 +20,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use vshare_media::flv;
 
-/// ffmpeg's default conversion of a file or URL: its warnings and errors (empty when clean).
-fn conversion_warnings(input: &str) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-v", "warning", "-i", input])
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg");
-    let mut s = String::from_utf8_lossy(&out.stderr).to_string();
-    if !out.status.success() {
-        s.push_str(&format!("\nexit status {:?}", out.status.code()));
-    }
-    s
-}
-
 /// (pts, dts) of a stream's packets in seconds, in file order.
 fn packet_times(input: &str, stream: &str) -> Vec<(f64, f64)> {
     let out = String::from_utf8(run(
@@ -486,4 +472,44 @@ fn webcodecs_jitter_and_duplicate_timestamps() {
             slack_s: SLACK,
         },
     );
+}
+
+#[test]
+fn every_output_of_a_b_frame_source_is_right() {
+    // The transcoded rendition and the WebM/3GP files take their times from the normalised
+    // frames: each is checked like the source's recording.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = create_key(&data);
+    let server = Server::start(&data, &["--vod-formats", "webm,3gp"]);
+    let clip = make_clip(dir.path(), "all.mp4", 4, &["-bf", "3"]);
+    ffmpeg_publish_with(&clip, &server.rtmp_url(&key), &[]);
+    let v = wait_for("webm and 3gp records", Duration::from_secs(120), || {
+        let v = wait_video_state(&server, &key, &["ready"], Duration::from_secs(60));
+        let formats: Vec<&str> = v["attributes"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| r["format"].as_str())
+            .collect();
+        (formats.contains(&"webm") && formats.contains(&"3gp")).then_some(v.clone())
+    });
+    let records = v["attributes"].as_array().expect("records");
+    let mut checked = Vec::new();
+    for r in records.iter().filter(|r| r["kind"] == "vod") {
+        let url = r["url"].as_str().expect("url");
+        let what = format!("{} {url}", r["format"]);
+        check_recording(
+            &what,
+            url,
+            &Sent {
+                video_s: 4.0,
+                rate: Some("30/1"),
+                frames: Some(120),
+                slack_s: SLACK,
+            },
+        );
+        checked.push(what);
+    }
+    // The source's MP4 and HLS, a rendition's MP4 and HLS at least, WebM and 3GP.
+    assert!(checked.len() >= 6, "{checked:?}");
 }

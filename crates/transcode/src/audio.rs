@@ -52,7 +52,7 @@ impl OpusToAac {
             ChannelLayout::STEREO
         };
         let fltp = ff::format::Sample::F32(ff::format::sample::Type::Planar);
-        let encoder = AudioEncoder::open("aac", bitrate, fltp, layout, true)?;
+        let encoder = AudioEncoder::open("aac", bitrate, fltp, layout, true)?.with_capture_times();
         let config = AacConfig::parse(Bytes::from(encoder.global_header.clone()))
             .map_err(|e| TranscodeError::Config(format!("the AAC encoder's configuration: {e}")))?;
         Ok(OpusToAac {

@@ -631,6 +631,10 @@ pub(crate) struct AudioEncoder {
     pub channels: u8,
     /// Priming samples the encoder puts before the first input sample (at 48 kHz).
     pub initial_padding: i64,
+    /// Stamp packets with the input time of the samples they decode to (priming taken out), for
+    /// a stream that goes on to the packager beside video; a file muxer that declares the
+    /// priming itself wants the encoder's own times.
+    capture_times: bool,
     pkt: ff::Packet,
 }
 
@@ -665,6 +669,7 @@ impl AudioEncoder {
         let initial_padding = i64::from(unsafe { (*enc.as_ptr()).initial_padding });
         Ok(AudioEncoder {
             initial_padding,
+            capture_times: false,
             global_header: extradata(&enc),
             frame_size,
             channels: layout.channels() as u8,
@@ -672,6 +677,13 @@ impl AudioEncoder {
             codec: codec.into(),
             pkt: ff::Packet::empty(),
         })
+    }
+
+    /// Packets from now on carry the input time of the samples they decode to: without this, a
+    /// re-encoded AAC track starts one priming frame (21.3 ms) before its video.
+    pub(crate) fn with_capture_times(mut self) -> Self {
+        self.capture_times = true;
+        self
     }
 
     /// Encodes one frame whose pts is in 1/48000.
@@ -690,7 +702,12 @@ impl AudioEncoder {
     fn drain(&mut self, out: &mut Vec<Packet>) {
         let tb = ff::Rational(1, AUDIO_RATE as i32);
         while self.enc.receive_packet(&mut self.pkt).is_ok() {
-            let Some(pts) = self.pkt.pts() else { continue };
+            let Some(mut pts) = self.pkt.pts() else {
+                continue;
+            };
+            if self.capture_times {
+                pts += self.initial_padding;
+            }
             let dur = if self.pkt.duration() > 0 {
                 self.pkt.duration()
             } else {

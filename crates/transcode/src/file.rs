@@ -284,7 +284,12 @@ impl FileWriter {
                     spec.audio_bitrate.unwrap_or(64_000),
                 ),
             };
-            let enc = AudioEncoder::open(codec, bitrate, fmt, ChannelLayout::STEREO, global)?;
+            // Packets at the input's times, priming taken out. Opus in WebM: the muxer declares
+            // the encoder's pre-skip (CodecDelay) and readers drop that many samples *and* move
+            // the first sample by it (measured: 6.6 ms off otherwise, 0.4 ms so). AAC in 3GP: a
+            // re-encoded track would otherwise start a priming frame (21.3 ms) early.
+            let enc = AudioEncoder::open(codec, bitrate, fmt, ChannelLayout::STEREO, global)?
+                .with_capture_times();
             codec_strings.1 = if codec == "libopus" {
                 "opus".into()
             } else {
@@ -437,18 +442,7 @@ impl FileWriter {
             TrackKind::Audio => self.audio.as_ref().map(|a| &a.2),
         };
         let Some(track) = track else { return Ok(()) };
-        // Opus in WebM: the muxer declares the encoder's pre-skip (CodecDelay) and readers drop
-        // that many samples *and* move the first sample by it, so the packets are written with
-        // the input's times (as if there were no priming). Measured: 6.6 ms off without this,
-        // 0.4 ms with it.
-        let delay = match (kind, self.spec.format, self.audio.as_ref()) {
-            (TrackKind::Audio, FileFormat::Webm, Some(a)) if a.0.codec == "libopus" => {
-                a.0.initial_padding
-                    .rescale(ff::Rational(1, AUDIO_RATE as i32), US)
-            }
-            _ => 0,
-        };
-        let (pts, dts) = (p.pts + delay - origin, p.dts + delay - origin);
+        let (pts, dts) = (p.pts - origin, p.dts - origin);
         if kind == TrackKind::Video {
             self.video_frames += 1;
             self.first_video.get_or_insert(pts);

@@ -184,6 +184,7 @@ impl Transcoder {
                 continue;
             }
             let result = AudioEncoder::open("aac", slot.bitrate, fltp, ChannelLayout::STEREO, true)
+                .map(AudioEncoder::with_capture_times)
                 .and_then(|e| {
                     let c = AacConfig::parse(Bytes::from(e.global_header.clone()))?;
                     Ok((e, c))

@@ -270,6 +270,20 @@ pub fn decode_errors(input: &str) -> String {
     s
 }
 
+/// ffmpeg's default conversion of a file or URL: its warnings and errors (empty when clean).
+pub fn conversion_warnings(input: &str) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-v", "warning", "-i", input])
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let mut s = String::from_utf8_lossy(&out.stderr).to_string();
+    if !out.status.success() {
+        s.push_str(&format!("\nexit status {:?}", out.status.code()));
+    }
+    s
+}
+
 /// Counts decoded frames per stream type with ffprobe -count_frames.
 pub fn frame_count(input: &str, stream: &str) -> u64 {
     let out = Command::new("ffprobe")
