@@ -69,6 +69,25 @@ fn check_recording(what: &str, input: &str, sent: &Sent) {
     let audio = stream_of(&probe, "audio");
     let times = packet_times(input, "v:0");
     assert!(!times.is_empty(), "{what}: no video packets");
+    // One line a recording, before any assertion: the figures for the closing note.
+    let (first, end) = packet_span(input, "v:0");
+    let (afirst, _) = packet_span(input, "a:0");
+    let warnings = conversion_warnings(input);
+    eprintln!(
+        "CORPUS {what}: {} video packets ({:?} sent), {} DTS not increasing, {} pts < dts, \
+         r_frame_rate {} (nominal {:?}), video {:.3} s ({:.3} s sent), video − audio start \
+         {:+.3} s, {} ffmpeg warning lines",
+        times.len(),
+        sent.frames,
+        times.windows(2).filter(|w| w[1].1 <= w[0].1).count(),
+        times.iter().filter(|(p, d)| p < d).count(),
+        video["r_frame_rate"],
+        sent.rate,
+        end - first,
+        sent.video_s,
+        first - afirst,
+        warnings.lines().filter(|l| !l.trim().is_empty()).count()
+    );
     for (i, w) in times.windows(2).enumerate() {
         assert!(
             w[1].1 > w[0].1,
@@ -93,7 +112,6 @@ fn check_recording(what: &str, input: &str, sent: &Sent) {
             &times[..times.len().min(12)]
         );
     }
-    let (first, end) = packet_span(input, "v:0");
     let duration = end - first;
     assert!(
         (duration - sent.video_s).abs() <= frame + 0.001,
@@ -102,13 +120,11 @@ fn check_recording(what: &str, input: &str, sent: &Sent) {
         &times[..times.len().min(6)],
         &times[times.len().saturating_sub(4)..]
     );
-    let (afirst, _) = packet_span(input, "a:0");
     let offset = first - afirst;
     assert!(
         offset.abs() <= frame + 0.001,
         "{what}: video starts {offset:.3} s after audio ({first} vs {afirst}); audio {audio}"
     );
-    let warnings = conversion_warnings(input);
     assert!(
         warnings.trim().is_empty(),
         "{what}: ffmpeg warns:\n{warnings}"
