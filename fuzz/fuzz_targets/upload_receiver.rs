@@ -1,7 +1,7 @@
 //! The upload protocol's receiver on arbitrary messages: each input is split into messages
 //! (a length byte, a kind byte: odd = text, even = binary). The receiver must answer every one
 //! with Ok or a ProtocolError, never panic, and hand on frames whose sequence numbers count up
-//! by one and whose dts never go back per track.
+//! by one (timestamps are the session's to repair, so any dts goes on).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -37,7 +37,6 @@ fuzz_target!(|data: &[u8]| {
     rx.connected(0);
     let mut now = 0i64;
     let mut next = 0u32;
-    let mut last_dts = [i64::MIN; 256];
     let mut rest = data;
     while rest.len() >= 2 {
         let len = usize::from(rest[0]).min(rest.len() - 2);
@@ -61,8 +60,6 @@ fuzz_target!(|data: &[u8]| {
                 ReceiverEvent::Frame(f) => {
                     assert_eq!(f.seq, next);
                     next += 1;
-                    assert!(f.dts >= last_dts[usize::from(f.track)]);
-                    last_dts[usize::from(f.track)] = f.dts;
                 }
                 ReceiverEvent::Config(_) => next += 1,
                 ReceiverEvent::End => {}

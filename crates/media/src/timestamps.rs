@@ -241,7 +241,12 @@ struct JumpShift {
     /// Input step that was closed, µs.
     step: i64,
     shift: i64,
+    /// Arrival time of the frame that closed it: the other track must show its jump soon.
+    arrival: i64,
 }
+
+/// How long (arrival time, µs) a closed jump waits for the other track to show the same jump.
+const JUMP_MATCH_US: i64 = 2_000_000;
 
 /// The normaliser of one stream. See the module docs for the rules.
 #[derive(Debug)]
@@ -520,7 +525,11 @@ impl TimestampNormalizer {
         }
         // The other track may have closed this same jump already: take its shift.
         let shift = match self.pending_shift {
-            Some(s) if s.from != track && (s.step - step).abs() <= JUMP_US / 2 => {
+            Some(s)
+                if s.from != track
+                    && (s.step - step).abs() <= JUMP_US / 2
+                    && arrival - s.arrival <= JUMP_MATCH_US =>
+            {
                 self.pending_shift = None;
                 s.shift
             }
@@ -530,6 +539,7 @@ impl TimestampNormalizer {
                     from: track,
                     step,
                     shift,
+                    arrival,
                 });
                 shift
             }

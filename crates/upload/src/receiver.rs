@@ -246,14 +246,6 @@ impl UploadReceiver {
                         format!("frame {} on undeclared track {}", h.seq, h.track),
                     ));
                 }
-                if let Some(&(_, last)) = self.last_dts.iter().find(|(t, _)| *t == h.track)
-                    && h.dts < last
-                {
-                    return Err(out_of_order(format!(
-                        "frame {} on track {}: dts {} µs goes back from {last} µs",
-                        h.seq, h.track, h.dts
-                    )));
-                }
                 let mut data = Vec::with_capacity(h.total as usize);
                 data.extend_from_slice(payload);
                 self.partial = Some(Partial { header: h, data });
@@ -273,8 +265,16 @@ impl UploadReceiver {
             && let Some(p) = self.partial.take()
         {
             let h = p.header;
+            // A dts going back is an encoder's new clock (a restart): the session repairs the
+            // timestamps (docs/timestamps.md); here the delay baseline starts again, or the
+            // whole step would look like queueing delay for its 10 s window.
             match self.last_dts.iter_mut().find(|(t, _)| *t == h.track) {
-                Some(entry) => entry.1 = h.dts,
+                Some(entry) => {
+                    if h.dts < entry.1 {
+                        self.rate.reset_baseline();
+                    }
+                    entry.1 = h.dts;
+                }
                 None => self.last_dts.push((h.track, h.dts)),
             }
             self.rate.on_frame(now_us, h.dts, u64::from(h.total));
