@@ -11,6 +11,7 @@ pub mod multivariant;
 mod packager;
 mod playlist;
 mod vod;
+pub mod window;
 
 pub use error::PackageError;
 pub use multivariant::{Variant, VariantMeter, multivariant_playlist};
@@ -20,3 +21,4 @@ pub use packager::{
 };
 pub use playlist::{VodSegment, vod_playlist, vod_playlist_segments};
 pub use vod::VodMp4Builder;
+pub use window::{LiveWindow, SegmentBytes, WindowUpdate};

@@ -29,9 +29,6 @@ pub const ORIGIN_MARGIN_US: i64 = 1_000_000;
 pub const MAX_FRAME_SIZE: usize = 32 << 20;
 /// Largest composition offset accepted, µs.
 pub const MAX_COMPOSITION_OFFSET_US: i64 = 10_000_000;
-/// Complete segments kept for `part()`/`segment()` beyond the playlist window, for clients that
-/// loaded the playlist just before it slid.
-const EXTRA_RETAINED_SEGMENTS: usize = 2;
 /// A keyframe this close before the segment target still starts a new segment: timestamps
 /// rounded to milliseconds put a 2 s keyframe at 1.999 s.
 const SEGMENT_TOLERANCE_US: i64 = 5_000;
@@ -153,12 +150,6 @@ struct OpenSegment {
     parts: Vec<Bytes>,
 }
 
-#[derive(Debug, Clone)]
-struct StoredSegment {
-    listed: ListedSegment,
-    parts: Vec<Bytes>,
-    bytes: Bytes,
-}
 
 /// The LL-HLS packager of one live stream. See the module docs for the timing rules.
 #[derive(Debug)]
@@ -183,7 +174,9 @@ pub struct Packager {
     previous_lead_duration: Option<u32>,
     open: Option<OpenSegment>,
     next_msn: u64,
-    stored: VecDeque<StoredSegment>,
+    /// The complete segments the playlist lists (their bytes went out in the outputs: the
+    /// live window and the recording keep them).
+    stored: VecDeque<ListedSegment>,
     fragment_sequence: u32,
     wall_anchor_us: Option<i64>,
     target_duration_s: u64,
@@ -289,52 +282,16 @@ impl Packager {
         if !any_part && !self.finished {
             return None;
         }
-        let listed_from = self
-            .stored
-            .len()
-            .saturating_sub(self.config.window_segments);
-        let segments: Vec<ListedSegment> = self
-            .stored
-            .iter()
-            .skip(listed_from)
-            .map(|s| s.listed.clone())
-            .collect();
-        // Discontinuities of segments that slid out of the listed window.
-        let hidden = self
-            .stored
-            .iter()
-            .take(listed_from + 1)
-            .skip(1)
-            .filter(|s| s.listed.discontinuity)
-            .count() as u64;
+        let segments: Vec<ListedSegment> = self.stored.iter().cloned().collect();
         Some(playlist::render_live(&LiveView {
             part_target_us: self.config.part_target_us,
             target_duration_s: self.target_duration_s,
-            discontinuity_sequence: self.discontinuity_sequence + hidden,
+            discontinuity_sequence: self.discontinuity_sequence,
             segments: &segments,
             in_progress: self.open.as_ref().map(|o| &o.listed),
             next_msn: self.next_msn,
             finished: self.finished,
         }))
-    }
-
-    /// Part `index` of segment `msn` ("part{msn}.{index}.m4s"), while it is retained.
-    pub fn part(&self, msn: u64, index: u32) -> Option<Bytes> {
-        if let Some(open) = self.open.as_ref().filter(|o| o.listed.msn == msn) {
-            return open.parts.get(index as usize).cloned();
-        }
-        self.stored
-            .iter()
-            .find(|s| s.listed.msn == msn)
-            .and_then(|s| s.parts.get(index as usize).cloned())
-    }
-
-    /// Segment `msn` ("seg{msn}.m4s"), once complete and while it is retained.
-    pub fn segment(&self, msn: u64) -> Option<Bytes> {
-        self.stored
-            .iter()
-            .find(|s| s.listed.msn == msn)
-            .map(|s| s.bytes.clone())
     }
 
     /// True once part (msn, index) — or segment msn when index is None — is listed in the
@@ -850,26 +807,15 @@ impl Packager {
             msn: listed.msn,
             duration_us: listed.duration_us,
             program_date_time_unix_ms: listed.program_date_time_unix_ms,
-            bytes: bytes.clone(),
-        });
-        self.next_msn = listed.msn + 1;
-        self.stored.push_back(StoredSegment {
-            listed,
-            parts: open.parts,
             bytes,
         });
-        // Parts are listed for the last few segments only; older segments keep just their
-        // whole bytes, so a stream holds each byte of its window once, not twice.
-        let parts_from = self
-            .stored
-            .len()
-            .saturating_sub(playlist::SEGMENTS_WITH_PARTS + EXTRA_RETAINED_SEGMENTS);
-        for old in self.stored.iter_mut().take(parts_from) {
-            old.parts = Vec::new();
-        }
-        while self.stored.len() > self.config.window_segments + EXTRA_RETAINED_SEGMENTS {
+        self.next_msn = listed.msn + 1;
+        self.stored.push_back(listed);
+        // A segment leaving the playlist takes the discontinuity of the one now first with it
+        // (the first listed segment's tag is counted, not written).
+        while self.stored.len() > self.config.window_segments {
             self.stored.pop_front();
-            if self.stored.front().is_some_and(|s| s.listed.discontinuity) {
+            if self.stored.front().is_some_and(|s| s.discontinuity) {
                 self.discontinuity_sequence += 1;
             }
         }

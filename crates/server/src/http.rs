@@ -13,6 +13,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
+use vshare_package::SegmentBytes;
 
 use crate::db::{Db, VideoState};
 use crate::live::{BlockingRequest, LiveServer};
@@ -212,8 +213,17 @@ async fn serve_live(
         .strip_prefix("seg")
         .and_then(|r| r.strip_suffix(".m4s"))
     {
-        let msn = msn.parse().map_err(|_| not_found("segment"))?;
-        let seg = stream.segment(msn).ok_or_else(|| not_found("segment"))?;
+        let msn: u64 = msn.parse().map_err(|_| not_found("segment"))?;
+        let seg = match stream.segment(msn) {
+            SegmentBytes::InMemory(b) => b,
+            // Its parts left the window: the recording stored it when it was complete.
+            SegmentBytes::Stored => st
+                .storage
+                .get(&object_path(stream_id, &format!("seg{msn}.m4s")))
+                .await
+                .map_err(|_| not_found("segment"))?,
+            SegmentBytes::Missing => return Err(not_found("segment")),
+        };
         return Ok(media_response("video/iso.segment", "max-age=60", seg));
     }
     Err(not_found("file"))

@@ -161,7 +161,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         config.storage_url.as_deref(),
         &config.data_dir.join("media"),
     )?;
-    let live = live::LiveServer::new(config.live.window_segments);
+    let live = live::LiveServer::new();
     let webhooks = webhook::Webhooks::new(db.clone(), config.webhook.clone());
     let ladder = config.transcode.ladder()?;
     let proxy = if config.proxy.enabled {

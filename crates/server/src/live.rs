@@ -3,15 +3,18 @@
 //!
 //! [`LiveMessage`] is the one boundary between the two roles. In one process it travels over a
 //! channel; its network form would carry the same messages over TCP, as the patent's live
-//! server receives its stream. The live server keeps a window of parts and segments per stream
-//! and answers blocking playlist reloads (RFC 8216bis §6.2.5.2).
+//! server receives its stream. Each stream's state is a sans-IO [`LiveWindow`] (the parts of
+//! the last few segments, the playlist, the blocking-reload condition of RFC 8216bis §6.2.5.2);
+//! this module adds the locks and the wake-ups of blocked playlist requests. Older segments are
+//! read back from the recording's storage by the HTTP layer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
+use vshare_package::{LiveWindow, SegmentBytes, WindowUpdate};
 
 /// What the video server tells the live server about one stream.
 #[derive(Debug, Clone)]
@@ -30,11 +33,11 @@ pub enum LiveMessage {
         bytes: Bytes,
         playlist: Arc<str>,
     },
-    /// A segment is complete; `playlist` lists it.
+    /// A segment is complete (its parts went before it; its bytes are in the recording);
+    /// `playlist` lists it.
     Segment {
         stream: String,
         msn: u64,
-        bytes: Bytes,
         playlist: Arc<str>,
     },
     /// The publisher stopped; the final playlist carries EXT-X-ENDLIST.
@@ -46,18 +49,8 @@ pub enum LiveMessage {
 
 #[derive(Default)]
 struct StreamState {
-    /// Every init segment of the stream by name: segments still in the window may have been
-    /// packaged under an older one (a stream changes configuration a handful of times).
-    inits: BTreeMap<String, Bytes>,
-    playlist: Option<Arc<str>>,
+    window: LiveWindow,
     multivariant: Option<Arc<str>>,
-    parts: BTreeMap<(u64, u32), Bytes>,
-    segments: BTreeMap<u64, Bytes>,
-    /// Highest part listed, as (msn, index).
-    last_part: Option<(u64, u32)>,
-    /// Highest complete segment listed.
-    last_segment: Option<u64>,
-    ended: bool,
 }
 
 /// One stream's published state, with a version that bumps on every change.
@@ -87,7 +80,7 @@ impl LiveStream {
     }
 
     pub fn playlist(&self) -> Option<Arc<str>> {
-        self.with(|s| s.playlist.clone())
+        self.with(|s| s.window.playlist())
     }
 
     pub fn multivariant(&self) -> Option<Arc<str>> {
@@ -96,29 +89,21 @@ impl LiveStream {
 
     /// An init segment by name (`init.mp4`, `init{msn}.mp4`).
     pub fn init(&self, name: &str) -> Option<Bytes> {
-        self.with(|s| s.inits.get(name).cloned())
+        self.with(|s| s.window.init(name))
     }
 
     pub fn part(&self, msn: u64, index: u32) -> Option<Bytes> {
-        self.with(|s| s.parts.get(&(msn, index)).cloned())
+        self.with(|s| s.window.part(msn, index))
     }
 
-    pub fn segment(&self, msn: u64) -> Option<Bytes> {
-        self.with(|s| s.segments.get(&msn).cloned())
+    /// Where segment `msn` is: in memory, or only in the recording.
+    pub fn segment(&self, msn: u64) -> SegmentBytes {
+        self.with(|s| s.window.segment(msn))
     }
 
-    /// True when the playlist already satisfies `req`: the part (msn, part) or a later one is
-    /// listed, or — without a part — segment msn is complete. An ended stream satisfies all.
+    /// True when the playlist already satisfies `req` (see [`LiveWindow::satisfies`]).
     pub fn satisfies(&self, req: BlockingRequest) -> bool {
-        self.with(|s| {
-            if s.ended {
-                return true;
-            }
-            match req.part {
-                Some(p) => s.last_part.is_some_and(|last| last >= (req.msn, p)),
-                None => s.last_segment.is_some_and(|last| last >= req.msn),
-            }
-        })
+        self.with(|s| s.window.satisfies(req.msn, req.part))
     }
 
     /// Waits until `req` is satisfied or `timeout` passes; returns whether it was satisfied.
@@ -140,25 +125,25 @@ impl LiveStream {
     /// The msn and part a client may legitimately block for: at most one segment ahead of
     /// what exists, so a request far in the future is refused instead of held.
     pub fn next_expected(&self) -> (u64, u32) {
-        self.with(|s| match s.last_part {
-            Some((msn, idx)) => (msn, idx + 1),
-            None => (0, 0),
-        })
+        self.with(|s| s.window.next_expected())
+    }
+
+    /// Bytes of media this stream holds in memory.
+    pub fn held_bytes(&self) -> usize {
+        self.with(|s| s.window.held_bytes())
     }
 }
 
 /// The live server: every stream currently published, and the ones that just ended.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct LiveServer {
     streams: Arc<RwLock<HashMap<String, Arc<LiveStream>>>>,
-    window_segments: usize,
 }
 
 impl LiveServer {
-    pub fn new(window_segments: usize) -> Self {
+    pub fn new() -> Self {
         LiveServer {
             streams: Arc::default(),
-            window_segments: window_segments.max(3),
         }
     }
 
@@ -209,42 +194,30 @@ impl LiveServer {
         };
         {
             let mut s = stream.state.write().unwrap_or_else(|e| e.into_inner());
-            match msg {
-                LiveMessage::Init { name, init, .. } => {
-                    s.inits.insert(name, init);
-                }
+            let update = match msg {
+                LiveMessage::Init { name, init, .. } => WindowUpdate::Init { name, bytes: init },
                 LiveMessage::Part {
                     msn,
                     index,
                     bytes,
                     playlist,
                     ..
-                } => {
-                    s.parts.insert((msn, index), bytes);
-                    s.playlist = Some(playlist);
-                    s.last_part = Some((msn, index));
-                }
-                LiveMessage::Segment {
+                } => WindowUpdate::Part {
                     msn,
+                    index,
                     bytes,
                     playlist,
-                    ..
-                } => {
-                    s.segments.insert(msn, bytes);
-                    s.playlist = Some(playlist);
-                    s.last_segment = Some(msn);
-                    // Parts are listed for the last few segments only; segments for the window.
-                    let keep_from = msn.saturating_sub(self.window_segments as u64);
-                    s.segments.retain(|m, _| *m >= keep_from);
-                    let parts_from = msn.saturating_sub(4);
-                    s.parts.retain(|(m, _), _| *m >= parts_from);
+                },
+                LiveMessage::Segment { msn, playlist, .. } => WindowUpdate::Segment { msn, playlist },
+                LiveMessage::End { playlist, .. } => WindowUpdate::End { playlist },
+                LiveMessage::Multivariant { playlist, .. } => {
+                    s.multivariant = Some(playlist);
+                    drop(s);
+                    stream.version.send_modify(|v| *v += 1);
+                    return;
                 }
-                LiveMessage::End { playlist, .. } => {
-                    s.playlist = Some(playlist);
-                    s.ended = true;
-                }
-                LiveMessage::Multivariant { playlist, .. } => s.multivariant = Some(playlist),
-            }
+            };
+            s.window.apply(update);
         }
         stream.version.send_modify(|v| *v += 1);
     }

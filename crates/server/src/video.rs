@@ -714,7 +714,6 @@ impl VideoServer {
                 let _ = self.live_tx.send(LiveMessage::Segment {
                     stream,
                     msn,
-                    bytes: bytes.clone(),
                     playlist: playlist(),
                 });
                 let _ = r.rec_tx.send(RecordMessage::Segment {

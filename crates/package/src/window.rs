@@ -1,0 +1,247 @@
+//! The live window of one LL-HLS stream, as a live server keeps it: the init segments, the
+//! current playlist, the parts of the last few segments, and which segments are complete. It
+//! answers the blocking-reload condition of RFC 8216bis §6.2.5.2 and says where a segment's
+//! bytes are: in memory (its parts, concatenated) or, once its parts have left the window, in
+//! the recording's storage. Sans-IO: a live server wraps it with its locks and wake-ups.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::playlist::SEGMENTS_WITH_PARTS;
+
+/// What the packager's side tells a live window, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowUpdate {
+    /// A new init segment (`init.mp4` first, `init{msn}.mp4` after a codec change).
+    Init { name: String, bytes: Bytes },
+    /// Part `index` of segment `msn` exists; `playlist` lists it.
+    Part {
+        msn: u64,
+        index: u32,
+        bytes: Bytes,
+        playlist: Arc<str>,
+    },
+    /// Segment `msn` is complete (its parts are all there); `playlist` lists it.
+    Segment { msn: u64, playlist: Arc<str> },
+    /// The stream ended; `playlist` carries EXT-X-ENDLIST.
+    End { playlist: Arc<str> },
+}
+
+/// Where a segment's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SegmentBytes {
+    /// Still in the window: its parts, concatenated.
+    InMemory(Bytes),
+    /// Complete, but its parts left the window: read it from the recording.
+    Stored,
+    /// Not complete (or never existed).
+    Missing,
+}
+
+/// The live window of one stream. See the module docs.
+#[derive(Debug, Default)]
+pub struct LiveWindow {
+    /// Every init segment by name: segments still listed may be packaged under an older one.
+    inits: BTreeMap<String, Bytes>,
+    playlist: Option<Arc<str>>,
+    parts: BTreeMap<(u64, u32), Bytes>,
+    /// Highest part listed, as (msn, index).
+    last_part: Option<(u64, u32)>,
+    /// Highest complete segment.
+    last_segment: Option<u64>,
+    /// Parts per complete segment still held (to know a segment is whole in memory).
+    part_counts: BTreeMap<u64, u32>,
+    ended: bool,
+}
+
+impl LiveWindow {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one update. Parts are kept for the segments the playlist lists parts for, one
+    /// more, and the one in progress; older bytes are the recording's.
+    pub fn apply(&mut self, update: WindowUpdate) {
+        match update {
+            WindowUpdate::Init { name, bytes } => {
+                self.inits.insert(name, bytes);
+            }
+            WindowUpdate::Part {
+                msn,
+                index,
+                bytes,
+                playlist,
+            } => {
+                self.parts.insert((msn, index), bytes);
+                self.playlist = Some(playlist);
+                self.last_part = self.last_part.max(Some((msn, index)));
+            }
+            WindowUpdate::Segment { msn, playlist } => {
+                let count = self.parts.range((msn, 0)..(msn + 1, 0)).count() as u32;
+                self.part_counts.insert(msn, count);
+                self.playlist = Some(playlist);
+                self.last_segment = self.last_segment.max(Some(msn));
+                // One segment more than the playlist lists parts for: a player on the playlist
+                // before this one may still ask for them.
+                let keep_from = msn.saturating_sub(SEGMENTS_WITH_PARTS as u64);
+                self.parts.retain(|(m, _), _| *m >= keep_from);
+                self.part_counts.retain(|m, _| *m >= keep_from);
+            }
+            WindowUpdate::End { playlist } => {
+                self.playlist = Some(playlist);
+                self.ended = true;
+            }
+        }
+    }
+
+    pub fn playlist(&self) -> Option<Arc<str>> {
+        self.playlist.clone()
+    }
+
+    /// An init segment by name (`init.mp4`, `init{msn}.mp4`).
+    pub fn init(&self, name: &str) -> Option<Bytes> {
+        self.inits.get(name).cloned()
+    }
+
+    pub fn part(&self, msn: u64, index: u32) -> Option<Bytes> {
+        self.parts.get(&(msn, index)).cloned()
+    }
+
+    /// Where segment `msn`'s bytes are.
+    pub fn segment(&self, msn: u64) -> SegmentBytes {
+        if self.last_segment.is_none_or(|last| msn > last) {
+            return SegmentBytes::Missing;
+        }
+        let Some(&count) = self.part_counts.get(&msn) else {
+            return SegmentBytes::Stored;
+        };
+        let parts: Vec<&Bytes> = self.parts.range((msn, 0)..(msn + 1, 0)).map(|(_, b)| b).collect();
+        if parts.len() as u32 != count || count == 0 {
+            return SegmentBytes::Stored;
+        }
+        let mut bytes = BytesMut::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            bytes.extend_from_slice(p);
+        }
+        SegmentBytes::InMemory(bytes.freeze())
+    }
+
+    /// True when the playlist satisfies a blocking reload for part (`msn`, `part`) — that part
+    /// or a later one is listed — or, without a part, for complete segment `msn`. An ended
+    /// stream satisfies every request.
+    pub fn satisfies(&self, msn: u64, part: Option<u32>) -> bool {
+        if self.ended {
+            return true;
+        }
+        match part {
+            Some(p) => self.last_part.is_some_and(|last| last >= (msn, p)),
+            None => self.last_segment.is_some_and(|last| last >= msn),
+        }
+    }
+
+    /// The (msn, part) after the last listed part: a client may block for it, and a request
+    /// far beyond it is refused rather than held.
+    pub fn next_expected(&self) -> (u64, u32) {
+        match self.last_part {
+            Some((msn, idx)) => (msn, idx + 1),
+            None => (0, 0),
+        }
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Bytes of media the window holds (parts and init segments).
+    pub fn held_bytes(&self) -> usize {
+        self.parts.values().map(Bytes::len).sum::<usize>()
+            + self.inits.values().map(Bytes::len).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pl(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    /// Segments of three parts each, part bytes naming their (msn, index).
+    fn fill(w: &mut LiveWindow, segments: u64) {
+        w.apply(WindowUpdate::Init {
+            name: "init.mp4".into(),
+            bytes: Bytes::from_static(b"init"),
+        });
+        for msn in 0..segments {
+            for index in 0..3 {
+                w.apply(WindowUpdate::Part {
+                    msn,
+                    index,
+                    bytes: Bytes::from(format!("[{msn}.{index}]")),
+                    playlist: pl(&format!("p{msn}.{index}")),
+                });
+            }
+            w.apply(WindowUpdate::Segment {
+                msn,
+                playlist: pl(&format!("s{msn}")),
+            });
+        }
+    }
+
+    #[test]
+    fn recent_segments_come_from_their_parts_older_ones_from_storage() {
+        let mut w = LiveWindow::new();
+        fill(&mut w, 10);
+        assert_eq!(
+            w.segment(9),
+            SegmentBytes::InMemory(Bytes::from_static(b"[9.0][9.1][9.2]"))
+        );
+        assert!(matches!(w.segment(6), SegmentBytes::InMemory(_)));
+        assert_eq!(w.segment(5), SegmentBytes::Stored);
+        assert_eq!(w.segment(0), SegmentBytes::Stored);
+        assert_eq!(w.segment(10), SegmentBytes::Missing);
+        assert!(w.part(9, 2).is_some() && w.part(6, 0).is_some());
+        assert!(w.part(5, 0).is_none(), "parts leave a segment after their listing");
+        assert_eq!(w.init("init.mp4"), Some(Bytes::from_static(b"init")));
+        assert_eq!(w.playlist().as_deref(), Some("s9"));
+        // Four segments of three 5-byte parts, and the init segment.
+        assert_eq!(w.held_bytes(), 12 * 5 + 4);
+    }
+
+    #[test]
+    fn a_segment_in_progress_is_missing_its_parts_are_there() {
+        let mut w = LiveWindow::new();
+        fill(&mut w, 2);
+        w.apply(WindowUpdate::Part {
+            msn: 2,
+            index: 0,
+            bytes: Bytes::from_static(b"x"),
+            playlist: pl("p2.0"),
+        });
+        assert_eq!(w.segment(2), SegmentBytes::Missing);
+        assert_eq!(w.part(2, 0), Some(Bytes::from_static(b"x")));
+    }
+
+    #[test]
+    fn blocking_reload_condition() {
+        let mut w = LiveWindow::new();
+        assert!(!w.satisfies(0, Some(0)) && !w.satisfies(0, None));
+        assert_eq!(w.next_expected(), (0, 0));
+        fill(&mut w, 2);
+        assert!(w.satisfies(1, Some(2)) && w.satisfies(1, None) && w.satisfies(0, Some(7)));
+        assert!(!w.satisfies(2, Some(0)) && !w.satisfies(2, None));
+        assert_eq!(w.next_expected(), (1, 3));
+        w.apply(WindowUpdate::Part {
+            msn: 2,
+            index: 0,
+            bytes: Bytes::from_static(b"x"),
+            playlist: pl("p2.0"),
+        });
+        assert!(w.satisfies(2, Some(0)) && !w.satisfies(2, Some(1)));
+        w.apply(WindowUpdate::End { playlist: pl("end") });
+        assert!(w.satisfies(99, Some(9)) && w.is_ended());
+    }
+}
