@@ -23,6 +23,10 @@ pub struct Config {
     /// Object storage for recordings: a local directory (default `<data_dir>/media`) or an
     /// `s3://bucket/prefix` URL (credentials from the usual AWS_* variables).
     pub storage_url: Option<String>,
+    /// Bearer token of the admin endpoints (`POST /api/v1/keys`, the proxy's subscription
+    /// admin); none: those endpoints are closed. Better given as VSHARE_ADMIN_TOKEN than
+    /// written in a file.
+    pub admin_token: Option<String>,
     pub live: LiveConfig,
     pub limits: Limits,
     pub webhook: Option<WebhookConfig>,
@@ -193,6 +197,7 @@ impl Default for Config {
             public_url: None,
             database_url: None,
             storage_url: None,
+            admin_token: None,
             live: LiveConfig::default(),
             limits: Limits::default(),
             webhook: None,

@@ -208,9 +208,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         videos,
         metrics,
         segment_target: Duration::from_millis(config.live.segment_target_ms),
-        admin_token: std::env::var("VSHARE_ADMIN_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()),
+        admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         rtmp_url: rtmp_url.clone(),
         accounts,
     });
@@ -230,11 +228,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     app = app.merge(web::router());
     if let Some(p) = &proxy {
         app = app.merge(
-            p.router(
-                std::env::var("VSHARE_ADMIN_TOKEN")
-                    .ok()
-                    .filter(|t| !t.is_empty()),
-            ),
+            p.router(config.admin_token.clone().filter(|t| !t.is_empty())),
         );
     }
     axum::serve(

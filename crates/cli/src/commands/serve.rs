@@ -67,6 +67,10 @@ pub struct Args {
     /// the database have threads of their own regardless. Raise it for many HTTP viewers.
     #[arg(long, env = "VSHARE_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
+    /// Bearer token that opens the admin endpoints (creating stream keys, the proxy's
+    /// subscription admin); unset, they stay closed.
+    #[arg(long, env = "VSHARE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Run without the communication proxy role (no subscriptions).
     #[arg(long)]
     pub no_proxy: bool,
@@ -98,6 +102,9 @@ impl Args {
         }
         if self.storage_url.is_some() {
             c.storage_url = self.storage_url;
+        }
+        if self.admin_token.is_some() {
+            c.admin_token = self.admin_token;
         }
         if let (Some(url), Some(secret)) = (self.webhook_url, self.webhook_secret) {
             c.webhook = Some(WebhookConfig {
