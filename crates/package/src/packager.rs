@@ -150,7 +150,6 @@ struct OpenSegment {
     parts: Vec<Bytes>,
 }
 
-
 /// The LL-HLS packager of one live stream. See the module docs for the timing rules.
 #[derive(Debug)]
 pub struct Packager {

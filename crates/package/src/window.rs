@@ -117,7 +117,11 @@ impl LiveWindow {
         let Some(&count) = self.part_counts.get(&msn) else {
             return SegmentBytes::Stored;
         };
-        let parts: Vec<&Bytes> = self.parts.range((msn, 0)..(msn + 1, 0)).map(|(_, b)| b).collect();
+        let parts: Vec<&Bytes> = self
+            .parts
+            .range((msn, 0)..(msn + 1, 0))
+            .map(|(_, b)| b)
+            .collect();
         if parts.len() as u32 != count || count == 0 {
             return SegmentBytes::Stored;
         }
@@ -204,7 +208,10 @@ mod tests {
         assert_eq!(w.segment(0), SegmentBytes::Stored);
         assert_eq!(w.segment(10), SegmentBytes::Missing);
         assert!(w.part(9, 2).is_some() && w.part(6, 0).is_some());
-        assert!(w.part(5, 0).is_none(), "parts leave a segment after their listing");
+        assert!(
+            w.part(5, 0).is_none(),
+            "parts leave a segment after their listing"
+        );
         assert_eq!(w.init("init.mp4"), Some(Bytes::from_static(b"init")));
         assert_eq!(w.playlist().as_deref(), Some("s9"));
         // Four segments of three 5-byte parts, and the init segment.
@@ -241,7 +248,9 @@ mod tests {
             playlist: pl("p2.0"),
         });
         assert!(w.satisfies(2, Some(0)) && !w.satisfies(2, Some(1)));
-        w.apply(WindowUpdate::End { playlist: pl("end") });
+        w.apply(WindowUpdate::End {
+            playlist: pl("end"),
+        });
         assert!(w.satisfies(99, Some(9)) && w.is_ended());
     }
 }

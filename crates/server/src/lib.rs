@@ -227,9 +227,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     );
     app = app.merge(web::router());
     if let Some(p) = &proxy {
-        app = app.merge(
-            p.router(config.admin_token.clone().filter(|t| !t.is_empty())),
-        );
+        app = app.merge(p.router(config.admin_token.clone().filter(|t| !t.is_empty())));
     }
     axum::serve(
         http_listener,

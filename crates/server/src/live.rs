@@ -208,7 +208,9 @@ impl LiveServer {
                     bytes,
                     playlist,
                 },
-                LiveMessage::Segment { msn, playlist, .. } => WindowUpdate::Segment { msn, playlist },
+                LiveMessage::Segment { msn, playlist, .. } => {
+                    WindowUpdate::Segment { msn, playlist }
+                }
                 LiveMessage::End { playlist, .. } => WindowUpdate::End { playlist },
                 LiveMessage::Multivariant { playlist, .. } => {
                     s.multivariant = Some(playlist);

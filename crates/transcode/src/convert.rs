@@ -9,7 +9,7 @@
 //!   and the packager's segment boundaries follow the publisher's keyframes as for H.264.
 //! - [`ConvertWorker`]: a `HevcToAvc` on its own OS thread, fed the whole stream (HEVC events and
 //!   the ordinary audio events) in order. Pushing never blocks; when too much video waits, HEVC
-//!   frames are dropped until the next source keyframe (counted, logged once per episode).
+//!   frames are dropped until the next source keyframe (the workers' one policy, `gate.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,6 +25,7 @@ use crate::av::{
     Decoded, Decoders, Packet, Scaler, VideoEncoder, VideoEncoderSpec, fps_rational, init_ffmpeg,
     rung_options,
 };
+use crate::gate::{DropCounters, KeyframeGate};
 use crate::{TranscodeError, annexb};
 
 /// How converted video is encoded.
@@ -439,8 +440,7 @@ struct Shared {
     events_in_flight: AtomicUsize,
     frames_in: AtomicU64,
     frames_out: AtomicU64,
-    frames_dropped: AtomicU64,
-    drop_episodes: AtomicU64,
+    drops: DropCounters,
     events_dropped: AtomicU64,
     decode_errors: AtomicU64,
     /// The sink refused an event (the session has ended).
@@ -479,8 +479,7 @@ pub struct ConvertWorker {
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     max_video_in_flight: usize,
-    /// HEVC frames are being dropped until the next keyframe.
-    dropping: bool,
+    gate: KeyframeGate,
 }
 
 impl ConvertWorker {
@@ -527,21 +526,12 @@ impl ConvertWorker {
             thread,
             shared,
             max_video_in_flight: max_video_in_flight.max(1),
-            dropping: false,
+            gate: KeyframeGate::new("HEVC conversion"),
         }
     }
 
     fn send(&self, msg: Msg) -> bool {
         self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok())
-    }
-
-    fn drop_frame(&mut self) {
-        self.shared.frames_dropped.fetch_add(1, Ordering::Relaxed);
-        if !self.dropping {
-            self.dropping = true;
-            self.shared.drop_episodes.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("HEVC conversion behind: dropping source video until the next keyframe");
-        }
     }
 
     /// Offers an HEVC event; never blocks. `false` when the frame was dropped.
@@ -557,11 +547,11 @@ impl ConvertWorker {
             HevcEvent::Frame(f) => f.key,
         };
         let in_flight = self.shared.video_in_flight.load(Ordering::Relaxed);
-        if (self.dropping && !key) || in_flight >= self.max_video_in_flight {
-            self.drop_frame();
+        if !self.gate.admits(key) || in_flight >= self.max_video_in_flight {
+            self.gate.dropped(&self.shared.drops);
             return false;
         }
-        let resync = std::mem::take(&mut self.dropping);
+        let resync = self.gate.passed();
         self.shared.video_in_flight.fetch_add(1, Ordering::Relaxed);
         self.shared.frames_in.fetch_add(1, Ordering::Relaxed);
         if !self.send(Msg::Hevc {
@@ -609,8 +599,8 @@ impl ConvertWorker {
         ConvertStats {
             frames_in: s.frames_in.load(Ordering::Relaxed),
             frames_out: s.frames_out.load(Ordering::Relaxed),
-            frames_dropped: s.frames_dropped.load(Ordering::Relaxed),
-            drop_episodes: s.drop_episodes.load(Ordering::Relaxed),
+            frames_dropped: s.drops.frames_dropped(),
+            drop_episodes: s.drops.drop_episodes(),
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
             decode_errors: s.decode_errors.load(Ordering::Relaxed),
             failed: s.failed.lock().ok().and_then(|f| f.clone()),

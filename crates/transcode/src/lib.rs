@@ -23,6 +23,7 @@ mod av;
 mod config;
 mod convert;
 mod file;
+mod gate;
 mod transcoder;
 mod worker;
 

@@ -1,6 +1,7 @@
 //! A [`Transcoder`] on its own OS thread. Ingest hands it events with [`TranscodeWorker::push`],
 //! which never blocks: the queue is bounded, and when it is full the worker's renditions lose
-//! frames (counted) until the next source keyframe, where they recover cleanly.
+//! frames until the next source keyframe, where they recover cleanly ([`KeyframeGate`], the
+//! policy the HEVC converter uses too).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
@@ -9,6 +10,7 @@ use std::thread::JoinHandle;
 
 use vshare_media::{MediaEvent, TrackKind};
 
+use crate::gate::{DropCounters, KeyframeGate};
 use crate::{RenditionInfo, Transcoder};
 
 /// Counters of one worker, for metrics.
@@ -31,8 +33,7 @@ pub struct WorkerStats {
 #[derive(Default)]
 struct Shared {
     events_in: AtomicU64,
-    frames_dropped: AtomicU64,
-    drop_episodes: AtomicU64,
+    drops: DropCounters,
     events_out: AtomicU64,
     decode_errors: AtomicU64,
     renditions: Mutex<Vec<RenditionInfo>>,
@@ -52,10 +53,7 @@ pub struct TranscodeWorker {
     tx: Option<SyncSender<MediaEvent>>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
-    /// Video is being dropped until the next source keyframe.
-    video_dropping: bool,
-    /// Inside a drop episode (logged once).
-    in_episode: bool,
+    gate: KeyframeGate,
     /// Configuration events that found the queue full: sent before the next keyframe.
     held_configs: Vec<MediaEvent>,
 }
@@ -112,18 +110,8 @@ impl TranscodeWorker {
             tx: Some(tx),
             thread,
             shared,
-            video_dropping: false,
-            in_episode: false,
+            gate: KeyframeGate::new("transcoder"),
             held_configs: Vec::new(),
-        }
-    }
-
-    fn drop_frame(&mut self) {
-        self.shared.frames_dropped.fetch_add(1, Ordering::Relaxed);
-        if !self.in_episode {
-            self.in_episode = true;
-            self.shared.drop_episodes.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("transcoder behind: dropping its input until the next keyframe");
         }
     }
 
@@ -149,16 +137,17 @@ impl TranscodeWorker {
                     return false;
                 }
                 if let Err(e) = self.try_send(event.clone()) {
+                    // It goes before the next keyframe; video waits for that keyframe.
                     self.held_configs.push(e);
-                    self.video_dropping = true;
+                    self.gate.until_keyframe(&self.shared.drops);
                     return false;
                 }
                 true
             }
             MediaEvent::Frame(f) => {
                 let is_video = f.track == TrackKind::Video;
-                if is_video && self.video_dropping && !f.key {
-                    self.drop_frame();
+                if is_video && !self.gate.admits(f.key) {
+                    self.gate.dropped(&self.shared.drops);
                     return false;
                 }
                 if is_video && f.key {
@@ -166,7 +155,7 @@ impl TranscodeWorker {
                         let c = self.held_configs.remove(0);
                         if let Err(c) = self.try_send(c) {
                             self.held_configs.insert(0, c);
-                            self.drop_frame();
+                            self.gate.dropped(&self.shared.drops);
                             return false;
                         }
                     }
@@ -174,16 +163,12 @@ impl TranscodeWorker {
                 match self.try_send(event.clone()) {
                     Ok(()) => {
                         if is_video {
-                            self.video_dropping = false;
-                            self.in_episode = false;
+                            self.gate.passed();
                         }
                         true
                     }
                     Err(_) => {
-                        if is_video {
-                            self.video_dropping = true;
-                        }
-                        self.drop_frame();
+                        self.gate.dropped(&self.shared.drops);
                         false
                     }
                 }
@@ -196,8 +181,8 @@ impl TranscodeWorker {
         let s = &self.shared;
         WorkerStats {
             events_in: s.events_in.load(Ordering::Relaxed),
-            frames_dropped: s.frames_dropped.load(Ordering::Relaxed),
-            drop_episodes: s.drop_episodes.load(Ordering::Relaxed),
+            frames_dropped: s.drops.frames_dropped(),
+            drop_episodes: s.drops.drop_episodes(),
             events_out: s.events_out.load(Ordering::Relaxed),
             decode_errors: s.decode_errors.load(Ordering::Relaxed),
             renditions: s.renditions.lock().map(|r| r.clone()).unwrap_or_default(),
