@@ -248,19 +248,12 @@ pub fn ffprobe(input: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("ffprobe json")
 }
 
-/// Decodes every frame with ffmpeg and returns its error output (empty when clean).
-pub fn decode_errors(input: &str) -> String {
+/// `ffmpeg -i INPUT -f null -` at log level `level`: what it printed (empty when clean), and
+/// its exit status when it failed.
+fn ffmpeg_to_null(input: &str, level: &str) -> String {
     let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-v",
-            "error",
-            "-i",
-            input,
-            "-f",
-            "null",
-            "-",
-        ])
+        .args(["-hide_banner", "-nostats", "-v", level, "-i", input])
+        .args(["-f", "null", "-"])
         .output()
         .expect("ffmpeg");
     let mut s = String::from_utf8_lossy(&out.stderr).to_string();
@@ -270,18 +263,14 @@ pub fn decode_errors(input: &str) -> String {
     s
 }
 
+/// Decodes every frame with ffmpeg and returns its error output (empty when clean).
+pub fn decode_errors(input: &str) -> String {
+    ffmpeg_to_null(input, "error")
+}
+
 /// ffmpeg's default conversion of a file or URL: its warnings and errors (empty when clean).
 pub fn conversion_warnings(input: &str) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-v", "warning", "-i", input])
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg");
-    let mut s = String::from_utf8_lossy(&out.stderr).to_string();
-    if !out.status.success() {
-        s.push_str(&format!("\nexit status {:?}", out.status.code()));
-    }
-    s
+    ffmpeg_to_null(input, "warning")
 }
 
 /// Counts decoded frames per stream type with ffprobe -count_frames.
