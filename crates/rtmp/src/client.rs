@@ -79,6 +79,8 @@ pub struct ClientConnection {
     stream_id: u32,
     failed: Option<String>,
     bytes_sent_media: u64,
+    /// The chunk size this client sends with (§5.4.1).
+    chunk_size: u32,
 }
 
 impl ClientConnection {
@@ -106,7 +108,15 @@ impl ClientConnection {
             stream_id: 0,
             failed,
             bytes_sent_media: 0,
+            chunk_size: OUR_CHUNK_SIZE,
         }
+    }
+
+    /// Sends with chunks of `size` bytes instead of 4096 (128, RTMP's default, is what ffmpeg
+    /// and most encoders keep: many more chunk headers per frame). Clamped to 1..=2^31−1.
+    pub fn with_chunk_size(mut self, size: u32) -> Self {
+        self.chunk_size = size.clamp(1, 0x7fff_ffff);
+        self
     }
 
     /// Feeds bytes read from the socket. An error is fatal.
@@ -169,7 +179,9 @@ impl ClientConnection {
     }
 
     fn start_connect(&mut self) {
-        self.writer.set_chunk_size(OUR_CHUNK_SIZE);
+        if self.chunk_size != 128 {
+            self.writer.set_chunk_size(self.chunk_size);
+        }
         let obj = amf0::object([
             ("app", amf0::string(self.app.clone())),
             ("type", amf0::string("nonprivate")),

@@ -41,6 +41,10 @@ pub struct Args {
     /// A publisher "kept real time" if no tag was sent later than this behind its deadline, ms.
     #[arg(long, default_value_t = 1000.0)]
     pub max_lag_ms: f64,
+    /// RTMP chunk size the publishers send with: 4096 (what `vshare publish` uses), or 128
+    /// (RTMP's default, which ffmpeg keeps: a chunk header every 128 bytes).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(128..=65536))]
+    pub chunk_size: u32,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -188,15 +192,28 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// What one publisher does: how long, from when, how late it may fall, its chunk size.
+#[derive(Clone, Copy)]
+struct Plan {
+    duration_ms: i64,
+    start_delay: Duration,
+    max_lag_ms: f64,
+    chunk_size: u32,
+}
+
 async fn publisher(
     index: usize,
     url: Arc<RtmpUrl>,
     key: String,
     clip: Arc<Clip>,
-    duration_ms: i64,
-    start_delay: Duration,
-    max_lag_ms: f64,
+    plan: Plan,
 ) -> PublisherReport {
+    let Plan {
+        duration_ms,
+        start_delay,
+        max_lag_ms,
+        chunk_size,
+    } = plan;
     tokio::time::sleep(start_delay).await;
     let mut r = PublisherReport {
         index,
@@ -211,7 +228,7 @@ async fn publisher(
     };
     let t0 = Instant::now();
     let result = async {
-        let mut p = connect_and_publish(&url, &key, Duration::from_secs(15)).await?;
+        let mut p = connect_and_publish(&url, &key, Duration::from_secs(15), chunk_size).await?;
         r.publish_ms = t0.elapsed().as_secs_f64() * 1000.0;
         for h in &clip.headers {
             p.send(h, 0)?;
@@ -313,9 +330,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             url.clone(),
             key,
             clip.clone(),
-            args.duration,
-            delay,
-            args.max_lag_ms,
+            Plan {
+                duration_ms: args.duration,
+                start_delay: delay,
+                max_lag_ms: args.max_lag_ms,
+                chunk_size: args.chunk_size,
+            },
         )));
     }
     let mut per = Vec::with_capacity(tasks.len());
@@ -488,9 +508,13 @@ mod tests {
                     url.clone(),
                     format!("k{i}"),
                     clip.clone(),
-                    2500,
-                    Duration::ZERO,
-                    1000.0,
+                    Plan {
+                        duration_ms: 2500,
+                        start_delay: Duration::ZERO,
+                        max_lag_ms: 1000.0,
+                        // ffmpeg's chunking: the server must take it as well as ours.
+                        chunk_size: 128,
+                    },
                 ))
             })
             .collect();

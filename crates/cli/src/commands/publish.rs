@@ -125,11 +125,13 @@ impl Published {
     }
 }
 
-/// Connects, handshakes and publishes `stream_key` on `url`'s application.
+/// Connects, handshakes and publishes `stream_key` on `url`'s application, sending chunks of
+/// `chunk_size` bytes.
 pub async fn connect_and_publish(
     url: &RtmpUrl,
     stream_key: &str,
     limit: Duration,
+    chunk_size: u32,
 ) -> anyhow::Result<Published> {
     let addr = format!("{}:{}", url.host, url.port);
     let sock = tokio::time::timeout(limit, TcpStream::connect(&addr))
@@ -138,7 +140,8 @@ pub async fn connect_and_publish(
         .with_context(|| format!("connecting to {addr}"))?;
     sock.set_nodelay(true)?;
     let (reader, writer) = sock.into_split();
-    let conn = ClientConnection::new(&url.app, stream_key, &url.tc_url());
+    let conn =
+        ClientConnection::new(&url.app, stream_key, &url.tc_url()).with_chunk_size(chunk_size);
     let mut p = Published {
         conn,
         reader,
@@ -270,7 +273,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map(|h| StatusClient::new(h, &key))
         .transpose()?;
 
-    let mut published = connect_and_publish(&url, &key, Duration::from_secs(10)).await?;
+    let mut published = connect_and_publish(&url, &key, Duration::from_secs(10), 4096).await?;
     if !args.json {
         println!(
             "publishing {}x{} {:.2} fps ({}) to {}",
