@@ -127,11 +127,6 @@ impl LiveStream {
     pub fn next_expected(&self) -> (u64, u32) {
         self.with(|s| s.window.next_expected())
     }
-
-    /// Bytes of media this stream holds in memory.
-    pub fn held_bytes(&self) -> usize {
-        self.with(|s| s.window.held_bytes())
-    }
 }
 
 /// The live server: every stream currently published, and the ones that just ended.
