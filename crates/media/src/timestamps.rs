@@ -4,15 +4,15 @@
 //! out, and a record of every repair. The rules are in docs/timestamps.md; in short:
 //!
 //! - **Start.** The first video frames are held (up to [`LEARN_FRAMES`], or [`MAX_HOLD_US`] of
-//!   media; audio goes on meanwhile) to learn the frame grid and to rebuild decode times that a B-frame encoder clamped to
-//!   one value: a run of equal DTS at the start is rebuilt one frame apart, counting back from
-//!   the first distinct DTS.
+//!   media; audio goes on meanwhile) to learn the frame grid and to rebuild decode times that a
+//!   B-frame encoder clamped to one value: a run of equal DTS at the start is rebuilt one frame
+//!   apart, counting back from the first distinct DTS.
 //! - **Video frame grid.** The nominal rate is the SPS timing when it names a standard rate,
 //!   else the standard rate that the decode times fit. Each frame takes the grid slot nearest to
 //!   its decode time, or the next free one when that is taken, while that is within one and a
-//!   half frames of its time; composition offsets within a quarter frame of whole frames become whole frames.
-//!   A source that fits no standard rate keeps its times (variable frame rate), made strictly
-//!   increasing.
+//!   half frames of its time; composition offsets within a quarter frame of whole frames become
+//!   whole frames. A source that fits no standard rate keeps its times (variable frame rate),
+//!   made strictly increasing.
 //! - **Audio.** AAC frames are contiguous: a frame within half a frame of where the previous one
 //!   ends is placed there; a later one starts after a gap; one that overlaps more than half a
 //!   frame is dropped.
@@ -21,8 +21,9 @@
 //!   jump by the same shift, keeping the A/V alignment. A forward gap is kept when the other track
 //!   went on through it (frames really missing) or the wall clock moved as much (a pause).
 //!
-//! The output guarantees, per track: strictly increasing DTS, pts ≥ dts, and A/V alignment kept
-//! within one frame of what the source sent.
+//! The output guarantees, per track: strictly increasing DTS and pts ≥ dts; across tracks, the
+//! A/V offset the source sent (a video frame lands at most 1.5 frames after, or half a frame
+//! before, its own time; a closed jump shifts both tracks alike).
 
 use std::collections::VecDeque;
 
