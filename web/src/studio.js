@@ -390,8 +390,8 @@ class Broadcast {
     const data = new Uint8Array(chunk.byteLength);
     chunk.copyTo(data);
     const pts = chunk.timestamp + this.offsetV;
-    this.client.pushFrame({ track: 0, video: true, key: chunk.type === 'key', pts, dts: pts, data });
-    studio.videoFramesSent += 1;
+    const kept = this.client.pushFrame({ track: 0, video: true, key: chunk.type === 'key', pts, dts: pts, data });
+    if (kept) studio.videoFramesSent += 1;
   }
 
   onAudio(chunk, meta) {
