@@ -236,18 +236,9 @@ fn gstreamer_flvmux_with_b_frames() {
     );
 }
 
-/// Publishes `clip` with the ffmpeg CLI, `extra` before the output.
-fn ffmpeg_publish_with(clip: &Path, url: &str, extra: &[&str]) {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
-        .arg(clip)
-        .args(["-c", "copy"])
-        .args(extra)
-        .args(["-f", "flv", url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg");
+/// Publishes `clip` with the ffmpeg CLI in real time and waits for it to finish.
+fn publish_clip(clip: &Path, url: &str, extra: &[&str]) {
+    let child = common::ffmpeg_publish_with(clip, url, extra);
     wait_child(child, "ffmpeg publish", Duration::from_secs(60));
 }
 
@@ -256,7 +247,7 @@ fn ffmpeg_with_three_b_frames() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, key) = start_server(dir.path());
     let clip = make_clip(dir.path(), "bf3.mp4", 4, &["-bf", "3"]);
-    ffmpeg_publish_with(&clip, &server.rtmp_url(&key), &[]);
+    publish_clip(&clip, &server.rtmp_url(&key), &[]);
     check_vod(
         &server,
         &key,
@@ -275,7 +266,7 @@ fn ntsc_rate_in_millisecond_timestamps() {
     let (server, key) = start_server(dir.path());
     let clip = make_clip(dir.path(), "ntsc.mp4", 4, &["-r", "30000/1001"]);
     let frames = frame_count(clip.to_str().expect("path"), "v:0") as usize;
-    ffmpeg_publish_with(&clip, &server.rtmp_url(&key), &[]);
+    publish_clip(&clip, &server.rtmp_url(&key), &[]);
     check_vod(
         &server,
         &key,
@@ -295,7 +286,7 @@ fn timestamps_past_the_24_bit_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, key) = start_server(dir.path());
     let clip = make_clip(dir.path(), "ext.mp4", 4, &[]);
-    ffmpeg_publish_with(
+    publish_clip(
         &clip,
         &server.rtmp_url(&key),
         &["-output_ts_offset", "16775.2"],
@@ -499,7 +490,7 @@ fn every_output_of_a_b_frame_source_is_right() {
     let key = create_key(&data);
     let server = Server::start(&data, &["--vod-formats", "webm,3gp"]);
     let clip = make_clip(dir.path(), "all.mp4", 4, &["-bf", "3"]);
-    ffmpeg_publish_with(&clip, &server.rtmp_url(&key), &[]);
+    publish_clip(&clip, &server.rtmp_url(&key), &[]);
     let v = wait_for("webm and 3gp records", Duration::from_secs(120), || {
         let v = wait_video_state(&server, &key, &["ready"], Duration::from_secs(60));
         let formats: Vec<&str> = v["attributes"]

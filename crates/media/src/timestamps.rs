@@ -219,8 +219,7 @@ impl Grid {
 struct Track {
     /// Added to input times: the sum of the jumps closed so far.
     offset: i64,
-    /// Last input decode time (with the offset) and output decode time.
-    last_in: Option<i64>,
+    /// Last output decode time.
     last_out: Option<i64>,
     last_arrival: i64,
     /// Output step of the last frame, µs (what the next frame is expected after).
@@ -507,7 +506,7 @@ impl TimestampNormalizer {
             TrackKind::Audio => (&self.audio, &self.video),
         };
         let t = dts.saturating_add(me.offset);
-        let (Some(last_out), Some(_)) = (me.last_out, me.last_in) else {
+        let Some(last_out) = me.last_out else {
             return t;
         };
         let expected = last_out + me.last_step.max(1);
@@ -619,7 +618,6 @@ impl TimestampNormalizer {
         if let Some(g) = v.grid {
             v.last_step = g.rate.span(1);
         }
-        v.last_in = Some(t);
         v.last_out = Some(dts);
         v.last_arrival = arrival;
         self.maybe_refit(input);
@@ -673,7 +671,6 @@ impl TimestampNormalizer {
             let out = a.last_out.map_or(t, |l| t.max(l + 1));
             let a = &mut self.audio;
             a.last_step = out - a.last_out.unwrap_or(out);
-            a.last_in = Some(t);
             a.last_out = Some(out);
             a.last_arrival = arrival;
             f.dts = out;
@@ -713,7 +710,6 @@ impl TimestampNormalizer {
         };
         let a = &mut self.audio;
         a.last_step = frame.span(1);
-        a.last_in = Some(t);
         a.last_out = Some(out);
         a.last_arrival = arrival;
         f.dts = out;

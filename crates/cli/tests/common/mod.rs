@@ -175,10 +175,17 @@ pub fn make_clip(dir: &Path, name: &str, seconds: u32, extra: &[&str]) -> PathBu
 
 /// `ffmpeg -re -i CLIP -c copy -f flv URL` in the background.
 pub fn ffmpeg_publish(clip: &Path, url: &str) -> Child {
+    ffmpeg_publish_with(clip, url, &[])
+}
+
+/// The same with `extra` output options (e.g. `-output_ts_offset`) before the URL.
+pub fn ffmpeg_publish_with(clip: &Path, url: &str, extra: &[&str]) -> Child {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
         .arg(clip)
-        .args(["-c", "copy", "-f", "flv", url])
+        .args(["-c", "copy"])
+        .args(extra)
+        .args(["-f", "flv", url])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
