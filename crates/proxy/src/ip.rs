@@ -113,14 +113,19 @@ impl Hub {
     }
 }
 
+/// The JSON a listener or webhook receives for a row: the proxy's [`Message`].
 pub(crate) async fn message(proxy: &Proxy, row: &Claimed) -> anyhow::Result<String> {
-    let records = proxy.records(&row.event_id).await?;
+    let payload = proxy.payload(&row.event_id).await?;
+    message_of(row, &payload)
+}
+
+fn message_of(row: &Claimed, payload: &crate::direct::Payload) -> anyhow::Result<String> {
     Ok(serde_json::to_string(&Message {
         notification: row.id.clone(),
         event: row.event_id.clone(),
         video_id: row.video_id.clone(),
         source: row.source.clone(),
-        records: records.as_ref().clone(),
+        records: payload.records.clone(),
     })?)
 }
 
@@ -264,7 +269,16 @@ pub(crate) async fn run_http_channel<F, Fut>(
 }
 
 async fn post(proxy: &Proxy, client: &reqwest::Client, row: &Claimed) -> Outcome {
-    let body = match message(proxy, row).await {
+    // An event with a body of its own (the server's webhook) is posted as it is, named by its
+    // kind; a subscriber's notification is the proxy's message, named by its event id.
+    let (body, event) = match proxy.payload(&row.event_id).await {
+        Ok(p) => match &p.body {
+            Some(body) => (Ok(body.clone()), p.kind.clone()),
+            None => (message_of(row, &p), row.event_id.clone()),
+        },
+        Err(e) => (Err(e), row.event_id.clone()),
+    };
+    let body = match body {
         Ok(b) => b,
         Err(e) => {
             return Outcome::Permanent {
@@ -275,7 +289,7 @@ async fn post(proxy: &Proxy, client: &reqwest::Client, row: &Claimed) -> Outcome
     let result = client
         .post(&row.address)
         .header("content-type", "application/json")
-        .header("x-vshare-event", &row.event_id)
+        .header("x-vshare-event", event)
         .header("x-vshare-delivery", &row.id)
         .header(
             "x-vshare-signature",

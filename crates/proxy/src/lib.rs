@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod client;
+pub mod direct;
 pub mod dispatcher;
 pub mod ip;
 pub mod sms;
@@ -123,7 +124,7 @@ pub struct Proxy {
     dispatcher: Arc<Mutex<Dispatcher>>,
     wake: Arc<Notify>,
     sources: Option<SourceCheck>,
-    records: Arc<Mutex<HashMap<String, Arc<Vec<AttributeRecord>>>>>,
+    payloads: Arc<Mutex<HashMap<String, Arc<direct::Payload>>>>,
     /// Where the SMS dispatcher spends its time.
     pub sms_timings: Arc<SmsTimings>,
     /// Per claiming loop (its channels), when the soonest row it deferred is due.
@@ -146,18 +147,24 @@ impl Proxy {
         let store = Store::open(&config.database_url)
             .await
             .map_err(|e| anyhow::anyhow!("proxy database {}: {e}", config.database_url))?;
+        Ok(Proxy::on(store, config))
+    }
+
+    /// The proxy on a store opened before: in `vshare serve`, on the server's own database (one
+    /// pool, one writer discipline for both roles).
+    pub fn on(store: Store, config: ProxyConfig) -> Proxy {
         let dispatcher = Dispatcher::new(config.policy.clone(), config.limits.clone());
-        Ok(Proxy {
+        Proxy {
             store,
             config: Arc::new(config),
             hub: ip::Hub::default(),
             dispatcher: Arc::new(Mutex::new(dispatcher)),
             wake: Arc::default(),
             sources: None,
-            records: Arc::default(),
+            payloads: Arc::default(),
             sms_timings: Arc::default(),
             next_due: Arc::default(),
-        })
+        }
     }
 
     /// Subscriptions to unknown sources are refused with this check (default: any source).
@@ -213,23 +220,32 @@ impl Proxy {
         let _ = tokio::time::timeout(max, self.wake.notified()).await;
     }
 
-    /// The records of an event, cached.
-    async fn records(&self, event_id: &str) -> anyhow::Result<Arc<Vec<AttributeRecord>>> {
+    /// What to send for an event, cached.
+    async fn payload(&self, event_id: &str) -> anyhow::Result<Arc<direct::Payload>> {
         if let Some(r) = self
-            .records
+            .payloads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(event_id)
         {
             return Ok(r.clone());
         }
-        let r = Arc::new(self.store.event_records(event_id).await?);
-        let mut cache = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let r = Arc::new(self.store.payload(event_id).await?);
+        let mut cache = self.payloads.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() > 1000 {
             cache.clear();
         }
         cache.insert(event_id.to_string(), r.clone());
         Ok(r)
+    }
+
+    /// Queues a message to named addresses (a share, the server's webhook) and wakes the
+    /// dispatchers; returns the notification ids, one per target.
+    pub async fn queue_direct(&self, message: &direct::Direct) -> anyhow::Result<Vec<String>> {
+        let ids = self.store.queue_direct(message, self.now_ms()).await?;
+        tracing::info!(event = %message.id, kind = %message.kind, notifications = ids.len(), "proxy direct message queued");
+        self.wake.notify_waiters();
+        Ok(ids)
     }
 
     /// Waits for a wake-up, `max`, or the time a deferred row is due (`next_ms`), whichever

@@ -176,12 +176,13 @@ async fn send_batch(
     let mut ready: Vec<(Claimed, Vec<Sm>)> = Vec::with_capacity(rows.len());
     for row in rows {
         let composed = async {
-            let records = proxy.records(&row.event_id).await?;
+            let payload = proxy.payload(&row.event_id).await?;
+            let records = &payload.records;
             let f =
                 form(&row.form).ok_or_else(|| anyhow::anyhow!("unknown form {:?}", row.form))?;
             *reference = reference.wrapping_add(1);
             let seg = compose(
-                &records,
+                records,
                 f,
                 ConcatRef::Sixteen(*reference),
                 *reference as u8,

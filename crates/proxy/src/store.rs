@@ -7,13 +7,11 @@
 //! A row whose lease ran out while `sending` (its dispatcher died) is claimed again; a row that
 //! was confirmed `sent` never is.
 
-use std::borrow::Cow;
-
-use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 use vshare_attributes::AttributeRecord;
+pub use vshare_sql::Database;
 
 use crate::dispatcher::{State, Transition};
 
@@ -276,22 +274,10 @@ pub const RECEIPT_MATCH_AFTER_MS: i64 = 120_000;
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
-    postgres: bool,
-    /// SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
-    /// SQLite's busy handler (1, 2, 5, 10 … 100 ms); the hot write paths of this process queue
-    /// here instead (PostgreSQL: unused).
-    write: std::sync::Arc<tokio::sync::Mutex<()>>,
+    database: Database,
 }
 
-/// A random identifier of `n` lowercase letters and digits.
-pub fn random_id(n: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    let mut rng = rand::rng();
-    (0..n)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
-}
+pub use vshare_sql::random_id;
 
 /// A phone number as SMPP and our rows hold it: `+` and 3–20 digits, or 3–20 digits.
 pub fn normalize_number(s: &str) -> Result<String, StoreError> {
@@ -306,71 +292,28 @@ pub fn normalize_number(s: &str) -> Result<String, StoreError> {
 }
 
 impl Store {
-    /// Connects and brings the proxy's tables up to date. The migrator ignores versions it does
-    /// not know, so the proxy can share a database with the server.
+    /// Connects and brings the proxy's tables up to date.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        sqlx::any::install_default_drivers();
-        let postgres = url.starts_with("postgres");
-        let pool = AnyPoolOptions::new()
-            .max_connections(if postgres { 16 } else { 4 })
-            .connect(url)
-            .await?;
-        if !postgres {
-            sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
-                .await?;
-            sqlx::query("PRAGMA busy_timeout=10000")
-                .execute(&pool)
-                .await?;
-            sqlx::query("PRAGMA synchronous=NORMAL")
-                .execute(&pool)
-                .await?;
-        }
-        let mut migrator = sqlx::migrate!("./migrations");
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
-        Ok(Store {
-            pool,
-            postgres,
-            write: std::sync::Arc::default(),
-        })
+        Store::on(Database::open(url).await?).await
+    }
+
+    /// The proxy's tables on a database opened before (the server's, when they share one).
+    pub async fn on(database: Database) -> Result<Store, StoreError> {
+        database.migrate(sqlx::migrate!("./migrations")).await?;
+        Ok(Store { database })
     }
 
     pub fn is_postgres(&self) -> bool {
-        self.postgres
+        self.database.is_postgres()
     }
 
-    /// Holds this process's SQLite writers back while one writes (see `write`).
+    /// Holds this process's SQLite writers back while one writes (see [`Database::writer`]).
     async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if self.postgres {
-            None
-        } else {
-            Some(self.write.lock().await)
-        }
+        self.database.writer().await
     }
 
-    /// `?` placeholders as `$n` for PostgreSQL. Every statement is a constant of this module
-    /// (values are bound), hence the assertion.
     fn sql(&self, sql: &str) -> AssertSqlSafe<String> {
-        AssertSqlSafe(self.placeholders(sql).into_owned())
-    }
-
-    fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str> {
-        if !self.postgres {
-            return Cow::Borrowed(sql);
-        }
-        let mut out = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-        Cow::Owned(out)
+        self.database.sql(sql)
     }
 
     // --- subscriptions ---
@@ -403,7 +346,7 @@ impl Store {
             Channel::Sms | Channel::Wap => (
                 normalize_number(&req.address)?,
                 SubState::PendingConfirmation,
-                Some(format!("{:06}", rand::rng().random_range(0..1_000_000))),
+                Some(format!("{:06}", rand::Rng::random_range(&mut rand::rng(), 0..1_000_000))),
             ),
             Channel::Webhook => {
                 let u = req.address.trim();
@@ -451,7 +394,7 @@ impl Store {
             .bind(&form)
             .bind(now_ms)
             .bind(&id)
-            .execute(&self.pool)
+            .execute(self.database.pool())
             .await?;
             return Ok(Subscription { form, ..s.clone() });
         }
@@ -464,7 +407,7 @@ impl Store {
             .bind(&code)
             .bind(now_ms)
             .bind(&id)
-            .execute(&self.pool)
+            .execute(self.database.pool())
             .await?;
         } else {
             sqlx::query(self.sql(
@@ -479,7 +422,7 @@ impl Store {
             .bind(&code)
             .bind(now_ms)
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(self.database.pool())
             .await?;
         }
         Ok(Subscription {
@@ -502,7 +445,7 @@ impl Store {
         addresses: &[String],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.database.pool().begin().await?;
         for a in addresses {
             sqlx::query(self.sql(
                 "INSERT INTO proxy_subscriptions (id, source, channel, address, form, state, code, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', NULL, ?, ?) ON CONFLICT (source, channel, address) DO UPDATE SET state = 'active'",
@@ -533,7 +476,7 @@ impl Store {
         .bind(source)
         .bind(channel.as_str())
         .bind(address)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.database.pool())
         .await?;
         row.map(|r| sub_from_row(&r)).transpose()
     }
@@ -543,7 +486,7 @@ impl Store {
             "SELECT id, source, channel, address, form, state, code FROM proxy_subscriptions WHERE id = ?",
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.database.pool())
         .await?;
         row.map(|r| sub_from_row(&r)).transpose()
     }
@@ -559,14 +502,14 @@ impl Store {
                     "SELECT id, source, channel, address, form, state, code FROM proxy_subscriptions WHERE source = ? ORDER BY created_at, id",
                 ))
                 .bind(s)
-                .fetch_all(&self.pool)
+                .fetch_all(self.database.pool())
                 .await?
             }
             None => {
                 sqlx::query(
                     "SELECT id, source, channel, address, form, state, code FROM proxy_subscriptions ORDER BY created_at, id",
                 )
-                .fetch_all(&self.pool)
+                .fetch_all(self.database.pool())
                 .await?
             }
         };
@@ -609,7 +552,7 @@ impl Store {
         ))
         .bind(bare)
         .bind(&plus)
-        .fetch_all(&self.pool)
+        .fetch_all(self.database.pool())
         .await?;
         rows.iter().map(sub_from_row).collect()
     }
@@ -627,7 +570,7 @@ impl Store {
         .bind(state.as_str())
         .bind(now_ms)
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -641,7 +584,7 @@ impl Store {
         let records = serde_json::to_string(&event.records)
             .map_err(|e| StoreError::Invalid(format!("records: {e}")))?;
         let name = event.source_name.as_deref().unwrap_or(&event.source_id);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.database.pool().begin().await?;
         sqlx::query(self.sql(
             "INSERT INTO proxy_events (id, source, video_id, kind, records, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
         ))
@@ -676,15 +619,23 @@ impl Store {
         Ok(r.rows_affected())
     }
 
-    /// The attribute records of an event.
-    pub async fn event_records(&self, event_id: &str) -> Result<Vec<AttributeRecord>, StoreError> {
-        let row = sqlx::query(self.sql("SELECT records FROM proxy_events WHERE id = ?"))
-            .bind(event_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("event {event_id}")))?;
-        let text: String = row.try_get(0)?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("event records: {e}")))
+    /// What the dispatchers send for an event.
+    pub async fn payload(&self, event_id: &str) -> Result<crate::direct::Payload, StoreError> {
+        crate::direct::payload(&self.database, event_id).await
+    }
+
+    /// Queues a message to named addresses in its own transaction (see [`crate::direct`]);
+    /// returns the notification ids, one per target.
+    pub async fn queue_direct(
+        &self,
+        message: &crate::direct::Direct,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let _w = self.writer().await;
+        let mut tx = self.database.pool().begin().await?;
+        let ids = crate::direct::queue_on(&mut tx, &self.database, message, now_ms).await?;
+        tx.commit().await?;
+        Ok(ids)
     }
 
     /// Takes a lease of `lease_ms` on up to `limit` due rows of `channels`: `queued` rows whose
@@ -703,7 +654,7 @@ impl Store {
             .map(|c| format!("'{}'", c.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
-        let lock = if self.postgres {
+        let lock = if self.is_postgres() {
             " FOR UPDATE SKIP LOCKED"
         } else {
             ""
@@ -718,7 +669,7 @@ impl Store {
         )))
         .bind(now_ms)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         drop(w);
         if gone.rows_affected() > 0 {
@@ -740,7 +691,7 @@ impl Store {
             .bind(now_ms)
             .bind(now_ms)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.database.pool())
             .await?;
         drop(w);
         let mut out = rows
@@ -782,7 +733,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(id);
             }
-            q.execute(&self.pool).await?;
+            q.execute(self.database.pool()).await?;
         }
         Ok(())
     }
@@ -800,7 +751,7 @@ impl Store {
             return Ok(());
         }
         let w = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.database.pool().begin().await?;
         let with_ids = outcomes.iter().any(|(_, t)| t.message_id.is_some());
         // One statement per 200 rows: a VALUES list joined to the table (UPDATE … FROM, in
         // SQLite since 3.33 and in PostgreSQL).
@@ -899,14 +850,14 @@ impl Store {
     /// other not yet committed). Returns how many rows were settled.
     pub async fn apply_waiting_receipts(&self, now_ms: i64) -> Result<u64, StoreError> {
         let waiting: i64 = sqlx::query("SELECT COUNT(*) FROM proxy_receipts")
-            .fetch_one(&self.pool)
+            .fetch_one(self.database.pool())
             .await?
             .try_get(0)?;
         if waiting == 0 {
             return Ok(0);
         }
         let _w = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.database.pool().begin().await?;
         let mut settled = 0;
         for (delivered, state) in [(1i64, "delivered"), (0, "failed")] {
             settled += sqlx::query(self.sql(
@@ -940,7 +891,7 @@ impl Store {
             return Ok(());
         }
         let _w = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.database.pool().begin().await?;
         for (id, until) in ids {
             sqlx::query(self.sql(
                 "UPDATE proxy_notifications SET state = 'queued', next_attempt_at = ?, lease_owner = NULL, lease_until = 0, handed_over_at = NULL, updated_at = ? WHERE id = ? AND lease_owner = ?",
@@ -970,7 +921,7 @@ impl Store {
         .bind(channel.as_str())
         .bind(address)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         Ok(r.rows_affected())
     }
@@ -984,7 +935,7 @@ impl Store {
         ))
         .bind(now_ms)
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -1059,18 +1010,18 @@ impl Store {
             for r in chunk {
                 q = q.bind(&r.message_id);
             }
-            for row in q.fetch_all(&self.pool).await? {
+            for row in q.fetch_all(self.database.pool()).await? {
                 known.insert(row.try_get::<String, _>(0)?);
             }
         }
         let unconfirmed = sqlx::query(
             "SELECT 1 FROM proxy_notifications WHERE state = 'unconfirmed' AND channel IN ('sms', 'wap') LIMIT 1",
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.database.pool())
         .await?
         .is_some();
         let _w = self.writer().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.database.pool().begin().await?;
         // To wait, one per message (a final receipt over an intermediate one).
         let mut wait: Vec<&IncomingReceipt> = Vec::new();
         for r in receipts {
@@ -1183,7 +1134,7 @@ impl Store {
         let waiting = sqlx::query(
             "SELECT message_id, delivered, address, submitted_at FROM proxy_receipts WHERE address IS NOT NULL AND submitted_at IS NOT NULL ORDER BY submitted_at",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.database.pool())
         .await?;
         let mut settled = 0;
         for w in &waiting {
@@ -1194,7 +1145,7 @@ impl Store {
             };
             let status = ReceiptStatus::from_code(w.try_get::<i64, _>(1)?);
             let _w = self.writer().await;
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.database.pool().begin().await?;
             if self
                 .settle_unconfirmed(&mut tx, &message_id, status, &origin, now_ms)
                 .await?
@@ -1225,7 +1176,7 @@ impl Store {
             "SELECT COUNT(*) FROM proxy_notifications WHERE state = 'unconfirmed' AND channel IN ('sms', 'wap') AND updated_at <= ?",
         ))
         .bind(cutoff)
-        .fetch_one(&self.pool)
+        .fetch_one(self.database.pool())
         .await?
         .try_get(0)?;
         if stale == 0 {
@@ -1248,7 +1199,7 @@ impl Store {
         .bind(now_ms)
         .bind(i64::from(max_attempts))
         .bind(cutoff)
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         drop(w);
         if r.rows_affected() > 0 {
@@ -1271,18 +1222,18 @@ impl Store {
             (Some(v), _) => {
                 sqlx::query(self.sql(&format!("{COLS} WHERE video_id = ? ORDER BY id")))
                     .bind(v)
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.database.pool())
                     .await?
             }
             (None, Some(s)) => {
                 sqlx::query(self.sql(&format!("{COLS} WHERE source = ? ORDER BY id")))
                     .bind(s)
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.database.pool())
                     .await?
             }
             (None, None) => {
                 sqlx::query(self.sql(&format!("{COLS} ORDER BY id")))
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.database.pool())
                     .await?
             }
         };
@@ -1315,7 +1266,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT state, COUNT(*) FROM proxy_notifications GROUP BY state ORDER BY state",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.database.pool())
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))

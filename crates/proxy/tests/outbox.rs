@@ -79,10 +79,9 @@ async fn fan_out_once(url: &str) {
     addresses.sort();
     assert_eq!(addresses, ["http://127.0.0.1:9/hook", "l1", "l2"]);
     assert!(rows.iter().all(|r| r.state == State::Queued));
-    assert_eq!(
-        store.event_records("v1.live").await.expect("records"),
-        event.records
-    );
+    let payload = store.payload("v1.live").await.expect("payload");
+    assert_eq!(payload.records, event.records);
+    assert_eq!((payload.kind.as_str(), payload.body), ("live", None));
 
     // The SMS number confirms: active; a wrong code does nothing.
     assert!(

@@ -1,14 +1,13 @@
 //! Metadata in SQL: stream keys, videos, recorded segments, the webhook outbox.
-//! SQLite by default, PostgreSQL by URL; the same portable queries and migrations for both.
+//! SQLite by default, PostgreSQL by URL; the same portable queries and migrations for both, on
+//! the process's one [`Database`]. Every write takes its writer guard first.
 
-use std::borrow::Cow;
-
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 use vshare_attributes::AttributeRecord;
+use vshare_sql::Database;
 
 /// Lifecycle of a video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,24 +154,10 @@ pub struct OutboxRow {
 
 #[derive(Clone)]
 pub struct Db {
-    pool: AnyPool,
-    postgres: bool,
+    database: Database,
 }
 
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// A random identifier of `n` lowercase letters and digits.
-pub fn random_id(n: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    let mut bytes = vec![0u8; n];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect()
-}
+pub use vshare_sql::{now_rfc3339, random_id};
 
 fn hash_key(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -181,73 +166,35 @@ fn hash_key(secret: &str) -> String {
 impl Db {
     /// Connects and brings the schema up to date.
     pub async fn open(url: &str) -> anyhow::Result<Db> {
-        sqlx::any::install_default_drivers();
-        let postgres = url.starts_with("postgres");
-        let pool = AnyPoolOptions::new()
-            .max_connections(if postgres { 16 } else { 4 })
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if !postgres {
-                        // Per connection: wait for a lock instead of failing; in WAL mode
-                        // NORMAL keeps the database consistent across crashes and spares an
-                        // fsync per commit (only the last commits before a power loss may go).
-                        sqlx::query("PRAGMA busy_timeout=5000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous=NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
+        let database = Database::open(url)
             .await
             .map_err(|e| anyhow::anyhow!("database {url}: {e}"))?;
-        if !postgres {
-            // WAL (a property of the file) lets the HTTP API read while the recorder writes.
-            sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
-                .await?;
-        }
-        // The proxy role keeps its own migrations (1001…) in the same table.
-        let mut migrator = sqlx::migrate!("./migrations");
-        migrator.set_ignore_missing(true);
-        migrator
-            .run(&pool)
+        Db::on(database).await
+    }
+
+    /// The server's tables on a database opened before (shared with the proxy role).
+    pub async fn on(database: Database) -> anyhow::Result<Db> {
+        database
+            .migrate(sqlx::migrate!("./migrations"))
             .await
             .map_err(|e| anyhow::anyhow!("database migrations: {e}"))?;
-        Ok(Db { pool, postgres })
+        Ok(Db { database })
     }
 
-    /// Rewrites `?` placeholders as `$1, $2…` for PostgreSQL. Every statement is a constant
-    /// of this module (values are always bound), hence the assertion that it is safe.
+    /// The pool and writer discipline this role shares with the others on the database.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
     fn sql(&self, sql: &str) -> AssertSqlSafe<String> {
-        AssertSqlSafe(self.placeholders(sql).into_owned())
-    }
-
-    fn placeholders<'a>(&self, sql: &'a str) -> Cow<'a, str> {
-        if !self.postgres {
-            return Cow::Borrowed(sql);
-        }
-        let mut out = String::with_capacity(sql.len() + 8);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-        Cow::Owned(out)
+        self.database.sql(sql)
     }
 
     // --- stream keys ---
 
     /// Creates a key; returns it with its secret (stored only as a hash).
     pub async fn create_key(&self, name: &str) -> anyhow::Result<(StreamKey, String)> {
+        let _writer = self.database.writer().await;
         let secret = format!("sk{}", random_id(30));
         let key = StreamKey {
             id: random_id(10),
@@ -263,7 +210,7 @@ impl Db {
         .bind(&key.name)
         .bind(hash_key(&secret))
         .bind(&key.created_at)
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         Ok((key, secret))
     }
@@ -274,7 +221,7 @@ impl Db {
             "SELECT id, name, created_at, revoked, user_id FROM stream_keys WHERE key_hash = ? AND revoked = 0",
         ))
         .bind(hash_key(secret))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.database.pool())
         .await?;
         row.map(|r| key_from_row(&r)).transpose()
     }
@@ -303,7 +250,7 @@ impl Db {
         ))
         .bind(hash_key(token))
         .bind(chrono::Utc::now().timestamp_millis())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.database.pool())
         .await?;
         row.map(|r| key_from_row(&r)).transpose()
     }
@@ -312,7 +259,7 @@ impl Db {
     pub async fn key_name(&self, id: &str) -> anyhow::Result<Option<String>> {
         let row = sqlx::query(self.sql("SELECT name FROM stream_keys WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.database.pool())
             .await?;
         Ok(row.map(|r| r.try_get("name")).transpose()?)
     }
@@ -321,16 +268,17 @@ impl Db {
         let rows = sqlx::query(
             "SELECT id, name, created_at, revoked, user_id FROM stream_keys ORDER BY created_at",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.database.pool())
         .await?;
         rows.iter().map(key_from_row).collect()
     }
 
     /// Revokes a key; false when no such key exists.
     pub async fn revoke_key(&self, id: &str) -> anyhow::Result<bool> {
+        let _writer = self.database.writer().await;
         let done = sqlx::query(self.sql("UPDATE stream_keys SET revoked = 1 WHERE id = ?"))
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.database.pool())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -344,6 +292,7 @@ impl Db {
         username: &str,
         password_hash: &str,
     ) -> anyhow::Result<Option<(User, StreamKey, String)>> {
+        let _writer = self.database.writer().await;
         let user = User {
             id: random_id(10),
             username: username.to_string(),
@@ -357,7 +306,7 @@ impl Db {
             revoked: false,
             user_id: Some(user.id.clone()),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.database.pool().begin().await?;
         let taken = sqlx::query(self.sql("SELECT id FROM users WHERE username = ?"))
             .bind(username)
             .fetch_optional(&mut *tx)
@@ -404,7 +353,7 @@ impl Db {
                 "SELECT id, username, created_at, password_hash FROM users WHERE username = ?",
             ))
             .bind(username)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.database.pool())
             .await?;
         row.map(|r| Ok((user_from_row(&r)?, r.try_get("password_hash")?)))
             .transpose()
@@ -428,6 +377,7 @@ impl Db {
         owner: &str,
         ttl: std::time::Duration,
     ) -> anyhow::Result<(String, i64)> {
+        let _writer = self.database.writer().await;
         let (name, owner_column, prefix) = match table {
             TokenTable::Upload => ("upload_tokens", "key_id", "ut"),
             TokenTable::Session => ("sessions", "user_id", "ss"),
@@ -437,7 +387,7 @@ impl Db {
         let token = format!("{prefix}{}", random_id(40));
         sqlx::query(self.sql(&format!("DELETE FROM {name} WHERE expires_at <= ?")))
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.database.pool())
             .await?;
         sqlx::query(self.sql(&format!(
             "INSERT INTO {name} (token_hash, {owner_column}, created_at, expires_at) VALUES (?, ?, ?, ?)"
@@ -446,7 +396,7 @@ impl Db {
         .bind(owner)
         .bind(now_rfc3339())
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         Ok((token, expires_at))
     }
@@ -459,15 +409,16 @@ impl Db {
         ))
         .bind(hash_key(token))
         .bind(chrono::Utc::now().timestamp_millis())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.database.pool())
         .await?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
     pub async fn delete_session(&self, token: &str) -> anyhow::Result<()> {
+        let _writer = self.database.writer().await;
         sqlx::query(self.sql("DELETE FROM sessions WHERE token_hash = ?"))
             .bind(hash_key(token))
-            .execute(&self.pool)
+            .execute(self.database.pool())
             .await?;
         Ok(())
     }
@@ -479,7 +430,7 @@ impl Db {
              ORDER BY created_at DESC LIMIT 1",
         ))
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.database.pool())
         .await?;
         row.map(|r| key_from_row(&r)).transpose()
     }
@@ -487,8 +438,9 @@ impl Db {
     /// Gives a key a new secret (same id, so its videos stay its own) and ends its upload
     /// tokens. Returns the new secret.
     pub async fn rotate_key(&self, key_id: &str) -> anyhow::Result<String> {
+        let _writer = self.database.writer().await;
         let secret = format!("sk{}", random_id(30));
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.database.pool().begin().await?;
         sqlx::query(self.sql("UPDATE stream_keys SET key_hash = ? WHERE id = ?"))
             .bind(hash_key(&secret))
             .bind(key_id)
@@ -510,7 +462,7 @@ impl Db {
              WHERE k.user_id = ? AND v.deleted_at IS NULL ORDER BY v.created_at DESC",
         ))
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.database.pool())
         .await?;
         rows.iter().map(video_from_row).collect()
     }
@@ -522,7 +474,7 @@ impl Db {
              WHERE v.id = ? AND v.deleted_at IS NULL",
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.database.pool())
         .await?;
         row.map(|r| {
             let visibility: String = r.try_get("visibility")?;
@@ -539,12 +491,13 @@ impl Db {
     }
 
     pub async fn set_visibility(&self, id: &str, visibility: Visibility) -> anyhow::Result<bool> {
+        let _writer = self.database.writer().await;
         let done = sqlx::query(
             self.sql("UPDATE videos SET visibility = ? WHERE id = ? AND deleted_at IS NULL"),
         )
         .bind(visibility.as_str())
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -552,13 +505,14 @@ impl Db {
     /// First step of a deletion: from this statement on, the video is gone for every reader.
     /// Refused while the video is live or finishing (its objects are still being written).
     pub async fn mark_deleted(&self, id: &str) -> anyhow::Result<MarkDeleted> {
+        let _writer = self.database.writer().await;
         let done = sqlx::query(self.sql(
             "UPDATE videos SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL \
              AND state <> 'live' AND state <> 'finishing'",
         ))
         .bind(now_rfc3339())
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         if done.rows_affected() > 0 {
             return Ok(MarkDeleted::Marked);
@@ -572,14 +526,15 @@ impl Db {
     /// Videos marked deleted whose objects and rows may still be there.
     pub async fn deleted_videos(&self) -> anyhow::Result<Vec<String>> {
         let rows = sqlx::query("SELECT id FROM videos WHERE deleted_at IS NOT NULL")
-            .fetch_all(&self.pool)
+            .fetch_all(self.database.pool())
             .await?;
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
     /// Last step of a deletion (its objects are gone): the video's rows, in one transaction.
     pub async fn purge_video(&self, id: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let _writer = self.database.writer().await;
+        let mut tx = self.database.pool().begin().await?;
         sqlx::query(self.sql("DELETE FROM rendition_segments WHERE video_id = ?"))
             .bind(id)
             .execute(&mut *tx)
@@ -594,16 +549,17 @@ impl Db {
 
     /// A server-wide secret by name, made (random) the first time any server asks for it.
     pub async fn server_secret(&self, name: &str) -> anyhow::Result<String> {
+        let _writer = self.database.writer().await;
         sqlx::query(self.sql(
             "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
         ))
         .bind(name)
         .bind(random_id(43))
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         let row = sqlx::query(self.sql("SELECT value FROM server_secrets WHERE name = ?"))
             .bind(name)
-            .fetch_one(&self.pool)
+            .fetch_one(self.database.pool())
             .await?;
         Ok(row.try_get("value")?)
     }
@@ -611,6 +567,7 @@ impl Db {
     // --- videos ---
 
     pub async fn insert_video(&self, v: &Video) -> anyhow::Result<()> {
+        let _writer = self.database.writer().await;
         sqlx::query(self.sql(
             "INSERT INTO videos (id, key_id, title, state, created_at, ended_at, attributes, visibility) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         ))
@@ -622,7 +579,7 @@ impl Db {
         .bind(v.ended_at.clone())
         .bind(serde_json::to_string(&v.attributes)?)
         .bind(v.visibility.as_str())
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         Ok(())
     }
@@ -637,7 +594,8 @@ impl Db {
         ended_at: Option<&str>,
         event: Option<&str>,
     ) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let _writer = self.database.writer().await;
+        let mut tx = self.database.pool().begin().await?;
         sqlx::query(
             self.sql("UPDATE videos SET state = ?, attributes = ?, ended_at = ? WHERE id = ?"),
         )
@@ -674,7 +632,7 @@ impl Db {
             "{VIDEO_COLUMNS} WHERE id = ? AND deleted_at IS NULL"
         )))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.database.pool())
         .await?;
         row.map(|r| video_from_row(&r)).transpose()
     }
@@ -703,14 +661,14 @@ impl Db {
                     "{VIDEO_COLUMNS} WHERE deleted_at IS NULL AND state = ?{and} ORDER BY created_at DESC"
                 )))
                 .bind(s.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(self.database.pool())
                 .await?
             }
             None => {
                 sqlx::query(self.sql(&format!(
                     "{VIDEO_COLUMNS} WHERE deleted_at IS NULL{and} ORDER BY created_at DESC"
                 )))
-                .fetch_all(&self.pool)
+                .fetch_all(self.database.pool())
                 .await?
             }
         };
@@ -728,7 +686,7 @@ impl Db {
         )))
         .bind(state.as_str())
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(self.database.pool())
         .await?;
         rows.iter().map(video_from_row).collect()
     }
@@ -738,7 +696,7 @@ impl Db {
             "{VIDEO_COLUMNS} WHERE key_id = ? AND deleted_at IS NULL ORDER BY created_at DESC LIMIT 1"
         )))
         .bind(key_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.database.pool())
         .await?;
         row.map(|r| video_from_row(&r)).transpose()
     }
@@ -752,6 +710,7 @@ impl Db {
         rendition: &str,
         seg: &SegmentRow,
     ) -> anyhow::Result<()> {
+        let _writer = self.database.writer().await;
         sqlx::query(self.sql(
             "INSERT INTO rendition_segments (video_id, rendition, msn, duration_us, size, init_name) VALUES (?, ?, ?, ?, ?, ?)",
         ))
@@ -761,7 +720,7 @@ impl Db {
         .bind(seg.duration_us)
         .bind(seg.size)
         .bind(&seg.init_name)
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         Ok(())
     }
@@ -776,7 +735,7 @@ impl Db {
         ))
         .bind(video_id)
         .bind(rendition)
-        .fetch_all(&self.pool)
+        .fetch_all(self.database.pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -797,7 +756,8 @@ impl Db {
         rendition: &str,
         segs: &[SegmentRow],
     ) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let _writer = self.database.writer().await;
+        let mut tx = self.database.pool().begin().await?;
         sqlx::query(
             self.sql("DELETE FROM rendition_segments WHERE video_id = ? AND rendition = ?"),
         )
@@ -830,7 +790,7 @@ impl Db {
         ))
         .bind(now_ms)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.database.pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -852,6 +812,7 @@ impl Db {
         next_attempt_at: i64,
         error: Option<&str>,
     ) -> anyhow::Result<()> {
+        let _writer = self.database.writer().await;
         sqlx::query(self.sql(
             "UPDATE webhook_outbox SET attempts = attempts + 1, state = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
         ))
@@ -859,7 +820,7 @@ impl Db {
         .bind(next_attempt_at)
         .bind(error.map(str::to_string))
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.database.pool())
         .await?;
         Ok(())
     }

@@ -117,8 +117,10 @@ async fn start_proxy(config: &Config, db: &db::Db) -> anyhow::Result<vshare_prox
             Some(vshare_proxy::dispatcher::QuietHours::parse(q).map_err(anyhow::Error::msg)?);
     }
     let keys = db.clone();
-    let proxy = vshare_proxy::Proxy::open(pc)
-        .await?
+    let store = vshare_proxy::Store::on(db.database().clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("proxy tables: {e}"))?;
+    let proxy = vshare_proxy::Proxy::on(store, pc)
         .with_source_check(Arc::new(move |source: String| {
             let keys = keys.clone();
             Box::pin(async move {
