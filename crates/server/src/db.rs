@@ -24,7 +24,7 @@ pub enum VideoState {
 }
 
 impl VideoState {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             VideoState::Live => "live",
             VideoState::Finishing => "finishing",

@@ -9,12 +9,22 @@
 //!   counter (`drawtext`), and a 440 Hz `sine` tone, encoded the same way.
 //!
 //! [`Source::next_tag`] returns tags in decode-time order across both tracks, timestamps
-//! starting at 0 ms; pacing them to real time is the caller's job (time is an argument). The
-//! work is blocking (FFmpeg's libraries); run it on its own thread.
+//! starting at 0 ms. The work is blocking (FFmpeg's libraries): [`SourceThread`] runs it on its
+//! own thread and feeds the tags to a publisher.
+//!
+//! Publishing them is here too, split the sans-IO way:
+//! - [`Pacer`] (sans-IO) says when each tag is due, from its timestamp and a clock reading
+//!   passed in; `vshare publish`, `vshare bench` and the upload capture share it.
+//! - [`RtmpPublisher`] is the async adapter: vshare-rtmp's client over a tokio socket, sending
+//!   a [`TagFeed`] (a [`SourceThread`], or a [`LoopedClip`] for the benchmark) as the pacer says.
 
 pub use vshare_media::annexb;
 pub mod adaptive;
+mod clip;
+mod feed;
+mod pacer;
 mod pipeline;
+mod publisher;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -22,7 +32,14 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use vshare_rtmp::amf0::Value;
 
+pub use clip::{Clip, LoopedClip};
+pub use feed::{SourceThread, TagFeed};
+pub use pacer::{DEFAULT_MAX_JUMP_MS, Pace, Pacer};
 pub use pipeline::init_ffmpeg;
+pub use publisher::{
+    DEFAULT_CHUNK_SIZE, DEFAULT_PUBLISH_TIMEOUT, PublishError, PublishStats, RtmpPublisher,
+    RtmpSession,
+};
 
 /// What to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,20 +1,16 @@
 //! `vshare bench`: many real-time RTMP publishers from one pre-encoded FLV clip, read once into
-//! memory and shared. Each publisher is a tokio task with its own vshare-rtmp client; it loops
-//! the clip with continuous timestamps and records how far it fell behind real time.
+//! memory and shared. Each publisher is a tokio task running vshare-source's RTMP publisher;
+//! it loops the clip with continuous timestamps and records how far it fell behind real time.
+//! This file holds the arguments and the report.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use bytes::Bytes;
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
-use vshare_media::flv::{self, TagType};
 use vshare_rtmp::RtmpUrl;
-use vshare_source::{Tag, TagKind};
-
-use super::publish::connect_and_publish;
+use vshare_source::{Clip, LoopedClip, Pacer, PublishStats, RtmpPublisher};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -81,79 +77,6 @@ pub struct BenchReport {
     /// CPU seconds this bench process used (user + system).
     pub bench_cpu_s: f64,
     pub per_publisher: Vec<PublisherReport>,
-}
-
-/// The clip: sequence headers once, then media tags looped every `period_ms`.
-struct Clip {
-    headers: Vec<Tag>,
-    tags: Vec<Tag>,
-    period_ms: i64,
-}
-
-fn load_clip(path: &PathBuf) -> anyhow::Result<Clip> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let file = flv::read_file(Bytes::from(data)).with_context(|| format!("{}", path.display()))?;
-    let mut headers = Vec::new();
-    let mut tags = Vec::new();
-    for t in file {
-        let kind = match t.tag_type {
-            TagType::Video => TagKind::Video,
-            TagType::Audio => TagKind::Audio,
-            _ => continue,
-        };
-        let config = match kind {
-            TagKind::Video => match flv::parse_video(t.body.clone()) {
-                Ok(flv::VideoTag::SequenceHeader(_)) => true,
-                // FFmpeg ends FLV files with an AVC end-of-sequence tag: not media, and it
-                // would repeat the last timestamp when the clip loops.
-                Ok(flv::VideoTag::EndOfSequence) => continue,
-                _ => false,
-            },
-            TagKind::Audio => matches!(
-                flv::parse_audio(t.body.clone()),
-                Ok(flv::AudioTag::SequenceHeader(_))
-            ),
-        };
-        let key = kind == TagKind::Audio || t.body.first().is_some_and(|b| b >> 4 == 1);
-        let tag = Tag {
-            kind,
-            timestamp_ms: i64::from(t.timestamp_ms),
-            body: t.body,
-            key,
-            config,
-        };
-        if config {
-            headers.push(tag);
-        } else {
-            tags.push(tag);
-        }
-    }
-    if headers.is_empty() || tags.is_empty() {
-        bail!(
-            "{}: no H.264/AAC sequence headers or no media tags",
-            path.display()
-        );
-    }
-    tags.sort_by_key(|t| t.timestamp_ms);
-    let first = tags[0].timestamp_ms;
-    for t in &mut tags {
-        t.timestamp_ms -= first;
-    }
-    let video: Vec<i64> = tags
-        .iter()
-        .filter(|t| t.kind == TagKind::Video)
-        .map(|t| t.timestamp_ms)
-        .collect();
-    let frame = match video.as_slice() {
-        [.., a, b] => (b - a).max(1),
-        _ => 33,
-    };
-    let period_ms = tags.last().map_or(0, |t| t.timestamp_ms) + frame;
-    Ok(Clip {
-        headers,
-        tags,
-        period_ms,
-    })
 }
 
 fn read_keys(args: &Args) -> anyhow::Result<Vec<String>> {
@@ -228,62 +151,27 @@ async fn publisher(
     };
     let t0 = Instant::now();
     let result = async {
-        let mut p = connect_and_publish(&url, &key, Duration::from_secs(15), chunk_size).await?;
+        let mut session = RtmpPublisher::new(&url, &key)
+            .with_chunk_size(chunk_size)
+            .with_timeout(Duration::from_secs(15))
+            .publish()
+            .await?;
         r.publish_ms = t0.elapsed().as_secs_f64() * 1000.0;
-        for h in &clip.headers {
-            p.send(h, 0)?;
-        }
-        p.flush().await?;
-        let start = Instant::now();
-        let mut buf = vec![0u8; 4096];
-        let mut pass = 0i64;
-        let mut i = 0usize;
-        loop {
-            let t = &clip.tags[i];
-            let offset = pass * clip.period_ms;
-            let ts = t.timestamp_ms + offset;
-            if ts >= duration_ms {
-                break;
-            }
-            let deadline = start + Duration::from_millis(ts as u64);
-            tokio::select! {
-                biased;
-                n = p.reader.read(&mut buf) => {
-                    let n = n.context("reading from the server")?;
-                    if n == 0 {
-                        bail!("the server closed the connection at {ts} ms");
-                    }
-                    p.input(&buf[..n])?;
-                    p.flush().await?;
-                    continue;
-                }
-                _ = tokio::time::sleep_until(deadline) => {}
-            }
-            // Send every tag that is due, then write once.
-            let now = Instant::now();
-            loop {
-                let t = &clip.tags[i];
-                let ts = t.timestamp_ms + pass * clip.period_ms;
-                let deadline = start + Duration::from_millis(ts.max(0) as u64);
-                if deadline > now || ts >= duration_ms {
-                    break;
-                }
-                let lag = now.saturating_duration_since(deadline).as_secs_f64() * 1000.0;
-                r.max_lag_ms = r.max_lag_ms.max(lag);
-                p.send(t, pass * clip.period_ms)?;
-                r.tags += 1;
-                r.bytes += t.body.len() as u64;
-                r.media_ms = ts;
-                i += 1;
-                if i == clip.tags.len() {
-                    i = 0;
-                    pass += 1;
-                }
-            }
-            p.flush().await?;
-        }
-        p.conn.finish();
-        p.flush().await?;
+        session.send_now(clip.headers()).await?;
+        let mut feed = LoopedClip::new(clip, duration_ms);
+        // The counters after each write: what was sent counts even if the server cuts in.
+        let mut sent = PublishStats::default();
+        let result = session
+            .send_in_real_time(&mut feed, &mut Pacer::new(), std::future::pending(), |s| {
+                sent = *s
+            })
+            .await;
+        r.tags = sent.video_frames + sent.audio_frames;
+        r.bytes = sent.bytes;
+        r.media_ms = sent.media_ms;
+        r.max_lag_ms = sent.max_lag_ms;
+        result?;
+        session.close().await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;
@@ -306,7 +194,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bail!("--publishers must be at least 1");
     }
     let keys = read_keys(&args)?;
-    let clip = Arc::new(load_clip(&args.input)?);
+    let clip = Arc::new(Clip::load(&args.input)?);
     let url = Arc::new(url);
     let cpu0 = cpu_seconds();
     let started = Instant::now();
@@ -316,8 +204,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.publishers,
             args.duration as f64 / 1000.0,
             args.input.display(),
-            clip.tags.len(),
-            clip.period_ms as f64 / 1000.0,
+            clip.tag_count(),
+            clip.period_ms() as f64 / 1000.0,
             url.tc_url()
         );
     }
@@ -408,7 +296,7 @@ mod tests {
     //! ServerConnection); the clip is made by the ffmpeg CLI (Debian package `ffmpeg`).
 
     use super::*;
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use vshare_rtmp::{ServerConnection, ServerEvent, ServerLimits};
 
@@ -491,9 +379,9 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let c = load_clip(&clip).expect("clip");
-        assert_eq!(c.headers.len(), 2);
-        assert!((990..=1100).contains(&c.period_ms), "{}", c.period_ms);
+        let c = Clip::load(&clip).expect("clip");
+        assert_eq!(c.headers().len(), 2);
+        assert!((990..=1100).contains(&c.period_ms()), "{}", c.period_ms());
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();

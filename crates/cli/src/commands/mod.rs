@@ -4,6 +4,7 @@ pub mod bench;
 pub mod keys;
 pub mod open;
 pub mod publish;
+mod publish_status;
 pub mod serve;
 pub mod share;
 pub mod smsc;

@@ -1,19 +1,22 @@
-//! `vshare publish`: the source phone on the command line. A file or the test pattern becomes
-//! timestamped FLV tags (vshare-source, on its own thread), sent in real time over RTMP
-//! (vshare-rtmp's client over a tokio socket); the attribute data the server returns is polled
-//! from its HTTP API and printed.
+//! `vshare publish`: the source phone on the command line. Its arguments and what it prints;
+//! vshare-source does the work: the source on its own thread, paced to real time and sent over
+//! RTMP (or the upload protocol, `upload.rs`). The attribute data the server returns is polled
+//! from its HTTP API (`publish_status.rs`) and printed.
 
+use std::cell::Cell;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use anyhow::{anyhow, bail};
 use tokio::time::Instant;
-use vshare_rtmp::{ClientConnection, ClientEvent, RtmpUrl};
-use vshare_source::{Input, SourceInfo, SourceOptions, Tag, TagKind};
+use vshare_attributes::Kind;
+use vshare_rtmp::RtmpUrl;
+use vshare_source::{
+    Input, Mode, Pacer, PublishStats, RtmpPublisher, SourceInfo, SourceOptions, SourceThread,
+};
+
+use super::publish_status::{StatusClient, describe};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -72,117 +75,10 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Counters of one publish.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct PublishStats {
-    pub video_frames: u64,
-    pub audio_frames: u64,
-    pub bytes: u64,
-    /// Media time sent, ms.
-    pub media_ms: i64,
-    /// Largest delay of a tag behind its real-time deadline, ms.
-    pub max_lag_ms: f64,
-    pub wall_ms: u64,
-}
-
-/// An RTMP connection that has reached `NetStream.Publish.Start`.
-pub struct Published {
-    pub conn: ClientConnection,
-    pub reader: OwnedReadHalf,
-    pub writer: OwnedWriteHalf,
-}
-
-impl Published {
-    /// Writes everything the connection has queued.
-    pub async fn flush(&mut self) -> anyhow::Result<()> {
-        while let Some(b) = self.conn.poll_transmit() {
-            self.writer
-                .write_all(&b)
-                .await
-                .context("writing to the RTMP server")?;
-        }
-        Ok(())
-    }
-
-    /// Feeds bytes read from the server; a rejection or an error status ends the publish.
-    pub fn input(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        self.conn.handle_input(bytes)?;
-        while let Some(ev) = self.conn.poll_event() {
-            if let ClientEvent::Rejected { code, description } = ev {
-                bail!("the server stopped the stream: {code}: {description}");
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends one tag (queued; call [`Published::flush`]).
-    pub fn send(&mut self, t: &Tag, offset_ms: i64) -> anyhow::Result<()> {
-        match t.kind {
-            TagKind::Video => self.conn.send_video(t.timestamp_ms + offset_ms, &t.body)?,
-            TagKind::Audio => self.conn.send_audio(t.timestamp_ms + offset_ms, &t.body)?,
-        }
-        Ok(())
-    }
-}
-
-/// Connects, handshakes and publishes `stream_key` on `url`'s application, sending chunks of
-/// `chunk_size` bytes.
-pub async fn connect_and_publish(
-    url: &RtmpUrl,
-    stream_key: &str,
-    limit: Duration,
-    chunk_size: u32,
-) -> anyhow::Result<Published> {
-    let addr = format!("{}:{}", url.host, url.port);
-    let sock = tokio::time::timeout(limit, TcpStream::connect(&addr))
-        .await
-        .map_err(|_| anyhow!("connecting to {addr}: no answer within {limit:?}"))?
-        .with_context(|| format!("connecting to {addr}"))?;
-    sock.set_nodelay(true)?;
-    let (reader, writer) = sock.into_split();
-    let conn =
-        ClientConnection::new(&url.app, stream_key, &url.tc_url()).with_chunk_size(chunk_size);
-    let mut p = Published {
-        conn,
-        reader,
-        writer,
-    };
-    let mut buf = vec![0u8; 16 * 1024];
-    let handshake = async {
-        loop {
-            p.flush().await?;
-            while let Some(ev) = p.conn.poll_event() {
-                match ev {
-                    ClientEvent::Published => return Ok(()),
-                    ClientEvent::Rejected { code, description } => {
-                        bail!("the server rejected the publish: {code}: {description}")
-                    }
-                    _ => {}
-                }
-            }
-            let n = p
-                .reader
-                .read(&mut buf)
-                .await
-                .context("reading from the RTMP server")?;
-            if n == 0 {
-                bail!(
-                    "the server closed the connection before the publish started (wrong stream key or application?)"
-                );
-            }
-            p.conn.handle_input(&buf[..n])?;
-        }
-    };
-    tokio::time::timeout(limit, handshake)
-        .await
-        .map_err(|_| anyhow!("RTMP connect/publish to {addr} did not finish within {limit:?}"))??;
-    Ok(p)
-}
-
 /// One line of progress: plain lines when stderr is not a terminal.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
-    last_line: Instant,
+    last_line: Cell<Instant>,
 }
 
 impl Progress {
@@ -198,11 +94,11 @@ impl Progress {
         });
         Self {
             bar,
-            last_line: Instant::now(),
+            last_line: Cell::new(Instant::now()),
         }
     }
 
-    fn update(&mut self, s: &PublishStats, started: Instant) {
+    fn update(&self, s: &PublishStats, started: Instant) {
         let secs = started.elapsed().as_secs_f64().max(0.001);
         let msg = format!(
             "sent {:.1} s, {:.2} Mbit/s, {} video + {} audio frames, max lag {:.0} ms",
@@ -214,8 +110,8 @@ impl Progress {
         );
         match &self.bar {
             Some(b) => b.set_message(msg),
-            None if self.last_line.elapsed() >= Duration::from_secs(5) => {
-                self.last_line = Instant::now();
+            None if self.last_line.get().elapsed() >= Duration::from_secs(5) => {
+                self.last_line.set(Instant::now());
                 eprintln!("{msg}");
             }
             None => {}
@@ -267,41 +163,71 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
     };
 
-    let (info, tags) = start_source(input, options).await?;
+    let (info, mut tags) = SourceThread::spawn(input, options).await?;
     let status = http
         .as_ref()
         .map(|h| StatusClient::new(h, &key))
         .transpose()?;
 
-    let mut published = connect_and_publish(&url, &key, Duration::from_secs(10), 4096).await?;
+    let mut session = RtmpPublisher::new(&url, &key).publish().await?;
     if !args.json {
         println!(
             "publishing {}x{} {:.2} fps ({}) to {}",
             info.width,
             info.height,
             info.fps,
-            match info.mode {
-                vshare_source::Mode::Remux => "remuxed",
-                vshare_source::Mode::Encode => "encoded",
-                vshare_source::Mode::TestPattern => "test pattern",
-            },
+            mode_name(&info),
             url.tc_url()
         );
     }
     let progress = Progress::new();
-    let (stats, live) = stream(
-        &mut published,
-        &info,
-        tags,
-        status.as_ref(),
-        progress,
-        args.json,
-    )
-    .await?;
-
-    published.conn.finish();
-    let _ = published.flush().await;
-    let _ = published.writer.shutdown().await;
+    session.send_metadata(&info).await?;
+    let started = Instant::now();
+    let latest = Cell::new(PublishStats::default());
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No Ctrl-C to wait for: the stream ends with its source.
+            std::future::pending::<()>().await;
+        }
+        progress.println("interrupted: ending the stream");
+    };
+    let waiting_for_live = async {
+        match &status {
+            Some(s) => {
+                s.wait_for_live(|e| {
+                    if !args.json {
+                        progress.println(&format!("attribute data not available yet: {e:#}"));
+                    }
+                })
+                .await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let mut live = None;
+    let mut pacer = Pacer::new();
+    let stats = {
+        let sending =
+            session.send_in_real_time(&mut tags, &mut pacer, interrupted, |s| latest.set(*s));
+        tokio::pin!(sending, waiting_for_live);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                biased;
+                sent = &mut sending => break sent?,
+                video = &mut waiting_for_live, if live.is_none() => {
+                    for line in describe(&video, Kind::Live) {
+                        progress.println(&line);
+                    }
+                    live = Some(video);
+                }
+                _ = tick.tick() => progress.update(&latest.get(), started),
+            }
+        }
+    };
+    progress.finish();
+    // The stream is over whether or not the goodbye reaches the server.
+    let _ = session.close().await;
 
     let mut vod = None;
     if let Some(s) = &status {
@@ -323,6 +249,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn mode_name(info: &SourceInfo) -> &'static str {
+    match info.mode {
+        Mode::Remux => "remuxed",
+        Mode::Encode => "encoded",
+        Mode::TestPattern => "test pattern",
+    }
 }
 
 fn input_of(args: &Args) -> anyhow::Result<Input> {
@@ -369,259 +303,13 @@ async fn run_upload(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-type TagReceiver = tokio::sync::mpsc::Receiver<Result<Tag, String>>;
-
-/// Opens the source on its own thread (FFmpeg's work is blocking); tags arrive on a bounded
-/// channel, so the thread runs at most a few dozen tags ahead of the network.
-async fn start_source(
-    input: Input,
-    options: SourceOptions,
-) -> anyhow::Result<(SourceInfo, TagReceiver)> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let (info_tx, info_rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("vshare-source".into())
-        .spawn(move || {
-            let source = match vshare_source::Source::open(&input, &options) {
-                Ok(s) => {
-                    let _ = info_tx.send(Ok(s.info().clone()));
-                    s
-                }
-                Err(e) => {
-                    let _ = info_tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            for t in source {
-                let failed = t.is_err();
-                if tx.blocking_send(t.map_err(|e| e.to_string())).is_err() || failed {
-                    break;
-                }
-            }
-        })?;
-    let info = info_rx
-        .await
-        .map_err(|_| anyhow!("the source thread ended early"))?
-        .map_err(|e| anyhow!(e))?;
-    Ok((info, rx))
-}
-
-/// Sends tags in real time: each at `start + timestamp`. Returns the counters and the live
-/// video record if the server published one.
-async fn stream(
-    p: &mut Published,
-    info: &SourceInfo,
-    mut tags: TagReceiver,
-    status: Option<&StatusClient>,
-    mut progress: Progress,
-    quiet: bool,
-) -> anyhow::Result<(PublishStats, Option<serde_json::Value>)> {
-    p.conn.send_metadata(&info.metadata())?;
-    p.flush().await?;
-    let mut stats = PublishStats::default();
-    let start = Instant::now();
-    let mut pending: Option<Tag> = None;
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut poll = tokio::time::interval(Duration::from_secs(1));
-    let mut live: Option<serde_json::Value> = None;
-    let mut warned = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        let deadline = pending
-            .as_ref()
-            .map(|t| start + Duration::from_millis(t.timestamp_ms.max(0) as u64));
-        tokio::select! {
-            biased;
-            _ = &mut ctrl_c => {
-                progress.println("interrupted: ending the stream");
-                break;
-            }
-            r = p.reader.read(&mut buf) => {
-                let n = r.context("reading from the RTMP server")?;
-                if n == 0 {
-                    bail!("the server closed the connection after {:.1} s", stats.media_ms as f64 / 1000.0);
-                }
-                p.input(&buf[..n])?;
-                p.flush().await?;
-            }
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                let Some(t) = pending.take() else { continue };
-                if let Some(d) = deadline {
-                    let lag = Instant::now().saturating_duration_since(d).as_secs_f64() * 1000.0;
-                    stats.max_lag_ms = stats.max_lag_ms.max(lag);
-                }
-                p.send(&t, 0)?;
-                p.flush().await?;
-                if !t.config {
-                    match t.kind {
-                        TagKind::Video => stats.video_frames += 1,
-                        TagKind::Audio => stats.audio_frames += 1,
-                    }
-                }
-                stats.bytes += t.body.len() as u64;
-                stats.media_ms = stats.media_ms.max(t.timestamp_ms);
-            }
-            t = tags.recv(), if pending.is_none() => match t {
-                Some(Ok(t)) => pending = Some(t),
-                Some(Err(e)) => bail!("source: {e}"),
-                None => break,
-            },
-            _ = tick.tick() => progress.update(&stats, start),
-            _ = poll.tick(), if status.is_some() && live.is_none() => {
-                if let Some(s) = status {
-                    match s.fetch().await {
-                        Ok(Some(v)) if has_record(&v, "live") => {
-                            for line in describe(&v, "live") {
-                                progress.println(&line);
-                            }
-                            live = Some(v);
-                        }
-                        Ok(_) => {}
-                        Err(e) if !warned => {
-                            warned = true;
-                            if !quiet {
-                                progress.println(&format!("attribute data not available yet: {e:#}"));
-                            }
-                        }
-                        Err(_) => {}
-                    }
-                }
-            }
-        }
-    }
-    progress.finish();
-    stats.wall_ms = start.elapsed().as_millis() as u64;
-    Ok((stats, live))
-}
-
-/// Polls `GET {http}/api/v1/publish/status` with the stream key as bearer token.
-struct StatusClient {
-    client: reqwest::Client,
-    url: String,
-    key: String,
-}
-
-impl StatusClient {
-    fn new(http: &str, key: &str) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .connect_timeout(Duration::from_secs(2))
-            .build()?;
-        let url = format!("{}/api/v1/publish/status", http.trim_end_matches('/'));
-        Ok(Self {
-            client,
-            url,
-            key: key.to_string(),
-        })
-    }
-
-    /// The Video of this key's current or latest stream; `None` while the server has none.
-    async fn fetch(&self) -> anyhow::Result<Option<serde_json::Value>> {
-        let r = self
-            .client
-            .get(&self.url)
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .with_context(|| format!("GET {}", self.url))?;
-        match r.status() {
-            reqwest::StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(
-                r.json()
-                    .await
-                    .with_context(|| format!("GET {}: body", self.url))?,
-            )),
-            s => bail!("GET {}: HTTP {s}", self.url),
-        }
-    }
-
-    /// Waits up to `limit` for the VOD records of the stream just ended.
-    async fn wait_for_vod(&self, limit: Duration, quiet: bool) -> Option<serde_json::Value> {
-        let until = Instant::now() + limit;
-        let mut last_error = None;
-        while Instant::now() < until {
-            match self.fetch().await {
-                Ok(Some(v)) if has_record(&v, "vod") => {
-                    if !quiet {
-                        for line in describe(&v, "vod") {
-                            println!("{line}");
-                        }
-                    }
-                    return Some(v);
-                }
-                Ok(_) => {}
-                Err(e) => last_error = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        if !quiet {
-            match last_error {
-                Some(e) => eprintln!("no VOD records: {e:#}"),
-                None => eprintln!("no VOD records within {limit:?}"),
-            }
-        }
-        None
-    }
-}
-
-fn records<'a>(
-    video: &'a serde_json::Value,
-    kind: &'a str,
-) -> impl Iterator<Item = &'a serde_json::Value> {
-    video["attributes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(move |r| r["kind"].as_str() == Some(kind))
-}
-
-fn has_record(video: &serde_json::Value, kind: &str) -> bool {
-    records(video, kind).next().is_some()
-}
-
-/// Human-readable lines for a video's records of one kind.
-fn describe(video: &serde_json::Value, kind: &str) -> Vec<String> {
-    let mut lines = vec![format!(
-        "{kind}: video {} ({})",
-        video["id"].as_str().unwrap_or("?"),
-        video["state"].as_str().unwrap_or("?")
-    )];
-    for r in records(video, kind) {
-        match serde_json::from_value::<vshare_attributes::AttributeRecord>(r.clone()) {
-            Ok(a) => lines.push(format!(
-                "  {:<7} {}  {}x{} {:.2} fps {:.2} Mbit/s {} {}{}",
-                a.format,
-                a.url,
-                a.width,
-                a.height,
-                a.frame_rate,
-                a.bitrate as f64 / 1e6,
-                a.codecs,
-                if a.size > 0 {
-                    format!("{:.2} MB ", a.size as f64 / 1e6)
-                } else {
-                    String::new()
-                },
-                if a.duration_ms > 0 {
-                    format!("{:.1} s", a.duration_ms as f64 / 1000.0)
-                } else {
-                    String::new()
-                },
-            )),
-            Err(_) => lines.push(format!("  {r}")),
-        }
-    }
-    lines
-}
-
 #[cfg(test)]
 mod tests {
     //! `vshare publish` against an in-test RTMP server built on vshare-rtmp's ServerConnection;
     //! the received tags are written to FLV and checked by ffprobe (Debian package `ffmpeg`).
 
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use vshare_media::flv::TagDemuxer;
     use vshare_media::{MediaEvent, TrackConfig, TrackKind};

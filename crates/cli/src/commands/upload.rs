@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use vshare_media::{MediaEvent, TrackConfig, TrackKind};
-use vshare_source::Input;
-use vshare_source::adaptive::{AdaptiveOptions, AdaptiveSource, Control};
+use vshare_source::adaptive::{AdaptiveOptions, AdaptiveSource, CAPTURE_FPS, Control};
+use vshare_source::{Input, Pace, Pacer};
 use vshare_upload::wire::PROTOCOL;
 use vshare_upload::{SenderRate, ServerMessage, TrackInfo, UploadSender, WireMessage};
 
@@ -82,7 +82,7 @@ fn spawn_source(
                     return;
                 }
             };
-            let start = std::time::Instant::now();
+            let mut pacer = Pacer::new();
             let mut index: u64 = 0;
             loop {
                 while let Ok(c) = controls.try_recv() {
@@ -91,12 +91,9 @@ fn spawn_source(
                         return;
                     }
                 }
-                let due = start
-                    + Duration::from_micros(
-                        index * 1_000_000 / u64::from(vshare_source::adaptive::CAPTURE_FPS),
-                    );
-                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
-                    std::thread::sleep(wait);
+                let capture_ms = (index * 1000 / u64::from(CAPTURE_FPS)) as i64;
+                if let Pace::Wait { until } = pacer.pace(capture_ms, std::time::Instant::now()) {
+                    std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
                 }
                 index += 1;
                 match source.next_events() {
