@@ -10,6 +10,7 @@ pub mod fmp4;
 pub mod multivariant;
 mod packager;
 mod playlist;
+mod playlist_query;
 mod vod;
 pub mod window;
 
@@ -20,5 +21,6 @@ pub use packager::{
     PackagerOutput,
 };
 pub use playlist::{VodSegment, vod_playlist, vod_playlist_segments};
+pub use playlist_query::{playlist_with_query, uri_with_query};
 pub use vod::VodMp4Builder;
 pub use window::{LiveWindow, SegmentBytes, WindowUpdate};

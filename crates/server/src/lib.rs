@@ -2,14 +2,14 @@
 //!
 //! Data path: RTMP [`ingest`] → frames → [`video`] server session (package into LL-HLS parts and
 //! segments, record segments to [`storage`], measure attributes) → [`live`] server (publishes
-//! LL-HLS over [`http`]) and, when the publisher stops, the fast-start MP4 and HLS VOD, whose
+//! LL-HLS over [`api`]) and, when the publisher stops, the fast-start MP4 and HLS VOD, whose
 //! attribute records go to the source (API) and the communication proxy ([`webhook`]).
 
 pub mod accounts;
+pub mod api;
 pub mod config;
 pub mod db;
 pub mod files;
-pub mod http;
 pub mod ingest;
 pub mod live;
 pub mod share;
@@ -183,6 +183,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     videos.recover().await?;
     tokio::spawn(accounts::purge_deleted(db.clone(), storage.clone()));
     let accounts = Arc::new(accounts::Accounts::new(&db, &config).await?);
+    let sharing = Arc::new(share::Sharing::new(&config));
 
     let public_url = config.public_url();
     let rtmp_host = url::Url::parse(&public_url)
@@ -203,7 +204,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         public_url.clone(),
         Duration::from_secs(config.limits.rtmp_idle_timeout_s),
     );
-    let state = Arc::new(http::AppState {
+    let state = Arc::new(api::AppState {
         db,
         storage,
         live,
@@ -213,6 +214,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         rtmp_url: rtmp_url.clone(),
         accounts,
+        sharing,
     });
     tokio::spawn(webhooks.run());
     tokio::spawn(ingest.run(rtmp_listener));
@@ -222,7 +224,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         http: http_addr,
         public_url,
     });
-    let mut app = http::router(state).merge(
+    let mut app = api::router(state).merge(
         axum::Router::new()
             .route("/api/v1/upload", axum::routing::get(upload::upgrade))
             .with_state(uploads),

@@ -1,61 +1,90 @@
 //! Sharing a video from the server, for the studio's share dialog: the video's attribute
 //! records packed in the chosen form (text, TLV, XML, WAP SI, WAP SL; crates/messaging) and
 //! submitted to the configured SMSC over SMPP, as `vshare share --via smpp` does; and the text
-//! and `sms:` link for a phone's own messaging app. Only signed-in users send, within a limit.
+//! for a phone's own messaging app. Only signed-in users send, within a limit. No HTTP here:
+//! `api::shares` is the HTTP face.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use rand::RngCore;
-use serde::Deserialize;
-use serde_json::json;
-use tracing::{info, warn};
+use tracing::warn;
 use vshare_attributes::AttributeRecord;
 use vshare_messaging::compose::{self, As};
 use vshare_messaging::smpp_client::{Client, ClientOptions};
 use vshare_smpp::BindKind;
 use vshare_sms::split::ConcatRef;
 
-use crate::accounts::{Error, Grant, authorize, bad_json, not_found, require_user};
-use crate::db::Visibility;
-use crate::http::AppState;
+use crate::accounts::RateLimiter;
+use crate::config::Config;
 
 /// Recipients in one request.
 pub const MAX_NUMBERS: usize = 10;
 /// The longest a share may wait for the SMSC (connect, bind, every answer).
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/videos/{id}/share", post(share))
-        .route("/api/v1/videos/{id}/share-text", get(share_text))
+/// Why a share was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    #[error("form must be text, tlv, xml, wap-si or wap-sl, not {0:?}")]
+    UnknownForm(String),
+    #[error("an sms: link carries text only: use form=text or form=xml, not {0}")]
+    NotText(String),
+    #[error("{0:?} is not a phone number in international form (+ and 3 to 20 digits)")]
+    BadNumber(String),
+    #[error("give at least one number")]
+    NoNumbers,
+    #[error("at most {MAX_NUMBERS} numbers per request ({0} given)")]
+    TooManyNumbers(usize),
+    #[error("video {0} has no attribute records yet: share it once it is live or ready")]
+    NoRecords(String),
+    #[error(
+        "this server has no SMSC to send SMS through (set proxy.smsc in its configuration); \
+         use share-text to send from your own phone"
+    )]
+    NoSmsc,
+    #[error("you may send {messages} messages per {minutes} minutes")]
+    TooManyMessages {
+        messages: usize,
+        minutes: u64,
+        wait: Duration,
+    },
+    #[error("the records do not fit the {form} form: {detail}")]
+    DoesNotFit { form: String, detail: String },
+    #[error(
+        "the SMSC at {addr} did not answer within {} s; some messages may have been sent",
+        SEND_TIMEOUT.as_secs()
+    )]
+    SmscTimeout { addr: String },
+    #[error("could not send through the SMSC: {0}")]
+    Smsc(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
 }
 
 /// A form's name in the API: `text`, `tlv`, `xml`, `wap-si`, `wap-sl`.
-pub fn parse_form(name: &str) -> Result<As, Error> {
+pub fn parse_form(name: &str) -> Result<As, ShareError> {
     Ok(match name {
         "text" => As::Text,
         "tlv" => As::Tlv,
         "xml" => As::Xml,
         "wap-si" => As::WapSi,
         "wap-sl" => As::WapSl,
-        other => {
-            return Err(Error::new(
-                StatusCode::BAD_REQUEST,
-                format!("form must be text, tlv, xml, wap-si or wap-sl, not {other:?}"),
-            ));
-        }
+        other => return Err(ShareError::UnknownForm(other.to_string())),
     })
 }
 
+/// A form that an `sms:` link can carry (text or XML).
+pub fn parse_text_form(name: &str) -> Result<As, ShareError> {
+    let form = parse_form(name)?;
+    if matches!(form, As::Text | As::Xml) {
+        Ok(form)
+    } else {
+        Err(ShareError::NotText(name.to_string()))
+    }
+}
+
 /// A number in international form: `+` and 3 to 20 digits.
-pub fn valid_number(n: &str) -> Result<String, Error> {
+pub fn valid_number(n: &str) -> Result<String, ShareError> {
     let n = n.trim();
     let ok = n
         .strip_prefix('+')
@@ -63,29 +92,17 @@ pub fn valid_number(n: &str) -> Result<String, Error> {
     if ok {
         Ok(n.to_string())
     } else {
-        Err(Error::new(
-            StatusCode::BAD_REQUEST,
-            format!("{n:?} is not a phone number in international form (+ and 3 to 20 digits)"),
-        ))
+        Err(ShareError::BadNumber(n.to_string()))
     }
 }
 
 /// Validates and de-duplicates a list of numbers (1 to [`MAX_NUMBERS`]).
-fn valid_numbers(numbers: &[String]) -> Result<Vec<String>, Error> {
+pub fn valid_numbers(numbers: &[String]) -> Result<Vec<String>, ShareError> {
     if numbers.is_empty() {
-        return Err(Error::new(
-            StatusCode::BAD_REQUEST,
-            "give at least one number",
-        ));
+        return Err(ShareError::NoNumbers);
     }
     if numbers.len() > MAX_NUMBERS {
-        return Err(Error::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "at most {MAX_NUMBERS} numbers per request ({} given)",
-                numbers.len()
-            ),
-        ));
+        return Err(ShareError::TooManyNumbers(numbers.len()));
     }
     let mut out: Vec<String> = Vec::with_capacity(numbers.len());
     for n in numbers {
@@ -97,238 +114,153 @@ fn valid_numbers(numbers: &[String]) -> Result<Vec<String>, Error> {
     Ok(out)
 }
 
-/// The records to send for a video the request may read: with the live record while live,
-/// and for a private video with signed URLs (the request's own link, or a new one valid for
-/// `share_link_ttl_s`). Returns them and the links' expiry, if signed.
-async fn shareable_records(
-    st: &AppState,
-    id: &str,
-    grant: &Grant,
-    visibility: Visibility,
-) -> Result<(Vec<AttributeRecord>, Option<i64>), Error> {
-    let v = st.db.get_video(id).await?.ok_or_else(not_found)?;
-    let mut v = st.videos.with_live_record(v);
-    if v.attributes.is_empty() {
-        return Err(Error::new(
-            StatusCode::CONFLICT,
-            format!("video {id} has no attribute records yet: share it once it is live or ready"),
-        ));
+/// The message a phone's own messaging app sends: the records as text, or as XML.
+pub fn message_text(records: &[AttributeRecord], form: As) -> anyhow::Result<String> {
+    Ok(match form {
+        As::Xml => String::from_utf8(vshare_attributes::forms::Form::Xml.encode(records)?)?,
+        _ => vshare_attributes::forms::encode_text(records)?,
+    })
+}
+
+/// The SMSC that users' shares go through (`[proxy] smsc`, `smsc_system_id`, `smsc_password`;
+/// the sender is the proxy's `number`, where replies such as SUB arrive).
+#[derive(Debug, Clone)]
+pub struct SmscTarget {
+    pub addr: String,
+    pub system_id: String,
+    pub password: String,
+    pub from: String,
+}
+
+/// What became of the messages to one number.
+#[derive(Debug, Clone, Default)]
+pub struct NumberOutcome {
+    pub number: String,
+    /// The SMSC's id of each message accepted.
+    pub message_ids: Vec<String>,
+    /// The error of each message refused.
+    pub errors: Vec<String>,
+}
+
+/// A share that reached the SMSC.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// SMS parts per number.
+    pub parts: usize,
+    pub outcomes: Vec<NumberOutcome>,
+}
+
+/// Sharing by SMS in the server: the SMSC, and each user's message limit.
+pub struct Sharing {
+    smsc: Option<SmscTarget>,
+    limiter: RateLimiter,
+    messages: usize,
+    window_s: u64,
+    /// How long the signed links in a shared private video's message stay valid, s.
+    pub link_ttl_s: u64,
+}
+
+impl Sharing {
+    pub fn new(config: &Config) -> Sharing {
+        let a = &config.accounts;
+        Sharing {
+            smsc: config.proxy.smsc.as_ref().map(|addr| SmscTarget {
+                addr: addr.clone(),
+                system_id: config.proxy.smsc_system_id.clone(),
+                password: config.proxy.smsc_password.clone(),
+                from: config.proxy.number.clone(),
+            }),
+            limiter: RateLimiter::new(a.share_messages, Duration::from_secs(a.share_window_s)),
+            messages: a.share_messages,
+            window_s: a.share_window_s,
+            link_ttl_s: a.share_link_ttl_s,
+        }
     }
-    let mut expires = None;
-    if visibility == Visibility::Private {
-        let query = match grant {
-            Grant::Signed(q) => q.clone(),
-            _ => {
-                let exp = chrono::Utc::now().timestamp()
-                    + i64::try_from(st.accounts.config.share_link_ttl_s).unwrap_or(i64::MAX / 2);
-                expires = Some(exp);
-                st.accounts.link_query(id, exp)
+
+    /// Sends video `video_id`'s records in `form` (named `form_name` in the request) to each
+    /// number through the SMSC, counting one message per number against `user_id`'s limit.
+    pub async fn send(
+        &self,
+        video_id: &str,
+        user_id: &str,
+        records: &[AttributeRecord],
+        form: As,
+        form_name: &str,
+        numbers: &[String],
+    ) -> Result<Sent, ShareError> {
+        let smsc = self.smsc.as_ref().ok_or(ShareError::NoSmsc)?;
+        self.limiter
+            .acquire(user_id, numbers.len(), Instant::now())
+            .map_err(|wait| ShareError::TooManyMessages {
+                messages: self.messages,
+                minutes: self.window_s.div_ceil(60),
+                wait,
+            })?;
+        // A concatenation reference and WSP transaction id that differ from one share to the next.
+        let mut seed = [0u8; 2];
+        rand::rng().fill_bytes(&mut seed);
+        let seg =
+            compose::compose(records, form, ConcatRef::Eight(seed[0]), seed[1]).map_err(|e| {
+                ShareError::DoesNotFit {
+                    form: form_name.to_string(),
+                    detail: format!("{e:#}"),
+                }
+            })?;
+        let mut messages = Vec::new();
+        let mut owners = Vec::new();
+        for (i, n) in numbers.iter().enumerate() {
+            let sms = compose::to_smpp(&smsc.from, n, &seg, false)?;
+            owners.extend(std::iter::repeat_n(i, sms.len()));
+            messages.extend(sms);
+        }
+        let mut opts = ClientOptions::new(
+            &smsc.addr,
+            BindKind::Transmitter,
+            &smsc.system_id,
+            &smsc.password,
+        );
+        opts.attempts = 2;
+        opts.bind_timeout = Duration::from_secs(5);
+        let sent = tokio::time::timeout(
+            SEND_TIMEOUT,
+            Client::submit_with_reconnect(&opts, messages, 1),
+        )
+        .await;
+        let results = match sent {
+            Err(_) => {
+                return Err(ShareError::SmscTimeout {
+                    addr: smsc.addr.clone(),
+                });
+            }
+            Ok(Err(e)) => {
+                warn!(video = %video_id, "share: SMSC: {e:#}");
+                return Err(ShareError::Smsc(format!("{e:#}")));
+            }
+            Ok(Ok((results, client))) => {
+                tokio::spawn(async move {
+                    let _ = client.unbind().await;
+                });
+                results
             }
         };
-        st.accounts.sign_records(&mut v, &query);
-    }
-    Ok((v.attributes, expires))
-}
-
-#[derive(Deserialize)]
-struct ShareRequest {
-    numbers: Vec<String>,
-    #[serde(default = "default_form")]
-    form: String,
-}
-
-fn default_form() -> String {
-    "text".into()
-}
-
-/// `POST /api/v1/videos/{id}/share`: sends the video's attribute records by SMS to each
-/// number through the SMSC; answers per number the SMSC's message ids or the error.
-async fn share(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Json<ShareRequest>, JsonRejection>,
-) -> Result<Response, Error> {
-    let user = require_user(&st, &headers).await?;
-    let Json(req) = body.map_err(bad_json)?;
-    let form = parse_form(&req.form)?;
-    let numbers = valid_numbers(&req.numbers)?;
-    let access = st.db.video_access(&id).await?.ok_or_else(not_found)?;
-    let owner = access.owner.as_deref() == Some(user.id.as_str());
-    if access.visibility == Visibility::Private && !owner {
-        return Err(Error::new(
-            StatusCode::FORBIDDEN,
-            "this video is private and not yours",
-        ));
-    }
-    let grant = if owner { Grant::Owner } else { Grant::Public };
-    let (records, links_expire) = shareable_records(&st, &id, &grant, access.visibility).await?;
-    let Some(smsc) = st.accounts.smsc.clone() else {
-        return Err(Error::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this server has no SMSC to send SMS through (set proxy.smsc in its configuration); \
-             use share-text to send from your own phone",
-        ));
-    };
-    let limit = &st.accounts.config;
-    st.accounts
-        .share
-        .acquire(&user.id, numbers.len(), Instant::now())
-        .map_err(|wait| {
-            Error::too_many(
-                &format!(
-                    "you may send {} messages per {} minutes",
-                    limit.share_messages,
-                    limit.share_window_s.div_ceil(60)
-                ),
-                wait,
-            )
-        })?;
-
-    // A concatenation reference and WSP transaction id that differ from one share to the next.
-    let mut seed = [0u8; 2];
-    rand::rng().fill_bytes(&mut seed);
-    let seg =
-        compose::compose(&records, form, ConcatRef::Eight(seed[0]), seed[1]).map_err(|e| {
-            Error::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("the records do not fit the {} form: {e:#}", req.form),
-            )
-        })?;
-    let mut messages = Vec::new();
-    let mut owners = Vec::new();
-    for (i, n) in numbers.iter().enumerate() {
-        let sms = compose::to_smpp(&smsc.from, n, &seg, false)?;
-        owners.extend(std::iter::repeat_n(i, sms.len()));
-        messages.extend(sms);
-    }
-    let parts_each = seg.parts.len();
-    let mut opts = ClientOptions::new(
-        &smsc.addr,
-        BindKind::Transmitter,
-        &smsc.system_id,
-        &smsc.password,
-    );
-    opts.attempts = 2;
-    opts.bind_timeout = Duration::from_secs(5);
-    let sent = tokio::time::timeout(
-        SEND_TIMEOUT,
-        Client::submit_with_reconnect(&opts, messages, 1),
-    )
-    .await;
-    let results = match sent {
-        Err(_) => {
-            return Err(Error::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "the SMSC at {} did not answer within {} s; some messages may have been sent",
-                    smsc.addr,
-                    SEND_TIMEOUT.as_secs()
-                ),
-            ));
-        }
-        Ok(Err(e)) => {
-            warn!(video = %id, "share: SMSC: {e:#}");
-            return Err(Error::new(
-                StatusCode::BAD_GATEWAY,
-                format!("could not send through the SMSC: {e:#}"),
-            ));
-        }
-        Ok(Ok((results, client))) => {
-            tokio::spawn(async move {
-                let _ = client.unbind().await;
-            });
-            results
-        }
-    };
-    let mut per_number: Vec<(Vec<String>, Vec<String>)> = vec![Default::default(); numbers.len()];
-    for (i, r) in owners.iter().zip(results) {
-        match r {
-            Ok(message_id) => per_number[*i].0.push(message_id),
-            Err(e) => per_number[*i].1.push(e.to_string()),
-        }
-    }
-    let mut sent = 0;
-    let answers: Vec<_> = numbers
-        .iter()
-        .zip(per_number)
-        .map(|(n, (ids, errors))| {
-            let ok = errors.is_empty();
-            sent += usize::from(ok);
-            json!({
-                "number": n,
-                "ok": ok,
-                "message_ids": ids,
-                "error": (!ok).then(|| errors.join("; ")),
+        let mut outcomes: Vec<NumberOutcome> = numbers
+            .iter()
+            .map(|n| NumberOutcome {
+                number: n.clone(),
+                ..Default::default()
             })
+            .collect();
+        for (i, r) in owners.iter().zip(results) {
+            match r {
+                Ok(message_id) => outcomes[*i].message_ids.push(message_id),
+                Err(e) => outcomes[*i].errors.push(e.to_string()),
+            }
+        }
+        Ok(Sent {
+            parts: seg.parts.len(),
+            outcomes,
         })
-        .collect();
-    metrics::counter!("vshare_share_sms_total").increment(sent as u64);
-    info!(video = %id, user = %user.username, form = %req.form, numbers = numbers.len(), sent, "shared by SMS");
-    Ok(Json(json!({
-        "video": id,
-        "form": req.form,
-        "parts": parts_each,
-        "sent": sent,
-        "failed": numbers.len() - sent,
-        "links_expire_at": links_expire.map(|e| chrono::DateTime::from_timestamp(e, 0)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
-        "results": answers,
-    }))
-    .into_response())
-}
-
-#[derive(Deserialize)]
-struct TextParams {
-    form: Option<String>,
-    /// Comma-separated numbers for the `sms:` link (none: the app asks).
-    to: Option<String>,
-}
-
-/// `GET /api/v1/videos/{id}/share-text?form=text[&to=+46…]`: the message text and an RFC 5724
-/// `sms:` link, for the page's "open my messaging app" button. Anyone who may read the video
-/// may ask; nothing is sent.
-async fn share_text(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    Query(q): Query<TextParams>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-) -> Result<Response, Error> {
-    let form_name = q.form.as_deref().unwrap_or("text");
-    let form = parse_form(form_name)?;
-    if !matches!(form, As::Text | As::Xml) {
-        return Err(Error::new(
-            StatusCode::BAD_REQUEST,
-            format!("an sms: link carries text only: use form=text or form=xml, not {form_name}"),
-        ));
     }
-    let numbers = match q.to.as_deref().filter(|t| !t.trim().is_empty()) {
-        None => Vec::new(),
-        Some(t) => valid_numbers(&t.split(',').map(str::to_string).collect::<Vec<_>>())?,
-    };
-    let (access, grant) = authorize(&st, &id, &headers, uri.query())
-        .await?
-        .ok_or_else(not_found)?;
-    let (records, links_expire) = shareable_records(&st, &id, &grant, access.visibility).await?;
-    let text = match form {
-        As::Xml => String::from_utf8(
-            vshare_attributes::forms::Form::Xml
-                .encode(&records)
-                .map_err(anyhow::Error::from)?,
-        )
-        .map_err(anyhow::Error::from)?,
-        _ => vshare_attributes::forms::encode_text(&records).map_err(anyhow::Error::from)?,
-    };
-    let sms_uri = compose::sms_uri(&numbers, &records, form)?;
-    Ok(Json(json!({
-        "form": form_name,
-        "text": text,
-        "sms_uri": sms_uri,
-        "links_expire_at": links_expire.map(|e| chrono::DateTime::from_timestamp(e, 0)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))),
-    }))
-    .into_response())
 }
 
 #[cfg(test)]
@@ -362,5 +294,10 @@ mod tests {
         );
         assert_eq!(parse_form("wap-si").ok(), Some(As::WapSi));
         assert!(parse_form("mms").is_err());
+        assert_eq!(parse_text_form("xml").ok(), Some(As::Xml));
+        assert!(matches!(
+            parse_text_form("tlv"),
+            Err(ShareError::NotText(f)) if f == "tlv"
+        ));
     }
 }

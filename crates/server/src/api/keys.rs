@@ -1,0 +1,39 @@
+//! `POST /api/v1/keys`: an administrator creates a stream key (Bearer admin token).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::auth::bearer;
+use super::error::ApiError;
+use super::state::AppStateRef;
+
+#[derive(Deserialize)]
+pub struct NewKey {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn create_key(
+    State(st): AppStateRef,
+    headers: HeaderMap,
+    body: Option<Json<NewKey>>,
+) -> Result<Response, ApiError> {
+    let Some(token) = &st.admin_token else {
+        return Err(ApiError::forbidden(
+            "key creation over HTTP is disabled (no admin_token configured)\n",
+        ));
+    };
+    if bearer(&headers) != Some(token.as_str()) {
+        return Err(ApiError::unauthorized("admin token required\n"));
+    }
+    let name = body.map(|b| b.0.name).unwrap_or_default();
+    let (key, secret) = st.db.create_key(&name).await?;
+    let json = serde_json::json!({
+        "id": key.id, "name": key.name, "key": secret,
+        "rtmp_url": format!("{}/{}", st.rtmp_url, secret),
+    });
+    Ok((StatusCode::CREATED, Json(json)).into_response())
+}

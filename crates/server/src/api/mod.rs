@@ -1,0 +1,80 @@
+//! The HTTP face of the server: LL-HLS live, VOD files with range requests, the REST API and
+//! metrics. Handlers are short functions by resource over the roles and the domain; the state
+//! is one struct ([`AppState`]); every error is an [`ApiError`]. Private videos are checked in
+//! one middleware ([`private_videos`]) in front of them all. docs/http-api.md lists every route.
+
+mod accounts;
+mod auth;
+mod error;
+mod keys;
+mod live;
+mod me;
+mod media;
+mod private_videos;
+mod shares;
+mod state;
+mod videos;
+mod vod;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower_http::cors::{Any, CorsLayer};
+
+pub use error::ApiError;
+pub use media::M3U8;
+pub use state::AppState;
+pub use vod::{Unsatisfiable, parse_range};
+
+/// Every route of the API, media and metrics, behind the private-video check.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/live/{id}/{file}", get(live::live_file))
+        .route(
+            "/live/{id}/{rendition}/{file}",
+            get(live::live_rendition_file),
+        )
+        .route("/vod/{id}/{file}", get(vod::vod_file))
+        .route("/vod/{id}/{rendition}/{file}", get(vod::vod_rendition_file))
+        .route("/api/v1/videos", get(videos::list_videos))
+        .route(
+            "/api/v1/videos/{id}",
+            get(videos::get_video)
+                .patch(videos::set_visibility)
+                .delete(videos::delete_video),
+        )
+        .route("/api/v1/videos/{id}/link", get(videos::video_link))
+        .route("/api/v1/videos/{id}/share", post(shares::share))
+        .route("/api/v1/videos/{id}/share-text", get(shares::share_text))
+        .route("/api/v1/streams", get(videos::list_streams))
+        .route("/api/v1/publish/status", get(videos::publish_status))
+        .route("/api/v1/keys", post(keys::create_key))
+        .route("/api/v1/accounts", post(accounts::sign_up))
+        .route(
+            "/api/v1/session",
+            post(accounts::sign_in).delete(accounts::sign_out),
+        )
+        .route("/api/v1/me", get(me::me))
+        .route("/api/v1/me/stream-key", post(me::rotate_key))
+        .route("/api/v1/me/upload-token", post(me::upload_token))
+        .route("/api/v1/me/videos", get(me::my_videos))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            private_videos::private_videos,
+        ))
+        .layer(CorsLayer::new().allow_origin(Any))
+        .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics(State(st): state::AppStateRef) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+}

@@ -1,0 +1,166 @@
+//! `/api/v1/videos/{id}/share` and `…/share-text`: a video's attribute records by SMS through
+//! the server's SMSC, or as text for the phone's own messaging app (`crate::share` does the
+//! work).
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::info;
+use vshare_attributes::AttributeRecord;
+use vshare_messaging::compose;
+
+use super::auth::{authorize, require_user};
+use super::error::ApiError;
+use super::state::{AppState, AppStateRef};
+use crate::accounts::Grant;
+use crate::db::Visibility;
+use crate::share::{self, ShareError};
+
+/// The records to send for a video the request may read: with the live record while live,
+/// and for a private video with signed URLs (the request's own link, or a new one valid for
+/// `share_link_ttl_s`). Returns them and the links' expiry, if signed.
+async fn shareable_records(
+    st: &AppState,
+    id: &str,
+    grant: &Grant,
+    visibility: Visibility,
+) -> Result<(Vec<AttributeRecord>, Option<i64>), ApiError> {
+    let v = st
+        .db
+        .get_video(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("video"))?;
+    let mut v = st.videos.with_live_record(v);
+    if v.attributes.is_empty() {
+        return Err(ShareError::NoRecords(id.to_string()).into());
+    }
+    let mut expires = None;
+    if visibility == Visibility::Private {
+        let query = match grant {
+            Grant::Signed(q) => q.clone(),
+            _ => {
+                let exp = chrono::Utc::now().timestamp()
+                    + i64::try_from(st.sharing.link_ttl_s).unwrap_or(i64::MAX / 2);
+                expires = Some(exp);
+                st.accounts.link_query(id, exp)
+            }
+        };
+        st.accounts.sign_records(&mut v, &query);
+    }
+    Ok((v.attributes, expires))
+}
+
+#[derive(Deserialize)]
+pub struct ShareRequest {
+    numbers: Vec<String>,
+    #[serde(default = "default_form")]
+    form: String,
+}
+
+fn default_form() -> String {
+    "text".into()
+}
+
+/// `POST /api/v1/videos/{id}/share`: sends the video's attribute records by SMS to each
+/// number through the SMSC; answers per number the SMSC's message ids or the error.
+pub async fn share(
+    State(st): AppStateRef,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<ShareRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let user = require_user(&st, &headers).await?;
+    let Json(req) = body.map_err(ApiError::bad_json)?;
+    let form = share::parse_form(&req.form)?;
+    let numbers = share::valid_numbers(&req.numbers)?;
+    let access = st
+        .db
+        .video_access(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("video"))?;
+    let owner = access.owner.as_deref() == Some(user.id.as_str());
+    if access.visibility == Visibility::Private && !owner {
+        return Err(ApiError::forbidden("this video is private and not yours"));
+    }
+    let grant = if owner { Grant::Owner } else { Grant::Public };
+    let (records, links_expire) = shareable_records(&st, &id, &grant, access.visibility).await?;
+    let sent = st
+        .sharing
+        .send(&id, &user.id, &records, form, &req.form, &numbers)
+        .await?;
+    let mut delivered = 0;
+    let answers: Vec<_> = sent
+        .outcomes
+        .iter()
+        .map(|o| {
+            let ok = o.errors.is_empty();
+            delivered += usize::from(ok);
+            json!({
+                "number": o.number,
+                "ok": ok,
+                "message_ids": o.message_ids,
+                "error": (!ok).then(|| o.errors.join("; ")),
+            })
+        })
+        .collect();
+    metrics::counter!("vshare_share_sms_total").increment(delivered as u64);
+    info!(video = %id, user = %user.username, form = %req.form, numbers = numbers.len(), sent = delivered, "shared by SMS");
+    Ok(Json(json!({
+        "video": id,
+        "form": req.form,
+        "parts": sent.parts,
+        "sent": delivered,
+        "failed": numbers.len() - delivered,
+        "links_expire_at": links_expire.and_then(expiry),
+        "results": answers,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct TextParams {
+    form: Option<String>,
+    /// Comma-separated numbers for the `sms:` link (none: the app asks).
+    to: Option<String>,
+}
+
+/// `GET /api/v1/videos/{id}/share-text?form=text[&to=+46…]`: the message text and an RFC 5724
+/// `sms:` link, for the page's "open my messaging app" button. Anyone who may read the video
+/// may ask; nothing is sent.
+pub async fn share_text(
+    State(st): AppStateRef,
+    Path(id): Path<String>,
+    Query(q): Query<TextParams>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let form_name = q.form.as_deref().unwrap_or("text");
+    let form = share::parse_text_form(form_name)?;
+    let numbers = match q.to.as_deref().filter(|t| !t.trim().is_empty()) {
+        None => Vec::new(),
+        Some(t) => share::valid_numbers(&t.split(',').map(str::to_string).collect::<Vec<_>>())?,
+    };
+    let (access, grant) = authorize(&st, &id, &headers, uri.query())
+        .await?
+        .ok_or_else(|| ApiError::not_found("video"))?;
+    let (records, links_expire) = shareable_records(&st, &id, &grant, access.visibility).await?;
+    let text = share::message_text(&records, form)?;
+    let sms_uri = compose::sms_uri(&numbers, &records, form)?;
+    Ok(Json(json!({
+        "form": form_name,
+        "text": text,
+        "sms_uri": sms_uri,
+        "links_expire_at": links_expire.and_then(expiry),
+    }))
+    .into_response())
+}
+
+/// A links' expiry as RFC 3339; None (JSON null) for a time chrono cannot show.
+fn expiry(unix_s: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(unix_s, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}

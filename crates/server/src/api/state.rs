@@ -1,0 +1,32 @@
+//! What every handler shares: the roles and services of the server, passed explicitly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::accounts::Accounts;
+use crate::db::Db;
+use crate::live::LiveServer;
+use crate::share::Sharing;
+use crate::storage::Storage;
+use crate::video::VideoServer;
+
+pub struct AppState {
+    pub db: Db,
+    pub storage: Storage,
+    pub live: LiveServer,
+    pub videos: Arc<VideoServer>,
+    pub metrics: PrometheusHandle,
+    pub segment_target: Duration,
+    pub admin_token: Option<String>,
+    pub rtmp_url: String,
+    /// Accounts, sessions, signed links and their limits.
+    pub accounts: Arc<Accounts>,
+    /// Sharing by SMS: the SMSC and each user's message limit.
+    pub sharing: Arc<Sharing>,
+}
+
+/// The extractor handlers take the state with.
+pub type AppStateRef = State<Arc<AppState>>;
