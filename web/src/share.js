@@ -65,9 +65,12 @@ function describe(res, numbers) {
   const list = res?.results;
   if (!Array.isArray(list)) return `Sent to ${numbers.join(', ')}.`;
   const parts = res.parts || 1;
-  return list.map((r) => (r.ok
-    ? `${r.number}: sent (${parts} message${parts === 1 ? '' : 's'})`
-    : `${r.number}: not sent — ${r.error}`)).join('\n');
+  const pending = new Set(['queued', 'sending', 'unconfirmed']);
+  return list.map((r) => {
+    if (r.ok) return `${r.number}: sent (${parts} message${parts === 1 ? '' : 's'})`;
+    if (pending.has(r.state)) return `${r.number}: on its way (the server keeps trying)`;
+    return `${r.number}: not sent — ${r.error || r.state}`;
+  }).join('\n');
 }
 
 /** Opens the dialog for a video. */

@@ -96,6 +96,18 @@ pub struct Policy {
     /// delivery receipt of its destination before it is queued and sent again; `None`: never
     /// sent again (at most once, for an SMSC that sends no receipts).
     pub unconfirmed_grace_ms: Option<i64>,
+    /// Attempts for webhook rows, when they differ (the server's `[webhook] max_attempts`).
+    pub webhook_max_attempts: Option<u32>,
+}
+
+impl Policy {
+    /// Attempts before a row of `channel` is dead.
+    pub fn max_attempts_for(&self, channel: &str) -> u32 {
+        match self.webhook_max_attempts {
+            Some(n) if channel == "webhook" => n,
+            _ => self.max_attempts,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -108,6 +120,7 @@ impl Default for Policy {
             expire_after_ms: 24 * 3_600_000,
             quiet_hours: None,
             unconfirmed_grace_ms: Some(5 * 60_000),
+            webhook_max_attempts: None,
         }
     }
 }
@@ -401,7 +414,7 @@ impl Dispatcher {
             Outcome::Permanent { error } => done(State::Dead, None, Some(error)),
             Outcome::Unconfirmed { error } => done(State::Unconfirmed, None, Some(error)),
             Outcome::Transient { error } | Outcome::RetryAfter { error, .. }
-                if attempts >= self.policy.max_attempts =>
+                if attempts >= self.policy.max_attempts_for(&row.channel) =>
             {
                 done(State::Dead, None, Some(error))
             }

@@ -1217,7 +1217,7 @@ impl Store {
         video_id: Option<&str>,
         source: Option<&str>,
     ) -> Result<Vec<NotificationView>, StoreError> {
-        const COLS: &str = "SELECT id, event_id, video_id, source, channel, address, form, state, attempts, smsc_message_id, last_error, updated_at FROM proxy_notifications";
+        const COLS: &str = NOTIFICATION_COLUMNS;
         let rows = match (video_id, source) {
             (Some(v), _) => {
                 sqlx::query(self.sql(&format!("{COLS} WHERE video_id = ? ORDER BY id")))
@@ -1237,28 +1237,23 @@ impl Store {
                     .await?
             }
         };
-        rows.iter()
-            .map(|r| {
-                Ok(NotificationView {
-                    id: r.try_get(0)?,
-                    event_id: r.try_get(1)?,
-                    video_id: r.try_get(2)?,
-                    source: r.try_get(3)?,
-                    channel: Channel::parse(&r.try_get::<String, _>(4)?)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    address: r.try_get(5)?,
-                    form: r.try_get(6)?,
-                    state: r
-                        .try_get::<String, _>(7)?
-                        .parse()
-                        .map_err(StoreError::Corrupt)?,
-                    attempts: r.try_get::<i64, _>(8)? as u32,
-                    smsc_message_id: r.try_get(9)?,
-                    last_error: r.try_get(10)?,
-                    updated_at_ms: r.try_get(11)?,
-                })
-            })
-            .collect()
+        rows.iter().map(notification_from_row).collect()
+    }
+
+    /// The rows of one event (a share's numbers), by id.
+    pub async fn notifications_of(
+        &self,
+        event_id: &str,
+    ) -> Result<Vec<NotificationView>, StoreError> {
+        sqlx::query(self.sql(&format!(
+            "{NOTIFICATION_COLUMNS} WHERE event_id = ? ORDER BY id"
+        )))
+        .bind(event_id)
+        .fetch_all(self.database.pool())
+        .await?
+        .iter()
+        .map(notification_from_row)
+        .collect()
     }
 
     /// Rows per state (for tests, benchmarks and metrics).
@@ -1272,6 +1267,29 @@ impl Store {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
+}
+
+const NOTIFICATION_COLUMNS: &str = "SELECT id, event_id, video_id, source, channel, address, form, state, attempts, smsc_message_id, last_error, updated_at FROM proxy_notifications";
+
+fn notification_from_row(r: &AnyRow) -> Result<NotificationView, StoreError> {
+    Ok(NotificationView {
+        id: r.try_get(0)?,
+        event_id: r.try_get(1)?,
+        video_id: r.try_get(2)?,
+        source: r.try_get(3)?,
+        channel: Channel::parse(&r.try_get::<String, _>(4)?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        address: r.try_get(5)?,
+        form: r.try_get(6)?,
+        state: r
+            .try_get::<String, _>(7)?
+            .parse()
+            .map_err(StoreError::Corrupt)?,
+        attempts: r.try_get::<i64, _>(8)? as u32,
+        smsc_message_id: r.try_get(9)?,
+        last_error: r.try_get(10)?,
+        updated_at_ms: r.try_get(11)?,
+    })
 }
 
 fn sub_from_row(r: &AnyRow) -> Result<Subscription, StoreError> {

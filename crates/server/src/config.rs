@@ -53,6 +53,9 @@ pub struct AccountsConfig {
     pub share_window_s: u64,
     /// How long the signed links in a shared private video's message stay valid, s.
     pub share_link_ttl_s: u64,
+    /// How long a share request waits for the SMSC to take its messages before it answers
+    /// (202, still queued, if it has not), ms.
+    pub share_wait_ms: u64,
 }
 
 impl Default for AccountsConfig {
@@ -66,6 +69,7 @@ impl Default for AccountsConfig {
             share_messages: 30,
             share_window_s: 600,
             share_link_ttl_s: 7 * 24 * 3600,
+            share_wait_ms: 5000,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Metadata in SQL: stream keys, videos, recorded segments, the webhook outbox.
+//! Metadata in SQL: stream keys, users and sessions, videos, recorded segments.
 //! SQLite by default, PostgreSQL by URL; the same portable queries and migrations for both, on
 //! the process's one [`Database`]. Every write takes its writer guard first.
 
@@ -141,15 +141,6 @@ pub struct SegmentRow {
     /// The init segment it was packaged under, as stored beside it: `init.mp4`, or
     /// `init<msn>.mp4` after a codec configuration change.
     pub init_name: String,
-}
-
-/// A webhook delivery waiting in the outbox.
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    pub id: String,
-    pub event: String,
-    pub body: String,
-    pub attempts: i32,
 }
 
 #[derive(Clone)]
@@ -584,15 +575,15 @@ impl Db {
         Ok(())
     }
 
-    /// Updates a video; with `event`, queues the webhook about it in the same transaction, so
-    /// the hand-off to the proxy is never lost between the two.
+    /// Updates a video; with `hook`, queues the webhook about it in the same transaction (in
+    /// the proxy's outbox), so the hand-off is never lost between the two.
     pub async fn update_video(
         &self,
         id: &str,
         state: VideoState,
         attributes: &[AttributeRecord],
         ended_at: Option<&str>,
-        event: Option<&str>,
+        hook: Option<crate::webhook::Hook>,
     ) -> anyhow::Result<()> {
         let _writer = self.database.writer().await;
         let mut tx = self.database.pool().begin().await?;
@@ -605,21 +596,20 @@ impl Db {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        if let Some(event) = event {
+        if let Some(hook) = hook {
             let row = sqlx::query(self.sql(&format!("{VIDEO_COLUMNS} WHERE id = ?")))
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?;
             let video = video_from_row(&row)?;
-            let body = serde_json::json!({ "event": event, "video": video }).to_string();
-            sqlx::query(self.sql(
-                "INSERT INTO webhook_outbox (id, event, body, attempts, next_attempt_at, state) VALUES (?, ?, ?, 0, ?, 'queued')",
-            ))
-            .bind(random_id(16))
-            .bind(event)
-            .bind(body)
-            .bind(chrono::Utc::now().timestamp_millis())
-            .execute(&mut *tx)
+            let body = serde_json::json!({ "event": hook.event, "video": video }).to_string();
+            let message = hook.message(&video.key_id, id, body);
+            vshare_proxy::direct::queue_on(
+                &mut tx,
+                &self.database,
+                &message,
+                chrono::Utc::now().timestamp_millis(),
+            )
             .await?;
         }
         tx.commit().await?;
@@ -782,48 +772,6 @@ impl Db {
         Ok(())
     }
 
-    // --- webhook outbox ---
-
-    pub async fn due_webhooks(&self, now_ms: i64, limit: i64) -> anyhow::Result<Vec<OutboxRow>> {
-        let rows = sqlx::query(self.sql(
-            "SELECT id, event, body, attempts FROM webhook_outbox WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-        ))
-        .bind(now_ms)
-        .bind(limit)
-        .fetch_all(self.database.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxRow {
-                    id: r.try_get("id")?,
-                    event: r.try_get("event")?,
-                    body: r.try_get("body")?,
-                    attempts: r.try_get("attempts")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Records one delivery attempt: `next_attempt_at` None means delivered or given up (`state`).
-    pub async fn webhook_attempted(
-        &self,
-        id: &str,
-        state: &str,
-        next_attempt_at: i64,
-        error: Option<&str>,
-    ) -> anyhow::Result<()> {
-        let _writer = self.database.writer().await;
-        sqlx::query(self.sql(
-            "UPDATE webhook_outbox SET attempts = attempts + 1, state = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-        ))
-        .bind(state)
-        .bind(next_attempt_at)
-        .bind(error.map(str::to_string))
-        .bind(id)
-        .execute(self.database.pool())
-        .await?;
-        Ok(())
-    }
 }
 
 const VIDEO_COLUMNS: &str =
@@ -874,7 +822,7 @@ pub(crate) mod tests {
     pub(crate) async fn fresh_postgres() -> Option<String> {
         let base = std::env::var("VSHARE_TEST_POSTGRES_URL").ok()?;
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
+        let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
             .connect(&base)
             .await
@@ -954,13 +902,20 @@ pub(crate) mod tests {
                 .len(),
             1
         );
-        let event = Some("video.ready");
+        // The webhook goes to the proxy's outbox in the same transaction.
+        let outbox = vshare_proxy::Store::on(db.database().clone())
+            .await
+            .expect("proxy tables");
+        let hook = crate::webhook::Hook {
+            event: "video.ready",
+            url: "http://127.0.0.1:9/hook".into(),
+        };
         db.update_video(
             &v.id,
             VideoState::Ready,
             &[],
             Some("2026-01-01T00:00:00Z"),
-            event,
+            Some(hook),
         )
         .await
         .expect("update");
@@ -984,15 +939,19 @@ pub(crate) mod tests {
                 .expect("since")
                 .is_empty()
         );
-        let due = db.due_webhooks(i64::MAX, 10).await.expect("due");
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].event, "video.ready");
-        let body: serde_json::Value = serde_json::from_str(&due[0].body).expect("json");
-        assert_eq!(body["video"]["state"], "ready");
-        db.webhook_attempted(&due[0].id, "delivered", 10, None)
+        let rows = outbox
+            .notifications(Some(&v.id), None)
             .await
-            .expect("attempted");
-        assert!(db.due_webhooks(i64::MAX, 10).await.expect("due").is_empty());
+            .expect("outbox");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].address, "http://127.0.0.1:9/hook");
+        assert_eq!(rows[0].source, key.id);
+        let payload = outbox.payload(&rows[0].event_id).await.expect("payload");
+        assert_eq!(payload.kind, "video.ready");
+        let body: serde_json::Value =
+            serde_json::from_str(payload.body.as_deref().expect("body")).expect("json");
+        assert_eq!(body["event"], "video.ready");
+        assert_eq!(body["video"]["state"], "ready");
         assert!(db.revoke_key(&key.id).await.expect("revoke"));
         assert!(db.find_key(&secret).await.expect("find").is_none());
     }
@@ -1014,7 +973,7 @@ pub(crate) mod tests {
         assert_eq!(found("ut-unknown".into()).await, None);
         // The stored form is a hash, never the token.
         let stored: Vec<String> = sqlx::query("SELECT token_hash FROM upload_tokens")
-            .fetch_all(&db.pool)
+            .fetch_all(db.database().pool())
             .await
             .expect("rows")
             .iter()

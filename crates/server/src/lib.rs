@@ -78,9 +78,17 @@ fn stored_secret(path: &std::path::Path, make: impl FnOnce() -> String) -> anyho
     }
 }
 
-/// The communication proxy role, on the server's database, with its dispatchers running.
-async fn start_proxy(config: &Config, db: &db::Db) -> anyhow::Result<vshare_proxy::Proxy> {
+/// The proxy's outbox on the server's database, and what runs it: the communication proxy role
+/// with every dispatcher (`[proxy] enabled`), or only the webhook dispatcher for the server's
+/// own webhook. Returns the role (None when disabled) and the webhook.
+async fn start_outbox(
+    config: &Config,
+    db: &db::Db,
+) -> anyhow::Result<(Option<vshare_proxy::Proxy>, webhook::Webhooks)> {
     let role = &config.proxy;
+    let store = vshare_proxy::Store::on(db.database().clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("proxy tables: {e}"))?;
     let mut pc = vshare_proxy::ProxyConfig::new(&config.database_url());
     if let Some(addr) = &role.smsc {
         pc.smpp = Some(vshare_proxy::SmppConfig {
@@ -97,6 +105,17 @@ async fn start_proxy(config: &Config, db: &db::Db) -> anyhow::Result<vshare_prox
             db::random_id(32)
         })?,
     };
+    if let Some(w) = &config.webhook {
+        pc.policy.webhook_max_attempts = Some(w.max_attempts.max(1));
+    }
+    if !role.enabled {
+        let Some(w) = &config.webhook else {
+            return Ok((None, webhook::Webhooks::default()));
+        };
+        let proxy = vshare_proxy::Proxy::on(store, pc);
+        tokio::spawn(vshare_proxy::ip::run_webhooks(proxy.clone()));
+        return Ok((None, webhook::Webhooks::new(Some(w.clone()), Some(proxy))));
+    }
     let vapid_path = config.data_dir.join("vapid.key");
     let vapid = match std::fs::read_to_string(&vapid_path) {
         Ok(k) if !k.trim().is_empty() => {
@@ -117,9 +136,6 @@ async fn start_proxy(config: &Config, db: &db::Db) -> anyhow::Result<vshare_prox
             Some(vshare_proxy::dispatcher::QuietHours::parse(q).map_err(anyhow::Error::msg)?);
     }
     let keys = db.clone();
-    let store = vshare_proxy::Store::on(db.database().clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("proxy tables: {e}"))?;
     let proxy = vshare_proxy::Proxy::on(store, pc)
         .with_source_check(Arc::new(move |source: String| {
             let keys = keys.clone();
@@ -132,7 +148,8 @@ async fn start_proxy(config: &Config, db: &db::Db) -> anyhow::Result<vshare_prox
             })
         }));
     proxy.spawn();
-    Ok(proxy)
+    let webhooks = webhook::Webhooks::new(config.webhook.clone(), Some(proxy.clone()));
+    Ok((Some(proxy), webhooks))
 }
 
 /// Opens the database and storage, recovers interrupted recordings, binds the listeners and
@@ -164,13 +181,8 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         &config.data_dir.join("media"),
     )?;
     let live = live::LiveServer::new();
-    let webhooks = webhook::Webhooks::new(db.clone(), config.webhook.clone());
     let ladder = config.transcode.ladder()?;
-    let proxy = if config.proxy.enabled {
-        Some(start_proxy(&config, &db).await?)
-    } else {
-        None
-    };
+    let (proxy, webhooks) = start_outbox(&config, &db).await?;
     let videos = video::VideoServer::new(
         db.clone(),
         storage.clone(),
@@ -183,7 +195,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     videos.recover().await?;
     tokio::spawn(accounts::purge_deleted(db.clone(), storage.clone()));
     let accounts = Arc::new(accounts::Accounts::new(&db, &config).await?);
-    let sharing = Arc::new(share::Sharing::new(&config));
+    let sharing = Arc::new(share::Sharing::new(&config, proxy.clone()));
 
     let public_url = config.public_url();
     let rtmp_host = url::Url::parse(&public_url)
@@ -216,7 +228,6 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         accounts,
         sharing,
     });
-    tokio::spawn(webhooks.run());
     tokio::spawn(ingest.run(rtmp_listener));
     info!(rtmp = %rtmp_url, http = %public_url, "vshare serving");
     on_ready(&Running {

@@ -1,17 +1,17 @@
 //! Sharing a video from the server, for the studio's share dialog: the video's attribute
-//! records packed in the chosen form (text, TLV, XML, WAP SI, WAP SL; crates/messaging) and
-//! submitted to the configured SMSC over SMPP, as `vshare share --via smpp` does; and the text
-//! for a phone's own messaging app. Only signed-in users send, within a limit. No HTTP here:
+//! records in the chosen form (text, TLV, XML, WAP SI, WAP SL; crates/messaging) to each number,
+//! through the proxy's outbox and its SMPP binds, so a share gets what every notification gets
+//! (retries, delivery receipts, rate limits, exactly once across a crash); and the text for a
+//! phone's own messaging app. Only signed-in users send, within a limit. No HTTP here:
 //! `api::shares` is the HTTP face.
 
 use std::time::{Duration, Instant};
 
-use rand::RngCore;
-use tracing::warn;
 use vshare_attributes::AttributeRecord;
 use vshare_messaging::compose::{self, As};
-use vshare_messaging::smpp_client::{Client, ClientOptions};
-use vshare_smpp::BindKind;
+use vshare_proxy::Proxy;
+use vshare_proxy::direct::{Direct, Target};
+use vshare_proxy::store::{Channel, NotificationView};
 use vshare_sms::split::ConcatRef;
 
 use crate::accounts::RateLimiter;
@@ -19,8 +19,8 @@ use crate::config::Config;
 
 /// Recipients in one request.
 pub const MAX_NUMBERS: usize = 10;
-/// The longest a share may wait for the SMSC (connect, bind, every answer).
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a share waiting for its messages looks at their rows.
+const POLL: Duration = Duration::from_millis(100);
 
 /// Why a share was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +50,6 @@ pub enum ShareError {
     },
     #[error("the records do not fit the {form} form: {detail}")]
     DoesNotFit { form: String, detail: String },
-    #[error(
-        "the SMSC at {addr} did not answer within {} s; some messages may have been sent",
-        SEND_TIMEOUT.as_secs()
-    )]
-    SmscTimeout { addr: String },
-    #[error("could not send through the SMSC: {0}")]
-    Smsc(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -122,27 +115,34 @@ pub fn message_text(records: &[AttributeRecord], form: As) -> anyhow::Result<Str
     })
 }
 
-/// The SMSC that users' shares go through (`[proxy] smsc`, `smsc_system_id`, `smsc_password`;
-/// the sender is the proxy's `number`, where replies such as SUB arrive).
-#[derive(Debug, Clone)]
-pub struct SmscTarget {
-    pub addr: String,
-    pub system_id: String,
-    pub password: String,
-    pub from: String,
-}
-
-/// What became of the messages to one number.
+/// Where the messages to one number stand.
 #[derive(Debug, Clone, Default)]
 pub struct NumberOutcome {
     pub number: String,
-    /// The SMSC's id of each message accepted.
+    /// The outbox row that carries them.
+    pub notification: String,
+    /// The row's state: `queued`, `sending`, `unconfirmed` (still on their way), `sent`,
+    /// `delivered`, `dead`, `expired`.
+    pub state: String,
+    /// The SMSC's id of the message (its last part), once accepted.
     pub message_ids: Vec<String>,
-    /// The error of each message refused.
-    pub errors: Vec<String>,
+    /// Why the last attempt failed, if it did.
+    pub error: Option<String>,
 }
 
-/// A share that reached the SMSC.
+impl NumberOutcome {
+    /// Accepted by the SMSC (or delivered).
+    pub fn ok(&self) -> bool {
+        matches!(self.state.as_str(), "sent" | "delivered")
+    }
+
+    /// Still on its way: the outbox retries it.
+    pub fn pending(&self) -> bool {
+        matches!(self.state.as_str(), "queued" | "sending" | "unconfirmed")
+    }
+}
+
+/// A share handed to the outbox, and where its messages stood when the answer was given.
 #[derive(Debug, Clone)]
 pub struct Sent {
     /// SMS parts per number.
@@ -150,35 +150,35 @@ pub struct Sent {
     pub outcomes: Vec<NumberOutcome>,
 }
 
-/// Sharing by SMS in the server: the SMSC, and each user's message limit.
+/// Sharing by SMS in the server: the proxy that sends, and each user's message limit.
 pub struct Sharing {
-    smsc: Option<SmscTarget>,
+    /// The proxy role, when it has an SMSC.
+    proxy: Option<Proxy>,
     limiter: RateLimiter,
     messages: usize,
     window_s: u64,
+    /// How long a share request waits for its messages to reach the SMSC before it answers.
+    wait: Duration,
     /// How long the signed links in a shared private video's message stay valid, s.
     pub link_ttl_s: u64,
 }
 
 impl Sharing {
-    pub fn new(config: &Config) -> Sharing {
+    pub fn new(config: &Config, proxy: Option<Proxy>) -> Sharing {
         let a = &config.accounts;
         Sharing {
-            smsc: config.proxy.smsc.as_ref().map(|addr| SmscTarget {
-                addr: addr.clone(),
-                system_id: config.proxy.smsc_system_id.clone(),
-                password: config.proxy.smsc_password.clone(),
-                from: config.proxy.number.clone(),
-            }),
+            proxy: proxy.filter(|p| p.config.smpp.is_some()),
             limiter: RateLimiter::new(a.share_messages, Duration::from_secs(a.share_window_s)),
             messages: a.share_messages,
             window_s: a.share_window_s,
+            wait: Duration::from_millis(a.share_wait_ms),
             link_ttl_s: a.share_link_ttl_s,
         }
     }
 
-    /// Sends video `video_id`'s records in `form` (named `form_name` in the request) to each
-    /// number through the SMSC, counting one message per number against `user_id`'s limit.
+    /// Queues video `video_id`'s records in `form` (named `form_name` in the request) to each
+    /// number, counting one message per number against `user_id`'s limit, then waits (at most
+    /// the configured time) for the SMSC to take them.
     pub async fn send(
         &self,
         video_id: &str,
@@ -188,7 +188,15 @@ impl Sharing {
         form_name: &str,
         numbers: &[String],
     ) -> Result<Sent, ShareError> {
-        let smsc = self.smsc.as_ref().ok_or(ShareError::NoSmsc)?;
+        let proxy = self.proxy.as_ref().ok_or(ShareError::NoSmsc)?;
+        // Refused before anything is queued or counted: records that no SMS can carry.
+        let parts = compose::compose(records, form, ConcatRef::Eight(0), 0)
+            .map_err(|e| ShareError::DoesNotFit {
+                form: form_name.to_string(),
+                detail: format!("{e:#}"),
+            })?
+            .parts
+            .len();
         self.limiter
             .acquire(user_id, numbers.len(), Instant::now())
             .map_err(|wait| ShareError::TooManyMessages {
@@ -196,71 +204,63 @@ impl Sharing {
                 minutes: self.window_s.div_ceil(60),
                 wait,
             })?;
-        // A concatenation reference and WSP transaction id that differ from one share to the next.
-        let mut seed = [0u8; 2];
-        rand::rng().fill_bytes(&mut seed);
-        let seg =
-            compose::compose(records, form, ConcatRef::Eight(seed[0]), seed[1]).map_err(|e| {
-                ShareError::DoesNotFit {
-                    form: form_name.to_string(),
-                    detail: format!("{e:#}"),
-                }
-            })?;
-        let mut messages = Vec::new();
-        let mut owners = Vec::new();
-        for (i, n) in numbers.iter().enumerate() {
-            let sms = compose::to_smpp(&smsc.from, n, &seg, false)?;
-            owners.extend(std::iter::repeat_n(i, sms.len()));
-            messages.extend(sms);
-        }
-        let mut opts = ClientOptions::new(
-            &smsc.addr,
-            BindKind::Transmitter,
-            &smsc.system_id,
-            &smsc.password,
-        );
-        opts.attempts = 2;
-        opts.bind_timeout = Duration::from_secs(5);
-        let sent = tokio::time::timeout(
-            SEND_TIMEOUT,
-            Client::submit_with_reconnect(&opts, messages, 1),
-        )
-        .await;
-        let results = match sent {
-            Err(_) => {
-                return Err(ShareError::SmscTimeout {
-                    addr: smsc.addr.clone(),
-                });
-            }
-            Ok(Err(e)) => {
-                warn!(video = %video_id, "share: SMSC: {e:#}");
-                return Err(ShareError::Smsc(format!("{e:#}")));
-            }
-            Ok(Ok((results, client))) => {
-                tokio::spawn(async move {
-                    let _ = client.unbind().await;
-                });
-                results
-            }
+        let channel = match form {
+            As::WapSi | As::WapSl => Channel::Wap,
+            As::Text | As::Tlv | As::Xml => Channel::Sms,
         };
-        let mut outcomes: Vec<NumberOutcome> = numbers
-            .iter()
-            .map(|n| NumberOutcome {
-                number: n.clone(),
-                ..Default::default()
-            })
-            .collect();
-        for (i, r) in owners.iter().zip(results) {
-            match r {
-                Ok(message_id) => outcomes[*i].message_ids.push(message_id),
-                Err(e) => outcomes[*i].errors.push(e.to_string()),
+        let message = Direct {
+            id: format!("share-{}", vshare_sql::random_id(16)),
+            kind: "share".into(),
+            source: user_id.to_string(),
+            video_id: video_id.to_string(),
+            records: records.to_vec(),
+            body: None,
+            targets: numbers
+                .iter()
+                .map(|n| Target {
+                    channel,
+                    address: n.clone(),
+                    form: form_name.to_string(),
+                })
+                .collect(),
+        };
+        let ids = proxy.queue_direct(&message).await?;
+        let deadline = Instant::now() + self.wait;
+        let outcomes = loop {
+            let rows = proxy
+                .store
+                .notifications_of(&message.id)
+                .await
+                .map_err(anyhow::Error::from)?;
+            let outcomes = outcomes(numbers, &ids, &rows);
+            if Instant::now() >= deadline || !outcomes.iter().any(NumberOutcome::pending) {
+                break outcomes;
             }
-        }
-        Ok(Sent {
-            parts: seg.parts.len(),
-            outcomes,
-        })
+            tokio::time::sleep(POLL).await;
+        };
+        Ok(Sent { parts, outcomes })
     }
+}
+
+/// Each number's outcome from the rows of its share (`ids` in the order of `numbers`).
+fn outcomes(numbers: &[String], ids: &[String], rows: &[NotificationView]) -> Vec<NumberOutcome> {
+    numbers
+        .iter()
+        .zip(ids)
+        .map(|(number, id)| {
+            let row = rows.iter().find(|r| &r.id == id);
+            NumberOutcome {
+                number: number.clone(),
+                notification: id.clone(),
+                state: row.map_or("queued", |r| r.state.as_str()).to_string(),
+                message_ids: row
+                    .and_then(|r| r.smsc_message_id.clone())
+                    .into_iter()
+                    .collect(),
+                error: row.and_then(|r| r.last_error.clone()),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

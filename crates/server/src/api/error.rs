@@ -156,8 +156,6 @@ impl From<ShareError> for ApiError {
                 return ApiError::too_many(&e.to_string(), wait);
             }
             ShareError::DoesNotFit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ShareError::SmscTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ShareError::Smsc(_) => StatusCode::BAD_GATEWAY,
             ShareError::Internal(e) => return e.into(),
         };
         ApiError::new(status, e.to_string())
@@ -212,11 +210,6 @@ mod tests {
                 ShareError::NoRecords("v".into()).into(),
                 StatusCode::CONFLICT,
             ),
-            (
-                ShareError::SmscTimeout { addr: "a".into() }.into(),
-                StatusCode::GATEWAY_TIMEOUT,
-            ),
-            (ShareError::Smsc("x".into()).into(), StatusCode::BAD_GATEWAY),
             (
                 anyhow::anyhow!("disk on fire").into(),
                 StatusCode::INTERNAL_SERVER_ERROR,

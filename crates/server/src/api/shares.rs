@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -65,8 +65,10 @@ fn default_form() -> String {
     "text".into()
 }
 
-/// `POST /api/v1/videos/{id}/share`: sends the video's attribute records by SMS to each
-/// number through the SMSC; answers per number the SMSC's message ids or the error.
+/// `POST /api/v1/videos/{id}/share`: queues the video's attribute records to each number in
+/// the proxy's outbox (SMS or WAP Push through its SMSC binds) and answers when the SMSC has
+/// taken them, or after `share_wait_ms` with 202 and the rows still on their way; per number,
+/// its row, state and the SMSC's message id.
 pub async fn share(
     State(st): AppStateRef,
     Path(id): Path<String>,
@@ -92,33 +94,43 @@ pub async fn share(
         .sharing
         .send(&id, &user.id, &records, form, &req.form, &numbers)
         .await?;
-    let mut delivered = 0;
+    let count = |f: fn(&share::NumberOutcome) -> bool| sent.outcomes.iter().filter(|o| f(o)).count();
+    let (ok, pending) = (count(share::NumberOutcome::ok), count(share::NumberOutcome::pending));
     let answers: Vec<_> = sent
         .outcomes
         .iter()
         .map(|o| {
-            let ok = o.errors.is_empty();
-            delivered += usize::from(ok);
             json!({
                 "number": o.number,
-                "ok": ok,
+                "ok": o.ok(),
+                "state": o.state,
+                "notification": o.notification,
                 "message_ids": o.message_ids,
-                "error": (!ok).then(|| o.errors.join("; ")),
+                "error": (!o.ok()).then_some(o.error.as_deref()).flatten(),
             })
         })
         .collect();
-    metrics::counter!("vshare_share_sms_total").increment(delivered as u64);
-    info!(video = %id, user = %user.username, form = %req.form, numbers = numbers.len(), sent = delivered, "shared by SMS");
-    Ok(Json(json!({
-        "video": id,
-        "form": req.form,
-        "parts": sent.parts,
-        "sent": delivered,
-        "failed": numbers.len() - delivered,
-        "links_expire_at": links_expire.and_then(expiry),
-        "results": answers,
-    }))
-    .into_response())
+    metrics::counter!("vshare_share_sms_total").increment(numbers.len() as u64);
+    info!(video = %id, user = %user.username, form = %req.form, numbers = numbers.len(), sent = ok, pending, "shared by SMS");
+    let status = if pending > 0 {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({
+            "video": id,
+            "form": req.form,
+            "parts": sent.parts,
+            "sent": ok,
+            "pending": pending,
+            "failed": numbers.len() - ok - pending,
+            "links_expire_at": links_expire.and_then(expiry),
+            "results": answers,
+        })),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -118,7 +118,7 @@ impl VideoServer {
                 v.state,
                 &records,
                 v.ended_at.as_deref(),
-                self.webhooks.event("video.formats"),
+                self.webhooks.hook("video.formats"),
             )
             .await?;
         self.webhooks.wake();

@@ -299,7 +299,7 @@ impl VideoServer {
                 VideoState::Ready,
                 &records,
                 Some(&ended_at),
-                self.webhooks.event("video.ready"),
+                self.webhooks.hook("video.ready"),
             )
             .await?;
         self.webhooks.wake();
@@ -504,7 +504,7 @@ impl SessionIo {
                 }
                 Action::WentLive(record) => {
                     info!(video = %id, url = %record.url, "live");
-                    let event = self.server.webhooks.event("stream.live");
+                    let event = self.server.webhooks.hook("stream.live");
                     match self
                         .server
                         .db

@@ -85,7 +85,7 @@ impl VideoServer {
                 VideoState::Partial,
                 &records,
                 Some(&now_rfc3339()),
-                self.webhooks.event("video.ready"),
+                self.webhooks.hook("video.ready"),
             )
             .await?;
         Ok(recording.segments.len())
