@@ -880,3 +880,67 @@ fn share_sends_sms_through_vshare_smsc_and_each_number_decodes_it() {
             .then_some(())
     });
 }
+
+/// A share made while the SMSC is down waits in the proxy's outbox (202, on its way) and goes
+/// out when the SMSC comes up: the number receives it once, whole.
+#[test]
+fn a_share_while_the_smsc_is_down_goes_out_when_it_comes_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let smsc_addr = format!("127.0.0.1:{port}");
+    let conf = dir.path().join("vshare.toml");
+    std::fs::write(&conf, "[accounts]\nshare_wait_ms = 1000\n").expect("conf");
+    let server = Server::start(
+        &data,
+        &[
+            "--ladder",
+            "none",
+            "--smsc",
+            &smsc_addr,
+            "--config",
+            conf.to_str().expect("path"),
+        ],
+    );
+    let (frank, secret, mut publisher) = publish_as(&server, dir.path(), "frank", 3);
+    assert!(publisher.wait().expect("ffmpeg").success());
+    let ready = wait_video_state(&server, &secret, &["ready"], Duration::from_secs(20));
+    let id = ready["id"].as_str().expect("id").to_string();
+    let r = call(
+        "POST",
+        &format!("{}/api/v1/videos/{id}/share", server.http),
+        Some(&json!({ "numbers": ["+46700000021"], "form": "text" })),
+        Some(&frank),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let answer = r.json();
+    assert_eq!(
+        (answer["sent"].clone(), answer["pending"].clone()),
+        (json!(0), json!(1)),
+        "{answer}"
+    );
+    let result = &answer["results"][0];
+    assert_eq!(result["ok"], false, "{result}");
+    assert!(
+        ["queued", "sending"].contains(&result["state"].as_str().unwrap_or("")),
+        "{result}"
+    );
+
+    let mut smsc = vshare()
+        .args(["smsc", "--listen", &smsc_addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("vshare smsc");
+    let records = open_received(&smsc_addr, "+46700000021");
+    let _ = smsc.kill();
+    let _ = smsc.wait();
+    let mp4 = records
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["format"] == "mp4"))
+        .unwrap_or_else(|| panic!("no mp4 record in {records}"));
+    assert_eq!(mp4["video_id"], id.as_str());
+}

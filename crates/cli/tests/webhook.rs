@@ -88,13 +88,25 @@ fn python_hmac(secret: &str, body: &str) -> String {
 
 #[test]
 fn live_and_ready_events_are_signed_and_retried() {
+    events_are_signed_and_retried(&[]);
+}
+
+/// Without the proxy role the webhook still goes out: only the outbox's webhook dispatcher runs.
+#[test]
+fn the_webhook_is_delivered_without_the_proxy_role() {
+    events_are_signed_and_retried(&["--no-proxy"]);
+}
+
+fn events_are_signed_and_retried(extra: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let key = create_key(&data);
     let clip = make_clip(dir.path(), "clip.mp4", 5, &[]);
     let (url, got) = receiver();
     let secret = "s3cret-for-tests";
-    let server = Server::start(&data, &["--webhook-url", &url, "--webhook-secret", secret]);
+    let mut args = vec!["--webhook-url", &url, "--webhook-secret", secret];
+    args.extend_from_slice(extra);
+    let server = Server::start(&data, &args);
     let mut publisher = ffmpeg_publish(&clip, &server.rtmp_url(&key));
     assert!(publisher.wait().expect("ffmpeg").success());
     let ready = wait_video_state(&server, &key, &["ready"], Duration::from_secs(10));

@@ -41,12 +41,7 @@ pub struct Direct {
 impl Direct {
     /// The notification id of the copy for `target`.
     pub fn notification_id(&self, target: &Target) -> String {
-        format!(
-            "{}:{}:{}",
-            self.id,
-            target.channel.as_str(),
-            target.address
-        )
+        format!("{}:{}:{}", self.id, target.channel.as_str(), target.address)
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -122,11 +117,12 @@ pub struct Payload {
 
 /// Reads the payload of event `event_id`.
 pub async fn payload(database: &Database, event_id: &str) -> Result<Payload, StoreError> {
-    let row = sqlx::query(database.sql("SELECT kind, records, body FROM proxy_events WHERE id = ?"))
-        .bind(event_id)
-        .fetch_optional(database.pool())
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("event {event_id}")))?;
+    let row =
+        sqlx::query(database.sql("SELECT kind, records, body FROM proxy_events WHERE id = ?"))
+            .bind(event_id)
+            .fetch_optional(database.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("event {event_id}")))?;
     let records: String = row.try_get("records")?;
     Ok(Payload {
         kind: row.try_get("kind")?,

@@ -181,12 +181,7 @@ async fn send_batch(
             let f =
                 form(&row.form).ok_or_else(|| anyhow::anyhow!("unknown form {:?}", row.form))?;
             *reference = reference.wrapping_add(1);
-            let seg = compose(
-                records,
-                f,
-                ConcatRef::Sixteen(*reference),
-                *reference as u8,
-            )?;
+            let seg = compose(records, f, ConcatRef::Sixteen(*reference), *reference as u8)?;
             let mut sms = to_smpp(&cfg.number, &row.address, &seg, true)?;
             // Receipts for the last part only (its id is the row's): the final one, and the
             // intermediate one the SMSC sends when it has stored the message.

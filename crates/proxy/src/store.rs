@@ -346,7 +346,10 @@ impl Store {
             Channel::Sms | Channel::Wap => (
                 normalize_number(&req.address)?,
                 SubState::PendingConfirmation,
-                Some(format!("{:06}", rand::Rng::random_range(&mut rand::rng(), 0..1_000_000))),
+                Some(format!(
+                    "{:06}",
+                    rand::Rng::random_range(&mut rand::rng(), 0..1_000_000)
+                )),
             ),
             Channel::Webhook => {
                 let u = req.address.trim();

@@ -771,7 +771,6 @@ impl Db {
         tx.commit().await?;
         Ok(())
     }
-
 }
 
 const VIDEO_COLUMNS: &str =

@@ -136,8 +136,8 @@ async fn start_outbox(
             Some(vshare_proxy::dispatcher::QuietHours::parse(q).map_err(anyhow::Error::msg)?);
     }
     let keys = db.clone();
-    let proxy = vshare_proxy::Proxy::on(store, pc)
-        .with_source_check(Arc::new(move |source: String| {
+    let proxy =
+        vshare_proxy::Proxy::on(store, pc).with_source_check(Arc::new(move |source: String| {
             let keys = keys.clone();
             Box::pin(async move {
                 Ok(keys

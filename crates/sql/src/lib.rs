@@ -154,7 +154,10 @@ mod tests {
     fn ids_use_the_unambiguous_alphabet() {
         let id = random_id(64);
         assert_eq!(id.len(), 64);
-        assert!(id.bytes().all(|b| b"abcdefghijkmnpqrstuvwxyz23456789".contains(&b)));
+        assert!(
+            id.bytes()
+                .all(|b| b"abcdefghijkmnpqrstuvwxyz23456789".contains(&b))
+        );
         assert_ne!(random_id(16), random_id(16));
     }
 

@@ -94,8 +94,12 @@ pub async fn share(
         .sharing
         .send(&id, &user.id, &records, form, &req.form, &numbers)
         .await?;
-    let count = |f: fn(&share::NumberOutcome) -> bool| sent.outcomes.iter().filter(|o| f(o)).count();
-    let (ok, pending) = (count(share::NumberOutcome::ok), count(share::NumberOutcome::pending));
+    let count =
+        |f: fn(&share::NumberOutcome) -> bool| sent.outcomes.iter().filter(|o| f(o)).count();
+    let (ok, pending) = (
+        count(share::NumberOutcome::ok),
+        count(share::NumberOutcome::pending),
+    );
     let answers: Vec<_> = sent
         .outcomes
         .iter()
