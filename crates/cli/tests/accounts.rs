@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use vshare_testkit::db::sqlite_url;
+use vshare_testkit::ffmpeg::{decode_errors, ffprobe, number, stream_of};
+use vshare_testkit::net::free_port;
+use vshare_testkit::wait::wait_for;
 
 /// An HTTP answer as curl saw it.
 struct Resp {
@@ -87,7 +91,7 @@ fn sign_up(server: &Server, username: &str, password: &str) -> (String, Value) {
 
 fn db_of(data: &Path) -> (tokio::runtime::Runtime, vshare_server::db::Db) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let url = format!("sqlite://{}?mode=rwc", data.join("vshare.db").display());
+    let url = sqlite_url(data, "vshare.db");
     let db = rt
         .block_on(vshare_server::db::Db::open(&url))
         .expect("open the server's database");
@@ -553,7 +557,7 @@ fn private_videos_signed_links_library_and_delete() {
 
     // ffprobe and ffmpeg follow the signed HLS VOD like any player would.
     let probe = ffprobe(&url);
-    let duration = f(&probe["format"]["duration"]);
+    let duration = number(&probe["format"]["duration"]);
     assert!(
         (5.0..7.5).contains(&duration),
         "duration {duration}: {probe}"
@@ -655,11 +659,7 @@ fn open_received(smsc: &str, number: &str) -> Value {
 fn share_sends_sms_through_vshare_smsc_and_each_number_decodes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let smsc_addr = format!("127.0.0.1:{port}");
+    let smsc_addr = format!("127.0.0.1:{}", free_port());
     let mut smsc = vshare()
         .args(["smsc", "--listen", &smsc_addr])
         .stdout(Stdio::null())

@@ -12,9 +12,12 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Server, vshare};
+use vshare_testkit::ffmpeg::{conversion_warnings, decode_errors, video_packet_times};
+use vshare_testkit::net::free_port;
+use vshare_testkit::wait::{wait_exit, wait_for};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -62,13 +65,6 @@ impl Drop for Reaped {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Runs a command to completion within `limit`, returning (success, stdout, stderr).
 fn run_with_limit(mut cmd: Command, limit: Duration) -> (bool, String, String) {
     let mut child = cmd
@@ -88,18 +84,7 @@ fn run_with_limit(mut cmd: Command, limit: Duration) -> (bool, String, String) {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_exit(&mut child, limit);
     let stdout = t_out.join().unwrap_or_default();
     let mut stderr = t_err.join().unwrap_or_default();
     if status.is_none() {
@@ -143,7 +128,7 @@ fn studio_publishes_live_and_vod_play_share_reaches_open_in_chromium() {
             .spawn()
             .expect("spawn vshare smsc"),
     );
-    common::wait_for("vshare smsc to listen", Duration::from_secs(10), || {
+    wait_for("vshare smsc to listen", Duration::from_secs(10), || {
         TcpStream::connect(&smsc_addr).ok()
     });
     let server = Server::start(&tmp.path().join("data"), &["--smsc", &smsc_addr]);
@@ -210,18 +195,14 @@ fn studio_publishes_live_and_vod_play_share_reaches_open_in_chromium() {
     // (docs/timestamps.md: the server snaps the frames to their grid).
     let mp4 = tmp.path().join("shared-text.mp4");
     let mp4 = mp4.to_str().expect("utf-8 path");
-    assert_eq!(
-        common::decode_errors(mp4),
-        "",
-        "the recording decodes cleanly"
-    );
-    let warnings = common::conversion_warnings(mp4);
+    assert_eq!(decode_errors(mp4), "", "the recording decodes cleanly");
+    let warnings = conversion_warnings(mp4);
     assert!(
         warnings.trim().is_empty(),
         "ffmpeg converts the recording without a warning (capture {}):\n{warnings}",
         r["capture"]
     );
-    let pts = common::video_packet_times(mp4);
+    let pts = video_packet_times(mp4);
     let sent = r["capture"]["video_frames_sent"].as_u64().unwrap_or(0) as usize;
     assert!(sent > 100, "the page sent {sent} video frames");
     assert_eq!(

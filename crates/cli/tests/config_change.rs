@@ -6,10 +6,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use vshare_testkit::ffmpeg::{
+    decode_errors, ffprobe, frame_count, frame_sizes, make_test_clip, size_runs,
+};
+use vshare_testkit::flv::write_tags;
+use vshare_testkit::process::require_tool;
 
 /// One FLV tag: type, timestamp (ms), body.
 type Tag = (u8, u32, Vec<u8>);
@@ -33,52 +37,20 @@ fn flv_tags(path: &Path) -> Vec<Tag> {
     tags
 }
 
-/// Writes an FLV file of `tags` with audio and video.
-fn write_flv(path: &Path, tags: &[Tag]) {
-    let mut out = b"FLV\x01\x05\0\0\0\x09\0\0\0\0".to_vec();
-    for (kind, ts, body) in tags {
-        let size = body.len() as u32;
-        out.push(*kind);
-        out.extend_from_slice(&size.to_be_bytes()[1..]);
-        out.extend_from_slice(&ts.to_be_bytes()[1..]);
-        out.push((ts >> 24) as u8);
-        out.extend_from_slice(&[0, 0, 0]);
-        out.extend_from_slice(body);
-        out.extend_from_slice(&(11 + size).to_be_bytes());
-    }
-    std::fs::write(path, out).expect("write flv");
-}
-
 /// `seconds` of H.264 at `size` (30 fps, a key frame each second) and AAC, made by ffmpeg as
 /// FLV: x264 is asked for global headers, so the parameter sets are only in the AVC sequence
 /// header (as with the upload protocol's WebCodecs encoders), never in the frames.
 fn clip(dir: &Path, size: &str, seconds: u32) -> PathBuf {
-    require_tool("ffmpeg");
-    let path = dir.join(format!("{size}.flv"));
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg(format!("testsrc2=size={size}:rate=30:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=1000:sample_rate=44100:duration={seconds}"
-        ))
-        .args([
+    make_test_clip(
+        &dir.join(format!("{size}.flv")),
+        size,
+        seconds,
+        Some(44100),
+        &[
             "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p", "-c:a",
             "aac", "-ac", "2", "-f", "flv",
-        ])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success(), "ffmpeg could not make the clip");
-    path
+        ],
+    )
 }
 
 /// Is this video tag an AVC sequence header (AVCPacketType 0)?
@@ -89,27 +61,6 @@ fn is_sequence_header(tag: &Tag) -> bool {
 /// Is this video tag a coded frame (AVCPacketType 1)?
 fn is_frame(tag: &Tag) -> bool {
     tag.0 == 9 && tag.2.len() > 1 && tag.2[0] & 0x0f == 7 && tag.2[1] == 1
-}
-
-/// The decoded video frames' sizes as runs of equal sizes: ((width, height), count).
-fn size_runs(input: &str) -> Vec<((u64, u64), usize)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
-        .args(["frame=width,height", "-of", "csv=p=0", input])
-        .output()
-        .expect("ffprobe");
-    let mut runs: Vec<((u64, u64), usize)> = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut it = line.split(',').filter_map(|v| v.trim().parse::<u64>().ok());
-        let (Some(w), Some(h)) = (it.next(), it.next()) else {
-            continue;
-        };
-        match runs.last_mut() {
-            Some((size, n)) if *size == (w, h) => *n += 1,
-            _ => runs.push(((w, h), 1)),
-        }
-    }
-    runs
 }
 
 fn record<'a>(video: &'a serde_json::Value, format: &str) -> &'a serde_json::Value {
@@ -150,7 +101,7 @@ fn picture_size_change_mid_stream_is_recorded_whole() {
     assert_eq!(headers.len(), 3);
     assert_ne!(headers[0], headers[1], "the two sizes have different avcC");
     let spliced = dir.path().join("spliced.flv");
-    write_flv(&spliced, &tags);
+    write_tags(&spliced, tags.iter().map(|(k, t, b)| (*k, *t, b)));
 
     // ffmpeg republishes the file over RTMP; its FLV demuxer and muxer carry each new sequence
     // header through as a new sequence header.
@@ -171,7 +122,7 @@ fn picture_size_change_mid_stream_is_recorded_whole() {
     let errors = decode_errors(mp4_url);
     assert!(errors.is_empty(), "MP4 decode errors: {errors}");
     let expected = [((640, 360), 90), ((320, 180), 90), ((640, 360), 90)];
-    assert_eq!(size_runs(mp4_url), expected);
+    assert_eq!(size_runs(&frame_sizes(mp4_url)), expected);
     assert_eq!(frame_count(mp4_url, "v:0"), sent_frames as u64);
     // The record announces the largest picture, as the MP4's track header does.
     assert_eq!(
@@ -245,7 +196,7 @@ fn picture_size_change_mid_stream_is_recorded_whole() {
         let path = path.to_str().expect("path");
         let errors = decode_errors(path);
         assert!(errors.is_empty(), "HLS run {i} decode errors: {errors}");
-        hls_runs.extend(size_runs(path));
+        hls_runs.extend(size_runs(&frame_sizes(path)));
     }
     assert_eq!(hls_runs, expected);
 }

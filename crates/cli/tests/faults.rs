@@ -9,21 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn wait_exit(
-    child: &mut std::process::Child,
-    timeout: Duration,
-) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    None
-}
+use vshare_testkit::ffmpeg::{decode_errors, ffprobe, frame_count, number};
+use vshare_testkit::wait::{wait_exit, wait_for};
 
 /// Reads until the server closes the connection; returns how long that took.
 fn closed_within(mut s: TcpStream, timeout: Duration) -> Option<Duration> {
@@ -163,7 +150,7 @@ fn kill_9_during_recording_then_restart_leaves_a_playable_partial_recording() {
     let errors = decode_errors(url);
     assert!(errors.is_empty(), "recovered MP4 does not decode: {errors}");
     let probe = ffprobe(url);
-    let duration = f(&probe["format"]["duration"]);
+    let duration = number(&probe["format"]["duration"]);
     // About 8 s were streamed; at most the segment in progress (≤ 2 s here) may be lost.
     assert!(duration >= 4.0, "recovered only {duration}s");
     assert_eq!(

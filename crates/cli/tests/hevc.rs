@@ -14,12 +14,16 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use vshare_media::flv;
+use vshare_testkit::ffmpeg::{
+    config_box, decode_errors, ffprobe, frame_count, packet_span, packets, parse_rate, stream_of,
+};
+use vshare_testkit::process::{require_tool, run_tool};
 
 /// libx265 video (x265's default B-frames and open GOPs, a keyframe each second) and AAC-LC
 /// 48 kHz stereo in an MP4.
 fn hevc_clip(path: &Path, seconds: u32) {
     require_tool("ffmpeg");
-    run(
+    run_tool(
         "ffmpeg",
         &[
             "-v",

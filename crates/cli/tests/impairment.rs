@@ -16,6 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use vshare_testkit::ffmpeg::{decode_errors, frame_count, video_packet_times};
+use vshare_testkit::process::require_tool;
 
 fn run(cmd: &[&str]) -> Result<(), String> {
     let out = Command::new(cmd[0])

@@ -3,28 +3,15 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use vshare_testkit::ffmpeg::{decode_errors, ffprobe, ffprobe_csv, number, parse_rate, stream_of};
+use vshare_testkit::wait::wait_for;
 
 /// Presentation times of the video keyframes of a file or URL, from ffprobe.
 fn keyframe_times(input: &str) -> Vec<String> {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time,flags",
-            "-of",
-            "csv=p=0",
-            input,
-        ])
-        .output()
-        .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout)
+    ffprobe_csv(input, "v:0", "packet=pts_time,flags")
         .lines()
         .filter(|l| l.contains(",K"))
         .filter_map(|l| l.split(',').next().map(str::to_string))
@@ -118,7 +105,7 @@ fn default_ladder_makes_aligned_renditions_with_measured_attributes() {
             .as_str()
             .and_then(|s| s.parse().ok())
     );
-    let ff = f(&probe["format"]["bit_rate"]);
+    let ff = number(&probe["format"]["bit_rate"]);
     let ours = low["bitrate"].as_f64().expect("bitrate");
     assert!(
         (ours - ff).abs() / ff < 0.05,
@@ -220,7 +207,7 @@ fn webm_and_3gp_vod_files_get_their_own_measured_records() {
                 .and_then(|s| s.parse().ok()),
             "{format}"
         );
-        let ff = f(&probe["format"]["bit_rate"]);
+        let ff = number(&probe["format"]["bit_rate"]);
         let ours = rec["bitrate"].as_f64().expect("bitrate");
         assert!(
             (ours - ff).abs() / ff < 0.05,

@@ -6,9 +6,11 @@ mod common;
 
 use std::io::Read;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
+use vshare_testkit::ffmpeg::{ffprobe, stream_of};
+use vshare_testkit::wait::{wait_exit, wait_for};
 
 #[test]
 fn open_listen_on_the_proxy_downloads_the_vod_it_is_told_about() {
@@ -70,20 +72,11 @@ fn open_listen_on_the_proxy_downloads_the_vod_it_is_told_about() {
     let size = mp4["size"].as_u64().expect("size");
     assert!(size > 0, "{mp4}");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = opener.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = opener.kill();
-            let _ = opener.wait();
-            panic!(
-                "vshare open --listen did not finish; server:\n{}",
-                server.log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let Some(status) = wait_exit(&mut opener, Duration::from_secs(30)) else {
+        panic!(
+            "vshare open --listen did not finish; server:\n{}",
+            server.log()
+        );
     };
     let mut stdout = String::new();
     let mut stderr = String::new();

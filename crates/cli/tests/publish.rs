@@ -5,6 +5,8 @@ mod common;
 use std::process::Command;
 
 use common::*;
+use vshare_testkit::ffmpeg::{decode_errors, ffprobe, frame_count, stream_of};
+use vshare_testkit::process::require_tool;
 
 fn publish(server: &Server, key: &str, args: &[&str]) -> serde_json::Value {
     let out = vshare()

@@ -6,6 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use vshare_testkit::db::{POSTGRES_SKIPPED, fresh_postgres_blocking};
+use vshare_testkit::ffmpeg::{
+    decode_errors, ffprobe, frame_count, number, packet_span, parse_rate, stream_of,
+};
 
 /// Parses `#EXT-X-…:A=B,C="D"` attribute lists and plain `#TAG:value` lines.
 fn tag_value<'a>(playlist: &'a str, tag: &str) -> Option<&'a str> {
@@ -242,7 +246,7 @@ fn ffmpeg_rtmp_to_ll_hls_and_vod_with_measured_attributes() {
             .and_then(|s| s.parse().ok())
     );
     assert_eq!(mp4["size"].as_u64(), Some(body.len() as u64));
-    let ff_bitrate = f(&probe["format"]["bit_rate"]);
+    let ff_bitrate = number(&probe["format"]["bit_rate"]);
     let our_bitrate = mp4["bitrate"].as_f64().expect("bitrate");
     assert!(
         (our_bitrate - ff_bitrate).abs() / ff_bitrate < 0.05,
@@ -260,13 +264,13 @@ fn ffmpeg_rtmp_to_ll_hls_and_vod_with_measured_attributes() {
 
     // Duration within one frame of what was sent; audio and video start within one frame.
     let sent = ffprobe(clip.to_str().expect("clip"));
-    let sent_duration = f(&stream_of(&sent, "video")["duration"]);
-    let got_duration = f(&v["duration"]);
+    let sent_duration = number(&stream_of(&sent, "video")["duration"]);
+    let got_duration = number(&v["duration"]);
     assert!(
         (got_duration - sent_duration).abs() <= 1.0 / 30.0 + 1e-3,
         "video duration {got_duration} vs sent {sent_duration}"
     );
-    let (vs, as_) = (f(&v["start_time"]), f(&a["start_time"]));
+    let (vs, as_) = (number(&v["start_time"]), number(&a["start_time"]));
     assert!(
         (vs - as_).abs() <= 1.0 / 30.0 + 1e-3,
         "video starts at {vs}, audio at {as_}"
@@ -277,8 +281,9 @@ fn ffmpeg_rtmp_to_ll_hls_and_vod_with_measured_attributes() {
         "video frames lost"
     );
     assert!(
-        (mp4["duration_ms"].as_f64().expect("duration") / 1000.0 - f(&probe["format"]["duration"]))
-            .abs()
+        (mp4["duration_ms"].as_f64().expect("duration") / 1000.0
+            - number(&probe["format"]["duration"]))
+        .abs()
             < 0.05
     );
 
@@ -320,28 +325,10 @@ fn ffmpeg_rtmp_to_ll_hls_and_vod_with_measured_attributes() {
 /// scripts/test.sh).
 #[test]
 fn serves_and_records_with_postgresql() {
-    let Ok(base) = std::env::var("VSHARE_TEST_POSTGRES_URL") else {
-        eprintln!("VSHARE_TEST_POSTGRES_URL is not set: skipped (scripts/test.sh sets it)");
+    let Some(url) = fresh_postgres_blocking("vshare_e2e") else {
+        eprintln!("{POSTGRES_SKIPPED}");
         return;
     };
-    let name = format!("vshare_e2e_{}", std::process::id());
-    let out = std::process::Command::new("psql")
-        .args([
-            &base,
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS {name}"),
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "createdb: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = format!("{}/{name}", base.rsplit_once('/').expect("url").0);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let out = vshare()

@@ -3,11 +3,13 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use vshare_testkit::ffmpeg::decode_errors;
+use vshare_testkit::net::free_port;
+use vshare_testkit::wait::wait_for;
 
 struct Killed(std::process::Child);
 
@@ -29,11 +31,7 @@ fn recordings_go_to_s3_compatible_storage() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("s3");
     std::fs::create_dir_all(root.join("recordings")).expect("bucket dir");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let _s3 = Killed(
         Command::new("s3s-fs")
             .args([
@@ -93,5 +91,5 @@ fn recordings_go_to_s3_compatible_storage() {
     let (status, body) = http_get_with(url, &["Range: bytes=0-99"]);
     assert_eq!((status, body.len()), (206, 100));
     assert!(decode_errors(url).is_empty());
-    assert!(decode_errors(&format!("{}/vod/{id}/index.m3u8", server.http)).is_empty());
+    assert!(decode_errors(format!("{}/vod/{id}/index.m3u8", server.http)).is_empty());
 }

@@ -15,29 +15,21 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use vshare_media::flv;
+use vshare_testkit::ffmpeg::{
+    config_box, conversion_warnings, ffprobe, ffprobe_csv, frame_count, packet_span, packets,
+    stream_of,
+};
+use vshare_testkit::process::require_tool;
+use vshare_testkit::wait::{wait_exit, wait_for};
 
 /// (pts, dts) of a stream's packets in seconds, in file order.
 fn packet_times(input: &str, stream: &str) -> Vec<(f64, f64)> {
-    let out = String::from_utf8(run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            stream,
-            "-show_entries",
-            "packet=pts_time,dts_time",
-            "-of",
-            "csv=p=0",
-            input,
-        ],
-    ))
-    .expect("utf8");
-    out.lines()
+    ffprobe_csv(input, stream, "packet=pts_time,dts_time")
+        .lines()
         .filter_map(|l| {
             let mut it = l.split(',');
             let pts = it.next()?.trim().parse().ok()?;
@@ -168,22 +160,14 @@ fn start_server(dir: &Path) -> (Server, String) {
 }
 
 fn wait_child(mut child: std::process::Child, what: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            assert!(status.success(), "{what} failed: {err}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not finish in {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let Some(status) = wait_exit(&mut child, timeout) else {
+        panic!("{what} did not finish in {timeout:?}");
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
     }
+    assert!(status.success(), "{what} failed: {err}");
 }
 
 #[test]

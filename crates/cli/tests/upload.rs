@@ -15,6 +15,10 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use vshare_testkit::ffmpeg::{
+    decode_errors, ffprobe, frame_count, number, stream_of, video_packet_times,
+};
+use vshare_testkit::process::require_tool;
 
 /// Runs `vshare publish --protocol upload --json` and returns its statistics.
 fn upload(server: &str, key: &str, seconds: u32, extra: &[&str]) -> serde_json::Value {
@@ -88,7 +92,7 @@ fn an_upload_goes_live_returns_its_records_and_records_every_frame() {
     let audio = frame_count(&mp4, "a:0");
     assert!(audio >= 270, "6 s of 48 kHz AAC is ~281 frames: {audio}");
     let probe = ffprobe(&mp4);
-    let duration = f(&probe["format"]["duration"]);
+    let duration = number(&probe["format"]["duration"]);
     assert!((duration - 6.0).abs() < 0.2, "duration {duration}");
     // The attribute data describes what ffprobe sees.
     let record = video["attributes"]

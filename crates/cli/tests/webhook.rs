@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use vshare_testkit::wait::wait_for;
 
 struct Delivery {
     headers: Vec<(String, String)>,

@@ -15,17 +15,10 @@ use vshare_smpp::pdu::Sm;
 use vshare_smpp::{BindKind, Config};
 use vshare_sms::reassembly::Reassembler;
 use vshare_sms::split::ConcatRef;
+use vshare_testkit::net::free_port;
 
 fn python() -> String {
     std::env::var("VSHARE_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn record() -> vshare_attributes::AttributeRecord {

@@ -5,85 +5,34 @@
 //! Needs the `ffmpeg` and `ffprobe` binaries (Debian package `ffmpeg`); fails if they are missing.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bytes::Bytes;
 use mp4_atom::{Codec, Decode, Moov};
 use serde_json::Value;
-use vshare_media::flv::{TagDemuxer, TagType, read_file};
-use vshare_media::{Frame, MediaEvent, TrackConfig, TrackKind};
+use vshare_media::{MediaEvent, TrackConfig, TrackKind};
 use vshare_package::fmp4::top_level_boxes;
 use vshare_package::{
     Packager, PackagerConfig, PackagerOutput, VodMp4Builder, VodSegment, vod_playlist_segments,
 };
+use vshare_testkit::dir::with_dir;
+use vshare_testkit::ffmpeg::{decode_errors, ffprobe_json, frame_sizes, make_test_clip, size_runs};
+use vshare_testkit::flv::read_events;
 
 const WALL_START_US: i64 = 1_795_000_000_000_000;
-
-fn tool(name: &str) -> Command {
-    let ok = Command::new(name)
-        .arg("-version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "`{name}` is required for this test (apt-get install ffmpeg)"
-    );
-    Command::new(name)
-}
 
 /// An H.264 (+ AAC) FLV made by ffmpeg: `seconds` of a test pattern at `size`, 30 fps, a key
 /// frame each second, B-frames; the flv muxer asks x264 for global headers, so the parameter
 /// sets live only in the sequence header, as with the upload protocol's WebCodecs encoders.
 fn clip(dir: &Path, size: &str, sample_rate: Option<u32>, seconds: u32) -> PathBuf {
+    let mut encode = vec![
+        "-c:v", "libx264", "-g", "30", "-bf", "2", "-pix_fmt", "yuv420p",
+    ];
+    if sample_rate.is_some() {
+        encode.extend(["-c:a", "aac", "-ac", "2"]);
+    }
+    encode.extend(["-f", "flv"]);
     let out = dir.join(format!("{size}-{}.flv", sample_rate.unwrap_or(0)));
-    let mut cmd = tool("ffmpeg");
-    cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={size}:rate=30"));
-    if let Some(rate) = sample_rate {
-        cmd.args(["-f", "lavfi", "-i"])
-            .arg(format!("sine=f=1000:sample_rate={rate}"));
-        cmd.args(["-c:a", "aac", "-ac", "2"]);
-    }
-    cmd.args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v", "libx264", "-g", "30", "-bf", "2", "-pix_fmt", "yuv420p",
-        ])
-        .args(["-f", "flv"])
-        .arg(&out);
-    let o = cmd.output().expect("run ffmpeg");
-    assert!(
-        o.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
-}
-
-/// Reads an FLV file into media events with their timestamps (ms), shifted by `offset_ms`.
-fn events(path: &Path, offset_ms: i64) -> Vec<(i64, MediaEvent)> {
-    let data = Bytes::from(std::fs::read(path).expect("read flv"));
-    let mut demux = TagDemuxer::new();
-    let mut out = Vec::new();
-    for tag in read_file(data).expect("parse flv") {
-        let ts = i64::from(tag.timestamp_ms);
-        let ev = match tag.tag_type {
-            TagType::Video => demux.video(ts, tag.body).expect("video tag"),
-            TagType::Audio => demux.audio(ts, tag.body).expect("audio tag"),
-            _ => None,
-        };
-        let ev = match ev {
-            Some(MediaEvent::Frame(f)) => MediaEvent::Frame(Frame {
-                pts: f.pts + offset_ms * 1000,
-                dts: f.dts + offset_ms * 1000,
-                ..f
-            }),
-            Some(other) => other,
-            None => continue,
-        };
-        out.push((ts + offset_ms, ev));
-    }
-    out
+    make_test_clip(&out, size, seconds, sample_rate, &encode)
 }
 
 fn video_frames(events: &[(i64, MediaEvent)]) -> usize {
@@ -215,72 +164,6 @@ fn build_mp4(run: &Packaged, path: &Path) -> VodMp4Builder {
     vod
 }
 
-fn ffprobe_json(args: &[&str], file: &Path) -> Value {
-    let o = tool("ffprobe")
-        .args(["-v", "error", "-of", "json"])
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        o.status.success(),
-        "ffprobe {file:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("ffprobe json")
-}
-
-/// Decodes the whole file; returns ffmpeg's error output (empty when clean).
-fn decode_errors(file: &Path) -> String {
-    let o = tool("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("run ffmpeg");
-    let mut s = String::from_utf8_lossy(&o.stderr).into_owned();
-    if !o.status.success() {
-        s.push_str(&format!(" (exit {})", o.status));
-    }
-    s
-}
-
-/// The decoded video frames' sizes, in order.
-fn frame_sizes(file: &Path) -> Vec<(u64, u64)> {
-    let v = ffprobe_json(
-        &[
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "frame=width,height",
-        ],
-        file,
-    );
-    v["frames"]
-        .as_array()
-        .expect("frames")
-        .iter()
-        .map(|f| {
-            (
-                f["width"].as_u64().expect("width"),
-                f["height"].as_u64().expect("height"),
-            )
-        })
-        .collect()
-}
-
-/// Runs of equal sizes: (size, count).
-fn size_runs(sizes: &[(u64, u64)]) -> Vec<((u64, u64), usize)> {
-    let mut runs: Vec<((u64, u64), usize)> = Vec::new();
-    for s in sizes {
-        match runs.last_mut() {
-            Some((last, n)) if last == s => *n += 1,
-            _ => runs.push((*s, 1)),
-        }
-    }
-    runs
-}
-
 fn moov_of(file: &[u8]) -> Moov {
     let boxes = top_level_boxes(file, "test").expect("boxes");
     let b = boxes.iter().find(|b| &b.kind == b"moov").expect("moov");
@@ -342,27 +225,15 @@ fn hls_runs(dir: &Path, playlist: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Runs `f` in a temporary directory; VSHARE_TEST_KEEP=1 keeps it for a look after the run.
-fn with_dir(f: impl FnOnce(&Path)) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = if std::env::var_os("VSHARE_TEST_KEEP").is_some() {
-        tmp.keep()
-    } else {
-        tmp.path().to_path_buf()
-    };
-    eprintln!("files in {}", dir.display());
-    f(&dir);
-}
-
 #[test]
 fn picture_size_steps_down_and_up_in_one_mp4_and_hls_vod() {
     with_dir(|dir| {
         let big = clip(dir, "640x360", Some(44100), 3);
         let small = clip(dir, "320x180", Some(44100), 3);
         // 640x360 → 320x180 → 640x360, each a new AVC sequence header before a key frame.
-        let mut input = events(&big, 0);
-        input.extend(events(&small, 3000));
-        input.extend(events(&big, 6000));
+        let mut input = read_events(&big, 0);
+        input.extend(read_events(&small, 3000));
+        input.extend(read_events(&big, 6000));
         let sent = video_frames(&input);
         assert_eq!(sent, 270);
         let audio_sent = audio_seconds(&input);
@@ -466,8 +337,8 @@ fn audio_sample_rate_change_keeps_the_track_timescale() {
     with_dir(|dir| {
         let first = clip(dir, "320x180", Some(44100), 3);
         let second = clip(dir, "640x360", Some(48000), 3);
-        let mut input = events(&first, 0);
-        input.extend(events(&second, 3000));
+        let mut input = read_events(&first, 0);
+        input.extend(read_events(&second, 3000));
         let sent = video_frames(&input);
         let audio_sent = audio_seconds(&input);
         let run = package(input);
@@ -510,8 +381,8 @@ fn audio_added_mid_stream_becomes_a_track_that_starts_later() {
     with_dir(|dir| {
         let silent = clip(dir, "320x180", None, 3);
         let with_audio = clip(dir, "320x180", Some(48000), 3);
-        let mut input = events(&silent, 0);
-        input.extend(events(&with_audio, 3000));
+        let mut input = read_events(&silent, 0);
+        input.extend(read_events(&with_audio, 3000));
         let sent = video_frames(&input);
         let audio_sent = audio_seconds(&input);
         let run = package(input);
@@ -536,7 +407,7 @@ fn audio_added_mid_stream_becomes_a_track_that_starts_later() {
 #[test]
 fn an_init_segment_that_turns_video_into_audio_is_refused_and_changes_nothing() {
     with_dir(|dir| {
-        let input = events(&clip(dir, "320x180", Some(44100), 5), 0);
+        let input = read_events(&clip(dir, "320x180", Some(44100), 5), 0);
         let run = package(input);
         let mut vod = VodMp4Builder::new(&run.inits[0]).expect("init");
         vod.add_segment(&run.segments[0].3).expect("segment");

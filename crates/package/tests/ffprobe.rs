@@ -3,45 +3,20 @@
 //! Needs the `ffmpeg` and `ffprobe` binaries (Debian package `ffmpeg`); fails if they are missing.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bytes::Bytes;
 use serde_json::Value;
 use vshare_media::MediaEvent;
-use vshare_media::flv::{TagDemuxer, TagType, read_file};
 use vshare_package::{Packager, PackagerConfig, PackagerOutput, VodMp4Builder};
+use vshare_testkit::dir::with_dir;
+use vshare_testkit::ffmpeg::{decode_errors, ffmpeg_make, ffprobe_json, number};
+use vshare_testkit::flv::read_events;
 
 const WALL_START_US: i64 = 1_795_000_000_000_000;
 
-fn tool(name: &str) -> Command {
-    let ok = Command::new(name)
-        .arg("-version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "`{name}` is required for this test (apt-get install ffmpeg)"
-    );
-    Command::new(name)
-}
-
-fn make_clip(dir: &Path, extra: &[&str], name: &str) -> PathBuf {
-    let out = dir.join(name);
-    let mut cmd = tool("ffmpeg");
-    cmd.args(["-v", "error", "-y"]).args(extra).arg(&out);
-    let o = cmd.output().expect("run ffmpeg");
-    assert!(
-        o.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
-}
-
 fn av_clip(dir: &Path) -> PathBuf {
-    make_clip(
-        dir,
+    ffmpeg_make(
+        &dir.join("in.flv"),
         &[
             "-f",
             "lavfi",
@@ -64,65 +39,7 @@ fn av_clip(dir: &Path) -> PathBuf {
             "-f",
             "flv",
         ],
-        "in.flv",
     )
-}
-
-/// Reads an FLV file into media events with their timestamps (ms).
-fn events(path: &Path) -> Vec<(i64, MediaEvent)> {
-    let data = Bytes::from(std::fs::read(path).expect("read flv"));
-    let mut demux = TagDemuxer::new();
-    let mut out = Vec::new();
-    for tag in read_file(data).expect("parse flv") {
-        let ts = i64::from(tag.timestamp_ms);
-        let ev = match tag.tag_type {
-            TagType::Video => demux.video(ts, tag.body).expect("video tag"),
-            TagType::Audio => demux.audio(ts, tag.body).expect("audio tag"),
-            _ => None,
-        };
-        if let Some(ev) = ev {
-            out.push((ts, ev));
-        }
-    }
-    out
-}
-
-fn ffprobe_json(args: &[&str], file: &Path) -> Value {
-    let o = tool("ffprobe")
-        .args(["-v", "error", "-of", "json"])
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        o.status.success(),
-        "ffprobe {file:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("ffprobe json")
-}
-
-/// Decodes the whole file; returns ffmpeg's error output (empty when clean).
-fn decode_errors(file: &Path) -> String {
-    let o = tool("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("run ffmpeg");
-    let mut s = String::from_utf8_lossy(&o.stderr).into_owned();
-    if !o.status.success() {
-        s.push_str(&format!(" (exit {})", o.status));
-    }
-    s
-}
-
-fn f64_of(v: &Value) -> f64 {
-    match v {
-        Value::String(s) => s.parse().expect("number"),
-        Value::Number(n) => n.as_f64().expect("number"),
-        other => panic!("not a number: {other}"),
-    }
 }
 
 struct StreamInfo {
@@ -151,17 +68,17 @@ fn streams(file: &Path) -> Vec<StreamInfo> {
             start_time: if s["start_time"].is_null() {
                 f64::NAN
             } else {
-                f64_of(&s["start_time"])
+                number(&s["start_time"])
             },
             frames: if s["nb_read_frames"].is_null() {
                 0
             } else {
-                f64_of(&s["nb_read_frames"]) as u64
+                number(&s["nb_read_frames"]) as u64
             },
             packets: if s["nb_read_packets"].is_null() {
                 0
             } else {
-                f64_of(&s["nb_read_packets"]) as u64
+                number(&s["nb_read_packets"]) as u64
             },
         })
         .collect()
@@ -185,9 +102,9 @@ fn video_span(file: &Path) -> f64 {
         file,
     );
     let packets = v["packets"].as_array().expect("packets");
-    let first = f64_of(&packets.first().expect("a packet")["dts_time"]);
+    let first = number(&packets.first().expect("a packet")["dts_time"]);
     let last = packets.last().expect("a packet");
-    f64_of(&last["dts_time"]) + f64_of(&last["duration_time"]) - first
+    number(&last["dts_time"]) + number(&last["duration_time"]) - first
 }
 
 /// Presentation span over all streams: earliest pts to the latest pts + duration, seconds.
@@ -195,15 +112,15 @@ fn presentation_span(file: &Path) -> f64 {
     let v = ffprobe_json(&["-show_entries", "packet=pts_time,duration_time"], file);
     let (mut start, mut end) = (f64::MAX, f64::MIN);
     for p in v["packets"].as_array().expect("packets") {
-        let pts = f64_of(&p["pts_time"]);
+        let pts = number(&p["pts_time"]);
         start = start.min(pts);
-        end = end.max(pts + f64_of(&p["duration_time"]));
+        end = end.max(pts + number(&p["duration_time"]));
     }
     end - start
 }
 
 fn format_duration(file: &Path) -> f64 {
-    f64_of(&ffprobe_json(&["-show_entries", "format=duration"], file)["format"]["duration"])
+    number(&ffprobe_json(&["-show_entries", "format=duration"], file)["format"]["duration"])
 }
 
 struct Run {
@@ -305,8 +222,8 @@ fn av_stream_parts_segments_playlist_and_vod_check_out_with_ffprobe() {
 #[test]
 fn video_only_stream_checks_out_with_ffprobe() {
     with_dir(|dir| {
-        let flv = make_clip(
-            dir,
+        let flv = ffmpeg_make(
+            &dir.join("video.flv"),
             &[
                 "-f",
                 "lavfi",
@@ -323,7 +240,6 @@ fn video_only_stream_checks_out_with_ffprobe() {
                 "-f",
                 "flv",
             ],
-            "video.flv",
         );
         check_clip(dir, &flv, true, false);
     });
@@ -332,8 +248,8 @@ fn video_only_stream_checks_out_with_ffprobe() {
 #[test]
 fn audio_only_stream_checks_out_with_ffprobe() {
     with_dir(|dir| {
-        let flv = make_clip(
-            dir,
+        let flv = ffmpeg_make(
+            &dir.join("audio.flv"),
             &[
                 "-f",
                 "lavfi",
@@ -346,22 +262,9 @@ fn audio_only_stream_checks_out_with_ffprobe() {
                 "-f",
                 "flv",
             ],
-            "audio.flv",
         );
         check_clip(dir, &flv, false, true);
     });
-}
-
-/// Runs `f` in a temporary directory; VSHARE_TEST_KEEP=1 keeps it for a look after the run.
-fn with_dir(f: impl FnOnce(&Path)) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = if std::env::var_os("VSHARE_TEST_KEEP").is_some() {
-        tmp.keep()
-    } else {
-        tmp.path().to_path_buf()
-    };
-    eprintln!("files in {}", dir.display());
-    f(&dir);
 }
 
 /// Packages `flv` and checks every output with ffprobe/ffmpeg.
@@ -369,7 +272,7 @@ fn check_clip(dir: &Path, flv: &Path, has_video: bool, has_audio: bool) {
     let input = streams(flv);
     let input_duration = presentation_span(flv);
     let config = PackagerConfig::default();
-    let run = package(events(flv), config.clone());
+    let run = package(read_events(flv, 0), config.clone());
     assert_eq!(run.inits, 1);
     // One frame of the lead track: the checks below allow this much.
     let frame = if has_video {
@@ -387,7 +290,7 @@ fn check_clip(dir: &Path, flv: &Path, has_video: bool, has_audio: bool) {
             .expect("rate")
             .to_string();
         let (n, d) = r.split_once('/').expect("n/d");
-        f64_of(&Value::String(d.into())) / f64_of(&Value::String(n.into()))
+        number(&Value::String(d.into())) / number(&Value::String(n.into()))
     } else {
         1024.0 / 48_000.0
     };
@@ -626,15 +529,15 @@ fn lead_span(file: &Path, has_video: bool) -> f64 {
         file,
     );
     let packets = v["packets"].as_array().expect("packets");
-    let first = f64_of(&packets.first().expect("a packet")["pts_time"]);
+    let first = number(&packets.first().expect("a packet")["pts_time"]);
     let last = packets.last().expect("a packet");
     // FFmpeg leaves the duration of a lone AAC packet unset (its first packet, with the
     // encoder-delay side data): one AAC frame it is.
     let duration = match &last["duration_time"] {
         Value::Null if packets.len() == 1 => 1024.0 / 48_000.0,
-        d => f64_of(d),
+        d => number(d),
     };
-    f64_of(&last["pts_time"]) + duration - first
+    number(&last["pts_time"]) + duration - first
 }
 
 fn top_level(data: &[u8]) -> Vec<String> {

@@ -15,6 +15,7 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use vshare_proxy::dispatcher::State;
 use vshare_proxy::{Channel, Message, Proxy};
+use vshare_testkit::wait::wait_until;
 
 #[derive(Default)]
 struct Hooks {

@@ -18,6 +18,7 @@ use vshare_smpp::BindKind;
 use vshare_smpp::pdu::Sm;
 use vshare_sms::split::ConcatRef;
 use vshare_sms::udh::UserDataHeader;
+use vshare_testkit::wait::wait_until;
 
 fn parts(form: As) -> usize {
     compose(&[record("v1")], form, ConcatRef::Sixteen(1), 1)

@@ -18,6 +18,7 @@ use common::*;
 use vshare_proxy::dispatcher::State;
 use vshare_proxy::webpush::Vapid;
 use vshare_proxy::{Channel, Message, NewSubscription, Proxy};
+use vshare_testkit::wait::wait_until;
 use web_push_native::jwt_simple::prelude::*;
 use web_push_native::p256;
 use web_push_native::p256::elliptic_curve::rand_core::{OsRng, RngCore};

@@ -9,6 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use vshare_media::flv::TagDemuxer;
 use vshare_media::{MediaEvent, TrackConfig, TrackKind};
 use vshare_rtmp::{ServerConnection, ServerEvent, ServerLimits};
+use vshare_testkit::ffmpeg::lavfi_inputs;
 
 #[derive(Debug, Default)]
 struct Received {
@@ -82,20 +83,8 @@ async fn serve_one(mut sock: TcpStream) -> Received {
 
 fn ffmpeg(port: u16, key: &str, seconds: u32) -> tokio::process::Child {
     tokio::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg(format!("testsrc2=size=640x360:rate=30:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={seconds}"
-        ))
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(lavfi_inputs("640x360", seconds, Some(48000)))
         .args([
             "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-c:a", "aac", "-f", "flv",
         ])

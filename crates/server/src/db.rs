@@ -814,26 +814,9 @@ fn key_from_row(r: &AnyRow) -> anyhow::Result<StreamKey> {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::*;
+    use vshare_testkit::db::{POSTGRES_SKIPPED, fresh_postgres, sqlite_url};
 
-    /// A fresh database on the test PostgreSQL (`VSHARE_TEST_POSTGRES_URL`, set by
-    /// scripts/test.sh), or None when no server was provided.
-    pub(crate) async fn fresh_postgres() -> Option<String> {
-        let base = std::env::var("VSHARE_TEST_POSTGRES_URL").ok()?;
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&base)
-            .await
-            .expect("test postgres");
-        let name = format!("vshare_test_{}", random_id(10));
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&pool)
-            .await
-            .expect("create database");
-        let (prefix, _) = base.rsplit_once('/').expect("url with a database");
-        Some(format!("{prefix}/{name}"))
-    }
+    use super::*;
 
     async fn keys_videos_segments_round_trip(url: &str) {
         let db = Db::open(url).await.expect("open");
@@ -1138,14 +1121,13 @@ pub(crate) mod tests {
             #[tokio::test]
             async fn $sqlite() {
                 let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-                $scenario(&url).await;
+                $scenario(&sqlite_url(dir.path(), "t.db")).await;
             }
 
             #[tokio::test]
             async fn $postgres() {
-                let Some(url) = fresh_postgres().await else {
-                    eprintln!("VSHARE_TEST_POSTGRES_URL is not set: skipped (scripts/test.sh sets it)");
+                let Some(url) = fresh_postgres("vshare_test").await else {
+                    eprintln!("{POSTGRES_SKIPPED}");
                     return;
                 };
                 $scenario(&url).await;

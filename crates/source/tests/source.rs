@@ -2,11 +2,12 @@
 //! Needs the `ffmpeg` and `ffprobe` binaries (Debian package `ffmpeg`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use vshare_media::flv::TagDemuxer;
 use vshare_media::{MediaEvent, TrackConfig, TrackKind};
 use vshare_source::{Input, Mode, Source, SourceOptions, Tag, TagKind};
+use vshare_testkit::ffmpeg::{ffmpeg_make, ffprobe_csv};
+use vshare_testkit::flv::{AUDIO_TAG, VIDEO_TAG, write_tags};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vshare-source-test-{}", std::process::id()));
@@ -14,58 +15,18 @@ fn tmp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// Writes tags as an FLV file (FLV spec E.2, E.3).
+/// Writes the source's tags as an FLV file.
 fn write_flv(path: &Path, tags: &[Tag]) {
-    let mut f = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
-    for t in tags {
-        let ty = if t.kind == TagKind::Video { 9u8 } else { 8 };
-        let n = t.body.len() as u32;
-        let ts = t.timestamp_ms as u32;
-        f.push(ty);
-        f.extend_from_slice(&n.to_be_bytes()[1..]);
-        f.extend_from_slice(&ts.to_be_bytes()[1..]);
-        f.push((ts >> 24) as u8);
-        f.extend_from_slice(&[0, 0, 0]);
-        f.extend_from_slice(&t.body);
-        f.extend_from_slice(&(n + 11).to_be_bytes());
-    }
-    std::fs::write(path, f).expect("write flv");
-}
-
-fn ffprobe(path: &Path, stream: &str, entries: &str) -> String {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            stream,
-            "-show_entries",
-            entries,
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("the ffprobe binary is needed for this test (apt-get install ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("the ffmpeg binary is needed for this test (apt-get install ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
+    write_tags(
+        path,
+        tags.iter().map(|t| {
+            let kind = if t.kind == TagKind::Video {
+                VIDEO_TAG
+            } else {
+                AUDIO_TAG
+            };
+            (kind, t.timestamp_ms as u32, &t.body)
+        }),
     );
 }
 
@@ -146,11 +107,11 @@ fn test_pattern_is_h264_and_aac_at_the_requested_size_and_rate() {
     let flv = tmp("pattern.flv");
     write_flv(&flv, &c.tags);
     assert_eq!(
-        ffprobe(&flv, "v:0", "stream=codec_name,width,height,nb_read_frames"),
+        ffprobe_csv(&flv, "v:0", "stream=codec_name,width,height,nb_read_frames"),
         "h264,320,240,75"
     );
     assert_eq!(
-        ffprobe(&flv, "a:0", "stream=codec_name,sample_rate,channels"),
+        ffprobe_csv(&flv, "a:0", "stream=codec_name,sample_rate,channels"),
         "aac,48000,2"
     );
     // Bitrate close to the request (the pattern is easy to code; x264 stays below).
@@ -170,21 +131,23 @@ fn test_pattern_is_h264_and_aac_at_the_requested_size_and_rate() {
 #[test]
 fn mpeg4_and_mp3_file_is_encoded_to_h264_and_aac() {
     let src = tmp("legacy.avi");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=352x288:rate=15:duration=2",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=300:sample_rate=44100:duration=2",
-        "-c:v",
-        "mpeg4",
-        "-c:a",
-        "libmp3lame",
-        src.to_str().expect("path"),
-    ]);
+    ffmpeg_make(
+        &src,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=352x288:rate=15:duration=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=300:sample_rate=44100:duration=2",
+            "-c:v",
+            "mpeg4",
+            "-c:a",
+            "libmp3lame",
+        ],
+    );
     let (c, mode) = collect(Input::File(src), SourceOptions::default());
     assert_eq!(mode, Mode::Encode);
     assert_eq!((c.width, c.height), (352, 288));
@@ -195,11 +158,11 @@ fn mpeg4_and_mp3_file_is_encoded_to_h264_and_aac() {
     let flv = tmp("legacy.flv");
     write_flv(&flv, &c.tags);
     assert_eq!(
-        ffprobe(&flv, "v:0", "stream=codec_name,width,height"),
+        ffprobe_csv(&flv, "v:0", "stream=codec_name,width,height"),
         "h264,352,288"
     );
     assert_eq!(
-        ffprobe(&flv, "a:0", "stream=codec_name,sample_rate"),
+        ffprobe_csv(&flv, "a:0", "stream=codec_name,sample_rate"),
         "aac,48000"
     );
 }
@@ -207,25 +170,27 @@ fn mpeg4_and_mp3_file_is_encoded_to_h264_and_aac() {
 #[test]
 fn h264_aac_mp4_is_remuxed_and_loops_with_continuous_timestamps() {
     let src = tmp("clip.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x180:rate=30:duration=1",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=sample_rate=44100:duration=1",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "30",
-        "-c:a",
-        "aac",
-        src.to_str().expect("path"),
-    ]);
+    ffmpeg_make(
+        &src,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=30:duration=1",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=sample_rate=44100:duration=1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-c:a",
+            "aac",
+        ],
+    );
     let options = SourceOptions {
         looping: true,
         duration_ms: Some(2500),
@@ -242,7 +207,7 @@ fn h264_aac_mp4_is_remuxed_and_loops_with_continuous_timestamps() {
     let flv = tmp("clip.flv");
     write_flv(&flv, &c.tags);
     assert_eq!(
-        ffprobe(&flv, "v:0", "stream=codec_name,nb_read_frames"),
+        ffprobe_csv(&flv, "v:0", "stream=codec_name,nb_read_frames"),
         format!("h264,{}", c.video_frames)
     );
 }

@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use vshare_media::{MediaEvent, TrackConfig};
+use vshare_media::MediaEvent;
+use vshare_testkit::ffmpeg::{ffprobe, parse_rate, stream_of};
+use vshare_testkit::process::run_tool_text;
 use vshare_transcode::{FileFormat, FileSpec, FileSummary, FileWriter};
 
 fn write(
@@ -16,14 +18,7 @@ fn write(
     let src = dir.path().join("src.flv");
     flash_source(&src, 640, 360, 30, 6, 30);
     let events = read_events(&src);
-    let (mut v, mut a) = (None, None);
-    for e in &events {
-        match e {
-            MediaEvent::Config(TrackConfig::Avc(c)) => v = v.or(Some(c.clone())),
-            MediaEvent::Config(TrackConfig::Aac(c)) => a = a.or(Some(c.clone())),
-            _ => {}
-        }
-    }
+    let (v, a) = configs(&events);
     let mut spec = FileSpec::new(format);
     spec.video_codec = codec.map(Into::into);
     spec.height = height;
@@ -38,7 +33,7 @@ fn write(
 
 fn check(s: &FileSummary, vcodec: &str, acodec: &str) {
     eprintln!("{s:?}");
-    let p = probe(&s.path);
+    let p = ffprobe(&s.path);
     let f = &p["format"];
     let size: u64 = f["size"]
         .as_str()
@@ -63,31 +58,31 @@ fn check(s: &FileSummary, vcodec: &str, acodec: &str) {
         "bitrate ffprobe {br} vs {}",
         s.bitrate
     );
-    let v = stream(&p, "video");
+    let v = stream_of(&p, "video");
     assert_eq!(v["codec_name"], vcodec);
     assert_eq!(
         (v["width"].as_u64(), v["height"].as_u64()),
         (Some(u64::from(s.width)), Some(u64::from(s.height)))
     );
-    let fr = rate(v["avg_frame_rate"].as_str().expect("rate"));
+    let fr = parse_rate(v["avg_frame_rate"].as_str().expect("rate"));
     let fr = if fr > 0.0 {
         fr
     } else {
-        rate(v["r_frame_rate"].as_str().expect("rate"))
+        parse_rate(v["r_frame_rate"].as_str().expect("rate"))
     };
     assert!(
         (fr - s.frame_rate).abs() < 0.5,
         "frame rate ffprobe {fr} vs {}",
         s.frame_rate
     );
-    let a = stream(&p, "audio");
+    let a = stream_of(&p, "audio");
     assert_eq!(a["codec_name"], acodec);
     assert_eq!(
         a["sample_rate"].as_str(),
         Some(s.audio_sample_rate.to_string().as_str())
     );
     assert_eq!(a["channels"].as_u64(), Some(u64::from(s.audio_channels)));
-    run(
+    run_tool_text(
         "ffmpeg",
         &[
             "-v",
@@ -141,8 +136,8 @@ fn three_gp_h264_baseline_aac() {
     let (_d, s) = write(FileFormat::ThreeGp, Some("libx264"), Some(240), "v.3gp");
     assert!(s.codecs.starts_with("avc1.42"), "{}", s.codecs);
     check(&s, "h264", "aac");
-    let p = probe(&s.path);
-    assert_eq!(stream(&p, "video")["profile"], "Constrained Baseline");
+    let p = ffprobe(&s.path);
+    assert_eq!(stream_of(&p, "video")["profile"], "Constrained Baseline");
 }
 
 #[test]

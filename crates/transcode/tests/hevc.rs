@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use common::*;
 use vshare_media::{Frame, HevcConfig, HevcEvent, MediaEvent, TrackConfig, TrackKind};
+use vshare_testkit::ffmpeg::{config_box, decode_errors, ffprobe, frame_count, packets, stream_of};
+use vshare_testkit::process::run_tool_text;
 use vshare_transcode::{ConvertSettings, ConvertWorker, HevcToAvc};
 
 /// An HEVC MP4 made by libx265: testsrc2 with noise, `keyint` frames per GOP, x265's default
@@ -18,7 +20,7 @@ use vshare_transcode::{ConvertSettings, ConvertWorker, HevcToAvc};
 fn hevc_clip(path: &Path, size: &str, fps: u32, seconds: f64, pix_fmt: &str, x265_extra: &str) {
     let video = format!("testsrc2=s={size}:r={fps}:d={seconds},noise=alls=8:allf=t");
     let params = format!("log-level=error:keyint={fps}:min-keyint={fps}:scenecut=0{x265_extra}");
-    run(
+    run_tool_text(
         "ffmpeg",
         &[
             "-v",
@@ -47,70 +49,19 @@ fn hevc_clip(path: &Path, size: &str, fps: u32, seconds: f64, pix_fmt: &str, x26
 /// times, sizes and flags from ffprobe, payloads from `-f data` (the samples as stored:
 /// 4-byte length-prefixed NAL units), the record from the file's `hvcC` box.
 fn hevc_frames(path: &Path) -> (HevcConfig, Vec<Frame>) {
-    let p = path.to_str().expect("path");
-    let mp4 = std::fs::read(path).expect("read mp4");
-    let at = mp4
-        .windows(4)
-        .position(|w| w == b"hvcC")
-        .expect("an hvcC box");
-    let size = u32::from_be_bytes([mp4[at - 4], mp4[at - 3], mp4[at - 2], mp4[at - 1]]) as usize;
-    let record = Bytes::copy_from_slice(&mp4[at + 4..at - 4 + size]);
-    let config = HevcConfig::parse(record).expect("hvcC");
-    let tb = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=time_base",
-            "-of",
-            "csv=p=0",
-            p,
-        ],
-    );
-    let den: i64 = tb
-        .trim()
-        .split_once('/')
-        .and_then(|(_, d)| d.parse().ok())
-        .expect("time base 1/N");
-    let packets = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts,dts,size,flags",
-            "-of",
-            "csv=p=0",
-            p,
-        ],
-    );
-    let data = run_bytes(
-        "ffmpeg",
-        &[
-            "-v", "error", "-i", p, "-map", "0:v:0", "-c", "copy", "-f", "data", "-",
-        ],
-    );
-    let mut frames = Vec::new();
-    let mut offset = 0;
-    for line in packets.lines().filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split(',').collect();
-        let us = |v: &str| v.parse::<i64>().expect("time") * 1_000_000 / den;
-        let size: usize = f[2].parse().expect("size");
-        frames.push(Frame {
+    let config = HevcConfig::parse(Bytes::from(config_box(path, b"hvcC"))).expect("hvcC");
+    let (den, list) = packets(path, "v:0");
+    let us = |t: i64| t * 1_000_000 / den;
+    let frames = list
+        .into_iter()
+        .map(|p| Frame {
             track: TrackKind::Video,
-            pts: us(f[0]),
-            dts: us(f[1]),
-            key: f[3].starts_with('K'),
-            data: Bytes::copy_from_slice(&data[offset..offset + size]),
-        });
-        offset += size;
-    }
-    assert_eq!(offset, data.len(), "packet sizes add up to the data");
+            pts: us(p.pts),
+            dts: us(p.dts),
+            key: p.key,
+            data: Bytes::from(p.data),
+        })
+        .collect();
     (config, frames)
 }
 
@@ -124,30 +75,7 @@ fn key_pts(frames: &[&Frame]) -> Vec<i64> {
 
 /// Decodes a file with ffmpeg; returns its error output (empty when clean) and the frame count.
 fn decode(path: &Path) -> (String, u64) {
-    let p = path.to_str().expect("path");
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i", p, "-f", "null", "-"])
-        .output()
-        .expect("ffmpeg");
-    let count = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            p,
-        ],
-    );
-    (
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        count.trim().parse().expect("frame count"),
-    )
+    (decode_errors(path), frame_count(path, "v:0"))
 }
 
 #[test]
@@ -206,8 +134,8 @@ fn hevc_becomes_h264_frame_for_frame_with_the_sources_keyframes() {
     let (errors, count) = decode(&flv);
     assert!(errors.is_empty(), "decode errors: {errors}");
     assert_eq!(count, 90);
-    let p = probe(&flv);
-    let v = stream(&p, "video");
+    let p = ffprobe(&flv);
+    let v = stream_of(&p, "video");
     assert_eq!(v["codec_name"], "h264");
     assert_eq!(
         (v["width"].as_u64(), v["height"].as_u64()),
@@ -259,8 +187,8 @@ fn ten_bit_source_without_timing_info_gets_its_rate_measured() {
     let (errors, count) = decode(&flv);
     assert!(errors.is_empty(), "decode errors: {errors}");
     assert_eq!(count, source.len() as u64);
-    let p = probe(&flv);
-    assert_eq!(stream(&p, "video")["pix_fmt"], "yuv420p");
+    let p = ffprobe(&flv);
+    assert_eq!(stream_of(&p, "video")["pix_fmt"], "yuv420p");
 }
 
 #[test]

@@ -5,32 +5,10 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use vshare_media::{AacConfig, AvcConfig, MediaEvent, TrackConfig, TrackKind};
-use vshare_transcode::{LadderConfig, RenditionSpec, Transcoder};
-
-fn spec(name: &str, height: u32, vb: u64, ab: u64) -> RenditionSpec {
-    RenditionSpec {
-        name: name.into(),
-        height,
-        video_bitrate: vb,
-        audio_bitrate: ab,
-        encoder: None,
-        preset: None,
-    }
-}
-
-fn configs(events: &[MediaEvent]) -> (Option<AvcConfig>, Option<AacConfig>) {
-    let mut v = None;
-    let mut a = None;
-    for e in events {
-        match e {
-            MediaEvent::Config(TrackConfig::Avc(c)) if v.is_none() => v = Some(c.clone()),
-            MediaEvent::Config(TrackConfig::Aac(c)) if a.is_none() => a = Some(c.clone()),
-            _ => {}
-        }
-    }
-    (v, a)
-}
+use vshare_media::{MediaEvent, TrackConfig, TrackKind};
+use vshare_testkit::ffmpeg::{ffprobe, stream_of};
+use vshare_testkit::process::run_tool_text;
+use vshare_transcode::{LadderConfig, Transcoder};
 
 /// Runs the ladder over a whole source; events per rendition.
 fn transcode(config: &LadderConfig, events: &[MediaEvent]) -> (Transcoder, Vec<Vec<MediaEvent>>) {
@@ -141,14 +119,14 @@ fn ladder_renditions_decode_match_and_stay_in_sync() {
 
         let path = dir.path().join(format!("{}.flv", info.name));
         write_flv(&path, out);
-        let p = probe(&path);
-        let v = stream(&p, "video");
+        let p = ffprobe(&path);
+        let v = stream_of(&p, "video");
         assert_eq!(v["codec_name"], "h264");
         assert_eq!(
             (v["width"].as_u64(), v["height"].as_u64()),
             (Some(u64::from(info.width)), Some(u64::from(info.height)))
         );
-        let a = stream(&p, "audio");
+        let a = stream_of(&p, "audio");
         assert_eq!(
             (a["codec_name"].as_str(), a["sample_rate"].as_str()),
             (Some("aac"), Some("48000"))
@@ -205,7 +183,7 @@ fn ladder_renditions_decode_match_and_stay_in_sync() {
         assert!(n >= 5, "{}: {n} flashes paired", info.name);
         assert!(off <= 1.0 / 30.0, "{}: A/V offset {off}", info.name);
         // The whole file decodes.
-        run(
+        run_tool_text(
             "ffmpeg",
             &[
                 "-v",
@@ -281,7 +259,7 @@ fn failing_rendition_does_not_disturb_the_others() {
     assert!(!frames(&outs[1], TrackKind::Audio).is_empty());
     let path = dir.path().join("ok.flv");
     write_flv(&path, &outs[0]);
-    run(
+    run_tool_text(
         "ffmpeg",
         &[
             "-v",
@@ -349,7 +327,7 @@ fn resolution_change_mid_stream_keeps_outputs_valid() {
     let path = dir.path().join("out.flv");
     write_flv(&path, &outs[0]);
     let p = path.to_str().expect("p");
-    let s = run(
+    let s = run_tool_text(
         "ffprobe",
         &[
             "-v",
@@ -417,7 +395,7 @@ fn corrupt_frames_are_skipped_and_the_renditions_carry_on() {
         assert_eq!(key_pts(&outs[i]), key_pts(&events));
         let path = dir.path().join(format!("{}.flv", info.name));
         write_flv(&path, &outs[i]);
-        run(
+        run_tool_text(
             "ffmpeg",
             &[
                 "-v",
@@ -500,8 +478,8 @@ fn phone_source_with_variable_frame_rate_and_odd_sample_rate() {
     assert_eq!(out_pts, sorted);
     let path = dir.path().join("240p.flv");
     write_flv(&path, &outs[0]);
-    let p = probe(&path);
-    let a = stream(&p, "audio");
+    let p = ffprobe(&path);
+    let a = stream_of(&p, "audio");
     assert_eq!(
         (a["sample_rate"].as_str(), a["channels"].as_u64()),
         (Some("48000"), Some(2))

@@ -3,22 +3,13 @@
 mod common;
 
 use common::*;
-use vshare_media::{MediaEvent, TrackConfig};
+use vshare_media::MediaEvent;
 use vshare_package::{
     Packager, PackagerConfig, PackagerOutput, VariantMeter, multivariant_playlist, vod_playlist,
 };
-use vshare_transcode::{LadderConfig, RenditionSpec, Transcoder};
-
-fn spec(name: &str, height: u32, vb: u64, ab: u64) -> RenditionSpec {
-    RenditionSpec {
-        name: name.into(),
-        height,
-        video_bitrate: vb,
-        audio_bitrate: ab,
-        encoder: None,
-        preset: None,
-    }
-}
+use vshare_testkit::ffmpeg::{ffprobe, parse_rate, stream_of};
+use vshare_testkit::process::run_tool_text;
+use vshare_transcode::{LadderConfig, Transcoder};
 
 #[test]
 fn multivariant_playlist_plays_and_declares_measured_values() {
@@ -26,14 +17,7 @@ fn multivariant_playlist_plays_and_declares_measured_values() {
     let src = dir.path().join("src.flv");
     flash_source(&src, 1280, 720, 30, 8, 30);
     let events = read_events(&src);
-    let (mut v, mut a) = (None, None);
-    for e in &events {
-        match e {
-            MediaEvent::Config(TrackConfig::Avc(c)) => v = v.or(Some(c.clone())),
-            MediaEvent::Config(TrackConfig::Aac(c)) => a = a.or(Some(c.clone())),
-            _ => {}
-        }
-    }
+    let (v, a) = configs(&events);
     let config = LadderConfig {
         renditions: vec![
             spec("480p", 480, 1_000_000, 128_000),
@@ -126,7 +110,7 @@ fn multivariant_playlist_plays_and_declares_measured_values() {
         // ffprobe's view of the rendition: bits of all packets over the duration.
         let media = dir.path().join(&infos[i].name).join("index.m3u8");
         let m = media.to_str().expect("p");
-        let sizes = run(
+        let sizes = run_tool_text(
             "ffprobe",
             &[
                 "-v",
@@ -143,7 +127,7 @@ fn multivariant_playlist_plays_and_declares_measured_values() {
             .filter_map(|l| l.trim().parse::<u64>().ok())
             .map(|b| b * 8)
             .sum();
-        let p = probe(&media);
+        let p = ffprobe(&media);
         let dur: f64 = p["format"]["duration"]
             .as_str()
             .and_then(|d| d.parse().ok())
@@ -159,12 +143,14 @@ fn multivariant_playlist_plays_and_declares_measured_values() {
             infos[i].name,
             var.average_bandwidth
         );
-        let vs = stream(&p, "video");
+        let vs = stream_of(&p, "video");
         assert_eq!(vs["width"].as_u64(), Some(u64::from(var.width)));
-        assert!((rate(vs["r_frame_rate"].as_str().expect("r")) - var.frame_rate).abs() < 0.01);
+        assert!(
+            (parse_rate(vs["r_frame_rate"].as_str().expect("r")) - var.frame_rate).abs() < 0.01
+        );
     }
     // The multivariant playlist: ffprobe sees every variant, ffmpeg decodes all of it.
-    let p = probe(&mpath);
+    let p = ffprobe(&mpath);
     let widths: Vec<u64> = p["streams"]
         .as_array()
         .expect("streams")
@@ -180,7 +166,7 @@ fn multivariant_playlist_plays_and_declares_measured_values() {
             .collect::<Vec<_>>()
     );
     let mp = mpath.to_str().expect("p");
-    run(
+    run_tool_text(
         "ffmpeg",
         &[
             "-v", "error", "-xerror", "-i", mp, "-map", "0", "-f", "null", "-",

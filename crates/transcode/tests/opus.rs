@@ -6,6 +6,8 @@ mod common;
 
 use common::*;
 use vshare_media::{MediaEvent, TrackConfig};
+use vshare_testkit::ffmpeg::{ffprobe, stream_of};
+use vshare_testkit::process::{run_tool, run_tool_text};
 use vshare_transcode::OpusToAac;
 
 /// The packets of an Ogg stream (RFC 3533): pages' segments joined until a lacing value < 255.
@@ -35,7 +37,7 @@ fn opus_packets_become_aac_of_the_same_length_and_tone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ogg = dir.path().join("tone.ogg");
     let ogg_s = ogg.to_str().expect("path");
-    run(
+    run_tool_text(
         "ffmpeg",
         &[
             "-v",
@@ -90,14 +92,14 @@ fn opus_packets_become_aac_of_the_same_length_and_tone() {
     let flv = dir.path().join("aac.flv");
     write_flv(&flv, &events);
     let flv_s = flv.to_str().expect("path");
-    let p = probe(&flv);
-    let a = stream(&p, "audio");
+    let p = ffprobe(&flv);
+    let a = stream_of(&p, "audio");
     assert_eq!(a["codec_name"], "aac");
     assert_eq!(a["sample_rate"], "48000");
     assert_eq!(a["channels"], 1);
-    let errors = run("ffmpeg", &["-v", "error", "-i", flv_s, "-f", "null", "-"]);
+    let errors = run_tool_text("ffmpeg", &["-v", "error", "-i", flv_s, "-f", "null", "-"]);
     assert_eq!(errors, "");
-    let pcm = run_bytes(
+    let pcm = run_tool(
         "ffmpeg",
         &[
             "-v", "error", "-i", flv_s, "-f", "f32le", "-ac", "1", "-ar", "48000", "-",

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use common::*;
-use vshare_media::{MediaEvent, TrackConfig, TrackKind};
+use vshare_media::{MediaEvent, TrackKind};
+use vshare_testkit::process::run_tool_text;
 use vshare_transcode::{LadderConfig, RenditionSpec, TranscodeWorker, Transcoder};
 
 fn setup(seconds: u32) -> (tempfile::TempDir, Vec<MediaEvent>, Transcoder) {
@@ -14,14 +15,7 @@ fn setup(seconds: u32) -> (tempfile::TempDir, Vec<MediaEvent>, Transcoder) {
     let src = dir.path().join("src.flv");
     flash_source(&src, 640, 360, 30, seconds, 15);
     let events = read_events(&src);
-    let (mut v, mut a) = (None, None);
-    for e in &events {
-        match e {
-            MediaEvent::Config(TrackConfig::Avc(c)) => v = v.or(Some(c.clone())),
-            MediaEvent::Config(TrackConfig::Aac(c)) => a = a.or(Some(c.clone())),
-            _ => {}
-        }
-    }
+    let (v, a) = configs(&events);
     let config = LadderConfig {
         renditions: vec![
             RenditionSpec {
@@ -94,7 +88,7 @@ fn full_queue_drops_until_the_next_keyframe_without_blocking() {
         per_rung_keys.push(keys);
         let path = dir.path().join(format!("r{i}.flv"));
         write_flv(&path, o);
-        run(
+        run_tool_text(
             "ffmpeg",
             &[
                 "-v",

@@ -12,17 +12,6 @@ pub fn vshare() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vshare"))
 }
 
-/// Fails the test with a clear message when an external tool is missing.
-pub fn require_tool(name: &str) {
-    let ok = Command::new(name)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(ok, "{name} is not installed; run scripts/setup.sh");
-}
-
 /// A running `vshare serve` on ephemeral ports; killed on drop.
 pub struct Server {
     pub child: Child,
@@ -144,33 +133,18 @@ pub fn create_key(data: &Path) -> String {
 
 /// Makes an H.264/AAC test clip with the ffmpeg CLI: 640x360 at 30 fps, keyframe each second.
 pub fn make_clip(dir: &Path, name: &str, seconds: u32, extra: &[&str]) -> PathBuf {
-    require_tool("ffmpeg");
-    let path = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg(format!("testsrc2=size=640x360:rate=30:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=1000:sample_rate=44100:duration={seconds}"
-        ))
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-b:v", "800k", "-c:a", "aac",
-            "-b:a", "96k", "-ac", "2",
-        ])
-        .args(extra)
-        .arg(&path)
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success(), "ffmpeg could not make the clip");
-    path
+    let mut encode = vec![
+        "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-b:v", "800k", "-c:a", "aac",
+        "-b:a", "96k", "-ac", "2",
+    ];
+    encode.extend(extra);
+    vshare_testkit::ffmpeg::make_test_clip(
+        &dir.join(name),
+        "640x360",
+        seconds,
+        Some(44100),
+        &encode,
+    )
 }
 
 /// `ffmpeg -re -i CLIP -c copy -f flv URL` in the background.
@@ -220,142 +194,6 @@ pub fn get_json(url: &str) -> serde_json::Value {
     serde_json::from_slice(&body).expect("json")
 }
 
-/// Polls until `f` returns Some or the timeout passes.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// ffprobe's JSON for a file or URL.
-pub fn ffprobe(input: &str) -> serde_json::Value {
-    require_tool("ffprobe");
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-            input,
-        ])
-        .output()
-        .expect("ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {input}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ffprobe json")
-}
-
-/// `ffmpeg -i INPUT -f null -` at log level `level`: what it printed (empty when clean), and
-/// its exit status when it failed.
-fn ffmpeg_to_null(input: &str, level: &str) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-v", level, "-i", input])
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg");
-    let mut s = String::from_utf8_lossy(&out.stderr).to_string();
-    if !out.status.success() {
-        s.push_str(&format!("\nexit status {:?}", out.status.code()));
-    }
-    s
-}
-
-/// Decodes every frame with ffmpeg and returns its error output (empty when clean).
-pub fn decode_errors(input: &str) -> String {
-    ffmpeg_to_null(input, "error")
-}
-
-/// ffmpeg's default conversion of a file or URL: its warnings and errors (empty when clean).
-pub fn conversion_warnings(input: &str) -> String {
-    ffmpeg_to_null(input, "warning")
-}
-
-/// Counts decoded frames per stream type with ffprobe -count_frames.
-pub fn frame_count(input: &str, stream: &str) -> u64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            stream,
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            input,
-        ])
-        .output()
-        .expect("ffprobe");
-    // HLS inputs list the stream once per program and once on its own: take the first.
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .unwrap_or(0)
-}
-
-/// Presentation span of a stream from its packets: (first pts, last pts + duration), seconds.
-/// (ffprobe's own duration of a lone fragment counts from time zero.)
-pub fn packet_span(input: &str, stream: &str) -> (f64, f64) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            stream,
-            "-show_entries",
-            "packet=pts_time,duration_time",
-            "-of",
-            "csv=p=0",
-            input,
-        ])
-        .output()
-        .expect("ffprobe");
-    let mut first = f64::INFINITY;
-    let mut end = f64::NEG_INFINITY;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut it = line.split(',');
-        let pts: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
-        let dur: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        if pts.is_finite() {
-            first = first.min(pts);
-            end = end.max(pts + dur);
-        }
-    }
-    (first, end)
-}
-
-pub fn parse_rate(s: &str) -> f64 {
-    match s.split_once('/') {
-        Some((n, d)) => n.parse::<f64>().unwrap_or(0.0) / d.parse::<f64>().unwrap_or(1.0),
-        None => s.parse().unwrap_or(0.0),
-    }
-}
-
-pub fn stream_of<'a>(probe: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
-    probe["streams"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["codec_type"] == kind))
-        .unwrap_or_else(|| panic!("no {kind} stream in {probe}"))
-}
-
-pub fn f(v: &serde_json::Value) -> f64 {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .or_else(|| v.as_f64())
-        .unwrap_or(f64::NAN)
-}
-
 /// Waits until the video of `key`'s latest publish is in `state`, returning its JSON.
 pub fn wait_video_state(
     server: &Server,
@@ -387,120 +225,9 @@ pub fn wait_video_state(
     }
 }
 
-/// Video packet times of a file or URL, seconds, in order (ffprobe).
-pub fn video_packet_times(input: &str) -> Vec<f64> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0", input])
-        .output()
-        .expect("ffprobe");
-    let mut t: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t
-}
-
 /// The largest step between consecutive times.
 pub fn largest_gap(times: &[f64]) -> f64 {
     times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
-}
-
-/// Output of a tool that must succeed.
-pub fn run(tool: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool}: {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// One packet of a track: times in the track's time base, keyframe flag, payload.
-pub struct Packet {
-    pub pts: i64,
-    pub dts: i64,
-    pub key: bool,
-    pub data: Vec<u8>,
-}
-
-/// A track's packets read with the ffmpeg CLI alone: times, sizes and flags from ffprobe, the
-/// payloads (as stored in the MP4: length-prefixed NAL units, raw AAC) from `-f data`.
-pub fn packets(path: &Path, stream: &str) -> (i64, Vec<Packet>) {
-    let p = path.to_str().expect("path");
-    let tb = String::from_utf8(run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            stream,
-            "-show_entries",
-            "stream=time_base",
-            "-of",
-            "csv=p=0",
-            p,
-        ],
-    ))
-    .expect("utf8");
-    let den: i64 = tb
-        .trim()
-        .split_once('/')
-        .and_then(|(_, d)| d.parse().ok())
-        .expect("time base 1/N");
-    let list = String::from_utf8(run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            stream,
-            "-show_entries",
-            "packet=pts,dts,size,flags",
-            "-of",
-            "csv=p=0",
-            p,
-        ],
-    ))
-    .expect("utf8");
-    let map = format!("0:{stream}");
-    let data = run(
-        "ffmpeg",
-        &[
-            "-v", "error", "-i", p, "-map", &map, "-c", "copy", "-f", "data", "-",
-        ],
-    );
-    let mut out = Vec::new();
-    let mut at = 0;
-    for line in list.lines().filter(|l| !l.trim().is_empty()) {
-        let f: Vec<&str> = line.split(',').collect();
-        let size: usize = f[2].parse().expect("size");
-        out.push(Packet {
-            pts: f[0].parse().expect("pts"),
-            dts: f[1].parse().expect("dts"),
-            key: f[3].starts_with('K'),
-            data: data[at..at + size].to_vec(),
-        });
-        at += size;
-    }
-    assert_eq!(at, data.len(), "packet sizes add up");
-    (den, out)
-}
-
-/// The body of an MP4's decoder configuration box (`avcC`, `hvcC`).
-pub fn config_box(path: &Path, name: &[u8; 4]) -> Vec<u8> {
-    let mp4 = std::fs::read(path).expect("read");
-    let at = mp4
-        .windows(4)
-        .position(|w| w == name)
-        .expect("configuration box");
-    let size = u32::from_be_bytes([mp4[at - 4], mp4[at - 3], mp4[at - 2], mp4[at - 1]]) as usize;
-    mp4[at + 4..at - 4 + size].to_vec()
 }
 
 /// Publishes with our own RTMP client over a blocking socket, up to `Published`.

@@ -1,10 +1,8 @@
 //! Helpers shared by the proxy's integration tests.
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sqlx::AssertSqlSafe;
-use sqlx::any::AnyPoolOptions;
 use vshare_attributes::{AttributeRecord, Kind};
 use vshare_proxy::dispatcher::Policy;
 use vshare_proxy::{Event, EventKind, ProxyConfig, SmppConfig};
@@ -48,28 +46,17 @@ pub fn live_event(video_id: &str, source: &str) -> Event {
 }
 
 pub fn sqlite_url(dir: &tempfile::TempDir) -> String {
-    format!("sqlite://{}/proxy.db?mode=rwc", dir.path().display())
+    vshare_testkit::db::sqlite_url(dir.path(), "proxy.db")
 }
 
 /// A fresh database on the test PostgreSQL (`VSHARE_TEST_POSTGRES_URL`, from
 /// `scripts/postgres.sh`). Panics with a clear message when it is not set.
 pub async fn fresh_postgres() -> String {
-    let base = std::env::var("VSHARE_TEST_POSTGRES_URL").expect(
-        "VSHARE_TEST_POSTGRES_URL is not set: run `export VSHARE_TEST_POSTGRES_URL=$(scripts/postgres.sh)`",
-    );
-    sqlx::any::install_default_drivers();
-    let pool = AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&base)
+    vshare_testkit::db::fresh_postgres("vshare_proxy_test")
         .await
-        .expect("test postgres");
-    let name = format!("vshare_proxy_test_{}", vshare_proxy::store::random_id(10));
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&pool)
-        .await
-        .expect("create database");
-    let (prefix, _) = base.rsplit_once('/').expect("url with a database");
-    format!("{prefix}/{name}")
+        .expect(
+            "VSHARE_TEST_POSTGRES_URL is not set: run `export VSHARE_TEST_POSTGRES_URL=$(scripts/postgres.sh)`",
+        )
 }
 
 /// Fast retries for tests.
@@ -99,22 +86,4 @@ pub fn config(url: &str, smsc: Option<&str>) -> ProxyConfig {
         window: 64,
     });
     c
-}
-
-/// Polls `f` until it is true or `timeout` passes.
-pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f().await {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

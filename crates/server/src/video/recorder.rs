@@ -142,65 +142,26 @@ pub async fn write_mp4(
 
 #[cfg(test)]
 mod tests {
-    use std::process::Command;
-
-    use vshare_media::flv::{TagDemuxer, TagType, read_file};
-    use vshare_media::{Frame, MediaEvent};
     use vshare_package::{Packager, PackagerConfig, PackagerOutput};
+    use vshare_testkit::db::sqlite_url;
+    use vshare_testkit::ffmpeg::{decode_errors, frame_sizes, make_test_clip, size_runs};
+    use vshare_testkit::flv::read_events;
 
     use super::*;
     use crate::db::{Video, VideoState, Visibility, now_rfc3339, random_id};
 
-    /// `seconds` of H.264 at `size` (30 fps, a key frame each second) + AAC, as an FLV made by
+    /// 3 s of H.264 at `size` (30 fps, a key frame each second) + AAC, as an FLV made by
     /// ffmpeg; its parameter sets are only in the sequence header (global headers).
     fn clip(dir: &std::path::Path, size: &str) -> std::path::PathBuf {
-        let path = dir.join(format!("{size}.flv"));
-        let out = Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-            .arg(format!("testsrc2=size={size}:rate=30"))
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=f=1000:sample_rate=44100",
-                "-t",
-                "3",
-            ])
-            .args(["-c:v", "libx264", "-g", "30", "-pix_fmt", "yuv420p"])
-            .args(["-c:a", "aac", "-f", "flv"])
-            .arg(&path)
-            .output()
-            .expect("ffmpeg is required for this test (apt-get install ffmpeg)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        path
-    }
-
-    /// The clip's media events, `offset_ms` later.
-    fn events(path: &std::path::Path, offset_ms: i64) -> Vec<MediaEvent> {
-        let data = Bytes::from(std::fs::read(path).expect("read clip"));
-        let mut demux = TagDemuxer::new();
-        let mut out = Vec::new();
-        for tag in read_file(data).expect("flv") {
-            let ts = i64::from(tag.timestamp_ms);
-            let event = match tag.tag_type {
-                TagType::Video => demux.video(ts, tag.body).expect("video tag"),
-                TagType::Audio => demux.audio(ts, tag.body).expect("audio tag"),
-                _ => None,
-            };
-            out.extend(event.map(|e| match e {
-                MediaEvent::Frame(f) => MediaEvent::Frame(Frame {
-                    pts: f.pts + offset_ms * 1000,
-                    dts: f.dts + offset_ms * 1000,
-                    ..f
-                }),
-                other => other,
-            }));
-        }
-        out
+        make_test_clip(
+            &dir.join(format!("{size}.flv")),
+            size,
+            3,
+            Some(44100),
+            &[
+                "-c:v", "libx264", "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv",
+            ],
+        )
     }
 
     /// Runs of decoded pictures of one size: ((width, height), count).
@@ -208,38 +169,13 @@ mod tests {
 
     /// ffmpeg's decode errors (empty when clean) and the decoded pictures' sizes as runs.
     fn decode(path: &std::path::Path) -> (String, SizeRuns) {
-        let out = Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(path)
-            .args(["-f", "null", "-"])
-            .output()
-            .expect("ffmpeg");
-        let errors = String::from_utf8_lossy(&out.stderr).into_owned();
-        let probe = Command::new("ffprobe")
-            .args(["-v", "error", "-select_streams", "v", "-show_entries"])
-            .args(["frame=width,height", "-of", "csv=p=0"])
-            .arg(path)
-            .output()
-            .expect("ffprobe");
-        let mut runs: SizeRuns = Vec::new();
-        for line in String::from_utf8_lossy(&probe.stdout).lines() {
-            let mut it = line.split(',').filter_map(|v| v.trim().parse::<u64>().ok());
-            let (Some(w), Some(h)) = (it.next(), it.next()) else {
-                continue;
-            };
-            match runs.last_mut() {
-                Some((size, n)) if *size == (w, h) => *n += 1,
-                _ => runs.push(((w, h), 1)),
-            }
-        }
-        (errors, runs)
+        (decode_errors(path), size_runs(&frame_sizes(path)))
     }
 
     /// Storage in `dir`, an SQLite database and a live video: (storage, db, video id).
     async fn recording(dir: &std::path::Path) -> (Storage, Db, String) {
         let storage = Storage::open(None, &dir.join("store")).expect("storage");
-        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-        let db = Db::open(&url).await.expect("db");
+        let db = Db::open(&sqlite_url(dir, "t.db")).await.expect("db");
         let (key, _) = db.create_key("phone").await.expect("key");
         let id = random_id(12);
         db.insert_video(&Video {
@@ -263,7 +199,7 @@ mod tests {
         let (storage, db, id) = recording(dir.path()).await;
         let mut packager = Packager::new(PackagerConfig::default());
         let mut outputs = Vec::new();
-        for (i, event) in events(&clip(dir.path(), "320x180"), 0)
+        for (i, (_, event)) in read_events(&clip(dir.path(), "320x180"), 0)
             .into_iter()
             .enumerate()
         {
@@ -341,9 +277,9 @@ mod tests {
 
         // 640x360 → 320x180 → 640x360, each step a new encoder and a new avcC.
         let (big, small) = (clip(dir.path(), "640x360"), clip(dir.path(), "320x180"));
-        let mut input = events(&big, 0);
-        input.extend(events(&small, 3000));
-        input.extend(events(&big, 6000));
+        let mut input = read_events(&big, 0);
+        input.extend(read_events(&small, 3000));
+        input.extend(read_events(&big, 6000));
         let mut packager = Packager::new(PackagerConfig::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(record(storage.clone(), db.clone(), id.clone(), None, rx));
@@ -351,7 +287,7 @@ mod tests {
         let mut inits: Vec<Bytes> = Vec::new();
         let mut expected: Vec<(i64, usize)> = Vec::new();
         let mut outputs = Vec::new();
-        for (i, event) in input.into_iter().enumerate() {
+        for (i, (_, event)) in input.into_iter().enumerate() {
             outputs.extend(packager.push(event, i as i64).expect("push"));
         }
         outputs.extend(packager.finish());

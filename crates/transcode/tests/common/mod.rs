@@ -3,37 +3,45 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::Command;
 
-use bytes::Bytes;
-use vshare_media::flv::{self, TagDemuxer, TagType};
-use vshare_media::{Frame, MediaEvent, TrackConfig, TrackKind};
+use vshare_media::flv;
+use vshare_media::{AacConfig, AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
+use vshare_testkit::flv::{AUDIO_TAG, VIDEO_TAG, write_tags};
+use vshare_testkit::process::{run_tool, run_tool_text};
+use vshare_transcode::RenditionSpec;
 
-/// Runs a tool, failing the test clearly if it is missing or fails.
-pub fn run(tool: &str, args: &[&str]) -> String {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} is needed for this test (apt-get install ffmpeg): {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// The MediaEvents of an FLV file, in file order.
+pub fn read_events(path: &Path) -> Vec<MediaEvent> {
+    vshare_testkit::flv::read_events(path, 0)
+        .into_iter()
+        .map(|(_, event)| event)
+        .collect()
 }
 
-pub fn run_bytes(tool: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} is needed for this test (apt-get install ffmpeg): {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+/// The first video and audio configurations of a source.
+pub fn configs(events: &[MediaEvent]) -> (Option<AvcConfig>, Option<AacConfig>) {
+    let mut v = None;
+    let mut a = None;
+    for e in events {
+        match e {
+            MediaEvent::Config(TrackConfig::Avc(c)) if v.is_none() => v = Some(c.clone()),
+            MediaEvent::Config(TrackConfig::Aac(c)) if a.is_none() => a = Some(c.clone()),
+            _ => {}
+        }
+    }
+    (v, a)
+}
+
+/// A rung of the ladder with the default encoder and preset.
+pub fn spec(name: &str, height: u32, vb: u64, ab: u64) -> RenditionSpec {
+    RenditionSpec {
+        name: name.into(),
+        height,
+        video_bitrate: vb,
+        audio_bitrate: ab,
+        encoder: None,
+        preset: None,
+    }
 }
 
 /// A H.264/AAC FLV source: a moving test picture (with noise, so encoders have work) that flashes white for one frame at every whole
@@ -48,7 +56,7 @@ pub fn flash_source(path: &Path, w: u32, h: u32, fps: u32, seconds: u32, gop: u3
         "aevalsrc='if(lt(mod(t,1),0.03),0.8*sin(2*PI*1000*t),0)|if(lt(mod(t,1),0.03),0.8*sin(2*PI*1000*t),0)':s=48000:d={seconds}"
     );
     let g = gop.to_string();
-    run(
+    run_tool_text(
         "ffmpeg",
         &[
             "-v",
@@ -87,23 +95,6 @@ pub fn flash_source(path: &Path, w: u32, h: u32, fps: u32, seconds: u32, gop: u3
     );
 }
 
-/// The MediaEvents of an FLV file, in file order.
-pub fn read_events(path: &Path) -> Vec<MediaEvent> {
-    let data = Bytes::from(std::fs::read(path).expect("read source"));
-    let mut demux = TagDemuxer::new();
-    let mut events = Vec::new();
-    for tag in flv::read_file(data).expect("flv") {
-        let ts = i64::from(tag.timestamp_ms);
-        let e = match tag.tag_type {
-            TagType::Video => demux.video(ts, tag.body).expect("video tag"),
-            TagType::Audio => demux.audio(ts, tag.body).expect("audio tag"),
-            _ => None,
-        };
-        events.extend(e);
-    }
-    events
-}
-
 /// The shift [`write_flv`] applies: the earliest negative decode time (µs), else 0.
 pub fn flv_shift(events: &[MediaEvent]) -> i64 {
     events
@@ -121,34 +112,21 @@ pub fn flv_shift(events: &[MediaEvent]) -> i64 {
 pub fn write_flv(path: &Path, events: &[MediaEvent]) {
     // FLV has no negative times: shift both tracks alike (AAC priming starts before 0).
     let shift = flv_shift(events);
-    let mut out = b"FLV\x01\x05\0\0\0\x09\0\0\0\0".to_vec();
-    let mut tag = |kind: u8, ts_us: i64, body: Bytes| {
-        let ts = ((ts_us - shift).max(0) / 1000) as u32;
-        let size = body.len() as u32;
-        out.push(kind);
-        out.extend_from_slice(&size.to_be_bytes()[1..]);
-        out.extend_from_slice(&ts.to_be_bytes()[1..]);
-        out.push((ts >> 24) as u8);
-        out.extend_from_slice(&[0, 0, 0]);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&(size + 11).to_be_bytes());
-    };
-    for e in events {
-        match e {
-            MediaEvent::Config(TrackConfig::Avc(c)) => {
-                tag(9, 0, flv::video_sequence_header(&c.record))
-            }
-            MediaEvent::Config(TrackConfig::Aac(c)) => {
-                tag(8, 0, flv::audio_sequence_header(&c.asc))
-            }
-            MediaEvent::Frame(f) if f.track == TrackKind::Video => {
-                let cts = ((f.pts - f.dts) / 1000) as i32;
-                tag(9, f.dts, flv::video_frame(f.key, cts, &f.data))
-            }
-            MediaEvent::Frame(f) => tag(8, f.dts, flv::audio_frame(&f.data)),
+    let ms = |ts_us: i64| ((ts_us - shift).max(0) / 1000) as u32;
+    let tags = events.iter().map(|e| match e {
+        MediaEvent::Config(TrackConfig::Avc(c)) => {
+            (VIDEO_TAG, 0, flv::video_sequence_header(&c.record))
         }
-    }
-    std::fs::write(path, out).expect("write flv");
+        MediaEvent::Config(TrackConfig::Aac(c)) => {
+            (AUDIO_TAG, 0, flv::audio_sequence_header(&c.asc))
+        }
+        MediaEvent::Frame(f) if f.track == TrackKind::Video => {
+            let cts = ((f.pts - f.dts) / 1000) as i32;
+            (VIDEO_TAG, ms(f.dts), flv::video_frame(f.key, cts, &f.data))
+        }
+        MediaEvent::Frame(f) => (AUDIO_TAG, ms(f.dts), flv::audio_frame(&f.data)),
+    });
+    write_tags(path, tags);
 }
 
 pub fn frames(events: &[MediaEvent], track: TrackKind) -> Vec<&Frame> {
@@ -161,40 +139,9 @@ pub fn frames(events: &[MediaEvent], track: TrackKind) -> Vec<&Frame> {
         .collect()
 }
 
-/// ffprobe's JSON for a file's streams and format.
-pub fn probe(path: &Path) -> serde_json::Value {
-    let s = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-show_streams",
-            "-show_format",
-            "-of",
-            "json",
-            path.to_str().expect("path"),
-        ],
-    );
-    serde_json::from_str(&s).expect("ffprobe json")
-}
-
-pub fn stream<'a>(p: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
-    p["streams"]
-        .as_array()
-        .expect("streams")
-        .iter()
-        .find(|s| s["codec_type"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} stream"))
-}
-
-pub fn rate(s: &str) -> f64 {
-    let (n, d) = s.split_once('/').unwrap_or((s, "1"));
-    n.parse::<f64>().expect("num") / d.parse::<f64>().expect("den").max(1e-9)
-}
-
 /// Video packets as ffprobe sees them: (pts seconds, keyframe, size bytes).
 pub fn video_packets(path: &Path) -> Vec<(f64, bool, u64)> {
-    let s = run(
+    let s = run_tool_text(
         "ffprobe",
         &[
             "-v",
@@ -222,7 +169,7 @@ pub fn video_packets(path: &Path) -> Vec<(f64, bool, u64)> {
 /// Times (s) of the video frames whose mean luma shows a white flash, decoded by ffmpeg.
 pub fn flash_times(path: &Path) -> Vec<f64> {
     let graph = format!("movie={},signalstats", path.to_str().expect("path"));
-    let s = run(
+    let s = run_tool_text(
         "ffprobe",
         &[
             "-v",
@@ -251,7 +198,7 @@ pub fn flash_times(path: &Path) -> Vec<f64> {
 /// pre-skip or priming the container tells the decoder to drop, as the CLI drops it too).
 pub fn beep_times(path: &Path) -> Vec<f64> {
     let p = path.to_str().expect("path");
-    let first = run(
+    let first = run_tool_text(
         "ffprobe",
         &[
             "-v",
@@ -272,7 +219,7 @@ pub fn beep_times(path: &Path) -> Vec<f64> {
         .next()
         .and_then(|l| l.trim().parse().ok())
         .expect("audio start");
-    let pcm = run_bytes(
+    let pcm = run_tool(
         "ffmpeg",
         &[
             "-v", "error", "-i", p, "-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "f32le", "-",
@@ -325,7 +272,7 @@ pub fn phone_source(path: &Path, seconds: u32) {
     );
     let audio =
         format!("aevalsrc='if(lt(mod(t,1),0.03),0.8*sin(2*PI*1000*t),0)':s=22050:d={seconds}");
-    run(
+    run_tool_text(
         "ffmpeg",
         &[
             "-v",
