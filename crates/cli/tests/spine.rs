@@ -116,6 +116,10 @@ fn ffmpeg_rtmp_to_ll_hls_and_vod_with_measured_attributes() {
     let mut since_independent: Vec<u8> = Vec::new();
     let mut checked_segments = 0;
     let mut last_extinf = None;
+    // The parts of the segment being listed, concatenated: a complete segment is exactly its
+    // parts (older ones are served as byte ranges of the stored segment).
+    let mut parts_of_segment: Vec<u8> = Vec::new();
+    let mut segments_matching_parts = 0;
     for line in playlist.lines() {
         if let Some(rest) = line.strip_prefix("#EXT-X-PART:") {
             let dur: f64 = attr(rest, "DURATION")
@@ -138,6 +142,7 @@ fn ffmpeg_rtmp_to_ll_hls_and_vod_with_measured_attributes() {
                 );
             }
             since_independent.extend_from_slice(&part);
+            parts_of_segment.extend_from_slice(&part);
             let file = dir.path().join(uri.replace('/', "_") + ".mp4");
             std::fs::write(
                 &file,
@@ -161,6 +166,14 @@ fn ffmpeg_rtmp_to_ll_hls_and_vod_with_measured_attributes() {
             );
             let (status, seg) = http_get(&format!("{base}{line}"));
             assert_eq!(status, 200, "{line}");
+            if !parts_of_segment.is_empty() {
+                assert!(
+                    parts_of_segment == seg,
+                    "{line} is not its parts concatenated"
+                );
+                segments_matching_parts += 1;
+            }
+            parts_of_segment.clear();
             let file = dir.path().join(format!("{line}.mp4"));
             std::fs::write(&file, [init.as_slice(), seg.as_slice()].concat()).expect("write");
             let (start, end) = packet_span(file.to_str().expect("path"), "v:0");
@@ -175,8 +188,9 @@ fn ffmpeg_rtmp_to_ll_hls_and_vod_with_measured_attributes() {
         }
     }
     assert!(
-        checked_parts >= 3 && checked_segments >= 1,
-        "only {checked_parts} parts, {checked_segments} segments listed"
+        checked_parts >= 3 && checked_segments >= 1 && segments_matching_parts >= 1,
+        "only {checked_parts} parts, {checked_segments} segments listed \
+         ({segments_matching_parts} with their parts)"
     );
 
     // A plain HLS client opens the live playlist.

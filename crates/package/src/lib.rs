@@ -23,4 +23,4 @@ pub use packager::{
 pub use playlist::{VodSegment, vod_playlist, vod_playlist_segments};
 pub use playlist_query::{playlist_with_query, uri_with_query};
 pub use vod::VodMp4Builder;
-pub use window::{LiveWindow, SegmentBytes, WindowUpdate};
+pub use window::{LiveWindow, PartBytes, SegmentBytes, WindowUpdate};

@@ -1,8 +1,13 @@
 //! The live window of one LL-HLS stream, as a live server keeps it: the init segments, the
-//! current playlist, the parts of the last few segments, and which segments are complete. It
-//! answers the blocking-reload condition of RFC 8216bis §6.2.5.2 and says where a segment's
-//! bytes are: in memory (its parts, concatenated) or, once its parts have left the window, in
-//! the recording's storage. Sans-IO: a live server wraps it with its locks and wake-ups.
+//! current playlist, the parts not yet in the recording, and which segments are complete. It
+//! answers the blocking-reload condition of RFC 8216bis §6.2.5.2 and says where a segment's or
+//! a part's bytes are: in memory, or in the recording's storage (a part is a byte range of its
+//! stored segment, which is its parts concatenated).
+//!
+//! Memory per stream is the segment in progress and the complete segments the recorder has not
+//! yet confirmed stored ([`WindowUpdate::Stored`]); parts the playlist still lists but whose
+//! segment is stored are read back by range. Sans-IO: a live server wraps it with its locks and
+//! wake-ups.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +30,8 @@ pub enum WindowUpdate {
     },
     /// Segment `msn` is complete (its parts are all there); `playlist` lists it.
     Segment { msn: u64, playlist: Arc<str> },
+    /// The recording has stored segment `msn`: its parts may leave memory.
+    Stored { msn: u64 },
     /// The stream ended; `playlist` carries EXT-X-ENDLIST.
     End { playlist: Arc<str> },
 }
@@ -40,13 +47,31 @@ pub enum SegmentBytes {
     Missing,
 }
 
+/// Where a part's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartBytes {
+    InMemory(Bytes),
+    /// In the stored segment `seg<msn>.m4s`, at `offset`, `len` bytes.
+    Stored {
+        offset: u64,
+        len: u64,
+    },
+    /// Not made yet, or no longer listed.
+    Missing,
+}
+
 /// The live window of one stream. See the module docs.
 #[derive(Debug, Default)]
 pub struct LiveWindow {
     /// Every init segment by name: segments still listed may be packaged under an older one.
     inits: BTreeMap<String, Bytes>,
     playlist: Option<Arc<str>>,
+    /// Parts whose segment is in progress or not yet stored.
     parts: BTreeMap<(u64, u32), Bytes>,
+    /// Where each part of a listed complete segment lies in it: (offset, length).
+    part_ranges: BTreeMap<(u64, u32), (u64, u64)>,
+    /// Complete segments the recording has stored.
+    stored: std::collections::BTreeSet<u64>,
     /// Highest part listed, as (msn, index).
     last_part: Option<(u64, u32)>,
     /// Highest complete segment.
@@ -61,8 +86,9 @@ impl LiveWindow {
         Self::default()
     }
 
-    /// Applies one update. Parts are kept for the segments the playlist lists parts for, one
-    /// more, and the one in progress; older bytes are the recording's.
+    /// Applies one update. Parts stay in memory until their segment is complete and stored;
+    /// parts (and their ranges) are listed for the segments the playlist lists parts for and
+    /// one more; older bytes are the recording's.
     pub fn apply(&mut self, update: WindowUpdate) {
         match update {
             WindowUpdate::Init { name, bytes } => {
@@ -79,7 +105,14 @@ impl LiveWindow {
                 self.last_part = self.last_part.max(Some((msn, index)));
             }
             WindowUpdate::Segment { msn, playlist } => {
-                let count = self.parts.range((msn, 0)..(msn + 1, 0)).count() as u32;
+                let mut offset = 0;
+                let mut count = 0;
+                for (&(m, index), bytes) in self.parts.range((msn, 0)..(msn + 1, 0)) {
+                    let len = bytes.len() as u64;
+                    self.part_ranges.insert((m, index), (offset, len));
+                    offset += len;
+                    count += 1;
+                }
                 self.part_counts.insert(msn, count);
                 self.playlist = Some(playlist);
                 self.last_segment = self.last_segment.max(Some(msn));
@@ -87,12 +120,40 @@ impl LiveWindow {
                 // before this one may still ask for them.
                 let keep_from = msn.saturating_sub(SEGMENTS_WITH_PARTS as u64);
                 self.parts.retain(|(m, _), _| *m >= keep_from);
+                self.part_ranges.retain(|(m, _), _| *m >= keep_from);
                 self.part_counts.retain(|m, _| *m >= keep_from);
+                self.stored.retain(|m| *m >= keep_from);
+                if self.stored.contains(&msn) {
+                    self.forget_parts(msn);
+                }
+            }
+            WindowUpdate::Stored { msn } => {
+                if self
+                    .last_segment
+                    .is_some_and(|last| msn + SEGMENTS_WITH_PARTS as u64 >= last)
+                {
+                    self.stored.insert(msn);
+                }
+                if self.part_counts.contains_key(&msn) {
+                    self.forget_parts(msn);
+                }
             }
             WindowUpdate::End { playlist } => {
                 self.playlist = Some(playlist);
                 self.ended = true;
             }
+        }
+    }
+
+    /// Drops the in-memory parts of a complete, stored segment (their ranges stay).
+    fn forget_parts(&mut self, msn: u64) {
+        let keys: Vec<_> = self
+            .parts
+            .range((msn, 0)..(msn + 1, 0))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            self.parts.remove(&k);
         }
     }
 
@@ -105,8 +166,15 @@ impl LiveWindow {
         self.inits.get(name).cloned()
     }
 
-    pub fn part(&self, msn: u64, index: u32) -> Option<Bytes> {
-        self.parts.get(&(msn, index)).cloned()
+    /// Where part `index` of segment `msn` is.
+    pub fn part(&self, msn: u64, index: u32) -> PartBytes {
+        if let Some(b) = self.parts.get(&(msn, index)) {
+            return PartBytes::InMemory(b.clone());
+        }
+        match self.part_ranges.get(&(msn, index)) {
+            Some(&(offset, len)) => PartBytes::Stored { offset, len },
+            None => PartBytes::Missing,
+        }
     }
 
     /// Where segment `msn`'s bytes are.
@@ -179,7 +247,11 @@ mod tests {
             name: "init.mp4".into(),
             bytes: Bytes::from_static(b"init"),
         });
-        for msn in 0..segments {
+        fill_from(w, 0, segments);
+    }
+
+    fn fill_from(w: &mut LiveWindow, from: u64, to: u64) {
+        for msn in from..to {
             for index in 0..3 {
                 w.apply(WindowUpdate::Part {
                     msn,
@@ -207,9 +279,11 @@ mod tests {
         assert_eq!(w.segment(5), SegmentBytes::Stored);
         assert_eq!(w.segment(0), SegmentBytes::Stored);
         assert_eq!(w.segment(10), SegmentBytes::Missing);
-        assert!(w.part(9, 2).is_some() && w.part(6, 0).is_some());
-        assert!(
-            w.part(5, 0).is_none(),
+        assert!(matches!(w.part(9, 2), PartBytes::InMemory(_)));
+        assert!(matches!(w.part(6, 0), PartBytes::InMemory(_)));
+        assert_eq!(
+            w.part(5, 0),
+            PartBytes::Missing,
             "parts leave a segment after their listing"
         );
         assert_eq!(w.init("init.mp4"), Some(Bytes::from_static(b"init")));
@@ -229,7 +303,49 @@ mod tests {
             playlist: pl("p2.0"),
         });
         assert_eq!(w.segment(2), SegmentBytes::Missing);
-        assert_eq!(w.part(2, 0), Some(Bytes::from_static(b"x")));
+        assert_eq!(w.part(2, 0), PartBytes::InMemory(Bytes::from_static(b"x")));
+    }
+
+    #[test]
+    fn a_stored_segment_s_parts_are_byte_ranges_of_it() {
+        let mut w = LiveWindow::new();
+        fill(&mut w, 3);
+        // Nothing stored yet: everything listed is in memory.
+        assert_eq!(w.held_bytes(), 9 * 5 + 4);
+        w.apply(WindowUpdate::Stored { msn: 1 });
+        assert_eq!(w.part(1, 0), PartBytes::Stored { offset: 0, len: 5 });
+        assert_eq!(w.part(1, 2), PartBytes::Stored { offset: 10, len: 5 });
+        assert_eq!(w.segment(1), SegmentBytes::Stored);
+        assert!(matches!(w.part(2, 1), PartBytes::InMemory(_)));
+        assert_eq!(w.held_bytes(), 6 * 5 + 4);
+        // A stored confirmation before the segment is complete (it cannot come earlier in
+        // order, but the window does not rely on it) leaves the segment's parts until then.
+        w.apply(WindowUpdate::Part {
+            msn: 3,
+            index: 0,
+            bytes: Bytes::from_static(b"[3.0]"),
+            playlist: pl("p3.0"),
+        });
+        w.apply(WindowUpdate::Stored { msn: 3 });
+        assert!(matches!(w.part(3, 0), PartBytes::InMemory(_)));
+        w.apply(WindowUpdate::Segment {
+            msn: 3,
+            playlist: pl("s3"),
+        });
+        assert_eq!(w.part(3, 0), PartBytes::Stored { offset: 0, len: 5 });
+        // The concatenation of the parts is the stored segment: ranges follow each other.
+        let ranges: Vec<_> = (0..3).map(|i| w.part(1, i)).collect();
+        assert_eq!(
+            ranges,
+            [
+                PartBytes::Stored { offset: 0, len: 5 },
+                PartBytes::Stored { offset: 5, len: 5 },
+                PartBytes::Stored { offset: 10, len: 5 },
+            ]
+        );
+        // Parts beyond the listing go, stored or not.
+        fill_from(&mut w, 4, 10);
+        assert_eq!(w.part(1, 0), PartBytes::Missing);
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //!
 //! [`LiveMessage`] is the one boundary between the two roles. In one process it travels over a
 //! channel; its network form would carry the same messages over TCP, as the patent's live
-//! server receives its stream. Each stream's state is a sans-IO [`LiveWindow`] (the parts of
-//! the last few segments, the playlist, the blocking-reload condition of RFC 8216bis §6.2.5.2);
-//! this module adds the locks and the wake-ups of blocked playlist requests. Older segments are
-//! read back from the recording's storage by the HTTP layer.
+//! server receives its stream. Each stream's state is a sans-IO [`LiveWindow`] (the parts not
+//! yet in the recording, the playlist, the blocking-reload condition of RFC 8216bis §6.2.5.2);
+//! this module adds the locks and the wake-ups of blocked playlist requests. Stored segments,
+//! and the parts of them the playlist still lists (byte ranges), are read back from the
+//! recording's storage by the HTTP layer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
-use vshare_package::{LiveWindow, SegmentBytes, WindowUpdate};
+use vshare_package::{LiveWindow, PartBytes, SegmentBytes, WindowUpdate};
 
 /// What the video server tells the live server about one stream.
 #[derive(Debug, Clone)]
@@ -40,6 +41,9 @@ pub enum LiveMessage {
         msn: u64,
         playlist: Arc<str>,
     },
+    /// The recording stored segment `msn`: its parts may leave memory (they are byte ranges
+    /// of the stored segment).
+    Stored { stream: String, msn: u64 },
     /// The publisher stopped; the final playlist carries EXT-X-ENDLIST.
     End { stream: String, playlist: Arc<str> },
     /// The multivariant playlist of a video with several renditions (each rendition is its own
@@ -92,7 +96,8 @@ impl LiveStream {
         self.with(|s| s.window.init(name))
     }
 
-    pub fn part(&self, msn: u64, index: u32) -> Option<Bytes> {
+    /// Where a part is: in memory, or a byte range of its stored segment.
+    pub fn part(&self, msn: u64, index: u32) -> PartBytes {
         self.with(|s| s.window.part(msn, index))
     }
 
@@ -177,10 +182,17 @@ impl LiveServer {
             LiveMessage::Init { stream, .. }
             | LiveMessage::Part { stream, .. }
             | LiveMessage::Segment { stream, .. }
+            | LiveMessage::Stored { stream, .. }
             | LiveMessage::End { stream, .. }
             | LiveMessage::Multivariant { stream, .. } => stream.clone(),
         };
-        let stream = {
+        let stream = if let LiveMessage::Stored { .. } = &msg {
+            // Only for a stream still held: a late confirmation does not bring one back.
+            match self.stream(&id) {
+                Some(s) => s,
+                None => return,
+            }
+        } else {
             let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
             streams
                 .entry(id)
@@ -206,6 +218,7 @@ impl LiveServer {
                 LiveMessage::Segment { msn, playlist, .. } => {
                     WindowUpdate::Segment { msn, playlist }
                 }
+                LiveMessage::Stored { msn, .. } => WindowUpdate::Stored { msn },
                 LiveMessage::End { playlist, .. } => WindowUpdate::End { playlist },
                 LiveMessage::Multivariant { playlist, .. } => {
                     s.multivariant = Some(playlist);

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
-use vshare_package::SegmentBytes;
+use vshare_package::{PartBytes, SegmentBytes};
 
 use super::error::ApiError;
 use super::media::{M3U8, media_response, valid_rendition};
@@ -114,7 +114,19 @@ async fn serve_live(
             msn.parse().map_err(|_| no_part())?,
             idx.parse().map_err(|_| no_part())?,
         );
-        let part = stream.part(msn, idx).ok_or_else(no_part)?;
+        let part = match stream.part(msn, idx) {
+            PartBytes::InMemory(b) => b,
+            // Its segment is complete and stored: the part is a byte range of it.
+            PartBytes::Stored { offset, len } => st
+                .storage
+                .get_range(
+                    &object_path(stream_id, &format!("seg{msn}.m4s")),
+                    offset..offset + len,
+                )
+                .await
+                .map_err(|_| no_part())?,
+            PartBytes::Missing => return Err(no_part()),
+        };
         return Ok(media_response("video/iso.segment", "max-age=60", part));
     }
     if let Some(msn) = file

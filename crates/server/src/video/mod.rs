@@ -333,12 +333,23 @@ impl VideoServer {
     /// Starts the recorder task of one rendition.
     fn spawn_recorder(&self, id: &str, name: Option<String>) -> Recorder {
         let (tx, rx) = mpsc::unbounded_channel();
+        let live = self.live_tx.clone();
+        let stream = match &name {
+            None => id.to_string(),
+            Some(n) => format!("{id}/{n}"),
+        };
         let task = tokio::spawn(record(
             self.storage.clone(),
             self.db.clone(),
             id.to_string(),
             name,
             rx,
+            move |msn| {
+                let _ = live.send(LiveMessage::Stored {
+                    stream: stream.clone(),
+                    msn,
+                });
+            },
         ));
         Recorder { tx, task }
     }

@@ -18,13 +18,15 @@ pub fn rendition_prefix(rendition: Option<&str>) -> String {
     rendition.map(|n| format!("{n}/")).unwrap_or_default()
 }
 
-/// Records one rendition from the session's messages until the channel closes.
+/// Records one rendition from the session's messages until the channel closes; `stored` is
+/// told each segment number once its object is stored (the live server then lets its parts go).
 pub async fn record(
     storage: Storage,
     db: Db,
     id: String,
     rendition: Option<String>,
     mut rx: mpsc::UnboundedReceiver<RecordMessage>,
+    stored: impl Fn(u64) + Send,
 ) -> anyhow::Result<Recording> {
     let prefix = rendition_prefix(rendition.as_deref());
     let rendition = rendition.unwrap_or_default();
@@ -48,7 +50,10 @@ pub async fn record(
                         .put(&object_path(&id, &format!("{prefix}{name}")), bytes)
                         .await?;
                 }
-                Store::Row(row) => db.add_segment(&id, &rendition, &row).await?,
+                Store::Row(row) => {
+                    db.add_segment(&id, &rendition, &row).await?;
+                    stored(row.msn as u64);
+                }
             }
         }
     }
@@ -207,7 +212,14 @@ mod tests {
         }
         outputs.extend(packager.finish());
         let (tx, rx) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record(storage.clone(), db.clone(), id.clone(), None, rx));
+        let recorder = tokio::spawn(record(
+            storage.clone(),
+            db.clone(),
+            id.clone(),
+            None,
+            rx,
+            |_| {},
+        ));
         // A configuration that no segment used: the publisher changed it before its first key
         // frame was packaged.
         let unused = vshare_package::fmp4::init_segment(
@@ -282,7 +294,14 @@ mod tests {
         input.extend(read_events(&big, 6000));
         let mut packager = Packager::new(PackagerConfig::default());
         let (tx, rx) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record(storage.clone(), db.clone(), id.clone(), None, rx));
+        let recorder = tokio::spawn(record(
+            storage.clone(),
+            db.clone(),
+            id.clone(),
+            None,
+            rx,
+            |_| {},
+        ));
         // The init segment each segment was packaged under, as the packager said.
         let mut inits: Vec<Bytes> = Vec::new();
         let mut expected: Vec<(i64, usize)> = Vec::new();
