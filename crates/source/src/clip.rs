@@ -59,7 +59,7 @@ impl Clip {
     }
 
     /// A clip of these tags: the sequence headers are sent once, the media tags loop, their
-    /// timestamps from 0. One loop lasts up to the last tag plus one video frame.
+    /// timestamps from 0. One loop lasts the clip's video frames at their mean interval.
     pub fn from_tags(all: Vec<Tag>) -> Result<Clip, SourceError> {
         let (headers, mut tags): (Vec<Tag>, Vec<Tag>) = all.into_iter().partition(|t| t.config);
         if headers.is_empty() || tags.is_empty() {
@@ -77,11 +77,18 @@ impl Clip {
             .filter(|t| t.kind == TagKind::Video)
             .map(|t| t.timestamp_ms)
             .collect();
-        let frame = match video.as_slice() {
-            [.., a, b] => (b - a).max(1),
-            _ => 33,
-        };
-        let period_ms = tags.last().map_or(0, |t| t.timestamp_ms) + frame;
+        // One loop lasts as many video frames as the clip has, at its mean frame interval, so
+        // the next pass goes on along the same frame grid (a server sees a steady stream, not
+        // a fraction of a frame's jump at every loop); tags from then on are cut.
+        let period_ms = match video.as_slice() {
+            [first, .., last] => {
+                let n = video.len() as i64;
+                ((last - first) * n + (n - 1) / 2) / (n - 1)
+            }
+            _ => tags.last().map_or(0, |t| t.timestamp_ms) + 33,
+        }
+        .max(1);
+        tags.retain(|t| t.timestamp_ms < period_ms);
         Ok(Clip {
             headers,
             tags,
@@ -193,6 +200,31 @@ mod tests {
             .map(|t| t.timestamp_ms)
             .collect();
         assert_eq!(got, vec![0, 10, 40, 80, 90, 120, 160, 170]);
+    }
+
+    #[test]
+    fn a_loop_keeps_a_30_fps_grid_and_cuts_audio_past_it() {
+        // ffmpeg's FLV of 10 s at 30 fps: times rounded to the ms, video every 33 or 34 ms,
+        // AAC 44.1 kHz to 10.03 s.
+        let ms = |num: i64, den: i64| (num * 1000 + den / 2) / den;
+        let mut tags = vec![tag(TagKind::Video, 0, true), tag(TagKind::Audio, 0, true)];
+        tags.extend((0..300).map(|i| tag(TagKind::Video, ms(i, 30), false)));
+        tags.extend((0..432).map(|i| tag(TagKind::Audio, ms(i * 1024, 44_100), false)));
+        let c = Clip::from_tags(tags).expect("clip");
+        assert_eq!(c.period_ms(), 10_000);
+        assert_eq!(
+            c.tag_count(),
+            300 + 431,
+            "the audio frame at 10.007 s is cut"
+        );
+        // The second pass's frames sit on the first pass's grid: 300 frames later, to the ms.
+        let mut looped = LoopedClip::new(Arc::new(c), 20_000);
+        let video: Vec<i64> = std::iter::from_fn(|| looped.ready_tag().ok().flatten())
+            .filter(|t| t.kind == TagKind::Video)
+            .map(|t| t.timestamp_ms)
+            .collect();
+        assert_eq!(video.len(), 600);
+        assert!((0..600).all(|i| video[i] == ms(i as i64, 30)));
     }
 
     #[test]

@@ -566,7 +566,8 @@ impl SessionIo {
 /// without flooding the log.
 #[derive(Default)]
 struct RepairLog {
-    seen: HashMap<(TrackKind, RepairKind), u64>,
+    /// Per track and kind: how many so far, and its counter (looked up once).
+    seen: HashMap<(TrackKind, RepairKind), (u64, metrics::Counter)>,
 }
 
 impl RepairLog {
@@ -576,9 +577,11 @@ impl RepairLog {
                 TrackKind::Video => "video",
                 TrackKind::Audio => "audio",
             };
-            metrics::counter!("vshare_timestamp_repairs_total", "track" => track, "kind" => r.kind.label())
-                .increment(1);
-            let n = self.seen.entry((r.track, r.kind)).or_default();
+            let (n, counter) = self.seen.entry((r.track, r.kind)).or_insert_with(|| {
+                let counter = metrics::counter!("vshare_timestamp_repairs_total", "track" => track, "kind" => r.kind.label());
+                (0, counter)
+            });
+            counter.increment(1);
             *n += 1;
             if n.is_power_of_two() {
                 info!(
