@@ -130,7 +130,7 @@ impl Store {
                 (a.to_string(), SubState::Active, None)
             }
             Channel::Webpush => {
-                crate::webpush::parse_subscription(&req.address)
+                crate::push_subscription::parse_subscription(&req.address)
                     .map_err(|e| StoreError::Invalid(format!("{e:#}")))?;
                 (req.address.clone(), SubState::Active, None)
             }
