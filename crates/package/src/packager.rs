@@ -12,6 +12,10 @@
 //! - A part closes before a lead-track sample (video if the stream has video, else audio) that
 //!   would make it longer than the part target; a segment closes before a video keyframe once
 //!   the segment target has elapsed.
+//!
+//! It stays one file of about 850 lines: every method reads and writes the same track, part and
+//! segment state, and a frame's path (push, hold, cut a part, close a segment) reads best in
+//! one place.
 
 use std::collections::VecDeque;
 

@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Row};
 use vshare_attributes::AttributeRecord;
 use vshare_sql::Database;
 
-use crate::store::{Channel, StoreError};
+use crate::store::{Channel, Store, StoreError};
 
 /// Where one copy of a direct message goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,4 +130,25 @@ pub async fn payload(database: &Database, event_id: &str) -> Result<Payload, Sto
             .map_err(|e| StoreError::Corrupt(format!("event records: {e}")))?,
         body: row.try_get("body")?,
     })
+}
+
+impl Store {
+    /// What the dispatchers send for an event.
+    pub async fn payload(&self, event_id: &str) -> Result<Payload, StoreError> {
+        payload(self.database(), event_id).await
+    }
+
+    /// Queues a message to named addresses in its own transaction (see [`crate::direct`]);
+    /// returns the notification ids, one per target.
+    pub async fn queue_direct(
+        &self,
+        message: &Direct,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let _w = self.writer().await;
+        let mut tx = self.database().pool().begin().await?;
+        let ids = queue_on(&mut tx, self.database(), message, now_ms).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
 }

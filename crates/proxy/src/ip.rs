@@ -302,7 +302,7 @@ async fn post(proxy: &Proxy, client: &reqwest::Client, row: &Claimed) -> Outcome
         Ok(r) if r.status().is_success() => Outcome::Delivered,
         Ok(r) if r.status().is_server_error() || matches!(r.status().as_u16(), 408 | 429) => {
             let error = format!("HTTP {}", r.status());
-            match crate::webpush::retry_after(&r, proxy.now_ms()) {
+            match retry_after(&r, proxy.now_ms()) {
                 Some(after_ms) => Outcome::RetryAfter { error, after_ms },
                 None => Outcome::Transient { error },
             }
@@ -317,6 +317,16 @@ async fn post(proxy: &Proxy, client: &reqwest::Client, row: &Claimed) -> Outcome
             error: e.to_string(),
         },
     }
+}
+
+/// The `Retry-After` of an answer, as a wait in ms (see [`crate::dispatcher::parse_retry_after`]).
+pub(crate) fn retry_after(resp: &reqwest::Response, now_ms: i64) -> Option<i64> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    crate::dispatcher::parse_retry_after(v, now_ms)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod client;
 pub mod direct;
 pub mod dispatcher;
 pub mod ip;
+mod push_subscription;
 pub mod sms;
 pub mod store;
 pub mod webpush;

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use web_push_native::WebPushBuilder;
 use web_push_native::jwt_simple::algorithms::{ECDSAP256KeyPairLike, ES256KeyPair};
-use web_push_native::{Auth, WebPushBuilder, p256};
 
 use crate::Proxy;
 use crate::dispatcher::Outcome;
+pub use crate::push_subscription::{PushTarget, parse_subscription};
 use crate::store::{Channel, Claimed};
 
 /// The application server's VAPID key pair (RFC 8292 §3).
@@ -65,57 +66,6 @@ impl Vapid {
     pub fn public_key(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.key.key_pair().public_key().to_bytes_uncompressed())
     }
-}
-
-/// A parsed `PushSubscription`.
-#[derive(Debug, Clone)]
-pub struct PushTarget {
-    pub endpoint: http::Uri,
-    pub p256dh: p256::PublicKey,
-    pub auth: Auth,
-}
-
-/// Parses and checks a `PushSubscription` JSON (RFC 8291 §3.2: `p256dh` an uncompressed P-256
-/// point, `auth` 16 octets).
-pub fn parse_subscription(json: &str) -> anyhow::Result<PushTarget> {
-    let v: serde_json::Value = serde_json::from_str(json)
-        .map_err(|e| anyhow::anyhow!("push subscription is not JSON: {e}"))?;
-    let s = |path: &[&str]| -> anyhow::Result<String> {
-        let mut cur = &v;
-        for p in path {
-            cur = cur
-                .get(p)
-                .ok_or_else(|| anyhow::anyhow!("push subscription has no {}", path.join(".")))?;
-        }
-        cur.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow::anyhow!("push subscription {} is not a string", path.join(".")))
-    };
-    let endpoint: http::Uri = s(&["endpoint"])?
-        .parse()
-        .map_err(|e| anyhow::anyhow!("push endpoint: {e}"))?;
-    if !matches!(endpoint.scheme_str(), Some("https" | "http")) {
-        anyhow::bail!("push endpoint must be an http(s) URL");
-    }
-    let b64 = |name: &str| -> anyhow::Result<Vec<u8>> {
-        URL_SAFE_NO_PAD
-            .decode(s(&["keys", name])?.trim_end_matches('='))
-            .map_err(|e| anyhow::anyhow!("push subscription keys.{name} is not base64url: {e}"))
-    };
-    let p256dh = p256::PublicKey::from_sec1_bytes(&b64("p256dh")?)
-        .map_err(|_| anyhow::anyhow!("push subscription keys.p256dh is not a P-256 point"))?;
-    let auth = b64("auth")?;
-    if auth.len() != 16 {
-        anyhow::bail!(
-            "push subscription keys.auth is {} octets, not 16",
-            auth.len()
-        );
-    }
-    Ok(PushTarget {
-        endpoint,
-        p256dh,
-        auth: Auth::clone_from_slice(&auth),
-    })
 }
 
 /// Pushes Web Push rows, each on its own task, until the runtime stops.
@@ -173,7 +123,7 @@ async fn push(proxy: &Proxy, client: &reqwest::Client, vapid: &Vapid, row: &Clai
         // §8.4: a push service that is busy may say when to come back (RFC 9110 §10.2.3).
         Ok(resp) if resp.status().is_server_error() || resp.status().as_u16() == 429 => {
             let error = format!("push service: HTTP {}", resp.status());
-            match retry_after(&resp, proxy.now_ms()) {
+            match crate::ip::retry_after(&resp, proxy.now_ms()) {
                 Some(after_ms) => Outcome::RetryAfter { error, after_ms },
                 None => Outcome::Transient { error },
             }
@@ -185,14 +135,4 @@ async fn push(proxy: &Proxy, client: &reqwest::Client, vapid: &Vapid, row: &Clai
             error: format!("push service: {e}"),
         },
     }
-}
-
-/// The `Retry-After` of an answer, as a wait in ms (see [`crate::dispatcher::parse_retry_after`]).
-pub(crate) fn retry_after(resp: &reqwest::Response, now_ms: i64) -> Option<i64> {
-    let v = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?;
-    crate::dispatcher::parse_retry_after(v, now_ms)
 }
