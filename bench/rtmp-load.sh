@@ -10,6 +10,8 @@
 # Environment: COUNTS="10 50 100"  DURATION=60s  VSHARE=target/release/vshare
 #              SERVERS="vshare nginx"  RAMP=5s  KEEP=1 (keep the temp dir)  OUT=results.json
 #              CHUNK_SIZE=4096 (the publishers' RTMP chunk size; 128 is ffmpeg's)
+#              PUBLISHER=$VSHARE (the vshare binary whose `bench` publishes: keep it fixed to
+#              compare two server builds)
 set -euo pipefail
 
 COUNTS=${COUNTS:-"10 50 100"}
@@ -18,6 +20,7 @@ RAMP=${RAMP:-5s}
 SERVERS=${SERVERS:-"vshare nginx"}
 CHUNK_SIZE=${CHUNK_SIZE:-4096}
 VSHARE=${VSHARE:-target/release/vshare}
+PUBLISHER=${PUBLISHER:-$VSHARE}
 RTMP_MODULE=${RTMP_MODULE:-/usr/lib/nginx/modules/ngx_rtmp_module.so}
 VSHARE_RTMP_PORT=${VSHARE_RTMP_PORT:-19351}
 VSHARE_HTTP_PORT=${VSHARE_HTTP_PORT:-18081}
@@ -156,7 +159,7 @@ for n in $COUNTS; do
         idle_kb=$(rss_kb "$SERVER_PID")
         cpu0=$(cpu_ticks "$SERVER_PID")
         peak_kb=$idle_kb
-        "$VSHARE" bench "$URL" --keys "$KEYS" --publishers "$n" --duration "$DURATION" \
+        "$PUBLISHER" bench "$URL" --keys "$KEYS" --publishers "$n" --duration "$DURATION" \
             --input "$WORK/clip.flv" --ramp "$RAMP" --chunk-size "$CHUNK_SIZE" --json > "$WORK/bench-$server-$n.json" 2> "$WORK/bench-$server-$n.err" &
         bench_pid=$!
         while kill -0 "$bench_pid" 2>/dev/null; do
