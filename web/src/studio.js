@@ -8,6 +8,7 @@ import { api, ApiError, me, toSignIn } from './api.js';
 import { ClockSource } from './clock.js';
 import { nav } from './nav.js';
 import { openShare } from './share.js';
+import { FrameThinner } from './thinning.js';
 import { h, $, attributesTable, copyText, formatBytes, formatKbps } from './ui.js';
 import { CLOSE_REASONS, UploadClient, base64 } from './upload.js';
 
@@ -226,7 +227,7 @@ class Broadcast {
     this.audioInfo = null;
     this.offsetV = null;
     this.offsetA = null;
-    this.lastSlot = -Infinity;
+    this.thinner = new FrameThinner();
     this.lastKeyUs = -Infinity;
     this.forceKey = true;
     this.configuredKbps = 0;
@@ -327,19 +328,9 @@ class Broadcast {
         studio.captureStepMaxUs = Math.max(studio.captureStepMaxUs ?? step, step);
       }
       this.lastCaptureUs = t;
-      // The step's frame rate, below the camera's: at most one frame in each 1/fps slot of the
-      // capture clock, so the frames kept never outnumber the rate (the server snaps them to
-      // its grid; docs/timestamps.md). At or above the camera's rate every frame goes.
+      // The step's frame rate, below the camera's: one frame per slot (thinning.js).
       const fps = this.client.rate.stepFps(this.step);
-      if (fps < (studio.cameraFps || 30)) {
-        if (this.slotOriginUs === undefined) this.slotOriginUs = t;
-        const slot = Math.round(((t - this.slotOriginUs) * fps) / 1e6);
-        if (slot <= this.lastSlot) return;
-        this.lastSlot = slot;
-      } else {
-        this.lastSlot = -Infinity;
-        this.slotOriginUs = undefined;
-      }
+      if (!this.thinner.wants(t, fps, studio.cameraFps || 30)) return;
       // An encoder that cannot keep up: drop here rather than queue delay.
       if (this.videoEncoder.encodeQueueSize > 2) {
         studio.encoderDrops += 1;
@@ -352,6 +343,7 @@ class Broadcast {
         this.client.wantKeyFrame = false;
       }
       this.videoEncoder.encode(frame, { keyFrame });
+      this.thinner.kept(t);
     } finally {
       frame.close();
     }

@@ -6,25 +6,7 @@ use mp4_atom::{Decode, Moof};
 use vshare_media::{AacConfig, AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
 use vshare_package::{PackageError, Packager, PackagerConfig, PackagerOutput, VodMp4Builder};
 
-/// The avcC of a 1280x720 30 fps x264 encode (High profile, level 3.1).
-const AVCC_720P30: &[u8] = &[
-    0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50,
-    0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83,
-    0x19, 0x60, 0x01, 0x00, 0x04, 0x68, 0xef, 0x8f, 0xcb, 0xfd, 0xf8, 0xf8, 0x00,
-];
-
-fn video_config() -> MediaEvent {
-    MediaEvent::Config(TrackConfig::Avc(
-        AvcConfig::parse(Bytes::from_static(AVCC_720P30)).expect("avcC"),
-    ))
-}
-
-fn audio_config() -> MediaEvent {
-    // AAC-LC, 44.1 kHz, stereo.
-    MediaEvent::Config(TrackConfig::Aac(
-        AacConfig::parse(Bytes::from_static(&[0x12, 0x10])).expect("asc"),
-    ))
-}
+use vshare_testkit::media::{AVCC_720P30, audio_config, video_config};
 
 fn video(dts: i64, pts: i64, key: bool) -> MediaEvent {
     MediaEvent::Frame(Frame {

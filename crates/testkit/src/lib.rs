@@ -7,6 +7,7 @@ pub mod db;
 pub mod dir;
 pub mod ffmpeg;
 pub mod flv;
+pub mod media;
 pub mod net;
 pub mod process;
 pub mod wait;

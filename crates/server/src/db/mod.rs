@@ -96,6 +96,22 @@ pub struct Video {
     pub visibility: Visibility,
 }
 
+impl Video {
+    /// A new live video of stream key `key_id`, public, with no records yet.
+    pub fn new_live(id: &str, key_id: &str, title: &str) -> Video {
+        Video {
+            id: id.to_string(),
+            key_id: key_id.to_string(),
+            title: title.to_string(),
+            state: VideoState::Live,
+            created_at: now_rfc3339(),
+            ended_at: None,
+            attributes: vec![],
+            visibility: Visibility::Public,
+        }
+    }
+}
+
 /// The two tables of hashed, expiring tokens (names fixed here, never from input).
 #[derive(Debug, Clone, Copy)]
 enum TokenTable {

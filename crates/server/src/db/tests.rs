@@ -14,16 +14,7 @@ async fn keys_videos_segments_round_trip(url: &str) {
         Some(key.id.clone())
     );
     assert!(db.find_key("wrong").await.expect("find").is_none());
-    let v = Video {
-        id: random_id(12),
-        key_id: key.id.clone(),
-        title: "t".into(),
-        state: VideoState::Live,
-        created_at: now_rfc3339(),
-        ended_at: None,
-        attributes: vec![],
-        visibility: Visibility::Public,
-    };
+    let v = Video::new_live(&random_id(12), &key.id, "t");
     db.insert_video(&v).await.expect("insert");
     let seg = SegmentRow {
         msn: 0,
@@ -225,16 +216,7 @@ async fn accounts_sessions_visibility_deletion(url: &str) {
         Some(key.id.clone())
     );
 
-    let mut v = Video {
-        id: random_id(12),
-        key_id: key.id.clone(),
-        title: String::new(),
-        state: VideoState::Live,
-        created_at: now_rfc3339(),
-        ended_at: None,
-        attributes: vec![],
-        visibility: Visibility::Public,
-    };
+    let mut v = Video::new_live(&random_id(12), &key.id, "");
     db.insert_video(&v).await.expect("insert");
     let seg = SegmentRow {
         msn: 0,

@@ -151,16 +151,7 @@ impl VideoServer {
             }
             active.insert(key.id.clone(), video_id.clone());
         }
-        let video = Video {
-            id: video_id.clone(),
-            key_id: key.id.clone(),
-            title: title.to_string(),
-            state: VideoState::Live,
-            created_at: now_rfc3339(),
-            ended_at: None,
-            attributes: vec![],
-            visibility: Default::default(),
-        };
+        let video = Video::new_live(&video_id, &key.id, title);
         if let Err(e) = self.db.insert_video(&video).await {
             self.active
                 .lock()

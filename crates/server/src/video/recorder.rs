@@ -183,18 +183,9 @@ mod tests {
         let db = Db::open(&sqlite_url(dir, "t.db")).await.expect("db");
         let (key, _) = db.create_key("phone").await.expect("key");
         let id = random_id(12);
-        db.insert_video(&Video {
-            id: id.clone(),
-            key_id: key.id,
-            title: "t".into(),
-            state: VideoState::Live,
-            created_at: now_rfc3339(),
-            ended_at: None,
-            attributes: vec![],
-            visibility: Visibility::Public,
-        })
-        .await
-        .expect("video");
+        db.insert_video(&Video::new_live(&id, &key.id, "t"))
+            .await
+            .expect("video");
         (storage, db, id)
     }
 
