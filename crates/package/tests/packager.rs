@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use mp4_atom::{Decode, Moof};
-use vshare_media::{AacConfig, AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
+use vshare_media::{AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
 use vshare_package::{PackageError, Packager, PackagerConfig, PackagerOutput, VodMp4Builder};
 
 use vshare_testkit::media::{AVCC_720P30, audio_config, video_config};

@@ -153,7 +153,7 @@ mod tests {
     use vshare_testkit::flv::read_events;
 
     use super::*;
-    use crate::db::{Video, VideoState, Visibility, now_rfc3339, random_id};
+    use crate::db::{Video, random_id};
 
     /// 3 s of H.264 at `size` (30 fps, a key frame each second) + AAC, as an FLV made by
     /// ffmpeg; its parameter sets are only in the sequence header (global headers).
