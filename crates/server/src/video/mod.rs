@@ -459,7 +459,7 @@ impl SessionIo {
 
     /// Carries out every action the session has for now, in order.
     async fn apply(&mut self, session: &mut Session) {
-        let id = self.video.id.clone();
+        let id = self.video.id.as_str();
         while let Some(action) = session.poll() {
             match action {
                 Action::Live(message) => {
@@ -474,7 +474,7 @@ impl SessionIo {
                     if let Some(tx) = &self.tc_tx
                         && let Some((worker, rungs)) = derived::start_ladder(
                             &self.server,
-                            &id,
+                            id,
                             video.as_ref(),
                             audio.as_ref(),
                             tx,
@@ -482,12 +482,12 @@ impl SessionIo {
                     {
                         for rung in &rungs {
                             self.recorders
-                                .push(self.server.spawn_recorder(&id, Some(rung.clone())));
+                                .push(self.server.spawn_recorder(id, Some(rung.clone())));
                         }
                         session.add_rungs(rungs);
                         self.worker = Some(worker);
                     }
-                    self.files = self.server.start_files(&id, video, audio);
+                    self.files = self.server.start_files(id, video, audio);
                 }
                 Action::Derive(event) => {
                     if let Some(w) = self.worker.as_mut() {
@@ -502,7 +502,7 @@ impl SessionIo {
                         .live_records
                         .write()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(id.clone(), record);
+                        .insert(id.to_string(), record);
                 }
                 Action::WentLive(record) => {
                     info!(video = %id, url = %record.url, "live");
@@ -511,7 +511,7 @@ impl SessionIo {
                         .server
                         .db
                         .update_video(
-                            &id,
+                            id,
                             VideoState::Live,
                             std::slice::from_ref(&record),
                             None,
@@ -523,7 +523,7 @@ impl SessionIo {
                         Err(e) => warn!(video = %id, "could not store live attributes: {e:#}"),
                     }
                     self.server
-                        .notify_subscribers(EventKind::Live, &id, &self.video.key_id, vec![record])
+                        .notify_subscribers(EventKind::Live, id, &self.video.key_id, vec![record])
                         .await;
                 }
                 Action::PartPublished {
@@ -533,7 +533,7 @@ impl SessionIo {
                     let latency = (unix_us() - first_arrival_unix_us) as f64 / 1e6;
                     metrics::histogram!("vshare_part_publish_latency_seconds").record(latency);
                 }
-                Action::Repairs(repairs) => self.repairs.note(&id, repairs),
+                Action::Repairs(repairs) => self.repairs.note(id, repairs),
                 Action::Rejected {
                     rendition,
                     count,
