@@ -1,7 +1,8 @@
 //! The browser pages in real headless Chromium (tests/browser/flow.mjs, playwright-core): sign
 //! up, publish from the fake camera over the upload protocol, play live and the recording,
 //! share by SMS through `vshare smsc` to `vshare open`, the library, and a browser without
-//! WebCodecs. Also the JavaScript unit tests of the upload sender (web/test).
+//! WebCodecs. Also the JavaScript unit tests of the upload sender (web/test), and a recording
+//! whose picture size changed played to its end by the watch page (tests/browser/vod_changes.mjs).
 //!
 //! Skips with a printed reason only when node or chromium is missing; `scripts/setup.sh --test`
 //! installs both (and playwright-core with `npm ci` in web/).
@@ -14,8 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Server, vshare};
-use vshare_testkit::ffmpeg::{conversion_warnings, decode_errors, video_packet_times};
+use common::{Server, create_key, ffmpeg_publish, vshare, wait_video_state};
+use vshare_testkit::ffmpeg::{
+    conversion_warnings, decode_errors, make_test_clip, video_packet_times,
+};
+use vshare_testkit::flv::{read_tags, write_tags};
 use vshare_testkit::net::free_port;
 use vshare_testkit::wait::{wait_exit, wait_for};
 
@@ -245,4 +249,76 @@ fn studio_publishes_live_and_vod_play_share_reaches_open_in_chromium() {
             "docs/screenshots/{name} is missing: run this test with SCREENSHOTS=docs/screenshots"
         );
     }
+}
+
+/// A recording whose picture size changed twice (640x360 → 320x180 → 640x360, each part with its
+/// own avcC) plays in the watch page's hls.js as one continuous range to its end: the playlists
+/// name each new init segment on the same timeline (docs/packaging.md).
+#[test]
+fn a_recording_whose_picture_size_changed_plays_to_its_end() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipping the browser test: {why}");
+        return;
+    }
+    require_playwright();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let key = create_key(&data);
+    let server = Server::start(&data, &["--ladder", "none"]);
+    let clip = |size: &str| {
+        make_test_clip(
+            &tmp.path().join(format!("{size}.flv")),
+            size,
+            3,
+            Some(44100),
+            &[
+                "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p",
+                "-c:a", "aac", "-ac", "2", "-f", "flv",
+            ],
+        )
+    };
+    let (big, small) = (read_tags(&clip("640x360")), read_tags(&clip("320x180")));
+    let mut tags = Vec::new();
+    for (i, part) in [&big, &small, &big].into_iter().enumerate() {
+        let offset = 3000 * i as u32;
+        tags.extend(
+            part.iter()
+                .filter(|t| t.0 == 8 || t.0 == 9)
+                .map(|(k, ts, b)| (*k, ts + offset, b)),
+        );
+    }
+    let spliced = tmp.path().join("spliced.flv");
+    write_tags(&spliced, tags);
+    let mut publisher = ffmpeg_publish(&spliced, &server.rtmp_url(&key));
+    assert!(publisher.wait().expect("ffmpeg").success());
+    let video = wait_video_state(&server, &key, &["ready"], Duration::from_secs(60));
+    let id = video["id"].as_str().expect("id");
+
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/browser/vod_changes.mjs"))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("VIDEO", id)
+        .env("CHROMIUM", chromium());
+    let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(120));
+    assert!(ok, "vod_changes.mjs failed:\n{out}\n{err}");
+    let result: serde_json::Value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    assert_eq!(result["engine"], "hls.js", "{result}");
+    assert_eq!(result["ended"], true, "{result}");
+    let buffered = result["buffered"].as_array().expect("buffered");
+    assert_eq!(buffered.len(), 1, "one continuous buffered range: {result}");
+    let errors = result["errors"].as_array().expect("errors");
+    assert!(
+        errors.iter().all(|e| {
+            let e = e.as_str().unwrap_or("");
+            !e.contains("Hole") && !e.contains("Stalled")
+        }),
+        "no buffer holes or stalls: {result}"
+    );
+    let duration = result["duration"].as_f64().expect("duration");
+    assert!((duration - 9.0).abs() < 0.3, "{result}");
 }

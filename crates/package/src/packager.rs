@@ -68,9 +68,9 @@ impl Default for PackagerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PackagerOutput {
     /// A new init segment: `init.mp4` before the first part, and `init{msn}.mp4` after a codec
-    /// configuration change, named after the first segment packaged under it (that segment
-    /// carries EXT-X-DISCONTINUITY and an EXT-X-MAP with this name). Older ones stay valid for
-    /// the segments packaged under them.
+    /// configuration change, named after the first segment packaged under it (an EXT-X-MAP
+    /// with this name precedes that segment). Older ones stay valid for the segments packaged
+    /// under them.
     Init { bytes: Bytes, name: String },
     /// A part ("part{msn}.{index}.m4s"): one moof+mdat.
     Part {
@@ -183,7 +183,6 @@ pub struct Packager {
     fragment_sequence: u32,
     wall_anchor_us: Option<i64>,
     target_duration_s: u64,
-    discontinuity_sequence: u64,
     discontinuity_next: bool,
     /// Whether an init segment was handed out yet (the first is init.mp4).
     init_emitted: bool,
@@ -222,7 +221,6 @@ impl Packager {
             fragment_sequence: 0,
             wall_anchor_us: None,
             target_duration_s,
-            discontinuity_sequence: 0,
             discontinuity_next: false,
             init_emitted: false,
             init_uri: "init.mp4".into(),
@@ -289,7 +287,6 @@ impl Packager {
         Some(playlist::render_live(&LiveView {
             part_target_us: self.config.part_target_us,
             target_duration_s: self.target_duration_s,
-            discontinuity_sequence: self.discontinuity_sequence,
             segments: &segments,
             in_progress: self.open.as_ref().map(|o| &o.listed),
             next_msn: self.next_msn,
@@ -814,13 +811,8 @@ impl Packager {
         });
         self.next_msn = listed.msn + 1;
         self.stored.push_back(listed);
-        // A segment leaving the playlist takes the discontinuity of the one now first with it
-        // (the first listed segment's tag is counted, not written).
         while self.stored.len() > self.config.window_segments {
             self.stored.pop_front();
-            if self.stored.front().is_some_and(|s| s.discontinuity) {
-                self.discontinuity_sequence += 1;
-            }
         }
     }
 

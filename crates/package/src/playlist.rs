@@ -17,7 +17,8 @@ pub(crate) struct ListedSegment {
     pub msn: u64,
     pub duration_us: i64,
     pub program_date_time_unix_ms: i64,
-    /// A new init segment starts here (RFC 8216bis §4.4.4.3 EXT-X-DISCONTINUITY).
+    /// A new init segment starts here: the playlist names it with a new EXT-X-MAP (no
+    /// EXT-X-DISCONTINUITY: the timestamps go on, see `render_vod`).
     pub discontinuity: bool,
     /// The init segment it was packaged under (`init.mp4`, `init{msn}.mp4`).
     pub init_uri: std::sync::Arc<str>,
@@ -28,7 +29,6 @@ pub(crate) struct ListedSegment {
 pub(crate) struct LiveView<'a> {
     pub part_target_us: i64,
     pub target_duration_s: u64,
-    pub discontinuity_sequence: u64,
     pub segments: &'a [ListedSegment],
     pub in_progress: Option<&'a ListedSegment>,
     /// Number of the next segment: the in-progress one, or the next one to open.
@@ -119,13 +119,6 @@ pub(crate) fn render_live(v: &LiveView<'_>) -> String {
         .or(v.in_progress)
         .map_or(v.next_msn, |s| s.msn);
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_msn}");
-    if v.discontinuity_sequence > 0 {
-        let _ = writeln!(
-            out,
-            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-            v.discontinuity_sequence
-        );
-    }
     let first_init = v
         .segments
         .first()
@@ -135,11 +128,7 @@ pub(crate) fn render_live(v: &LiveView<'_>) -> String {
     let with_parts_from = v.segments.len().saturating_sub(SEGMENTS_WITH_PARTS);
     for (i, seg) in v.segments.iter().enumerate() {
         if seg.discontinuity && i > 0 {
-            let _ = writeln!(
-                out,
-                "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"{}\"",
-                seg.init_uri
-            );
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", seg.init_uri);
         }
         let _ = writeln!(
             out,
@@ -158,11 +147,7 @@ pub(crate) fn render_live(v: &LiveView<'_>) -> String {
     }
     if let Some(seg) = v.in_progress.filter(|s| !s.parts.is_empty()) {
         if seg.discontinuity && !v.segments.is_empty() {
-            let _ = writeln!(
-                out,
-                "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"{}\"",
-                seg.init_uri
-            );
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", seg.init_uri);
         }
         let _ = writeln!(
             out,
@@ -215,8 +200,13 @@ pub fn vod_playlist(segments: &[(String, i64)], init_uri: &str, ended: bool) -> 
 /// An HLS VOD playlist over recorded segments: `EXT-X-PLAYLIST-TYPE:EVENT` while the recording
 /// grows, `VOD` and `EXT-X-ENDLIST` once `ended` (RFC 8216bis §4.4.3.5). An `EXT-X-MAP` names the
 /// first segment's init segment; where a segment's init segment differs from the one before
-/// (the codec configuration changed), `EXT-X-DISCONTINUITY` and a new `EXT-X-MAP` precede it
-/// (RFC 8216bis §4.4.4.3, §4.4.4.5).
+/// (the codec configuration changed), a new `EXT-X-MAP` precedes it (RFC 8216bis §4.4.4.5).
+///
+/// No `EXT-X-DISCONTINUITY` there, although §4.4.4.3 says SHOULD for new encoding parameters:
+/// the timestamps go on across the change (one origin, one timeline), and the tag makes players
+/// re-anchor each run of segments at the sum of the EXTINF durations before it. hls.js then
+/// leaves ~120 ms holes at every change and stalls before the end of the recording; without the
+/// tag it buffers one continuous range and plays to the end.
 pub fn vod_playlist_segments(segments: &[VodSegment], ended: bool) -> String {
     render_vod(segments, None, ended)
 }
@@ -247,10 +237,7 @@ fn render_vod(segments: &[VodSegment], default_init: Option<&str>, ended: bool) 
     for s in segments {
         match current {
             Some(c) if c == s.init_uri => {}
-            Some(_) => {
-                out.push_str("#EXT-X-DISCONTINUITY\n");
-                map(&mut out, &s.init_uri);
-            }
+            Some(_) => map(&mut out, &s.init_uri),
             None => map(&mut out, &s.init_uri),
         }
         current = Some(&s.init_uri);
@@ -322,11 +309,9 @@ mod tests {
                 "seg0.m4s",
                 "#EXTINF:2.000000,",
                 "seg1.m4s",
-                "#EXT-X-DISCONTINUITY",
                 "#EXT-X-MAP:URI=\"init2.mp4\"",
                 "#EXTINF:2.000000,",
                 "seg2.m4s",
-                "#EXT-X-DISCONTINUITY",
                 "#EXT-X-MAP:URI=\"init3.mp4\"",
                 "#EXTINF:2.000000,",
                 "seg3.m4s",
@@ -344,6 +329,6 @@ mod tests {
             vod_playlist(&one, "init.mp4", false),
             vod_playlist_segments(&list[..2], false)
         );
-        assert!(!vod_playlist_segments(&list[..2], false).contains("DISCONTINUITY"));
+        assert!(!p.contains("DISCONTINUITY"));
     }
 }

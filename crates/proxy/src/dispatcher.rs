@@ -265,6 +265,9 @@ pub struct Row {
     pub address: String,
     pub attempts: u32,
     pub created_at_ms: i64,
+    /// A subscriber's notification (quiet hours hold it), not a direct message that a person
+    /// or the server sent to a named address (a share, the server's webhook).
+    pub to_subscriber: bool,
 }
 
 /// What to do with a claimed row now.
@@ -335,7 +338,7 @@ impl Dispatcher {
                 if now_ms - row.created_at_ms > self.policy.expire_after_ms {
                     return Plan::Expire;
                 }
-                if let Some(until_ms) = quiet {
+                if let Some(until_ms) = quiet.filter(|_| row.to_subscriber) {
                     return Plan::Defer {
                         until_ms,
                         reason: "quiet hours",
@@ -523,6 +526,7 @@ mod tests {
             address: address.into(),
             attempts: 0,
             created_at_ms: 0,
+            to_subscriber: true,
         }
     }
 
@@ -710,12 +714,20 @@ mod tests {
             },
             Limits::default(),
         );
+        let share = Row {
+            to_subscriber: false,
+            ..row("b", "+2")
+        };
         assert_eq!(
-            d.plan(&[row("a", "+1")], at(23, 0)),
-            vec![Plan::Defer {
-                until_ms: at(7, 0) + day,
-                reason: "quiet hours"
-            }]
+            d.plan(&[row("a", "+1"), share], at(23, 0)),
+            vec![
+                Plan::Defer {
+                    until_ms: at(7, 0) + day,
+                    reason: "quiet hours"
+                },
+                // A message a person sent to a number now goes now.
+                Plan::Send
+            ]
         );
         assert!(QuietHours::parse("25:00-01:00").is_err());
         assert!(QuietHours::parse("nonsense").is_err());

@@ -367,6 +367,7 @@ fn to_row(c: &store::Claimed) -> Row {
         address: c.address.clone(),
         attempts: c.attempts,
         created_at_ms: c.created_at_ms,
+        to_subscriber: c.to_subscriber,
     }
 }
 

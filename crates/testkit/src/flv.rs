@@ -54,3 +54,23 @@ pub fn write_tags<B: AsRef<[u8]>>(path: &Path, tags: impl IntoIterator<Item = (u
     }
     std::fs::write(path, out).expect("write flv");
 }
+
+/// An FLV file's tags as `(tag type, timestamp ms, body)`, in file order (header and
+/// previous-tag sizes read loosely: a tool we trust wrote it).
+pub fn read_tags(path: &Path) -> Vec<(u8, u32, Vec<u8>)> {
+    let data = std::fs::read(path).expect("read flv");
+    assert_eq!(&data[..3], b"FLV", "{path:?} is not an FLV file");
+    let mut pos = u32::from_be_bytes([data[5], data[6], data[7], data[8]]) as usize + 4;
+    let mut tags = Vec::new();
+    while pos + 11 <= data.len() {
+        let h = &data[pos..pos + 11];
+        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
+        let body = data
+            .get(pos + 11..pos + 11 + size)
+            .expect("tag within the file");
+        tags.push((h[0], ts, body.to_vec()));
+        pos += 11 + size + 4;
+    }
+    tags
+}

@@ -67,6 +67,8 @@ pub struct Claimed {
     pub form: String,
     pub attempts: u32,
     pub created_at_ms: i64,
+    /// Made for a subscription (not a direct message to a named address).
+    pub to_subscriber: bool,
 }
 
 impl Store {
@@ -155,7 +157,7 @@ impl Store {
              WHERE id IN (SELECT id FROM proxy_notifications WHERE channel IN ({list}) \
                AND ((state = 'queued' AND next_attempt_at <= ?) OR (state = 'sending' AND lease_until <= ?)) \
                ORDER BY next_attempt_at LIMIT ?{lock}) \
-             RETURNING id, event_id, video_id, source, channel, address, form, attempts, created_at"
+             RETURNING id, event_id, video_id, source, channel, address, form, attempts, created_at, subscription_id"
         );
         let w = self.writer().await;
         let rows = sqlx::query(self.sql(&sql))
@@ -182,6 +184,7 @@ impl Store {
                     form: r.try_get(6)?,
                     attempts: r.try_get::<i64, _>(7)? as u32,
                     created_at_ms: r.try_get(8)?,
+                    to_subscriber: !r.try_get::<String, _>(9)?.is_empty(),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
