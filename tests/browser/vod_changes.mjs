@@ -1,5 +1,5 @@
 // A recording whose picture size changed mid-stream, played by the watch page (hls.js) to its
-// end: one continuous buffered range, no buffer holes or stalls, `ended` fires.
+// end: prints where it stopped, what it buffered and hls.js's errors, for the test to judge.
 // Env: VSHARE_HTTP (server base URL), VIDEO (video id). Prints `RESULT {json}`.
 
 import { launch, phone, until } from './lib.mjs';
