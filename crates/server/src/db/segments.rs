@@ -13,17 +13,15 @@ impl Db {
         seg: &SegmentRow,
     ) -> anyhow::Result<()> {
         let _writer = self.database.writer().await;
-        sqlx::query(self.sql(
-            "INSERT INTO rendition_segments (video_id, rendition, msn, duration_us, size, init_name) VALUES (?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(video_id)
-        .bind(rendition)
-        .bind(seg.msn)
-        .bind(seg.duration_us)
-        .bind(seg.size)
-        .bind(&seg.init_name)
-        .execute(self.database.pool())
-        .await?;
+        sqlx::query(self.sql(INSERT_SEGMENT))
+            .bind(video_id)
+            .bind(rendition)
+            .bind(seg.msn)
+            .bind(seg.duration_us)
+            .bind(seg.size)
+            .bind(&seg.init_name)
+            .execute(self.database.pool())
+            .await?;
         Ok(())
     }
 
@@ -68,19 +66,20 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         for seg in segs {
-            sqlx::query(self.sql(
-                "INSERT INTO rendition_segments (video_id, rendition, msn, duration_us, size, init_name) VALUES (?, ?, ?, ?, ?, ?)",
-            ))
-            .bind(video_id)
-            .bind(rendition)
-            .bind(seg.msn)
-            .bind(seg.duration_us)
-            .bind(seg.size)
-            .bind(&seg.init_name)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(self.sql(INSERT_SEGMENT))
+                .bind(video_id)
+                .bind(rendition)
+                .bind(seg.msn)
+                .bind(seg.duration_us)
+                .bind(seg.size)
+                .bind(&seg.init_name)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 }
+
+/// One recorded segment's row (add_segment, replace_segments).
+const INSERT_SEGMENT: &str = "INSERT INTO rendition_segments (video_id, rendition, msn, duration_us, size, init_name) VALUES (?, ?, ?, ?, ?, ?)";

@@ -177,6 +177,23 @@ mod tests {
         (decode_errors(path), size_runs(&frame_sizes(path)))
     }
 
+    /// The source's recorder task over `rx`, its stored confirmations ignored.
+    fn spawn_source_recorder(
+        storage: &Storage,
+        db: &Db,
+        id: &str,
+        rx: mpsc::UnboundedReceiver<RecordMessage>,
+    ) -> tokio::task::JoinHandle<anyhow::Result<Recording>> {
+        tokio::spawn(record(
+            storage.clone(),
+            db.clone(),
+            id.to_string(),
+            None,
+            rx,
+            |_| {},
+        ))
+    }
+
     /// Storage in `dir`, an SQLite database and a live video: (storage, db, video id).
     async fn recording(dir: &std::path::Path) -> (Storage, Db, String) {
         let storage = Storage::open(None, &dir.join("store")).expect("storage");
@@ -203,14 +220,7 @@ mod tests {
         }
         outputs.extend(packager.finish());
         let (tx, rx) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record(
-            storage.clone(),
-            db.clone(),
-            id.clone(),
-            None,
-            rx,
-            |_| {},
-        ));
+        let recorder = spawn_source_recorder(&storage, &db, &id, rx);
         // A configuration that no segment used: the publisher changed it before its first key
         // frame was packaged.
         let unused = vshare_package::fmp4::init_segment(
@@ -285,14 +295,7 @@ mod tests {
         input.extend(read_events(&big, 6000));
         let mut packager = Packager::new(PackagerConfig::default());
         let (tx, rx) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record(
-            storage.clone(),
-            db.clone(),
-            id.clone(),
-            None,
-            rx,
-            |_| {},
-        ));
+        let recorder = spawn_source_recorder(&storage, &db, &id, rx);
         // The init segment each segment was packaged under, as the packager said.
         let mut inits: Vec<Bytes> = Vec::new();
         let mut expected: Vec<(i64, usize)> = Vec::new();
