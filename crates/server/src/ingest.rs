@@ -17,6 +17,7 @@ use vshare_rtmp::{ServerConnection, ServerEvent, ServerLimits};
 use vshare_transcode::{ConvertSettings, ConvertWorker};
 
 use crate::db::Db;
+use crate::merged_read::{self, TickRead};
 use crate::video::{IngestMessage, Publisher, StartError, VideoServer};
 
 pub struct Ingest {
@@ -24,6 +25,8 @@ pub struct Ingest {
     pub videos: Arc<VideoServer>,
     pub idle_timeout: Duration,
     pub max_message_size: usize,
+    /// Ticks at which publishing sockets are read together; zero: read as data arrives.
+    pub merged_read: Duration,
 }
 
 impl Ingest {
@@ -60,11 +63,16 @@ impl Ingest {
         let mut converter: Option<ConvertWorker> = None;
         let bytes_in = metrics::counter!("vshare_bytes_in_total");
         let converter_dropped = metrics::counter!("vshare_ingest_convert_dropped_frames_total");
+        let mut ticks = TickState::default();
         let result = async {
             loop {
-                let n = match tokio::time::timeout(self.idle_timeout, socket.read(&mut buf)).await {
-                    Err(_) => anyhow::bail!("no data for {:?}; closing", self.idle_timeout),
-                    Ok(r) => r?,
+                let n = if publisher.is_some() && !self.merged_read.is_zero() {
+                    self.read_at_tick(&socket, &mut buf, &mut ticks).await?
+                } else {
+                    match tokio::time::timeout(self.idle_timeout, socket.read(&mut buf)).await {
+                        Err(_) => anyhow::bail!("no data for {:?}; closing", self.idle_timeout),
+                        Ok(r) => r?,
+                    }
                 };
                 if n == 0 {
                     return Ok(());
@@ -161,6 +169,42 @@ impl Ingest {
         result
     }
 
+    /// The next read of a publishing connection in merged-read mode: what waits at the next
+    /// tick (at once when the last read filled the buffer); 0 when the peer closed.
+    async fn read_at_tick(
+        &self,
+        socket: &TcpStream,
+        buf: &mut [u8],
+        ticks: &mut TickState,
+    ) -> anyhow::Result<usize> {
+        let last_data = *ticks
+            .last_data
+            .get_or_insert_with(tokio::time::Instant::now);
+        if !ticks.quiet {
+            merged_read::quiet_until_tick(socket);
+            ticks.quiet = true;
+        }
+        loop {
+            if !ticks.more_waiting {
+                tokio::time::sleep_until(merged_read::next_tick(self.merged_read)).await;
+            }
+            match merged_read::read_waiting(socket, buf)? {
+                TickRead::Data(n) => {
+                    ticks.more_waiting = n == buf.len();
+                    ticks.last_data = Some(tokio::time::Instant::now());
+                    return Ok(n);
+                }
+                TickRead::Closed => return Ok(0),
+                TickRead::Nothing => {
+                    ticks.more_waiting = false;
+                    if last_data.elapsed() > self.idle_timeout {
+                        anyhow::bail!("no data for {:?}; closing", self.idle_timeout);
+                    }
+                }
+            }
+        }
+    }
+
     async fn authorize(&self, app: &str, stream_key: &str) -> Result<Publisher, String> {
         if app != "live" {
             return Err(format!(
@@ -177,6 +221,16 @@ impl Ingest {
             .await
             .map_err(|e: StartError| e.to_string())
     }
+}
+
+/// Where a publishing connection is in merged-read mode.
+#[derive(Default)]
+struct TickState {
+    /// The kernel was told to stay quiet for small arrivals.
+    quiet: bool,
+    /// The last read filled the buffer: read again before the next tick.
+    more_waiting: bool,
+    last_data: Option<tokio::time::Instant>,
 }
 
 /// Hands an ordinary event on: straight to the session, or through the converter once the

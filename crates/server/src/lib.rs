@@ -12,6 +12,7 @@ pub mod db;
 pub mod files;
 pub mod ingest;
 pub mod live;
+pub mod merged_read;
 pub mod share;
 pub mod storage;
 pub mod upload;
@@ -209,6 +210,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         videos: videos.clone(),
         idle_timeout: Duration::from_secs(config.limits.rtmp_idle_timeout_s),
         max_message_size: config.limits.rtmp_max_message_size,
+        merged_read: Duration::from_millis(config.live.merged_read_ms),
     });
     let uploads = upload::Uploads::new(
         db.clone(),
