@@ -175,6 +175,19 @@ pub struct Limits {
     pub rtmp_idle_timeout_s: u64,
     /// Largest RTMP message accepted, bytes.
     pub rtmp_max_message_size: usize,
+    /// Largest RTMP message other than audio/video (commands, metadata), and of any kind before
+    /// a publish is accepted, bytes.
+    pub rtmp_max_command_size: usize,
+    /// The RTMP handshake, `connect` and an accepted `publish` must all be done within this
+    /// long of the connection, however the bytes trickle in, s.
+    pub rtmp_handshake_timeout_s: u64,
+    /// Open connections per listener (HTTP and RTMP each); more are closed at once.
+    pub max_connections: usize,
+    /// Open connections per client address (an IPv6 client's /64) per listener.
+    pub max_connections_per_ip: usize,
+    /// An HTTP request's headers must arrive within this long, and a connection with no
+    /// request in progress is closed after this long, s.
+    pub http_header_timeout_s: u64,
 }
 
 /// The hand-off to the communication proxy: a signed POST for every live stream and VOD file.
@@ -228,6 +241,11 @@ impl Default for Limits {
             max_publishers: 500,
             rtmp_idle_timeout_s: 10,
             rtmp_max_message_size: 8 << 20,
+            rtmp_max_command_size: 64 << 10,
+            rtmp_handshake_timeout_s: 10,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            http_header_timeout_s: 10,
         }
     }
 }

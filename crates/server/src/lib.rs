@@ -8,8 +8,10 @@
 pub mod accounts;
 pub mod api;
 pub mod config;
+pub mod conn_limit;
 pub mod db;
 pub mod files;
+pub mod http_serve;
 pub mod ingest;
 pub mod live;
 pub mod share;
@@ -208,7 +210,13 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         db: db.clone(),
         videos: videos.clone(),
         idle_timeout: Duration::from_secs(config.limits.rtmp_idle_timeout_s),
+        handshake_timeout: Duration::from_secs(config.limits.rtmp_handshake_timeout_s.max(1)),
         max_message_size: config.limits.rtmp_max_message_size,
+        max_command_size: config.limits.rtmp_max_command_size,
+        connections: conn_limit::ConnLimiter::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        ),
     });
     let uploads = upload::Uploads::new(
         db.clone(),
@@ -244,10 +252,17 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     if let Some(p) = &proxy {
         app = app.merge(p.router(config.admin_token.clone().filter(|t| !t.is_empty())));
     }
-    axum::serve(
+    http_serve::serve(
         http_listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        http_serve::HttpLimits {
+            connections: conn_limit::ConnLimiter::new(
+                config.limits.max_connections,
+                config.limits.max_connections_per_ip,
+            ),
+            header_timeout: Duration::from_secs(config.limits.http_header_timeout_s.max(1)),
+        },
     )
-    .await?;
+    .await;
     Ok(())
 }

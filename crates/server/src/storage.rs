@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 /// Where a video's objects live: `videos/<id>/<name>`.
 pub fn object_path(video_id: &str, name: &str) -> Path {
@@ -78,6 +78,24 @@ impl Storage {
 
     pub async fn get_range(&self, path: &Path, range: Range<u64>) -> anyhow::Result<Bytes> {
         Ok(self.store.get_range(&self.full(path), range).await?)
+    }
+
+    /// The bytes of `range` (or the whole object) as a stream of chunks read as they are
+    /// taken: a slow reader holds a chunk or two, never the object.
+    pub async fn get_stream(
+        &self,
+        path: &Path,
+        range: Option<Range<u64>>,
+    ) -> anyhow::Result<futures::stream::BoxStream<'static, object_store::Result<Bytes>>> {
+        let opts = GetOptions {
+            range: range.map(Into::into),
+            ..GetOptions::default()
+        };
+        Ok(self
+            .store
+            .get_opts(&self.full(path), opts)
+            .await?
+            .into_stream())
     }
 
     /// Size in bytes, or None when the object does not exist.
