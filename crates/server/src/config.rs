@@ -94,6 +94,12 @@ pub struct ProxyRoleConfig {
     /// An SMS handed to the SMSC whose submit_sm_resp was lost (a crash) is sent again when no
     /// receipt for it arrives within this many seconds; 0: never sent again (at most once).
     pub unconfirmed_grace_s: u64,
+    /// Subscribers' webhooks and Web Push endpoints may be at loopback, private, link-local
+    /// and other special addresses (and Web Push over plain http). Off in service: those are
+    /// requests into the server's own network.
+    pub allow_private_destinations: bool,
+    /// Special ranges allowed all the same, as CIDRs (`["10.20.0.0/16"]`).
+    pub allowed_destinations: Vec<String>,
 }
 
 impl Default for ProxyRoleConfig {
@@ -108,6 +114,8 @@ impl Default for ProxyRoleConfig {
             quiet_hours: None,
             vapid_contact: "mailto:admin@localhost".into(),
             unconfirmed_grace_s: 300,
+            allow_private_destinations: false,
+            allowed_destinations: Vec::new(),
         }
     }
 }

@@ -110,6 +110,13 @@ async fn start_outbox(
     if let Some(w) = &config.webhook {
         pc.policy.webhook_max_attempts = Some(w.max_attempts.max(1));
     }
+    pc.egress = vshare_proxy::egress::EgressPolicy::new(
+        role.allow_private_destinations,
+        &role.allowed_destinations,
+    )
+    .map_err(|e| anyhow::anyhow!("[proxy] allowed_destinations: {e}"))?;
+    // The operator's own webhook goes where the operator says.
+    pc.egress.trusted_urls = config.webhook.iter().map(|w| w.url.clone()).collect();
     if !role.enabled {
         let Some(w) = &config.webhook else {
             return Ok((None, webhook::Webhooks::default()));
