@@ -9,6 +9,9 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
+/// An object's bytes as they are read.
+pub type ByteStream = futures::stream::BoxStream<'static, object_store::Result<Bytes>>;
+
 /// Where a video's objects live: `videos/<id>/<name>`.
 pub fn object_path(video_id: &str, name: &str) -> Path {
     Path::from(format!("videos/{video_id}/{name}"))
@@ -81,21 +84,19 @@ impl Storage {
     }
 
     /// The bytes of `range` (or the whole object) as a stream of chunks read as they are
-    /// taken: a slow reader holds a chunk or two, never the object.
+    /// taken, with its length: a slow reader holds a chunk or two, never the object.
     pub async fn get_stream(
         &self,
         path: &Path,
         range: Option<Range<u64>>,
-    ) -> anyhow::Result<futures::stream::BoxStream<'static, object_store::Result<Bytes>>> {
+    ) -> anyhow::Result<(u64, ByteStream)> {
         let opts = GetOptions {
             range: range.map(Into::into),
             ..GetOptions::default()
         };
-        Ok(self
-            .store
-            .get_opts(&self.full(path), opts)
-            .await?
-            .into_stream())
+        let got = self.store.get_opts(&self.full(path), opts).await?;
+        let len = got.range.end - got.range.start;
+        Ok((len, got.into_stream()))
     }
 
     /// Size in bytes, or None when the object does not exist.

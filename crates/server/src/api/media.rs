@@ -27,7 +27,7 @@ pub fn media_stream_response(
     content_type: &'static str,
     cache: &'static str,
     length: u64,
-    stream: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    stream: crate::storage::ByteStream,
 ) -> Response {
     let out = metrics::counter!("vshare_bytes_out_total");
     let body = axum::body::Body::from_stream(futures::StreamExt::inspect(stream, move |r| {

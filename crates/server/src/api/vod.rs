@@ -111,8 +111,7 @@ async fn serve_vod(
     };
     // Streamed from storage in chunks as the client takes them: memory per reader stays
     // small whatever the file's size or the reader's speed.
-    let length = range.as_ref().map_or(size, |r| r.end - r.start);
-    let stream = st.storage.get_stream(&path, range.clone()).await?;
+    let (length, stream) = st.storage.get_stream(&path, range.clone()).await?;
     let mut resp = media_stream_response(content_type, "max-age=3600", length, stream);
     if let Some(r) = &range {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
