@@ -535,12 +535,17 @@ fn webhooks_and_push_endpoints_cannot_reach_the_internal_network() {
 #[test]
 fn recordings_stream_to_slow_readers_in_bounded_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, key) = start(dir.path(), "", &[]);
-    // About 4 MB: 4 s at 8 Mbit/s, padded to constant bit rate.
+    // Two 1-second segments in the live window, so that older ones are served from storage.
+    let (server, key) = start(
+        dir.path(),
+        "[live]\nwindow_segments = 2\nsegment_target_ms = 1000\n",
+        &[],
+    );
+    // About 6 MB: 6 s at 8 Mbit/s, padded to constant bit rate.
     let clip = make_clip(
         dir.path(),
         "big.mp4",
-        4,
+        6,
         &[
             "-b:v",
             "8M",
@@ -555,9 +560,26 @@ fn recordings_stream_to_slow_readers_in_bounded_memory() {
         ],
     );
     let mut publisher = ffmpeg_publish(&clip, &server.rtmp_url(&key));
+    let live = wait_video_state(&server, &key, &["live"], Duration::from_secs(30));
+    let id = live["id"].as_str().expect("id").to_string();
+    // A live segment that has left the window comes from storage, streamed, the same bytes.
+    let playlist = format!("{}/live/{id}/index.m3u8", server.http);
+    wait_for(
+        "segment 0 out of the live window",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = http_get(&playlist);
+            let text = String::from_utf8_lossy(&body);
+            (status == 200 && !text.contains("seg0.m4s") && text.contains(".m4s")).then_some(())
+        },
+    );
+    let (status, live_seg0) = http_get(&format!("{}/live/{id}/seg0.m4s", server.http));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&live_seg0));
     assert!(publisher.wait().expect("ffmpeg").success());
-    let ready = wait_video_state(&server, &key, &["ready"], Duration::from_secs(30));
-    let id = ready["id"].as_str().expect("id").to_string();
+    wait_video_state(&server, &key, &["ready"], Duration::from_secs(30));
+    let (status, vod_seg0) = http_get(&format!("{}/vod/{id}/seg0.m4s", server.http));
+    assert_eq!(status, 200);
+    assert!(live_seg0.len() > 100_000 && live_seg0 == vod_seg0);
     let url = format!("{}/vod/{id}/video.mp4", server.http);
     let (status, whole) = http_get(&url);
     assert_eq!(status, 200);
