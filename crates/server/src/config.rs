@@ -196,6 +196,9 @@ pub struct Limits {
     /// An HTTP request's headers must arrive within this long, and a connection with no
     /// request in progress is closed after this long, s.
     pub http_header_timeout_s: u64,
+    /// An HTTP or WebSocket connection whose writes make no progress for this long (the client
+    /// stopped reading) is closed, s.
+    pub http_write_stall_timeout_s: u64,
 }
 
 /// The hand-off to the communication proxy: a signed POST for every live stream and VOD file.
@@ -254,6 +257,7 @@ impl Default for Limits {
             max_connections: 4096,
             max_connections_per_ip: 64,
             http_header_timeout_s: 10,
+            http_write_stall_timeout_s: 60,
         }
     }
 }

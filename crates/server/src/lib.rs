@@ -268,6 +268,9 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
                 config.limits.max_connections_per_ip,
             ),
             header_timeout: Duration::from_secs(config.limits.http_header_timeout_s.max(1)),
+            write_stall_timeout: Duration::from_secs(
+                config.limits.http_write_stall_timeout_s.max(1),
+            ),
         },
     )
     .await;
