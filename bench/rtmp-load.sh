@@ -105,8 +105,10 @@ start_vshare() {
         "$VSHARE" keys create --data "$dir/data" 2>/dev/null | awk '/stream key:/ {print $3}' >> "$dir/keys"
     done
     [ "$(wc -l < "$dir/keys")" -eq "$n" ] || die "could not create $n vshare keys"
+    # Every publisher comes from this one address: lift the per-address connection cap.
+    printf '[limits]\nmax_connections_per_ip = %d\n' "$((n + 16))" > "$dir/vshare.toml"
     VSHARE_LOG=warn "$VSHARE" serve --ladder none --data "$dir/data" --rtmp "127.0.0.1:$VSHARE_RTMP_PORT" \
-        --http "127.0.0.1:$VSHARE_HTTP_PORT" > "$dir/serve.log" 2>&1 &
+        --http "127.0.0.1:$VSHARE_HTTP_PORT" --config "$dir/vshare.toml" > "$dir/serve.log" 2>&1 &
     SERVER_PID=$!
     wait_port "$VSHARE_RTMP_PORT"
     URL="rtmp://127.0.0.1:$VSHARE_RTMP_PORT/live"

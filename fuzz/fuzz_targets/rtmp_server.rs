@@ -9,6 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = ServerLimits {
         max_message_size: 1 << 20,
         max_chunk_size: 1 << 16,
+        ..ServerLimits::default()
     };
     // Raw: the handshake layer itself.
     let mut raw = ServerConnection::new(limits);

@@ -95,6 +95,24 @@ impl Api {
     }
 }
 
+/// An early, clear 400 for a webhook or push endpoint the proxy would refuse to reach (the
+/// check that counts is made again on the resolved address at each delivery).
+fn check_destination(egress: &crate::egress::EgressPolicy, req: &NewSubscription) -> ApiResult<()> {
+    let bad = |e: String| ApiError(StatusCode::BAD_REQUEST, e);
+    match req.channel {
+        Channel::Webhook => egress
+            .check_url(req.address.trim())
+            .map_err(|e| bad(format!("webhook address: {e}"))),
+        Channel::Webpush => {
+            let target = crate::push_subscription::parse_subscription(&req.address)
+                .map_err(|e| bad(format!("{e:#}")))?;
+            crate::webpush::check_endpoint(egress, &target.endpoint.to_string())
+                .map_err(|e| bad(format!("push endpoint: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn create_subscription(
     State(api): State<Api>,
     Json(req): Json<NewSubscription>,
@@ -111,6 +129,7 @@ async fn create_subscription(
             "no VAPID key configured for web push".into(),
         ));
     }
+    check_destination(&api.proxy.config.egress, &req)?;
     let smpp = api.proxy.config.smpp.clone();
     if matches!(req.channel, Channel::Sms | Channel::Wap) {
         crate::store::normalize_number(&req.address)?;
@@ -279,13 +298,20 @@ async fn start_listening(
     Ok(reg)
 }
 
+/// Largest WebSocket message or frame a listener may send, bytes.
+pub const LISTENER_MAX_MESSAGE: usize = 4096;
+
 async fn listen_ws(
     State(api): State<Api>,
     Query(q): Query<ListenQuery>,
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let (reg, rx) = start_listening(&api, &q).await?;
-    Ok(ws.on_upgrade(move |socket| serve_ws(api, socket, reg, rx)))
+    // A listener only sends acks (`{"ack":"<id>"}`): small messages, small frames.
+    Ok(ws
+        .max_message_size(LISTENER_MAX_MESSAGE)
+        .max_frame_size(LISTENER_MAX_MESSAGE)
+        .on_upgrade(move |socket| serve_ws(api, socket, reg, rx)))
 }
 
 async fn serve_ws(

@@ -220,12 +220,16 @@ pub(crate) async fn run_http_channel<F, Fut>(
     F: Fn(Proxy, reqwest::Client, Claimed) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Outcome> + Send + 'static,
 {
-    let client = match reqwest::Client::builder()
-        .timeout(proxy.config.webhook_timeout)
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
+    // Subscribers' destinations go through the egress policy; the operator's own (the
+    // server's webhook) do not.
+    let egress = Arc::new(proxy.config.egress.clone());
+    let timeout = proxy.config.webhook_timeout;
+    let (guarded, trusted) = match (
+        egress.client(timeout),
+        crate::egress::EgressPolicy::trusted_client(timeout),
+    ) {
+        (Ok(g), Ok(t)) => (g, t),
+        (Err(e), _) | (_, Err(e)) => {
             tracing::error!("{name} client: {e}");
             return;
         }
@@ -256,7 +260,12 @@ pub(crate) async fn run_http_channel<F, Fut>(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let (proxy, client, send) = (proxy.clone(), client.clone(), send.clone());
+            let client = if egress.is_trusted(&row.address) {
+                trusted.clone()
+            } else {
+                guarded.clone()
+            };
+            let (proxy, send) = (proxy.clone(), send.clone());
             tokio::spawn(async move {
                 let outcome = send(proxy.clone(), client, row.clone()).await;
                 if let Err(e) = proxy.finish(vec![(row, outcome)]).await {
@@ -286,6 +295,9 @@ async fn post(proxy: &Proxy, client: &reqwest::Client, row: &Claimed) -> Outcome
             };
         }
     };
+    if let Err(error) = proxy.config.egress.check_url(&row.address) {
+        return Outcome::Permanent { error };
+    }
     let result = client
         .post(&row.address)
         .header("content-type", "application/json")
@@ -313,8 +325,10 @@ async fn post(proxy: &Proxy, client: &reqwest::Client, row: &Claimed) -> Outcome
         Err(e) if e.is_timeout() => Outcome::Transient {
             error: format!("no answer within {:?}", proxy.config.webhook_timeout),
         },
-        Err(e) => Outcome::Transient {
-            error: e.to_string(),
+        // A refused destination stays refused; other errors are named by class only.
+        Err(e) => match crate::egress::describe(&e) {
+            error if error.starts_with("refused") => Outcome::Permanent { error },
+            error => Outcome::Transient { error },
         },
     }
 }

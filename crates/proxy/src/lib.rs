@@ -22,6 +22,7 @@ pub mod api;
 pub mod client;
 pub mod direct;
 pub mod dispatcher;
+pub mod egress;
 pub mod ip;
 mod push_subscription;
 pub mod sms;
@@ -78,6 +79,8 @@ pub struct ProxyConfig {
     pub owner: String,
     /// The VAPID key for Web Push; without it web push subscriptions are refused.
     pub vapid: Option<webpush::Vapid>,
+    /// Where webhooks and Web Push may go (default: public addresses only).
+    pub egress: egress::EgressPolicy,
     /// Added to the system clock for every time the proxy reads (0 in service). Tests set it
     /// to run the proxy at a chosen time of day, e.g. seconds before quiet hours end.
     pub clock_offset_ms: i64,
@@ -97,6 +100,7 @@ impl ProxyConfig {
             webhook_concurrency: 256,
             owner: format!("{}-{}", std::process::id(), store::random_id(6)),
             vapid: None,
+            egress: egress::EgressPolicy::default(),
             clock_offset_ms: 0,
         }
     }

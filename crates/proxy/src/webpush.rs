@@ -106,6 +106,11 @@ async fn push(proxy: &Proxy, client: &reqwest::Client, vapid: &Vapid, row: &Clai
         }
     };
     let (parts, body) = req.into_parts();
+    if let Err(e) = check_endpoint(&proxy.config.egress, &parts.uri.to_string()) {
+        return Outcome::Permanent {
+            error: format!("push service: {e}"),
+        };
+    }
     let mut r = client.post(parts.uri.to_string()).body(body);
     for (name, value) in &parts.headers {
         r = r.header(name.as_str(), value.as_bytes());
@@ -131,8 +136,22 @@ async fn push(proxy: &Proxy, client: &reqwest::Client, vapid: &Vapid, row: &Clai
         Ok(resp) => Outcome::Permanent {
             error: format!("push service: HTTP {}", resp.status()),
         },
-        Err(e) => Outcome::Transient {
-            error: format!("push service: {e}"),
+        Err(e) => match crate::egress::describe(&e) {
+            error if error.starts_with("refused") => Outcome::Permanent {
+                error: format!("push service: {error}"),
+            },
+            error => Outcome::Transient {
+                error: format!("push service: {error}"),
+            },
         },
     }
+}
+
+/// A push endpoint must be https (RFC 8030 §8) at a permitted address; plain http only where
+/// the operator allows private destinations (a test push service on loopback).
+pub fn check_endpoint(egress: &crate::egress::EgressPolicy, endpoint: &str) -> Result<(), String> {
+    if !endpoint.starts_with("https://") && !egress.allow_private {
+        return Err("the endpoint must be an https URL".into());
+    }
+    egress.check_url(endpoint)
 }

@@ -6,6 +6,12 @@ use bytes::{BufMut, BytesMut};
 
 /// Deepest nesting of objects/arrays we decode; real RTMP commands use two levels.
 pub const MAX_DEPTH: usize = 16;
+/// Most values one message may decode to (an `onMetaData` with a keyframe index has a few
+/// thousand); each costs ~32 bytes however few input bytes it took.
+pub const MAX_VALUES: usize = 16_384;
+/// Most elements reserved ahead from a strict array's count: the count is the peer's word, so
+/// the vector grows only as elements actually decode.
+const PREALLOC_MAX: usize = 64;
 
 /// One AMF0 value (AMF0 spec §2.1 type markers).
 #[derive(Debug, Clone, PartialEq)]
@@ -76,11 +82,14 @@ pub enum Amf0Error {
         count: u32,
         left: usize,
     },
+    #[error("AMF0 at byte {offset}: more than {MAX_VALUES} values in one message")]
+    TooMany { offset: usize },
 }
 
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
+    values: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -150,6 +159,10 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return Err(Amf0Error::TooDeep { offset });
         }
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(Amf0Error::TooMany { offset });
+        }
         let marker = self.u8("type marker")?;
         Ok(match marker {
             0x00 => Value::Number(self.f64("number")?),
@@ -177,7 +190,7 @@ impl<'a> Reader<'a> {
                         left,
                     });
                 }
-                let mut items = Vec::with_capacity(count as usize);
+                let mut items = Vec::with_capacity((count as usize).min(PREALLOC_MAX));
                 for _ in 0..count {
                     items.push(self.value(depth + 1)?);
                 }
@@ -199,7 +212,11 @@ impl<'a> Reader<'a> {
 
 /// Decodes every value in `data` (an RTMP command or data message body).
 pub fn decode_all(data: &[u8]) -> Result<Vec<Value>, Amf0Error> {
-    let mut r = Reader { data, pos: 0 };
+    let mut r = Reader {
+        data,
+        pos: 0,
+        values: 0,
+    };
     let mut values = Vec::new();
     while r.pos < data.len() {
         values.push(r.value(0)?);
@@ -350,5 +367,26 @@ mod tests {
             Err(Amf0Error::Utf8 { offset: 3 })
         );
         assert!(decode_all(&[3, 0, 0, 7]).is_err());
+        // Nested strict arrays each claiming nearly all the bytes left: before, each level
+        // reserved count × 32 bytes (tens of MB from 1 MB of input); now a short error.
+        let mut nested = Vec::new();
+        for i in 0..MAX_DEPTH as u32 {
+            nested.push(0x0a);
+            nested.extend_from_slice(&(999_995 - 5 * i).to_be_bytes());
+        }
+        nested.resize(1_000_000, 0x05);
+        assert!(matches!(
+            decode_all(&nested),
+            Err(Amf0Error::TooMany { .. })
+        ));
+        // Many small values at the top level are bounded the same way.
+        assert!(matches!(
+            decode_all(&vec![0x05; MAX_VALUES + 1]),
+            Err(Amf0Error::TooMany { offset }) if offset == MAX_VALUES
+        ));
+        assert_eq!(
+            decode_all(&vec![0x05; MAX_VALUES]).map(|v| v.len()),
+            Ok(MAX_VALUES)
+        );
     }
 }

@@ -46,6 +46,8 @@ pub struct ChunkDecoder {
     chunk_size: u32,
     max_chunk_size: u32,
     max_message_size: usize,
+    /// Largest message of any type but audio and video (commands, data, control).
+    max_control_size: usize,
     streams: HashMap<u32, ChunkStream>,
     buffer: BytesMut,
     /// Stream offset of `buffer[0]`, for error messages.
@@ -60,11 +62,18 @@ impl ChunkDecoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_chunk_size,
             max_message_size,
+            max_control_size: max_message_size,
             streams: HashMap::new(),
             buffer: BytesMut::new(),
             offset,
             partial_bytes: 0,
         }
+    }
+
+    /// Sets the largest audio/video message and the largest message of any other type.
+    pub fn set_limits(&mut self, max_message_size: usize, max_control_size: usize) {
+        self.max_message_size = max_message_size;
+        self.max_control_size = max_control_size.min(max_message_size);
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
@@ -188,12 +197,18 @@ impl ChunkDecoder {
                 field = e;
             }
         }
-        if length as usize > self.max_message_size {
+        // Audio 8, video 9 (§7.1.4, §7.1.5): only media may be large.
+        let limit = if matches!(type_id, 8 | 9) {
+            self.max_message_size
+        } else {
+            self.max_control_size
+        };
+        if length as usize > limit {
             return Err(RtmpError::MessageTooLarge {
                 offset: self.offset,
                 csid,
                 length: length as usize,
-                limit: self.max_message_size,
+                limit,
             });
         }
         let have = prev.and_then(|p| p.partial.as_ref()).map_or(0, |p| p.len());
@@ -452,6 +467,34 @@ mod tests {
         b.extend([0x44, 0, 0, 1, 0, 0, 5, 8]);
         dec.push(&b);
         assert!(dec.next_message().is_err());
+    }
+
+    #[test]
+    fn commands_have_their_own_limit() {
+        // A 2000-byte command (type 20) over a 1000-byte control limit fails at its header;
+        // a 2000-byte video message (type 9) passes.
+        let header = |type_id: u8| vec![0x03, 0, 0, 0, 0, 0x07, 0xd0, type_id, 0, 0, 0, 0];
+        let mut dec = ChunkDecoder::new(4096, 1 << 20, 0);
+        dec.set_limits(1 << 20, 1000);
+        dec.push(&header(20));
+        assert!(matches!(
+            dec.next_message(),
+            Err(RtmpError::MessageTooLarge {
+                length: 2000,
+                limit: 1000,
+                ..
+            })
+        ));
+        let mut dec = ChunkDecoder::new(4096, 1 << 20, 0);
+        dec.set_limits(1 << 20, 1000);
+        dec.set_chunk_size(4096).expect("chunk size");
+        let mut b = header(9);
+        b.extend([0; 2000]);
+        dec.push(&b);
+        assert_eq!(
+            dec.next_message().expect("video").map(|m| m.payload.len()),
+            Some(2000)
+        );
     }
 
     #[test]

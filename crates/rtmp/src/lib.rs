@@ -63,6 +63,10 @@ pub struct ServerLimits {
     pub max_message_size: usize,
     /// Largest Set Chunk Size accepted from the peer, bytes (the spec allows 2^31 − 1).
     pub max_chunk_size: u32,
+    /// Largest message of any type but audio and video (commands, metadata, control), and of
+    /// any type at all until a publish is accepted: what an unauthenticated peer can make us
+    /// hold and decode.
+    pub max_command_size: usize,
 }
 
 impl Default for ServerLimits {
@@ -70,6 +74,7 @@ impl Default for ServerLimits {
         Self {
             max_message_size: 8 * 1024 * 1024,
             max_chunk_size: 1024 * 1024,
+            max_command_size: 64 * 1024,
         }
     }
 }

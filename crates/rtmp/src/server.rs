@@ -135,11 +135,15 @@ impl ServerConnection {
                 } => {
                     self.writer.out.extend_from_slice(&response_bytes);
                     self.handshake = None;
-                    self.decoder = Some(ChunkDecoder::new(
+                    let mut decoder = ChunkDecoder::new(
                         self.limits.max_chunk_size,
                         self.limits.max_message_size,
                         3073,
-                    ));
+                    );
+                    // Until a publish is accepted the peer is anonymous: small messages only.
+                    let small = self.limits.max_command_size;
+                    decoder.set_limits(small, small);
+                    self.decoder = Some(decoder);
                     leftover = remaining_bytes;
                     rest = &leftover;
                 }
@@ -389,6 +393,10 @@ impl ServerConnection {
         let p = self.pending(request_id)?;
         p.state = PublishState::Publishing;
         let (id, key) = (p.stream_id, p.stream_key.clone());
+        let (media, control) = (self.limits.max_message_size, self.limits.max_command_size);
+        if let Some(d) = self.decoder.as_mut() {
+            d.set_limits(media, control);
+        }
         self.writer
             .user_control(user_control::STREAM_BEGIN, &id.to_be_bytes());
         self.writer.on_status(
@@ -427,6 +435,13 @@ impl ServerConnection {
     /// The application name of the `connect`, once connected.
     pub fn app(&self) -> Option<&str> {
         self.app.as_deref()
+    }
+
+    /// Whether a publish was accepted: the peer holds a valid stream key.
+    pub fn is_publishing(&self) -> bool {
+        self.publish
+            .as_ref()
+            .is_some_and(|p| p.state == PublishState::Publishing)
     }
 
     /// Whether the handshake is done and messages flow.

@@ -160,6 +160,7 @@ fn oversized_message_is_refused() {
     let mut server = ServerConnection::new(ServerLimits {
         max_message_size: 50_000,
         max_chunk_size: 65_536,
+        ..ServerLimits::default()
     });
     pump(&mut client, &mut server, 4096).expect("pump");
     let id = match server_events(&mut server).pop() {
@@ -329,6 +330,7 @@ fn mutated_sessions_never_panic() {
         let mut s = ServerConnection::new(ServerLimits {
             max_message_size: 1 << 16,
             max_chunk_size: 1 << 16,
+            ..ServerLimits::default()
         });
         let mut rest = &bytes[..];
         while !rest.is_empty() {

@@ -94,6 +94,12 @@ pub struct ProxyRoleConfig {
     /// An SMS handed to the SMSC whose submit_sm_resp was lost (a crash) is sent again when no
     /// receipt for it arrives within this many seconds; 0: never sent again (at most once).
     pub unconfirmed_grace_s: u64,
+    /// Subscribers' webhooks and Web Push endpoints may be at loopback, private, link-local
+    /// and other special addresses (and Web Push over plain http). Off in service: those are
+    /// requests into the server's own network.
+    pub allow_private_destinations: bool,
+    /// Special ranges allowed all the same, as CIDRs (`["10.20.0.0/16"]`).
+    pub allowed_destinations: Vec<String>,
 }
 
 impl Default for ProxyRoleConfig {
@@ -108,6 +114,8 @@ impl Default for ProxyRoleConfig {
             quiet_hours: None,
             vapid_contact: "mailto:admin@localhost".into(),
             unconfirmed_grace_s: 300,
+            allow_private_destinations: false,
+            allowed_destinations: Vec::new(),
         }
     }
 }
@@ -179,6 +187,22 @@ pub struct Limits {
     pub rtmp_idle_timeout_s: u64,
     /// Largest RTMP message accepted, bytes.
     pub rtmp_max_message_size: usize,
+    /// Largest RTMP message other than audio/video (commands, metadata), and of any kind before
+    /// a publish is accepted, bytes.
+    pub rtmp_max_command_size: usize,
+    /// The RTMP handshake, `connect` and an accepted `publish` must all be done within this
+    /// long of the connection, however the bytes trickle in, s.
+    pub rtmp_handshake_timeout_s: u64,
+    /// Open connections per listener (HTTP and RTMP each); more are closed at once.
+    pub max_connections: usize,
+    /// Open connections per client address (an IPv6 client's /64) per listener.
+    pub max_connections_per_ip: usize,
+    /// An HTTP request's headers must arrive within this long, and a connection with no
+    /// request in progress is closed after this long, s.
+    pub http_header_timeout_s: u64,
+    /// An HTTP or WebSocket connection whose writes make no progress for this long (the client
+    /// stopped reading) is closed, s.
+    pub http_write_stall_timeout_s: u64,
 }
 
 /// The hand-off to the communication proxy: a signed POST for every live stream and VOD file.
@@ -233,6 +257,12 @@ impl Default for Limits {
             max_publishers: 500,
             rtmp_idle_timeout_s: 10,
             rtmp_max_message_size: 8 << 20,
+            rtmp_max_command_size: 64 << 10,
+            rtmp_handshake_timeout_s: 10,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            http_header_timeout_s: 10,
+            http_write_stall_timeout_s: 60,
         }
     }
 }

@@ -16,6 +16,7 @@ use vshare_media::flv::{DemuxedVideo, TagDemuxer};
 use vshare_rtmp::{ServerConnection, ServerEvent, ServerLimits};
 use vshare_transcode::{ConvertSettings, ConvertWorker};
 
+use crate::conn_limit::ConnLimiter;
 use crate::db::Db;
 use crate::merged_read::{self, TickRead};
 use crate::video::{IngestMessage, Publisher, StartError, VideoServer};
@@ -24,7 +25,11 @@ pub struct Ingest {
     pub db: Db,
     pub videos: Arc<VideoServer>,
     pub idle_timeout: Duration,
+    /// Handshake, `connect` and an accepted `publish` must be done within this long.
+    pub handshake_timeout: Duration,
     pub max_message_size: usize,
+    pub max_command_size: usize,
+    pub connections: ConnLimiter,
     /// Ticks at which publishing sockets are read together; zero: read as data arrives.
     pub merged_read: Duration,
 }
@@ -35,8 +40,18 @@ impl Ingest {
         loop {
             match listener.accept().await {
                 Ok((socket, peer)) => {
+                    let guard = match self.connections.admit(peer.ip()) {
+                        Ok(g) => g,
+                        Err(why) => {
+                            metrics::counter!("vshare_connections_refused_total", "listener" => "rtmp")
+                                .increment(1);
+                            warn!(%peer, "rtmp: refused, {why}");
+                            continue;
+                        }
+                    };
                     let me = self.clone();
                     tokio::spawn(async move {
+                        let _guard = guard;
                         if let Err(e) = me.connection(socket, peer).await {
                             warn!(%peer, "rtmp: {e:#}");
                         }
@@ -54,8 +69,12 @@ impl Ingest {
         let _ = socket.set_nodelay(true);
         let mut conn = ServerConnection::new(ServerLimits {
             max_message_size: self.max_message_size,
+            max_command_size: self.max_command_size,
             ..ServerLimits::default()
         });
+        // Until a publish is accepted the peer is anonymous: one deadline for the handshake,
+        // connect and publish, that bytes trickling in do not push back.
+        let deadline = tokio::time::Instant::now() + self.handshake_timeout;
         let mut buf = vec![0u8; 64 * 1024];
         let mut publisher: Option<Publisher> = None;
         let mut demuxer = TagDemuxer::new();
@@ -69,7 +88,17 @@ impl Ingest {
                 let n = if publisher.is_some() && !self.merged_read.is_zero() {
                     self.read_at_tick(&socket, &mut buf, &mut ticks).await?
                 } else {
-                    match tokio::time::timeout(self.idle_timeout, socket.read(&mut buf)).await {
+                    let idle = tokio::time::Instant::now() + self.idle_timeout;
+                    let until = if conn.is_publishing() {
+                        idle
+                    } else {
+                        idle.min(deadline)
+                    };
+                    match tokio::time::timeout_at(until, socket.read(&mut buf)).await {
+                        Err(_) if !conn.is_publishing() && until == deadline => anyhow::bail!(
+                            "handshake, connect and publish not done within {:?}; closing",
+                            self.handshake_timeout
+                        ),
                         Err(_) => anyhow::bail!("no data for {:?}; closing", self.idle_timeout),
                         Ok(r) => r?,
                     }

@@ -8,8 +8,10 @@
 pub mod accounts;
 pub mod api;
 pub mod config;
+pub mod conn_limit;
 pub mod db;
 pub mod files;
+pub mod http_serve;
 pub mod ingest;
 pub mod live;
 pub mod merged_read;
@@ -109,6 +111,13 @@ async fn start_outbox(
     if let Some(w) = &config.webhook {
         pc.policy.webhook_max_attempts = Some(w.max_attempts.max(1));
     }
+    pc.egress = vshare_proxy::egress::EgressPolicy::new(
+        role.allow_private_destinations,
+        &role.allowed_destinations,
+    )
+    .map_err(|e| anyhow::anyhow!("[proxy] allowed_destinations: {e}"))?;
+    // The operator's own webhook goes where the operator says.
+    pc.egress.trusted_urls = config.webhook.iter().map(|w| w.url.clone()).collect();
     if !role.enabled {
         let Some(w) = &config.webhook else {
             return Ok((None, webhook::Webhooks::default()));
@@ -209,8 +218,14 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         db: db.clone(),
         videos: videos.clone(),
         idle_timeout: Duration::from_secs(config.limits.rtmp_idle_timeout_s),
+        handshake_timeout: Duration::from_secs(config.limits.rtmp_handshake_timeout_s.max(1)),
         max_message_size: config.limits.rtmp_max_message_size,
         merged_read: Duration::from_millis(config.live.merged_read_ms),
+        max_command_size: config.limits.rtmp_max_command_size,
+        connections: conn_limit::ConnLimiter::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        ),
     });
     let uploads = upload::Uploads::new(
         db.clone(),
@@ -246,10 +261,20 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     if let Some(p) = &proxy {
         app = app.merge(p.router(config.admin_token.clone().filter(|t| !t.is_empty())));
     }
-    axum::serve(
+    http_serve::serve(
         http_listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        http_serve::HttpLimits {
+            connections: conn_limit::ConnLimiter::new(
+                config.limits.max_connections,
+                config.limits.max_connections_per_ip,
+            ),
+            header_timeout: Duration::from_secs(config.limits.http_header_timeout_s.max(1)),
+            write_stall_timeout: Duration::from_secs(
+                config.limits.http_write_stall_timeout_s.max(1),
+            ),
+        },
     )
-    .await?;
+    .await;
     Ok(())
 }

@@ -7,7 +7,10 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+/// An object's bytes as they are read.
+pub type ByteStream = futures::stream::BoxStream<'static, object_store::Result<Bytes>>;
 
 /// Where a video's objects live: `videos/<id>/<name>`.
 pub fn object_path(video_id: &str, name: &str) -> Path {
@@ -78,6 +81,22 @@ impl Storage {
 
     pub async fn get_range(&self, path: &Path, range: Range<u64>) -> anyhow::Result<Bytes> {
         Ok(self.store.get_range(&self.full(path), range).await?)
+    }
+
+    /// The bytes of `range` (or the whole object) as a stream of chunks read as they are
+    /// taken, with its length: a slow reader holds a chunk or two, never the object.
+    pub async fn get_stream(
+        &self,
+        path: &Path,
+        range: Option<Range<u64>>,
+    ) -> anyhow::Result<(u64, ByteStream)> {
+        let opts = GetOptions {
+            range: range.map(Into::into),
+            ..GetOptions::default()
+        };
+        let got = self.store.get_opts(&self.full(path), opts).await?;
+        let len = got.range.end - got.range.start;
+        Ok((len, got.into_stream()))
     }
 
     /// Size in bytes, or None when the object does not exist.

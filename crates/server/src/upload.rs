@@ -110,8 +110,11 @@ pub async fn upgrade(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // A frame is read whole before the message limit is checked: bound both.
+    let max = HEADER_SLACK + uploads.limits.max_piece_bytes as usize;
     ws.protocols([PROTOCOL])
-        .max_message_size(HEADER_SLACK + uploads.limits.max_piece_bytes as usize)
+        .max_message_size(max)
+        .max_frame_size(max)
         .on_upgrade(move |socket| async move {
             let mut conn = Connection { socket, peer };
             if let Err(e) = conn.run(&uploads).await {

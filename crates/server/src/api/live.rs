@@ -9,7 +9,7 @@ use serde::Deserialize;
 use vshare_package::{PartBytes, SegmentBytes};
 
 use super::error::ApiError;
-use super::media::{M3U8, media_response, valid_rendition};
+use super::media::{M3U8, media_response, media_stream_response, valid_rendition};
 use super::state::{AppState, AppStateRef};
 use crate::live::BlockingRequest;
 use crate::storage::object_path;
@@ -136,12 +136,21 @@ async fn serve_live(
         let msn: u64 = msn.parse().map_err(|_| ApiError::not_found("segment"))?;
         let seg = match stream.segment(msn) {
             SegmentBytes::InMemory(b) => b,
-            // Its parts left the window: the recording stored it when it was complete.
-            SegmentBytes::Stored => st
-                .storage
-                .get(&object_path(stream_id, &format!("seg{msn}.m4s")))
-                .await
-                .map_err(|_| ApiError::not_found("segment"))?,
+            // Its parts left the window: the recording stored it when it was complete; it is
+            // streamed from there, not read whole for each reader.
+            SegmentBytes::Stored => {
+                let (len, body) = st
+                    .storage
+                    .get_stream(&object_path(stream_id, &format!("seg{msn}.m4s")), None)
+                    .await
+                    .map_err(|_| ApiError::not_found("segment"))?;
+                return Ok(media_stream_response(
+                    "video/iso.segment",
+                    "max-age=60",
+                    len,
+                    body,
+                ));
+            }
             SegmentBytes::Missing => return Err(ApiError::not_found("segment")),
         };
         return Ok(media_response("video/iso.segment", "max-age=60", seg));

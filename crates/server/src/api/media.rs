@@ -22,6 +22,30 @@ pub fn media_response(content_type: &'static str, cache: &'static str, body: Byt
         .into_response()
 }
 
+/// A media response whose body is streamed (from storage); `length` is its exact size.
+pub fn media_stream_response(
+    content_type: &'static str,
+    cache: &'static str,
+    length: u64,
+    stream: crate::storage::ByteStream,
+) -> Response {
+    let out = metrics::counter!("vshare_bytes_out_total");
+    let body = axum::body::Body::from_stream(futures::StreamExt::inspect(stream, move |r| {
+        if let Ok(b) = r {
+            out.increment(b.len() as u64);
+        }
+    }));
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CACHE_CONTROL, cache.to_string()),
+            (header::CONTENT_LENGTH, length.to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// A rendition name as it appears in URLs (`240p`): letters, digits, `_` and `-`.
 pub fn valid_rendition(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()

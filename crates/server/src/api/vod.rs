@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::error::ApiError;
-use super::media::{M3U8, media_response, valid_rendition};
+use super::media::{M3U8, media_response, media_stream_response, valid_rendition};
 use super::state::{AppState, AppStateRef};
 use crate::db::VideoState;
 use crate::storage::object_path;
@@ -109,20 +109,18 @@ async fn serve_vod(
             }
         },
     };
-    let mut resp = match &range {
-        Some(r) => {
-            let body = st.storage.get_range(&path, r.clone()).await?;
-            let mut resp = media_response(content_type, "max-age=3600", body);
-            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-            let cr = format!("bytes {}-{}/{size}", r.start, r.end - 1);
-            resp.headers_mut().insert(
-                header::CONTENT_RANGE,
-                HeaderValue::from_str(&cr).map_err(|e| anyhow::anyhow!(e))?,
-            );
-            resp
-        }
-        None => media_response(content_type, "max-age=3600", st.storage.get(&path).await?),
-    };
+    // Streamed from storage in chunks as the client takes them: memory per reader stays
+    // small whatever the file's size or the reader's speed.
+    let (length, stream) = st.storage.get_stream(&path, range.clone()).await?;
+    let mut resp = media_stream_response(content_type, "max-age=3600", length, stream);
+    if let Some(r) = &range {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let cr = format!("bytes {}-{}/{size}", r.start, r.end - 1);
+        resp.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&cr).map_err(|e| anyhow::anyhow!(e))?,
+        );
+    }
     resp.headers_mut()
         .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     Ok(resp)

@@ -1,0 +1,202 @@
+//! The HTTP accept loop: `axum::serve` with what it does not offer — connection caps per client
+//! address and in all, a deadline for request headers (which also closes a keep-alive
+//! connection left silent), a bound on the buffered request head, and a deadline on writes
+//! that make no progress (a client that stopped reading).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::time::Sleep;
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+use crate::conn_limit::ConnLimiter;
+
+/// Read buffer of one connection, bytes: request heads longer than this are refused
+/// (431). Bodies stream through it.
+const MAX_BUF: usize = 64 * 1024;
+
+pub struct HttpLimits {
+    pub connections: ConnLimiter,
+    /// Headers of a request must arrive within this long; an idle connection is closed after it.
+    pub header_timeout: Duration,
+    /// A connection whose writes make no progress for this long is closed.
+    pub write_stall_timeout: Duration,
+}
+
+/// Serves `app` on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits) {
+    let refused = metrics::counter!("vshare_connections_refused_total", "listener" => "http");
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: let others finish before trying again.
+                warn!("http accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let guard = match limits.connections.admit(peer.ip()) {
+            Ok(g) => g,
+            Err(why) => {
+                refused.increment(1);
+                debug!(%peer, "http: refused, {why}");
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let service = app.clone().map_request(move |req: Request<Incoming>| {
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            req
+        });
+        let header_timeout = limits.header_timeout;
+        let io = StallGuard::new(socket, limits.write_stall_timeout);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(MAX_BUF);
+            let conn = builder
+                .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                debug!(%peer, "http connection: {e}");
+            }
+        });
+    }
+}
+
+/// Fails writes that have made no progress for `limit`: a client that stopped reading (a
+/// response, or a WebSocket after the upgrade) holds its connection no longer than that.
+/// Reads pass through untouched: a quiet client is the header deadline's business.
+struct StallGuard<T> {
+    io: T,
+    limit: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> StallGuard<T> {
+    fn new(io: T, limit: Duration) -> Self {
+        Self {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After the inner write returned `r`: arms the timer on Pending, clears it on progress.
+    fn track<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no write progress for {limit:?}"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.track(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.track(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.track(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.track(cx, r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_reader_that_stops_is_cut_off_and_one_that_reads_is_not() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut w = StallGuard::new(a, Duration::from_secs(1));
+        // The peer reads for a while: writes go on past many stall limits' worth of buffer.
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut got = 0;
+            while got < 64 * 1024 {
+                got += b.read(&mut buf).await.expect("read");
+            }
+            b
+        });
+        for _ in 0..64 {
+            w.write_all(&[7u8; 1024]).await.expect("write while read");
+        }
+        let _b = reader.await.expect("reader");
+        // Now it stops reading: the write fails once the buffer is full and the limit passes.
+        let e = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Err(e) = w.write_all(&[7u8; 1024]).await {
+                    return e;
+                }
+            }
+        })
+        .await
+        .expect("a stalled write should fail");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+}
