@@ -11,6 +11,7 @@ mod live;
 mod me;
 mod media;
 mod private_videos;
+mod same_origin;
 mod shares;
 mod state;
 mod videos;
@@ -27,6 +28,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 pub use error::ApiError;
 pub use media::M3U8;
+pub use same_origin::{cross_site, same_origin};
 pub use state::AppState;
 pub use vod::{Unsatisfiable, parse_range};
 
@@ -54,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/publish/status", get(videos::publish_status))
         .route("/api/v1/keys", post(keys::create_key))
         .route("/api/v1/accounts", post(accounts::sign_up))
+        .route("/api/v1/invites", post(accounts::create_invite))
         .route(
             "/api/v1/session",
             post(accounts::sign_in).delete(accounts::sign_out),

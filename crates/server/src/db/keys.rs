@@ -5,9 +5,24 @@ use sqlx::Row;
 use super::{Db, StreamKey, TokenTable, hash_key, key_from_row, now_rfc3339, random_id};
 
 impl Db {
-    /// Creates a key; returns it with its secret (stored only as a hash).
-    pub async fn create_key(&self, name: &str) -> anyhow::Result<(StreamKey, String)> {
+    /// Creates a key; returns it with its secret (stored only as a hash). A name is one of a
+    /// kind across users and keys (a source is found by a key's name or id): None when it is
+    /// taken.
+    pub async fn create_key(&self, name: &str) -> anyhow::Result<Option<(StreamKey, String)>> {
         let _writer = self.database.writer().await;
+        if !name.is_empty() {
+            let taken = sqlx::query(self.sql(
+                "SELECT 1 FROM users WHERE username = ? UNION ALL SELECT 1 FROM stream_keys WHERE name = ? OR id = ?",
+            ))
+            .bind(name)
+            .bind(name)
+            .bind(name)
+            .fetch_optional(self.database.pool())
+            .await?;
+            if taken.is_some() {
+                return Ok(None);
+            }
+        }
         let secret = format!("sk{}", random_id(30));
         let key = StreamKey {
             id: random_id(10),
@@ -25,7 +40,7 @@ impl Db {
         .bind(&key.created_at)
         .execute(self.database.pool())
         .await?;
-        Ok((key, secret))
+        Ok(Some((key, secret)))
     }
 
     /// The key a secret belongs to, if it exists and is not revoked.

@@ -15,6 +15,8 @@ use vshare_sql::Database;
 
 mod accounts;
 mod keys;
+
+pub use accounts::CreateUser;
 mod segments;
 mod videos;
 

@@ -8,7 +8,11 @@ async fn keys_videos_segments_round_trip(url: &str) {
     let db = Db::open(url).await.expect("open");
     // Opening again runs no migration twice.
     let db2 = Db::open(url).await.expect("reopen");
-    let (key, secret) = db.create_key("phone").await.expect("create");
+    let (key, secret) = db
+        .create_key("phone")
+        .await
+        .expect("create")
+        .expect("new name");
     assert_eq!(
         db2.find_key(&secret).await.expect("find").map(|k| k.id),
         Some(key.id.clone())
@@ -117,7 +121,11 @@ async fn keys_videos_segments_round_trip(url: &str) {
 
 async fn upload_tokens(url: &str) {
     let db = Db::open(url).await.expect("open");
-    let (key, secret) = db.create_key("phone").await.expect("create");
+    let (key, secret) = db
+        .create_key("phone")
+        .await
+        .expect("create")
+        .expect("new name");
     let (token, expires_at) = db
         .create_upload_token(&key.id, std::time::Duration::from_secs(3600))
         .await
@@ -154,17 +162,59 @@ async fn upload_tokens(url: &str) {
 
 async fn accounts_sessions_visibility_deletion(url: &str) {
     let db = Db::open(url).await.expect("open");
-    let (user, key, secret) = db
-        .create_user("alice", "$argon2id$stand-in")
+    let crate::db::CreateUser::Created(user, key, secret) = db
+        .create_user("alice", "$argon2id$stand-in", None)
         .await
         .expect("create")
-        .expect("new name");
+    else {
+        panic!("a new name was refused");
+    };
     assert!(
-        db.create_user("alice", "x")
-            .await
-            .expect("create")
-            .is_none(),
+        matches!(
+            db.create_user("alice", "x", None).await.expect("create"),
+            crate::db::CreateUser::Taken
+        ),
         "a taken name is refused"
+    );
+    // Users and keys share one namespace: a key's name or id cannot become a username, nor a
+    // username a key's name.
+    let (admin_key, _) = db
+        .create_key("studio")
+        .await
+        .expect("key")
+        .expect("new name");
+    for name in ["studio", admin_key.id.as_str()] {
+        assert!(
+            matches!(
+                db.create_user(name, "x", None).await.expect("create"),
+                crate::db::CreateUser::Taken
+            ),
+            "{name} was taken by a user"
+        );
+    }
+    assert!(db.create_key("alice").await.expect("key").is_none());
+    assert!(db.create_key("studio").await.expect("key").is_none());
+    assert!(matches!(
+        db.create_user("bob", "x", Some("no-such-invite"))
+            .await
+            .expect("create"),
+        crate::db::CreateUser::BadInvite
+    ));
+    let invite = db.create_invite().await.expect("invite");
+    assert!(matches!(
+        db.create_user("bob", "x", Some(&invite))
+            .await
+            .expect("create"),
+        crate::db::CreateUser::Created(..)
+    ));
+    assert!(
+        matches!(
+            db.create_user("carol", "x", Some(&invite))
+                .await
+                .expect("create"),
+            crate::db::CreateUser::BadInvite
+        ),
+        "an invite is used once"
     );
     let found = db.find_key(&secret).await.expect("find").expect("key");
     assert_eq!(found.user_id.as_deref(), Some(user.id.as_str()));
