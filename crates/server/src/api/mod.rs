@@ -62,7 +62,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(accounts::sign_in).delete(accounts::sign_out),
         )
         .route("/api/v1/me", get(me::me))
-        .route("/api/v1/me/stream-key", post(me::rotate_key))
+        .route(
+            "/api/v1/me/stream-key",
+            post(me::rotate_key).patch(me::set_key_private),
+        )
         .route("/api/v1/me/upload-token", post(me::upload_token))
         .route("/api/v1/me/videos", get(me::my_videos))
         .route("/metrics", get(metrics))

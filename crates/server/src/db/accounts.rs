@@ -36,6 +36,7 @@ impl Db {
             created_at: user.created_at.clone(),
             revoked: false,
             user_id: Some(user.id.clone()),
+            private: false,
         };
         let mut tx = self.database.pool().begin().await?;
         if let Some(code) = invite {
@@ -127,7 +128,8 @@ impl Db {
         user_id: &str,
         ttl: std::time::Duration,
     ) -> anyhow::Result<(String, i64)> {
-        self.issue_token(TokenTable::Session, user_id, ttl).await
+        self.issue_token(TokenTable::Session, user_id, ttl, false)
+            .await
     }
 
     /// The user of an unexpired session token.

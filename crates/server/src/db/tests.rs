@@ -127,7 +127,7 @@ async fn upload_tokens(url: &str) {
         .expect("create")
         .expect("new name");
     let (token, expires_at) = db
-        .create_upload_token(&key.id, std::time::Duration::from_secs(3600))
+        .create_upload_token(&key.id, std::time::Duration::from_secs(3600), false)
         .await
         .expect("token");
     assert!(expires_at > chrono::Utc::now().timestamp_millis() + 3_500_000);
@@ -149,7 +149,7 @@ async fn upload_tokens(url: &str) {
     assert!(!stored.contains(&token));
     // A short-lived token is refused once expired.
     let (short, _) = db
-        .create_upload_token(&key.id, std::time::Duration::from_millis(50))
+        .create_upload_token(&key.id, std::time::Duration::from_millis(50), false)
         .await
         .expect("token");
     assert_eq!(found(short.clone()).await, Some(key.id.clone()));
@@ -255,7 +255,7 @@ async fn accounts_sessions_visibility_deletion(url: &str) {
 
     // Rotation: a new secret for the same key id; the old secret and tokens stop working.
     let (token, _) = db
-        .create_upload_token(&key.id, std::time::Duration::from_secs(60))
+        .create_upload_token(&key.id, std::time::Duration::from_secs(60), false)
         .await
         .expect("token");
     let new_secret = db.rotate_key(&key.id).await.expect("rotate");
