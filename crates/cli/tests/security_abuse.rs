@@ -577,3 +577,132 @@ fn class6_cross_site_cookie_requests_refused_and_secret_files_private() {
         }
     }
 }
+
+// Class 6: a revoked key ends a publish in progress.
+//
+// Before: revoking a key did not stop a publish in progress.
+// After: the publish ends within `[limits] key_check_s` (1 s here; the RTMP idle timeout is
+// 60 s, so nothing else closes it).
+#[test]
+fn class6_revoking_a_key_ends_its_publish() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let secret = key_named(&data, "revoked-soon");
+    let out = vshare()
+        .args(["keys", "list", "--data"])
+        .arg(&data)
+        .output()
+        .expect("keys list");
+    let list = String::from_utf8_lossy(&out.stdout).to_string();
+    let id = list
+        .lines()
+        .find(|l| l.ends_with("revoked-soon"))
+        .and_then(|l| l.split('\t').next())
+        .unwrap_or_else(|| panic!("no key in {list}"))
+        .to_string();
+    let conf = config(
+        dir.path(),
+        "[limits]\nkey_check_s = 1\nrtmp_idle_timeout_s = 60\n",
+    );
+    let server = Server::start(&data, &["--ladder", "none", "--config", &conf]);
+    let (mut socket, _client) = raw_publisher(server.rtmp_port, &secret);
+    let out = vshare()
+        .args(["keys", "revoke", &id, "--data"])
+        .arg(&data)
+        .output()
+        .expect("keys revoke");
+    assert!(out.status.success());
+    let revoked = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(20),
+            "the publish went on after its key was revoked; server:\n{}",
+            server.log()
+        );
+    }
+    assert!(
+        server.log().contains("stream key revoked or rotated"),
+        "{}",
+        server.log()
+    );
+}
+
+// Class 6: a stream can start private.
+//
+// Before: every stream started public: listed, and its `live` notification went out before
+// the owner could change it.
+// After: with `PATCH /api/v1/me/stream-key {"private": true}` the video is private from its
+// first frame: not listed, and no notification is queued for the key's subscribers.
+#[test]
+fn class6_a_stream_can_start_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Server::start_with_env(
+        &data,
+        &["--ladder", "none"],
+        &[("VSHARE_ADMIN_TOKEN", "admin-secret-1234".to_string())],
+    );
+    let r = call(
+        "POST",
+        &format!("{}/api/v1/accounts", server.http),
+        Some(&json!({ "username": "quiet", "password": "a long password" })),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let secret = r.json()["stream_key"]["key"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    let cookie = format!("Cookie: vshare_session={}", r.session());
+    let r = call(
+        "PATCH",
+        &format!("{}/api/v1/me/stream-key", server.http),
+        Some(&json!({ "private": true })),
+        &[cookie.clone()],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let hook =
+        json!({ "source": "quiet", "channel": "webhook", "address": "https://example.invalid/h" });
+    let r = call(
+        "POST",
+        &format!("{}/api/v1/subscriptions", server.http),
+        Some(&hook),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    let clip = make_clip(dir.path(), "clip.mp4", 2, &[]);
+    let mut publisher = ffmpeg_publish(&clip, &server.rtmp_url(&secret));
+    assert!(publisher.wait().expect("ffmpeg").success());
+    let ready = wait_video_state(&server, &secret, &["ready"], Duration::from_secs(30));
+    let id = ready["id"].as_str().expect("id").to_string();
+    assert_eq!(ready["visibility"], "private", "{ready}");
+    let listed = call("GET", &format!("{}/api/v1/videos", server.http), None, &[]);
+    assert!(
+        !listed.body.contains(&id),
+        "a private stream is listed: {}",
+        listed.body
+    );
+    let rows = call(
+        "GET",
+        &format!("{}/api/v1/notifications?video={id}", server.http),
+        None,
+        &["Authorization: Bearer admin-secret-1234".into()],
+    );
+    assert_eq!(rows.status, 200, "{}", rows.body);
+    assert_eq!(
+        rows.json(),
+        json!([]),
+        "notifications went out for a private stream"
+    );
+}

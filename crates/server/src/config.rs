@@ -273,6 +273,9 @@ pub struct Limits {
     pub rtmp_idle_timeout_s: u64,
     /// Largest RTMP message accepted, bytes.
     pub rtmp_max_message_size: usize,
+    /// How often a publish in progress checks that its stream key (or upload token) still
+    /// stands; a revoked or rotated key ends the publish within this many seconds.
+    pub key_check_s: u64,
 }
 
 /// The hand-off to the communication proxy: a signed POST for every live stream and VOD file.
@@ -327,6 +330,7 @@ impl Default for Limits {
             max_publishers: 500,
             rtmp_idle_timeout_s: 10,
             rtmp_max_message_size: 8 << 20,
+            key_check_s: 5,
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct Ingest {
     pub videos: Arc<VideoServer>,
     pub idle_timeout: Duration,
     pub max_message_size: usize,
+    /// How often a publish in progress checks that its key still stands (revoked or rotated:
+    /// the publish ends).
+    pub key_check: Duration,
 }
 
 impl Ingest {
@@ -55,6 +58,9 @@ impl Ingest {
         });
         let mut buf = vec![0u8; 64 * 1024];
         let mut publisher: Option<Publisher> = None;
+        // The key a publish is made with, and when it was last found valid.
+        let mut published_with: Option<(String, std::time::Instant)> = None;
+        let mut last_data = std::time::Instant::now();
         let mut demuxer = TagDemuxer::new();
         // Made at the first HEVC configuration; carries the rest of the stream.
         let mut converter: Option<ConvertWorker> = None;
@@ -62,13 +68,36 @@ impl Ingest {
         let converter_dropped = metrics::counter!("vshare_ingest_convert_dropped_frames_total");
         let result = async {
             loop {
-                let n = match tokio::time::timeout(self.idle_timeout, socket.read(&mut buf)).await {
-                    Err(_) => anyhow::bail!("no data for {:?}; closing", self.idle_timeout),
+                let idle_left = self.idle_timeout.saturating_sub(last_data.elapsed());
+                let wait = if published_with.is_some() {
+                    idle_left.min(self.key_check)
+                } else {
+                    idle_left
+                };
+                let read = tokio::time::timeout(wait, socket.read(&mut buf)).await;
+                if let Some((key, checked)) = &mut published_with
+                    && checked.elapsed() >= self.key_check
+                {
+                    match self.db.find_key(key).await {
+                        Ok(Some(_)) => *checked = std::time::Instant::now(),
+                        Ok(None) => {
+                            info!(%peer, "stream key revoked or rotated; ending the publish");
+                            return Ok(());
+                        }
+                        Err(e) => warn!(%peer, "stream key check: {e:#}"),
+                    }
+                }
+                let n = match read {
+                    Err(_) if last_data.elapsed() >= self.idle_timeout => {
+                        anyhow::bail!("no data for {:?}; closing", self.idle_timeout)
+                    }
+                    Err(_) => continue,
                     Ok(r) => r?,
                 };
                 if n == 0 {
                     return Ok(());
                 }
+                last_data = std::time::Instant::now();
                 bytes_in.increment(n as u64);
                 conn.handle_input(&buf[..n])?;
                 while let Some(event) = conn.poll_event() {
@@ -91,6 +120,8 @@ impl Ingest {
                                     info!(%peer, %app, video = %p.video_id, "publish accepted");
                                     conn.accept_publish(request_id)?;
                                     publisher = Some(p);
+                                    published_with =
+                                        Some((stream_key.clone(), std::time::Instant::now()));
                                 }
                                 Err(reason) => {
                                     warn!(%peer, %app, "publish refused: {reason}");

@@ -243,12 +243,14 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         videos: videos.clone(),
         idle_timeout: Duration::from_secs(config.limits.rtmp_idle_timeout_s),
         max_message_size: config.limits.rtmp_max_message_size,
+        key_check: Duration::from_secs(config.limits.key_check_s.max(1)),
     });
     let uploads = upload::Uploads::new(
         db.clone(),
         videos.clone(),
         public_url.clone(),
         Duration::from_secs(config.limits.rtmp_idle_timeout_s),
+        Duration::from_secs(config.limits.key_check_s.max(1)),
     );
     let state = Arc::new(api::AppState {
         db,
