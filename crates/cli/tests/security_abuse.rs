@@ -410,7 +410,7 @@ fn class2_admin_lists_closed_capabilities_kept_and_names_unique() {
         "POST",
         &format!("{}/api/v1/keys", server.http),
         Some(&json!({ "name": "dora" })),
-        &[admin.clone()],
+        std::slice::from_ref(&admin),
     );
     assert_eq!(r.status, 409, "a key took a user's name: {}", r.body);
     let list = format!("{}/api/v1/subscriptions", server.http);
@@ -668,7 +668,7 @@ fn class6_a_stream_can_start_private() {
         "PATCH",
         &format!("{}/api/v1/me/stream-key", server.http),
         Some(&json!({ "private": true })),
-        &[cookie.clone()],
+        std::slice::from_ref(&cookie),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let hook =
