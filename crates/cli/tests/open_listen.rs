@@ -27,7 +27,12 @@ fn open_listen_on_the_proxy_downloads_the_vod_it_is_told_about() {
         String::from_utf8_lossy(&out.stderr)
     );
     let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let server = Server::start(&data, &["--ladder", "none"]);
+    // The notification list is an admin endpoint: closed without an admin token.
+    let server = Server::start_with_env(
+        &data,
+        &["--ladder", "none"],
+        &[("VSHARE_ADMIN_TOKEN", "open-listen-admin".to_string())],
+    );
     let clip = make_clip(dir.path(), "clip.mp4", 4, &[]);
 
     // An unknown source is refused, clearly and at once.
@@ -142,6 +147,7 @@ fn open_listen_on_the_proxy_downloads_the_vod_it_is_told_about() {
         || {
             let out = vshare()
                 .args(["subscribe", "--server", &server.http, "status", &id])
+                .env("VSHARE_ADMIN_TOKEN", "open-listen-admin")
                 .output()
                 .expect("subscribe status");
             last = String::from_utf8_lossy(&out.stdout).to_string();

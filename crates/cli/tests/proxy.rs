@@ -20,7 +20,12 @@ fn a_websocket_listener_gets_live_and_ready_notifications_once() {
         .expect("keys");
     assert!(out.status.success());
     let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let server = Server::start(&data, &["--ladder", "none"]);
+    // The notification list is an admin endpoint: closed without an admin token.
+    let server = Server::start_with_env(
+        &data,
+        &["--ladder", "none"],
+        &[("VSHARE_ADMIN_TOKEN", "proxy-test-admin".to_string())],
+    );
 
     // A source that does not exist is refused.
     let out = vshare()
@@ -98,6 +103,7 @@ fn a_websocket_listener_gets_live_and_ready_notifications_once() {
     // The notifications are listed with their delivery state.
     let out = vshare()
         .args(["subscribe", "--server", &server.http, "status", &id])
+        .env("VSHARE_ADMIN_TOKEN", "proxy-test-admin")
         .output()
         .expect("status");
     let status_text = String::from_utf8_lossy(&out.stdout);

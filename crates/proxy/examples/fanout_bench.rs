@@ -197,7 +197,9 @@ async fn main() -> anyhow::Result<()> {
             for i0 in (0..count).step_by(250) {
                 let batch: Vec<_> = (i0..(i0 + 250).min(count))
                     .map(|i| {
-                        let url = format!("ws://{server}/api/v1/listen?id=l{i}");
+                        let url = format!(
+                            "ws://{server}/api/v1/listen?id=l{i}&secret=listener-secret-{i:08}"
+                        );
                         tokio::spawn(async move { tokio_tungstenite::connect_async(url).await })
                     })
                     .collect();

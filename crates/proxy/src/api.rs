@@ -1,14 +1,20 @@
 //! The proxy's HTTP API, an axum [`Router`] the server merges into its own:
 //!
 //! - `POST /api/v1/subscriptions` `{"source","channel","address","form"?}` → 201 Subscription
-//!   (phone numbers: `pending-confirmation`, and a code goes to the number by SMS);
-//! - `POST /api/v1/subscriptions/{id}/confirm` `{"code"}` → the active Subscription;
+//!   (phone numbers: `pending-confirmation`, and a code goes to the number by SMS, through the
+//!   SMS guard: 429 with `Retry-After` over its limits); 409 without an id when the address
+//!   is subscribed already or its code is still pending;
+//! - `POST /api/v1/subscriptions/{id}/confirm` `{"code"}` → the active Subscription (codes
+//!   expire and allow a few attempts);
 //! - `GET /api/v1/subscriptions?source=…`, `DELETE /api/v1/subscriptions/{id}` → 204;
 //! - `GET /api/v1/notifications?video=…|source=…` → who got what, in which state;
-//! - `GET /api/v1/listen?id=…[&source=…]` (WebSocket) and `GET /api/v1/listen/sse?id=…`;
+//! - `GET /api/v1/listen?id=…&secret=…[&source=…]` (WebSocket) and `GET /api/v1/listen/sse?…`:
+//!   the first connection that names a listener binds it to its secret;
 //! - `GET /api/v1/webpush/key` → `{"public_key"}` (VAPID, for `applicationServerKey`).
 //!
-//! Lists that show addresses need `Authorization: Bearer <admin token>` when one is set.
+//! Lists that show addresses are admin endpoints: closed (403) without an admin token in the
+//! configuration, 401 without it in `Authorization: Bearer <admin token>`. Errors never carry
+//! internal detail (it is logged).
 
 use std::convert::Infallible;
 
@@ -16,7 +22,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -24,36 +30,65 @@ use futures::{SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 
 use crate::Proxy;
-use crate::store::{Channel, NewSubscription, StoreError, SubState};
+use crate::store::{Channel, CodeRules, NewSubscription, StoreError, SubState, Subscribed};
 
-/// Errors as HTTP answers, in one place.
-pub struct ApiError(StatusCode, String);
+/// Errors as HTTP answers, in one place: a status, a message for the client (never internal
+/// detail) and for 429 the seconds to wait.
+pub struct ApiError(StatusCode, String, Option<u64>);
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError(status, message.into(), None)
+    }
+
+    /// 429 with `Retry-After` in whole seconds (at least 1).
+    fn too_many(message: &str, wait_ms: i64) -> ApiError {
+        let secs = u64::try_from(wait_ms.max(1)).unwrap_or(1).div_ceil(1000);
+        ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{message}; try again in {secs} s"),
+            Some(secs),
+        )
+    }
+
+    /// Anything unexpected: logged, and 500 without details.
+    fn internal(detail: &dyn std::fmt::Display) -> ApiError {
+        tracing::warn!("proxy api: {detail}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        let mut r = (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response();
+        if let Some(secs) = self.2 {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
-            StoreError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
-            other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+            StoreError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            StoreError::Refused(r) => ApiError::too_many(&r.to_string(), r.wait_ms),
+            other => ApiError::internal(&other),
         }
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+        ApiError::internal(&format!("{e:#}"))
     }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The router; `admin_token` guards the lists (None: open, for development).
+/// The router; `admin_token` opens the lists (None: they are closed).
 pub fn router(proxy: Proxy, admin_token: Option<String>) -> Router {
     Router::new()
         .route(
@@ -66,7 +101,10 @@ pub fn router(proxy: Proxy, admin_token: Option<String>) -> Router {
         .route("/api/v1/listen", get(listen_ws))
         .route("/api/v1/listen/sse", get(listen_sse))
         .route("/api/v1/webpush/key", get(vapid_key))
-        .with_state(Api { proxy, admin_token })
+        .with_state(Api {
+            proxy,
+            admin_token: admin_token.filter(|t| !t.is_empty()),
+        })
 }
 
 #[derive(Clone)]
@@ -75,30 +113,63 @@ struct Api {
     admin_token: Option<String>,
 }
 
+/// Whether `given` is the admin token, compared in constant time.
+pub fn admin_token_matches(expected: Option<&str>, headers: &HeaderMap) -> bool {
+    use subtle::ConstantTimeEq;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match (expected, given) {
+        (Some(t), Some(g)) => bool::from(t.as_bytes().ct_eq(g.as_bytes())),
+        _ => false,
+    }
+}
+
+/// The client's address, when the server was started with connection info.
+fn client_ip(ext: &Extensions) -> Option<String> {
+    ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
 impl Api {
     fn authorize(&self, headers: &HeaderMap) -> ApiResult<()> {
-        let Some(token) = &self.admin_token else {
-            return Ok(());
-        };
-        let given = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given == Some(token.as_str()) {
+        if self.admin_token.is_none() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this list is an admin endpoint, closed on this server (no admin token configured)",
+            ));
+        }
+        if admin_token_matches(self.admin_token.as_deref(), headers) {
             Ok(())
         } else {
-            Err(ApiError(
+            Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "this list needs Authorization: Bearer <admin token>".into(),
+                "this list needs Authorization: Bearer <admin token>",
             ))
         }
     }
+
+    fn code_rules(&self) -> CodeRules {
+        CodeRules {
+            ttl_ms: self.proxy.config.code_ttl_ms,
+            attempts: self.proxy.config.code_attempts,
+        }
+    }
+}
+
+/// The text of a confirmation SMS: fixed words and the code, nothing a requester chose.
+pub fn confirmation_text(code: &str) -> String {
+    format!(
+        "vshare: your code is {code}. Reply YES {code} to get videos by SMS. Not you? Ignore this."
+    )
 }
 
 /// An early, clear 400 for a webhook or push endpoint the proxy would refuse to reach (the
 /// check that counts is made again on the resolved address at each delivery).
 fn check_destination(egress: &crate::egress::EgressPolicy, req: &NewSubscription) -> ApiResult<()> {
-    let bad = |e: String| ApiError(StatusCode::BAD_REQUEST, e);
+    let bad = |e: String| ApiError::new(StatusCode::BAD_REQUEST, e);
     match req.channel {
         Channel::Webhook => egress
             .check_url(req.address.trim())
@@ -115,18 +186,19 @@ fn check_destination(egress: &crate::egress::EgressPolicy, req: &NewSubscription
 
 async fn create_subscription(
     State(api): State<Api>,
+    ext: Extensions,
     Json(req): Json<NewSubscription>,
 ) -> ApiResult<impl IntoResponse> {
     if !api.proxy.source_exists(&req.source).await? {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no source {:?}", req.source),
         ));
     }
     if req.channel == Channel::Webpush && api.proxy.config.vapid.is_none() {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no VAPID key configured for web push".into(),
+            "no VAPID key configured for web push",
         ));
     }
     check_destination(&api.proxy.config.egress, &req)?;
@@ -135,20 +207,32 @@ async fn create_subscription(
         crate::store::normalize_number(&req.address)?;
     }
     if matches!(req.channel, Channel::Sms | Channel::Wap) && smpp.is_none() {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no SMSC configured to send the confirmation code".into(),
+            "no SMSC configured to send the confirmation code",
         ));
     }
-    let sub = api.proxy.store.subscribe(&req, api.proxy.now_ms()).await?;
+    let client = client_ip(&ext);
+    let now = api.proxy.now_ms();
+    let guard = api.proxy.sms_guard.clone();
+    let subscribed = api
+        .proxy
+        .store
+        .subscribe(&req, now, api.code_rules(), |number| {
+            guard.admit_one(number, true, client.as_deref(), now)
+        })
+        .await?;
+    let Subscribed::Created(sub) = subscribed else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this address is subscribed to this source already, or its confirmation code is \
+             still valid; the subscription's id went to whoever made it",
+        ));
+    };
     if sub.state == SubState::PendingConfirmation
         && let Some(smpp) = smpp
     {
-        let code = sub.code.clone().unwrap_or_default();
-        let text = format!(
-            "vshare: reply YES {code} to get {}'s videos by SMS.",
-            sub.source
-        );
+        let text = confirmation_text(sub.code.as_deref().unwrap_or_default());
         let to = sub.address.clone();
         tokio::spawn(async move {
             if let Err(e) = crate::sms::send_text(&smpp, &to, &text).await {
@@ -194,10 +278,7 @@ async fn delete_subscription(
     {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no subscription {id}"),
-        ))
+        Err(ApiError::new(StatusCode::NOT_FOUND, "no such subscription"))
     }
 }
 
@@ -211,27 +292,17 @@ async fn confirm(
     Path(id): Path<String>,
     Json(body): Json<ConfirmBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let sub = api
+    match api
         .proxy
         .store
-        .subscription(&id)
+        .confirm_id(&id, &body.code, api.code_rules(), api.proxy.now_ms())
         .await?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}")))?;
-    if sub.state == SubState::PendingConfirmation && sub.code.as_deref() == Some(&body.code) {
-        api.proxy
-            .store
-            .set_sub_state(&id, SubState::Active, api.proxy.now_ms())
-            .await?;
-        Ok(Json(crate::Subscription {
-            state: SubState::Active,
-            code: None,
-            ..sub
-        }))
-    } else {
-        Err(ApiError(
+    {
+        Some(sub) => Ok(Json(sub)),
+        None => Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "wrong code or nothing to confirm".into(),
-        ))
+            "wrong code, or nothing to confirm (codes expire and allow a few attempts)",
+        )),
     }
 }
 
@@ -258,8 +329,14 @@ async fn list_notifications(
 #[derive(Deserialize)]
 struct ListenQuery {
     id: String,
+    /// Binds the listener the first time it is named; opens it afterwards.
+    #[serde(default)]
+    secret: String,
     source: Option<String>,
 }
+
+/// Shortest listener secret accepted.
+pub const MIN_LISTENER_SECRET: usize = 16;
 
 /// Registers a listener (subscribing it to `source` if given) and makes its waiting rows due.
 async fn start_listening(
@@ -269,13 +346,34 @@ async fn start_listening(
     crate::ip::Registration,
     tokio::sync::mpsc::Receiver<std::sync::Arc<str>>,
 )> {
+    if q.secret.len() < MIN_LISTENER_SECRET || q.secret.len() > 256 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "a listener needs a secret of {MIN_LISTENER_SECRET} to 256 characters (secret=…); \
+                 the first connection that names a listener binds it to its secret"
+            ),
+        ));
+    }
+    if !api
+        .proxy
+        .store
+        .claim_listener(&q.id, &q.secret, api.proxy.now_ms())
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this listener id is bound to another secret",
+        ));
+    }
     if let Some(source) = &q.source {
         if !api.proxy.source_exists(source).await? {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!("no source {source:?}"),
             ));
         }
+        // Subscribed already is as good as subscribed now.
         api.proxy
             .store
             .subscribe(
@@ -286,6 +384,8 @@ async fn start_listening(
                     form: None,
                 },
                 api.proxy.now_ms(),
+                api.code_rules(),
+                |_| Ok(()),
             )
             .await?;
     }
@@ -385,9 +485,9 @@ async fn listen_sse(
 /// The VAPID public key for `PushManager.subscribe({applicationServerKey})`.
 async fn vapid_key(State(api): State<Api>) -> ApiResult<impl IntoResponse> {
     let vapid = api.proxy.config.vapid.as_ref().ok_or_else(|| {
-        ApiError(
+        ApiError::new(
             StatusCode::NOT_FOUND,
-            "no VAPID key configured for web push".into(),
+            "no VAPID key configured for web push",
         )
     })?;
     Ok(Json(

@@ -104,11 +104,13 @@ impl ApiClient {
         Ok(Self::check(r).await?.json().await?)
     }
 
-    /// Connects as listener `id` (subscribing it to `source` if given) and calls `on_message`
+    /// Connects as listener `id` with its `secret` (the first connection that names a listener
+    /// binds it to its secret), subscribing it to `source` if given, and calls `on_message`
     /// for each notification, acknowledging it, until `on_message` returns false.
     pub async fn listen(
         &self,
         id: &str,
+        secret: &str,
         source: Option<&str>,
         mut on_message: impl FnMut(Message) -> bool,
     ) -> anyhow::Result<()> {
@@ -119,14 +121,20 @@ impl ApiClient {
         } else {
             self.base.clone()
         };
-        let mut url = format!("{ws_base}/api/v1/listen?id={}", encode(id));
+        let mut url = format!(
+            "{ws_base}/api/v1/listen?id={}&secret={}",
+            encode(id),
+            encode(secret)
+        );
         if let Some(s) = source {
             url.push_str("&source=");
             url.push_str(&encode(s));
         }
+        let shown = format!("{ws_base}/api/v1/listen?id={}", encode(id));
         let (mut ws, _) = tokio_tungstenite::connect_async(&url)
             .await
-            .with_context(|| format!("WebSocket {url}"))?;
+            .with_context(|| format!("WebSocket {shown}"))?;
+        let url = shown;
         while let Some(m) = ws.next().await {
             match m.with_context(|| format!("WebSocket {url}"))? {
                 WsMessage::Text(t) => {

@@ -23,6 +23,7 @@ pub mod client;
 pub mod direct;
 pub mod dispatcher;
 pub mod egress;
+pub mod guard;
 pub mod ip;
 mod push_subscription;
 pub mod sms;
@@ -84,6 +85,12 @@ pub struct ProxyConfig {
     /// Added to the system clock for every time the proxy reads (0 in service). Tests set it
     /// to run the proxy at a chosen time of day, e.g. seconds before quiet hours end.
     pub clock_offset_ms: i64,
+    /// The limits every SMS the proxy originates passes ([`guard`]).
+    pub sms_limits: guard::SmsLimits,
+    /// How long a confirmation code is valid, ms.
+    pub code_ttl_ms: i64,
+    /// Wrong codes a pending subscription survives; then it is dead until its code expires.
+    pub code_attempts: u32,
 }
 
 impl ProxyConfig {
@@ -102,6 +109,9 @@ impl ProxyConfig {
             vapid: None,
             egress: egress::EgressPolicy::default(),
             clock_offset_ms: 0,
+            sms_limits: guard::SmsLimits::unlimited(),
+            code_ttl_ms: 10 * 60_000,
+            code_attempts: 5,
         }
     }
 }
@@ -126,6 +136,8 @@ pub struct Proxy {
     pub store: Store,
     pub config: Arc<ProxyConfig>,
     pub hub: ip::Hub,
+    /// The gate of every SMS this process originates.
+    pub sms_guard: Arc<guard::SmsGuard>,
     dispatcher: Arc<Mutex<Dispatcher>>,
     wake: Arc<Notify>,
     sources: Option<SourceCheck>,
@@ -160,6 +172,7 @@ impl Proxy {
     pub fn on(store: Store, config: ProxyConfig) -> Proxy {
         let dispatcher = Dispatcher::new(config.policy.clone(), config.limits.clone());
         Proxy {
+            sms_guard: Arc::new(guard::SmsGuard::new(config.sms_limits.clone())),
             store,
             config: Arc::new(config),
             hub: ip::Hub::default(),
@@ -303,6 +316,15 @@ impl Proxy {
         let mut expire = Vec::new();
         for (c, plan) in claimed.into_iter().zip(plans) {
             match plan {
+                // Subscribers' SMS count against the global SMS limits here (a share was
+                // counted when it was queued); over them they wait, they are not dropped.
+                Plan::Send
+                    if c.to_subscriber
+                        && matches!(c.channel, Channel::Sms | Channel::Wap)
+                        && let Err(r) = self.sms_guard.admit_one(&c.address, false, None, now) =>
+                {
+                    defer.push((c.id, now + r.wait_ms));
+                }
                 Plan::Send => send.push(c),
                 Plan::Defer { until_ms, .. } => defer.push((c.id, until_ms)),
                 Plan::Expire => expire.push((

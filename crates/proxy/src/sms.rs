@@ -18,6 +18,7 @@ use vshare_sms::split::ConcatRef;
 use crate::dispatcher::Outcome;
 use crate::store::{
     Channel, Claimed, IncomingReceipt, NewSubscription, ReceiptOrigin, ReceiptStatus, SubState,
+    Subscribed,
 };
 use crate::{Proxy, SmppConfig};
 
@@ -605,52 +606,72 @@ pub fn parse_keyword(text: &str) -> Keyword {
     }
 }
 
-/// Acts on a mobile-originated message (keywords) and replies.
+/// Acts on a mobile-originated message (keywords) and replies with fixed words (never a name
+/// someone chose), through the SMS guard: over its limits, no reply.
 async fn handle_mo(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Result<()> {
     let from = number_of(&sm.source);
     let text = sm_text(sm);
     tracing::info!(from = %from, text = %text, "MO SMS");
+    let rules = crate::store::CodeRules {
+        ttl_ms: proxy.config.code_ttl_ms,
+        attempts: proxy.config.code_attempts,
+    };
+    let now = proxy.now_ms();
+    // The code's SMS is admitted when the subscription is made; other replies here.
+    let mut admitted = false;
     let reply = match parse_keyword(&text) {
         Keyword::Subscribe { source, form } => {
             if !proxy.source_exists(&source).await? {
-                format!("vshare: no source named {source}.")
+                "vshare: no such source.".to_string()
             } else {
                 let channel = if form.as_deref().is_some_and(|f| f.starts_with("wap")) {
                     Channel::Wap
                 } else {
                     Channel::Sms
                 };
-                match proxy
+                let made = proxy
                     .store
                     .subscribe(
                         &NewSubscription {
-                            source: source.clone(),
+                            source,
                             channel,
                             address: from.clone(),
                             form,
                         },
-                        proxy.now_ms(),
+                        now,
+                        rules,
+                        |number| proxy.sms_guard.admit_one(number, true, None, now),
                     )
-                    .await
-                {
-                    Ok(s) if s.state == SubState::Active => {
-                        format!("vshare: you already get {source}'s videos. STOP to end.")
+                    .await;
+                match made {
+                    Ok(Subscribed::Created(s)) => {
+                        admitted = true;
+                        crate::api::confirmation_text(s.code.as_deref().unwrap_or_default())
                     }
-                    Ok(s) => format!(
-                        "vshare: reply YES {} to get {source}'s videos by SMS.",
-                        s.code.unwrap_or_default()
-                    ),
-                    Err(e) => format!("vshare: {e}"),
+                    Ok(Subscribed::Exists) => {
+                        "vshare: you are subscribed already, or a code was sent to you: reply YES <code>."
+                            .to_string()
+                    }
+                    Err(crate::store::StoreError::Refused(r)) => {
+                        tracing::info!(to = %from, "no reply to SUB: {r}");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::warn!("SUB from {from}: {e}");
+                        "vshare: that did not work; try again later.".to_string()
+                    }
                 }
             }
         }
         Keyword::Confirm { code } => {
-            let done = proxy.store.confirm(&from, &code, proxy.now_ms()).await?;
+            let done = proxy.store.confirm(&from, &code, rules, now).await?;
             if done.is_empty() {
                 "vshare: that code matches no pending subscription.".to_string()
             } else {
-                let names: Vec<&str> = done.iter().map(|s| s.source.as_str()).collect();
-                format!("vshare: subscribed to {}. STOP to end.", names.join(", "))
+                format!(
+                    "vshare: {} subscription(s) confirmed. STOP to end.",
+                    done.len()
+                )
             }
         }
         Keyword::Stop { source } => {
@@ -670,6 +691,10 @@ async fn handle_mo(proxy: &Proxy, cfg: &SmppConfig, sm: &Sm) -> anyhow::Result<(
         }
         Keyword::Unknown => "vshare: send SUB <source>, YES <code> or STOP.".to_string(),
     };
+    if !admitted && let Err(r) = proxy.sms_guard.admit_one(&from, true, None, now) {
+        tracing::info!(to = %from, "no reply: {r}");
+        return Ok(());
+    }
     send_text(cfg, &from, &reply).await
 }
 

@@ -186,7 +186,7 @@ async fn websocket_and_sse_listeners_receive_the_message() {
     let base = serve(proxy.router(None)).await;
 
     let (mut ws, _) = tokio_tungstenite::connect_async(format!(
-        "ws://{base}/api/v1/listen?id=phone-1&source=alice"
+        "ws://{base}/api/v1/listen?id=phone-1&secret=phone-1-secret-0123&source=alice"
     ))
     .await
     .expect("ws connect");
@@ -194,7 +194,7 @@ async fn websocket_and_sse_listeners_receive_the_message() {
     let http = reqwest::Client::new();
     let mut sse = http
         .get(format!(
-            "http://{base}/api/v1/listen/sse?id=browser-1&source=alice"
+            "http://{base}/api/v1/listen/sse?id=browser-1&secret=browser-secret-0123&source=alice"
         ))
         .send()
         .await
@@ -268,10 +268,11 @@ async fn websocket_and_sse_listeners_receive_the_message() {
         .await
         .expect("event");
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let (mut late, _) =
-        tokio_tungstenite::connect_async(format!("ws://{base}/api/v1/listen?id=late-1"))
-            .await
-            .expect("late connect");
+    let (mut late, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{base}/api/v1/listen?id=late-1&secret=late-1-secret-01234"
+    ))
+    .await
+    .expect("late connect");
     let t0 = Instant::now();
     let msg = tokio::time::timeout(Duration::from_secs(3), late.next())
         .await
@@ -285,7 +286,7 @@ async fn websocket_and_sse_listeners_receive_the_message() {
     let api = vshare_proxy::client::ApiClient::new(&format!("http://{base}"), None);
     let listening = tokio::spawn(async move {
         let mut got = Vec::new();
-        api.listen("cli-1", Some("carol"), |m| {
+        api.listen("cli-1", "cli-1-secret-0123456", Some("carol"), |m| {
             got.push(m);
             false
         })

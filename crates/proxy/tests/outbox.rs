@@ -22,29 +22,29 @@ async fn fan_out_once(url: &str) {
         form: None,
     };
     store
-        .subscribe(&sub("alice", Channel::Websocket, "l1"), 1)
+        .subscribe_test(&sub("alice", Channel::Websocket, "l1"), 1)
         .await
         .expect("ws");
     // By the key id instead of the name: matches too.
     store
-        .subscribe(&sub("id-alice", Channel::Websocket, "l2"), 1)
+        .subscribe_test(&sub("id-alice", Channel::Websocket, "l2"), 1)
         .await
         .expect("ws id");
     store
-        .subscribe(
+        .subscribe_test(
             &sub("alice", Channel::Webhook, "http://127.0.0.1:9/hook"),
             1,
         )
         .await
         .expect("webhook");
     let pending = store
-        .subscribe(&sub("alice", Channel::Sms, "+8613800138000"), 1)
+        .subscribe_test(&sub("alice", Channel::Sms, "+8613800138000"), 1)
         .await
         .expect("sms");
     assert_eq!(pending.state, SubState::PendingConfirmation);
     assert_eq!(pending.code.as_ref().map(String::len), Some(6));
     let stopped = store
-        .subscribe(&sub("alice", Channel::Websocket, "l3"), 1)
+        .subscribe_test(&sub("alice", Channel::Websocket, "l3"), 1)
         .await
         .expect("l3");
     store
@@ -52,7 +52,7 @@ async fn fan_out_once(url: &str) {
         .await
         .expect("stop");
     store
-        .subscribe(&sub("bob", Channel::Websocket, "l4"), 1)
+        .subscribe_test(&sub("bob", Channel::Websocket, "l4"), 1)
         .await
         .expect("bob");
 
@@ -67,7 +67,7 @@ async fn fan_out_once(url: &str) {
             ..sub("alice", Channel::Sms, "+123456")
         },
     ] {
-        let e = store.subscribe(&bad, 1).await.expect_err("refused");
+        let e = store.subscribe_test(&bad, 1).await.expect_err("refused");
         assert!(e.to_string().starts_with("invalid request"), "{e}");
     }
 
@@ -86,7 +86,7 @@ async fn fan_out_once(url: &str) {
     // The SMS number confirms: active; a wrong code does nothing.
     assert!(
         store
-            .confirm("+8613800138000", "nope", 3)
+            .confirm("+8613800138000", "nope", RULES, 3)
             .await
             .expect("c")
             .is_empty()
@@ -94,7 +94,7 @@ async fn fan_out_once(url: &str) {
     let code = pending.code.clone().expect("code");
     assert_eq!(
         store
-            .confirm("8613800138000", &code, 3)
+            .confirm("8613800138000", &code, RULES, 3)
             .await
             .expect("confirm")
             .len(),

@@ -78,7 +78,7 @@ async fn web_push_reaches_the_push_service_encrypted_and_signed() {
     for path in ["/push/abc", "/push/gone"] {
         proxy
             .store
-            .subscribe(
+            .subscribe_test(
                 &NewSubscription {
                     source: "alice".into(),
                     channel: Channel::Webpush,
@@ -93,7 +93,7 @@ async fn web_push_reaches_the_push_service_encrypted_and_signed() {
     // A subscription with a bad key is refused clearly.
     let bad = proxy
         .store
-        .subscribe(
+        .subscribe_test(
             &NewSubscription {
                 source: "alice".into(),
                 channel: Channel::Webpush,
@@ -213,7 +213,7 @@ async fn a_push_service_answering_500_or_429_is_retried_and_accepts_once() {
     for name in ["flaky", "busy"] {
         proxy
             .store
-            .subscribe(
+            .subscribe_test(
                 &NewSubscription {
                     source: "alice".into(),
                     channel: Channel::Webpush,

@@ -33,18 +33,113 @@ pub struct Config {
     pub transcode: TranscodeConfig,
     pub proxy: ProxyRoleConfig,
     pub accounts: AccountsConfig,
+    pub sms: SmsConfig,
+}
+
+/// Who may create an account: `"open"` (anyone, limited per client address), `"invite"` (with
+/// an invite code an administrator made), `"closed"`. `true` and `false` are read as open and
+/// closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignupMode {
+    Open,
+    Invite,
+    Closed,
+}
+
+impl<'de> Deserialize<'de> for SignupMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SignupMode, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(SignupMode::Open),
+            Raw::Bool(false) => Ok(SignupMode::Closed),
+            Raw::Text(t) => match t.as_str() {
+                "open" => Ok(SignupMode::Open),
+                "invite" => Ok(SignupMode::Invite),
+                "closed" => Ok(SignupMode::Closed),
+                other => Err(serde::de::Error::custom(format!(
+                    "signup = {other:?}: use \"open\", \"invite\" or \"closed\""
+                ))),
+            },
+        }
+    }
+}
+
+/// The SMS guard: limits on every SMS the server originates (confirmation codes, keyword
+/// replies, shares, subscribers' notifications). A count of 0 is no limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsConfig {
+    /// SMS that others can cause to one number (codes, replies, shares) per
+    /// `per_number_window_s`; subscribers' notifications are not counted here.
+    pub per_number: usize,
+    pub per_number_window_s: u64,
+    /// SMS one client address can cause (codes, shares) per `per_client_window_s`.
+    pub per_client: usize,
+    pub per_client_window_s: u64,
+    /// Every SMS of the server, notifications included, per minute.
+    pub per_minute: usize,
+    /// Every SMS of the server, notifications included, per hour: the operator's budget.
+    /// Notifications over it wait; requests over it get 429.
+    pub per_hour: usize,
+    /// How long a confirmation code is valid, s.
+    pub code_ttl_s: u64,
+    /// Wrong codes a pending subscription survives; then it is dead until the code expires.
+    pub code_attempts: u32,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig {
+            per_number: 3,
+            per_number_window_s: 3600,
+            per_client: 10,
+            per_client_window_s: 3600,
+            per_minute: 120,
+            per_hour: 1000,
+            code_ttl_s: 600,
+            code_attempts: 5,
+        }
+    }
+}
+
+impl SmsConfig {
+    /// The guard's figures.
+    pub fn limits(&self) -> vshare_proxy::guard::SmsLimits {
+        let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        vshare_proxy::guard::SmsLimits {
+            per_number: self.per_number,
+            per_number_window_ms: ms(self.per_number_window_s.max(1)),
+            per_client: self.per_client,
+            per_client_window_ms: ms(self.per_client_window_s.max(1)),
+            per_minute: self.per_minute,
+            per_hour: self.per_hour,
+        }
+    }
 }
 
 /// User accounts, sessions and the limits on what a signed-in user may do.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AccountsConfig {
-    /// Anyone may create an account (`POST /api/v1/accounts`); off: only existing users sign in.
-    pub signup: bool,
+    /// Who may create an account (`POST /api/v1/accounts`): `"open"`, `"invite"` (an invite
+    /// code from `POST /api/v1/invites` is needed) or `"closed"`; `true`/`false` = open/closed.
+    pub signup: SignupMode,
+    /// Accounts one client address may create per `signup_window_s`.
+    pub signup_per_ip: usize,
+    pub signup_window_s: u64,
     /// How long a session cookie lasts, days.
     pub session_days: u64,
-    /// Failed sign-ins allowed per username in `signin_window_s`.
+    /// Failed sign-ins allowed per username and client address in `signin_window_s` (an
+    /// outsider's failures do not lock the owner out from the owner's own address).
     pub signin_failures_per_user: usize,
+    /// Failed sign-ins allowed per username from all addresses together in `signin_window_s`:
+    /// the slow global backstop against guessing from many addresses.
+    pub signin_failures_per_user_global: usize,
     /// Sign-in attempts allowed per client address in `signin_window_s`.
     pub signin_attempts_per_ip: usize,
     pub signin_window_s: u64,
@@ -61,9 +156,12 @@ pub struct AccountsConfig {
 impl Default for AccountsConfig {
     fn default() -> Self {
         AccountsConfig {
-            signup: true,
+            signup: SignupMode::Open,
+            signup_per_ip: 5,
+            signup_window_s: 3600,
             session_days: 30,
             signin_failures_per_user: 5,
+            signin_failures_per_user_global: 100,
             signin_attempts_per_ip: 30,
             signin_window_s: 600,
             share_messages: 30,
@@ -203,6 +301,9 @@ pub struct Limits {
     /// An HTTP or WebSocket connection whose writes make no progress for this long (the client
     /// stopped reading) is closed, s.
     pub http_write_stall_timeout_s: u64,
+    /// How often a publish in progress checks that its stream key (or upload token) still
+    /// stands; a revoked or rotated key ends the publish within this many seconds.
+    pub key_check_s: u64,
 }
 
 /// The hand-off to the communication proxy: a signed POST for every live stream and VOD file.
@@ -236,6 +337,7 @@ impl Default for Config {
             transcode: TranscodeConfig::default(),
             proxy: ProxyRoleConfig::default(),
             accounts: AccountsConfig::default(),
+            sms: SmsConfig::default(),
         }
     }
 }
@@ -263,6 +365,7 @@ impl Default for Limits {
             max_connections_per_ip: 64,
             http_header_timeout_s: 10,
             http_write_stall_timeout_s: 60,
+            key_check_s: 5,
         }
     }
 }

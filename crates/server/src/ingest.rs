@@ -32,6 +32,9 @@ pub struct Ingest {
     pub connections: ConnLimiter,
     /// Ticks at which publishing sockets are read together; zero: read as data arrives.
     pub merged_read: Duration,
+    /// How often a publish in progress checks that its key still stands (revoked or rotated:
+    /// the publish ends).
+    pub key_check: Duration,
 }
 
 impl Ingest {
@@ -77,6 +80,9 @@ impl Ingest {
         let deadline = tokio::time::Instant::now() + self.handshake_timeout;
         let mut buf = vec![0u8; 64 * 1024];
         let mut publisher: Option<Publisher> = None;
+        // The key a publish is made with, and when it was last found valid.
+        let mut published_with: Option<(String, std::time::Instant)> = None;
+        let mut last_data = std::time::Instant::now();
         let mut demuxer = TagDemuxer::new();
         // Made at the first HEVC configuration; carries the rest of the stream.
         let mut converter: Option<ConvertWorker> = None;
@@ -85,27 +91,54 @@ impl Ingest {
         let mut ticks = TickState::default();
         let result = async {
             loop {
+                if let Some((key, checked)) = &mut published_with
+                    && checked.elapsed() >= self.key_check
+                {
+                    match self.db.find_key(key).await {
+                        Ok(Some(_)) => *checked = std::time::Instant::now(),
+                        Ok(None) => {
+                            info!(%peer, "stream key revoked or rotated; ending the publish");
+                            return Ok(());
+                        }
+                        Err(e) => warn!(%peer, "stream key check: {e:#}"),
+                    }
+                }
                 let n = if publisher.is_some() && !self.merged_read.is_zero() {
-                    self.read_at_tick(&socket, &mut buf, &mut ticks).await?
+                    match self.read_at_tick(&socket, &mut buf, &mut ticks).await? {
+                        Some(n) => n,
+                        None if last_data.elapsed() >= self.idle_timeout => {
+                            anyhow::bail!("no data for {:?}; closing", self.idle_timeout)
+                        }
+                        None => continue,
+                    }
                 } else {
-                    let idle = tokio::time::Instant::now() + self.idle_timeout;
-                    let until = if conn.is_publishing() {
+                    let now = tokio::time::Instant::now();
+                    let idle = now + self.idle_timeout.saturating_sub(last_data.elapsed());
+                    let mut until = if conn.is_publishing() {
                         idle
                     } else {
                         idle.min(deadline)
                     };
+                    if published_with.is_some() {
+                        until = until.min(now + self.key_check);
+                    }
                     match tokio::time::timeout_at(until, socket.read(&mut buf)).await {
                         Err(_) if !conn.is_publishing() && until == deadline => anyhow::bail!(
                             "handshake, connect and publish not done within {:?}; closing",
                             self.handshake_timeout
                         ),
-                        Err(_) => anyhow::bail!("no data for {:?}; closing", self.idle_timeout),
+                        Err(_) if last_data.elapsed() >= self.idle_timeout => {
+                            anyhow::bail!("no data for {:?}; closing", self.idle_timeout)
+                        }
+                        // The key check is due.
+                        Err(_) => continue,
                         Ok(r) => r?,
                     }
                 };
                 if n == 0 {
                     return Ok(());
                 }
+                last_data = std::time::Instant::now();
                 bytes_in.increment(n as u64);
                 conn.handle_input(&buf[..n])?;
                 while let Some(event) = conn.poll_event() {
@@ -128,6 +161,8 @@ impl Ingest {
                                     info!(%peer, %app, video = %p.video_id, "publish accepted");
                                     conn.accept_publish(request_id)?;
                                     publisher = Some(p);
+                                    published_with =
+                                        Some((stream_key.clone(), std::time::Instant::now()));
                                 }
                                 Err(reason) => {
                                     warn!(%peer, %app, "publish refused: {reason}");
@@ -199,39 +234,32 @@ impl Ingest {
     }
 
     /// The next read of a publishing connection in merged-read mode: what waits at the next
-    /// tick (at once when the last read filled the buffer); 0 when the peer closed.
+    /// tick (at once when the last read filled the buffer), Some(0) when the peer closed, None
+    /// when nothing has come since the last tick.
     async fn read_at_tick(
         &self,
         socket: &TcpStream,
         buf: &mut [u8],
         ticks: &mut TickState,
-    ) -> anyhow::Result<usize> {
-        let last_data = *ticks
-            .last_data
-            .get_or_insert_with(tokio::time::Instant::now);
+    ) -> anyhow::Result<Option<usize>> {
         if !ticks.quiet {
             merged_read::quiet_until_tick(socket);
             ticks.quiet = true;
         }
-        loop {
-            if !ticks.more_waiting {
-                tokio::time::sleep_until(merged_read::next_tick(self.merged_read)).await;
-            }
-            match merged_read::read_waiting(socket, buf)? {
-                TickRead::Data(n) => {
-                    ticks.more_waiting = n == buf.len();
-                    ticks.last_data = Some(tokio::time::Instant::now());
-                    return Ok(n);
-                }
-                TickRead::Closed => return Ok(0),
-                TickRead::Nothing => {
-                    ticks.more_waiting = false;
-                    if last_data.elapsed() > self.idle_timeout {
-                        anyhow::bail!("no data for {:?}; closing", self.idle_timeout);
-                    }
-                }
-            }
+        if !ticks.more_waiting {
+            tokio::time::sleep_until(merged_read::next_tick(self.merged_read)).await;
         }
+        Ok(match merged_read::read_waiting(socket, buf)? {
+            TickRead::Data(n) => {
+                ticks.more_waiting = n == buf.len();
+                Some(n)
+            }
+            TickRead::Closed => Some(0),
+            TickRead::Nothing => {
+                ticks.more_waiting = false;
+                None
+            }
+        })
     }
 
     async fn authorize(&self, app: &str, stream_key: &str) -> Result<Publisher, String> {
@@ -259,7 +287,6 @@ struct TickState {
     quiet: bool,
     /// The last read filled the buffer: read again before the next tick.
     more_waiting: bool,
-    last_data: Option<tokio::time::Instant>,
 }
 
 /// Hands an ordinary event on: straight to the session, or through the converter once the

@@ -68,17 +68,48 @@ fn metrics_handle() -> PrometheusHandle {
     }
 }
 
-/// A secret kept in the data directory: read it, or make and store one the first time.
+/// A secret kept in the data directory: read it, or make and store one the first time. The
+/// file is readable by its owner only (0600), an older one too.
 fn stored_secret(path: &std::path::Path, make: impl FnOnce() -> String) -> anyhow::Result<String> {
     match std::fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        Ok(s) if !s.trim().is_empty() => {
+            owner_only(path)?;
+            Ok(s.trim().to_string())
+        }
         _ => {
             let secret = make();
-            std::fs::write(path, &secret)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            write_secret(path, &secret)?;
             Ok(secret)
         }
     }
+}
+
+/// Writes a secret file created with mode 0600 (on Unix).
+pub fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut f = open
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    f.write_all(secret.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    owner_only(path)
+}
+
+/// Makes a file readable by its owner only (on Unix).
+fn owner_only(path: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// The proxy's outbox on the server's database, and what runs it: the communication proxy role
@@ -93,6 +124,9 @@ async fn start_outbox(
         .await
         .map_err(|e| anyhow::anyhow!("proxy tables: {e}"))?;
     let mut pc = vshare_proxy::ProxyConfig::new(&config.database_url());
+    pc.sms_limits = config.sms.limits();
+    pc.code_ttl_ms = i64::try_from(config.sms.code_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    pc.code_attempts = config.sms.code_attempts.max(1);
     if let Some(addr) = &role.smsc {
         pc.smpp = Some(vshare_proxy::SmppConfig {
             addr: addr.clone(),
@@ -129,12 +163,12 @@ async fn start_outbox(
     let vapid_path = config.data_dir.join("vapid.key");
     let vapid = match std::fs::read_to_string(&vapid_path) {
         Ok(k) if !k.trim().is_empty() => {
+            owner_only(&vapid_path)?;
             vshare_proxy::webpush::Vapid::from_private(k.trim(), &role.vapid_contact)?
         }
         _ => {
             let (vapid, private) = vshare_proxy::webpush::Vapid::generate(&role.vapid_contact);
-            std::fs::write(&vapid_path, private)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", vapid_path.display()))?;
+            write_secret(&vapid_path, &private)?;
             vapid
         }
     };
@@ -226,12 +260,14 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
         ),
+        key_check: Duration::from_secs(config.limits.key_check_s.max(1)),
     });
     let uploads = upload::Uploads::new(
         db.clone(),
         videos.clone(),
         public_url.clone(),
         Duration::from_secs(config.limits.rtmp_idle_timeout_s),
+        Duration::from_secs(config.limits.key_check_s.max(1)),
     );
     let state = Arc::new(api::AppState {
         db,
@@ -261,6 +297,11 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     if let Some(p) = &proxy {
         app = app.merge(p.router(config.admin_token.clone().filter(|t| !t.is_empty())));
     }
+    // Cookie sessions: cross-site state changes are refused on every route.
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        config.public_url(),
+        api::same_origin,
+    ));
     http_serve::serve(
         http_listener,
         app,

@@ -48,6 +48,10 @@ pub enum ShareError {
         minutes: u64,
         wait: Duration,
     },
+    #[error("{refused}")]
+    SmsLimit {
+        refused: vshare_proxy::guard::Refused,
+    },
     #[error("the records do not fit the {form} form: {detail}")]
     DoesNotFit { form: String, detail: String },
     #[error(transparent)]
@@ -177,12 +181,15 @@ impl Sharing {
     }
 
     /// Queues video `video_id`'s records in `form` (named `form_name` in the request) to each
-    /// number, counting one message per number against `user_id`'s limit, then waits (at most
-    /// the configured time) for the SMSC to take them.
+    /// number, counting one message per number against `user_id`'s limit and the SMS guard
+    /// (per number, per `client` address, global), then waits (at most the configured time) for
+    /// the SMSC to take them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
         video_id: &str,
         user_id: &str,
+        client: Option<&str>,
         records: &[AttributeRecord],
         form: As,
         form_name: &str,
@@ -197,6 +204,24 @@ impl Sharing {
             })?
             .parts
             .len();
+        self.limiter
+            .check(user_id, numbers.len(), Instant::now())
+            .map_err(|wait| ShareError::TooManyMessages {
+                messages: self.messages,
+                minutes: self.window_s.div_ceil(60),
+                wait,
+            })?;
+        proxy
+            .sms_guard
+            .admit(
+                vshare_proxy::guard::Send {
+                    numbers,
+                    per_number: true,
+                    client,
+                },
+                proxy.now_ms(),
+            )
+            .map_err(|refused| ShareError::SmsLimit { refused })?;
         self.limiter
             .acquire(user_id, numbers.len(), Instant::now())
             .map_err(|wait| ShareError::TooManyMessages {

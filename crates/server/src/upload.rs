@@ -42,6 +42,8 @@ pub struct Uploads {
     limits: ReceiverLimits,
     grace: Duration,
     idle_timeout: Duration,
+    /// How often a stream in progress checks that its token and key still stand.
+    key_check: Duration,
     public_url: String,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Session>>>>,
 }
@@ -76,6 +78,7 @@ impl Uploads {
         videos: Arc<VideoServer>,
         public_url: String,
         idle_timeout: Duration,
+        key_check: Duration,
     ) -> Arc<Self> {
         Arc::new(Uploads {
             db,
@@ -83,6 +86,7 @@ impl Uploads {
             limits: ReceiverLimits::default(),
             grace: Duration::from_secs(10),
             idle_timeout,
+            key_check,
             public_url,
             sessions: Mutex::default(),
         })
@@ -209,7 +213,9 @@ impl Connection {
             self.send(&welcome).await?;
             s.generation
         };
-        let result = self.carry(uploads, &session, generation).await;
+        let result = self
+            .carry(uploads, &session, generation, &hello.token)
+            .await;
         let mut s = session.lock().await;
         match &result {
             // Ended normally: the session is over.
@@ -281,7 +287,9 @@ impl Connection {
         uploads: &Arc<Uploads>,
         session: &Arc<tokio::sync::Mutex<Session>>,
         generation: u64,
+        token: &str,
     ) -> Result<(), ProtocolError> {
+        let mut key_checked = tokio::time::Instant::now();
         let mut attr_tick = tokio::time::interval(Duration::from_millis(250));
         attr_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_input = tokio::time::Instant::now();
@@ -326,6 +334,13 @@ impl Connection {
                 _ = attr_tick.tick() => {
                     if last_input.elapsed() > uploads.idle_timeout {
                         return Err(ProtocolError::new(CloseCode::GoingAway, format!("no data for {:?}", uploads.idle_timeout)));
+                    }
+                    if key_checked.elapsed() >= uploads.key_check {
+                        match uploads.db.find_key_for_token(token).await {
+                            Ok(Some(_)) => key_checked = tokio::time::Instant::now(),
+                            Ok(None) => return Err(ProtocolError::new(CloseCode::Unauthorized, "the stream key was revoked or rotated")),
+                            Err(e) => warn!("upload: stream key check: {e:#}"),
+                        }
                     }
                     let mut s = session.lock().await;
                     if let Some(record) = uploads.videos.live_record(&s.video_id) {

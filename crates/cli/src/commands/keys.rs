@@ -41,7 +41,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let db = Db::open(&config.database_url()).await?;
     match args.action {
         Action::Create { name, quiet } => {
-            let (key, secret) = db.create_key(&name).await?;
+            let (key, secret) = db.create_key(&name).await?.ok_or_else(|| {
+                anyhow::anyhow!("the name {name:?} is taken (by a user or another key)")
+            })?;
             if quiet {
                 println!("{secret}");
             } else {

@@ -45,10 +45,19 @@ pub struct Args {
     /// With --listen on a server: the source to subscribe to (a stream key's name or id).
     #[arg(long, requires = "listen")]
     pub source: Option<String>,
-    /// With --listen on a server: the listener id; the same id later gets what arrived while
-    /// it was away.
-    #[arg(long, requires = "listen", default_value = "open")]
-    pub id: String,
+    /// With --listen on a server: the listener id; the same id (with its secret) later gets
+    /// what arrived while it was away [default: a new random id].
+    #[arg(long, requires = "listen")]
+    pub id: Option<String>,
+    /// With --listen on a server: the listener's secret (16 or more characters), which the
+    /// first connection that names a listener binds it to [default: a new random one].
+    #[arg(
+        long,
+        requires = "listen",
+        env = "VSHARE_LISTEN_SECRET",
+        hide_env_values = true
+    )]
+    pub secret: Option<String>,
     /// Seconds to wait for a complete message over SMPP or --listen.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -203,18 +212,19 @@ async fn listen_proxy(args: &Args, base: &str) -> anyhow::Result<Vec<Received>> 
         .trim_end_matches("/api/v1/listen")
         .to_string();
     let api = vshare_proxy::client::ApiClient::new(&http_base, None);
+    let (id, secret) = super::subscribe::listener_identity(args.id.clone(), args.secret.clone());
     match &args.source {
         Some(s) => eprintln!(
-            "listening on {http_base} as {} for videos of {s}; waiting up to {} s",
-            args.id, args.timeout
+            "listening on {http_base} as {id} for videos of {s}; waiting up to {} s",
+            args.timeout
         ),
         None => eprintln!(
-            "listening on {http_base} as {}; waiting up to {} s",
-            args.id, args.timeout
+            "listening on {http_base} as {id}; waiting up to {} s",
+            args.timeout
         ),
     }
     let mut wanted = None;
-    let listening = api.listen(&args.id, args.source.as_deref(), |m| {
+    let listening = api.listen(&id, &secret, args.source.as_deref(), |m| {
         eprintln!(
             "notification {} from {}: video {}",
             m.notification, m.source, m.video_id

@@ -39,9 +39,14 @@ pub enum Action {
     /// Listen on a WebSocket as listener ID (subscribing it to SOURCE) and print each video.
     Listen {
         source: String,
-        /// Listener id; the same id later gets what arrived while it was away.
-        #[arg(long, default_value = "cli")]
-        id: String,
+        /// Listener id; the same id (with its secret) later gets what arrived while it was
+        /// away [default: a new random id].
+        #[arg(long)]
+        id: Option<String>,
+        /// The listener's secret (16 or more characters): the first connection that names a
+        /// listener binds it to its secret [default: a new random one, printed].
+        #[arg(long, env = "VSHARE_LISTEN_SECRET", hide_env_values = true)]
+        secret: Option<String>,
         /// Stop after this many messages (0: never).
         #[arg(long, default_value_t = 0)]
         count: u64,
@@ -112,13 +117,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Action::Listen {
             source,
             id,
+            secret,
             count,
             json,
         } => {
+            let (id, secret) = listener_identity(id, secret);
             eprintln!("listening as {id} for videos of {source}");
             let mut n = 0u64;
             let mut error = None;
-            api.listen(&id, Some(&source), |m| {
+            api.listen(&id, &secret, Some(&source), |m| {
                 n += 1;
                 if json {
                     match serde_json::to_string(&m) {
@@ -163,4 +170,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The listener id and secret to use: the ones given, or new random ones (printed, so the same
+/// listener can come back for what arrived while it was away).
+pub fn listener_identity(id: Option<String>, secret: Option<String>) -> (String, String) {
+    let id = id.unwrap_or_else(|| format!("l-{}", vshare_proxy::store::random_id(12)));
+    let secret = secret.unwrap_or_else(|| {
+        let s = vshare_proxy::store::random_id(32);
+        eprintln!("listener {id}: secret {s} (give --id {id} --secret … to come back as it)");
+        s
+    });
+    (id, secret)
 }

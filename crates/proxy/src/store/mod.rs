@@ -25,7 +25,10 @@ pub use outbox::{Claimed, Event, EventKind};
 pub use receipts::{
     IncomingReceipt, RECEIPT_MATCH_AFTER_MS, RECEIPT_MATCH_BEFORE_MS, ReceiptOrigin, ReceiptStatus,
 };
-pub use subscriptions::{NewSubscription, SubState, Subscription, normalize_number};
+pub use subscriptions::{
+    CodeRules, NewSubscription, SubState, Subscribed, Subscription, normalize_number, same_code,
+    valid_listener_id,
+};
 pub use views::NotificationView;
 
 /// How a subscriber is reached.
@@ -86,6 +89,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Refused(crate::guard::Refused),
     #[error("database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

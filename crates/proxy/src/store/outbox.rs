@@ -79,6 +79,7 @@ impl Store {
         let records = serde_json::to_string(&event.records)
             .map_err(|e| StoreError::Invalid(format!("records: {e}")))?;
         let name = event.source_name.as_deref().unwrap_or(&event.source_id);
+        let _w = self.writer().await;
         let mut tx = self.database.pool().begin().await?;
         sqlx::query(self.sql(
             "INSERT INTO proxy_events (id, source, video_id, kind, records, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
@@ -308,6 +309,7 @@ impl Store {
         address: &str,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
+        let _w = self.writer().await;
         let r = sqlx::query(self.sql(
             "UPDATE proxy_notifications SET next_attempt_at = ? WHERE channel = ? AND address = ? AND state = 'queued' AND next_attempt_at > ?",
         ))
@@ -322,6 +324,7 @@ impl Store {
 
     /// A listener acknowledged a notification: sent → delivered.
     pub async fn ack(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let _w = self.writer().await;
         let r = sqlx::query(self.sql(
             // An ack can beat the dispatcher's own record of the send: it then takes the row
             // over (clears the lease), so that record cannot turn it back into `sent`.

@@ -89,3 +89,34 @@ pub fn config(url: &str, smsc: Option<&str>) -> ProxyConfig {
     });
     c
 }
+
+/// Code rules for tests: ten minutes, five attempts.
+pub const RULES: vshare_proxy::store::CodeRules = vshare_proxy::store::CodeRules {
+    ttl_ms: 600_000,
+    attempts: 5,
+};
+
+/// [`Store::subscribe`](vshare_proxy::Store::subscribe) without an SMS guard, for tests: the new
+/// subscription, or an error when it exists already.
+pub trait SubscribeForTest {
+    async fn subscribe_test(
+        &self,
+        req: &vshare_proxy::NewSubscription,
+        now_ms: i64,
+    ) -> Result<vshare_proxy::Subscription, vshare_proxy::StoreError>;
+}
+
+impl SubscribeForTest for vshare_proxy::Store {
+    async fn subscribe_test(
+        &self,
+        req: &vshare_proxy::NewSubscription,
+        now_ms: i64,
+    ) -> Result<vshare_proxy::Subscription, vshare_proxy::StoreError> {
+        match self.subscribe(req, now_ms, RULES, |_| Ok(())).await? {
+            vshare_proxy::store::Subscribed::Created(s) => Ok(s),
+            vshare_proxy::store::Subscribed::Exists => Err(vshare_proxy::StoreError::Invalid(
+                "subscribed already".into(),
+            )),
+        }
+    }
+}

@@ -23,35 +23,54 @@ impl RateLimiter {
 
     /// Whether `n` more events fit now; if not, how long until they do.
     pub fn check(&self, key: &str, n: usize, now: Instant) -> Result<(), Duration> {
-        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(q) = map.get_mut(key) else {
+        let map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_locked(&map, key, n, now)
+    }
+
+    fn check_locked(
+        &self,
+        map: &HashMap<String, VecDeque<Instant>>,
+        key: &str,
+        n: usize,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let Some(q) = map.get(key) else {
             return if n <= self.max {
                 Ok(())
             } else {
                 Err(self.window)
             };
         };
-        while q
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
-        {
-            q.pop_front();
-        }
-        if q.len() + n <= self.max {
+        let live: Vec<Instant> = q
+            .iter()
+            .copied()
+            .filter(|t| now.duration_since(*t) < self.window)
+            .collect();
+        if live.len() + n <= self.max {
             return Ok(());
         }
         if n > self.max {
             return Err(self.window);
         }
         // The events that must age out first: the oldest (len + n - max).
-        let must_expire = q.len() + n - self.max;
-        let t = q[must_expire - 1];
+        let must_expire = live.len() + n - self.max;
+        let t = live[must_expire - 1];
         Err((t + self.window).saturating_duration_since(now))
     }
 
     /// Counts `n` events now.
     pub fn record(&self, key: &str, n: usize, now: Instant) {
-        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        self.record_locked(map, key, n, now);
+    }
+
+    fn record_locked(
+        &self,
+        mut map: std::sync::MutexGuard<'_, HashMap<String, VecDeque<Instant>>>,
+        key: &str,
+        n: usize,
+        now: Instant,
+    ) {
         if map.len() > 10_000 {
             // Forget keys whose events have all aged out, so the map cannot grow without end.
             map.retain(|_, q| {
@@ -59,15 +78,30 @@ impl RateLimiter {
                     .is_some_and(|t| now.duration_since(*t) < self.window)
             });
         }
+        let window = self.window;
         let q = map.entry(key.to_string()).or_default();
+        while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            q.pop_front();
+        }
         q.extend(std::iter::repeat_n(now, n));
     }
 
-    /// [`check`](Self::check), then [`record`](Self::record) if it fits.
+    /// [`check`](Self::check), then [`record`](Self::record) if it fits, as one step (under
+    /// one lock: concurrent callers cannot all pass the check before any records).
     pub fn acquire(&self, key: &str, n: usize, now: Instant) -> Result<(), Duration> {
-        self.check(key, n, now)?;
-        self.record(key, n, now);
+        let map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_locked(&map, key, n, now)?;
+        self.record_locked(map, key, n, now);
         Ok(())
+    }
+
+    /// Gives back the newest event of `key` (an attempt counted in advance that turned out
+    /// not to count, e.g. a sign-in with the right password).
+    pub fn release(&self, key: &str) {
+        let mut map = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = map.get_mut(key) {
+            q.pop_back();
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::config::{AccountsConfig, Config};
-use crate::db::{Db, StreamKey, User, Video, VideoAccess, Visibility};
+use crate::config::{AccountsConfig, Config, SignupMode};
+use crate::db::{CreateUser, Db, StreamKey, User, Video, VideoAccess, Visibility};
 use crate::storage::Storage;
 pub use credentials::{
     CredentialError, hash_password, valid_password, valid_username, verify_password,
@@ -75,6 +75,10 @@ pub enum SignInError {
 pub enum SignUpError {
     #[error("sign-up is closed on this server; ask its administrator for an account")]
     Closed,
+    #[error("sign-up on this server needs an invite code from its administrator (\"invite\")")]
+    BadInvite,
+    #[error("too many sign-ups from this address")]
+    TooMany(Duration),
     #[error(transparent)]
     Invalid(#[from] CredentialError),
     #[error("the username {0:?} is taken")]
@@ -99,8 +103,12 @@ pub struct Accounts {
     links: LinkSigner,
     secure_cookie: bool,
     public_url: String,
+    /// Failed sign-ins per username, all addresses together (the slow backstop).
     signin_user: RateLimiter,
+    /// Failed sign-ins per username and address (what locks an outsider out, not the owner).
+    signin_user_ip: RateLimiter,
     signin_ip: RateLimiter,
+    signup_ip: RateLimiter,
     access_cache: Mutex<HashMap<String, (Instant, Option<VideoAccess>)>>,
 }
 
@@ -114,6 +122,10 @@ impl Accounts {
             secure_cookie: public_url.starts_with("https://"),
             public_url,
             signin_user: RateLimiter::new(
+                a.signin_failures_per_user_global,
+                Duration::from_secs(a.signin_window_s),
+            ),
+            signin_user_ip: RateLimiter::new(
                 a.signin_failures_per_user,
                 Duration::from_secs(a.signin_window_s),
             ),
@@ -121,6 +133,7 @@ impl Accounts {
                 a.signin_attempts_per_ip,
                 Duration::from_secs(a.signin_window_s),
             ),
+            signup_ip: RateLimiter::new(a.signup_per_ip, Duration::from_secs(a.signup_window_s)),
             config: a.clone(),
             access_cache: Mutex::default(),
         })
@@ -227,27 +240,41 @@ impl Accounts {
 
     /// Refuses sign-up when the configuration closed it.
     pub fn ensure_signup_open(&self) -> Result<(), SignUpError> {
-        if self.config.signup {
-            Ok(())
-        } else {
+        if self.config.signup == SignupMode::Closed {
             Err(SignUpError::Closed)
+        } else {
+            Ok(())
         }
     }
 
-    /// Creates an account and its stream key, and signs in.
+    /// Creates an account and its stream key, and signs in. Limited per client address; with
+    /// `signup = "invite"` an unused invite code is needed (and spent).
     pub async fn sign_up(
         &self,
         db: &Db,
+        client_ip: Option<&str>,
         username: &str,
         password: String,
+        invite: Option<&str>,
     ) -> Result<NewAccount, SignUpError> {
         self.ensure_signup_open()?;
+        let invite = match self.config.signup {
+            SignupMode::Invite => Some(invite.ok_or(SignUpError::BadInvite)?),
+            _ => None,
+        };
         let username = username.trim().to_ascii_lowercase();
         valid_username(&username)?;
         valid_password(&password)?;
+        if let Some(ip) = client_ip {
+            self.signup_ip
+                .acquire(ip, 1, Instant::now())
+                .map_err(SignUpError::TooMany)?;
+        }
         let hash = hash_password_blocking(password).await?;
-        let Some((user, key, key_secret)) = db.create_user(&username, &hash).await? else {
-            return Err(SignUpError::Taken(username));
+        let (user, key, key_secret) = match db.create_user(&username, &hash, invite).await? {
+            CreateUser::Created(user, key, secret) => (user, key, secret),
+            CreateUser::Taken => return Err(SignUpError::Taken(username)),
+            CreateUser::BadInvite => return Err(SignUpError::BadInvite),
         };
         info!(user = %user.username, "account created");
         let session_cookie = self.start_session(db, &user).await?;
@@ -259,8 +286,11 @@ impl Accounts {
         })
     }
 
-    /// Signs in; limited per client address (attempts) and per username (failures). Returns
-    /// the user and the `Set-Cookie` value of the new session.
+    /// Signs in; limited per client address (attempts), per username and address (failures)
+    /// and per username from every address (failures, a larger budget). Each attempt is counted
+    /// before the password is checked, so concurrent guesses cannot pass the limits; a right
+    /// password gives its count back. Returns the user and the `Set-Cookie` value of the new
+    /// session.
     pub async fn sign_in(
         &self,
         db: &Db,
@@ -275,18 +305,24 @@ impl Accounts {
                 .acquire(ip, 1, now)
                 .map_err(SignInError::TooManyFromAddress)?;
         }
-        self.signin_user
-            .check(&username, 1, now)
+        let user_ip = format!("{username}\n{}", client_ip.unwrap_or(""));
+        self.signin_user_ip
+            .acquire(&user_ip, 1, now)
             .map_err(SignInError::TooManyForUsername)?;
-        let found = db.user_by_name(&username).await?;
-        let phc = found.as_ref().map(|(_, h)| h.clone());
-        if !verify_password_blocking(password, phc).await? {
-            self.signin_user.record(&username, 1, now);
-            return Err(SignInError::WrongCredentials);
+        if let Err(wait) = self.signin_user.acquire(&username, 1, now) {
+            self.signin_user_ip.release(&user_ip);
+            return Err(SignInError::TooManyForUsername(wait));
         }
-        let Some((user, _)) = found else {
+        let Some((user, phc)) = db.user_by_name(&username).await? else {
+            // As long as a wrong password, so the answer does not tell which names exist.
+            verify_password_blocking(password, None).await?;
             return Err(SignInError::WrongCredentials);
         };
+        if !verify_password_blocking(password, Some(phc)).await? {
+            return Err(SignInError::WrongCredentials);
+        }
+        self.signin_user_ip.release(&user_ip);
+        self.signin_user.release(&username);
         let cookie = self.start_session(db, &user).await?;
         Ok((user, cookie))
     }
@@ -330,7 +366,9 @@ mod tests {
             secure_cookie: public_url.starts_with("https://"),
             public_url: public_url.into(),
             signin_user: RateLimiter::new(1, Duration::from_secs(1)),
+            signin_user_ip: RateLimiter::new(1, Duration::from_secs(1)),
             signin_ip: RateLimiter::new(1, Duration::from_secs(1)),
+            signup_ip: RateLimiter::new(1, Duration::from_secs(1)),
             access_cache: Mutex::default(),
         };
         assert_eq!(

@@ -20,6 +20,9 @@ use crate::db::User;
 pub struct Credentials {
     username: String,
     password: String,
+    /// With `[accounts] signup = "invite"`: an invite code from `POST /api/v1/invites`.
+    #[serde(default)]
+    invite: Option<String>,
 }
 
 /// A user as the API shows it.
@@ -30,11 +33,22 @@ pub fn user_json(u: &User) -> serde_json::Value {
 /// `POST /api/v1/accounts`: creates an account and its stream key, and signs in.
 pub async fn sign_up(
     State(st): AppStateRef,
+    ext: Extensions,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     st.accounts.ensure_signup_open()?;
     let Json(c) = body.map_err(ApiError::bad_json)?;
-    let account = st.accounts.sign_up(&st.db, &c.username, c.password).await?;
+    let ip = client_ip(&ext);
+    let account = st
+        .accounts
+        .sign_up(
+            &st.db,
+            ip.as_deref(),
+            &c.username,
+            c.password,
+            c.invite.as_deref(),
+        )
+        .await?;
     let secret = &account.key_secret;
     let body = json!({
         "user": user_json(&account.user),
@@ -86,4 +100,14 @@ pub async fn sign_out(State(st): AppStateRef, headers: HeaderMap) -> Result<Resp
         [(header::SET_COOKIE, set_cookie(&cookie))],
     )
         .into_response())
+}
+
+/// `POST /api/v1/invites` (admin token): a one-time invite code for `signup = "invite"`.
+pub async fn create_invite(
+    State(st): AppStateRef,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    super::auth::require_admin(&st, &headers)?;
+    let code = st.db.create_invite().await?;
+    Ok((StatusCode::CREATED, Json(json!({ "invite": code }))).into_response())
 }

@@ -40,6 +40,21 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Admin endpoints: 403 when no admin token is configured, 401 unless the request carries it
+/// (compared in constant time).
+pub fn require_admin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = st.admin_token.as_deref() else {
+        return Err(ApiError::forbidden(
+            "this admin endpoint is closed on this server (no admin token configured)",
+        ));
+    };
+    if vshare_proxy::api::admin_token_matches(Some(token), headers) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("admin token required"))
+    }
+}
+
 /// The client's address, when the server was started with connection info.
 pub fn client_ip(ext: &Extensions) -> Option<String> {
     ext.get::<ConnectInfo<SocketAddr>>()

@@ -112,7 +112,8 @@ impl From<CredentialError> for ApiError {
 impl From<SignUpError> for ApiError {
     fn from(e: SignUpError) -> Self {
         match e {
-            SignUpError::Closed => ApiError::forbidden(e.to_string()),
+            SignUpError::Closed | SignUpError::BadInvite => ApiError::forbidden(e.to_string()),
+            SignUpError::TooMany(wait) => ApiError::too_many(&e.to_string(), wait),
             SignUpError::Invalid(e) => e.into(),
             SignUpError::Taken(_) => ApiError::conflict(e.to_string()),
             SignUpError::Internal(e) => e.into(),
@@ -153,6 +154,10 @@ impl From<ShareError> for ApiError {
             ShareError::NoRecords(_) => StatusCode::CONFLICT,
             ShareError::NoSmsc => StatusCode::SERVICE_UNAVAILABLE,
             ShareError::TooManyMessages { wait, .. } => {
+                return ApiError::too_many(&e.to_string(), wait);
+            }
+            ShareError::SmsLimit { refused } => {
+                let wait = Duration::from_millis(u64::try_from(refused.wait_ms).unwrap_or(1));
                 return ApiError::too_many(&e.to_string(), wait);
             }
             ShareError::DoesNotFit { .. } => StatusCode::UNPROCESSABLE_ENTITY,

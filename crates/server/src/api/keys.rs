@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::auth::bearer;
+use super::auth::require_admin;
 use super::error::ApiError;
 use super::state::AppStateRef;
 
@@ -21,16 +21,13 @@ pub async fn create_key(
     headers: HeaderMap,
     body: Option<Json<NewKey>>,
 ) -> Result<Response, ApiError> {
-    let Some(token) = &st.admin_token else {
-        return Err(ApiError::forbidden(
-            "key creation over HTTP is disabled (no admin_token configured)\n",
-        ));
-    };
-    if bearer(&headers) != Some(token.as_str()) {
-        return Err(ApiError::unauthorized("admin token required\n"));
-    }
+    require_admin(&st, &headers)?;
     let name = body.map(|b| b.0.name).unwrap_or_default();
-    let (key, secret) = st.db.create_key(&name).await?;
+    let (key, secret) = st
+        .db
+        .create_key(&name)
+        .await?
+        .ok_or_else(|| ApiError::conflict(format!("the name {name:?} is taken")))?;
     let json = serde_json::json!({
         "id": key.id, "name": key.name, "key": secret,
         "rtmp_url": format!("{}/{}", st.rtmp_url, secret),

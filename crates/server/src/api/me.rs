@@ -2,8 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
 
@@ -20,7 +22,7 @@ pub async fn me(State(st): AppStateRef, headers: HeaderMap) -> Result<Response, 
     let key = st.db.user_key(&user.id).await?;
     Ok(Json(json!({
         "user": user_json(&user),
-        "stream_key": key.map(|k| json!({ "id": k.id, "name": k.name, "revoked": k.revoked })),
+        "stream_key": key.map(|k| json!({ "id": k.id, "name": k.name, "revoked": k.revoked, "private": k.private })),
         "rtmp_url": st.rtmp_url,
     }))
     .into_response())
@@ -53,19 +55,47 @@ pub async fn rotate_key(State(st): AppStateRef, headers: HeaderMap) -> Result<Re
     .into_response())
 }
 
-/// `POST /api/v1/me/upload-token`: a one-hour token for the upload protocol.
+/// Whether streams start private: `{"private": true}` (an empty body: false).
+#[derive(Deserialize, Default)]
+pub struct StartPrivate {
+    #[serde(default)]
+    private: bool,
+}
+
+/// `PATCH /api/v1/me/stream-key` `{"private": bool}`: whether the key's streams start private
+/// (never listed, no `live` notification to subscribers) until the owner makes them public.
+pub async fn set_key_private(
+    State(st): AppStateRef,
+    headers: HeaderMap,
+    body: Result<Json<StartPrivate>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let user = require_user(&st, &headers).await?;
+    let Json(body) = body.map_err(ApiError::bad_json)?;
+    let key = usable_key(&st, &user).await?;
+    st.db.set_key_private(&key.id, body.private).await?;
+    Ok(Json(json!({ "id": key.id, "name": key.name, "private": body.private })).into_response())
+}
+
+/// `POST /api/v1/me/upload-token` `[{"private": true}]`: a one-hour token for the upload
+/// protocol; a private one starts its streams private whatever the key's default.
 pub async fn upload_token(
     State(st): AppStateRef,
     headers: HeaderMap,
+    body: Option<Json<StartPrivate>>,
 ) -> Result<Response, ApiError> {
     let user = require_user(&st, &headers).await?;
     let key = usable_key(&st, &user).await?;
-    let (token, expires_ms) = st.db.create_upload_token(&key.id, UPLOAD_TOKEN_TTL).await?;
+    let private = body.map(|b| b.0.private).unwrap_or_default();
+    let (token, expires_ms) = st
+        .db
+        .create_upload_token(&key.id, UPLOAD_TOKEN_TTL, private)
+        .await?;
     Ok(Json(json!({
         "token": token,
         "expires_at": rfc3339_ms(expires_ms),
         "expires_in": UPLOAD_TOKEN_TTL.as_secs(),
         "key_id": key.id,
+        "private": private || key.private,
     }))
     .into_response())
 }

@@ -11,6 +11,7 @@ mod live;
 mod me;
 mod media;
 mod private_videos;
+mod same_origin;
 mod shares;
 mod state;
 mod videos;
@@ -27,6 +28,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 pub use error::ApiError;
 pub use media::M3U8;
+pub use same_origin::{cross_site, same_origin};
 pub use state::AppState;
 pub use vod::{Unsatisfiable, parse_range};
 
@@ -54,12 +56,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/publish/status", get(videos::publish_status))
         .route("/api/v1/keys", post(keys::create_key))
         .route("/api/v1/accounts", post(accounts::sign_up))
+        .route("/api/v1/invites", post(accounts::create_invite))
         .route(
             "/api/v1/session",
             post(accounts::sign_in).delete(accounts::sign_out),
         )
         .route("/api/v1/me", get(me::me))
-        .route("/api/v1/me/stream-key", post(me::rotate_key))
+        .route(
+            "/api/v1/me/stream-key",
+            post(me::rotate_key).patch(me::set_key_private),
+        )
         .route("/api/v1/me/upload-token", post(me::upload_token))
         .route("/api/v1/me/videos", get(me::my_videos))
         .route("/metrics", get(metrics))

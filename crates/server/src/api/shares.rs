@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{Extensions, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -13,7 +13,7 @@ use tracing::info;
 use vshare_attributes::AttributeRecord;
 use vshare_messaging::compose;
 
-use super::auth::{authorize, require_user};
+use super::auth::{authorize, client_ip, require_user};
 use super::error::ApiError;
 use super::state::{AppState, AppStateRef};
 use crate::accounts::Grant;
@@ -73,6 +73,7 @@ pub async fn share(
     State(st): AppStateRef,
     Path(id): Path<String>,
     headers: HeaderMap,
+    ext: Extensions,
     body: Result<Json<ShareRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let user = require_user(&st, &headers).await?;
@@ -92,7 +93,15 @@ pub async fn share(
     let (records, links_expire) = shareable_records(&st, &id, &grant, access.visibility).await?;
     let sent = st
         .sharing
-        .send(&id, &user.id, &records, form, &req.form, &numbers)
+        .send(
+            &id,
+            &user.id,
+            client_ip(&ext).as_deref(),
+            &records,
+            form,
+            &req.form,
+            &numbers,
+        )
         .await?;
     let count =
         |f: fn(&share::NumberOutcome) -> bool| sent.outcomes.iter().filter(|o| f(o)).count();

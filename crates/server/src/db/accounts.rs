@@ -4,14 +4,25 @@ use sqlx::Row;
 
 use super::{Db, StreamKey, TokenTable, User, hash_key, now_rfc3339, random_id, user_from_row};
 
+/// What [`Db::create_user`] did.
+pub enum CreateUser {
+    /// The user, their stream key and its secret.
+    Created(User, StreamKey, String),
+    /// The name is a user's, or a stream key's name or id.
+    Taken,
+    /// The invite code is unknown or spent.
+    BadInvite,
+}
+
 impl Db {
-    /// Creates a user and their stream key in one transaction. None when the username is
-    /// taken. Returns the key's secret (shown once).
+    /// Creates a user and their stream key in one transaction, spending `invite` if given.
+    /// Returns the key's secret (shown once).
     pub async fn create_user(
         &self,
         username: &str,
         password_hash: &str,
-    ) -> anyhow::Result<Option<(User, StreamKey, String)>> {
+        invite: Option<&str>,
+    ) -> anyhow::Result<CreateUser> {
         let _writer = self.database.writer().await;
         let user = User {
             id: random_id(10),
@@ -25,14 +36,33 @@ impl Db {
             created_at: user.created_at.clone(),
             revoked: false,
             user_id: Some(user.id.clone()),
+            private: false,
         };
         let mut tx = self.database.pool().begin().await?;
-        let taken = sqlx::query(self.sql("SELECT id FROM users WHERE username = ?"))
-            .bind(username)
-            .fetch_optional(&mut *tx)
+        if let Some(code) = invite {
+            // The write comes first: the transaction holds the write lock from here on.
+            let spent = sqlx::query(
+                self.sql("UPDATE invites SET used_by = ? WHERE code_hash = ? AND used_by IS NULL"),
+            )
+            .bind(&user.id)
+            .bind(hash_key(code))
+            .execute(&mut *tx)
             .await?;
+            if spent.rows_affected() == 0 {
+                return Ok(CreateUser::BadInvite);
+            }
+        }
+        // One namespace for users and stream keys: a source is found by a key's name or id.
+        let taken = sqlx::query(self.sql(
+            "SELECT 1 FROM users WHERE username = ? UNION ALL SELECT 1 FROM stream_keys WHERE name = ? OR id = ?",
+        ))
+        .bind(username)
+        .bind(username)
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?;
         if taken.is_some() {
-            return Ok(None);
+            return Ok(CreateUser::Taken);
         }
         let inserted = sqlx::query(self.sql(
             "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)",
@@ -48,7 +78,7 @@ impl Db {
             if e.as_database_error()
                 .is_some_and(|d| d.is_unique_violation())
             {
-                return Ok(None);
+                return Ok(CreateUser::Taken);
             }
             return Err(e.into());
         }
@@ -63,7 +93,19 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some((user, key, secret)))
+        Ok(CreateUser::Created(user, key, secret))
+    }
+
+    /// Makes an invite code (stored only as a hash); returns it.
+    pub async fn create_invite(&self) -> anyhow::Result<String> {
+        let _writer = self.database.writer().await;
+        let code = format!("inv{}", random_id(24));
+        sqlx::query(self.sql("INSERT INTO invites (code_hash, created_at) VALUES (?, ?)"))
+            .bind(hash_key(&code))
+            .bind(now_rfc3339())
+            .execute(self.database.pool())
+            .await?;
+        Ok(code)
     }
 
     /// A user and their password hash (PHC string), by name.
@@ -86,7 +128,8 @@ impl Db {
         user_id: &str,
         ttl: std::time::Duration,
     ) -> anyhow::Result<(String, i64)> {
-        self.issue_token(TokenTable::Session, user_id, ttl).await
+        self.issue_token(TokenTable::Session, user_id, ttl, false)
+            .await
     }
 
     /// The user of an unexpired session token.

@@ -5,9 +5,24 @@ use sqlx::Row;
 use super::{Db, StreamKey, TokenTable, hash_key, key_from_row, now_rfc3339, random_id};
 
 impl Db {
-    /// Creates a key; returns it with its secret (stored only as a hash).
-    pub async fn create_key(&self, name: &str) -> anyhow::Result<(StreamKey, String)> {
+    /// Creates a key; returns it with its secret (stored only as a hash). A name is one of a
+    /// kind across users and keys (a source is found by a key's name or id): None when it is
+    /// taken.
+    pub async fn create_key(&self, name: &str) -> anyhow::Result<Option<(StreamKey, String)>> {
         let _writer = self.database.writer().await;
+        if !name.is_empty() {
+            let taken = sqlx::query(self.sql(
+                "SELECT 1 FROM users WHERE username = ? UNION ALL SELECT 1 FROM stream_keys WHERE name = ? OR id = ?",
+            ))
+            .bind(name)
+            .bind(name)
+            .bind(name)
+            .fetch_optional(self.database.pool())
+            .await?;
+            if taken.is_some() {
+                return Ok(None);
+            }
+        }
         let secret = format!("sk{}", random_id(30));
         let key = StreamKey {
             id: random_id(10),
@@ -15,6 +30,7 @@ impl Db {
             created_at: now_rfc3339(),
             revoked: false,
             user_id: None,
+            private: false,
         };
         sqlx::query(self.sql(
             "INSERT INTO stream_keys (id, name, key_hash, created_at, revoked) VALUES (?, ?, ?, ?, 0)",
@@ -25,13 +41,13 @@ impl Db {
         .bind(&key.created_at)
         .execute(self.database.pool())
         .await?;
-        Ok((key, secret))
+        Ok(Some((key, secret)))
     }
 
     /// The key a secret belongs to, if it exists and is not revoked.
     pub async fn find_key(&self, secret: &str) -> anyhow::Result<Option<StreamKey>> {
         let row = sqlx::query(self.sql(
-            "SELECT id, name, created_at, revoked, user_id FROM stream_keys WHERE key_hash = ? AND revoked = 0",
+            "SELECT id, name, created_at, revoked, user_id, private_default FROM stream_keys WHERE key_hash = ? AND revoked = 0",
         ))
         .bind(hash_key(secret))
         .fetch_optional(self.database.pool())
@@ -42,12 +58,26 @@ impl Db {
     /// Makes a short-lived token that stands for a stream key (the upload protocol's hello
     /// carries it, so a page never holds the key itself). Returns the token (stored only as a
     /// hash) and its expiry in ms since the epoch. Expired tokens of every key are purged.
+    /// A `private` token starts its streams private whatever the key's default.
     pub async fn create_upload_token(
         &self,
         key_id: &str,
         ttl: std::time::Duration,
+        private: bool,
     ) -> anyhow::Result<(String, i64)> {
-        self.issue_token(TokenTable::Upload, key_id, ttl).await
+        self.issue_token(TokenTable::Upload, key_id, ttl, private)
+            .await
+    }
+
+    /// Sets whether a key's streams start private.
+    pub async fn set_key_private(&self, key_id: &str, private: bool) -> anyhow::Result<bool> {
+        let _writer = self.database.writer().await;
+        let done = sqlx::query(self.sql("UPDATE stream_keys SET private_default = ? WHERE id = ?"))
+            .bind(i32::from(private))
+            .bind(key_id)
+            .execute(self.database.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// The key that a publisher's credential stands for: a stream key's secret (as
@@ -57,7 +87,8 @@ impl Db {
             return Ok(Some(key));
         }
         let row = sqlx::query(self.sql(
-            "SELECT k.id, k.name, k.created_at, k.revoked, k.user_id FROM upload_tokens t \
+            "SELECT k.id, k.name, k.created_at, k.revoked, k.user_id, \
+             CASE WHEN t.private = 1 THEN 1 ELSE k.private_default END AS private_default FROM upload_tokens t \
              JOIN stream_keys k ON k.id = t.key_id \
              WHERE t.token_hash = ? AND t.expires_at > ? AND k.revoked = 0",
         ))
@@ -79,7 +110,7 @@ impl Db {
 
     pub async fn list_keys(&self) -> anyhow::Result<Vec<StreamKey>> {
         let rows = sqlx::query(
-            "SELECT id, name, created_at, revoked, user_id FROM stream_keys ORDER BY created_at",
+            "SELECT id, name, created_at, revoked, user_id, private_default FROM stream_keys ORDER BY created_at",
         )
         .fetch_all(self.database.pool())
         .await?;
@@ -99,7 +130,7 @@ impl Db {
     /// A user's stream key (revoked or not; the newest if an administrator added more).
     pub async fn user_key(&self, user_id: &str) -> anyhow::Result<Option<StreamKey>> {
         let row = sqlx::query(self.sql(
-            "SELECT id, name, created_at, revoked, user_id FROM stream_keys WHERE user_id = ? \
+            "SELECT id, name, created_at, revoked, user_id, private_default FROM stream_keys WHERE user_id = ? \
              ORDER BY created_at DESC LIMIT 1",
         ))
         .bind(user_id)

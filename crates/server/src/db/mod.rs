@@ -15,6 +15,8 @@ use vshare_sql::Database;
 
 mod accounts;
 mod keys;
+
+pub use accounts::CreateUser;
 mod segments;
 mod videos;
 
@@ -155,6 +157,8 @@ pub struct StreamKey {
     /// The account it belongs to; None for keys made by an administrator.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// Its streams start private (the key's default, or the upload token's choice).
+    pub private: bool,
 }
 
 /// One recorded segment.
@@ -213,6 +217,7 @@ impl Db {
         table: TokenTable,
         owner: &str,
         ttl: std::time::Duration,
+        private: bool,
     ) -> anyhow::Result<(String, i64)> {
         let _writer = self.database.writer().await;
         let (name, owner_column, prefix) = match table {
@@ -226,15 +231,23 @@ impl Db {
             .bind(now)
             .execute(self.database.pool())
             .await?;
-        sqlx::query(self.sql(&format!(
-            "INSERT INTO {name} (token_hash, {owner_column}, created_at, expires_at) VALUES (?, ?, ?, ?)"
-        )))
-        .bind(hash_key(&token))
-        .bind(owner)
-        .bind(now_rfc3339())
-        .bind(expires_at)
-        .execute(self.database.pool())
-        .await?;
+        let insert = match table {
+            TokenTable::Upload => format!(
+                "INSERT INTO {name} (token_hash, {owner_column}, created_at, expires_at, private) VALUES (?, ?, ?, ?, ?)"
+            ),
+            TokenTable::Session => format!(
+                "INSERT INTO {name} (token_hash, {owner_column}, created_at, expires_at) VALUES (?, ?, ?, ?)"
+            ),
+        };
+        let mut q = sqlx::query(self.sql(&insert))
+            .bind(hash_key(&token))
+            .bind(owner)
+            .bind(now_rfc3339())
+            .bind(expires_at);
+        if let TokenTable::Upload = table {
+            q = q.bind(i32::from(private));
+        }
+        q.execute(self.database.pool()).await?;
         Ok((token, expires_at))
     }
 }
@@ -275,6 +288,7 @@ fn key_from_row(r: &AnyRow) -> anyhow::Result<StreamKey> {
         created_at: r.try_get("created_at")?,
         revoked: revoked != 0,
         user_id: r.try_get("user_id")?,
+        private: r.try_get::<i32, _>("private_default")? != 0,
     })
 }
 

@@ -8,7 +8,11 @@ async fn keys_videos_segments_round_trip(url: &str) {
     let db = Db::open(url).await.expect("open");
     // Opening again runs no migration twice.
     let db2 = Db::open(url).await.expect("reopen");
-    let (key, secret) = db.create_key("phone").await.expect("create");
+    let (key, secret) = db
+        .create_key("phone")
+        .await
+        .expect("create")
+        .expect("new name");
     assert_eq!(
         db2.find_key(&secret).await.expect("find").map(|k| k.id),
         Some(key.id.clone())
@@ -117,9 +121,13 @@ async fn keys_videos_segments_round_trip(url: &str) {
 
 async fn upload_tokens(url: &str) {
     let db = Db::open(url).await.expect("open");
-    let (key, secret) = db.create_key("phone").await.expect("create");
+    let (key, secret) = db
+        .create_key("phone")
+        .await
+        .expect("create")
+        .expect("new name");
     let (token, expires_at) = db
-        .create_upload_token(&key.id, std::time::Duration::from_secs(3600))
+        .create_upload_token(&key.id, std::time::Duration::from_secs(3600), false)
         .await
         .expect("token");
     assert!(expires_at > chrono::Utc::now().timestamp_millis() + 3_500_000);
@@ -141,7 +149,7 @@ async fn upload_tokens(url: &str) {
     assert!(!stored.contains(&token));
     // A short-lived token is refused once expired.
     let (short, _) = db
-        .create_upload_token(&key.id, std::time::Duration::from_millis(50))
+        .create_upload_token(&key.id, std::time::Duration::from_millis(50), false)
         .await
         .expect("token");
     assert_eq!(found(short.clone()).await, Some(key.id.clone()));
@@ -154,17 +162,59 @@ async fn upload_tokens(url: &str) {
 
 async fn accounts_sessions_visibility_deletion(url: &str) {
     let db = Db::open(url).await.expect("open");
-    let (user, key, secret) = db
-        .create_user("alice", "$argon2id$stand-in")
+    let crate::db::CreateUser::Created(user, key, secret) = db
+        .create_user("alice", "$argon2id$stand-in", None)
         .await
         .expect("create")
-        .expect("new name");
+    else {
+        panic!("a new name was refused");
+    };
     assert!(
-        db.create_user("alice", "x")
-            .await
-            .expect("create")
-            .is_none(),
+        matches!(
+            db.create_user("alice", "x", None).await.expect("create"),
+            crate::db::CreateUser::Taken
+        ),
         "a taken name is refused"
+    );
+    // Users and keys share one namespace: a key's name or id cannot become a username, nor a
+    // username a key's name.
+    let (admin_key, _) = db
+        .create_key("studio")
+        .await
+        .expect("key")
+        .expect("new name");
+    for name in ["studio", admin_key.id.as_str()] {
+        assert!(
+            matches!(
+                db.create_user(name, "x", None).await.expect("create"),
+                crate::db::CreateUser::Taken
+            ),
+            "{name} was taken by a user"
+        );
+    }
+    assert!(db.create_key("alice").await.expect("key").is_none());
+    assert!(db.create_key("studio").await.expect("key").is_none());
+    assert!(matches!(
+        db.create_user("bob", "x", Some("no-such-invite"))
+            .await
+            .expect("create"),
+        crate::db::CreateUser::BadInvite
+    ));
+    let invite = db.create_invite().await.expect("invite");
+    assert!(matches!(
+        db.create_user("bob", "x", Some(&invite))
+            .await
+            .expect("create"),
+        crate::db::CreateUser::Created(..)
+    ));
+    assert!(
+        matches!(
+            db.create_user("carol", "x", Some(&invite))
+                .await
+                .expect("create"),
+            crate::db::CreateUser::BadInvite
+        ),
+        "an invite is used once"
     );
     let found = db.find_key(&secret).await.expect("find").expect("key");
     assert_eq!(found.user_id.as_deref(), Some(user.id.as_str()));
@@ -205,7 +255,7 @@ async fn accounts_sessions_visibility_deletion(url: &str) {
 
     // Rotation: a new secret for the same key id; the old secret and tokens stop working.
     let (token, _) = db
-        .create_upload_token(&key.id, std::time::Duration::from_secs(60))
+        .create_upload_token(&key.id, std::time::Duration::from_secs(60), false)
         .await
         .expect("token");
     let new_secret = db.rotate_key(&key.id).await.expect("rotate");

@@ -151,7 +151,11 @@ impl VideoServer {
             }
             active.insert(key.id.clone(), video_id.clone());
         }
-        let video = Video::new_live(&video_id, &key.id, title);
+        let mut video = Video::new_live(&video_id, &key.id, title);
+        if key.private {
+            // Private from the first frame: never listed, no `live` notification.
+            video.visibility = crate::db::Visibility::Private;
+        }
         if let Err(e) = self.db.insert_video(&video).await {
             self.active
                 .lock()

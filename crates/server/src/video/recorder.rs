@@ -199,7 +199,11 @@ mod tests {
     async fn recording(dir: &std::path::Path) -> (Storage, Db, String) {
         let storage = Storage::open(None, &dir.join("store")).expect("storage");
         let db = Db::open(&sqlite_url(dir, "t.db")).await.expect("db");
-        let (key, _) = db.create_key("phone").await.expect("key");
+        let (key, _) = db
+            .create_key("phone")
+            .await
+            .expect("key")
+            .expect("new name");
         let id = random_id(12);
         db.insert_video(&Video::new_live(&id, &key.id, "t"))
             .await
