@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tracing::{info, warn};
 use vshare_media::MediaEvent;
 use vshare_media::flv::{DemuxedVideo, TagDemuxer};
@@ -34,6 +34,7 @@ impl Ingest {
                 Ok((socket, peer)) => {
                     let me = self.clone();
                     tokio::spawn(async move {
+                        let _ = socket.set_nodelay(true);
                         if let Err(e) = me.connection(socket, peer).await {
                             warn!(%peer, "rtmp: {e:#}");
                         }
@@ -47,8 +48,39 @@ impl Ingest {
         }
     }
 
-    async fn connection(&self, mut socket: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
-        let _ = socket.set_nodelay(true);
+    /// Accepts RTMPS connections until the process ends: the TLS handshake within its
+    /// deadline, then the same RTMP connection as on the plain listener.
+    pub async fn run_tls(self: Arc<Self>, listener: TcpListener, tls: crate::tls::Tls) {
+        loop {
+            match listener.accept().await {
+                Ok((socket, peer)) => {
+                    let (me, tls) = (self.clone(), tls.clone());
+                    tokio::spawn(async move {
+                        let stream = match tls.accept_rtmps(socket).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                warn!(%peer, "rtmps handshake: {e}");
+                                return;
+                            }
+                        };
+                        if let Err(e) = me.connection(stream, peer).await {
+                            warn!(%peer, "rtmps: {e:#}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!("rtmps accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut socket: S,
+        peer: SocketAddr,
+    ) -> anyhow::Result<()> {
         let mut conn = ServerConnection::new(ServerLimits {
             max_message_size: self.max_message_size,
             ..ServerLimits::default()
@@ -230,7 +262,10 @@ async fn send(p: &Publisher, msg: IngestMessage) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("session of video {} has ended", p.video_id))
 }
 
-async fn flush(conn: &mut ServerConnection, socket: &mut TcpStream) -> anyhow::Result<()> {
+async fn flush<S: AsyncWrite + Unpin>(
+    conn: &mut ServerConnection,
+    socket: &mut S,
+) -> anyhow::Result<()> {
     while let Some(bytes) = conn.poll_transmit() {
         socket.write_all(&bytes).await?;
     }
