@@ -63,6 +63,7 @@ pub async fn challenge(
 pub async fn run(config: Arc<Config>, certs: Arc<CertSlot>, challenges: Challenges) {
     let acme = Acme::new(&config);
     let mut retry = Duration::from_secs(5);
+    let mut just_obtained = false;
     loop {
         // A stored certificate is served while it is valid, also while its renewal is due.
         let mut due = true;
@@ -76,7 +77,15 @@ pub async fn run(config: Arc<Config>, certs: Arc<CertSlot>, challenges: Challeng
             }
             due = info.days_left() <= acme.renew_days;
         }
-        if !due {
+        if due && just_obtained {
+            warn!(
+                renew_days = acme.renew_days,
+                "the new ACME certificate is due for renewal already (its lifetime is shorter \
+                 than acme_renew_days); looking again in a day"
+            );
+        }
+        if !due || just_obtained {
+            just_obtained = false;
             // Looked at again daily: renewal is due in whole days.
             retry = Duration::from_secs(5);
             tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
@@ -86,6 +95,7 @@ pub async fn run(config: Arc<Config>, certs: Arc<CertSlot>, challenges: Challeng
             Ok(()) => {
                 info!(names = ?acme.names, "ACME certificate obtained");
                 retry = Duration::from_secs(5);
+                just_obtained = true;
             }
             Err(e) => {
                 warn!(names = ?acme.names, "ACME: {e:#}; trying again in {retry:?}");
