@@ -256,7 +256,11 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
     );
     let https = server.http.clone();
     assert!(https.starts_with("https://127.0.0.1:"), "{https}");
-    let port: u16 = https.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let port: u16 = https
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
 
     // The certificate and key are in the data directory, the key readable by its owner only,
     // and the fingerprint printed is the certificate's.
@@ -268,7 +272,10 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
         .map(|b| format!("{b:02X}"))
         .collect();
     assert_eq!(printed(&out, "certificate SHA-256:"), want.join(":"));
-    assert_eq!(printed(&out, "studio:").split_whitespace().next(), Some(&*format!("{https}/studio")));
+    assert_eq!(
+        printed(&out, "studio:").split_whitespace().next(),
+        Some(&*format!("{https}/studio"))
+    );
     assert_eq!(
         printed(&out, "publish over TLS:"),
         format!("rtmps://127.0.0.1:{rtmps}/live/<stream key>")
@@ -307,7 +314,12 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
             .json(&serde_json::json!({"username": "phone", "password": "a long enough password"})),
     )
     .expect("sign up");
-    assert!(r.status < 300, "sign-up: {} {}", r.status, String::from_utf8_lossy(&r.body));
+    assert!(
+        r.status < 300,
+        "sign-up: {} {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
     let cookie = r.header("set-cookie");
     assert!(
         cookie.contains("; Secure") && cookie.contains("HttpOnly"),
@@ -319,12 +331,16 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
     silent
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
-    let api = send(&rt, trusted.get(format!("{https}/api/v1/videos"))).expect("GET while one waits");
+    let api =
+        send(&rt, trusted.get(format!("{https}/api/v1/videos"))).expect("GET while one waits");
     assert_eq!(api.status, 200);
     let opened = Instant::now();
     let n = silent.read(&mut [0u8; 64]).unwrap_or(0);
     assert_eq!(n, 0, "closed without an answer");
-    assert!(opened.elapsed() < Duration::from_secs(30), "closed by the deadline");
+    assert!(
+        opened.elapsed() < Duration::from_secs(30),
+        "closed by the deadline"
+    );
 
     // RTMPS: ffmpeg refuses a server whose certificate it cannot verify, then publishes with it.
     let clip = make_clip(tmp.path(), "clip.flv", 3, &[]);
@@ -334,7 +350,11 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
     let (ok, said) = publish_rtmps(&clip, &url, &other_ca);
     assert!(!ok, "ffmpeg published to an unverified server: {said}");
     let (ok, said) = publish_rtmps(&clip, &url, &cert_path);
-    assert!(ok, "rtmps publish failed: {said}\nserver log:\n{}", server.log());
+    assert!(
+        ok,
+        "rtmps publish failed: {said}\nserver log:\n{}",
+        server.log()
+    );
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
@@ -396,4 +416,211 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
     );
     assert_eq!(printed(&out, "certificate SHA-256:"), want.join(":"));
     drop(again);
+}
+
+fn installed(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Starts Debian's pebble (Let's Encrypt's ACME test server) with pebble-challtestsrv as its
+/// DNS (every name is 127.0.0.1), checking HTTP-01 on `http01`. Returns the processes, the
+/// directory URL and pebble's management address.
+fn start_pebble(dir: &Path, http01: u16) -> (Vec<Reaped>, String, u16, std::path::PathBuf) {
+    let (cert, key) =
+        vshare_server::tls::make_self_signed(&["localhost".into(), "127.0.0.1".into()])
+            .expect("pebble's certificate");
+    let (cert_path, key_path) = (dir.join("pebble.crt"), dir.join("pebble.key"));
+    std::fs::write(&cert_path, cert).expect("write");
+    std::fs::write(&key_path, key).expect("write");
+    let (dns, acme, mgmt) = (free_port(), free_port(), free_port());
+    let config = dir.join("pebble.json");
+    let json = serde_json::json!({"pebble": {
+        "listenAddress": format!("127.0.0.1:{acme}"),
+        "managementListenAddress": format!("127.0.0.1:{mgmt}"),
+        "certificate": cert_path,
+        "privateKey": key_path,
+        "httpPort": http01,
+        "tlsPort": free_port(),
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false,
+    }});
+    std::fs::write(&config, json.to_string()).expect("write");
+    let dns_addr = format!("127.0.0.1:{dns}");
+    let challtestsrv = Reaped(
+        Command::new("pebble-challtestsrv")
+            .args([
+                "-dns01",
+                &dns_addr,
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+            ])
+            .args(["-management", &format!("127.0.0.1:{}", free_port())])
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pebble-challtestsrv"),
+    );
+    wait_until_listening(&dns_addr);
+    let pebble = Reaped(
+        Command::new("pebble")
+            .arg("-config")
+            .arg(&config)
+            .args(["-dnsserver", &dns_addr])
+            // No random waits before validating, no refused nonces, a new authorization for
+            // each order: the same path every run.
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pebble"),
+    );
+    wait_until_listening(&format!("127.0.0.1:{acme}"));
+    wait_until_listening(&format!("127.0.0.1:{mgmt}"));
+    (
+        vec![pebble, challtestsrv],
+        format!("https://localhost:{acme}/dir"),
+        mgmt,
+        cert_path,
+    )
+}
+
+fn wait_until_listening(addr: &str) {
+    vshare_testkit::wait::wait_for(addr, Duration::from_secs(30), || {
+        TcpStream::connect(addr).ok()
+    });
+}
+
+/// Polls `GET url` until it answers 200 (the server puts a new certificate in place after it
+/// has written it).
+fn wait_ok(rt: &tokio::runtime::Runtime, c: &reqwest::Client, url: &str, server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = match send(rt, c.get(url)) {
+            Ok(a) if a.status == 200 => return,
+            Ok(a) => format!("HTTP {}", a.status),
+            Err(e) => format!("{e:?}"),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "GET {url}: {last}\nserver log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn acme_certificate_from_pebble_is_served_kept_and_renewed() {
+    if !installed("pebble") || !installed("pebble-challtestsrv") {
+        eprintln!(
+            "skipping the ACME test: Debian's pebble is not installed (scripts/setup.sh --test installs it)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let http01 = free_port();
+    let (_pebble, directory, mgmt, pebble_cert) = start_pebble(tmp.path(), http01);
+    let data = tmp.path().join("data");
+    let redirect = format!("127.0.0.1:{http01}");
+    let flags = [
+        "--tls",
+        "acme",
+        "--tls-name",
+        "vshare.test",
+        "--http-redirect",
+        &redirect,
+        "--acme-directory",
+        &directory,
+        "--acme-ca",
+        pebble_cert.to_str().expect("utf-8"),
+    ];
+    let (server, _) = start(&data, &flags);
+    assert!(
+        server.http.starts_with("https://vshare.test:"),
+        "{}",
+        server.http
+    );
+
+    // Pebble's root for this run, from its management interface.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let pebble_pem = std::fs::read(&pebble_cert).expect("pebble cert");
+    let root = send(
+        &rt,
+        client(&[&pebble_pem], None).get(format!("https://localhost:{mgmt}/roots/0")),
+    )
+    .expect("pebble root");
+    assert_eq!(root.status, 200);
+    // A client that trusts only pebble's root and finds vshare.test at this run's port.
+    let trusting = |server: &Server| {
+        let port: u16 = server
+            .http
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        let at = SocketAddr::from(([127, 0, 0, 1], port));
+        let api = format!("{}/api/v1/videos", server.http);
+        (client(&[&root.body], Some(("vshare.test", at))), api)
+    };
+    let (trusted, api) = trusting(&server);
+    wait_ok(&rt, &trusted, &api, &server);
+    assert!(server.log().contains("ACME certificate obtained"));
+    let tls = data.join("tls");
+    for f in ["acme.key", "acme.crt", "acme-account.json"] {
+        assert_eq!(mode(&tls.join(f)), 0o600, "{f}");
+    }
+    let first = std::fs::read_to_string(tls.join("acme.crt")).expect("certificate");
+    // The answer to pebble's HTTP-01 request came from our plain-HTTP listener, which
+    // redirects everything else.
+    let r = send(
+        &rt,
+        trusted.get(format!(
+            "http://{redirect}/.well-known/acme-challenge/unknown"
+        )),
+    )
+    .expect("challenge");
+    assert_eq!(r.status, 404);
+    drop(server);
+
+    // A second run serves the stored certificate without asking the CA.
+    let (server, _) = start(&data, &flags);
+    let (trusted, api) = trusting(&server);
+    wait_ok(&rt, &trusted, &api, &server);
+    assert!(!server.log().contains("ACME certificate obtained"));
+    assert_eq!(
+        std::fs::read_to_string(tls.join("acme.crt")).expect("certificate"),
+        first
+    );
+    drop(server);
+
+    // With the renewal window larger than the certificate's lifetime the certificate is due:
+    // a new one is obtained and served, once.
+    let config = tmp.path().join("renew.toml");
+    std::fs::write(&config, "[tls]\nacme_renew_days = 100000\n").expect("config");
+    let mut renew = flags.to_vec();
+    renew.extend(["--config", config.to_str().expect("utf-8")]);
+    let (server, _) = start(&data, &renew);
+    let (trusted, api) = trusting(&server);
+    vshare_testkit::wait::wait_for("the renewal", Duration::from_secs(60), || {
+        server
+            .log()
+            .contains("ACME certificate obtained")
+            .then_some(())
+    });
+    wait_ok(&rt, &trusted, &api, &server);
+    let second = std::fs::read_to_string(tls.join("acme.crt")).expect("certificate");
+    assert_ne!(second, first, "a new certificate");
+    assert_eq!(server.log().matches("ACME certificate obtained").count(), 1);
 }
