@@ -25,18 +25,15 @@ use vshare_testkit::wait::wait_exit;
 type Lines = Arc<Mutex<Vec<String>>>;
 
 /// Starts `vshare serve` with `extra` flags and keeps every line it prints; returns once the
-/// lines through the studio address (and the QR code after it) are there.
+/// address lines are there (with https, through the studio address and the QR code after it).
 fn start(data: &Path, extra: &[&str]) -> (Server, Lines) {
-    let mut child = vshare()
-        .args([
-            "serve",
-            "--rtmp",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(data)
+    let mut cmd = vshare();
+    cmd.args(["serve", "--rtmp", "127.0.0.1:0", "--data"])
+        .arg(data);
+    if !extra.contains(&"--http") {
+        cmd.args(["--http", "127.0.0.1:0"]);
+    }
+    let mut child = cmd
         .args(extra)
         .env("VSHARE_LOG", "info")
         .stdout(Stdio::piped())
@@ -64,7 +61,9 @@ fn start(data: &Path, extra: &[&str]) -> (Server, Lines) {
         let ready = {
             let o = out.lock().expect("out");
             let studio = o.iter().position(|l| l.trim().starts_with("studio:"));
-            studio.is_some_and(|i| o[i..].iter().filter(|l| l.contains('█')).count() >= 10)
+            let plain = o.iter().any(|l| l.trim().starts_with("watch:   http://"))
+                && o.iter().any(|l| l.trim().starts_with("API:"));
+            plain || studio.is_some_and(|i| o[i..].iter().filter(|l| l.contains('█')).count() >= 10)
         };
         if ready {
             break;
@@ -623,4 +622,123 @@ fn acme_certificate_from_pebble_is_served_kept_and_renewed() {
     let second = std::fs::read_to_string(tls.join("acme.crt")).expect("certificate");
     assert_ne!(second, first, "a new certificate");
     assert_eq!(server.log().matches("ACME certificate obtained").count(), 1);
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Why the browser test cannot run here, if it cannot (as in tests/browser.rs).
+fn missing_browser() -> Option<String> {
+    if !installed("node") {
+        return Some("node is not installed (scripts/setup.sh --test installs it)".into());
+    }
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).is_file() {
+        return Some(format!(
+            "chromium is not installed at {chromium} (scripts/setup.sh --test installs it)"
+        ));
+    }
+    None
+}
+
+/// What a phone needs: the studio at a LAN name over https, signed in (the Secure cookie kept),
+/// is a secure context (camera, WebCodecs) in Chromium that trusts the self-signed certificate by its SPKI pin, while the
+/// studio of a server without TLS at the same name is not, and without the pin the https page
+/// does not load.
+#[test]
+fn studio_over_https_is_a_secure_context_in_chromium() {
+    if let Some(why) = missing_browser() {
+        eprintln!("skipping the browser test: {why}");
+        return;
+    }
+    assert!(
+        root()
+            .join("web/node_modules/playwright-core/package.json")
+            .is_file(),
+        "web/node_modules/playwright-core is missing: run `npm ci` in web/ (scripts/setup.sh --test does)"
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (port, redirect) = (free_port(), free_port());
+    let (server, _) = start(
+        &tmp.path().join("data"),
+        &[
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--public-url",
+            &format!("https://vshare.lan:{port}"),
+            "--tls",
+            "self-signed",
+            "--tls-name",
+            "vshare.lan",
+            "--http-redirect",
+            &format!("127.0.0.1:{redirect}"),
+        ],
+    );
+    // The same studio without TLS, as before.
+    let plain_port = free_port();
+    let (plain, _) = start(
+        &tmp.path().join("plain"),
+        &[
+            "--http",
+            &format!("127.0.0.1:{plain_port}"),
+            "--public-url",
+            &format!("http://vshare.lan:{plain_port}"),
+        ],
+    );
+    let mut node = Command::new("node");
+    node.arg(root().join("tests/browser/secure_context.mjs"))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("PLAIN", &plain.http)
+        .env("CERT", server.data.join("tls/self-signed.crt"))
+        .env("MAP", "vshare.lan 127.0.0.1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = node.spawn().expect("spawn node");
+    let (mut out, mut err) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_exit(&mut child, Duration::from_secs(120));
+    let (out, err) = (
+        t_out.join().unwrap_or_default(),
+        t_err.join().unwrap_or_default(),
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "secure_context.mjs failed:\n{out}\n{err}\nserver log:\n{}",
+        server.log()
+    );
+    let r: serde_json::Value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    eprintln!("chromium: {r}");
+    assert!(
+        r["untrusted"]
+            .as_str()
+            .is_some_and(|e| e.contains("ERR_CERT")),
+        "{r}"
+    );
+    assert_eq!(r["plain"]["secure"], false, "{r}");
+    assert!(r["signup"].as_u64().is_some_and(|s| s < 300), "{r}");
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["path"], "/studio", "signed in, the studio stays: {r}");
+    assert_eq!(r["protocol"], "https:", "{r}");
+    assert_eq!(r["secure"], true, "{r}");
+    assert_eq!(r["video_encoder"], "function", "{r}");
+    assert_eq!(r["tracks"], serde_json::json!(["audio", "video"]), "{r}");
+    assert_eq!(r["hsts"], "max-age=15552000", "{r}");
 }
