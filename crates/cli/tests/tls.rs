@@ -742,3 +742,113 @@ fn studio_over_https_is_a_secure_context_in_chromium() {
     assert_eq!(r["tracks"], serde_json::json!(["audio", "video"]), "{r}");
     assert_eq!(r["hsts"], "max-age=15552000", "{r}");
 }
+
+/// `vshare serve` with `args` that must not start: returns what it said.
+fn refused(data: &Path, args: &[&str]) -> String {
+    let mut child = vshare()
+        .args([
+            "serve",
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vshare serve");
+    let mut err = child.stderr.take().expect("stderr");
+    let t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let said = t.join().unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "started with {args:?}: {said}"
+    );
+    said
+}
+
+#[test]
+fn files_mode_serves_the_given_certificate_and_bad_tls_settings_do_not_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let names = ["127.0.0.1".to_string()];
+    let (cert, key) = vshare_server::tls::make_self_signed(&names).expect("cert");
+    let (_, other_key) = vshare_server::tls::make_self_signed(&names).expect("cert");
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_string()
+    };
+    let (cert_file, key_file, other_file) = (
+        write("cert.pem", &cert),
+        write("key.pem", &key),
+        write("other.pem", &other_key),
+    );
+
+    let said = refused(
+        &data,
+        &[
+            "--tls",
+            "files",
+            "--tls-cert",
+            &cert_file,
+            "--tls-key",
+            &other_file,
+        ],
+    );
+    assert!(said.contains("certificate and key"), "{said}");
+    let said = refused(&data, &["--tls", "files", "--tls-cert", &cert_file]);
+    assert!(said.contains("needs both `cert` and `key`"), "{said}");
+    let said = refused(&data, &["--rtmps", "127.0.0.1:0"]);
+    assert!(said.contains("rtmps_listen needs TLS on"), "{said}");
+    let said = refused(&data, &["--tls", "acme", "--tls-name", "vshare.test"]);
+    assert!(said.contains("needs `redirect_listen`"), "{said}");
+    let said = refused(
+        &data,
+        &[
+            "--tls",
+            "acme",
+            "--tls-name",
+            "10.0.0.1",
+            "--http-redirect",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(said.contains("DNS names"), "{said}");
+    let said = refused(&data, &["--tls", "sometimes"]);
+    assert!(said.contains("unknown TLS mode"), "{said}");
+
+    let (server, out) = start(
+        &data,
+        &[
+            "--tls",
+            "files",
+            "--tls-cert",
+            &cert_file,
+            "--tls-key",
+            &key_file,
+        ],
+    );
+    let want: Vec<String> = Sha256::digest(pem_der(&cert))
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert_eq!(printed(&out, "certificate SHA-256:"), want.join(":"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let api = send(
+        &rt,
+        client(&[cert.as_bytes()], None).get(format!("{}/api/v1/videos", server.http)),
+    )
+    .expect("https GET");
+    assert_eq!(api.status, 200);
+    // Nothing of its own in the data directory: the files are the operator's.
+    assert!(!data.join("tls").exists());
+}
