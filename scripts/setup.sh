@@ -14,6 +14,8 @@ apt_packages=(build-essential pkg-config clang libclang-dev curl ca-certificates
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev ffmpeg)
 if [ "$want_test" = 1 ]; then
+  # pebble: Let's Encrypt's ACME test server, for the TLS test's ACME certificate.
+  apt_packages+=(pebble)
   apt_packages+=(libwbxml2-utils tshark gammu python3-gammu python3-pip postgresql kannel kannel-extras fonts-dejavu-core iproute2 nftables)
   # The browser tests: Debian's Chromium, driven by playwright-core (from web/, below).
   apt_packages+=(chromium)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command to set up and run every test: installs FFmpeg and the independent tools the tests
-# use (ffprobe, tshark, libwbxml, gammu, Kannel, PostgreSQL, Python SMS/SMPP packages), runs each
+# use (ffprobe, tshark, libwbxml, gammu, Kannel, PostgreSQL, pebble, Python SMS/SMPP packages), runs each
 # fuzz target briefly, then the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the video server: RTMP ingest, LL-HLS live, VOD recording, HTTP API.
-    Serve(commands::serve::Args),
+    Serve(Box<commands::serve::Args>),
     /// Manage stream keys (the secrets publishers use).
     Keys(commands::keys::Args),
     /// Publish a media file or a test pattern to a server in real time (the source phone).
@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(a) => commands::serve::run(a).await,
+            Command::Serve(a) => commands::serve::run(*a).await,
             Command::Keys(a) => commands::keys::run(a).await,
             Command::Publish(a) => commands::publish::run(a).await,
             Command::Bench(a) => commands::bench::run(a).await,

@@ -34,6 +34,94 @@ pub struct Config {
     pub proxy: ProxyRoleConfig,
     pub accounts: AccountsConfig,
     pub sms: SmsConfig,
+    pub tls: TlsConfig,
+}
+
+/// How `vshare serve` terminates TLS on the HTTP address and the RTMPS listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain HTTP and RTMP only.
+    Off,
+    /// A certificate chain and key from PEM files (`cert`, `key`).
+    Files,
+    /// A certificate for `names` made on first run and kept in `<data_dir>/tls/`.
+    SelfSigned,
+    /// A certificate for `names` from an ACME (RFC 8555) CA, renewed automatically.
+    Acme,
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(TlsMode::Off),
+            "files" => Ok(TlsMode::Files),
+            "self-signed" => Ok(TlsMode::SelfSigned),
+            "acme" => Ok(TlsMode::Acme),
+            other => Err(format!(
+                "unknown TLS mode {other:?} (off, files, self-signed, acme)"
+            )),
+        }
+    }
+}
+
+/// TLS: https on `http_listen`, a plain-HTTP redirect listener, RTMPS ingest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    pub mode: TlsMode,
+    /// PEM certificate chain (`files` mode).
+    pub cert: Option<PathBuf>,
+    /// PEM private key (`files` mode).
+    pub key: Option<PathBuf>,
+    /// Host names and IP addresses the certificate is for (`self-signed`: besides localhost,
+    /// 127.0.0.1, ::1 and the public URL's host; `acme`: the DNS names to obtain it for,
+    /// default the public URL's host).
+    pub names: Vec<String>,
+    /// A plain-HTTP listener that answers 308 to the https address (and ACME HTTP-01
+    /// challenges); none: no plain HTTP at all.
+    pub redirect_listen: Option<SocketAddr>,
+    /// RTMPS (RTMP over TLS) ingest address; none: no RTMPS.
+    pub rtmps_listen: Option<SocketAddr>,
+    /// `Strict-Transport-Security: max-age=…` on every https response, s; 0: no header.
+    pub hsts_max_age_s: u64,
+    /// A TLS handshake (https or RTMPS) not finished in this time is closed, s.
+    pub handshake_timeout_s: u64,
+    /// ACME directory URL.
+    pub acme_directory: String,
+    /// Contacts for the ACME account, e.g. `mailto:admin@example.com`.
+    pub acme_contact: Vec<String>,
+    /// PEM root that the ACME directory's own https certificate chains to (a test CA); none:
+    /// the system's roots.
+    pub acme_ca_file: Option<PathBuf>,
+    /// An ACME certificate is renewed when this many days or fewer remain.
+    pub acme_renew_days: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            mode: TlsMode::Off,
+            cert: None,
+            key: None,
+            names: Vec::new(),
+            redirect_listen: None,
+            rtmps_listen: None,
+            hsts_max_age_s: 180 * 24 * 3600,
+            handshake_timeout_s: 10,
+            acme_directory: "https://acme-v02.api.letsencrypt.org/directory".into(),
+            acme_contact: Vec::new(),
+            acme_ca_file: None,
+            acme_renew_days: 30,
+        }
+    }
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.mode != TlsMode::Off
+    }
 }
 
 /// Who may create an account: `"open"` (anyone, limited per client address), `"invite"` (with
@@ -338,6 +426,7 @@ impl Default for Config {
             proxy: ProxyRoleConfig::default(),
             accounts: AccountsConfig::default(),
             sms: SmsConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -391,10 +480,24 @@ impl Config {
         if let Some(url) = &self.public_url {
             return url.trim_end_matches('/').to_string();
         }
-        let mut addr = self.http_listen;
+        self.default_public_url(self.http_listen)
+    }
+
+    /// The public URL when none is configured, for the HTTP address `addr`: https with TLS on
+    /// (with an ACME certificate, its first name), 127.0.0.1 for an unspecified address.
+    pub fn default_public_url(&self, mut addr: SocketAddr) -> String {
         if addr.ip().is_unspecified() {
             addr.set_ip([127, 0, 0, 1].into());
         }
-        format!("http://{addr}")
+        if !self.tls.enabled() {
+            return format!("http://{addr}");
+        }
+        match self.tls.names.first() {
+            Some(name) if self.tls.mode == TlsMode::Acme => match addr.port() {
+                443 => format!("https://{name}"),
+                port => format!("https://{name}:{port}"),
+            },
+            _ => format!("https://{addr}"),
+        }
     }
 }

@@ -24,6 +24,7 @@ use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use crate::conn_limit::ConnLimiter;
+use crate::tls::Tls;
 
 /// Read buffer of one connection, bytes: request heads longer than this are refused
 /// (431). Bodies stream through it.
@@ -37,8 +38,9 @@ pub struct HttpLimits {
     pub write_stall_timeout: Duration,
 }
 
-/// Serves `app` on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits) {
+/// Serves `app` on `listener` until the process ends; with `tls`, each connection's TLS
+/// handshake comes first (within its deadline, counted against the connection caps).
+pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, tls: Option<Tls>) {
     let refused = metrics::counter!("vshare_connections_refused_total", "listener" => "http");
     loop {
         let (socket, peer) = match listener.accept().await {
@@ -65,22 +67,58 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits) {
             req
         });
         let header_timeout = limits.header_timeout;
-        let io = StallGuard::new(socket, limits.write_stall_timeout);
+        let stall = limits.write_stall_timeout;
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(MAX_BUF);
-            let conn = builder
-                .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
-                .with_upgrades();
-            if let Err(e) = conn.await {
+            let result = match tls {
+                None => {
+                    serve_connection(StallGuard::new(socket, stall), service, header_timeout).await
+                }
+                Some(tls) => match tls.accept(socket).await {
+                    Ok(stream) => {
+                        serve_connection(StallGuard::new(stream, stall), service, header_timeout)
+                            .await
+                    }
+                    Err(e) => {
+                        debug!(%peer, "TLS handshake: {e}");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = result {
                 debug!(%peer, "http connection: {e}");
             }
         });
     }
+}
+
+/// One HTTP/1.1 connection (upgrades included) over any byte stream.
+async fn serve_connection<T, S>(
+    io: T,
+    service: S,
+    header_timeout: Duration,
+) -> Result<(), hyper::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            Request<Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_BUF);
+    builder
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades()
+        .await
 }
 
 /// Fails writes that have made no progress for `limit`: a client that stopped reading (a

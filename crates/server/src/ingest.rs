@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 use vshare_media::MediaEvent;
@@ -40,36 +40,59 @@ pub struct Ingest {
 impl Ingest {
     /// Accepts RTMP connections until the process ends.
     pub async fn run(self: Arc<Self>, listener: TcpListener) {
+        self.accept_loop(listener, None).await
+    }
+
+    /// Accepts RTMPS connections until the process ends: the TLS handshake within its
+    /// deadline, then the same RTMP connection as on the plain listener.
+    pub async fn run_tls(self: Arc<Self>, listener: TcpListener, tls: crate::tls::Tls) {
+        self.accept_loop(listener, Some(tls)).await
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, tls: Option<crate::tls::Tls>) {
+        let name = if tls.is_some() { "rtmps" } else { "rtmp" };
         loop {
             match listener.accept().await {
                 Ok((socket, peer)) => {
+                    // The cap counts a connection from accept on, TLS handshake included.
                     let guard = match self.connections.admit(peer.ip()) {
                         Ok(g) => g,
                         Err(why) => {
-                            metrics::counter!("vshare_connections_refused_total", "listener" => "rtmp")
+                            metrics::counter!("vshare_connections_refused_total", "listener" => name)
                                 .increment(1);
-                            warn!(%peer, "rtmp: refused, {why}");
+                            warn!(%peer, "{name}: refused, {why}");
                             continue;
                         }
                     };
-                    let me = self.clone();
+                    let (me, tls) = (self.clone(), tls.clone());
                     tokio::spawn(async move {
                         let _guard = guard;
-                        if let Err(e) = me.connection(socket, peer).await {
-                            warn!(%peer, "rtmp: {e:#}");
+                        let _ = socket.set_nodelay(true);
+                        let result = match tls {
+                            None => me.connection(socket, peer).await,
+                            Some(tls) => match tls.accept_rtmps(socket).await {
+                                Ok(stream) => me.connection(stream, peer).await,
+                                Err(e) => Err(anyhow::anyhow!("TLS handshake: {e}")),
+                            },
+                        };
+                        if let Err(e) = result {
+                            warn!(%peer, "{name}: {e:#}");
                         }
                     });
                 }
                 Err(e) => {
-                    warn!("rtmp accept: {e}");
+                    warn!("{name} accept: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
     }
 
-    async fn connection(&self, mut socket: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
-        let _ = socket.set_nodelay(true);
+    async fn connection<S: IngestStream>(
+        &self,
+        mut socket: S,
+        peer: SocketAddr,
+    ) -> anyhow::Result<()> {
         let mut conn = ServerConnection::new(ServerLimits {
             max_message_size: self.max_message_size,
             max_command_size: self.max_command_size,
@@ -103,8 +126,9 @@ impl Ingest {
                         Err(e) => warn!(%peer, "stream key check: {e:#}"),
                     }
                 }
-                let n = if publisher.is_some() && !self.merged_read.is_zero() {
-                    match self.read_at_tick(&socket, &mut buf, &mut ticks).await? {
+                let tick_socket = socket.plain().filter(|_| publisher.is_some());
+                let n = if let Some(tcp) = tick_socket.filter(|_| !self.merged_read.is_zero()) {
+                    match self.read_at_tick(tcp, &mut buf, &mut ticks).await? {
                         Some(n) => n,
                         None if last_data.elapsed() >= self.idle_timeout => {
                             anyhow::bail!("no data for {:?}; closing", self.idle_timeout)
@@ -340,7 +364,26 @@ async fn send(p: &Publisher, msg: IngestMessage) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("session of video {} has ended", p.video_id))
 }
 
-async fn flush(conn: &mut ServerConnection, socket: &mut TcpStream) -> anyhow::Result<()> {
+/// A connection's bytes: plain TCP, or TCP inside TLS (RTMPS).
+pub trait IngestStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The socket itself where reads may bypass the runtime (merged read); None under TLS,
+    /// whose records must go through the TLS layer.
+    fn plain(&self) -> Option<&TcpStream>;
+}
+
+impl IngestStream for TcpStream {
+    fn plain(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl IngestStream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn plain(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+async fn flush<S: IngestStream>(conn: &mut ServerConnection, socket: &mut S) -> anyhow::Result<()> {
     while let Some(bytes) = conn.poll_transmit() {
         socket.write_all(&bytes).await?;
     }

@@ -6,6 +6,7 @@
 //! attribute records go to the source (API) and the communication proxy ([`webhook`]).
 
 pub mod accounts;
+pub mod acme;
 pub mod api;
 pub mod config;
 pub mod conn_limit;
@@ -17,6 +18,7 @@ pub mod live;
 pub mod merged_read;
 pub mod share;
 pub mod storage;
+pub mod tls;
 pub mod upload;
 pub mod video;
 pub mod web;
@@ -37,6 +39,12 @@ pub struct Running {
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     pub public_url: String,
+    /// RTMPS ingest, when configured.
+    pub rtmps: Option<SocketAddr>,
+    /// The plain-HTTP listener that redirects to https, when configured.
+    pub redirect: Option<SocketAddr>,
+    /// SHA-256 of the certificate presented now (none with TLS off, or before ACME has one).
+    pub tls_fingerprint: Option<String>,
 }
 
 /// Part publish latency buckets: 10 ms steps around the part duration, so the benchmark can
@@ -199,25 +207,28 @@ async fn start_outbox(
 /// Opens the database and storage, recovers interrupted recordings, binds the listeners and
 /// serves until the process ends.
 pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyhow::Result<()> {
+    if config.tls.mode == config::TlsMode::Acme {
+        acme::check(&config)?;
+    }
     let rtmp_listener = TcpListener::bind(config.rtmp_listen)
         .await
         .map_err(|e| anyhow::anyhow!("RTMP listen on {}: {e}", config.rtmp_listen))?;
     let http_listener = TcpListener::bind(config.http_listen)
         .await
         .map_err(|e| anyhow::anyhow!("HTTP listen on {}: {e}", config.http_listen))?;
+    let rtmps_listener = bind_tls_only(&config, config.tls.rtmps_listen, "rtmps_listen").await?;
+    let redirect_listener =
+        bind_tls_only(&config, config.tls.redirect_listen, "redirect_listen").await?;
     let rtmp_addr = rtmp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     if config.public_url.is_none() {
         // With port 0 the real port is known only now; URLs in attribute records need it.
-        let mut addr = http_addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip([127, 0, 0, 1].into());
-        }
-        config.public_url = Some(format!("http://{addr}"));
+        config.public_url = Some(config.default_public_url(http_addr));
     }
-    let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
+    let tls = tls::Tls::from_config(&config)?;
+    let config = Arc::new(config);
     let metrics = metrics_handle();
     let db = db::Db::open(&config.database_url()).await?;
     let storage = storage::Storage::open(
@@ -281,12 +292,33 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         accounts,
         sharing,
     });
-    tokio::spawn(ingest.run(rtmp_listener));
+    tokio::spawn(ingest.clone().run(rtmp_listener));
+    let mut rtmps_addr = None;
+    if let (Some(l), Some(t)) = (rtmps_listener, &tls) {
+        rtmps_addr = Some(l.local_addr()?);
+        tokio::spawn(ingest.run_tls(l, t.clone()));
+    }
+    let challenges = acme::Challenges::default();
+    let mut redirect_addr = None;
+    if let Some(l) = redirect_listener {
+        redirect_addr = Some(l.local_addr()?);
+        let router = tls::redirect_router(public_url.clone(), challenges.clone());
+        let limits = http_limits(&config);
+        tokio::spawn(http_serve::serve(l, router, limits, None));
+    }
+    if let Some(t) = &tls
+        && config.tls.mode == config::TlsMode::Acme
+    {
+        tokio::spawn(acme::run(config.clone(), t.certs.clone(), challenges));
+    }
     info!(rtmp = %rtmp_url, http = %public_url, "vshare serving");
     on_ready(&Running {
         rtmp: rtmp_addr,
         http: http_addr,
         public_url,
+        rtmps: rtmps_addr,
+        redirect: redirect_addr,
+        tls_fingerprint: tls.as_ref().and_then(|t| t.certs.fingerprint()),
     });
     let mut app = api::router(state).merge(
         axum::Router::new()
@@ -298,24 +330,53 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         app = app.merge(p.router(config.admin_token.clone().filter(|t| !t.is_empty())));
     }
     // Cookie sessions: cross-site state changes are refused on every route.
-    let app = app.layer(axum::middleware::from_fn_with_state(
+    app = app.layer(axum::middleware::from_fn_with_state(
         config.public_url(),
         api::same_origin,
     ));
-    http_serve::serve(
-        http_listener,
-        app,
-        http_serve::HttpLimits {
-            connections: conn_limit::ConnLimiter::new(
-                config.limits.max_connections,
-                config.limits.max_connections_per_ip,
-            ),
-            header_timeout: Duration::from_secs(config.limits.http_header_timeout_s.max(1)),
-            write_stall_timeout: Duration::from_secs(
-                config.limits.http_write_stall_timeout_s.max(1),
-            ),
-        },
-    )
-    .await;
+    if tls.is_some()
+        && let Some(hsts) = tls::hsts_header(config.tls.hsts_max_age_s)
+    {
+        app = app.layer(axum::middleware::map_response(
+            move |mut r: axum::response::Response| {
+                let hsts = hsts.clone();
+                async move {
+                    r.headers_mut()
+                        .insert(axum::http::header::STRICT_TRANSPORT_SECURITY, hsts);
+                    r
+                }
+            },
+        ));
+    }
+    http_serve::serve(http_listener, app, http_limits(&config), tls).await;
     Ok(())
+}
+
+/// The limits of every HTTP listener (the https address and the redirect listener).
+fn http_limits(config: &Config) -> http_serve::HttpLimits {
+    http_serve::HttpLimits {
+        connections: conn_limit::ConnLimiter::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        ),
+        header_timeout: Duration::from_secs(config.limits.http_header_timeout_s.max(1)),
+        write_stall_timeout: Duration::from_secs(config.limits.http_write_stall_timeout_s.max(1)),
+    }
+}
+
+/// Binds a listener that only TLS mode has (RTMPS, the redirect); an error with TLS off.
+async fn bind_tls_only(
+    config: &Config,
+    addr: Option<SocketAddr>,
+    key: &str,
+) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    anyhow::ensure!(
+        config.tls.enabled(),
+        "[tls] {key} needs TLS on ([tls] mode or --tls)"
+    );
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("{key} on {addr}: {e}"))?;
+    Ok(Some(l))
 }

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use vshare_server::Config;
-use vshare_server::config::WebhookConfig;
+use vshare_server::config::{TlsMode, WebhookConfig};
 use vshare_transcode::{FileFormat, FileSpec};
 
 /// Flags override the config file; each flag can also come from its VSHARE_* variable.
@@ -77,6 +77,34 @@ pub struct Args {
     /// Seconds of silence after which a publisher is disconnected [default: 10].
     #[arg(long, env = "VSHARE_RTMP_IDLE_TIMEOUT")]
     pub idle_timeout: Option<u64>,
+    /// TLS on the HTTP address: off, files (--tls-cert, --tls-key), self-signed (made on first
+    /// run for --tls-name, localhost and the public URL's host) or acme [default: off].
+    #[arg(long, env = "VSHARE_TLS")]
+    pub tls: Option<TlsMode>,
+    /// PEM certificate chain (--tls files).
+    #[arg(long, env = "VSHARE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (--tls files).
+    #[arg(long, env = "VSHARE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Host names and IP addresses for the certificate, comma separated (self-signed, acme).
+    #[arg(long, env = "VSHARE_TLS_NAMES", value_delimiter = ',')]
+    pub tls_name: Option<Vec<String>>,
+    /// Plain-HTTP address that redirects to https (and answers ACME challenges), e.g. 0.0.0.0:80.
+    #[arg(long, env = "VSHARE_HTTP_REDIRECT")]
+    pub http_redirect: Option<SocketAddr>,
+    /// RTMPS (RTMP over TLS) ingest address, e.g. 0.0.0.0:443 [default: none].
+    #[arg(long, env = "VSHARE_RTMPS_LISTEN")]
+    pub rtmps: Option<SocketAddr>,
+    /// ACME directory URL [default: Let's Encrypt].
+    #[arg(long, env = "VSHARE_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// ACME account contact, e.g. mailto:admin@example.com.
+    #[arg(long, env = "VSHARE_ACME_CONTACT")]
+    pub acme_contact: Option<String>,
+    /// PEM root for the ACME directory's own https certificate (a test CA).
+    #[arg(long, env = "VSHARE_ACME_CA")]
+    pub acme_ca: Option<PathBuf>,
 }
 
 impl Args {
@@ -164,6 +192,33 @@ impl Args {
             anyhow::ensure!(v > 0, "--idle-timeout must be at least 1 second");
             c.limits.rtmp_idle_timeout_s = v;
         }
+        if let Some(v) = self.tls {
+            c.tls.mode = v;
+        }
+        if self.tls_cert.is_some() {
+            c.tls.cert = self.tls_cert;
+        }
+        if self.tls_key.is_some() {
+            c.tls.key = self.tls_key;
+        }
+        if let Some(v) = self.tls_name {
+            c.tls.names = v.into_iter().filter(|n| !n.trim().is_empty()).collect();
+        }
+        if self.http_redirect.is_some() {
+            c.tls.redirect_listen = self.http_redirect;
+        }
+        if self.rtmps.is_some() {
+            c.tls.rtmps_listen = self.rtmps;
+        }
+        if let Some(v) = self.acme_directory {
+            c.tls.acme_directory = v;
+        }
+        if let Some(v) = self.acme_contact {
+            c.tls.acme_contact = vec![v];
+        }
+        if self.acme_ca.is_some() {
+            c.tls.acme_ca_file = self.acme_ca;
+        }
         Ok(c)
     }
 }
@@ -172,12 +227,51 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let data = config.data_dir.clone();
     vshare_server::serve(config, |r| {
-        let host = r.public_url.trim_start_matches("http://").trim_start_matches("https://");
-        let host = host.split(':').next().unwrap_or("127.0.0.1");
+        let host = url_host(&r.public_url);
         println!("vshare is serving.");
         println!("  publish: rtmp://{host}:{}/live/<stream key>   (make a key: vshare keys create --data {})", r.rtmp.port(), data.display());
+        if let Some(rtmps) = r.rtmps {
+            println!("  publish over TLS: rtmps://{host}:{}/live/<stream key>", rtmps.port());
+        }
         println!("  watch:   {}/   (live: /live/<video>/index.m3u8, VOD: /vod/<video>/video.mp4)", r.public_url);
         println!("  API:     {}/api/v1/videos   metrics: {}/metrics", r.public_url, r.public_url);
+        if let Some(redirect) = r.redirect {
+            println!("  redirect: http on port {} answers 308 to {}/", redirect.port(), r.public_url);
+        }
+        if let Some(fp) = &r.tls_fingerprint {
+            println!("  certificate SHA-256: {fp}");
+        }
+        if r.public_url.starts_with("https://") {
+            let studio = format!("{}/studio", r.public_url);
+            println!("  studio:  {studio}   (scan with a phone on the same network)");
+            if let Some(qr) = qr_text(&studio) {
+                println!("{qr}");
+            }
+        }
     })
     .await
+}
+
+/// The host of a URL as it appears in it (an IPv6 address keeps its brackets).
+fn url_host(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.is_empty() => {
+            h.to_string()
+        }
+        _ => authority.to_string(),
+    }
+}
+
+/// A QR code of `text` drawn with Unicode half blocks, two modules a character.
+fn qr_text(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
 }

@@ -1,0 +1,854 @@
+//! TLS end to end against a real `vshare serve` (docs/security.md, "TLS"): a self-signed
+//! certificate made on first run (its file, key mode and printed fingerprint; a QR code of the
+//! studio's https address), https with HSTS checked by reqwest (rustls) trusting only that
+//! certificate, the plain-HTTP redirect, `Secure` session cookies, https URLs in attribute
+//! records, the handshake deadline; RTMPS ingest published by ffmpeg (GnuTLS, verifying the
+//! certificate) and the VOD read by ffprobe over https; a certificate from Debian's `pebble`
+//! ACME server with the HTTP-01 challenge, kept and renewed; and headless Chromium seeing the
+//! studio over https as a secure context (camera and WebCodecs for phones).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Server, create_key, make_clip, vshare};
+use sha2::{Digest, Sha256};
+use vshare_testkit::ffmpeg::{ffprobe_json, number, stream_of};
+use vshare_testkit::net::free_port;
+use vshare_testkit::wait::wait_exit;
+
+type Lines = Arc<Mutex<Vec<String>>>;
+
+/// Starts `vshare serve` with `extra` flags and keeps every line it prints; returns once the
+/// address lines are there (with https, through the studio address and the QR code after it).
+fn start(data: &Path, extra: &[&str]) -> (Server, Lines) {
+    let mut cmd = vshare();
+    cmd.args(["serve", "--rtmp", "127.0.0.1:0", "--data"])
+        .arg(data);
+    if !extra.contains(&"--http") {
+        cmd.args(["--http", "127.0.0.1:0"]);
+    }
+    let mut child = cmd
+        .args(extra)
+        .env("VSHARE_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vshare serve");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (stderr, log2) = (child.stderr.take().expect("stderr"), log.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut l = log2.lock().expect("log");
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let out: Lines = Arc::default();
+    let (stdout, out2) = (child.stdout.take().expect("stdout"), out.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            out2.lock().expect("out").push(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = {
+            let o = out.lock().expect("out");
+            let studio = o.iter().position(|l| l.trim().starts_with("studio:"));
+            let plain = o.iter().any(|l| l.trim().starts_with("watch:   http://"))
+                && o.iter().any(|l| l.trim().starts_with("API:"));
+            plain || studio.is_some_and(|i| o[i..].iter().filter(|l| l.contains('█')).count() >= 10)
+        };
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            panic!(
+                "server did not start; stdout:\n{}\nlog:\n{}",
+                out.lock().expect("out").join("\n"),
+                log.lock().expect("log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rtmp_port = printed(&out, "publish: rtmp://")
+        .split(':')
+        .nth(1)
+        .and_then(|p| p.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("rtmp port");
+    let watch = printed(&out, "watch:");
+    let http = watch.split('/').take(3).collect::<Vec<_>>().join("/");
+    let server = Server {
+        child,
+        data: data.to_path_buf(),
+        rtmp_port,
+        http,
+        log,
+    };
+    (server, out)
+}
+
+/// The rest of the printed line that starts with `prefix` (after blanks).
+fn printed(out: &Lines, prefix: &str) -> String {
+    let o = out.lock().expect("out");
+    o.iter()
+        .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_string()))
+        .unwrap_or_else(|| panic!("no line {prefix:?} in:\n{}", o.join("\n")))
+}
+
+/// The DER of the first certificate of a PEM file.
+fn pem_der(pem: &str) -> Vec<u8> {
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64_decode(&body)
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = A.iter().position(|a| *a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A reqwest (rustls) client that trusts only `roots` and follows no redirect.
+fn client(roots: &[&[u8]], resolve: Option<(&str, SocketAddr)>) -> reqwest::Client {
+    let certs = roots
+        .iter()
+        .map(|pem| reqwest::Certificate::from_pem(pem).expect("certificate PEM"));
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only(certs)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30));
+    if let Some((name, addr)) = resolve {
+        b = b.resolve(name, addr);
+    }
+    b.build().expect("client")
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{e}: HTTP {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+fn send(rt: &tokio::runtime::Runtime, req: reqwest::RequestBuilder) -> reqwest::Result<Answer> {
+    rt.block_on(async {
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.bytes().await?.to_vec();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    })
+}
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ffmpeg -re -i CLIP -c copy -f flv rtmps://…`, verifying the server's certificate against
+/// `ca_file`; returns whether it succeeded and what it said.
+fn publish_rtmps(clip: &Path, url: &str, ca_file: &Path) -> (bool, String) {
+    let mut child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(clip)
+        .args(["-c", "copy", "-tls_verify", "1", "-ca_file"])
+        .arg(ca_file)
+        .args(["-f", "flv", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg");
+    let mut err = child.stderr.take().expect("stderr");
+    let t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_exit(&mut child, Duration::from_secs(120));
+    (
+        status.is_some_and(|s| s.success()),
+        t.join().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let key = create_key(&data);
+    let config = tmp.path().join("vshare.toml");
+    // A small handshake deadline, so the test of it is quick.
+    std::fs::write(&config, "[tls]\nhandshake_timeout_s = 2\n").expect("config");
+    let (redirect, rtmps) = (free_port(), free_port());
+    let (server, out) = start(
+        &data,
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--tls",
+            "self-signed",
+            "--http-redirect",
+            &format!("127.0.0.1:{redirect}"),
+            "--rtmps",
+            &format!("127.0.0.1:{rtmps}"),
+            "--ladder",
+            "none",
+        ],
+    );
+    let https = server.http.clone();
+    assert!(https.starts_with("https://127.0.0.1:"), "{https}");
+    let port: u16 = https
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+
+    // The certificate and key are in the data directory, the key readable by its owner only,
+    // and the fingerprint printed is the certificate's.
+    let cert_path = data.join("tls/self-signed.crt");
+    let cert_pem = std::fs::read_to_string(&cert_path).expect("certificate file");
+    assert_eq!(mode(&data.join("tls/self-signed.key")), 0o600);
+    let want: Vec<String> = Sha256::digest(pem_der(&cert_pem))
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert_eq!(printed(&out, "certificate SHA-256:"), want.join(":"));
+    assert_eq!(
+        printed(&out, "studio:").split_whitespace().next(),
+        Some(&*format!("{https}/studio"))
+    );
+    assert_eq!(
+        printed(&out, "publish over TLS:"),
+        format!("rtmps://127.0.0.1:{rtmps}/live/<stream key>")
+    );
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let trusted = client(&[cert_pem.as_bytes()], None);
+    let api = send(&rt, trusted.get(format!("{https}/api/v1/videos"))).expect("https GET");
+    assert_eq!(api.status, 200);
+    assert_eq!(api.header("strict-transport-security"), "max-age=15552000");
+    // A client that trusts another certificate is refused: the server's is the one checked.
+    let (other, _) = vshare_server::tls::make_self_signed(&["127.0.0.1".into()]).expect("cert");
+    let untrusted = client(&[other.as_bytes()], None);
+    assert!(send(&rt, untrusted.get(format!("{https}/api/v1/videos"))).is_err());
+    // Plain HTTP on the https port gets no page.
+    let (plain, _) = common::http_get(&format!("http://127.0.0.1:{port}/api/v1/videos"));
+    assert_ne!(plain, 200);
+
+    // The plain-HTTP listener answers 308 to the same path on https, whatever Host says.
+    let r = send(
+        &rt,
+        trusted
+            .get(format!("http://127.0.0.1:{redirect}/studio?from=qr"))
+            .header("Host", "evil.example"),
+    )
+    .expect("redirect");
+    assert_eq!(r.status, 308);
+    assert_eq!(r.header("location"), format!("{https}/studio?from=qr"));
+    assert_eq!(r.header("strict-transport-security"), "");
+
+    // Session cookies are Secure over https.
+    let r = send(
+        &rt,
+        trusted
+            .post(format!("{https}/api/v1/accounts"))
+            .json(&serde_json::json!({"username": "phone", "password": "a long enough password"})),
+    )
+    .expect("sign up");
+    assert!(
+        r.status < 300,
+        "sign-up: {} {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
+    let cookie = r.header("set-cookie");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+
+    // A TLS handshake that never comes is closed at the deadline, and does not hold up others.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let api =
+        send(&rt, trusted.get(format!("{https}/api/v1/videos"))).expect("GET while one waits");
+    assert_eq!(api.status, 200);
+    let opened = Instant::now();
+    let n = silent.read(&mut [0u8; 64]).unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(
+        opened.elapsed() < Duration::from_secs(30),
+        "closed by the deadline"
+    );
+
+    // RTMPS: ffmpeg refuses a server whose certificate it cannot verify, then publishes with it.
+    let clip = make_clip(tmp.path(), "clip.flv", 3, &[]);
+    let url = format!("rtmps://127.0.0.1:{rtmps}/live/{key}");
+    let other_ca = tmp.path().join("other.crt");
+    std::fs::write(&other_ca, &other).expect("write");
+    let (ok, said) = publish_rtmps(&clip, &url, &other_ca);
+    assert!(!ok, "ffmpeg published to an unverified server: {said}");
+    let (ok, said) = publish_rtmps(&clip, &url, &cert_path);
+    assert!(
+        ok,
+        "rtmps publish failed: {said}\nserver log:\n{}",
+        server.log()
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let r = send(
+            &rt,
+            trusted
+                .get(format!("{https}/api/v1/publish/status"))
+                .bearer_auth(&key),
+        )
+        .expect("status");
+        let v = r.json();
+        if r.status == 200 && v["state"] == "ready" {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "video not ready: {v}\nserver log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Attribute records carry https URLs.
+    let records = status["attributes"].as_array().expect("attributes");
+    assert!(!records.is_empty());
+    for r in records {
+        let u = r["url"].as_str().expect("url");
+        assert!(u.starts_with(&format!("{https}/")), "{u}");
+    }
+    let mp4 = records
+        .iter()
+        .find(|r| r["format"] == "mp4")
+        .expect("mp4 record");
+    // ffprobe (GnuTLS, verifying the certificate) reads the recording over https.
+    let url = mp4["url"].as_str().expect("url");
+    let probe = ffprobe_json(
+        &[
+            "-tls_verify",
+            "1",
+            "-ca_file",
+            cert_path.to_str().expect("utf-8"),
+            "-show_format",
+            "-show_streams",
+        ],
+        url,
+    );
+    assert_eq!(stream_of(&probe, "video")["codec_name"], "h264");
+    let duration = number(&probe["format"]["duration"]);
+    assert!((duration - 3.0).abs() < 0.5, "duration {duration}");
+    let body = send(&rt, trusted.get(url)).expect("VOD over https");
+    assert_eq!(body.status, 200);
+    assert_eq!(body.body.len() as u64, mp4["size"].as_u64().expect("size"));
+
+    // A second run keeps the certificate.
+    drop(server);
+    let (again, out) = start(&data, &["--tls", "self-signed"]);
+    assert_eq!(
+        std::fs::read_to_string(&cert_path).expect("certificate"),
+        cert_pem
+    );
+    assert_eq!(printed(&out, "certificate SHA-256:"), want.join(":"));
+    drop(again);
+}
+
+fn installed(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Starts Debian's pebble (Let's Encrypt's ACME test server) with pebble-challtestsrv as its
+/// DNS (every name is 127.0.0.1), checking HTTP-01 on `http01`. Returns the processes, the
+/// directory URL and pebble's management address.
+fn start_pebble(dir: &Path, http01: u16) -> (Vec<Reaped>, String, u16, std::path::PathBuf) {
+    let (cert, key) =
+        vshare_server::tls::make_self_signed(&["localhost".into(), "127.0.0.1".into()])
+            .expect("pebble's certificate");
+    let (cert_path, key_path) = (dir.join("pebble.crt"), dir.join("pebble.key"));
+    std::fs::write(&cert_path, cert).expect("write");
+    std::fs::write(&key_path, key).expect("write");
+    let (dns, acme, mgmt) = (free_port(), free_port(), free_port());
+    let config = dir.join("pebble.json");
+    let json = serde_json::json!({"pebble": {
+        "listenAddress": format!("127.0.0.1:{acme}"),
+        "managementListenAddress": format!("127.0.0.1:{mgmt}"),
+        "certificate": cert_path,
+        "privateKey": key_path,
+        "httpPort": http01,
+        "tlsPort": free_port(),
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false,
+    }});
+    std::fs::write(&config, json.to_string()).expect("write");
+    let dns_addr = format!("127.0.0.1:{dns}");
+    let challtestsrv = Reaped(
+        Command::new("pebble-challtestsrv")
+            .args([
+                "-dns01",
+                &dns_addr,
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+            ])
+            .args(["-management", &format!("127.0.0.1:{}", free_port())])
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pebble-challtestsrv"),
+    );
+    wait_until_listening(&dns_addr);
+    let pebble = Reaped(
+        Command::new("pebble")
+            .arg("-config")
+            .arg(&config)
+            .args(["-dnsserver", &dns_addr])
+            // No random waits before validating, no refused nonces, a new authorization for
+            // each order: the same path every run.
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pebble"),
+    );
+    wait_until_listening(&format!("127.0.0.1:{acme}"));
+    wait_until_listening(&format!("127.0.0.1:{mgmt}"));
+    (
+        vec![pebble, challtestsrv],
+        format!("https://localhost:{acme}/dir"),
+        mgmt,
+        cert_path,
+    )
+}
+
+fn wait_until_listening(addr: &str) {
+    vshare_testkit::wait::wait_for(addr, Duration::from_secs(30), || {
+        TcpStream::connect(addr).ok()
+    });
+}
+
+/// Polls `GET url` until it answers 200 (the server puts a new certificate in place after it
+/// has written it).
+fn wait_ok(rt: &tokio::runtime::Runtime, c: &reqwest::Client, url: &str, server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = match send(rt, c.get(url)) {
+            Ok(a) if a.status == 200 => return,
+            Ok(a) => format!("HTTP {}", a.status),
+            Err(e) => format!("{e:?}"),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "GET {url}: {last}\nserver log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn acme_certificate_from_pebble_is_served_kept_and_renewed() {
+    if !installed("pebble") || !installed("pebble-challtestsrv") {
+        eprintln!(
+            "skipping the ACME test: Debian's pebble is not installed (scripts/setup.sh --test installs it)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let http01 = free_port();
+    let (_pebble, directory, mgmt, pebble_cert) = start_pebble(tmp.path(), http01);
+    let data = tmp.path().join("data");
+    let redirect = format!("127.0.0.1:{http01}");
+    let flags = [
+        "--tls",
+        "acme",
+        "--tls-name",
+        "vshare.test",
+        "--http-redirect",
+        &redirect,
+        "--acme-directory",
+        &directory,
+        "--acme-ca",
+        pebble_cert.to_str().expect("utf-8"),
+    ];
+    let (server, _) = start(&data, &flags);
+    assert!(
+        server.http.starts_with("https://vshare.test:"),
+        "{}",
+        server.http
+    );
+
+    // Pebble's root for this run, from its management interface.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let pebble_pem = std::fs::read(&pebble_cert).expect("pebble cert");
+    let root = send(
+        &rt,
+        client(&[&pebble_pem], None).get(format!("https://localhost:{mgmt}/roots/0")),
+    )
+    .expect("pebble root");
+    assert_eq!(root.status, 200);
+    // A client that trusts only pebble's root and finds vshare.test at this run's port.
+    let trusting = |server: &Server| {
+        let port: u16 = server
+            .http
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        let at = SocketAddr::from(([127, 0, 0, 1], port));
+        let api = format!("{}/api/v1/videos", server.http);
+        (client(&[&root.body], Some(("vshare.test", at))), api)
+    };
+    let (trusted, api) = trusting(&server);
+    wait_ok(&rt, &trusted, &api, &server);
+    assert!(server.log().contains("ACME certificate obtained"));
+    let tls = data.join("tls");
+    for f in ["acme.key", "acme.crt", "acme-account.json"] {
+        assert_eq!(mode(&tls.join(f)), 0o600, "{f}");
+    }
+    let first = std::fs::read_to_string(tls.join("acme.crt")).expect("certificate");
+    // The answer to pebble's HTTP-01 request came from our plain-HTTP listener, which
+    // redirects everything else.
+    let r = send(
+        &rt,
+        trusted.get(format!(
+            "http://{redirect}/.well-known/acme-challenge/unknown"
+        )),
+    )
+    .expect("challenge");
+    assert_eq!(r.status, 404);
+    drop(server);
+
+    // A second run serves the stored certificate without asking the CA.
+    let (server, _) = start(&data, &flags);
+    let (trusted, api) = trusting(&server);
+    wait_ok(&rt, &trusted, &api, &server);
+    assert!(!server.log().contains("ACME certificate obtained"));
+    assert_eq!(
+        std::fs::read_to_string(tls.join("acme.crt")).expect("certificate"),
+        first
+    );
+    drop(server);
+
+    // With the renewal window larger than the certificate's lifetime the certificate is due:
+    // a new one is obtained and served, once.
+    let config = tmp.path().join("renew.toml");
+    std::fs::write(&config, "[tls]\nacme_renew_days = 100000\n").expect("config");
+    let mut renew = flags.to_vec();
+    renew.extend(["--config", config.to_str().expect("utf-8")]);
+    let (server, _) = start(&data, &renew);
+    let (trusted, api) = trusting(&server);
+    vshare_testkit::wait::wait_for("the renewal", Duration::from_secs(60), || {
+        server
+            .log()
+            .contains("ACME certificate obtained")
+            .then_some(())
+    });
+    wait_ok(&rt, &trusted, &api, &server);
+    let second = std::fs::read_to_string(tls.join("acme.crt")).expect("certificate");
+    assert_ne!(second, first, "a new certificate");
+    assert_eq!(server.log().matches("ACME certificate obtained").count(), 1);
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Why the browser test cannot run here, if it cannot (as in tests/browser.rs).
+fn missing_browser() -> Option<String> {
+    if !installed("node") {
+        return Some("node is not installed (scripts/setup.sh --test installs it)".into());
+    }
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).is_file() {
+        return Some(format!(
+            "chromium is not installed at {chromium} (scripts/setup.sh --test installs it)"
+        ));
+    }
+    None
+}
+
+/// What a phone needs: the studio at a LAN name over https, signed in (the Secure cookie kept),
+/// is a secure context (camera, WebCodecs) in Chromium that trusts the self-signed certificate by its SPKI pin, while the
+/// studio of a server without TLS at the same name is not, and without the pin the https page
+/// does not load.
+#[test]
+fn studio_over_https_is_a_secure_context_in_chromium() {
+    if let Some(why) = missing_browser() {
+        eprintln!("skipping the browser test: {why}");
+        return;
+    }
+    assert!(
+        root()
+            .join("web/node_modules/playwright-core/package.json")
+            .is_file(),
+        "web/node_modules/playwright-core is missing: run `npm ci` in web/ (scripts/setup.sh --test does)"
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (port, redirect) = (free_port(), free_port());
+    let (server, _) = start(
+        &tmp.path().join("data"),
+        &[
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--public-url",
+            &format!("https://vshare.lan:{port}"),
+            "--tls",
+            "self-signed",
+            "--tls-name",
+            "vshare.lan",
+            "--http-redirect",
+            &format!("127.0.0.1:{redirect}"),
+        ],
+    );
+    // The same studio without TLS, as before.
+    let plain_port = free_port();
+    let (plain, _) = start(
+        &tmp.path().join("plain"),
+        &[
+            "--http",
+            &format!("127.0.0.1:{plain_port}"),
+            "--public-url",
+            &format!("http://vshare.lan:{plain_port}"),
+        ],
+    );
+    let mut node = Command::new("node");
+    node.arg(root().join("tests/browser/secure_context.mjs"))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("PLAIN", &plain.http)
+        .env("CERT", server.data.join("tls/self-signed.crt"))
+        .env("MAP", "vshare.lan 127.0.0.1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = node.spawn().expect("spawn node");
+    let (mut out, mut err) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_exit(&mut child, Duration::from_secs(120));
+    let (out, err) = (
+        t_out.join().unwrap_or_default(),
+        t_err.join().unwrap_or_default(),
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "secure_context.mjs failed:\n{out}\n{err}\nserver log:\n{}",
+        server.log()
+    );
+    let r: serde_json::Value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    eprintln!("chromium: {r}");
+    assert!(
+        r["untrusted"]
+            .as_str()
+            .is_some_and(|e| e.contains("ERR_CERT")),
+        "{r}"
+    );
+    assert_eq!(r["plain"]["secure"], false, "{r}");
+    assert!(r["signup"].as_u64().is_some_and(|s| s < 300), "{r}");
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["path"], "/studio", "signed in, the studio stays: {r}");
+    assert_eq!(r["protocol"], "https:", "{r}");
+    assert_eq!(r["secure"], true, "{r}");
+    assert_eq!(r["video_encoder"], "function", "{r}");
+    assert_eq!(r["tracks"], serde_json::json!(["audio", "video"]), "{r}");
+    assert_eq!(r["hsts"], "max-age=15552000", "{r}");
+}
+
+/// `vshare serve` with `args` that must not start: returns what it said.
+fn refused(data: &Path, args: &[&str]) -> String {
+    let mut child = vshare()
+        .args([
+            "serve",
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vshare serve");
+    let mut err = child.stderr.take().expect("stderr");
+    let t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    let said = t.join().unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "started with {args:?}: {said}"
+    );
+    said
+}
+
+#[test]
+fn files_mode_serves_the_given_certificate_and_bad_tls_settings_do_not_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let names = ["127.0.0.1".to_string()];
+    let (cert, key) = vshare_server::tls::make_self_signed(&names).expect("cert");
+    let (_, other_key) = vshare_server::tls::make_self_signed(&names).expect("cert");
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_string()
+    };
+    let (cert_file, key_file, other_file) = (
+        write("cert.pem", &cert),
+        write("key.pem", &key),
+        write("other.pem", &other_key),
+    );
+
+    let said = refused(
+        &data,
+        &[
+            "--tls",
+            "files",
+            "--tls-cert",
+            &cert_file,
+            "--tls-key",
+            &other_file,
+        ],
+    );
+    assert!(said.contains("certificate and key"), "{said}");
+    let said = refused(&data, &["--tls", "files", "--tls-cert", &cert_file]);
+    assert!(said.contains("needs both `cert` and `key`"), "{said}");
+    let said = refused(&data, &["--rtmps", "127.0.0.1:0"]);
+    assert!(said.contains("rtmps_listen needs TLS on"), "{said}");
+    let said = refused(&data, &["--tls", "acme", "--tls-name", "vshare.test"]);
+    assert!(said.contains("needs `redirect_listen`"), "{said}");
+    let said = refused(
+        &data,
+        &[
+            "--tls",
+            "acme",
+            "--tls-name",
+            "10.0.0.1",
+            "--http-redirect",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(said.contains("DNS names"), "{said}");
+    let said = refused(&data, &["--tls", "sometimes"]);
+    assert!(said.contains("unknown TLS mode"), "{said}");
+
+    let (server, out) = start(
+        &data,
+        &[
+            "--tls",
+            "files",
+            "--tls-cert",
+            &cert_file,
+            "--tls-key",
+            &key_file,
+        ],
+    );
+    let want: Vec<String> = Sha256::digest(pem_der(&cert))
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    assert_eq!(printed(&out, "certificate SHA-256:"), want.join(":"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let api = send(
+        &rt,
+        client(&[cert.as_bytes()], None).get(format!("{}/api/v1/videos", server.http)),
+    )
+    .expect("https GET");
+    assert_eq!(api.status, 200);
+    // Nothing of its own in the data directory: the files are the operator's.
+    assert!(!data.join("tls").exists());
+}
