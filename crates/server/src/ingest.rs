@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use vshare_media::MediaEvent;
 use vshare_media::flv::{DemuxedVideo, TagDemuxer};
 use vshare_rtmp::{ServerConnection, ServerEvent, ServerLimits};
@@ -42,7 +42,7 @@ impl Ingest {
                         Err(why) => {
                             metrics::counter!("vshare_connections_refused_total", "listener" => "rtmp")
                                 .increment(1);
-                            warn!(%peer, "rtmp: refused, {why}");
+                            debug!(%peer, "rtmp: refused, {why}");
                             continue;
                         }
                     };
@@ -72,6 +72,7 @@ impl Ingest {
         // Until a publish is accepted the peer is anonymous: one deadline for the handshake,
         // connect and publish, that bytes trickling in do not push back.
         let deadline = tokio::time::Instant::now() + self.handshake_timeout;
+        let mut authenticated = false;
         let mut buf = vec![0u8; 64 * 1024];
         let mut publisher: Option<Publisher> = None;
         let mut demuxer = TagDemuxer::new();
@@ -82,13 +83,13 @@ impl Ingest {
         let result = async {
             loop {
                 let idle = tokio::time::Instant::now() + self.idle_timeout;
-                let until = if conn.is_publishing() {
+                let until = if authenticated {
                     idle
                 } else {
                     idle.min(deadline)
                 };
                 let n = match tokio::time::timeout_at(until, socket.read(&mut buf)).await {
-                    Err(_) if !conn.is_publishing() && until == deadline => anyhow::bail!(
+                    Err(_) if !authenticated && until == deadline => anyhow::bail!(
                         "handshake, connect and publish not done within {:?}; closing",
                         self.handshake_timeout
                     ),
@@ -120,6 +121,7 @@ impl Ingest {
                                     info!(%peer, %app, video = %p.video_id, "publish accepted");
                                     conn.accept_publish(request_id)?;
                                     publisher = Some(p);
+                                    authenticated = true;
                                 }
                                 Err(reason) => {
                                     warn!(%peer, %app, "publish refused: {reason}");
