@@ -302,11 +302,23 @@ fn connections_are_capped_per_client_address() {
             },
         );
     }
-    assert!(
-        server
-            .log()
-            .contains("rtmp: refused, 4 connections open from this address")
-    );
+    // Refusals are counted, per listener.
+    let (status, metrics) = http_get(&format!("{}/metrics", server.http));
+    let metrics = String::from_utf8_lossy(&metrics);
+    for listener in ["http", "rtmp"] {
+        let refused = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("vshare_connections_refused_total")
+                    && l.contains(&format!("listener=\"{listener}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(
+            status == 200 && refused.is_some_and(|n| n >= 1),
+            "{listener}: refusals not counted:\n{metrics}"
+        );
+    }
 }
 
 #[test]

@@ -437,13 +437,6 @@ impl ServerConnection {
         self.app.as_deref()
     }
 
-    /// Whether a publish was accepted: the peer holds a valid stream key.
-    pub fn is_publishing(&self) -> bool {
-        self.publish
-            .as_ref()
-            .is_some_and(|p| p.state == PublishState::Publishing)
-    }
-
     /// Whether the handshake is done and messages flow.
     pub fn is_handshake_done(&self) -> bool {
         self.handshake.is_none()

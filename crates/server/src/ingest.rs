@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use vshare_media::MediaEvent;
 use vshare_media::flv::{DemuxedVideo, TagDemuxer};
 use vshare_rtmp::{ServerConnection, ServerEvent, ServerLimits};
@@ -60,7 +60,7 @@ impl Ingest {
                         Err(why) => {
                             metrics::counter!("vshare_connections_refused_total", "listener" => name)
                                 .increment(1);
-                            warn!(%peer, "{name}: refused, {why}");
+                            debug!(%peer, "{name}: refused, {why}");
                             continue;
                         }
                     };
@@ -101,6 +101,7 @@ impl Ingest {
         // Until a publish is accepted the peer is anonymous: one deadline for the handshake,
         // connect and publish, that bytes trickling in do not push back.
         let deadline = tokio::time::Instant::now() + self.handshake_timeout;
+        let mut authenticated = false;
         let mut buf = vec![0u8; 64 * 1024];
         let mut publisher: Option<Publisher> = None;
         // The key a publish is made with, and when it was last found valid.
@@ -138,7 +139,7 @@ impl Ingest {
                 } else {
                     let now = tokio::time::Instant::now();
                     let idle = now + self.idle_timeout.saturating_sub(last_data.elapsed());
-                    let mut until = if conn.is_publishing() {
+                    let mut until = if authenticated {
                         idle
                     } else {
                         idle.min(deadline)
@@ -147,7 +148,7 @@ impl Ingest {
                         until = until.min(now + self.key_check);
                     }
                     match tokio::time::timeout_at(until, socket.read(&mut buf)).await {
-                        Err(_) if !conn.is_publishing() && until == deadline => anyhow::bail!(
+                        Err(_) if !authenticated && until == deadline => anyhow::bail!(
                             "handshake, connect and publish not done within {:?}; closing",
                             self.handshake_timeout
                         ),
@@ -187,6 +188,7 @@ impl Ingest {
                                     publisher = Some(p);
                                     published_with =
                                         Some((stream_key.clone(), std::time::Instant::now()));
+                                    authenticated = true;
                                 }
                                 Err(reason) => {
                                     warn!(%peer, %app, "publish refused: {reason}");
