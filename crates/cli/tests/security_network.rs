@@ -326,7 +326,7 @@ fn a_listener_cannot_send_large_websocket_messages() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, _key) = start(dir.path(), "", &[]);
     let url = format!(
-        "{}/api/v1/listen?id=sec-net-listener",
+        "{}/api/v1/listen?id=sec-net-listener&secret=a-listener-secret-of-32-chars-xx",
         server.http.replace("http://", "ws://")
     );
     let rt = tokio::runtime::Builder::new_current_thread()
