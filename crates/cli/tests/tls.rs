@@ -324,6 +324,21 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
         cookie.contains("; Secure") && cookie.contains("HttpOnly"),
         "{cookie}"
     );
+    // The signed-in user is told the RTMPS address.
+    let session = cookie.split(';').next().expect("cookie").to_string();
+    let me = send(
+        &rt,
+        trusted
+            .get(format!("{https}/api/v1/me"))
+            .header("Cookie", session),
+    )
+    .expect("me")
+    .json();
+    assert_eq!(
+        me["rtmps_url"],
+        format!("rtmps://127.0.0.1:{rtmps}/live"),
+        "{me}"
+    );
 
     // A TLS handshake that never comes is closed at the deadline, and does not hold up others.
     let mut silent = TcpStream::connect(("127.0.0.1", port)).expect("connect");

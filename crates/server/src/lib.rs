@@ -215,6 +215,11 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_else(|| "127.0.0.1".into());
     let rtmp_url = format!("rtmp://{rtmp_host}:{}/live", rtmp_addr.port());
+    let rtmps_addr = match &rtmps_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let rtmps_url = rtmps_addr.map(|a| format!("rtmps://{rtmp_host}:{}/live", a.port()));
 
     let ingest = Arc::new(ingest::Ingest {
         db: db.clone(),
@@ -237,13 +242,12 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         segment_target: Duration::from_millis(config.live.segment_target_ms),
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         rtmp_url: rtmp_url.clone(),
+        rtmps_url,
         accounts,
         sharing,
     });
     tokio::spawn(ingest.clone().run(rtmp_listener));
-    let mut rtmps_addr = None;
     if let (Some(l), Some(t)) = (rtmps_listener, &tls) {
-        rtmps_addr = Some(l.local_addr()?);
         tokio::spawn(ingest.run_tls(l, t.clone()));
     }
     let challenges = acme::Challenges::default();
