@@ -229,6 +229,38 @@ fn publish_rtmps(clip: &Path, url: &str, ca_file: &Path) -> (bool, String) {
     )
 }
 
+/// Polls the key's publish status over https until the video is in `state` with records.
+fn wait_state(
+    rt: &tokio::runtime::Runtime,
+    c: &reqwest::Client,
+    https: &str,
+    key: &str,
+    state: &str,
+    server: &Server,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = send(
+            rt,
+            c.get(format!("{https}/api/v1/publish/status"))
+                .bearer_auth(key),
+        )
+        .expect("status");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let records = v["attributes"].as_array().is_some_and(|a| !a.is_empty());
+        if r.status == 200 && v["state"] == state && records {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "video not {state}: HTTP {} {v}\nserver log:\n{}",
+            r.status,
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -341,55 +373,51 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
     );
 
     // A TLS handshake that never comes is closed at the deadline, and does not hold up others.
-    let mut silent = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let silent = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     silent
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let api =
         send(&rt, trusted.get(format!("{https}/api/v1/videos"))).expect("GET while one waits");
     assert_eq!(api.status, 200);
-    let opened = Instant::now();
-    let n = silent.read(&mut [0u8; 64]).unwrap_or(0);
-    assert_eq!(n, 0, "closed without an answer");
-    assert!(
-        opened.elapsed() < Duration::from_secs(30),
-        "closed by the deadline"
-    );
+    // The same for RTMPS. (Each read times out after 30 s, long after the 2 s deadline.)
+    let rtmps_silent = TcpStream::connect(("127.0.0.1", rtmps)).expect("connect");
+    rtmps_silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    for mut socket in [silent, rtmps_silent] {
+        let n = socket.read(&mut [0u8; 64]).expect("closed, not timed out");
+        assert_eq!(n, 0, "closed without an answer");
+    }
 
     // RTMPS: ffmpeg refuses a server whose certificate it cannot verify, then publishes with it.
-    let clip = make_clip(tmp.path(), "clip.flv", 3, &[]);
+    let clip = make_clip(tmp.path(), "clip.flv", 6, &[]);
     let url = format!("rtmps://127.0.0.1:{rtmps}/live/{key}");
     let other_ca = tmp.path().join("other.crt");
     std::fs::write(&other_ca, &other).expect("write");
     let (ok, said) = publish_rtmps(&clip, &url, &other_ca);
     assert!(!ok, "ffmpeg published to an unverified server: {said}");
-    let (ok, said) = publish_rtmps(&clip, &url, &cert_path);
+    let publisher = {
+        let (clip, url, ca) = (clip.clone(), url.clone(), cert_path.clone());
+        std::thread::spawn(move || publish_rtmps(&clip, &url, &ca))
+    };
+    // Live while it publishes: the LL-HLS playlist comes over https.
+    let live = wait_state(&rt, &trusted, &https, &key, "live", &server);
+    let playlist = live["attributes"][0]["url"].as_str().expect("live url");
+    assert!(
+        playlist.starts_with(&format!("{https}/live/")),
+        "{playlist}"
+    );
+    let r = send(&rt, trusted.get(playlist)).expect("live playlist");
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with(b"#EXTM3U"));
+    let (ok, said) = publisher.join().expect("publisher");
     assert!(
         ok,
         "rtmps publish failed: {said}\nserver log:\n{}",
         server.log()
     );
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        let r = send(
-            &rt,
-            trusted
-                .get(format!("{https}/api/v1/publish/status"))
-                .bearer_auth(&key),
-        )
-        .expect("status");
-        let v = r.json();
-        if r.status == 200 && v["state"] == "ready" {
-            break v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "video not ready: {v}\nserver log:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_state(&rt, &trusted, &https, &key, "ready", &server);
     // Attribute records carry https URLs.
     let records = status["attributes"].as_array().expect("attributes");
     assert!(!records.is_empty());
@@ -416,7 +444,7 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
     );
     assert_eq!(stream_of(&probe, "video")["codec_name"], "h264");
     let duration = number(&probe["format"]["duration"]);
-    assert!((duration - 3.0).abs() < 0.5, "duration {duration}");
+    assert!((duration - 6.0).abs() < 0.5, "duration {duration}");
     let body = send(&rt, trusted.get(url)).expect("VOD over https");
     assert_eq!(body.status, 200);
     assert_eq!(body.body.len() as u64, mp4["size"].as_u64().expect("size"));

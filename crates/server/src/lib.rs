@@ -185,6 +185,12 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
     let tls = tls::Tls::from_config(&config)?;
+    if tls.is_some() && config.public_url().starts_with("http://") {
+        tracing::warn!(
+            public_url = %config.public_url(),
+            "TLS is on but public_url is http://: attribute records and links will not use https"
+        );
+    }
     let config = Arc::new(config);
     let metrics = metrics_handle();
     let db = db::Db::open(&config.database_url()).await?;
