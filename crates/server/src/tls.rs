@@ -433,6 +433,20 @@ mod tests {
     }
 
     #[test]
+    fn tls_section_parses_and_https_becomes_the_default_public_url() {
+        let c: Config = toml::from_str(
+            "[tls]\nmode = \"self-signed\"\nnames = [\"vshare.lan\"]\nrtmps_listen = \"0.0.0.0:443\"\n",
+        )
+        .expect("parse");
+        assert_eq!(c.tls.mode, TlsMode::SelfSigned);
+        assert_eq!(c.public_url(), "https://127.0.0.1:8080");
+        assert!(self_signed_names(&c).contains(&"vshare.lan".to_string()));
+        assert!(toml::from_str::<Config>("[tls]\nmode = \"on\"\n").is_err());
+        assert!(toml::from_str::<Config>("[tls]\nhsts = 1\n").is_err());
+        assert_eq!(Config::default().public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
     fn a_key_that_is_not_the_certificates_is_refused() {
         let (cert, _) = make_self_signed(&["a.example".into()]).expect("a");
         let (_, key) = make_self_signed(&["b.example".into()]).expect("b");
