@@ -103,6 +103,15 @@ fn printed(out: &Lines, prefix: &str) -> String {
         .unwrap_or_else(|| panic!("no line {prefix:?} in:\n{}", o.join("\n")))
 }
 
+/// SHA-256 of the first certificate of a PEM file, as the server prints it.
+fn fingerprint(pem: &str) -> String {
+    Sha256::digest(pem_der(pem))
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// The DER of the first certificate of a PEM file.
 fn pem_der(pem: &str) -> Vec<u8> {
     let body: String = pem
@@ -298,11 +307,8 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
     let cert_path = data.join("tls/self-signed.crt");
     let cert_pem = std::fs::read_to_string(&cert_path).expect("certificate file");
     assert_eq!(mode(&data.join("tls/self-signed.key")), 0o600);
-    let want: Vec<String> = Sha256::digest(pem_der(&cert_pem))
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect();
-    assert_eq!(printed(&out, "certificate SHA-256:"), want.join(":"));
+    let want = fingerprint(&cert_pem);
+    assert_eq!(printed(&out, "certificate SHA-256:"), want);
     assert_eq!(
         printed(&out, "studio:").split_whitespace().next(),
         Some(&*format!("{https}/studio"))
@@ -456,7 +462,7 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
         std::fs::read_to_string(&cert_path).expect("certificate"),
         cert_pem
     );
-    assert_eq!(printed(&out, "certificate SHA-256:"), want.join(":"));
+    assert_eq!(printed(&out, "certificate SHA-256:"), want);
     drop(again);
 }
 
@@ -636,8 +642,9 @@ fn acme_certificate_from_pebble_is_served_kept_and_renewed() {
     assert_eq!(r.status, 404);
     drop(server);
 
-    // A second run serves the stored certificate without asking the CA.
-    let (server, _) = start(&data, &flags);
+    // A second run serves the stored certificate from the start, without asking the CA.
+    let (server, out) = start(&data, &flags);
+    assert_eq!(printed(&out, "certificate SHA-256:"), fingerprint(&first));
     let (trusted, api) = trusting(&server);
     wait_ok(&rt, &trusted, &api, &server);
     assert!(!server.log().contains("ACME certificate obtained"));
@@ -880,11 +887,7 @@ fn files_mode_serves_the_given_certificate_and_bad_tls_settings_do_not_start() {
             &key_file,
         ],
     );
-    let want: Vec<String> = Sha256::digest(pem_der(&cert))
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect();
-    assert_eq!(printed(&out, "certificate SHA-256:"), want.join(":"));
+    assert_eq!(printed(&out, "certificate SHA-256:"), fingerprint(&cert));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let api = send(
         &rt,

@@ -92,7 +92,11 @@ impl Tls {
                 let (cert_pem, key_pem) = self_signed_files(&tls_dir(config), &names)?;
                 certs.set(certified_key(&cert_pem, &key_pem)?);
             }
-            TlsMode::Acme => {}
+            TlsMode::Acme => {
+                if let Some(key) = crate::acme::stored(config) {
+                    certs.set(key);
+                }
+            }
         }
         Ok(Some(Tls::with_slot(
             certs,
