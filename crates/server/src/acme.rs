@@ -93,7 +93,10 @@ pub async fn run(config: Arc<Config>, certs: Arc<CertSlot>, challenges: Challeng
         }
         match acme.obtain(&challenges).await {
             Ok(()) => {
-                info!(names = ?acme.names, "ACME certificate obtained");
+                let fingerprint = acme
+                    .current()
+                    .map(|(i, _, _)| crate::tls::fingerprint(&i.der));
+                info!(names = ?acme.names, fingerprint = ?fingerprint, "ACME certificate obtained");
                 retry = Duration::from_secs(5);
                 just_obtained = true;
             }
@@ -105,6 +108,13 @@ pub async fn run(config: Arc<Config>, certs: Arc<CertSlot>, challenges: Challeng
         }
         challenges.clear();
     }
+}
+
+/// `acme-account.json`: the account key and URL, and the directory it belongs to.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredAccount {
+    directory: String,
+    credentials: AccountCredentials,
 }
 
 struct Acme {
@@ -146,10 +156,13 @@ impl Acme {
             Some(ca) => Account::builder_with_root(ca),
             None => Account::builder(),
         };
+        // The account is the directory's: another directory (staging, then production) gets
+        // an account of its own.
         if let Ok(text) = std::fs::read(&self.account_path)
-            && let Ok(creds) = serde_json::from_slice::<AccountCredentials>(&text)
+            && let Ok(stored) = serde_json::from_slice::<StoredAccount>(&text)
+            && stored.directory == self.directory
         {
-            return Ok(builder()?.from_credentials(creds).await?);
+            return Ok(builder()?.from_credentials(stored.credentials).await?);
         }
         let contact: Vec<&str> = self.contact.iter().map(String::as_str).collect();
         let (account, creds) = builder()?
@@ -163,7 +176,11 @@ impl Acme {
                 None,
             )
             .await?;
-        write_private(&self.account_path, &serde_json::to_vec(&creds)?)?;
+        let stored = StoredAccount {
+            directory: self.directory.clone(),
+            credentials: creds,
+        };
+        write_private(&self.account_path, &serde_json::to_vec(&stored)?)?;
         info!(directory = %self.directory, "ACME account created");
         Ok(account)
     }
@@ -204,6 +221,16 @@ impl Acme {
         write_private(&self.cert_path, chain.as_bytes())?;
         Ok(())
     }
+}
+
+/// The stored ACME certificate, when it covers the names and has not expired: served from the
+/// first handshake on, before [`run`] looks at renewal.
+pub fn stored(config: &Config) -> Option<rustls::sign::CertifiedKey> {
+    let acme = Acme::new(config);
+    let (info, cert, key) = acme.current()?;
+    (info.covers(&acme.names) && info.days_left() > 0)
+        .then(|| certified_key(&cert, &key).ok())
+        .flatten()
 }
 
 /// The DNS names to obtain a certificate for: `[tls] names`, else the public URL's host.

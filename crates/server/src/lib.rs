@@ -228,6 +228,12 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
     let tls = tls::Tls::from_config(&config)?;
+    if tls.is_some() && config.public_url().starts_with("http://") {
+        tracing::warn!(
+            public_url = %config.public_url(),
+            "TLS is on but public_url is http://: attribute records and links will not use https"
+        );
+    }
     let config = Arc::new(config);
     let metrics = metrics_handle();
     let db = db::Db::open(&config.database_url()).await?;
@@ -258,6 +264,11 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_else(|| "127.0.0.1".into());
     let rtmp_url = format!("rtmp://{rtmp_host}:{}/live", rtmp_addr.port());
+    let rtmps_addr = match &rtmps_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let rtmps_url = rtmps_addr.map(|a| format!("rtmps://{rtmp_host}:{}/live", a.port()));
 
     let ingest = Arc::new(ingest::Ingest {
         db: db.clone(),
@@ -289,13 +300,12 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         segment_target: Duration::from_millis(config.live.segment_target_ms),
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         rtmp_url: rtmp_url.clone(),
+        rtmps_url,
         accounts,
         sharing,
     });
     tokio::spawn(ingest.clone().run(rtmp_listener));
-    let mut rtmps_addr = None;
     if let (Some(l), Some(t)) = (rtmps_listener, &tls) {
-        rtmps_addr = Some(l.local_addr()?);
         tokio::spawn(ingest.run_tls(l, t.clone()));
     }
     let challenges = acme::Challenges::default();

@@ -92,7 +92,11 @@ impl Tls {
                 let (cert_pem, key_pem) = self_signed_files(&tls_dir(config), &names)?;
                 certs.set(certified_key(&cert_pem, &key_pem)?);
             }
-            TlsMode::Acme => {}
+            TlsMode::Acme => {
+                if let Some(key) = crate::acme::stored(config) {
+                    certs.set(key);
+                }
+            }
         }
         Ok(Some(Tls::with_slot(
             certs,
@@ -377,6 +381,20 @@ mod tests {
         let (other, _) = self_signed_files(dir.path(), &more).expect("remade");
         assert_ne!(other, cert);
         assert!(CertInfo::from_pem(&other).expect("parse").covers(&more));
+    }
+
+    #[test]
+    fn tls_section_parses_and_https_becomes_the_default_public_url() {
+        let c: Config = toml::from_str(
+            "[tls]\nmode = \"self-signed\"\nnames = [\"vshare.lan\"]\nrtmps_listen = \"0.0.0.0:443\"\n",
+        )
+        .expect("parse");
+        assert_eq!(c.tls.mode, TlsMode::SelfSigned);
+        assert_eq!(c.public_url(), "https://127.0.0.1:8080");
+        assert!(self_signed_names(&c).contains(&"vshare.lan".to_string()));
+        assert!(toml::from_str::<Config>("[tls]\nmode = \"on\"\n").is_err());
+        assert!(toml::from_str::<Config>("[tls]\nhsts = 1\n").is_err());
+        assert_eq!(Config::default().public_url(), "http://127.0.0.1:8080");
     }
 
     #[test]

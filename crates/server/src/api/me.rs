@@ -24,6 +24,7 @@ pub async fn me(State(st): AppStateRef, headers: HeaderMap) -> Result<Response, 
         "user": user_json(&user),
         "stream_key": key.map(|k| json!({ "id": k.id, "name": k.name, "revoked": k.revoked, "private": k.private })),
         "rtmp_url": st.rtmp_url,
+        "rtmps_url": st.rtmps_url,
     }))
     .into_response())
 }
@@ -51,6 +52,8 @@ pub async fn rotate_key(State(st): AppStateRef, headers: HeaderMap) -> Result<Re
         "key": secret,
         "rtmp_url": st.rtmp_url,
         "publish_url": format!("{}/{secret}", st.rtmp_url),
+        "rtmps_url": st.rtmps_url,
+        "rtmps_publish_url": st.rtmps_url.as_ref().map(|u| format!("{u}/{secret}")),
     }))
     .into_response())
 }

@@ -22,6 +22,8 @@ pub struct AppState {
     pub segment_target: Duration,
     pub admin_token: Option<String>,
     pub rtmp_url: String,
+    /// `rtmps://host:port/live` when RTMPS ingest is on.
+    pub rtmps_url: Option<String>,
     /// Accounts, sessions, signed links and their limits.
     pub accounts: Arc<Accounts>,
     /// Sharing by SMS: the SMSC and each user's message limit.
