@@ -24,6 +24,7 @@ pub mod direct;
 pub mod dispatcher;
 pub mod guard;
 pub mod ip;
+pub mod mo;
 mod push_subscription;
 pub mod sms;
 pub mod store;
