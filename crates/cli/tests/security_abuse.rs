@@ -319,6 +319,26 @@ fn class1_sign_up_is_limited_per_address_and_can_be_invite_only() {
     };
     assert_eq!(with("friend").status, 201);
     assert_eq!(with("friend2").status, 403, "an invite is used once");
+    // The operator can make one without the admin token, on the server's data directory.
+    drop(server);
+    let out = vshare()
+        .args(["keys", "invite", "--data"])
+        .arg(dir.path().join("b"))
+        .output()
+        .expect("keys invite");
+    assert!(out.status.success());
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let server = Server::start(
+        &dir.path().join("b"),
+        &["--ladder", "none", "--config", &conf],
+    );
+    let r = call(
+        "POST",
+        &format!("{}/api/v1/accounts", server.http),
+        Some(&json!({ "username": "friend3", "password": "a long password", "invite": code })),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 // Class 2: data and capabilities.

@@ -494,3 +494,68 @@ async fn vapid_key(State(api): State<Api>) -> ApiResult<impl IntoResponse> {
         serde_json::json!({ "public_key": vapid.public_key() }),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(e: ApiError) -> (StatusCode, String, Option<String>) {
+        let r = e.into_response();
+        let status = r.status();
+        let retry = r
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned(), retry)
+    }
+
+    #[tokio::test]
+    async fn errors_carry_no_internal_detail_and_429_says_when() {
+        let (status, body, _) = body_of(
+            StoreError::Corrupt("table proxy_subscriptions at /srv/data/vshare.db".into()).into(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, r#"{"error":"internal error"}"#);
+        let (status, body, _) =
+            body_of(anyhow::anyhow!("connect 10.0.0.7:5432: refused").into()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!body.contains("10.0.0.7"), "{body}");
+        let refused = crate::guard::Refused {
+            scope: crate::guard::Scope::Number,
+            wait_ms: 1500,
+        };
+        let (status, body, retry) = body_of(StoreError::Refused(refused).into()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(body.contains("too many SMS to this number"), "{body}");
+        assert_eq!(retry.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn the_admin_token_must_be_configured_and_presented() {
+        let mut h = HeaderMap::new();
+        assert!(!admin_token_matches(Some("t0ken"), &h));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer t0ken"),
+        );
+        assert!(admin_token_matches(Some("t0ken"), &h));
+        assert!(!admin_token_matches(Some("t0ken2"), &h));
+        assert!(
+            !admin_token_matches(None, &h),
+            "no token configured: closed"
+        );
+    }
+
+    #[test]
+    fn the_confirmation_text_is_fixed_words_and_the_code() {
+        assert_eq!(
+            confirmation_text("123456"),
+            "vshare: your code is 123456. Reply YES 123456 to get videos by SMS. Not you? Ignore this."
+        );
+    }
+}

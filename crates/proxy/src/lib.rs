@@ -25,6 +25,7 @@ pub mod dispatcher;
 pub mod egress;
 pub mod guard;
 pub mod ip;
+pub mod mo;
 mod push_subscription;
 pub mod sms;
 pub mod store;

@@ -310,3 +310,49 @@ async fn quiet_hours_hold_messages_until_the_window_ends() {
             .all(|r| r.state == State::Sent && r.attempts == 1)
     );
 }
+
+/// Subscribers' SMS pass the SMS guard's global limits: over the hourly budget they wait in the
+/// outbox (queued, not dropped) instead of going out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hourly_sms_budget_holds_subscribers_messages_back() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (smsc, proxy) = smsc_and_proxy(&dir, |c| {
+        c.sms_limits.per_hour = 2;
+    })
+    .await;
+    let phones = numbers("4932", 3);
+    proxy
+        .store
+        .bulk_active("dora", Channel::Sms, "text", &phones, 1)
+        .await
+        .expect("subs");
+    let _tasks = proxy.spawn();
+    proxy
+        .handle_event(&live_event("d1", "dora"))
+        .await
+        .expect("event");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rows = loop {
+        let rows = proxy
+            .store
+            .notifications(None, Some("dora"))
+            .await
+            .expect("rows");
+        if rows.iter().filter(|r| r.state == State::Sent).count() == 2 {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "not 2 sent: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let waiting: Vec<_> = rows.iter().filter(|r| r.state != State::Sent).collect();
+    assert_eq!(waiting.len(), 1, "{rows:?}");
+    assert_eq!(waiting[0].state, State::Queued, "{rows:?}");
+    assert_eq!(waiting[0].attempts, 0, "a deferred row spends no attempt");
+    let refused = proxy
+        .sms_guard
+        .admit_one("+1", false, None, proxy.now_ms())
+        .expect_err("the budget is spent");
+    assert_eq!(refused.scope, vshare_proxy::guard::Scope::Hour);
+    assert_eq!(smsc.stats().submitted, 2);
+}

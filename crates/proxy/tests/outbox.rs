@@ -587,3 +587,94 @@ async fn postgres_two_dispatchers_claim_disjoint() {
 async fn postgres_leases_and_receipts() {
     leases_and_receipts(&fresh_postgres().await).await;
 }
+
+/// Confirmation codes expire, allow `RULES.attempts` tries (counted before the compare, so
+/// concurrent guesses cannot pass the budget), are not renewed while valid, and a subscription
+/// made again gets a new id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_expire_have_an_attempt_budget_and_are_not_renewed_while_valid() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(&sqlite_url(&dir)).await.expect("open");
+    let req = NewSubscription {
+        source: "alice".into(),
+        channel: Channel::Sms,
+        address: "+46700000009".into(),
+        form: None,
+    };
+    let first = store.subscribe_test(&req, 0).await.expect("new");
+    let code = first.code.clone().expect("code");
+    // While the code is valid a repeat changes nothing and sends nothing.
+    let mut admitted = false;
+    let again = store
+        .subscribe(&req, 1_000, RULES, |_| {
+            admitted = true;
+            Ok(())
+        })
+        .await
+        .expect("repeat");
+    assert_eq!(again, vshare_proxy::store::Subscribed::Exists);
+    assert!(!admitted, "a repeat asked the SMS guard for another code");
+    // Expired: the right code does nothing; a new request makes a new code and id.
+    assert!(
+        store
+            .confirm_id(&first.id, &code, RULES, RULES.ttl_ms + 1)
+            .await
+            .expect("confirm")
+            .is_none()
+    );
+    let second = store
+        .subscribe_test(&req, RULES.ttl_ms + 1)
+        .await
+        .expect("renewed");
+    assert_ne!(second.id, first.id, "the old id holds nothing now");
+    // 20 concurrent wrong guesses: only the budget is checked; then the right code fails too.
+    let now = RULES.ttl_ms + 2;
+    let wrong = if second.code.as_deref() == Some("000000") {
+        "000001"
+    } else {
+        "000000"
+    };
+    let guesses = (0..20).map(|_| {
+        let store = store.clone();
+        let id = second.id.clone();
+        tokio::spawn(async move { store.confirm_id(&id, wrong, RULES, now).await })
+    });
+    for g in guesses {
+        assert!(g.await.expect("task").expect("confirm").is_none());
+    }
+    let row = store
+        .subscription(&second.id)
+        .await
+        .expect("row")
+        .expect("sub");
+    assert_eq!(row.state, SubState::PendingConfirmation);
+    assert!(
+        store
+            .confirm_id(
+                &second.id,
+                second.code.as_deref().expect("code"),
+                RULES,
+                now
+            )
+            .await
+            .expect("confirm")
+            .is_none(),
+        "the right code after the budget was spent"
+    );
+    // A fresh code confirms with the right code.
+    let third = store
+        .subscribe_test(&req, 2 * RULES.ttl_ms + 10)
+        .await
+        .expect("third");
+    let active = store
+        .confirm_id(
+            &third.id,
+            third.code.as_deref().expect("code"),
+            RULES,
+            2 * RULES.ttl_ms + 11,
+        )
+        .await
+        .expect("confirm")
+        .expect("active");
+    assert_eq!(active.state, SubState::Active);
+}

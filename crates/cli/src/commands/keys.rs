@@ -27,8 +27,11 @@ pub enum Action {
     },
     /// List keys (names and ids; secrets are not stored).
     List,
-    /// Revoke a key by id; publishers using it are refused from then on.
+    /// Revoke a key by id; publishers using it are refused from then on, and a publish in
+    /// progress ends within `[limits] key_check_s`.
     Revoke { id: String },
+    /// Make a one-time sign-up invite code (for `[accounts] signup = "invite"`).
+    Invite,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -62,6 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             anyhow::ensure!(db.revoke_key(&id).await?, "no stream key with id {id:?}");
             println!("revoked {id}");
         }
+        Action::Invite => println!("{}", db.create_invite().await?),
     }
     Ok(())
 }

@@ -39,8 +39,13 @@ impl Db {
             private: false,
         };
         let mut tx = self.database.pool().begin().await?;
+        // A write first, so the transaction holds SQLite's write lock (waiting for it under the
+        // busy timeout) before it reads: a read that had to be upgraded later would fail at
+        // once ("database is locked") if another process wrote in between.
+        sqlx::query("UPDATE users SET id = id WHERE 1 = 0")
+            .execute(&mut *tx)
+            .await?;
         if let Some(code) = invite {
-            // The write comes first: the transaction holds the write lock from here on.
             let spent = sqlx::query(
                 self.sql("UPDATE invites SET used_by = ? WHERE code_hash = ? AND used_by IS NULL"),
             )

@@ -195,21 +195,21 @@ async fn accounts_sessions_visibility_deletion(url: &str) {
     assert!(db.create_key("alice").await.expect("key").is_none());
     assert!(db.create_key("studio").await.expect("key").is_none());
     assert!(matches!(
-        db.create_user("bob", "x", Some("no-such-invite"))
+        db.create_user("invitee", "x", Some("no-such-invite"))
             .await
             .expect("create"),
         crate::db::CreateUser::BadInvite
     ));
     let invite = db.create_invite().await.expect("invite");
     assert!(matches!(
-        db.create_user("bob", "x", Some(&invite))
+        db.create_user("invitee", "x", Some(&invite))
             .await
             .expect("create"),
         crate::db::CreateUser::Created(..)
     ));
     assert!(
         matches!(
-            db.create_user("carol", "x", Some(&invite))
+            db.create_user("invitee2", "x", Some(&invite))
                 .await
                 .expect("create"),
             crate::db::CreateUser::BadInvite
