@@ -84,6 +84,8 @@ struct Router {
     stored: HashMap<String, VecDeque<(Sm, Option<ReceiptTo>)>>,
     next_id: u64,
     submits: u64,
+    /// When each submit_sm arrived, per destination (`+` removed), in order.
+    arrivals: HashMap<String, Vec<Instant>>,
 }
 
 /// Counters, for logs and tests.
@@ -157,6 +159,13 @@ impl Smsc {
             .map(|(k, q)| (k.clone(), q.len()))
             .filter(|(_, n)| *n > 0)
             .collect()
+    }
+
+    /// When each submit_sm for `number` (`+` ignored) arrived, oldest first: the times a
+    /// sender's rate limits are seen from outside, free of any poller's delay.
+    pub fn arrivals_for(&self, number: &str) -> Vec<Instant> {
+        let r = self.router.lock().unwrap_or_else(|e| e.into_inner());
+        r.arrivals.get(&key(number)).cloned().unwrap_or_default()
     }
 
     /// The messages held for `number` (`+` ignored), oldest first.
@@ -374,6 +383,10 @@ impl Smsc {
                         Event::Submit { sequence, sm } => {
                             let (n, message_id) = {
                                 let mut r = self.router.lock().unwrap_or_else(|e| e.into_inner());
+                                r.arrivals
+                                    .entry(key(&sm.dest.addr))
+                                    .or_default()
+                                    .push(Instant::now());
                                 r.submits += 1;
                                 r.next_id += 1;
                                 (r.submits, format!("{:08X}", r.next_id))
