@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -18,64 +18,12 @@ use vshare_testkit::ffmpeg::{decode_errors, ffprobe, number, stream_of};
 use vshare_testkit::net::free_port;
 use vshare_testkit::wait::wait_for;
 
-/// An HTTP answer as curl saw it.
-struct Resp {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: HTTP {} {}", self.status, self.body))
-    }
-
-    /// The session token from `Set-Cookie`.
-    fn session(&self) -> String {
-        let c = self.header("set-cookie").expect("Set-Cookie");
-        c.strip_prefix("vshare_session=")
-            .and_then(|v| v.split(';').next())
-            .expect("vshare_session cookie")
-            .to_string()
-    }
-}
+use common::curl::{Resp, curl};
 
 /// One request with curl (an independent client): method, URL, JSON body, session token.
 fn call(method: &str, url: &str, body: Option<&Value>, session: Option<&str>) -> Resp {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-i", "--max-time", "60", "-X", method]);
-    if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
-            .arg(b.to_string());
-    }
-    if let Some(s) = session {
-        cmd.args(["-H", &format!("Cookie: theme=dark; vshare_session={s}")]);
-    }
-    let out = cmd.arg(url).output().expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("{method} {url}: no HTTP answer: {text:?}"));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Resp {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
+    let cookie = session.map(|s| format!("Cookie: theme=dark; vshare_session={s}"));
+    curl(None, method, url, body, cookie.as_slice())
 }
 
 fn sign_up(server: &Server, username: &str, password: &str) -> (String, Value) {

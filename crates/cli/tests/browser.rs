@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +20,7 @@ use vshare_testkit::ffmpeg::{
 };
 use vshare_testkit::flv::{read_tags, write_tags};
 use vshare_testkit::net::free_port;
-use vshare_testkit::wait::{wait_exit, wait_for};
+use vshare_testkit::wait::{run_with_limit, wait_for};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -67,34 +66,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Runs a command to completion within `limit`, returning (success, stdout, stderr).
-fn run_with_limit(mut cmd: Command, limit: Duration) -> (bool, String, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = wait_exit(&mut child, limit);
-    let stdout = t_out.join().unwrap_or_default();
-    let mut stderr = t_err.join().unwrap_or_default();
-    if status.is_none() {
-        stderr.push_str(&format!("\n(killed after {} s)", limit.as_secs()));
-    }
-    (status.is_some_and(|s| s.success()), stdout, stderr)
 }
 
 #[test]

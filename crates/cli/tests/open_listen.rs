@@ -16,17 +16,7 @@ use vshare_testkit::wait::{wait_exit, wait_for};
 fn open_listen_on_the_proxy_downloads_the_vod_it_is_told_about() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let out = vshare()
-        .args(["keys", "create", "--quiet", "--name", "alice", "--data"])
-        .arg(&data)
-        .output()
-        .expect("keys create");
-    assert!(
-        out.status.success(),
-        "keys create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let key = create_named_key(&data, "alice");
     // The notification list is an admin endpoint: closed without an admin token.
     let server = Server::start_with_env(
         &data,

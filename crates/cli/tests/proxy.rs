@@ -13,13 +13,7 @@ use common::*;
 fn a_websocket_listener_gets_live_and_ready_notifications_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let out = vshare()
-        .args(["keys", "create", "--quiet", "--name", "alice", "--data"])
-        .arg(&data)
-        .output()
-        .expect("keys");
-    assert!(out.status.success());
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let key = create_named_key(&data, "alice");
     // The notification list is an admin endpoint: closed without an admin token.
     let server = Server::start_with_env(
         &data,

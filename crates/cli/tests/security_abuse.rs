@@ -9,98 +9,16 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
 use vshare_messaging::smsc::{Smsc, SmscOptions};
 
-/// An HTTP answer as curl saw it.
-struct Resp {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: HTTP {} {}", self.status, self.body))
-    }
-
-    fn session(&self) -> String {
-        let c = self.header("set-cookie").expect("Set-Cookie");
-        c.strip_prefix("vshare_session=")
-            .and_then(|v| v.split(';').next())
-            .expect("vshare_session cookie")
-            .to_string()
-    }
-}
-
-/// One request with curl: method, URL, JSON body, extra headers, and the local address to
-/// connect from (any 127.x address is this machine's loopback).
-fn call_from(
-    from: Option<&str>,
-    method: &str,
-    url: &str,
-    body: Option<&Value>,
-    headers: &[String],
-) -> Resp {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-i", "--max-time", "60", "-X", method]);
-    if let Some(ip) = from {
-        cmd.args(["--interface", ip]);
-    }
-    if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
-            .arg(b.to_string());
-    }
-    for h in headers {
-        cmd.args(["-H", h]);
-    }
-    let out = cmd.arg(url).output().expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("{method} {url}: no HTTP answer: {text:?}"));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Resp {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
-}
+use common::curl::{Resp, curl};
 
 fn call(method: &str, url: &str, body: Option<&Value>, headers: &[String]) -> Resp {
-    call_from(None, method, url, body, headers)
-}
-
-fn key_named(data: &Path, name: &str) -> String {
-    let out = vshare()
-        .args(["keys", "create", "--quiet", "--name", name, "--data"])
-        .arg(data)
-        .output()
-        .expect("keys create");
-    assert!(
-        out.status.success(),
-        "keys create {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    curl(None, method, url, body, headers)
 }
 
 fn config(dir: &Path, text: &str) -> String {
@@ -186,7 +104,7 @@ fn class1_confirmation_sms_pass_one_guard_and_codes_have_a_budget() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     for name in ["claim-evil.example.com", "bob", "carol"] {
-        key_named(&data, name);
+        create_named_key(&data, name);
     }
     let smsc = TestSmsc::start();
     let conf = config(
@@ -353,7 +271,7 @@ fn class1_sign_up_is_limited_per_address_and_can_be_invite_only() {
 fn class2_admin_lists_closed_capabilities_kept_and_names_unique() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    key_named(&data, "alice");
+    create_named_key(&data, "alice");
     let server = Server::start(&data, &["--ladder", "none"]);
     for list in [
         "/api/v1/subscriptions",
@@ -521,7 +439,7 @@ fn class5_concurrent_sign_ups_and_sign_ins_hold_their_limits() {
     assert_eq!(checked + limited, 20, "{statuses:?}");
 
     // The owner, from another address, is not locked out.
-    let owner = call_from(
+    let owner = curl(
         Some("127.0.0.2"),
         "POST",
         &session,
@@ -608,7 +526,7 @@ fn class6_revoking_a_key_ends_its_publish() {
     use std::io::Read;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let secret = key_named(&data, "revoked-soon");
+    let secret = create_named_key(&data, "revoked-soon");
     let out = vshare()
         .args(["keys", "list", "--data"])
         .arg(&data)

@@ -18,17 +18,7 @@ use vshare_testkit::wait::wait_for;
 /// Starts the server with `toml` as its configuration file and a stream key named `alice`.
 fn start(dir: &Path, toml: &str, envs: &[(&str, String)]) -> (Server, String) {
     let data = dir.join("data");
-    let out = vshare()
-        .args(["keys", "create", "--quiet", "--name", "alice", "--data"])
-        .arg(&data)
-        .output()
-        .expect("keys create");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let key = create_named_key(&data, "alice");
     let config = dir.join("vshare.toml");
     std::fs::write(&config, toml).expect("config");
     let server = Server::start_with_env(
@@ -53,29 +43,6 @@ fn rss(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .expect("VmRSS")
         * 1024
-}
-
-/// Reads until the server closes the connection; how long that took, or None if it stayed open
-/// for `timeout`.
-fn closed_within(s: &mut TcpStream, timeout: Duration) -> Option<Duration> {
-    let t0 = Instant::now();
-    s.set_read_timeout(Some(timeout)).ok()?;
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return Some(t0.elapsed()),
-            Ok(_) => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-                ) =>
-            {
-                return Some(t0.elapsed());
-            }
-            Err(_) => return None,
-        }
-    }
 }
 
 /// Writes `bytes` one at a time, `gap` apart, until the server closes; how long it took to be

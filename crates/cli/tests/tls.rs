@@ -12,14 +12,14 @@ mod tls_support;
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{Server, create_key, make_clip};
 use tls_support::*;
 use vshare_testkit::ffmpeg::{ffprobe_json, number, stream_of};
 use vshare_testkit::net::free_port;
-use vshare_testkit::wait::wait_exit;
+use vshare_testkit::wait::run_with_limit;
 
 #[test]
 fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
@@ -372,31 +372,10 @@ fn studio_over_https_is_a_secure_context_in_chromium() {
         .env("VSHARE_HTTP", &server.http)
         .env("PLAIN", &plain.http)
         .env("CERT", server.data.join("tls/self-signed.crt"))
-        .env("MAP", "vshare.lan 127.0.0.1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = node.spawn().expect("spawn node");
-    let (mut out, mut err) = (
-        child.stdout.take().expect("stdout"),
-        child.stderr.take().expect("stderr"),
-    );
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = wait_exit(&mut child, Duration::from_secs(120));
-    let (out, err) = (
-        t_out.join().unwrap_or_default(),
-        t_err.join().unwrap_or_default(),
-    );
+        .env("MAP", "vshare.lan 127.0.0.1");
+    let (ok, out, err) = run_with_limit(node, Duration::from_secs(120));
     assert!(
-        status.is_some_and(|s| s.success()),
+        ok,
         "secure_context.mjs failed:\n{out}\n{err}\nserver log:\n{}",
         server.log()
     );

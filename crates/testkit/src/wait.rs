@@ -1,6 +1,8 @@
-//! Polling with a deadline: for a condition, an async condition, or a child process's exit.
+//! Polling with a deadline: for a condition, an async condition, a child process's exit, or a
+//! command run to completion.
 
-use std::process::{Child, ExitStatus};
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Polls every 100 ms until `f` returns Some, failing the test once `timeout` has passed.
@@ -48,4 +50,32 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs a command to completion within `limit`, returning (success, stdout, stderr).
+pub fn run_with_limit(mut cmd: Command, limit: Duration) -> (bool, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_exit(&mut child, limit);
+    let stdout = t_out.join().unwrap_or_default();
+    let mut stderr = t_err.join().unwrap_or_default();
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed after {} s)", limit.as_secs()));
+    }
+    (status.is_some_and(|s| s.success()), stdout, stderr)
 }

@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: start the real `vshare` binary and real third-party tools.
 #![allow(dead_code)]
 
+pub mod curl;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -115,14 +117,25 @@ impl Drop for Server {
 }
 
 pub fn create_key(data: &Path) -> String {
+    keys_create(data, &[])
+}
+
+/// A stream key with a source name (what subscribers subscribe to).
+pub fn create_named_key(data: &Path, name: &str) -> String {
+    keys_create(data, &["--name", name])
+}
+
+fn keys_create(data: &Path, extra: &[&str]) -> String {
     let out = vshare()
-        .args(["keys", "create", "--quiet", "--data"])
+        .args(["keys", "create", "--quiet"])
+        .args(extra)
+        .arg("--data")
         .arg(data)
         .output()
         .expect("keys create");
     assert!(
         out.status.success(),
-        "keys create failed: {}",
+        "keys create {extra:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout)
@@ -267,4 +280,27 @@ pub fn send_all(s: &mut TcpStream, c: &mut vshare_rtmp::ClientConnection) -> boo
         }
     }
     true
+}
+
+/// Reads until the server closes the connection; how long that took, or None if it stayed open
+/// for `timeout`.
+pub fn closed_within(s: &mut TcpStream, timeout: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    s.set_read_timeout(Some(timeout)).ok()?;
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(t0.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                return Some(t0.elapsed());
+            }
+            Err(_) => return None,
+        }
+    }
 }
