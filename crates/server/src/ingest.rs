@@ -128,6 +128,15 @@ impl Ingest {
                     }
                 }
                 let tick_socket = socket.plain().filter(|_| publisher.is_some());
+                // Out of tick mode (the publish ended, the connection goes on): the kernel
+                // must wake the runtime for small arrivals again.
+                if ticks.quiet
+                    && tick_socket.is_none()
+                    && let Some(tcp) = socket.plain()
+                {
+                    merged_read::wake_on_every_arrival(tcp);
+                    ticks.quiet = false;
+                }
                 let n = if let Some(tcp) = tick_socket.filter(|_| !self.merged_read.is_zero()) {
                     match self.read_at_tick(tcp, &mut buf, &mut ticks).await? {
                         Some(n) => n,

@@ -30,7 +30,16 @@ pub fn next_tick(every: Duration) -> Instant {
 /// Asks the kernel to wake no one for this socket until `LOW_WATER_BYTES` are waiting. Where
 /// that fails the reads still happen at the ticks, only with more wake-ups.
 pub fn quiet_until_tick(socket: &TcpStream) {
-    let value: libc::c_int = LOW_WATER_BYTES;
+    set_low_water(socket, LOW_WATER_BYTES);
+}
+
+/// Undoes [`quiet_until_tick`]: the runtime is woken for every arrival again (a connection that
+/// stopped publishing is read as data arrives).
+pub fn wake_on_every_arrival(socket: &TcpStream) {
+    set_low_water(socket, 1);
+}
+
+fn set_low_water(socket: &TcpStream, bytes: libc::c_int) {
     // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live c_int on the stack; the
     // descriptor belongs to `socket`, which outlives the call.
     let rc = unsafe {
@@ -38,7 +47,7 @@ pub fn quiet_until_tick(socket: &TcpStream) {
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_RCVLOWAT,
-            (&value as *const libc::c_int).cast(),
+            (&bytes as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -102,6 +111,43 @@ mod tests {
         assert_eq!(&buf[..5], b"hello");
         drop(client);
         assert_eq!(next_read(&server, &mut buf).await, TickRead::Closed);
+    }
+
+    fn low_water(socket: &TcpStream) -> libc::c_int {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into a live c_int and updates `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        value
+    }
+
+    #[tokio::test]
+    async fn leaving_tick_mode_wakes_the_runtime_for_small_arrivals_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        assert_eq!(low_water(&server), 1);
+        quiet_until_tick(&server);
+        assert_eq!(low_water(&server), LOW_WATER_BYTES);
+        wake_on_every_arrival(&server);
+        assert_eq!(low_water(&server), 1);
+        client.write_all(b"publish").await.unwrap();
+        // The runtime hears of 7 bytes: a bound far above any scheduling delay.
+        tokio::time::timeout(Duration::from_secs(30), server.readable())
+            .await
+            .expect("readable within 30 s")
+            .unwrap();
     }
 
     /// The first read that finds something. Loopback delivers within the sender's call; the
