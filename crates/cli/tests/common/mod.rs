@@ -10,6 +10,21 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// `vshare serve` on ephemeral RTMP and HTTP ports with `data` as its data directory.
+pub fn serve_command(data: &Path) -> Command {
+    let mut cmd = vshare();
+    cmd.args([
+        "serve",
+        "--rtmp",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--data",
+    ])
+    .arg(data);
+    cmd
+}
+
 pub fn vshare() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vshare"))
 }
@@ -29,16 +44,7 @@ impl Server {
     }
 
     pub fn start_with_env(data: &Path, extra: &[&str], envs: &[(&str, String)]) -> Server {
-        let mut child = vshare()
-            .args([
-                "serve",
-                "--rtmp",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(data)
+        let mut child = serve_command(data)
             .args(extra)
             .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
             .env("VSHARE_LOG", "info")

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Server, vshare};
+use crate::common::{Server, serve_command, vshare};
 use sha2::{Digest, Sha256};
 use vshare_testkit::net::free_port;
 use vshare_testkit::wait::wait_exit;
@@ -384,16 +384,7 @@ pub fn missing_browser() -> Option<String> {
 
 /// `vshare serve` with `args` that must not start: returns what it said.
 pub fn refused(data: &Path, args: &[&str]) -> String {
-    let mut child = vshare()
-        .args([
-            "serve",
-            "--rtmp",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(data)
+    let mut child = serve_command(data)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
