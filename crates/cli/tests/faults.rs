@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use vshare_testkit::ffmpeg::{decode_errors, ffprobe, frame_count, number};
-use vshare_testkit::wait::{wait_exit, wait_for};
+use vshare_testkit::wait::wait_exit;
 
 #[test]
 fn bad_publishers_are_refused_and_a_good_stream_is_unharmed() {
@@ -27,21 +27,14 @@ fn bad_publishers_are_refused_and_a_good_stream_is_unharmed() {
     let status =
         wait_exit(&mut bad, Duration::from_secs(10)).expect("ffmpeg with a bad key should stop");
     assert!(!status.success());
-    wait_for("refusal log line", Duration::from_secs(5), || {
-        server.log().contains("publish refused").then_some(())
-    });
-    assert!(server.log().contains("unknown or revoked stream key"));
+    server.expect_logged("unknown or revoked stream key");
 
     // A second publisher on a key that is live: refused.
     let mut second = ffmpeg_publish(&clip, &server.rtmp_url(&key));
     let status =
         wait_exit(&mut second, Duration::from_secs(10)).expect("second publisher should stop");
     assert!(!status.success());
-    assert!(
-        server.log().contains("already publishing"),
-        "{}",
-        server.log()
-    );
+    server.expect_logged("already publishing");
 
     // A codec we do not support (Sorenson H.263, FLV codec id 2): the connection is closed.
     let key2 = create_key(&data);
@@ -67,11 +60,7 @@ fn bad_publishers_are_refused_and_a_good_stream_is_unharmed() {
     let status =
         wait_exit(&mut h263, Duration::from_secs(15)).expect("h263 publisher should be cut off");
     assert!(!status.success());
-    assert!(
-        server.log().contains("codec id 2 is not supported"),
-        "{}",
-        server.log()
-    );
+    server.expect_logged("codec id 2 is not supported");
 
     // Garbage instead of a handshake: closed.
     let mut s = TcpStream::connect(("127.0.0.1", server.rtmp_port)).expect("connect");
@@ -176,12 +165,7 @@ fn frames_without_codec_configuration_and_oversized_messages_close_the_connectio
         closed_within(&mut s, Duration::from_secs(5)).is_some(),
         "connection left open"
     );
-    wait_for("log line", Duration::from_secs(5), || {
-        server
-            .log()
-            .contains("arrived before the AVC sequence header")
-            .then_some(())
-    });
+    server.expect_logged("arrived before the AVC sequence header");
 
     // A 20 MB message: over the limit, refused before it is buffered.
     let (mut s, mut c) = raw_publisher(server.rtmp_port, &key2);

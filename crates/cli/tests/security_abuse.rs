@@ -568,11 +568,7 @@ fn class6_revoking_a_key_ends_its_publish() {
             server.log()
         );
     }
-    assert!(
-        server.log().contains("stream key revoked or rotated"),
-        "{}",
-        server.log()
-    );
+    server.expect_logged("stream key revoked or rotated");
 }
 
 // Class 6: a stream can start private.

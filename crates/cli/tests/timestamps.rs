@@ -213,11 +213,7 @@ fn gstreamer_flvmux_with_b_frames() {
             slack_s: SLACK,
         },
     );
-    assert!(
-        server.log().contains("clamped_start"),
-        "the rebuilt start is logged:\n{}",
-        server.log()
-    );
+    server.expect_logged("clamped_start");
 }
 
 /// Publishes `clip` with the ffmpeg CLI in real time and waits for it to finish.
@@ -387,11 +383,8 @@ fn a_jump_forward_and_one_backward() {
             slack_s: SLACK,
         },
     );
-    let log = server.log();
-    assert!(
-        log.contains("jump_forward") && log.contains("jump_backward"),
-        "{log}"
-    );
+    server.expect_logged("jump_forward");
+    server.expect_logged("jump_backward");
 }
 
 #[test]

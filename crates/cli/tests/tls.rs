@@ -272,7 +272,7 @@ fn acme_certificate_from_pebble_is_served_kept_and_renewed() {
     };
     let (trusted, api) = trusting(&server);
     wait_ok(&rt, &trusted, &api, &server);
-    assert!(server.log().contains("ACME certificate obtained"));
+    server.expect_logged("ACME certificate obtained");
     let tls = data.join("tls");
     for f in ["acme.key", "acme.crt", "acme-account.json"] {
         assert_eq!(mode(&tls.join(f)), 0o600, "{f}");

@@ -44,21 +44,6 @@ fn upload(server: &str, key: &str, seconds: u32, extra: &[&str]) -> serde_json::
     serde_json::from_str(json).expect("stats JSON")
 }
 
-/// The log without terminal colour codes.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut in_escape = false;
-    for c in log.chars() {
-        match (in_escape, c) {
-            (false, '\u{1b}') => in_escape = true,
-            (false, c) => out.push(c),
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-        }
-    }
-    out
-}
-
 fn vod_mp4(server: &Server, key: &str) -> (serde_json::Value, String) {
     let v = wait_video_state(server, key, &["ready"], Duration::from_secs(30));
     let url = v["attributes"]
@@ -225,11 +210,7 @@ fn a_dropped_connection_resumes_and_the_recording_has_no_hole() {
     );
     let span = times.last().copied().unwrap_or(0.0) - times.first().copied().unwrap_or(0.0);
     assert!((span - 10.0).abs() < 0.2, "10 s recorded: {span:.3}");
-    let log = plain(&server.log());
-    assert!(
-        log.contains("resumed=true"),
-        "the server saw a resume:\n{log}"
-    );
+    server.expect_logged("resumed=true");
 }
 
 type Ws =
@@ -385,8 +366,7 @@ async fn bad_senders_are_closed_with_their_codes_while_a_good_upload_goes_on() {
     assert_eq!(stats["reconnects"], 0);
     let (_, mp4) = vod_mp4(&server, &good_key);
     assert_eq!(frame_count(&mp4, "v:0"), sent);
-    let log = plain(&server.log());
     for needle in ["close 4001", "close 4002", "close 4003", "close 4004"] {
-        assert!(log.contains(needle), "log line for {needle}:\n{log}");
+        server.expect_logged(needle);
     }
 }

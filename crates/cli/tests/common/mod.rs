@@ -25,6 +25,22 @@ pub fn serve_command(data: &Path) -> Command {
     cmd
 }
 
+/// The log line as text: tracing colours field names and levels with ANSI escapes, which
+/// would sit between a field and its value (`resumed=true`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut in_escape = false;
+    for c in line.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (false, c) => out.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    out
+}
+
 pub fn vshare() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vshare"))
 }
@@ -58,7 +74,7 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut l = log2.lock().expect("log lock");
-                l.push_str(&line);
+                l.push_str(&without_colours(&line));
                 l.push('\n');
             }
         });
@@ -104,6 +120,21 @@ impl Server {
 
     pub fn log(&self) -> String {
         self.log.lock().expect("log").clone()
+    }
+
+    /// Waits until the log holds `needle`. The server writes a line before the effect a test
+    /// sees (a closed socket, a client that exits), but the thread reading its stderr pipe can
+    /// be scheduled after the test's own thread; on a busy machine it was.
+    pub fn expect_logged(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "the server never logged {needle:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn kill9(&mut self) {
