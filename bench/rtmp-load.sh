@@ -12,6 +12,8 @@
 #              CHUNK_SIZE=4096 (the publishers' RTMP chunk size; 128 is ffmpeg's)
 #              PUBLISHER=$VSHARE (the vshare binary whose `bench` publishes: keep it fixed to
 #              compare two server builds)
+#              WORKERS=1 (vshare's runtime threads; nginx here runs one worker process, so
+#              both servers get one event loop; 0 = one per core)
 set -euo pipefail
 
 COUNTS=${COUNTS:-"10 50 100"}
@@ -19,6 +21,7 @@ DURATION=${DURATION:-60s}
 RAMP=${RAMP:-5s}
 SERVERS=${SERVERS:-"vshare nginx"}
 CHUNK_SIZE=${CHUNK_SIZE:-4096}
+WORKERS=${WORKERS:-1}
 VSHARE=${VSHARE:-target/release/vshare}
 PUBLISHER=${PUBLISHER:-$VSHARE}
 RTMP_MODULE=${RTMP_MODULE:-/usr/lib/nginx/modules/ngx_rtmp_module.so}
@@ -107,7 +110,7 @@ start_vshare() {
     [ "$(wc -l < "$dir/keys")" -eq "$n" ] || die "could not create $n vshare keys"
     # Every publisher comes from this one address: lift the per-address connection cap.
     printf '[limits]\nmax_connections_per_ip = %d\n' "$((n + 16))" > "$dir/vshare.toml"
-    VSHARE_LOG=warn "$VSHARE" serve --ladder none --data "$dir/data" --rtmp "127.0.0.1:$VSHARE_RTMP_PORT" \
+    VSHARE_LOG=warn "$VSHARE" serve --workers "$WORKERS" --ladder none --data "$dir/data" --rtmp "127.0.0.1:$VSHARE_RTMP_PORT" \
         --http "127.0.0.1:$VSHARE_HTTP_PORT" --config "$dir/vshare.toml" > "$dir/serve.log" 2>&1 &
     SERVER_PID=$!
     wait_port "$VSHARE_RTMP_PORT"

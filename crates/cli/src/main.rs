@@ -42,12 +42,23 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(a) => commands::serve::run(*a).await,
+    // The server's config says how many threads serve it, so it is read before the runtime
+    // exists.
+    let command = match cli.command {
+        Command::Serve(a) => {
+            let config = a.into_config()?;
+            anyhow::ensure!(
+                config.workers <= 1024,
+                "workers = {}: at most 1024 (0 = one per CPU core)",
+                config.workers
+            );
+            return runtime(config.workers)?.block_on(commands::serve::run(config));
+        }
+        other => other,
+    };
+    runtime(0)?.block_on(async move {
+        match command {
+            Command::Serve(_) => unreachable!("serve runs above, on a runtime of its own size"),
             Command::Keys(a) => commands::keys::run(a).await,
             Command::Publish(a) => commands::publish::run(a).await,
             Command::Bench(a) => commands::bench::run(a).await,
@@ -57,4 +68,13 @@ fn main() -> anyhow::Result<()> {
             Command::Subscribe(a) => commands::subscribe::run(a).await,
         }
     })
+}
+
+/// The async runtime: `workers` threads, or one per CPU core for 0.
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build()
 }

@@ -14,7 +14,7 @@ fn toml_file_sets_ll_hls_timing_and_flags_override_it() {
     let conf = dir.path().join("vshare.toml");
     std::fs::write(
         &conf,
-        "[live]\npart_target_ms = 500\nsegment_target_ms = 4000\n",
+        "workers = 3\n[live]\npart_target_ms = 500\nsegment_target_ms = 4000\n",
     )
     .expect("write");
     let clip = make_clip(dir.path(), "clip.mp4", 10, &[]);
@@ -42,6 +42,8 @@ fn toml_file_sets_ll_hls_timing_and_flags_override_it() {
         "{playlist}"
     );
     assert!(playlist.contains("#EXT-X-TARGETDURATION:3"), "{playlist}");
+    // `workers` sizes the runtime (the server logs what its runtime reports).
+    server.expect_logged("workers=3");
     let _ = publisher.kill();
     let _ = publisher.wait();
 }

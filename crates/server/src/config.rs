@@ -27,6 +27,9 @@ pub struct Config {
     /// admin); none: those endpoints are closed. Better given as VSHARE_ADMIN_TOKEN than
     /// written in a file.
     pub admin_token: Option<String>,
+    /// Threads of the async runtime that serves every connection (ingest, packaging, HTTP);
+    /// 0: one per CPU core.
+    pub workers: usize,
     pub live: LiveConfig,
     pub limits: Limits,
     pub webhook: Option<WebhookConfig>,
@@ -419,6 +422,7 @@ impl Default for Config {
             database_url: None,
             storage_url: None,
             admin_token: None,
+            workers: 0,
             live: LiveConfig::default(),
             limits: Limits::default(),
             webhook: None,

@@ -321,7 +321,8 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     {
         tokio::spawn(acme::run(config.clone(), t.certs.clone(), challenges));
     }
-    info!(rtmp = %rtmp_url, http = %public_url, "vshare serving");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    info!(rtmp = %rtmp_url, http = %public_url, workers, "vshare serving");
     on_ready(&Running {
         rtmp: rtmp_addr,
         http: http_addr,

@@ -62,15 +62,15 @@ pub struct Args {
     /// The proxy's own number (sender of its SMS; subscribers text SUB <source> to it).
     #[arg(long, env = "VSHARE_PROXY_NUMBER")]
     pub proxy_number: Option<String>,
-    /// Async worker threads for ingest, packaging and HTTP. One thread avoids cross-thread
-    /// wake-ups per frame (about 30 % less CPU per stream here); transcoding, file writers and
-    /// the database have threads of their own regardless. Raise it for many HTTP viewers.
-    #[arg(long, env = "VSHARE_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub workers: u16,
     /// Bearer token that opens the admin endpoints (creating stream keys, the proxy's
     /// subscription admin); unset, they stay closed.
     #[arg(long, env = "VSHARE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Async worker threads for ingest, packaging and HTTP [default: one per CPU core].
+    /// One thread avoids cross-thread wake-ups (less CPU per publisher); more serve more
+    /// viewers. Transcoding, file writers and the database have threads of their own.
+    #[arg(long, env = "VSHARE_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// Run without the communication proxy role (no subscriptions).
     #[arg(long)]
     pub no_proxy: bool,
@@ -130,6 +130,9 @@ impl Args {
         }
         if self.storage_url.is_some() {
             c.storage_url = self.storage_url;
+        }
+        if let Some(v) = self.workers {
+            c.workers = v.into();
         }
         if self.admin_token.is_some() {
             c.admin_token = self.admin_token;
@@ -223,8 +226,7 @@ impl Args {
     }
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.into_config()?;
+pub async fn run(config: Config) -> anyhow::Result<()> {
     let data = config.data_dir.clone();
     vshare_server::serve(config, |r| {
         let host = url_host(&r.public_url);
