@@ -4,9 +4,11 @@
 //! a part's bytes are: in memory, or in the recording's storage (a part is a byte range of its
 //! stored segment, which is its parts concatenated).
 //!
-//! Memory per stream is the segment in progress and the complete segments the recorder has not
-//! yet confirmed stored ([`WindowUpdate::Stored`]); parts the playlist still lists but whose
-//! segment is stored are read back by range. Sans-IO: a live server wraps it with its locks and
+//! Memory per stream is the segment in progress, the newest complete segment, and complete
+//! segments the recorder has not yet confirmed stored ([`WindowUpdate::Stored`]); parts the
+//! playlist still lists but whose segment is stored and older are read back by range. The
+//! newest complete segment stays because it is what is asked for most once complete: its last
+//! parts by players a moment behind the live edge, its whole by players that load segments. Sans-IO: a live server wraps it with its locks and
 //! wake-ups.
 
 use std::collections::BTreeMap;
@@ -123,8 +125,10 @@ impl LiveWindow {
                 self.part_ranges.retain(|(m, _), _| *m >= keep_from);
                 self.part_counts.retain(|m, _| *m >= keep_from);
                 self.stored.retain(|m| *m >= keep_from);
-                if self.stored.contains(&msn) {
-                    self.forget_parts(msn);
+                // The segment before this one is no longer the newest: if stored, its parts go.
+                let older: Vec<u64> = self.stored.range(..msn).copied().collect();
+                for m in older {
+                    self.forget_parts(m);
                 }
             }
             WindowUpdate::Stored { msn } => {
@@ -134,7 +138,9 @@ impl LiveWindow {
                 {
                     self.stored.insert(msn);
                 }
-                if self.part_counts.contains_key(&msn) {
+                if self.part_counts.contains_key(&msn)
+                    && self.last_segment.is_some_and(|last| msn < last)
+                {
                     self.forget_parts(msn);
                 }
             }
@@ -332,7 +338,12 @@ mod tests {
             msn: 3,
             playlist: pl("s3"),
         });
+        // Complete and stored, but the newest: still in memory until the next completes.
+        assert!(matches!(w.part(3, 0), PartBytes::InMemory(_)));
+        assert!(matches!(w.segment(3), SegmentBytes::InMemory(_)));
+        fill_from(&mut w, 4, 5);
         assert_eq!(w.part(3, 0), PartBytes::Stored { offset: 0, len: 5 });
+        assert_eq!(w.segment(3), SegmentBytes::Stored);
         // The concatenation of the parts is the stored segment: ranges follow each other.
         let ranges: Vec<_> = (0..3).map(|i| w.part(1, i)).collect();
         assert_eq!(
@@ -344,8 +355,52 @@ mod tests {
             ]
         );
         // Parts beyond the listing go, stored or not.
-        fill_from(&mut w, 4, 10);
+        fill_from(&mut w, 5, 10);
         assert_eq!(w.part(1, 0), PartBytes::Missing);
+    }
+
+    #[test]
+    fn the_newest_complete_segment_stays_in_memory_once_stored() {
+        let mut w = LiveWindow::new();
+        fill(&mut w, 3);
+        for msn in 0..3 {
+            w.apply(WindowUpdate::Stored { msn });
+        }
+        // Segments 0 and 1 are read back from storage; 2, the newest, is served from memory.
+        assert_eq!(w.segment(1), SegmentBytes::Stored);
+        assert_eq!(
+            w.segment(2),
+            SegmentBytes::InMemory(Bytes::from_static(b"[2.0][2.1][2.2]"))
+        );
+        assert_eq!(
+            w.part(2, 2),
+            PartBytes::InMemory(Bytes::from_static(b"[2.2]"))
+        );
+        assert_eq!(w.held_bytes(), 3 * 5 + 4);
+        // A part of the next segment changes nothing; its completion sends 2 to storage.
+        w.apply(WindowUpdate::Part {
+            msn: 3,
+            index: 0,
+            bytes: Bytes::from_static(b"[3.0]"),
+            playlist: pl("p3.0"),
+        });
+        assert!(matches!(w.segment(2), SegmentBytes::InMemory(_)));
+        w.apply(WindowUpdate::Part {
+            msn: 3,
+            index: 1,
+            bytes: Bytes::from_static(b"[3.1]"),
+            playlist: pl("p3.1"),
+        });
+        w.apply(WindowUpdate::Segment {
+            msn: 3,
+            playlist: pl("s3"),
+        });
+        assert_eq!(w.segment(2), SegmentBytes::Stored);
+        assert_eq!(w.part(2, 2), PartBytes::Stored { offset: 10, len: 5 });
+        // Segment 3 is not stored yet: in memory either way.
+        assert_eq!(w.held_bytes(), 2 * 5 + 4);
+        w.apply(WindowUpdate::Stored { msn: 3 });
+        assert_eq!(w.held_bytes(), 2 * 5 + 4);
     }
 
     #[test]
