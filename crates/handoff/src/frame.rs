@@ -345,9 +345,13 @@ pub fn encode_message_body(
             put_bytes32(out, "playlist", playlist.as_bytes())?;
         }
         LiveMessage::StoredSegment {
-            msn, part_lengths, ..
+            msn,
+            part_lengths,
+            playlist,
+            ..
         } => {
             out.extend_from_slice(&msn.to_be_bytes());
+            put_bytes32(out, "playlist", playlist.as_bytes())?;
             let count = u16::try_from(part_lengths.len())
                 .ok()
                 .filter(|&c| c <= limits.max_parts_per_segment)
@@ -411,6 +415,7 @@ pub fn decode_message_body(
         },
         _ => {
             let msn = r.u64("msn")?;
+            let playlist = r.text32("playlist")?;
             let at = r.offset();
             let count = r.u16("part count")?;
             if count > limits.max_parts_per_segment {
@@ -429,6 +434,7 @@ pub fn decode_message_body(
                 stream,
                 msn,
                 part_lengths,
+                playlist,
             }
         }
     };
@@ -476,6 +482,7 @@ pub(crate) mod tests {
                 stream: s(),
                 msn: 2,
                 part_lengths: vec![10, 20, 30],
+                playlist: Arc::from("#EXTM3U\nseg2.m4s\n"),
             },
         ]
     }
@@ -550,13 +557,14 @@ pub(crate) mod tests {
             stream: "a".into(),
             msn: 0,
             part_lengths: vec![1, 2, 3],
+            playlist: Arc::from(""),
         };
         encode_message_body(&seg, &Limits::default(), &mut many).unwrap();
         assert!(matches!(
             decode_message_body(kind::STORED_SEGMENT, &many, &limits, 0),
             Err(HandoffError::FieldTooLong {
                 field: "part count",
-                offset: 11,
+                offset: 15,
                 ..
             })
         ));

@@ -37,12 +37,14 @@ pub enum LiveMessage {
     /// stream, named `<video>/<rendition>`; the source is `<video>`).
     Multivariant { stream: String, playlist: Arc<str> },
     /// Segment `msn` is complete and stored, and its parts have these lengths (each part is a
-    /// byte range of the stored segment). Only a resync sends it: it stands for the parts,
-    /// `Segment` and `Stored` of a segment whose parts left memory.
+    /// byte range of the stored segment); `playlist` is the current one. Only a resync sends
+    /// it: it stands for the parts, `Segment` and `Stored` of a segment whose parts left
+    /// memory.
     StoredSegment {
         stream: String,
         msn: u64,
         part_lengths: Vec<u32>,
+        playlist: Arc<str>,
     },
 }
 
@@ -71,7 +73,11 @@ impl LiveMessage {
             | LiveMessage::End { playlist, .. }
             | LiveMessage::Multivariant { playlist, .. } => playlist.len(),
             LiveMessage::Stored { .. } => 0,
-            LiveMessage::StoredSegment { part_lengths, .. } => part_lengths.len() * 4,
+            LiveMessage::StoredSegment {
+                part_lengths,
+                playlist,
+                ..
+            } => part_lengths.len() * 4 + playlist.len(),
         };
         own + self.stream().len() + 32
     }
