@@ -593,3 +593,27 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_and_the_live_tier_from_a_file() {
+        let c: Config = toml::from_str(
+            "roles = [\"video\", \"proxy\"]\n[live]\npublic_url = \"https://live.example/\"\n\
+             handoff_push = [\"tcp://10.0.0.5:7070\"]\nhandoff_secret_file = \"/etc/s\"\n\
+             handoff_queue_bytes = 1024\n",
+        )
+        .unwrap();
+        assert!(c.has_role(Role::Video) && c.has_role(Role::Proxy) && !c.has_role(Role::Live));
+        assert_eq!(c.live_public_url(), "https://live.example");
+        assert_eq!(c.live.handoff_push, ["tcp://10.0.0.5:7070"]);
+        assert_eq!(c.live.handoff_keepalive_ms, 1000);
+        let d = Config::default();
+        assert_eq!(d.roles, [Role::Video, Role::Live, Role::Proxy]);
+        assert!(d.live.handoff_listen.is_none() && d.live.handoff_push.is_empty());
+        assert!(toml::from_str::<Config>("roles = [\"edge\"]").is_err());
+        assert!(toml::from_str::<Config>("[live]\nhandoff_secrett = \"x\"").is_err());
+    }
+}

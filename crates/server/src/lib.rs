@@ -349,8 +349,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     let videos = video::VideoServer::new(
         db.clone(),
         storage.clone(),
-        live.clone(),
-        live_tx,
+        (live.clone(), live_tx),
         webhooks.clone(),
         config.clone(),
         ladder,

@@ -280,3 +280,73 @@ fn to_message(stream: &str, u: WindowUpdate) -> LiveMessage {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(stream: &str, msn: u64, index: u32) -> LiveMessage {
+        LiveMessage::Part {
+            stream: stream.into(),
+            msn,
+            index,
+            bytes: Bytes::from(format!("[{msn}.{index}]")),
+            playlist: Arc::from(format!("{stream} p{msn}.{index}")),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_gives_a_fresh_live_server_every_stream() {
+        let a = LiveServer::new();
+        for stream in ["v", "v/480p"] {
+            a.apply(LiveMessage::Init {
+                stream: stream.into(),
+                name: "init.mp4".into(),
+                init: Bytes::from_static(b"init"),
+            });
+            for msn in 0..3 {
+                for i in 0..2 {
+                    a.apply(part(stream, msn, i));
+                }
+                a.apply(LiveMessage::Segment {
+                    stream: stream.into(),
+                    msn,
+                    playlist: Arc::from(format!("{stream} s{msn}")),
+                });
+            }
+            a.apply(LiveMessage::Stored {
+                stream: stream.into(),
+                msn: 0,
+            });
+            a.apply(part(stream, 3, 0));
+        }
+        a.apply(LiveMessage::Multivariant {
+            stream: "v".into(),
+            playlist: Arc::from("master"),
+        });
+        let b = LiveServer::new();
+        for msg in a.snapshot() {
+            b.apply(msg);
+        }
+        for stream in ["v", "v/480p"] {
+            let (sa, sb) = (a.stream(stream).unwrap(), b.stream(stream).unwrap());
+            assert_eq!(sb.playlist(), sa.playlist());
+            assert_eq!(sb.init("init.mp4"), sa.init("init.mp4"));
+            for msn in 0..4 {
+                assert_eq!(sb.segment(msn), sa.segment(msn));
+                for i in 0..3 {
+                    assert_eq!(sb.part(msn, i), sa.part(msn, i), "{stream} {msn}.{i}");
+                }
+            }
+            assert_eq!(sb.next_expected(), sa.next_expected());
+        }
+        assert_eq!(
+            b.stream("v").unwrap().multivariant().as_deref(),
+            Some("master")
+        );
+        assert_eq!(
+            b.stream("v").unwrap().part(0, 1),
+            PartBytes::Stored { offset: 5, len: 5 }
+        );
+    }
+}

@@ -93,8 +93,8 @@ impl VideoServer {
     pub fn new(
         db: Db,
         storage: Storage,
-        live: LiveServer,
-        live_tx: mpsc::UnboundedSender<LiveMessage>,
+        // The live server here, and where messages for it (and for pushed live servers) go.
+        (live, live_tx): (LiveServer, mpsc::UnboundedSender<LiveMessage>),
         webhooks: Webhooks,
         config: Arc<Config>,
         ladder: LadderConfig,
