@@ -229,4 +229,32 @@ fn a_live_server_in_its_own_process_serves_the_stream_and_recovers_from_kill_9()
         || text(&format!("{base}/index.m3u8")).filter(|p| p.contains("#EXT-X-ENDLIST")),
     );
     drop(wrong);
+
+    // What the hand-off cost on the wire against the media it carried (the recording's init
+    // and segments): framing, tags, the playlist with every part, and two resyncs.
+    let metrics = text(&format!("{}/metrics", video.http)).expect("metrics");
+    let sent: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("vshare_live_handoff_bytes_total")
+                && l.contains(&format!(":{live_port}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("hand-off byte counter:\n{metrics}"));
+    let media: u64 = std::fs::read_dir(data.join("media/videos").join(&id))
+        .expect("recording")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("seg") || n.starts_with("init")
+        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    eprintln!(
+        "hand-off: {sent} bytes sent for {media} bytes of media ({:.1} %)",
+        sent * 100.0 / media as f64
+    );
+    assert!(sent > 0.0 && media > 0);
 }

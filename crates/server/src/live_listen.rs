@@ -100,7 +100,10 @@ impl Listen {
                 let result = session.handle_input(&buf[..n]);
                 // A refusal is sent before the error closes the connection.
                 flush(&mut sock, &mut session, self.handshake).await?;
-                result.map_err(|e| anyhow::anyhow!("refused: {e}"))?;
+                if let Err(e) = result {
+                    metrics::counter!("vshare_live_handoff_refused_total").increment(1);
+                    anyhow::bail!("refused: {e}");
+                }
             }
             Ok(())
         };

@@ -131,7 +131,12 @@ impl LivePush {
         let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
         for t in &self.targets {
             let mut q = t.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let was_due = q.resync;
             enqueue(&mut q, &msg, self.max_queue);
+            if q.connected && q.resync && !was_due {
+                metrics::counter!("vshare_live_handoff_overflows_total", "live_server" => t.url.clone())
+                    .increment(1);
+            }
             drop(q);
             t.wake.notify_one();
         }
@@ -151,6 +156,13 @@ impl LivePush {
             return (self.live.snapshot(), true);
         }
         (q.messages.drain(..).collect(), false)
+    }
+
+    fn sent_bytes(&self, t: &Target, n: usize) {
+        if n > 0 {
+            metrics::counter!("vshare_live_handoff_bytes_total", "live_server" => t.url.clone())
+                .increment(n as u64);
+        }
     }
 
     fn set_connected(&self, t: &Target, up: bool) {
@@ -207,6 +219,8 @@ impl LivePush {
         loop {
             let (batch, resync) = self.next_batch(t);
             if resync {
+                metrics::counter!("vshare_live_handoff_resyncs_total", "live_server" => t.url.clone())
+                    .increment(1);
                 let streams: std::collections::HashSet<&str> =
                     batch.iter().map(LiveMessage::stream).collect();
                 info!(live_server = %t.url, streams = streams.len(), messages = batch.len(), "live hand-off: resync");
@@ -217,9 +231,11 @@ impl LivePush {
                     warn!(live_server = %t.url, stream = msg.stream(), "live hand-off: {e}");
                 }
             }
+            let sent = session.pending_output();
             if let Err(e) = flush(&mut sock, &mut session, silent).await {
                 return e;
             }
+            self.sent_bytes(t, sent);
             tokio::select! {
                 _ = t.wake.notified() => {}
                 _ = ping.tick() => {
