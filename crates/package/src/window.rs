@@ -36,6 +36,13 @@ pub enum WindowUpdate {
     Stored { msn: u64 },
     /// The stream ended; `playlist` carries EXT-X-ENDLIST.
     End { playlist: Arc<str> },
+    /// Segment `msn` is complete and stored, its parts of these lengths; `playlist` is the
+    /// current one. What a [`LiveWindow::snapshot`] says of a segment whose parts left memory.
+    StoredSegment {
+        msn: u64,
+        part_lengths: Vec<u32>,
+        playlist: Arc<str>,
+    },
 }
 
 /// Where a segment's bytes are.
@@ -118,18 +125,34 @@ impl LiveWindow {
                 self.part_counts.insert(msn, count);
                 self.playlist = Some(playlist);
                 self.last_segment = self.last_segment.max(Some(msn));
-                // One segment more than the playlist lists parts for: a player on the playlist
-                // before this one may still ask for them.
-                let keep_from = msn.saturating_sub(SEGMENTS_WITH_PARTS as u64);
-                self.parts.retain(|(m, _), _| *m >= keep_from);
-                self.part_ranges.retain(|(m, _), _| *m >= keep_from);
-                self.part_counts.retain(|m, _| *m >= keep_from);
-                self.stored.retain(|m| *m >= keep_from);
+                self.keep_listed();
                 // The segment before this one is no longer the newest: if stored, its parts go.
                 let older: Vec<u64> = self.stored.range(..msn).copied().collect();
                 for m in older {
                     self.forget_parts(m);
                 }
+            }
+            WindowUpdate::StoredSegment {
+                msn,
+                part_lengths,
+                playlist,
+            } => {
+                let mut offset = 0;
+                for (index, &len) in (0u32..).zip(&part_lengths) {
+                    self.part_ranges
+                        .insert((msn, index), (offset, u64::from(len)));
+                    offset += u64::from(len);
+                }
+                let count = part_lengths.len() as u32;
+                self.part_counts.insert(msn, count);
+                self.stored.insert(msn);
+                self.forget_parts(msn);
+                if let Some(last) = count.checked_sub(1) {
+                    self.last_part = self.last_part.max(Some((msn, last)));
+                }
+                self.last_segment = self.last_segment.max(Some(msn));
+                self.playlist = Some(playlist);
+                self.keep_listed();
             }
             WindowUpdate::Stored { msn } => {
                 if self
@@ -149,6 +172,75 @@ impl LiveWindow {
                 self.ended = true;
             }
         }
+    }
+
+    /// Keeps parts and ranges for the segments the playlist lists parts for and one more: a
+    /// player on the playlist before this one may still ask for them.
+    fn keep_listed(&mut self) {
+        let Some(last) = self.last_segment else {
+            return;
+        };
+        let keep_from = last.saturating_sub(SEGMENTS_WITH_PARTS as u64);
+        self.parts.retain(|(m, _), _| *m >= keep_from);
+        self.part_ranges.retain(|(m, _), _| *m >= keep_from);
+        self.part_counts.retain(|m, _| *m >= keep_from);
+        self.stored.retain(|m| *m >= keep_from);
+    }
+
+    /// Updates that bring an empty window to the state of this one (what a live server that
+    /// lost it is sent after a reconnect): the init segments, each listed complete segment —
+    /// its parts, `Segment` (and `Stored` if stored) while they are in memory, else
+    /// `StoredSegment` with their lengths — then the parts of the segment in progress, and `End` if the stream ended.
+    /// Every playlist is the current one. Empty before the first playlist.
+    pub fn snapshot(&self) -> Vec<WindowUpdate> {
+        let Some(playlist) = self.playlist.clone() else {
+            return Vec::new();
+        };
+        let mut out: Vec<WindowUpdate> = self
+            .inits
+            .iter()
+            .map(|(name, bytes)| WindowUpdate::Init {
+                name: name.clone(),
+                bytes: bytes.clone(),
+            })
+            .collect();
+        let part = |(&(msn, index), bytes): (&(u64, u32), &Bytes)| WindowUpdate::Part {
+            msn,
+            index,
+            bytes: bytes.clone(),
+            playlist: playlist.clone(),
+        };
+        for (&msn, &count) in &self.part_counts {
+            let held = self.parts.range((msn, 0)..(msn + 1, 0)).count() as u32;
+            if held == count {
+                out.extend(self.parts.range((msn, 0)..(msn + 1, 0)).map(part));
+                out.push(WindowUpdate::Segment {
+                    msn,
+                    playlist: playlist.clone(),
+                });
+                // The newest complete segment keeps its parts once stored.
+                if self.stored.contains(&msn) {
+                    out.push(WindowUpdate::Stored { msn });
+                }
+            } else {
+                let part_lengths = self
+                    .part_ranges
+                    .range((msn, 0)..(msn + 1, 0))
+                    .map(|(_, &(_, len))| u32::try_from(len).unwrap_or(u32::MAX))
+                    .collect();
+                out.push(WindowUpdate::StoredSegment {
+                    msn,
+                    part_lengths,
+                    playlist: playlist.clone(),
+                });
+            }
+        }
+        let from = self.last_segment.map_or(0, |l| l + 1);
+        out.extend(self.parts.range((from, 0)..).map(part));
+        if self.ended {
+            out.push(WindowUpdate::End { playlist });
+        }
+        out
     }
 
     /// Drops the in-memory parts of a complete, stored segment (their ranges stay).
@@ -357,6 +449,58 @@ mod tests {
         // Parts beyond the listing go, stored or not.
         fill_from(&mut w, 5, 10);
         assert_eq!(w.part(1, 0), PartBytes::Missing);
+    }
+
+    /// What a client sees of a window: playlist, inits, every part and segment, the blocking
+    /// condition.
+    fn view(w: &LiveWindow, segments: u64) -> Vec<String> {
+        let mut v = vec![format!("{:?} {:?}", w.playlist(), w.init("init.mp4"))];
+        for msn in 0..=segments {
+            v.push(format!("{msn}: {:?}", w.segment(msn)));
+            for i in 0..4 {
+                v.push(format!("{msn}.{i}: {:?}", w.part(msn, i)));
+            }
+        }
+        v.push(format!("{:?} {}", w.next_expected(), w.is_ended()));
+        v.push(format!("{}", w.satisfies(segments, None)));
+        v
+    }
+
+    #[test]
+    fn a_snapshot_rebuilds_the_window() {
+        let mut w = LiveWindow::new();
+        assert!(w.snapshot().is_empty());
+        fill(&mut w, 6);
+        for msn in 0..4 {
+            w.apply(WindowUpdate::Stored { msn });
+        }
+        // Segment 6 in progress, 4 and 5 complete in memory, 3 and 2 stored with ranges.
+        for index in 0..2 {
+            w.apply(WindowUpdate::Part {
+                msn: 6,
+                index,
+                bytes: Bytes::from(format!("[6.{index}]")),
+                playlist: pl(&format!("p6.{index}")),
+            });
+        }
+        let mut fresh = LiveWindow::new();
+        for u in w.snapshot() {
+            fresh.apply(u);
+        }
+        assert_eq!(view(&fresh, 7), view(&w, 7));
+        assert_eq!(fresh.held_bytes(), w.held_bytes());
+        // And it goes on from there like the original.
+        fill_from(&mut w, 6, 9);
+        fill_from(&mut fresh, 6, 9);
+        assert_eq!(view(&fresh, 9), view(&w, 9));
+        w.apply(WindowUpdate::End {
+            playlist: pl("end"),
+        });
+        let mut ended = LiveWindow::new();
+        for u in w.snapshot() {
+            ended.apply(u);
+        }
+        assert_eq!(view(&ended, 9), view(&w, 9));
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct Config {
     /// Threads of the async runtime that serves every connection (ingest, packaging, HTTP);
     /// 0: one per CPU core.
     pub workers: usize,
+    /// The roles this process runs: `video` (ingest, packaging, recording), `live` (LL-HLS
+    /// to players), `proxy` (subscriptions and their messages). Default: all three.
+    pub roles: Vec<Role>,
     pub live: LiveConfig,
     pub limits: Limits,
     pub webhook: Option<WebhookConfig>,
@@ -38,6 +41,27 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub sms: SmsConfig,
     pub tls: TlsConfig,
+}
+
+/// One role of `vshare serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Video,
+    Live,
+    Proxy,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "video" => Ok(Role::Video),
+            "live" => Ok(Role::Live),
+            "proxy" => Ok(Role::Proxy),
+            other => Err(format!("unknown role {other:?} (video, live, proxy)")),
+        }
+    }
 }
 
 /// How `vshare serve` terminates TLS on the HTTP address and the RTMPS listener.
@@ -364,6 +388,48 @@ pub struct LiveConfig {
     /// meanwhile in one read ("merged read"): far fewer wake-ups and system calls per
     /// publisher, for at most one tick more latency. 0: each socket is read as data arrives.
     pub merged_read_ms: u64,
+    /// Base URL of the live servers (`https://live.example`): what live attribute records
+    /// name for `/live/…`. Default: `public_url`.
+    pub public_url: Option<String>,
+    /// Live role: accept hand-off connections from video servers here (docs/live-handoff.md).
+    pub handoff_listen: Option<SocketAddr>,
+    /// Video role: push every stream to each of these live servers (`tcp://host:port`).
+    pub handoff_push: Vec<String>,
+    /// The hand-off's shared secret (at least 16 bytes). Better given as
+    /// VSHARE_LIVE_HANDOFF_SECRET or in `handoff_secret_file` than written here.
+    pub handoff_secret: Option<String>,
+    /// File holding the shared secret; default `<data_dir>/live-handoff.secret`, made (0600)
+    /// on first use when no secret is given.
+    pub handoff_secret_file: Option<PathBuf>,
+    /// Bytes of messages queued for one live server; past it the queue is dropped and the live
+    /// server gets a resync instead.
+    pub handoff_queue_bytes: usize,
+    /// Largest hand-off frame accepted or sent, bytes.
+    pub handoff_max_frame_bytes: u32,
+    /// Longest stream name on the hand-off, bytes.
+    pub handoff_max_stream_name: u16,
+    /// Each end pings this often; a connection silent for three times this is closed, ms.
+    pub handoff_keepalive_ms: u64,
+    /// The longest wait between reconnect attempts (from 100 ms, doubling), ms.
+    pub handoff_reconnect_max_ms: u64,
+    /// A hand-off connection must finish its handshake within this long, ms.
+    pub handoff_handshake_timeout_ms: u64,
+    /// A live server forgets a stream this long after the connection that fed it closed, if no
+    /// connection fed it since, s.
+    pub handoff_orphan_s: u64,
+    /// Hand-off connections a live server accepts at once (in all, and per address).
+    pub handoff_max_connections: usize,
+}
+
+impl LiveConfig {
+    /// The hand-off's decoding limits.
+    pub fn handoff_limits(&self) -> vshare_handoff::Limits {
+        vshare_handoff::Limits {
+            max_frame_bytes: self.handoff_max_frame_bytes.max(4096),
+            max_stream_name: self.handoff_max_stream_name.max(16),
+            ..vshare_handoff::Limits::default()
+        }
+    }
 }
 
 /// Limits that protect the server from one bad peer.
@@ -423,6 +489,7 @@ impl Default for Config {
             storage_url: None,
             admin_token: None,
             workers: 0,
+            roles: vec![Role::Video, Role::Live, Role::Proxy],
             live: LiveConfig::default(),
             limits: Limits::default(),
             webhook: None,
@@ -442,6 +509,19 @@ impl Default for LiveConfig {
             segment_target_ms: 2000,
             window_segments: 12,
             merged_read_ms: 50,
+            public_url: None,
+            handoff_listen: None,
+            handoff_push: Vec::new(),
+            handoff_secret: None,
+            handoff_secret_file: None,
+            handoff_queue_bytes: 8 << 20,
+            handoff_max_frame_bytes: 16 << 20,
+            handoff_max_stream_name: 128,
+            handoff_keepalive_ms: 1000,
+            handoff_reconnect_max_ms: 2000,
+            handoff_handshake_timeout_ms: 5000,
+            handoff_orphan_s: 60,
+            handoff_max_connections: 64,
         }
     }
 }
@@ -480,6 +560,18 @@ impl Config {
         })
     }
 
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Where players reach `/live/…`: the live servers' URL, else this server's.
+    pub fn live_public_url(&self) -> String {
+        match &self.live.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => self.public_url(),
+        }
+    }
+
     pub fn public_url(&self) -> String {
         if let Some(url) = &self.public_url {
             return url.trim_end_matches('/').to_string();
@@ -503,5 +595,29 @@ impl Config {
             },
             _ => format!("https://{addr}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_and_the_live_tier_from_a_file() {
+        let c: Config = toml::from_str(
+            "roles = [\"video\", \"proxy\"]\n[live]\npublic_url = \"https://live.example/\"\n\
+             handoff_push = [\"tcp://10.0.0.5:7070\"]\nhandoff_secret_file = \"/etc/s\"\n\
+             handoff_queue_bytes = 1024\n",
+        )
+        .unwrap();
+        assert!(c.has_role(Role::Video) && c.has_role(Role::Proxy) && !c.has_role(Role::Live));
+        assert_eq!(c.live_public_url(), "https://live.example");
+        assert_eq!(c.live.handoff_push, ["tcp://10.0.0.5:7070"]);
+        assert_eq!(c.live.handoff_keepalive_ms, 1000);
+        let d = Config::default();
+        assert_eq!(d.roles, [Role::Video, Role::Live, Role::Proxy]);
+        assert!(d.live.handoff_listen.is_none() && d.live.handoff_push.is_empty());
+        assert!(toml::from_str::<Config>("roles = [\"edge\"]").is_err());
+        assert!(toml::from_str::<Config>("[live]\nhandoff_secrett = \"x\"").is_err());
     }
 }

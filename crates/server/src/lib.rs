@@ -15,6 +15,8 @@ pub mod files;
 pub mod http_serve;
 pub mod ingest;
 pub mod live;
+pub mod live_listen;
+pub mod live_push;
 pub mod merged_read;
 pub mod share;
 pub mod storage;
@@ -33,10 +35,16 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 pub use config::Config;
+use config::Role;
 
 /// Addresses a started server listens on.
 pub struct Running {
-    pub rtmp: SocketAddr,
+    /// RTMP ingest (the video role only).
+    pub rtmp: Option<SocketAddr>,
+    /// Where video servers' hand-off connections are accepted (`[live] handoff_listen`).
+    pub handoff: Option<SocketAddr>,
+    /// The roles this process runs.
+    pub roles: Vec<Role>,
     pub http: SocketAddr,
     pub public_url: String,
     /// RTMPS ingest, when configured.
@@ -90,6 +98,45 @@ fn stored_secret(path: &std::path::Path, make: impl FnOnce() -> String) -> anyho
             Ok(secret)
         }
     }
+}
+
+/// The live hand-off's shared secret: `[live] handoff_secret`, else the file
+/// `handoff_secret_file` (which only its owner may read), else `<data_dir>/live-handoff.secret`,
+/// made the first time.
+fn handoff_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    let secret = match (
+        &config.live.handoff_secret,
+        &config.live.handoff_secret_file,
+    ) {
+        (Some(s), _) => s.trim().to_string(),
+        (None, Some(path)) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                    .permissions()
+                    .mode();
+                anyhow::ensure!(
+                    mode & 0o077 == 0,
+                    "{}: others may read the hand-off secret (chmod 600 it)",
+                    path.display()
+                );
+            }
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                .trim()
+                .to_string()
+        }
+        (None, None) => stored_secret(&config.data_dir.join("live-handoff.secret"), || {
+            db::random_id(43)
+        })?,
+    };
+    anyhow::ensure!(
+        secret.len() >= 16,
+        "[live] handoff_secret must be at least 16 bytes"
+    );
+    Ok(secret.into_bytes())
 }
 
 /// Writes a secret file created with mode 0600 (on Unix).
@@ -210,16 +257,56 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     if config.tls.mode == config::TlsMode::Acme {
         acme::check(&config)?;
     }
-    let rtmp_listener = TcpListener::bind(config.rtmp_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("RTMP listen on {}: {e}", config.rtmp_listen))?;
+    let video_role = config.has_role(Role::Video);
+    if !config.has_role(Role::Proxy) {
+        config.proxy.enabled = false;
+    }
+    anyhow::ensure!(
+        config.live.handoff_listen.is_none() || config.has_role(Role::Live),
+        "[live] handoff_listen needs the live role"
+    );
+    anyhow::ensure!(
+        config.live.handoff_push.is_empty() || video_role,
+        "[live] handoff_push needs the video role"
+    );
+    anyhow::ensure!(!config.roles.is_empty(), "roles: name at least one role");
+    anyhow::ensure!(
+        video_role || !config.has_role(Role::Live) || config.live.handoff_listen.is_some(),
+        "a live server without the video role needs [live] handoff_listen (--live-listen)"
+    );
+    let rtmp_listener = match video_role {
+        true => Some(
+            TcpListener::bind(config.rtmp_listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("RTMP listen on {}: {e}", config.rtmp_listen))?,
+        ),
+        false => None,
+    };
+    let handoff_listener = match config.live.handoff_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("[live] handoff_listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let http_listener = TcpListener::bind(config.http_listen)
         .await
         .map_err(|e| anyhow::anyhow!("HTTP listen on {}: {e}", config.http_listen))?;
-    let rtmps_listener = bind_tls_only(&config, config.tls.rtmps_listen, "rtmps_listen").await?;
+    let rtmps_listener = match video_role {
+        true => bind_tls_only(&config, config.tls.rtmps_listen, "rtmps_listen").await?,
+        false => None,
+    };
     let redirect_listener =
         bind_tls_only(&config, config.tls.redirect_listen, "redirect_listen").await?;
-    let rtmp_addr = rtmp_listener.local_addr()?;
+    let rtmp_addr = match &rtmp_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let handoff_addr = match &handoff_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let http_addr = http_listener.local_addr()?;
     if config.public_url.is_none() {
         // With port 0 the real port is known only now; URLs in attribute records need it.
@@ -242,19 +329,38 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         &config.data_dir.join("media"),
     )?;
     let live = live::LiveServer::new();
+    let secret = match handoff_listener.is_some() || !config.live.handoff_push.is_empty() {
+        true => Some(handoff_secret(&config)?),
+        false => None,
+    };
+    // With live servers to push to, messages are applied here and queued for each of them.
+    let live_tx = match &secret {
+        Some(secret) if !config.live.handoff_push.is_empty() => {
+            live_push::LivePush::start(live.clone(), &config, secret.clone())?
+        }
+        _ => live.spawn(),
+    };
+    if let (Some(l), Some(secret)) = (handoff_listener, &secret) {
+        let listen = live_listen::Listen::new(live.clone(), secret.clone(), &config.live);
+        tokio::spawn(listen.run(l));
+    }
     let ladder = config.transcode.ladder()?;
     let (proxy, webhooks) = start_outbox(&config, &db).await?;
     let videos = video::VideoServer::new(
         db.clone(),
         storage.clone(),
-        live.clone(),
+        (live.clone(), live_tx),
         webhooks.clone(),
         config.clone(),
         ladder,
         proxy.clone(),
     );
-    videos.recover().await?;
-    tokio::spawn(accounts::purge_deleted(db.clone(), storage.clone()));
+    // Recovery and the deletion purge are the video role's: a live server sharing the
+    // database must not finish recordings a video server is still making.
+    if video_role {
+        videos.recover().await?;
+        tokio::spawn(accounts::purge_deleted(db.clone(), storage.clone()));
+    }
     let accounts = Arc::new(accounts::Accounts::new(&db, &config).await?);
     let sharing = Arc::new(share::Sharing::new(&config, proxy.clone()));
 
@@ -263,7 +369,10 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_else(|| "127.0.0.1".into());
-    let rtmp_url = format!("rtmp://{rtmp_host}:{}/live", rtmp_addr.port());
+    let rtmp_url = match rtmp_addr {
+        Some(a) => format!("rtmp://{rtmp_host}:{}/live", a.port()),
+        None => String::new(),
+    };
     let rtmps_addr = match &rtmps_listener {
         Some(l) => Some(l.local_addr()?),
         None => None,
@@ -304,7 +413,9 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         accounts,
         sharing,
     });
-    tokio::spawn(ingest.clone().run(rtmp_listener));
+    if let Some(l) = rtmp_listener {
+        tokio::spawn(ingest.clone().run(l));
+    }
     if let (Some(l), Some(t)) = (rtmps_listener, &tls) {
         tokio::spawn(ingest.run_tls(l, t.clone()));
     }
@@ -322,20 +433,25 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         tokio::spawn(acme::run(config.clone(), t.certs.clone(), challenges));
     }
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
-    info!(rtmp = %rtmp_url, http = %public_url, workers, "vshare serving");
+    info!(rtmp = %rtmp_url, http = %public_url, roles = ?config.roles, workers, "vshare serving");
     on_ready(&Running {
         rtmp: rtmp_addr,
+        handoff: handoff_addr,
+        roles: config.roles.clone(),
         http: http_addr,
         public_url,
         rtmps: rtmps_addr,
         redirect: redirect_addr,
         tls_fingerprint: tls.as_ref().and_then(|t| t.certs.fingerprint()),
     });
-    let mut app = api::router(state).merge(
-        axum::Router::new()
-            .route("/api/v1/upload", axum::routing::get(upload::upgrade))
-            .with_state(uploads),
-    );
+    let mut app = api::router(state);
+    if video_role {
+        app = app.merge(
+            axum::Router::new()
+                .route("/api/v1/upload", axum::routing::get(upload::upgrade))
+                .with_state(uploads),
+        );
+    }
     app = app.merge(web::router());
     if let Some(p) = &proxy {
         app = app.merge(p.router(config.admin_token.clone().filter(|t| !t.is_empty())));

@@ -2,8 +2,9 @@
 //! publishes it over HTTP as LL-HLS.
 //!
 //! [`LiveMessage`] is the one boundary between the two roles. In one process it travels over a
-//! channel; its network form would carry the same messages over TCP, as the patent's live
-//! server receives its stream. Each stream's state is a sans-IO [`LiveWindow`] (the parts not
+//! channel; between processes the same messages cross TCP (`vshare-handoff`, pushed by
+//! [`crate::live_push`], received by [`crate::live_listen`]), as the patent's live server
+//! receives its stream. Each stream's state is a sans-IO [`LiveWindow`] (the parts not
 //! yet in the recording, the playlist, the blocking-reload condition of RFC 8216bis §6.2.5.2);
 //! this module adds the locks and the wake-ups of blocked playlist requests. Stored segments,
 //! and the parts of them the playlist still lists (byte ranges), are read back from the
@@ -17,39 +18,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use vshare_package::{LiveWindow, PartBytes, SegmentBytes, WindowUpdate};
 
-/// What the video server tells the live server about one stream.
-#[derive(Debug, Clone)]
-pub enum LiveMessage {
-    /// A new init segment (`init.mp4` first, `init{msn}.mp4` after a codec change).
-    Init {
-        stream: String,
-        name: String,
-        init: Bytes,
-    },
-    /// A partial segment is ready; `playlist` lists it.
-    Part {
-        stream: String,
-        msn: u64,
-        index: u32,
-        bytes: Bytes,
-        playlist: Arc<str>,
-    },
-    /// A segment is complete (its parts went before it; its bytes are in the recording);
-    /// `playlist` lists it.
-    Segment {
-        stream: String,
-        msn: u64,
-        playlist: Arc<str>,
-    },
-    /// The recording stored segment `msn`: its parts may leave memory (they are byte ranges
-    /// of the stored segment).
-    Stored { stream: String, msn: u64 },
-    /// The publisher stopped; the final playlist carries EXT-X-ENDLIST.
-    End { stream: String, playlist: Arc<str> },
-    /// The multivariant playlist of a video with several renditions (each rendition is its own
-    /// stream, named `<video>/<rendition>`; the source is `<video>`).
-    Multivariant { stream: String, playlist: Arc<str> },
-}
+/// What the video server tells the live server about one stream; over TCP it is the hand-off
+/// protocol's message (`docs/live-handoff.md`).
+pub use vshare_handoff::LiveMessage;
 
 #[derive(Default)]
 struct StreamState {
@@ -176,16 +147,42 @@ impl LiveServer {
             .retain(|k, _| k != id && !k.starts_with(&prefix));
     }
 
+    /// Forgets one stream (exactly this name).
+    pub fn forget(&self, stream: &str) {
+        self.streams
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(stream);
+    }
+
+    /// The messages that bring a live server with nothing to the state of this one: every
+    /// stream's window ([`LiveWindow::snapshot`]) and multivariant playlist.
+    pub fn snapshot(&self) -> Vec<LiveMessage> {
+        let streams: Vec<(String, Arc<LiveStream>)> = self
+            .streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (id, stream) in streams {
+            let (updates, multivariant) =
+                stream.with(|s| (s.window.snapshot(), s.multivariant.clone()));
+            out.extend(updates.into_iter().map(|u| to_message(&id, u)));
+            if let Some(playlist) = multivariant {
+                out.push(LiveMessage::Multivariant {
+                    stream: id.clone(),
+                    playlist,
+                });
+            }
+        }
+        out
+    }
+
     /// Applies one message.
     pub fn apply(&self, msg: LiveMessage) {
-        let id = match &msg {
-            LiveMessage::Init { stream, .. }
-            | LiveMessage::Part { stream, .. }
-            | LiveMessage::Segment { stream, .. }
-            | LiveMessage::Stored { stream, .. }
-            | LiveMessage::End { stream, .. }
-            | LiveMessage::Multivariant { stream, .. } => stream.clone(),
-        };
+        let id = msg.stream().to_string();
         let stream = if let LiveMessage::Stored { .. } = &msg {
             // Only for a stream still held: a late confirmation does not bring one back.
             match self.stream(&id) {
@@ -219,6 +216,16 @@ impl LiveServer {
                     WindowUpdate::Segment { msn, playlist }
                 }
                 LiveMessage::Stored { msn, .. } => WindowUpdate::Stored { msn },
+                LiveMessage::StoredSegment {
+                    msn,
+                    part_lengths,
+                    playlist,
+                    ..
+                } => WindowUpdate::StoredSegment {
+                    msn,
+                    part_lengths,
+                    playlist,
+                },
                 LiveMessage::End { playlist, .. } => WindowUpdate::End { playlist },
                 LiveMessage::Multivariant { playlist, .. } => {
                     s.multivariant = Some(playlist);
@@ -230,5 +237,116 @@ impl LiveServer {
             s.window.apply(update);
         }
         stream.version.send_modify(|v| *v += 1);
+    }
+}
+
+/// A window update as the message about stream `stream` that makes it.
+fn to_message(stream: &str, u: WindowUpdate) -> LiveMessage {
+    let stream = stream.to_string();
+    match u {
+        WindowUpdate::Init { name, bytes } => LiveMessage::Init {
+            stream,
+            name,
+            init: bytes,
+        },
+        WindowUpdate::Part {
+            msn,
+            index,
+            bytes,
+            playlist,
+        } => LiveMessage::Part {
+            stream,
+            msn,
+            index,
+            bytes,
+            playlist,
+        },
+        WindowUpdate::Segment { msn, playlist } => LiveMessage::Segment {
+            stream,
+            msn,
+            playlist,
+        },
+        WindowUpdate::Stored { msn } => LiveMessage::Stored { stream, msn },
+        WindowUpdate::End { playlist } => LiveMessage::End { stream, playlist },
+        WindowUpdate::StoredSegment {
+            msn,
+            part_lengths,
+            playlist,
+        } => LiveMessage::StoredSegment {
+            stream,
+            msn,
+            part_lengths,
+            playlist,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(stream: &str, msn: u64, index: u32) -> LiveMessage {
+        LiveMessage::Part {
+            stream: stream.into(),
+            msn,
+            index,
+            bytes: Bytes::from(format!("[{msn}.{index}]")),
+            playlist: Arc::from(format!("{stream} p{msn}.{index}")),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_gives_a_fresh_live_server_every_stream() {
+        let a = LiveServer::new();
+        for stream in ["v", "v/480p"] {
+            a.apply(LiveMessage::Init {
+                stream: stream.into(),
+                name: "init.mp4".into(),
+                init: Bytes::from_static(b"init"),
+            });
+            for msn in 0..3 {
+                for i in 0..2 {
+                    a.apply(part(stream, msn, i));
+                }
+                a.apply(LiveMessage::Segment {
+                    stream: stream.into(),
+                    msn,
+                    playlist: Arc::from(format!("{stream} s{msn}")),
+                });
+            }
+            a.apply(LiveMessage::Stored {
+                stream: stream.into(),
+                msn: 0,
+            });
+            a.apply(part(stream, 3, 0));
+        }
+        a.apply(LiveMessage::Multivariant {
+            stream: "v".into(),
+            playlist: Arc::from("master"),
+        });
+        let b = LiveServer::new();
+        for msg in a.snapshot() {
+            b.apply(msg);
+        }
+        for stream in ["v", "v/480p"] {
+            let (sa, sb) = (a.stream(stream).unwrap(), b.stream(stream).unwrap());
+            assert_eq!(sb.playlist(), sa.playlist());
+            assert_eq!(sb.init("init.mp4"), sa.init("init.mp4"));
+            for msn in 0..4 {
+                assert_eq!(sb.segment(msn), sa.segment(msn));
+                for i in 0..3 {
+                    assert_eq!(sb.part(msn, i), sa.part(msn, i), "{stream} {msn}.{i}");
+                }
+            }
+            assert_eq!(sb.next_expected(), sa.next_expected());
+        }
+        assert_eq!(
+            b.stream("v").unwrap().multivariant().as_deref(),
+            Some("master")
+        );
+        assert_eq!(
+            b.stream("v").unwrap().part(0, 1),
+            PartBytes::Stored { offset: 5, len: 5 }
+        );
     }
 }

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use vshare_server::Config;
-use vshare_server::config::{TlsMode, WebhookConfig};
+use vshare_server::config::{Role, TlsMode, WebhookConfig};
 use vshare_transcode::{FileFormat, FileSpec};
 
 /// Flags override the config file; each flag can also come from its VSHARE_* variable.
@@ -105,6 +105,25 @@ pub struct Args {
     /// PEM root for the ACME directory's own https certificate (a test CA).
     #[arg(long, env = "VSHARE_ACME_CA")]
     pub acme_ca: Option<PathBuf>,
+    /// The roles this process runs, comma separated: video, live, proxy [default: all three].
+    #[arg(long, env = "VSHARE_ROLES", value_delimiter = ',')]
+    pub roles: Option<Vec<Role>>,
+    /// Live role: accept video servers' hand-off connections on this address.
+    #[arg(long, env = "VSHARE_LIVE_LISTEN")]
+    pub live_listen: Option<SocketAddr>,
+    /// Video role: push every stream to these live servers (tcp://HOST:PORT, comma separated).
+    #[arg(long, env = "VSHARE_LIVE_PUSH", value_delimiter = ',')]
+    pub live_push: Option<Vec<String>>,
+    /// Base URL of the live servers: what live attribute records name [default: --public-url].
+    #[arg(long, env = "VSHARE_LIVE_PUBLIC_URL")]
+    pub live_public_url: Option<String>,
+    /// The live hand-off's shared secret (at least 16 bytes) [default: from
+    /// --live-handoff-secret-file, else DATA/live-handoff.secret].
+    #[arg(long, env = "VSHARE_LIVE_HANDOFF_SECRET", hide_env_values = true)]
+    pub live_handoff_secret: Option<String>,
+    /// File holding the live hand-off's shared secret (readable by its owner only).
+    #[arg(long, env = "VSHARE_LIVE_HANDOFF_SECRET_FILE")]
+    pub live_handoff_secret_file: Option<PathBuf>,
 }
 
 impl Args {
@@ -222,6 +241,24 @@ impl Args {
         if self.acme_ca.is_some() {
             c.tls.acme_ca_file = self.acme_ca;
         }
+        if let Some(v) = self.roles {
+            c.roles = v;
+        }
+        if self.live_listen.is_some() {
+            c.live.handoff_listen = self.live_listen;
+        }
+        if let Some(v) = self.live_push {
+            c.live.handoff_push = v.into_iter().filter(|u| !u.trim().is_empty()).collect();
+        }
+        if self.live_public_url.is_some() {
+            c.live.public_url = self.live_public_url;
+        }
+        if self.live_handoff_secret.is_some() {
+            c.live.handoff_secret = self.live_handoff_secret;
+        }
+        if self.live_handoff_secret_file.is_some() {
+            c.live.handoff_secret_file = self.live_handoff_secret_file;
+        }
         Ok(c)
     }
 }
@@ -231,7 +268,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     vshare_server::serve(config, |r| {
         let host = url_host(&r.public_url);
         println!("vshare is serving.");
-        println!("  publish: rtmp://{host}:{}/live/<stream key>   (make a key: vshare keys create --data {})", r.rtmp.port(), data.display());
+        let roles: Vec<&str> = r.roles.iter().map(|r| match r {
+            Role::Video => "video",
+            Role::Live => "live",
+            Role::Proxy => "proxy",
+        }).collect();
+        println!("  roles:   {}", roles.join(","));
+        if let Some(rtmp) = r.rtmp {
+            println!("  publish: rtmp://{host}:{}/live/<stream key>   (make a key: vshare keys create --data {})", rtmp.port(), data.display());
+        }
+        if let Some(h) = r.handoff {
+            println!("  hand-off: video servers push to tcp://{h}");
+        }
         if let Some(rtmps) = r.rtmps {
             println!("  publish over TLS: rtmps://{host}:{}/live/<stream key>", rtmps.port());
         }

@@ -87,8 +87,10 @@ impl Server {
         });
         let mut rtmp_port = None;
         let mut http = None;
+        // A server without the video role has no RTMP address (its port is 0 here).
+        let mut no_rtmp = false;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while rtmp_port.is_none() || http.is_none() {
+        while (rtmp_port.is_none() && !no_rtmp) || http.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).unwrap_or_else(|_| {
                 panic!("server did not start; log:\n{}", log.lock().expect("log"))
@@ -101,6 +103,9 @@ impl Server {
                     .expect("rtmp port");
                 rtmp_port = Some(port.parse().expect("port number"));
             }
+            if let Some(rest) = line.trim().strip_prefix("roles:") {
+                no_rtmp = !rest.split(',').any(|r| r.trim() == "video");
+            }
             if let Some(rest) = line.trim().strip_prefix("watch:") {
                 http = Some(rest.trim().split('/').take(3).collect::<Vec<_>>().join("/"));
             }
@@ -108,7 +113,7 @@ impl Server {
         Server {
             child,
             data: data.to_path_buf(),
-            rtmp_port: rtmp_port.expect("port"),
+            rtmp_port: rtmp_port.unwrap_or(0),
             http: http.expect("http"),
             log,
         }

@@ -93,13 +93,13 @@ impl VideoServer {
     pub fn new(
         db: Db,
         storage: Storage,
-        live: LiveServer,
+        // The live server here, and where messages for it (and for pushed live servers) go.
+        (live, live_tx): (LiveServer, mpsc::UnboundedSender<LiveMessage>),
         webhooks: Webhooks,
         config: Arc<Config>,
         ladder: LadderConfig,
         proxy: Option<Proxy>,
     ) -> Arc<Self> {
-        let live_tx = live.spawn();
         Arc::new(VideoServer {
             public_url: config.public_url(),
             ladder,
@@ -186,7 +186,7 @@ impl VideoServer {
                 segment_target_us: self.config.live.segment_target_ms as i64 * 1000,
                 window_segments: self.config.live.window_segments,
             },
-            public_url: self.public_url.clone(),
+            public_url: self.config.live_public_url(),
             ladder: !self.ladder.renditions.is_empty(),
             derive: !self.ladder.renditions.is_empty() || !self.config.transcode.files.is_empty(),
         }

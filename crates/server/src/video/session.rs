@@ -23,7 +23,8 @@ use crate::live::LiveMessage;
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub packager: PackagerConfig,
-    /// Where the server is reached (`https://host`), for the live record's URL.
+    /// Where players reach `/live/…` (`https://host`, the live servers' URL when they are
+    /// elsewhere), for the live record's URL.
     pub public_url: String,
     /// A ladder is configured: the live record's URL is the multivariant playlist.
     pub ladder: bool,
