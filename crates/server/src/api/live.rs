@@ -9,7 +9,9 @@ use serde::Deserialize;
 use vshare_package::{PartBytes, SegmentBytes};
 
 use super::error::ApiError;
-use super::media::{M3U8, media_response, media_stream_response, valid_rendition};
+use super::media::{
+    IMMUTABLE, M3U8, media_response, media_stream_response, playlist_cache, valid_rendition,
+};
 use super::state::{AppState, AppStateRef};
 use crate::live::BlockingRequest;
 use crate::storage::object_path;
@@ -38,7 +40,7 @@ pub async fn live_file(
             .ok_or_else(|| ApiError::not_found("multivariant playlist"))?;
         return Ok(media_response(
             M3U8,
-            "no-cache",
+            &playlist_cache(st.part_target),
             Bytes::from(text.to_string()),
         ));
     }
@@ -89,7 +91,7 @@ async fn serve_live(
             .ok_or_else(|| ApiError::not_found("live playlist"))?;
         return Ok(media_response(
             M3U8,
-            "no-cache",
+            &playlist_cache(st.part_target),
             Bytes::from(playlist.to_string()),
         ));
     }
@@ -98,11 +100,11 @@ async fn serve_live(
         .and_then(|r| r.strip_suffix(".mp4"))
         .is_some_and(|n| n.parse::<u64>().is_ok());
     if file == "init.mp4" || numbered_init {
-        // A name is never reused for other bytes within a stream: cacheable.
+        // A name is never reused for other bytes (ids are new for every publish): immutable.
         let init = stream
             .init(file)
             .ok_or_else(|| ApiError::not_found("init segment"))?;
-        return Ok(media_response("video/mp4", "max-age=60", init));
+        return Ok(media_response("video/mp4", IMMUTABLE, init));
     }
     if let Some(rest) = file
         .strip_prefix("part")
@@ -127,7 +129,7 @@ async fn serve_live(
                 .map_err(|_| no_part())?,
             PartBytes::Missing => return Err(no_part()),
         };
-        return Ok(media_response("video/iso.segment", "max-age=60", part));
+        return Ok(media_response("video/iso.segment", IMMUTABLE, part));
     }
     if let Some(msn) = file
         .strip_prefix("seg")
@@ -146,14 +148,14 @@ async fn serve_live(
                     .map_err(|_| ApiError::not_found("segment"))?;
                 return Ok(media_stream_response(
                     "video/iso.segment",
-                    "max-age=60",
+                    IMMUTABLE,
                     len,
                     body,
                 ));
             }
             SegmentBytes::Missing => return Err(ApiError::not_found("segment")),
         };
-        return Ok(media_response("video/iso.segment", "max-age=60", seg));
+        return Ok(media_response("video/iso.segment", IMMUTABLE, seg));
     }
     Err(ApiError::not_found("file"))
 }

@@ -20,6 +20,8 @@ pub struct AppState {
     pub videos: Arc<VideoServer>,
     pub metrics: PrometheusHandle,
     pub segment_target: Duration,
+    /// The part target: how long live playlists may be cached.
+    pub part_target: Duration,
     pub admin_token: Option<String>,
     pub rtmp_url: String,
     /// `rtmps://host:port/live` when RTMPS ingest is on.
