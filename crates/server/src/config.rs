@@ -361,6 +361,10 @@ pub struct LiveConfig {
     /// meanwhile in one read ("merged read"): far fewer wake-ups and system calls per
     /// publisher, for at most one tick more latency. 0: each socket is read as data arrives.
     pub merged_read_ms: u64,
+    /// Requests for a stream's next part (the preload hint) made before it exists are held
+    /// until it does, for at most three part targets; at most this many at once per stream,
+    /// more get 503. 0: none held (404 at once).
+    pub max_held_part_requests: usize,
 }
 
 /// Limits that protect the server from one bad peer.
@@ -438,6 +442,7 @@ impl Default for LiveConfig {
             segment_target_ms: 2000,
             window_segments: 12,
             merged_read_ms: 50,
+            max_held_part_requests: 10_000,
         }
     }
 }

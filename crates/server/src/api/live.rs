@@ -13,7 +13,7 @@ use super::media::{
     IMMUTABLE, M3U8, media_response, media_stream_response, playlist_cache, valid_rendition,
 };
 use super::state::{AppState, AppStateRef};
-use crate::live::BlockingRequest;
+use crate::live::{BlockingRequest, PartHold};
 use crate::storage::object_path;
 
 #[derive(Deserialize)]
@@ -116,7 +116,31 @@ async fn serve_live(
             msn.parse().map_err(|_| no_part())?,
             idx.parse().map_err(|_| no_part())?,
         );
-        let part = match stream.part(msn, idx) {
+        let mut part = stream.part(msn, idx);
+        if part == PartBytes::Missing {
+            // The preload-hinted part (or one of the next segment) is held until it is made
+            // (RFC 8216bis §6.2.6); anything further is not.
+            match stream
+                .hold_for_part(msn, idx, st.max_held_parts, st.part_target * 3)
+                .await
+            {
+                PartHold::Listed => part = stream.part(msn, idx),
+                PartHold::NotHeld => {}
+                PartHold::Full => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many requests waiting for parts of this stream\n",
+                    ));
+                }
+                PartHold::TimedOut => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "part not made in time\n",
+                    ));
+                }
+            }
+        }
+        let part = match part {
             PartBytes::InMemory(b) => b,
             // Its segment is complete and stored: the part is a byte range of it.
             PartBytes::Stored { offset, len } => st
