@@ -64,6 +64,8 @@ async fn serve_live(
     file: &str,
     q: &BlockingQuery,
 ) -> Result<Response, ApiError> {
+    // Counted by kind: what an HTTP cache in front lets through to the origin.
+    metrics::counter!("vshare_live_requests_total", "file" => file_kind(file, q)).increment(1);
     let stream = st
         .live
         .stream(stream_id)
@@ -182,6 +184,25 @@ async fn serve_live(
         return Ok(media_response("video/iso.segment", IMMUTABLE, seg));
     }
     Err(ApiError::not_found("file"))
+}
+
+/// The `file` label of `vshare_live_requests_total`.
+fn file_kind(file: &str, q: &BlockingQuery) -> &'static str {
+    if file == "index.m3u8" {
+        if q.msn.is_some() {
+            "blocking_playlist"
+        } else {
+            "playlist"
+        }
+    } else if file.starts_with("init") {
+        "init"
+    } else if file.starts_with("part") {
+        "part"
+    } else if file.starts_with("seg") {
+        "segment"
+    } else {
+        "other"
+    }
 }
 
 fn blocking_request(q: &BlockingQuery) -> Result<Option<BlockingRequest>, ApiError> {
