@@ -64,7 +64,14 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM: the master stops its workers (SIGKILL would leave them running).
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
@@ -124,6 +131,11 @@ fn viewers_through_nginx_cost_the_origin_one_request_per_object() {
     );
     let cache_dir = dir.path().join("nginx");
     std::fs::create_dir_all(&cache_dir).expect("nginx dir");
+    // Started as root, nginx's workers run as `nobody`: they must reach the cache.
+    for d in [dir.path(), cache_dir.as_path()] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+    }
     let origin = server.http.trim_start_matches("http://").to_string();
     let nginx = Nginx::start(&cache_dir, &origin);
 
@@ -241,6 +253,11 @@ fn viewers_through_nginx_cost_the_origin_one_request_per_object() {
         "the hinted part was never made in six rounds"
     );
     drop(nginx);
+    let errors = std::fs::read_to_string(cache_dir.join("error.log")).unwrap_or_default();
+    assert!(
+        !errors.contains("[crit]") && !errors.contains("[alert]") && !errors.contains("[emerg]"),
+        "{errors}"
+    );
     let _ = publisher.kill();
     let _ = publisher.wait();
 }

@@ -30,6 +30,8 @@ pub struct ViewersReport {
     pub parts: u64,
     /// Of them, segments fetched because no parts were listed.
     pub segments: u64,
+    /// Distinct parts (and segments) delivered: what the stream published meanwhile.
+    pub distinct_parts: u64,
     pub p50_latency_ms: f64,
     pub p99_latency_ms: f64,
     pub max_latency_ms: f64,
@@ -323,6 +325,7 @@ pub async fn run(
         part_target_ms: all.part_target_s * 1000.0,
         parts: latencies.len() as u64,
         segments: all.segments,
+        distinct_parts: published.len() as u64,
         p50_latency_ms: percentile(&latencies, 0.50),
         p99_latency_ms: percentile(&latencies, 0.99),
         max_latency_ms: latencies.last().copied().map_or(0.0, f64::from),
