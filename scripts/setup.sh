@@ -16,6 +16,8 @@ apt_packages=(build-essential pkg-config clang libclang-dev curl ca-certificates
 if [ "$want_test" = 1 ]; then
   # pebble: Let's Encrypt's ACME test server, for the TLS test's ACME certificate.
   apt_packages+=(pebble)
+  # nginx: the HTTP cache in front of live servers (crates/cli/tests/cdn_cache.rs).
+  apt_packages+=(nginx)
   apt_packages+=(libwbxml2-utils tshark gammu python3-gammu python3-pip postgresql kannel kannel-extras fonts-dejavu-core iproute2 nftables)
   # The browser tests: Debian's Chromium, driven by playwright-core (from web/, below).
   apt_packages+=(chromium)

@@ -21,7 +21,7 @@ enum Command {
     Keys(commands::keys::Args),
     /// Publish a media file or a test pattern to a server in real time (the source phone).
     Publish(commands::publish::Args),
-    /// Drive many real-time RTMP publishers against a server, for benchmarks.
+    /// Drive many real-time RTMP publishers, or LL-HLS viewers (--viewers), for benchmarks.
     Bench(commands::bench::Args),
     /// Send a video's attributes to phones by SMS or WAP Push (the source's message management).
     Share(commands::share::Args),

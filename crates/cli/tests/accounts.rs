@@ -474,6 +474,15 @@ fn private_videos_signed_links_library_and_delete() {
     let url = link["url"].as_str().expect("url").to_string();
     assert!(url.contains(&format!("/vod/{id}/index.m3u8?exp=")), "{url}");
     let query = link["query"].as_str().expect("query").to_string();
+    // Cacheable per link by a shared cache (the URL carries the link), never past its expiry.
+    let r = call("GET", &url, None, None);
+    let cache = r.header("cache-control").unwrap_or_default();
+    let age: u64 = cache
+        .strip_prefix("public, max-age=")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("signed playlist's Cache-Control: {cache:?}"));
+    assert!((1..=600).contains(&age), "{cache}");
+    assert!(r.header("set-cookie").is_none() && r.header("vary").is_none());
     let (status, body) = http_get(&url);
     assert_eq!(status, 200);
     let playlist = String::from_utf8_lossy(&body).to_string();

@@ -419,6 +419,10 @@ pub struct LiveConfig {
     pub handoff_orphan_s: u64,
     /// Hand-off connections a live server accepts at once (in all, and per address).
     pub handoff_max_connections: usize,
+    /// Requests for a stream's next part (the preload hint) made before it exists are held
+    /// until it does, for at most three part targets; at most this many at once per stream,
+    /// more get 503. 0: none held (404 at once).
+    pub max_held_part_requests: usize,
 }
 
 impl LiveConfig {
@@ -522,6 +526,7 @@ impl Default for LiveConfig {
             handoff_handshake_timeout_ms: 5000,
             handoff_orphan_s: 60,
             handoff_max_connections: 64,
+            max_held_part_requests: 10_000,
         }
     }
 }

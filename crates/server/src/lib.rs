@@ -407,6 +407,8 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         videos,
         metrics,
         segment_target: Duration::from_millis(config.live.segment_target_ms),
+        part_target: Duration::from_millis(config.live.part_target_ms),
+        max_held_parts: config.live.max_held_part_requests,
         admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         rtmp_url: rtmp_url.clone(),
         rtmps_url,

@@ -11,6 +11,7 @@
 //! recording's storage by the HTTP layer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -32,6 +33,30 @@ struct StreamState {
 pub struct LiveStream {
     state: RwLock<StreamState>,
     version: watch::Sender<u64>,
+    /// Requests held for parts not made yet (see [`LiveStream::hold_for_part`]).
+    held_parts: AtomicUsize,
+}
+
+/// What became of a request for a part that did not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartHold {
+    /// The part, or a later one, is listed now: look the part up again.
+    Listed,
+    /// Too far ahead to be the preload-hinted part, or the stream ended: not held.
+    NotHeld,
+    /// The stream already holds as many requests as it may.
+    Full,
+    /// Nothing came within the wait.
+    TimedOut,
+}
+
+/// Counts one held request while it lives.
+struct HeldGuard<'a>(&'a AtomicUsize);
+
+impl Drop for HeldGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What a playlist request waits for.
@@ -46,6 +71,7 @@ impl LiveStream {
         LiveStream {
             state: RwLock::new(StreamState::default()),
             version: watch::channel(0).0,
+            held_parts: AtomicUsize::new(0),
         }
     }
 
@@ -96,6 +122,47 @@ impl LiveStream {
             }
         };
         tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    /// Holds a request for part (`msn`, `index`) that is not listed yet until it is, as
+    /// RFC 8216bis §6.2.6 wants for the preload-hinted part: only for a part of the segment in
+    /// progress or the next one (the hint is one of them), at most `cap` at once per stream,
+    /// for at most `timeout`.
+    pub async fn hold_for_part(
+        &self,
+        msn: u64,
+        index: u32,
+        cap: usize,
+        timeout: Duration,
+    ) -> PartHold {
+        let req = BlockingRequest {
+            msn,
+            part: Some(index),
+        };
+        let (holdable, listed) = self.with(|s| {
+            let (last_msn, _) = s.window.next_expected();
+            (
+                !s.window.is_ended() && msn <= last_msn + 1,
+                s.window.satisfies(msn, Some(index)),
+            )
+        });
+        if listed {
+            return PartHold::Listed;
+        }
+        if !holdable || cap == 0 {
+            return PartHold::NotHeld;
+        }
+        if self.held_parts.fetch_add(1, Ordering::Relaxed) >= cap {
+            self.held_parts.fetch_sub(1, Ordering::Relaxed);
+            return PartHold::Full;
+        }
+        let _held = HeldGuard(&self.held_parts);
+        metrics::counter!("vshare_live_held_part_requests_total").increment(1);
+        if self.wait_for(req, timeout).await {
+            PartHold::Listed
+        } else {
+            PartHold::TimedOut
+        }
     }
 
     /// The msn and part a client may legitimately block for: at most one segment ahead of
@@ -348,5 +415,56 @@ mod tests {
             b.stream("v").unwrap().part(0, 1),
             PartBytes::Stored { offset: 5, len: 5 }
         );
+    }
+
+    fn part_of_s(msn: u64, index: u32) -> LiveMessage {
+        LiveMessage::Part {
+            stream: "s".into(),
+            msn,
+            index,
+            bytes: Bytes::from(format!("[{msn}.{index}]")),
+            playlist: Arc::from(format!("p{msn}.{index}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_for_the_next_part_is_held_until_it_is_listed() {
+        let live = LiveServer::new();
+        live.apply(part_of_s(0, 0));
+        let stream = live.stream("s").expect("stream");
+        let long = Duration::from_secs(3600);
+        // Listed already: no wait.
+        assert_eq!(stream.hold_for_part(0, 0, 1, long).await, PartHold::Listed);
+        // Two segments ahead: refused at once, whatever the cap.
+        assert_eq!(stream.hold_for_part(2, 0, 1, long).await, PartHold::NotHeld);
+        // The hinted part is held; with a cap of one, a second request is refused.
+        let held = {
+            let stream = stream.clone();
+            tokio::spawn(async move { stream.hold_for_part(0, 1, 1, long).await })
+        };
+        while stream.held_parts.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(stream.hold_for_part(1, 0, 1, long).await, PartHold::Full);
+        live.apply(part_of_s(0, 1));
+        assert_eq!(held.await.expect("join"), PartHold::Listed);
+        assert_eq!(stream.held_parts.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            stream.part(0, 1),
+            PartBytes::InMemory(Bytes::from_static(b"[0.1]"))
+        );
+        // Nothing comes: the wait ends.
+        assert_eq!(
+            stream
+                .hold_for_part(1, 0, 1, Duration::from_millis(1))
+                .await,
+            PartHold::TimedOut
+        );
+        // An ended stream holds nothing.
+        live.apply(LiveMessage::End {
+            stream: "s".into(),
+            playlist: Arc::from("end"),
+        });
+        assert_eq!(stream.hold_for_part(0, 2, 1, long).await, PartHold::Listed);
     }
 }

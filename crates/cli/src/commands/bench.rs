@@ -1,7 +1,8 @@
 //! `vshare bench`: many real-time RTMP publishers from one pre-encoded FLV clip, read once into
 //! memory and shared. Each publisher is a tokio task running vshare-source's RTMP publisher;
 //! it loops the clip with continuous timestamps and records how far it fell behind real time.
-//! This file holds the arguments and the report.
+//! This file holds the arguments and the report. With `--viewers N` it drives LL-HLS viewers
+//! instead ([`super::bench_viewers`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,8 +15,12 @@ use vshare_source::{Clip, LoopedClip, Pacer, PublishStats, RtmpPublisher};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Server application URL: rtmp://HOST[:PORT]/APP (keys come from --key/--keys).
+    /// Server application URL: rtmp://HOST[:PORT]/APP (keys come from --key/--keys); with
+    /// --viewers, a live media playlist: http://HOST:PORT/live/<id>/index.m3u8.
     pub url: String,
+    /// Drive this many LL-HLS viewers of the playlist at URL instead of publishers.
+    #[arg(long)]
+    pub viewers: Option<usize>,
     /// A stream key (repeatable); publisher i uses key i.
     #[arg(long = "key")]
     pub keys: Vec<String>,
@@ -25,13 +30,13 @@ pub struct Args {
     /// Number of publishers.
     #[arg(long, default_value_t = 10)]
     pub publishers: usize,
-    /// How long each publisher publishes (media time): 60s, 2m.
+    /// How long each publisher publishes (media time), or each viewer watches: 60s, 2m.
     #[arg(long, default_value = "60s", value_parser = vshare_source::parse_duration_ms)]
     pub duration: i64,
-    /// Pre-encoded H.264/AAC FLV clip, looped.
+    /// Pre-encoded H.264/AAC FLV clip, looped (publishers).
     #[arg(long)]
-    pub input: PathBuf,
-    /// Spread the publishers' starts over this long (e.g. 5s).
+    pub input: Option<PathBuf>,
+    /// Spread the publishers' (or viewers') starts over this long (e.g. 5s).
     #[arg(long, default_value = "2s", value_parser = vshare_source::parse_duration_ms)]
     pub ramp: i64,
     /// A publisher "kept real time" if no tag was sent later than this behind its deadline, ms.
@@ -102,7 +107,7 @@ fn read_keys(args: &Args) -> anyhow::Result<Vec<String>> {
     Ok(keys)
 }
 
-fn cpu_seconds() -> f64 {
+pub(super) fn cpu_seconds() -> f64 {
     // utime + stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 Hz on Linux).
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
@@ -186,6 +191,13 @@ async fn publisher(
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(viewers) = args.viewers {
+        return super::bench_viewers::run(&args.url, viewers, args.duration, args.ramp, args.json)
+            .await;
+    }
+    let Some(input) = &args.input else {
+        bail!("publishers need --input CLIP.flv");
+    };
     let url = RtmpUrl::parse(&args.url).map_err(|e| anyhow!(e))?;
     if url.stream_key.is_some() {
         bail!("give the application URL (rtmp://HOST/APP) and the keys with --key/--keys");
@@ -194,7 +206,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bail!("--publishers must be at least 1");
     }
     let keys = read_keys(&args)?;
-    let clip = Arc::new(Clip::load(&args.input)?);
+    let clip = Arc::new(Clip::load(input)?);
     let url = Arc::new(url);
     let cpu0 = cpu_seconds();
     let started = Instant::now();
@@ -203,7 +215,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "bench: {} publishers, {:.0} s each, clip {} ({} tags, {:.1} s loop), to {}",
             args.publishers,
             args.duration as f64 / 1000.0,
-            args.input.display(),
+            input.display(),
             clip.tag_count(),
             clip.period_ms() as f64 / 1000.0,
             url.tc_url()

@@ -1,6 +1,7 @@
 //! One module per subcommand: flags, then a call into the crate that does the work.
 
 pub mod bench;
+pub mod bench_viewers;
 pub mod keys;
 pub mod open;
 pub mod publish;

@@ -74,7 +74,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (
             self.status,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                // A 404 for a part that does not exist yet must not stay in a cache.
+                (header::CACHE_CONTROL, "no-store"),
+            ],
             self.message,
         )
             .into_response();

@@ -9,9 +9,11 @@ use serde::Deserialize;
 use vshare_package::{PartBytes, SegmentBytes};
 
 use super::error::ApiError;
-use super::media::{M3U8, media_response, media_stream_response, valid_rendition};
+use super::media::{
+    IMMUTABLE, M3U8, media_response, media_stream_response, playlist_cache, valid_rendition,
+};
 use super::state::{AppState, AppStateRef};
-use crate::live::BlockingRequest;
+use crate::live::{BlockingRequest, PartHold};
 use crate::storage::object_path;
 
 #[derive(Deserialize)]
@@ -38,7 +40,7 @@ pub async fn live_file(
             .ok_or_else(|| ApiError::not_found("multivariant playlist"))?;
         return Ok(media_response(
             M3U8,
-            "no-cache",
+            &playlist_cache(st.part_target),
             Bytes::from(text.to_string()),
         ));
     }
@@ -62,6 +64,8 @@ async fn serve_live(
     file: &str,
     q: &BlockingQuery,
 ) -> Result<Response, ApiError> {
+    // Counted by kind: what an HTTP cache in front lets through to the origin.
+    metrics::counter!("vshare_live_requests_total", "file" => file_kind(file, q)).increment(1);
     let stream = st
         .live
         .stream(stream_id)
@@ -89,7 +93,7 @@ async fn serve_live(
             .ok_or_else(|| ApiError::not_found("live playlist"))?;
         return Ok(media_response(
             M3U8,
-            "no-cache",
+            &playlist_cache(st.part_target),
             Bytes::from(playlist.to_string()),
         ));
     }
@@ -98,11 +102,11 @@ async fn serve_live(
         .and_then(|r| r.strip_suffix(".mp4"))
         .is_some_and(|n| n.parse::<u64>().is_ok());
     if file == "init.mp4" || numbered_init {
-        // A name is never reused for other bytes within a stream: cacheable.
+        // A name is never reused for other bytes (ids are new for every publish): immutable.
         let init = stream
             .init(file)
             .ok_or_else(|| ApiError::not_found("init segment"))?;
-        return Ok(media_response("video/mp4", "max-age=60", init));
+        return Ok(media_response("video/mp4", IMMUTABLE, init));
     }
     if let Some(rest) = file
         .strip_prefix("part")
@@ -114,7 +118,31 @@ async fn serve_live(
             msn.parse().map_err(|_| no_part())?,
             idx.parse().map_err(|_| no_part())?,
         );
-        let part = match stream.part(msn, idx) {
+        let mut part = stream.part(msn, idx);
+        if part == PartBytes::Missing {
+            // The preload-hinted part (or one of the next segment) is held until it is made
+            // (RFC 8216bis §6.2.6); anything further is not.
+            match stream
+                .hold_for_part(msn, idx, st.max_held_parts, st.part_target * 3)
+                .await
+            {
+                PartHold::Listed => part = stream.part(msn, idx),
+                PartHold::NotHeld => {}
+                PartHold::Full => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many requests waiting for parts of this stream\n",
+                    ));
+                }
+                PartHold::TimedOut => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "part not made in time\n",
+                    ));
+                }
+            }
+        }
+        let part = match part {
             PartBytes::InMemory(b) => b,
             // Its segment is complete and stored: the part is a byte range of it.
             PartBytes::Stored { offset, len } => st
@@ -127,7 +155,7 @@ async fn serve_live(
                 .map_err(|_| no_part())?,
             PartBytes::Missing => return Err(no_part()),
         };
-        return Ok(media_response("video/iso.segment", "max-age=60", part));
+        return Ok(media_response("video/iso.segment", IMMUTABLE, part));
     }
     if let Some(msn) = file
         .strip_prefix("seg")
@@ -146,16 +174,35 @@ async fn serve_live(
                     .map_err(|_| ApiError::not_found("segment"))?;
                 return Ok(media_stream_response(
                     "video/iso.segment",
-                    "max-age=60",
+                    IMMUTABLE,
                     len,
                     body,
                 ));
             }
             SegmentBytes::Missing => return Err(ApiError::not_found("segment")),
         };
-        return Ok(media_response("video/iso.segment", "max-age=60", seg));
+        return Ok(media_response("video/iso.segment", IMMUTABLE, seg));
     }
     Err(ApiError::not_found("file"))
+}
+
+/// The `file` label of `vshare_live_requests_total`.
+fn file_kind(file: &str, q: &BlockingQuery) -> &'static str {
+    if file == "index.m3u8" {
+        if q.msn.is_some() {
+            "blocking_playlist"
+        } else {
+            "playlist"
+        }
+    } else if file.starts_with("init") {
+        "init"
+    } else if file.starts_with("part") {
+        "part"
+    } else if file.starts_with("seg") {
+        "segment"
+    } else {
+        "other"
+    }
 }
 
 fn blocking_request(q: &BlockingQuery) -> Result<Option<BlockingRequest>, ApiError> {

@@ -1,6 +1,8 @@
 //! What the live and VOD handlers share: the response for media bytes and the rendition names.
 
-use axum::http::header;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
@@ -9,12 +11,26 @@ use super::error::ApiError;
 /// The content type of HLS playlists (RFC 8216bis §4).
 pub const M3U8: &str = "application/vnd.apple.mpegurl";
 
+/// The cache policy of objects whose name is never reused for other bytes: live init segments,
+/// parts and segments (a stream's id is new for every publish; see docs/deployment.md).
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The cache policy of a live media playlist, plain or blocking (a blocking request's URL
+/// names the part it waits for, so a cache keyed on the query keeps one answer per part):
+/// about one part target, in whole seconds, at least 1.
+pub fn playlist_cache(part_target: Duration) -> String {
+    let secs = part_target.as_millis().div_ceil(1000).max(1);
+    format!("public, max-age={secs}")
+}
+
 /// Media bytes with their type and cache policy, counted in `vshare_bytes_out_total`.
-pub fn media_response(content_type: &'static str, cache: &'static str, body: Bytes) -> Response {
+pub fn media_response(content_type: &'static str, cache: &str, body: Bytes) -> Response {
     metrics::counter!("vshare_bytes_out_total").increment(body.len() as u64);
+    let cache =
+        HeaderValue::from_str(cache).unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
     (
         [
-            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::CACHE_CONTROL, cache),
         ],
         body,
@@ -57,5 +73,27 @@ pub fn valid_rendition(name: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::not_found("rendition"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn playlists_are_cached_for_about_one_part_target() {
+        assert_eq!(
+            playlist_cache(Duration::from_millis(333)),
+            "public, max-age=1"
+        );
+        assert_eq!(
+            playlist_cache(Duration::from_millis(1000)),
+            "public, max-age=1"
+        );
+        assert_eq!(
+            playlist_cache(Duration::from_millis(1500)),
+            "public, max-age=2"
+        );
+        assert_eq!(playlist_cache(Duration::ZERO), "public, max-age=1");
     }
 }

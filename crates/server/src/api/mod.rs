@@ -73,7 +73,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             private_videos::private_videos,
         ))
-        .layer(CorsLayer::new().allow_origin(Any))
+        // `Access-Control-Allow-Origin: *` is the same for every request: no `Vary`, which
+        // would make a shared cache keep one copy per `Origin`.
+        .layer(CorsLayer::new().allow_origin(Any).vary([]))
         .with_state(state)
 }
 

@@ -1,8 +1,11 @@
 //! The middleware in front of the media and video API paths: private videos answer 403 unless
 //! the request carries a valid signed link or the owner's session. Playlists served under a
 //! link get the link on every URI they list, and the video's JSON on its record URLs, so players
-//! and pages that follow them stay inside the link. Responses about private videos are marked
-//! `Cache-Control: private` so shared caches never keep them.
+//! and pages that follow them stay inside the link. Responses to the owner's session are marked
+//! `Cache-Control: private` so shared caches never keep them. Responses under a signed link are
+//! public for at most the link's remaining lifetime: the link's `exp` and `sig` are in every
+//! URL, so a cache keyed on the whole URL keeps them per link, and gives them only to requests
+//! that carry the same link (which the server would answer the same way).
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -47,12 +50,16 @@ pub async fn private_videos(State(st): AppStateRef, req: Request, next: Next) ->
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    let cache = parts
+    let given = parts
         .headers
         .get(header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| format!("private, {v}"))
-        .unwrap_or_else(|| "private, no-cache".into());
+        .and_then(|v| v.to_str().ok());
+    let cache = match &grant {
+        Grant::Signed(query) => signed_cache(given, link_left_s(query)),
+        _ => given
+            .map(|v| format!("private, {}", v.trim_start_matches("public, ")))
+            .unwrap_or_else(|| "private, no-cache".into()),
+    };
     if let Ok(v) = HeaderValue::from_str(&cache) {
         parts.headers.insert(header::CACHE_CONTROL, v);
     }
@@ -87,9 +94,57 @@ pub async fn private_videos(State(st): AppStateRef, req: Request, next: Next) ->
     Response::from_parts(parts, axum::body::Body::from(rewritten))
 }
 
+/// Seconds a signed link (`exp=…&sig=…`) has left; 0 when it cannot be read.
+fn link_left_s(query: &str) -> u64 {
+    let exp = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("exp="))
+        .and_then(|e| e.parse::<i64>().ok())
+        .unwrap_or(0);
+    u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0)
+}
+
+/// The cache policy of a response under a signed link: what the handler chose, public (the
+/// URL carries the link), never beyond the link's expiry; `private` when the handler said not
+/// to cache or the link is about to expire.
+fn signed_cache(given: Option<&str>, left_s: u64) -> String {
+    let given = given.unwrap_or("no-cache");
+    let max_age = given
+        .split(',')
+        .find_map(|d| d.trim().strip_prefix("max-age="))
+        .and_then(|n| n.parse::<u64>().ok());
+    match max_age {
+        Some(age) if left_s > 0 && !given.contains("no-") => {
+            let immutable = if given.contains("immutable") && age <= left_s {
+                ", immutable"
+            } else {
+                ""
+            };
+            format!("public, max-age={}{immutable}", age.min(left_s))
+        }
+        _ => format!("private, {}", given.trim_start_matches("public, ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::guarded_video;
+    use super::{guarded_video, signed_cache};
+
+    #[test]
+    fn a_signed_link_is_cacheable_until_it_expires() {
+        let immutable = "public, max-age=31536000, immutable";
+        assert_eq!(signed_cache(Some(immutable), 3600), "public, max-age=3600");
+        assert_eq!(
+            signed_cache(Some("public, max-age=1"), 3600),
+            "public, max-age=1"
+        );
+        assert_eq!(
+            signed_cache(Some(immutable), 0),
+            "private, max-age=31536000, immutable"
+        );
+        assert_eq!(signed_cache(Some("no-cache"), 3600), "private, no-cache");
+        assert_eq!(signed_cache(None, 3600), "private, no-cache");
+    }
 
     #[test]
     fn guarded_paths_name_their_video() {

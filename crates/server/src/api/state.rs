@@ -20,6 +20,10 @@ pub struct AppState {
     pub videos: Arc<VideoServer>,
     pub metrics: PrometheusHandle,
     pub segment_target: Duration,
+    /// The part target: how long live playlists may be cached.
+    pub part_target: Duration,
+    /// Requests held per stream for parts not made yet (`[live] max_held_part_requests`).
+    pub max_held_parts: usize,
     pub admin_token: Option<String>,
     pub rtmp_url: String,
     /// `rtmps://host:port/live` when RTMPS ingest is on.
