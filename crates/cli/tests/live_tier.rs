@@ -2,7 +2,9 @@
 //! the live hand-off (docs/live-handoff.md) to a `--roles live` server sharing its storage; the
 //! live server's playlist lists parts and segments that decode; after `kill -9` and a restart
 //! the live server has the stream again — its whole window, not only what came after — within
-//! a bound made of the configured reconnect wait and one segment; a wrong secret is refused.
+//! a bound made of the configured reconnect wait and one segment; a live server that stops
+//! reading does not hold the video server up and catches up when it reads again; a wrong
+//! secret is refused.
 
 mod common;
 
@@ -71,6 +73,26 @@ fn listed(playlist: &str) -> (Vec<String>, Vec<String>) {
         .map(str::to_string)
         .collect();
     (segments, parts)
+}
+
+/// (msn, index) of a part URI `part{msn}.{index}.m4s`.
+fn part_number(uri: &str) -> (u64, u32) {
+    let n = uri
+        .strip_prefix("part")
+        .and_then(|r| r.strip_suffix(".m4s"))
+        .and_then(|r| r.split_once('.'))
+        .and_then(|(m, i)| Some((m.parse().ok()?, i.parse().ok()?)));
+    n.unwrap_or_else(|| panic!("part URI {uri:?}"))
+}
+
+fn signal(server: &Server, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(sig)
+        .arg(server.child.id().to_string())
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig}");
 }
 
 /// init.mp4 and one segment of the live server, decoded by ffprobe.
@@ -219,6 +241,44 @@ fn a_live_server_in_its_own_process_serves_the_stream_and_recovers_from_kill_9()
     );
     decodes(dir.path(), &base, &segments[0]);
     live.expect_logged("a video server connected");
+
+    // A live server that stops reading (SIGSTOP) does not hold the video server up: its own
+    // window goes on, the link is dropped once silent for three keepalives, and after SIGCONT
+    // the live server catches up by a resync within the same bound.
+    let own = format!("{}/live/{id}/index.m3u8", video.http);
+    let newest = |p: &str| listed(p).1.last().map(|u| part_number(u));
+    let before = text(&own)
+        .and_then(|p| newest(&p))
+        .expect("video server's playlist");
+    signal(&live, "-STOP");
+    // Lost once at the kill -9, and now again.
+    wait_for(
+        "the video server to drop the stopped live server",
+        bound * 4,
+        || (video.log().matches("live hand-off lost").count() >= 2).then_some(()),
+    );
+    let during = wait_for(
+        "the video server's window to go on",
+        Duration::from_secs(10),
+        || {
+            text(&own)
+                .and_then(|p| newest(&p))
+                .filter(|n| n.0 > before.0)
+        },
+    );
+    signal(&live, "-CONT");
+    let resumed = Instant::now();
+    let caught_up = wait_for("the live server to catch up", bound * 4, || {
+        text(&format!("{base}/index.m3u8"))
+            .and_then(|p| newest(&p))
+            .filter(|n| *n >= during)
+    });
+    let took = resumed.elapsed();
+    eprintln!(
+        "live server stopped from part {before:?} to {during:?}; caught up to {caught_up:?} {} ms after SIGCONT",
+        took.as_millis()
+    );
+    assert!(took <= bound, "caught up after {took:?}, over {bound:?}");
 
     // The publisher ends: the live server's playlist ends too.
     let status = wait_exit(&mut publisher, Duration::from_secs(60)).expect("ffmpeg ends");
