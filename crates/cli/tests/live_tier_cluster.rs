@@ -31,6 +31,8 @@ const DEPLOYMENT: &str = include_str!("../../../docs/deployment.md");
 const SECRET: &str = "cluster test hand-off secret 0123456789";
 const PART_MS: u64 = 250;
 const SEGMENT_MS: u64 = 1000;
+/// A live server forgets a stream this long after its video server's connection closed.
+const ORPHAN_S: u64 = 2;
 /// Viewers per stream.
 const VIEWERS: usize = 2;
 
@@ -311,6 +313,7 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
         format!(
             "[live]\npart_target_ms = {PART_MS}\nsegment_target_ms = {SEGMENT_MS}\n\
              handoff_keepalive_ms = 250\nhandoff_reconnect_max_ms = 250\n\
+             handoff_orphan_s = {ORPHAN_S}\n\
              [transcode]\nladder = \"none\"\n"
         ),
     )
@@ -479,6 +482,7 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
         (s.len() >= 2).then_some(s)
     });
     video[0].kill9();
+    let video_killed = Instant::now();
     let _ = wait_exit(&mut publishers[0], Duration::from_secs(20));
     // Its recording up to the kill is in storage and plays, from the other video server.
     let stored = vod_segments(surviving, &ids[0]);
@@ -493,6 +497,19 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
         stored.len()
     );
     assert_eq!(video_state(surviving, &ids[0]), "live");
+    // The live servers keep its window (no end of stream: nobody sent one) until
+    // `handoff_orphan_s` after its video server's connection closed, then forget it.
+    let orphan_url = format!("{}/live/{}/index.m3u8", live[1].http, ids[0]);
+    let forgotten = wait_for(
+        "the live server to forget the interrupted stream",
+        Duration::from_secs(ORPHAN_S * 5),
+        || (http_get(&orphan_url).0 == 404).then(Instant::now),
+    );
+    eprintln!(
+        "interrupted stream forgotten by the live server {} ms after the kill",
+        (forgotten - video_killed).as_millis()
+    );
+    assert!(forgotten - video_killed >= Duration::from_secs(ORPHAN_S));
 
     // Restarted (same data directory, so the same instance id), it finishes its own interrupted
     // recording as partial and leaves the other video server's live stream alone.
