@@ -165,7 +165,15 @@ fn start_nginx(dir: &Path, origins: &[&Server]) -> (Stopped, String) {
 /// `ffmpeg -re -stream_loop -1`: publishes the clip over and over until killed.
 fn publish_looping(clip: &Path, url: &str) -> Child {
     Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+        ])
         .arg(clip)
         .args(["-c", "copy", "-f", "flv", url])
         .stdout(Stdio::null())
@@ -221,7 +229,10 @@ fn viewer(base: String, stop: Arc<AtomicBool>, log: Arc<Mutex<Watched>>) {
         };
         let (status, body) = http_get(&url);
         if status != 200 {
-            log.lock().expect("log").errors.push(format!("{url}: {status}"));
+            log.lock()
+                .expect("log")
+                .errors
+                .push(format!("{url}: {status}"));
             next = None;
             continue;
         }
@@ -274,7 +285,11 @@ fn decodes(dir: &Path, base: &str, segments: &[String]) -> u64 {
     }
     let path = dir.join("recorded.mp4");
     std::fs::write(&path, &bytes).expect("write");
-    assert_eq!(decode_errors(&path), "", "{base}: the recording does not decode");
+    assert_eq!(
+        decode_errors(&path),
+        "",
+        "{base}: the recording does not decode"
+    );
     frame_count(&path, "v:0")
 }
 
@@ -294,6 +309,35 @@ fn video_state(server: &Server, id: &str) -> String {
         .to_string()
 }
 
+/// The deployment guide's configuration files (its `toml` blocks) are valid configurations,
+/// one per role.
+fn deployment_configs_parse(dir: &Path) {
+    let blocks: Vec<&str> = DEPLOYMENT
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    let mut roles = Vec::new();
+    for (i, block) in blocks.iter().enumerate() {
+        let path = dir.join(format!("deployment-{i}.toml"));
+        std::fs::write(&path, block).expect("write");
+        let c = vshare_server::config::Config::from_file(&path)
+            .unwrap_or_else(|e| panic!("docs/deployment.md, toml block {i}: {e:#}"));
+        roles.push(c.roles);
+    }
+    use vshare_server::config::Role;
+    for want in [
+        vec![Role::Video, Role::Proxy],
+        vec![Role::Live],
+        vec![Role::Proxy],
+    ] {
+        assert!(
+            roles.contains(&want),
+            "no {want:?} configuration in {roles:?}"
+        );
+    }
+}
+
 #[test]
 fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
     let Some(database_url) = fresh_postgres_blocking("vshare_cluster") else {
@@ -306,6 +350,7 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
         "docs/deployment.md does not show docs/nginx-live-cache.conf as it is"
     );
     let dir = tempfile::tempdir().expect("tempdir");
+    deployment_configs_parse(dir.path());
     let (_s3, storage_env) = start_s3(&dir.path().join("s3"));
     let config = dir.path().join("vshare.toml");
     std::fs::write(
@@ -332,7 +377,12 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
         .map(|(i, port)| {
             shared.start(
                 &data(&format!("live{i}")),
-                &["--roles", "live", "--live-listen", &format!("127.0.0.1:{port}")],
+                &[
+                    "--roles",
+                    "live",
+                    "--live-listen",
+                    &format!("127.0.0.1:{port}"),
+                ],
             )
         })
         .collect();
@@ -360,7 +410,9 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
         "320x180",
         4,
         Some(44100),
-        &["-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-c:a", "aac", "-ac", "2"],
+        &[
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-c:a", "aac", "-ac", "2",
+        ],
     );
 
     // A publisher on each video server; both streams reach both live servers.
@@ -381,11 +433,15 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
         .collect();
     for id in &ids {
         for l in &live {
-            wait_for("the stream on every live server", Duration::from_secs(20), || {
-                let (s, body) = http_get(&format!("{}/live/{id}/index.m3u8", l.http));
-                (s == 200 && listed_parts(&String::from_utf8_lossy(&body)).len() >= 4)
-                    .then_some(())
-            });
+            wait_for(
+                "the stream on every live server",
+                Duration::from_secs(20),
+                || {
+                    let (s, body) = http_get(&format!("{}/live/{id}/index.m3u8", l.http));
+                    (s == 200 && listed_parts(&String::from_utf8_lossy(&body)).len() >= 4)
+                        .then_some(())
+                },
+            );
         }
     }
 
@@ -454,7 +510,10 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
             "viewer {v}: a gap of {after:?} after the kill, over one segment and one part"
         );
         let numbers: Vec<_> = w.parts.iter().map(|p| p.1).collect();
-        assert!(numbers.windows(2).all(|n| n[0] < n[1]), "viewer {v}: parts out of order");
+        assert!(
+            numbers.windows(2).all(|n| n[0] < n[1]),
+            "viewer {v}: parts out of order"
+        );
     }
     // The cache used both live servers, then moved what went to the killed one to the other.
     let access = std::fs::read_to_string(dir.path().join("nginx/access.log")).unwrap_or_default();
@@ -514,11 +573,19 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
     // Restarted (same data directory, so the same instance id), it finishes its own interrupted
     // recording as partial and leaves the other video server's live stream alone.
     video[0] = shared.start(&data("video0"), &video_args);
-    let partial = wait_for("the interrupted recording to be partial", Duration::from_secs(20), || {
-        let v = get_json(&format!("{}/api/v1/videos/{}", surviving.http, ids[0]));
-        (v["state"] == "partial").then_some(v)
-    });
-    assert_eq!(video_state(surviving, &ids[1]), "live", "recovery touched another server's video");
+    let partial = wait_for(
+        "the interrupted recording to be partial",
+        Duration::from_secs(20),
+        || {
+            let v = get_json(&format!("{}/api/v1/videos/{}", surviving.http, ids[0]));
+            (v["state"] == "partial").then_some(v)
+        },
+    );
+    assert_eq!(
+        video_state(surviving, &ids[1]),
+        "live",
+        "recovery touched another server's video"
+    );
     let mp4 = partial["attributes"]
         .as_array()
         .and_then(|a| a.iter().find(|r| r["format"] == "mp4"))
@@ -534,10 +601,14 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
     let next = wait_video_state(&video[0], &keys[0], &["live"], Duration::from_secs(20));
     let next_id = next["id"].as_str().expect("id").to_string();
     assert_ne!(next_id, ids[0]);
-    wait_for("the next stream through the cache", Duration::from_secs(20), || {
-        let (s, body) = http_get(&format!("{cache_url}/live/{next_id}/index.m3u8"));
-        (s == 200 && !listed_parts(&String::from_utf8_lossy(&body)).is_empty()).then_some(())
-    });
+    wait_for(
+        "the next stream through the cache",
+        Duration::from_secs(20),
+        || {
+            let (s, body) = http_get(&format!("{cache_url}/live/{next_id}/index.m3u8"));
+            (s == 200 && !listed_parts(&String::from_utf8_lossy(&body)).is_empty()).then_some(())
+        },
+    );
     let status = wait_exit(&mut again, Duration::from_secs(30)).expect("ffmpeg ends");
     assert!(status.success());
     wait_video_state(&video[0], &keys[0], &["ready"], Duration::from_secs(20));

@@ -256,8 +256,7 @@ impl Db {
     }
 }
 
-const VIDEO_COLUMNS: &str =
-    "SELECT id, key_id, title, state, created_at, ended_at, attributes, visibility, instance_id FROM videos";
+const VIDEO_COLUMNS: &str = "SELECT id, key_id, title, state, created_at, ended_at, attributes, visibility, instance_id FROM videos";
 
 fn video_from_row(r: &AnyRow) -> anyhow::Result<Video> {
     let state: String = r.try_get("state")?;

@@ -387,7 +387,10 @@ async fn unfinished_videos_by_instance(url: &str) {
         ]
     );
     assert_eq!(
-        db.get_video(&ids[1]).await.expect("get").map(|v| v.instance_id),
+        db.get_video(&ids[1])
+            .await
+            .expect("get")
+            .map(|v| v.instance_id),
         Some("video-b".to_string())
     );
 }

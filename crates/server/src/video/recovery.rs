@@ -16,10 +16,7 @@ impl VideoServer {
     /// become a playable MP4 and HLS VOD, marked partial.
     pub async fn recover(&self) -> anyhow::Result<()> {
         // Only this server's: another video server on the database records its own.
-        let pending = self
-            .db
-            .unfinished_videos(self.config.instance_id())
-            .await?;
+        let pending = self.db.unfinished_videos(self.config.instance_id()).await?;
         for v in pending {
             match self.recover_one(&v).await {
                 Ok(n) => {
