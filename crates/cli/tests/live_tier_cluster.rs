@@ -7,8 +7,10 @@
 //! `kill -9` of a live server: the viewers go on through the other one, the largest gap between
 //! two parts they receive staying within one part and one segment target. `kill -9` of a video
 //! server mid-stream: what it recorded up to the kill is in storage and plays from the other
-//! video server; restarted, it finishes the interrupted recording as partial (and only its own:
-//! the other video server's stream stays live), and its publisher's next stream works.
+//! video server; the live servers forget its stream `handoff_orphan_s` after the kill;
+//! restarted, it finishes the interrupted recording as partial (and only its own: the other
+//! video server's stream stays live), and its publisher's next stream works. The guide's
+//! configuration files, one per role, are valid configurations.
 
 mod common;
 
