@@ -33,6 +33,11 @@ pub struct Config {
     /// The roles this process runs: `video` (ingest, packaging, recording), `live` (LL-HLS
     /// to players), `proxy` (subscriptions and their messages). Default: all three.
     pub roles: Vec<Role>,
+    /// This server's name among the video servers sharing one database: the live videos it
+    /// records carry it, and the recovery at start-up finishes only its own. Default: an id
+    /// made once and kept in `<data_dir>/instance-id`; set it when the data directory does not
+    /// outlive the machine (each video server needs its own).
+    pub instance_id: Option<String>,
     pub live: LiveConfig,
     pub limits: Limits,
     pub webhook: Option<WebhookConfig>,
@@ -494,6 +499,7 @@ impl Default for Config {
             admin_token: None,
             workers: 0,
             roles: vec![Role::Video, Role::Live, Role::Proxy],
+            instance_id: None,
             live: LiveConfig::default(),
             limits: Limits::default(),
             webhook: None,
@@ -565,6 +571,11 @@ impl Config {
         })
     }
 
+    /// The instance id once `serve` has settled it (config, else `<data_dir>/instance-id`).
+    pub fn instance_id(&self) -> &str {
+        self.instance_id.as_deref().unwrap_or("")
+    }
+
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
@@ -623,6 +634,8 @@ mod tests {
         assert_eq!(d.roles, [Role::Video, Role::Live, Role::Proxy]);
         assert!(d.live.handoff_listen.is_none() && d.live.handoff_push.is_empty());
         assert!(toml::from_str::<Config>("roles = [\"edge\"]").is_err());
+        let i: Config = toml::from_str("instance_id = \"video-a\"").unwrap();
+        assert_eq!(i.instance_id(), "video-a");
         assert!(toml::from_str::<Config>("[live]\nhandoff_secrett = \"x\"").is_err());
     }
 }

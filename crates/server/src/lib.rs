@@ -314,6 +314,16 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("data directory {}: {e}", config.data_dir.display()))?;
+    if config.instance_id.is_none() {
+        // Made once per data directory: a restarted video server recovers its own recordings.
+        config.instance_id = Some(stored_secret(&config.data_dir.join("instance-id"), || {
+            db::random_id(16)
+        })?);
+    }
+    anyhow::ensure!(
+        !config.instance_id().is_empty() && config.instance_id().len() <= 64,
+        "instance_id must be 1 to 64 bytes"
+    );
     let tls = tls::Tls::from_config(&config)?;
     if tls.is_some() && config.public_url().starts_with("http://") {
         tracing::warn!(

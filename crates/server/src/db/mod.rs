@@ -96,6 +96,9 @@ pub struct Video {
     pub attributes: Vec<AttributeRecord>,
     #[serde(default)]
     pub visibility: Visibility,
+    /// The video server that records it (`instance_id`); '' for rows older than the column.
+    #[serde(skip)]
+    pub instance_id: String,
 }
 
 impl Video {
@@ -110,6 +113,7 @@ impl Video {
             ended_at: None,
             attributes: vec![],
             visibility: Visibility::Public,
+            instance_id: String::new(),
         }
     }
 }
@@ -252,8 +256,7 @@ impl Db {
     }
 }
 
-const VIDEO_COLUMNS: &str =
-    "SELECT id, key_id, title, state, created_at, ended_at, attributes, visibility FROM videos";
+const VIDEO_COLUMNS: &str = "SELECT id, key_id, title, state, created_at, ended_at, attributes, visibility, instance_id FROM videos";
 
 fn video_from_row(r: &AnyRow) -> anyhow::Result<Video> {
     let state: String = r.try_get("state")?;
@@ -269,6 +272,7 @@ fn video_from_row(r: &AnyRow) -> anyhow::Result<Video> {
         attributes: serde_json::from_str(&attributes)?,
         visibility: Visibility::parse(&visibility)
             .ok_or_else(|| anyhow::anyhow!("unknown visibility {visibility:?} in the database"))?,
+        instance_id: r.try_get("instance_id")?,
     })
 }
 

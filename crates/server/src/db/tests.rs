@@ -333,6 +333,68 @@ async fn accounts_sessions_visibility_deletion(url: &str) {
     assert!(s1.len() >= 40);
 }
 
+/// Video servers sharing the database each finish only their own interrupted recordings (and
+/// rows from before the instance column); finished videos are nobody's to recover.
+async fn unfinished_videos_by_instance(url: &str) {
+    let db = Db::open(url).await.expect("open");
+    let (key, _) = db.create_key("k").await.expect("key").expect("new key");
+    let mut ids = Vec::new();
+    for (instance, state) in [
+        ("video-a", VideoState::Live),
+        ("video-b", VideoState::Live),
+        ("", VideoState::Live),
+        ("video-a", VideoState::Finishing),
+        ("video-a", VideoState::Ready),
+    ] {
+        let mut v = Video::new_live(&random_id(12), &key.id, "t");
+        v.instance_id = instance.to_string();
+        db.insert_video(&v).await.expect("insert");
+        if state != VideoState::Live {
+            db.update_video(&v.id, state, &[], None, None)
+                .await
+                .expect("update");
+        }
+        ids.push(v.id);
+        // Distinct creation times keep the order below fixed.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let own = |instance: &'static str| {
+        let db = db.clone();
+        async move {
+            db.unfinished_videos(instance)
+                .await
+                .expect("unfinished")
+                .into_iter()
+                .map(|v| (v.id, v.instance_id))
+                .collect::<Vec<_>>()
+        }
+    };
+    let a = own("video-a").await;
+    assert_eq!(
+        a,
+        vec![
+            (ids[0].clone(), "video-a".to_string()),
+            (ids[2].clone(), String::new()),
+            (ids[3].clone(), "video-a".to_string()),
+        ]
+    );
+    let b = own("video-b").await;
+    assert_eq!(
+        b,
+        vec![
+            (ids[1].clone(), "video-b".to_string()),
+            (ids[2].clone(), String::new()),
+        ]
+    );
+    assert_eq!(
+        db.get_video(&ids[1])
+            .await
+            .expect("get")
+            .map(|v| v.instance_id),
+        Some("video-b".to_string())
+    );
+}
+
 /// Runs a scenario on a fresh SQLite file and on PostgreSQL (when the test setup has one).
 macro_rules! on_both_databases {
     ($($sqlite:ident, $postgres:ident => $scenario:ident;)*) => {$(
@@ -357,4 +419,5 @@ on_both_databases! {
     accounts_on_sqlite, accounts_on_postgres => accounts_sessions_visibility_deletion;
     upload_tokens_on_sqlite, upload_tokens_on_postgres => upload_tokens;
     round_trip_on_sqlite, round_trip_on_postgres => keys_videos_segments_round_trip;
+    unfinished_by_instance_on_sqlite, unfinished_by_instance_on_postgres => unfinished_videos_by_instance;
 }

@@ -13,7 +13,7 @@ impl Db {
     /// The videos published with a user's keys, newest first.
     pub async fn user_videos(&self, user_id: &str) -> anyhow::Result<Vec<Video>> {
         let rows = sqlx::query(self.sql(
-            "SELECT v.id, v.key_id, v.title, v.state, v.created_at, v.ended_at, v.attributes, v.visibility \
+            "SELECT v.id, v.key_id, v.title, v.state, v.created_at, v.ended_at, v.attributes, v.visibility, v.instance_id \
              FROM videos v JOIN stream_keys k ON k.id = v.key_id \
              WHERE k.user_id = ? AND v.deleted_at IS NULL ORDER BY v.created_at DESC",
         ))
@@ -106,7 +106,7 @@ impl Db {
     pub async fn insert_video(&self, v: &Video) -> anyhow::Result<()> {
         let _writer = self.database.writer().await;
         sqlx::query(self.sql(
-            "INSERT INTO videos (id, key_id, title, state, created_at, ended_at, attributes, visibility) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO videos (id, key_id, title, state, created_at, ended_at, attributes, visibility, instance_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&v.id)
         .bind(&v.key_id)
@@ -116,6 +116,7 @@ impl Db {
         .bind(v.ended_at.clone())
         .bind(serde_json::to_string(&v.attributes)?)
         .bind(v.visibility.as_str())
+        .bind(&v.instance_id)
         .execute(self.database.pool())
         .await?;
         Ok(())
@@ -208,6 +209,20 @@ impl Db {
                 .await?
             }
         };
+        rows.iter().map(video_from_row).collect()
+    }
+
+    /// Live and finishing videos that the video server `instance_id` left unfinished, and those
+    /// of rows older than the instance column: what its recovery may finish. Other video
+    /// servers' recordings on a shared database are theirs.
+    pub async fn unfinished_videos(&self, instance_id: &str) -> anyhow::Result<Vec<Video>> {
+        let rows = sqlx::query(self.sql(&format!(
+            "{VIDEO_COLUMNS} WHERE deleted_at IS NULL AND state IN ('live', 'finishing') \
+             AND (instance_id = ? OR instance_id = '') ORDER BY created_at"
+        )))
+        .bind(instance_id)
+        .fetch_all(self.database.pool())
+        .await?;
         rows.iter().map(video_from_row).collect()
     }
 

@@ -152,6 +152,7 @@ impl VideoServer {
             active.insert(key.id.clone(), video_id.clone());
         }
         let mut video = Video::new_live(&video_id, &key.id, title);
+        video.instance_id = self.config.instance_id().to_string();
         if key.private {
             // Private from the first frame: never listed, no `live` notification.
             video.visibility = crate::db::Visibility::Private;

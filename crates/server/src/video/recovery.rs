@@ -1,6 +1,7 @@
-//! Recovery at start-up: recordings that a stopped server left live become a playable MP4 and
-//! HLS VOD from whatever segments reached storage, marked partial; finished videos are handed to
-//! the proxy again in case the stop came before their hand-off.
+//! Recovery at start-up: recordings that this server (its `instance_id`) left live when it
+//! stopped become a playable MP4 and HLS VOD from whatever segments reached storage, marked
+//! partial; other video servers' live recordings on a shared database are left alone. Finished
+//! videos are handed to the proxy again in case the stop came before their hand-off.
 
 use tracing::{info, warn};
 use vshare_proxy::EventKind;
@@ -14,8 +15,8 @@ impl VideoServer {
     /// Finishes recordings that a stopped server left live: whatever segments reached storage
     /// become a playable MP4 and HLS VOD, marked partial.
     pub async fn recover(&self) -> anyhow::Result<()> {
-        let mut pending = self.db.list_videos(Some(VideoState::Live)).await?;
-        pending.extend(self.db.list_videos(Some(VideoState::Finishing)).await?);
+        // Only this server's: another video server on the database records its own.
+        let pending = self.db.unfinished_videos(self.config.instance_id()).await?;
         for v in pending {
             match self.recover_one(&v).await {
                 Ok(n) => {
