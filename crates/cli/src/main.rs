@@ -52,7 +52,12 @@ fn main() -> anyhow::Result<()> {
                 "workers = {}: at most 1024 (0 = one per CPU core)",
                 config.workers
             );
-            return runtime(config.workers)?.block_on(commands::serve::run(config));
+            let rt = runtime(config.workers)?;
+            let result = rt.block_on(commands::serve::run(config));
+            // After a graceful stop: background work still running (other VOD formats) does
+            // not hold the exit up.
+            rt.shutdown_timeout(std::time::Duration::from_millis(500));
+            return result;
         }
         other => other,
     };

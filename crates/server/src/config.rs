@@ -470,6 +470,10 @@ pub struct Limits {
     /// How often a publish in progress checks that its stream key (or upload token) still
     /// stands; a revoked or rotated key ends the publish within this many seconds.
     pub key_check_s: u64,
+    /// On SIGTERM or SIGINT, how long `serve` may take to stop gracefully (end every stream,
+    /// finish its VOD, flush the live hand-off, let HTTP responses finish) before it exits
+    /// anyway.
+    pub shutdown_grace_s: u64,
 }
 
 /// The hand-off to the communication proxy: a signed POST for every live stream and VOD file.
@@ -550,6 +554,7 @@ impl Default for Limits {
             http_header_timeout_s: 10,
             http_write_stall_timeout_s: 60,
             key_check_s: 5,
+            shutdown_grace_s: 10,
         }
     }
 }

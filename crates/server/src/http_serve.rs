@@ -1,7 +1,8 @@
 //! The HTTP accept loop: `axum::serve` with what it does not offer — connection caps per client
 //! address and in all, a deadline for request headers (which also closes a keep-alive
 //! connection left silent), a bound on the buffered request head, and a deadline on writes
-//! that make no progress (a client that stopped reading).
+//! that make no progress (a client that stopped reading), and a graceful stop (no new
+//! connections; requests in progress are answered, then each connection closes).
 
 use std::future::Future;
 use std::io;
@@ -24,6 +25,7 @@ use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use crate::conn_limit::ConnLimiter;
+use crate::shutdown::Stopping;
 use crate::tls::Tls;
 
 /// Read buffer of one connection, bytes: request heads longer than this are refused
@@ -38,12 +40,26 @@ pub struct HttpLimits {
     pub write_stall_timeout: Duration,
 }
 
-/// Serves `app` on `listener` until the process ends; with `tls`, each connection's TLS
-/// handshake comes first (within its deadline, counted against the connection caps).
-pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, tls: Option<Tls>) {
+/// Serves `app` on `listener` until `stop` is set; with `tls`, each connection's TLS
+/// handshake comes first (within its deadline, counted against the connection caps). At the
+/// stop it accepts no more, lets every connection finish the request it is answering, and
+/// returns once all are closed (upgraded ones, WebSockets, are their handlers' business).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    tls: Option<Tls>,
+    stop: Stopping,
+) {
     let refused = metrics::counter!("vshare_connections_refused_total", "listener" => "http");
+    // Every connection task holds a sender: the channel closes when the last one ends.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
-        let (socket, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait() => break,
+        };
+        let (socket, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // Out of file descriptors and the like: let others finish before trying again.
@@ -69,16 +85,29 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, tls: 
         let header_timeout = limits.header_timeout;
         let stall = limits.write_stall_timeout;
         let tls = tls.clone();
+        let (open, stop) = (open.clone(), stop.clone());
         tokio::spawn(async move {
             let _guard = guard;
+            let _open = open;
             let result = match tls {
                 None => {
-                    serve_connection(StallGuard::new(socket, stall), service, header_timeout).await
+                    serve_connection(
+                        StallGuard::new(socket, stall),
+                        service,
+                        header_timeout,
+                        &stop,
+                    )
+                    .await
                 }
                 Some(tls) => match tls.accept(socket).await {
                     Ok(stream) => {
-                        serve_connection(StallGuard::new(stream, stall), service, header_timeout)
-                            .await
+                        serve_connection(
+                            StallGuard::new(stream, stall),
+                            service,
+                            header_timeout,
+                            &stop,
+                        )
+                        .await
                     }
                     Err(e) => {
                         debug!(%peer, "TLS handshake: {e}");
@@ -91,6 +120,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, tls: 
             }
         });
     }
+    drop((listener, open));
+    let _ = all_closed.recv().await;
 }
 
 /// One HTTP/1.1 connection (upgrades included) over any byte stream.
@@ -98,6 +129,7 @@ async fn serve_connection<T, S>(
     io: T,
     service: S,
     header_timeout: Duration,
+    stop: &Stopping,
 ) -> Result<(), hyper::Error>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -115,10 +147,17 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_BUF);
-    builder
+    let conn = builder
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
-        .with_upgrades()
-        .await
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = stop.wait() => {}
+    }
+    // The request in progress is answered; an idle keep-alive connection closes now.
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 /// Fails writes that have made no progress for `limit`: a client that stopped reading (a

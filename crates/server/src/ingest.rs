@@ -19,6 +19,7 @@ use vshare_transcode::{ConvertSettings, ConvertWorker};
 use crate::conn_limit::ConnLimiter;
 use crate::db::Db;
 use crate::merged_read::{self, TickRead};
+use crate::shutdown::Stopping;
 use crate::video::{IngestMessage, Publisher, StartError, VideoServer};
 
 pub struct Ingest {
@@ -35,15 +36,18 @@ pub struct Ingest {
     /// How often a publish in progress checks that its key still stands (revoked or rotated:
     /// the publish ends).
     pub key_check: Duration,
+    /// Set when the server stops: no more connections, and every publish ends as if its
+    /// publisher had stopped.
+    pub stopping: Stopping,
 }
 
 impl Ingest {
-    /// Accepts RTMP connections until the process ends.
+    /// Accepts RTMP connections until the server stops.
     pub async fn run(self: Arc<Self>, listener: TcpListener) {
         self.accept_loop(listener, None).await
     }
 
-    /// Accepts RTMPS connections until the process ends: the TLS handshake within its
+    /// Accepts RTMPS connections until the server stops: the TLS handshake within its
     /// deadline, then the same RTMP connection as on the plain listener.
     pub async fn run_tls(self: Arc<Self>, listener: TcpListener, tls: crate::tls::Tls) {
         self.accept_loop(listener, Some(tls)).await
@@ -52,7 +56,14 @@ impl Ingest {
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, tls: Option<crate::tls::Tls>) {
         let name = if tls.is_some() { "rtmps" } else { "rtmp" };
         loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = self.stopping.wait() => {
+                    info!("{name}: no longer accepting connections (stopping)");
+                    return;
+                }
+            };
+            match accepted {
                 Ok((socket, peer)) => {
                     // The cap counts a connection from accept on, TLS handshake included.
                     let guard = match self.connections.admit(peer.ip()) {
@@ -113,7 +124,7 @@ impl Ingest {
         let bytes_in = metrics::counter!("vshare_bytes_in_total");
         let converter_dropped = metrics::counter!("vshare_ingest_convert_dropped_frames_total");
         let mut ticks = TickState::default();
-        let result = async {
+        let work = async {
             loop {
                 if let Some((key, checked)) = &mut published_with
                     && checked.elapsed() >= self.key_check
@@ -257,11 +268,18 @@ impl Ingest {
                 }
                 flush(&mut conn, &mut socket).await?;
             }
-        }
-        .await;
+        };
+        // A stopping server ends the publish here: what arrived so far is the stream.
+        let result = tokio::select! {
+            r = work => r,
+            _ = self.stopping.wait() => Ok(()),
+        };
         // A dropped connection ends the stream like a clean stop: the VOD is finished.
         if let Some(p) = publisher.take() {
-            info!(%peer, video = %p.video_id, "publisher disconnected");
+            match self.stopping.is_set() {
+                true => info!(%peer, video = %p.video_id, "server stopping; ending the publish"),
+                false => info!(%peer, video = %p.video_id, "publisher disconnected"),
+            }
             finish_converter(&p, converter.take()).await;
             let _ = p.tx.send(IngestMessage::End).await;
         }

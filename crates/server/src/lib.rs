@@ -19,6 +19,7 @@ pub mod live_listen;
 pub mod live_push;
 pub mod merged_read;
 pub mod share;
+pub mod shutdown;
 pub mod storage;
 pub mod tls;
 pub mod upload;
@@ -343,16 +344,21 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         true => Some(handoff_secret(&config)?),
         false => None,
     };
+    // Set at SIGTERM/SIGINT: publishers' listeners stop accepting and every publish ends.
+    let (stop, stopping) = shutdown::flag();
+    // Set once the streams are ended: the HTTP listeners stop accepting and drain.
+    let (stop_http, http_stopping) = shutdown::flag();
     // With live servers to push to, messages are applied here and queued for each of them.
-    let live_tx = match &secret {
+    let (live_tx, flusher) = match &secret {
         Some(secret) if !config.live.handoff_push.is_empty() => {
-            live_push::LivePush::start(live.clone(), &config, secret.clone())?
+            let (tx, flusher) = live_push::LivePush::start(live.clone(), &config, secret.clone())?;
+            (tx, Some(flusher))
         }
-        _ => live.spawn(),
+        _ => (live.spawn(), None),
     };
     if let (Some(l), Some(secret)) = (handoff_listener, &secret) {
         let listen = live_listen::Listen::new(live.clone(), secret.clone(), &config.live);
-        tokio::spawn(listen.run(l));
+        tokio::spawn(listen.run(l, stopping.clone()));
     }
     let ladder = config.transcode.ladder()?;
     let (proxy, webhooks) = start_outbox(&config, &db).await?;
@@ -402,6 +408,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
             config.limits.max_connections_per_ip,
         ),
         key_check: Duration::from_secs(config.limits.key_check_s.max(1)),
+        stopping: stopping.clone(),
     });
     let uploads = upload::Uploads::new(
         db.clone(),
@@ -409,7 +416,9 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         public_url.clone(),
         Duration::from_secs(config.limits.rtmp_idle_timeout_s),
         Duration::from_secs(config.limits.key_check_s.max(1)),
+        stopping.clone(),
     );
+    let videos_at_stop = videos.clone();
     let state = Arc::new(api::AppState {
         db,
         storage,
@@ -437,7 +446,13 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         redirect_addr = Some(l.local_addr()?);
         let router = tls::redirect_router(public_url.clone(), challenges.clone());
         let limits = http_limits(&config);
-        tokio::spawn(http_serve::serve(l, router, limits, None));
+        tokio::spawn(http_serve::serve(
+            l,
+            router,
+            limits,
+            None,
+            http_stopping.clone(),
+        ));
     }
     if let Some(t) = &tls
         && config.tls.mode == config::TlsMode::Acme
@@ -487,8 +502,62 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
             },
         ));
     }
-    http_serve::serve(http_listener, app, http_limits(&config), tls).await;
-    Ok(())
+    let http = tokio::spawn(http_serve::serve(
+        http_listener,
+        app,
+        http_limits(&config),
+        tls,
+        http_stopping,
+    ));
+    let signal = shutdown::signal().await;
+    let grace = Duration::from_secs(config.limits.shutdown_grace_s);
+    info!(
+        signal,
+        grace_s = grace.as_secs(),
+        "stopping: no new publishers; ending every stream"
+    );
+    // A second signal: out at once.
+    tokio::spawn(async {
+        let signal = shutdown::signal().await;
+        tracing::warn!(signal, "second signal: exiting now");
+        std::process::exit(1);
+    });
+    let started = tokio::time::Instant::now();
+    let stopped = async {
+        stop.pull();
+        let streams = match video_role {
+            true => videos_at_stop.close().await,
+            false => 0,
+        };
+        let ended_ms = started.elapsed().as_millis() as u64;
+        let live_servers = match &flusher {
+            Some(f) => f.flush().await,
+            None => 0,
+        };
+        stop_http.pull();
+        let _ = http.await;
+        (streams, ended_ms, live_servers)
+    };
+    match tokio::time::timeout(grace, stopped).await {
+        Ok((streams, ended_ms, live_servers)) => {
+            info!(
+                streams,
+                streams_ended_ms = ended_ms,
+                live_servers_flushed = live_servers,
+                took_ms = started.elapsed().as_millis() as u64,
+                "stopped"
+            );
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(
+                grace_s = grace.as_secs(),
+                "[limits] shutdown_grace_s passed before the stop was done: exiting now \
+                 (recovery at the next start finishes unfinished recordings)"
+            );
+            std::process::exit(1);
+        }
+    }
 }
 
 /// The limits of every HTTP listener (the https address and the redirect listener).

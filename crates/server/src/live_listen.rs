@@ -16,6 +16,7 @@ use vshare_handoff::{Event, Limits, Session};
 use crate::conn_limit::ConnLimiter;
 use crate::live::{LiveMessage, LiveServer};
 use crate::live_push::flush;
+use crate::shutdown::Stopping;
 
 /// How long an ended stream stays for players still on it (as in one process).
 const ENDED_KEPT: Duration = Duration::from_secs(60);
@@ -54,11 +55,18 @@ impl Listen {
         })
     }
 
-    /// Accepts connections until the process ends.
-    pub async fn run(self: Arc<Self>, listener: TcpListener) {
+    /// Accepts connections until the server stops.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, stopping: Stopping) {
         let mut next_id = 0u64;
         loop {
-            let (sock, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stopping.wait() => {
+                    info!("live hand-off: no longer accepting connections (stopping)");
+                    return;
+                }
+            };
+            let (sock, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     warn!("live hand-off accept: {e}");

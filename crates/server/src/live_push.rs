@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{info, warn};
 use vshare_handoff::{HandoffError, Limits, Session};
 
@@ -30,6 +30,8 @@ struct Queue {
     resync: bool,
     /// A handshake succeeded and the link is up; while it is down nothing is queued.
     connected: bool,
+    /// A batch was taken and is being written.
+    sending: bool,
 }
 
 /// Enqueueing as a sans-IO rule: a message is queued only on an up link and within the byte
@@ -65,6 +67,8 @@ pub struct LivePush {
     /// and the messages queued after it never overlap or leave a gap.
     order: Mutex<()>,
     max_queue: usize,
+    /// The video server is stopping: each link closes once it has written its queue.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// `tcp://host:port` → `host:port`.
@@ -83,12 +87,12 @@ pub fn push_addr(url: &str) -> anyhow::Result<String> {
 
 impl LivePush {
     /// Starts the application task and one task per live server; returns the sender the
-    /// video server's sessions and recorders use.
+    /// video server's sessions and recorders use, and what flushes it at a stop.
     pub fn start(
         live: LiveServer,
         config: &Config,
         secret: Vec<u8>,
-    ) -> anyhow::Result<mpsc::UnboundedSender<LiveMessage>> {
+    ) -> anyhow::Result<(mpsc::UnboundedSender<LiveMessage>, Flusher)> {
         let targets = config
             .live
             .handoff_push
@@ -107,6 +111,7 @@ impl LivePush {
             targets,
             order: Mutex::new(()),
             max_queue: config.live.handoff_queue_bytes.max(1 << 20),
+            closing: std::sync::atomic::AtomicBool::new(false),
         });
         let link = Link {
             secret: Arc::new(secret),
@@ -119,12 +124,35 @@ impl LivePush {
             tokio::spawn(push.clone().run(t.clone(), link.clone()));
         }
         let (tx, mut rx) = mpsc::unbounded_channel::<LiveMessage>();
+        let (flush_tx, mut flush_rx) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
+        let flusher = Flusher {
+            push: push.clone(),
+            requests: flush_tx,
+        };
         tokio::spawn(async move {
-            while let Some(msg) = rx.recv().await {
-                push.publish(msg);
+            loop {
+                tokio::select! {
+                    msg = rx.recv() => match msg {
+                        Some(msg) => push.publish(msg),
+                        None => return,
+                    },
+                    Some(done) = flush_rx.recv() => {
+                        // Everything sent before the request is in the channel by now.
+                        while let Ok(msg) = rx.try_recv() {
+                            push.publish(msg);
+                        }
+                        let _ = done.send(());
+                    }
+                }
             }
         });
-        Ok(tx)
+        Ok((tx, flusher))
+    }
+
+    /// Whether live server `t`, if connected, has been sent all that is queued for it.
+    fn drained(t: &Target) -> bool {
+        let q = t.queue.lock().unwrap_or_else(|e| e.into_inner());
+        !q.connected || (q.messages.is_empty() && !q.resync && !q.sending)
     }
 
     fn publish(&self, msg: LiveMessage) {
@@ -149,6 +177,7 @@ impl LivePush {
         let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
         let mut q = t.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.bytes = 0;
+        q.sending = true;
         if q.resync {
             q.resync = false;
             q.messages.clear();
@@ -156,6 +185,15 @@ impl LivePush {
             return (self.live.snapshot(), true);
         }
         (q.messages.drain(..).collect(), false)
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The batch `next_batch` gave is written.
+    fn batch_sent(&self, t: &Target) {
+        t.queue.lock().unwrap_or_else(|e| e.into_inner()).sending = false;
     }
 
     fn sent_bytes(&self, t: &Target, n: usize) {
@@ -169,6 +207,7 @@ impl LivePush {
         let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
         let mut q = t.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.connected = up;
+        q.sending = false;
         q.resync = true;
         q.messages.clear();
         q.bytes = 0;
@@ -187,6 +226,10 @@ impl LivePush {
                     self.set_connected(&t, true);
                     let why = self.stream(&t, &link, sock, session).await;
                     self.set_connected(&t, false);
+                    if self.is_closing() {
+                        info!(live_server = %t.url, "live hand-off closed: {why:#}");
+                        return;
+                    }
                     warn!(live_server = %t.url, "live hand-off lost: {why:#}");
                 }
                 Err(e) => {
@@ -197,6 +240,9 @@ impl LivePush {
                         warn!(live_server = %t.url, failures, "live hand-off: {e:#}");
                     }
                 }
+            }
+            if self.is_closing() {
+                return;
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(link.backoff_max);
@@ -235,7 +281,11 @@ impl LivePush {
             if let Err(e) = flush(&mut sock, &mut session, silent).await {
                 return e;
             }
+            self.batch_sent(t);
             self.sent_bytes(t, sent);
+            if self.is_closing() && Self::drained(t) {
+                return close(&mut sock, silent).await;
+            }
             tokio::select! {
                 _ = t.wake.notified() => {}
                 _ = ping.tick() => {
@@ -259,6 +309,44 @@ impl LivePush {
                 }
             }
         }
+    }
+}
+
+/// Flushes the hand-off when the video server stops.
+pub struct Flusher {
+    push: Arc<LivePush>,
+    requests: mpsc::UnboundedSender<oneshot::Sender<()>>,
+}
+
+impl Flusher {
+    /// Returns once every message sent before the call has been written to every live server
+    /// connected now (one that is down gets the state in its resync when it connects, if this
+    /// process still runs); the caller bounds the wait. Returns how many live servers are
+    /// connected.
+    pub async fn flush(&self) -> usize {
+        let (done_tx, done) = oneshot::channel();
+        if self.requests.send(done_tx).is_ok() {
+            let _ = done.await;
+        }
+        let connected = |push: &LivePush| {
+            push.targets
+                .iter()
+                .filter(|t| t.queue.lock().unwrap_or_else(|e| e.into_inner()).connected)
+                .count()
+        };
+        let links = connected(&self.push);
+        // Each link writes what is queued, then closes (FIN, and the live server's FIN read:
+        // nothing written is lost to a reset). Poll until all are closed.
+        self.push
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in &self.push.targets {
+            t.wake.notify_one();
+        }
+        while connected(&self.push) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        links
     }
 }
 
@@ -306,6 +394,20 @@ impl Link {
             .await
             .map_err(|_| anyhow::anyhow!("handshake with {addr} timed out"))?
     }
+}
+
+/// Closes a link whose queue is written: our FIN, then the live server's (read within
+/// `wait`), so the kernel never resets the connection over bytes still unread.
+async fn close(sock: &mut TcpStream, wait: Duration) -> anyhow::Error {
+    let _ = sock.shutdown().await;
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(wait, async {
+        while let Ok(n) = sock.read(&mut buf).await
+            && n > 0
+        {}
+    })
+    .await;
+    anyhow::anyhow!("the video server is stopping")
 }
 
 /// Writes what the session has for the peer; a write that makes no progress for `stall` fails.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tracing::{info, warn};
 use vshare_attributes::{AttributeRecord, Kind};
@@ -23,6 +23,7 @@ use vshare_upload::{
 };
 
 use crate::db::{Db, random_id};
+use crate::shutdown::Stopping;
 use crate::video::{IngestMessage, Publisher, StartError, VideoServer};
 
 /// AAC bitrate for converted Opus audio, bit/s.
@@ -46,6 +47,9 @@ pub struct Uploads {
     key_check: Duration,
     public_url: String,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Session>>>>,
+    /// Set when the server stops: no new uploads, and every session ends as if its sender had
+    /// sent `end`.
+    stopping: Stopping,
 }
 
 /// How a track's frames become media events.
@@ -79,6 +83,7 @@ impl Uploads {
         public_url: String,
         idle_timeout: Duration,
         key_check: Duration,
+        stopping: Stopping,
     ) -> Arc<Self> {
         Arc::new(Uploads {
             db,
@@ -89,6 +94,7 @@ impl Uploads {
             key_check,
             public_url,
             sessions: Mutex::default(),
+            stopping,
         })
     }
 
@@ -114,6 +120,13 @@ pub async fn upgrade(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if uploads.stopping.is_set() {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the server is stopping",
+        )
+            .into_response();
+    }
     // A frame is read whole before the message limit is checked: bound both.
     let max = HEADER_SLACK + uploads.limits.max_piece_bytes as usize;
     ws.protocols([PROTOCOL])
@@ -232,7 +245,11 @@ impl Connection {
                 let uploads = uploads.clone();
                 let session = session.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(uploads.grace).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(uploads.grace) => {}
+                        // A stopping server does not wait for the resume.
+                        _ = uploads.stopping.wait() => {}
+                    }
                     let mut s = session.lock().await;
                     if s.generation == generation && !s.attached {
                         info!(session = %s.id, "no resume within the grace period; ending the stream");
@@ -331,6 +348,14 @@ impl Connection {
                     }
                 }
                 _ = tokio::time::sleep(wake) => {}
+                _ = uploads.stopping.wait() => {
+                    // As if the sender had sent `end`: the VOD is made of what arrived.
+                    let mut s = session.lock().await;
+                    info!(session = %s.id, video = %s.video_id, "server stopping; ending the upload");
+                    end_session(&mut s).await;
+                    drop(s);
+                    return self.finish(uploads, session).await;
+                }
                 _ = attr_tick.tick() => {
                     if last_input.elapsed() > uploads.idle_timeout {
                         return Err(ProtocolError::new(CloseCode::GoingAway, format!("no data for {:?}", uploads.idle_timeout)));

@@ -54,6 +54,8 @@ pub enum StartError {
     AlreadyPublishing(String),
     #[error("the server is at its limit of {0} publishers")]
     TooMany(usize),
+    #[error("the server is stopping")]
+    Stopping,
     #[error("{0}")]
     Internal(#[from] anyhow::Error),
 }
@@ -87,6 +89,10 @@ pub struct VideoServer {
     active: Mutex<HashMap<String, String>>,
     /// Live attribute records, refreshed at every segment.
     live_records: RwLock<HashMap<String, AttributeRecord>>,
+    /// Sessions running (their VOD not finished yet).
+    running: tokio::sync::watch::Sender<usize>,
+    /// No new session starts (the server is stopping).
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl VideoServer {
@@ -112,6 +118,8 @@ impl VideoServer {
             config,
             active: Mutex::default(),
             live_records: RwLock::default(),
+            running: tokio::sync::watch::channel(0).0,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -134,6 +142,21 @@ impl VideoServer {
             .collect()
     }
 
+    /// Refuses new sessions from now on and waits until every running one has finished its
+    /// VOD; returns how many were running.
+    pub async fn close(&self) -> usize {
+        {
+            // Under the lock `start` checks and counts under: no session slips past a stop.
+            let _active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            self.closed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let mut rx = self.running.subscribe();
+        let was = *rx.borrow();
+        let _ = rx.wait_for(|n| *n == 0).await;
+        was
+    }
+
     /// Starts a session for a publisher with a valid key.
     pub async fn start(
         self: &Arc<Self>,
@@ -143,6 +166,9 @@ impl VideoServer {
         let video_id = random_id(12);
         {
             let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StartError::Stopping);
+            }
             if active.contains_key(&key.id) {
                 return Err(StartError::AlreadyPublishing(key.id.clone()));
             }
@@ -150,6 +176,7 @@ impl VideoServer {
                 return Err(StartError::TooMany(self.config.limits.max_publishers));
             }
             active.insert(key.id.clone(), video_id.clone());
+            self.running.send_modify(|n| *n += 1);
         }
         let mut video = Video::new_live(&video_id, &key.id, title);
         video.instance_id = self.config.instance_id().to_string();
@@ -162,6 +189,7 @@ impl VideoServer {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&key.id);
+            self.running.send_modify(|n| *n -= 1);
             return Err(StartError::Internal(e));
         }
         let (tx, rx) = mpsc::channel(4096);
@@ -175,6 +203,7 @@ impl VideoServer {
                 warn!(video = %id, "session failed: {e:#}");
                 me.release_key(&key_id, &id);
             }
+            me.running.send_modify(|n| *n -= 1);
             let _ = done_tx.send(());
         });
         Ok(Publisher { video_id, tx, done })

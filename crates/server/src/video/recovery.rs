@@ -1,7 +1,9 @@
 //! Recovery at start-up: recordings that this server (its `instance_id`) left live when it
 //! stopped become a playable MP4 and HLS VOD from whatever segments reached storage, marked
 //! partial; other video servers' live recordings on a shared database are left alone. Finished
-//! videos are handed to the proxy again in case the stop came before their hand-off.
+//! videos are handed to the proxy again in case the stop came before their hand-off. Live
+//! servers fed over the hand-off still hold the interrupted stream's stalled window: each is
+//! sent its end, an ended playlist over the recovered segments, so players stop waiting.
 
 use tracing::{info, warn};
 use vshare_proxy::EventKind;
@@ -9,7 +11,8 @@ use vshare_proxy::EventKind;
 use super::VideoServer;
 use super::measured::{Measured, RecordingSizes, vod_records};
 use super::recorder::{rebuild, write_mp4};
-use crate::db::{Video, VideoState, now_rfc3339};
+use crate::db::{SegmentRow, Video, VideoState, now_rfc3339};
+use crate::live::LiveMessage;
 
 impl VideoServer {
     /// Finishes recordings that a stopped server left live: whatever segments reached storage
@@ -80,6 +83,7 @@ impl VideoServer {
             .unwrap_or_else(|| Measured::default().vod_template(&v.id, &v.title));
         let base = format!("{}/vod/{}/", self.public_url, v.id);
         let records = vod_records(&template, &base, sizes);
+        self.end_interrupted_stream(&v.id, &recording.segments);
         self.db
             .update_video(
                 &v.id,
@@ -90,5 +94,36 @@ impl VideoServer {
             )
             .await?;
         Ok(recording.segments.len())
+    }
+}
+
+impl VideoServer {
+    /// Ends an interrupted live stream on every live server (and here): its playlist becomes
+    /// the recovered segments, read from the VOD (`/live/<id>/` → `../../vod/<id>/`), with
+    /// EXT-X-ENDLIST. A live server that is not connected yet gets it in its first resync.
+    /// Transcoded renditions are not recovered; live servers forget them after
+    /// `handoff_orphan_s`.
+    fn end_interrupted_stream(&self, id: &str, segments: &[SegmentRow]) {
+        let vod = format!("../../vod/{id}/");
+        let list: Vec<vshare_package::VodSegment> = segments
+            .iter()
+            .map(|s| vshare_package::VodSegment {
+                uri: format!("{vod}seg{}.m4s", s.msn),
+                duration_us: s.duration_us,
+                init_uri: format!("{vod}{}", s.init_name),
+            })
+            .collect();
+        let playlist = vshare_package::vod_playlist_segments(&list, true);
+        let _ = self.live_tx.send(LiveMessage::End {
+            stream: id.to_string(),
+            playlist: playlist.into(),
+        });
+        // As for a stream that ended while running: kept a while for players still on it.
+        let live = self.live.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            live.remove(&id);
+        });
     }
 }
