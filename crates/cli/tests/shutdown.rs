@@ -213,17 +213,16 @@ fn sigterm_on_a_video_server_ends_the_stream_on_the_live_server() {
     let status = wait_video_state(&video, &key, &["live"], Duration::from_secs(20));
     let id = status["id"].as_str().expect("id").to_string();
     let url = format!("{}/live/{id}/index.m3u8", live.http);
-    let listed = wait_for("two segments on the live server", Duration::from_secs(20), || {
-        text(&url)
-            .map(|p| segments_listed(&p))
-            .filter(|n| *n >= 2)
-    });
+    let listed = wait_for(
+        "two segments on the live server",
+        Duration::from_secs(20),
+        || text(&url).map(|p| segments_listed(&p)).filter(|n| *n >= 2),
+    );
     let took = stop(&mut video);
     // The end was written to the live server, and its FIN read, before the video server
     // exited: the playlist is ended by the time it is asked, within one keepalive of polling.
-    let (after, playlist) = ended_within(&url, Duration::from_millis(KEEPALIVE_MS * 4), || {
-        live.log()
-    });
+    let (after, playlist) =
+        ended_within(&url, Duration::from_millis(KEEPALIVE_MS * 4), || live.log());
     assert!(
         segments_listed(&playlist) >= listed,
         "the ended playlist lists what was live:\n{playlist}"
@@ -262,9 +261,11 @@ fn recovery_after_kill_9_ends_the_interrupted_stream_on_the_live_server() {
     let status = wait_video_state(&video, &key, &["live"], Duration::from_secs(20));
     let id = status["id"].as_str().expect("id").to_string();
     let url = format!("{}/live/{id}/index.m3u8", live.http);
-    wait_for("two segments on the live server", Duration::from_secs(20), || {
-        text(&url).filter(|p| segments_listed(p) >= 2)
-    });
+    wait_for(
+        "two segments on the live server",
+        Duration::from_secs(20),
+        || text(&url).filter(|p| segments_listed(p) >= 2),
+    );
     video.kill9();
     let _ = publisher.kill();
     let _ = publisher.wait();

@@ -148,8 +148,7 @@ impl VideoServer {
         {
             // Under the lock `start` checks and counts under: no session slips past a stop.
             let _active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-            self.closed
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         let mut rx = self.running.subscribe();
         let was = *rx.borrow();
