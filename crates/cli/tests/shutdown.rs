@@ -1,7 +1,8 @@
 //! A graceful stop of `vshare serve` (SIGTERM, as `systemctl stop` sends): mid-stream, the
 //! server ends the publish as if the publisher had stopped, finishes the VOD (`ready`, not left
 //! `live` for recovery to mark `partial`), pushes the end of the stream to live servers over
-//! the hand-off, and exits 0 within `[limits] shutdown_grace_s`. And after a `kill -9`, the
+//! the hand-off, and exits 0 within `[limits] shutdown_grace_s`; an upload in progress ends the
+//! same way and its sender is sent the VOD records first. And after a `kill -9`, the
 //! restarted video server's recovery ends the interrupted stream on the live servers, long
 //! before `handoff_orphan_s` would have had them forget it.
 
@@ -300,5 +301,76 @@ fn recovery_after_kill_9_ends_the_interrupted_stream_on_the_live_server() {
         "kill -9, restart: EXT-X-ENDLIST on the live server {} ms after the video server was ready ({} segments)",
         after.as_millis(),
         segments_listed(&playlist)
+    );
+}
+
+/// Seconds of media the playlist's segments hold (the sum of their EXTINF).
+fn listed_seconds(playlist: &str) -> f64 {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|d| d.split(',').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn sigterm_mid_upload_finishes_the_vod_and_tells_the_sender() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = write_config(dir.path());
+    let key = create_key(&data);
+    let args = config_args(&config);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut server = Server::start(&data, &args);
+    let mut sender = vshare()
+        .args([
+            "publish",
+            "--protocol",
+            "upload",
+            &server.http,
+            "--key",
+            &key,
+        ])
+        .args(["--test-pattern", "--duration", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("vshare publish");
+    let status = wait_video_state(&server, &key, &["live"], Duration::from_secs(20));
+    let id = status["id"].as_str().expect("id").to_string();
+    let playlist = wait_for("three segments", Duration::from_secs(20), || {
+        text(&format!("{}/live/{id}/index.m3u8", server.http)).filter(|p| segments_listed(p) >= 3)
+    });
+    let took = stop(&mut server);
+    server.expect_logged("server stopping; ending the upload");
+    // The sender was sent the VOD's records before the exit (it prints each record; it then
+    // tries to resume, which a later server would refuse, so it is stopped here).
+    let _ = sender.kill();
+    let out = sender.wait_with_output().expect("sender output");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("vod:") && l.contains("/vod/")),
+        "the sender got the VOD records:\n{said}"
+    );
+
+    let server = Server::start(&data, &args);
+    let video = get_json(&format!("{}/api/v1/videos/{id}", server.http));
+    assert_eq!(video["state"], "ready", "{video}");
+    let (s, mp4) = http_get(&format!("{}/vod/{id}/video.mp4", server.http));
+    assert_eq!(s, 200, "video.mp4");
+    let path = dir.path().join("upload.mp4");
+    std::fs::write(&path, &mp4).expect("write");
+    assert_eq!(decode_errors(&path), "", "the MP4 does not decode");
+    let listed = listed_seconds(&playlist);
+    let probe = vshare_testkit::ffmpeg::ffprobe(&path);
+    let duration = vshare_testkit::ffmpeg::number(&probe["format"]["duration"]);
+    assert!(
+        duration + 0.05 >= listed,
+        "{duration} s in the MP4; {listed} s were listed before the stop"
+    );
+    eprintln!(
+        "SIGTERM mid-upload: exit 0 after {} ms; {listed:.2} s listed before it, {duration:.2} s in the MP4",
+        took.as_millis()
     );
 }

@@ -419,6 +419,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         stopping.clone(),
     );
     let videos_at_stop = videos.clone();
+    let uploads_at_stop = uploads.clone();
     let state = Arc::new(api::AppState {
         db,
         storage,
@@ -529,6 +530,8 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
             true => videos_at_stop.close().await,
             false => 0,
         };
+        // Each upload connection sends its sender the VOD records, then closes.
+        uploads_at_stop.closed().await;
         let ended_ms = started.elapsed().as_millis() as u64;
         let live_servers = match &flusher {
             Some(f) => f.flush().await,

@@ -50,6 +50,8 @@ pub struct Uploads {
     /// Set when the server stops: no new uploads, and every session ends as if its sender had
     /// sent `end`.
     stopping: Stopping,
+    /// Upload connections open (a stop waits for them to send their VOD records).
+    open: tokio::sync::watch::Sender<usize>,
 }
 
 /// How a track's frames become media events.
@@ -95,6 +97,7 @@ impl Uploads {
             public_url,
             sessions: Mutex::default(),
             stopping,
+            open: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -104,6 +107,13 @@ impl Uploads {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// Resolves once no upload connection is open (at a stop, after each has sent its
+    /// sender the VOD records).
+    pub async fn closed(&self) {
+        let mut rx = self.open.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     fn forget(&self, id: &str) {
@@ -133,12 +143,23 @@ pub async fn upgrade(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
+            uploads.open.send_modify(|n| *n += 1);
+            let _open = OpenGuard(uploads.clone());
             let mut conn = Connection { socket, peer };
             if let Err(e) = conn.run(&uploads).await {
                 warn!(%peer, "upload closed: {e}");
                 conn.close(&e).await;
             }
         })
+}
+
+/// Counts an upload connection open until dropped.
+struct OpenGuard(Arc<Uploads>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// Room for the piece header and JSON control messages above the largest piece.
@@ -413,14 +434,18 @@ impl Connection {
                 let mut s = session.lock().await;
                 self.send_records(&mut s, &records).await?;
             }
-            if complete || tokio::time::Instant::now() >= deadline {
+            // A stopping server makes no more files: what is ready now is all there is.
+            if complete || tokio::time::Instant::now() >= deadline || uploads.stopping.is_set() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let frame = CloseFrame {
             code: CloseCode::Normal.code(),
-            reason: Utf8Bytes::from_static("the recording is ready"),
+            reason: Utf8Bytes::from_static(match uploads.stopping.is_set() {
+                true => "the server is stopping; the recording is ready",
+                false => "the recording is ready",
+            }),
         };
         vshare_proxy::ws::close(&mut self.socket, Some(frame)).await;
         Ok(())
