@@ -29,14 +29,18 @@ const ORPHAN_S: u64 = 120;
 const FPS: u64 = 30;
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("vshare.toml");
+    write_config_with_grace(dir, GRACE_S)
+}
+
+fn write_config_with_grace(dir: &Path, grace_s: u64) -> std::path::PathBuf {
+    let path = dir.join(format!("vshare-{grace_s}.toml"));
     std::fs::write(
         &path,
         format!(
             "[live]\npart_target_ms = {PART_MS}\nsegment_target_ms = {SEGMENT_MS}\n\
              handoff_keepalive_ms = {KEEPALIVE_MS}\nhandoff_reconnect_max_ms = {RECONNECT_MAX_MS}\n\
              handoff_orphan_s = {ORPHAN_S}\n\
-             [limits]\nshutdown_grace_s = {GRACE_S}\n\
+             [limits]\nshutdown_grace_s = {grace_s}\n\
              [transcode]\nladder = \"none\"\n"
         ),
     )
@@ -372,5 +376,128 @@ fn sigterm_mid_upload_finishes_the_vod_and_tells_the_sender() {
     eprintln!(
         "SIGTERM mid-upload: exit 0 after {} ms; {listed:.2} s listed before it, {duration:.2} s in the MP4",
         took.as_millis()
+    );
+}
+
+/// A blocking playlist request (`_HLS_msn` one beyond the next segment) to a live server whose
+/// stream no longer grows: held for the configured wait (three segment targets).
+fn held_request(live: &Server, id: &str) -> std::process::Child {
+    let url = format!("{}/live/{id}/index.m3u8", live.http);
+    let playlist = text(&url).expect("playlist");
+    let first: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("media sequence");
+    let next = first + segments_listed(&playlist) as u64;
+    std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null"])
+        .arg(format!("{url}?_HLS_msn={}", next + 1))
+        .spawn()
+        .expect("curl")
+}
+
+/// Waits until the live server has taken a blocking playlist request (its request counter).
+fn wait_held(live: &Server) {
+    wait_for("the held request", Duration::from_secs(10), || {
+        text(&format!("{}/metrics", live.http))?
+            .lines()
+            .filter(|l| {
+                l.starts_with("vshare_live_requests_total") && l.contains("blocking_playlist")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .find(|n| *n >= 1.0)
+    });
+}
+
+/// The exit code and how long the exit took from now.
+fn exit_code_after(server: &mut Server, within: Duration) -> (Option<i32>, Duration) {
+    let at = Instant::now();
+    let status = wait_exit(&mut server.child, within)
+        .unwrap_or_else(|| panic!("no exit within {within:?}; log:\n{}", server.log()));
+    (status.code(), at.elapsed())
+}
+
+#[test]
+fn a_stop_held_up_by_a_request_exits_at_the_deadline_and_a_second_signal_at_once() {
+    const SHORT_S: u64 = 1;
+    const LONG_S: u64 = 120;
+    // A blocking request is held this long at most (three segment targets).
+    let hold = Duration::from_millis(SEGMENT_MS * 3);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let key = create_key(&data);
+    let clip = make_clip(dir.path(), "clip.mp4", 30, &[]);
+    let short = write_config_with_grace(dir.path(), SHORT_S);
+    let long = write_config_with_grace(dir.path(), LONG_S);
+    let (short_port, long_port) = (free_port(), free_port());
+    let mut short_live = live_server(&data, &short, short_port);
+    let mut long_live = live_server(&data, &long, long_port);
+    let mut args = config_args(&long);
+    args.extend([
+        "--roles".into(),
+        "video".into(),
+        "--live-push".into(),
+        format!("tcp://127.0.0.1:{short_port},tcp://127.0.0.1:{long_port}"),
+        "--live-public-url".into(),
+        long_live.http.clone(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut video = Server::start_with_env(
+        &data,
+        &args,
+        &[("VSHARE_LIVE_HANDOFF_SECRET", SECRET.to_string())],
+    );
+    let mut publisher = ffmpeg_publish(&clip, &video.rtmp_url(&key));
+    let status = wait_video_state(&video, &key, &["live"], Duration::from_secs(20));
+    let id = status["id"].as_str().expect("id").to_string();
+    for live in [&short_live, &long_live] {
+        let url = format!("{}/live/{id}/index.m3u8", live.http);
+        wait_for(
+            "two segments on the live server",
+            Duration::from_secs(20),
+            || text(&url).filter(|p| segments_listed(p) >= 2),
+        );
+    }
+    // The stream stops growing: a request for a later segment is held for the whole wait.
+    video.kill9();
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+
+    // Held longer than the grace period: the stop exits at its deadline, status 1.
+    let mut curl = held_request(&short_live, &id);
+    wait_held(&short_live);
+    sigterm(&short_live);
+    let (code, took) = exit_code_after(&mut short_live, hold + Duration::from_secs(5));
+    assert_eq!(code, Some(1), "log:\n{}", short_live.log());
+    assert!(
+        took >= Duration::from_secs(SHORT_S) && took < hold,
+        "exited after {took:?}: the deadline is {SHORT_S} s, the request is held {hold:?}"
+    );
+    short_live.expect_logged("shutdown_grace_s passed");
+    let _ = curl.wait();
+
+    // A long grace period: the stop waits for the held request, and a second signal ends
+    // the wait at once (well before the request would have been answered).
+    let mut curl = held_request(&long_live, &id);
+    wait_held(&long_live);
+    sigterm(&long_live);
+    long_live.expect_logged("stopping: no new publishers");
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &long_live.child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -INT");
+    let (code, second) = exit_code_after(&mut long_live, hold + Duration::from_secs(5));
+    assert_eq!(code, Some(1), "log:\n{}", long_live.log());
+    assert!(second < hold, "exited {second:?} after the second signal");
+    long_live.expect_logged("second signal");
+    let _ = curl.wait();
+    eprintln!(
+        "a stop held by a request: exit 1 after {} ms (grace {SHORT_S} s, hold {} ms); a second signal: exit 1 after {} ms",
+        took.as_millis(),
+        hold.as_millis(),
+        second.as_millis()
     );
 }
