@@ -503,6 +503,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
             },
         ));
     }
+    let mut signals = shutdown::Signals::new();
     let http = tokio::spawn(http_serve::serve(
         http_listener,
         app,
@@ -510,7 +511,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         tls,
         http_stopping,
     ));
-    let signal = shutdown::signal().await;
+    let signal = signals.next().await;
     let grace = Duration::from_secs(config.limits.shutdown_grace_s);
     info!(
         signal,
@@ -518,8 +519,8 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         "stopping: no new publishers; ending every stream"
     );
     // A second signal: out at once.
-    tokio::spawn(async {
-        let signal = shutdown::signal().await;
+    tokio::spawn(async move {
+        let signal = signals.next().await;
         tracing::warn!(signal, "second signal: exiting now");
         std::process::exit(1);
     });
