@@ -194,7 +194,13 @@ impl Connection {
     }
 
     async fn run(&mut self, uploads: &Arc<Uploads>) -> Result<(), ProtocolError> {
-        let hello = self.hello().await?;
+        // A stopping server does not wait for a hello.
+        let hello = tokio::select! {
+            h = self.hello() => h?,
+            _ = uploads.stopping.wait() => {
+                return Err(ProtocolError::new(CloseCode::GoingAway, "the server is stopping"));
+            }
+        };
         let key = match uploads.db.find_key_for_token(&hello.token).await {
             Ok(Some(k)) => k,
             Ok(None) => {
