@@ -258,6 +258,9 @@ pub async fn run(
     }
     let client = Client::builder()
         .pool_max_idle_per_host(usize::MAX)
+        // Below the server's keep-alive limit (its header timeout, 10 s by default): a pooled
+        // connection is never reused at the moment the server closes it.
+        .pool_idle_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
         .build()?;
