@@ -6,75 +6,15 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::curl::curl;
+use common::nginx::{DEPLOYMENT, NGINX, Nginx, TEMPLATE};
 use common::*;
-use vshare_testkit::net::free_port;
 use vshare_testkit::process::require_tool;
-use vshare_testkit::wait::wait_for;
 
-const NGINX: &str = "/usr/sbin/nginx";
-const TEMPLATE: &str = include_str!("../../../docs/nginx-live-cache.conf");
-const DEPLOYMENT: &str = include_str!("../../../docs/deployment.md");
 const VIEWERS: usize = 50;
-
-/// nginx in the foreground with its own prefix; stopped on drop.
-struct Nginx {
-    child: Child,
-    url: String,
-}
-
-impl Nginx {
-    fn start(dir: &Path, origin: &str) -> Nginx {
-        let port = free_port();
-        let conf = TEMPLATE
-            .replace("@DIR@", dir.to_str().expect("path"))
-            .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
-            .replace("@ORIGINS@", &format!("server {origin};"));
-        std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
-        let child = Command::new(NGINX)
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nginx");
-        let url = format!("http://127.0.0.1:{port}");
-        let mut nginx = Nginx { child, url };
-        wait_for("nginx to listen", Duration::from_secs(20), || {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!(
-                    "nginx exited ({status}): {}",
-                    std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-                );
-            }
-            (http_get(&format!("{}/metrics", nginx.url)).0 == 200).then_some(())
-        });
-        nginx
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: the master stops its workers (SIGKILL would leave them running).
-        let stopped = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !stopped {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
 
 /// `vshare_live_requests_total{file="…"}` at the origin.
 fn origin_requests(server: &Server, file: &str) -> u64 {
@@ -116,28 +56,9 @@ fn viewers_through_nginx_cost_the_origin_one_request_per_object() {
         "docs/deployment.md does not show docs/nginx-live-cache.conf as it is"
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let key = create_key(&data);
-    let clip = make_clip(dir.path(), "clip.mp4", 40, &[]);
-    let conf = dir.path().join("vshare.toml");
-    std::fs::write(
-        &conf,
-        "[live]\npart_target_ms = 500\nsegment_target_ms = 1000\n",
-    )
-    .expect("conf");
-    let server = Server::start(
-        &data,
-        &["--ladder", "none", "--config", conf.to_str().expect("path")],
-    );
+    let (server, key, clip) = short_parts_server(dir.path(), 40);
     let cache_dir = dir.path().join("nginx");
-    std::fs::create_dir_all(&cache_dir).expect("nginx dir");
-    // Started as root, nginx's workers run as `nobody`: they must reach the cache.
-    for d in [dir.path(), cache_dir.as_path()] {
-        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod");
-    }
-    let origin = server.http.trim_start_matches("http://").to_string();
-    let nginx = Nginx::start(&cache_dir, &origin);
+    let nginx = Nginx::start(&cache_dir, &[server.http.trim_start_matches("http://")]);
 
     let mut publisher = ffmpeg_publish(&clip, &server.rtmp_url(&key));
     let live = wait_video_state(&server, &key, &["live"], Duration::from_secs(20));

@@ -61,19 +61,7 @@ fn assert_public(r: &Resp, cache: &str, what: &str) {
 #[test]
 fn live_objects_carry_cache_headers_and_the_hinted_part_is_held() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let key = create_key(&data);
-    let clip = make_clip(dir.path(), "clip.mp4", 30, &[]);
-    let conf = dir.path().join("vshare.toml");
-    std::fs::write(
-        &conf,
-        "[live]\npart_target_ms = 500\nsegment_target_ms = 1000\n",
-    )
-    .expect("conf");
-    let server = Server::start(
-        &data,
-        &["--ladder", "none", "--config", conf.to_str().expect("path")],
-    );
+    let (server, key, clip) = short_parts_server(dir.path(), 30);
     let mut publisher = ffmpeg_publish(&clip, &server.rtmp_url(&key));
     let live = wait_video_state(&server, &key, &["live"], Duration::from_secs(20));
     let id = live["id"].as_str().expect("id").to_string();

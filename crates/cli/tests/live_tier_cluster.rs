@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::nginx::{DEPLOYMENT, Nginx, TEMPLATE};
 use common::*;
 use vshare_testkit::db::{POSTGRES_SKIPPED, fresh_postgres_blocking};
 use vshare_testkit::ffmpeg::{decode_errors, frame_count, make_test_clip};
@@ -27,9 +28,6 @@ use vshare_testkit::net::free_port;
 use vshare_testkit::process::require_tool;
 use vshare_testkit::wait::{wait_exit, wait_for};
 
-const NGINX: &str = "/usr/sbin/nginx";
-const TEMPLATE: &str = include_str!("../../../docs/nginx-live-cache.conf");
-const DEPLOYMENT: &str = include_str!("../../../docs/deployment.md");
 const SECRET: &str = "cluster test hand-off secret 0123456789";
 const PART_MS: u64 = 250;
 const SEGMENT_MS: u64 = 1000;
@@ -77,19 +75,7 @@ impl Shared {
     }
 
     fn create_key(&self, data: &Path) -> String {
-        let out = vshare()
-            .args(["keys", "create", "--quiet", "--database-url"])
-            .arg(&self.database_url)
-            .arg("--data")
-            .arg(data)
-            .output()
-            .expect("keys create");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        keys_create(data, &["--database-url", &self.database_url])
     }
 }
 
@@ -117,51 +103,6 @@ fn start_s3(root: &Path) -> (Stopped, Vec<(&'static str, String)>) {
         ("AWS_REGION", "us-east-1".into()),
     ];
     (s3, env)
-}
-
-/// nginx with docs/nginx-live-cache.conf in front of `origins`; its URL.
-fn start_nginx(dir: &Path, origins: &[&Server]) -> (Stopped, String) {
-    require_tool(NGINX);
-    std::fs::create_dir_all(dir).expect("nginx dir");
-    // Started as root, nginx's workers run as `nobody`: they must reach the cache (in the
-    // test's directory).
-    for d in [dir.parent().expect("test dir"), dir] {
-        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod");
-    }
-    let port = free_port();
-    let upstreams: Vec<String> = origins
-        .iter()
-        .map(|s| format!("server {};", s.http.trim_start_matches("http://")))
-        .collect();
-    let conf = TEMPLATE
-        .replace("@DIR@", dir.to_str().expect("path"))
-        .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
-        .replace("@ORIGINS@", &upstreams.join(" "));
-    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
-    let child = Command::new(NGINX)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn nginx");
-    let mut nginx = Stopped(child);
-    let url = format!("http://127.0.0.1:{port}");
-    wait_for("nginx to listen", Duration::from_secs(20), || {
-        if let Ok(Some(status)) = nginx.0.try_wait() {
-            panic!(
-                "nginx exited ({status}): {}",
-                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-            );
-        }
-        (http_get(&format!("{url}/metrics")).0 == 200).then_some(())
-    });
-    (nginx, url)
 }
 
 /// `ffmpeg -re -stream_loop -1`: publishes the clip over and over until killed.
@@ -388,7 +329,14 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
             )
         })
         .collect();
-    let (nginx, cache_url) = start_nginx(&dir.path().join("nginx"), &[&live[0], &live[1]]);
+    let nginx = Nginx::start(
+        &dir.path().join("nginx"),
+        &[
+            live[0].http.trim_start_matches("http://"),
+            live[1].http.trim_start_matches("http://"),
+        ],
+    );
+    let cache_url = nginx.url.clone();
     let push = format!(
         "tcp://127.0.0.1:{},tcp://127.0.0.1:{}",
         handoff[0], handoff[1]

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod curl;
+pub mod nginx;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -167,7 +168,7 @@ pub fn create_named_key(data: &Path, name: &str) -> String {
     keys_create(data, &["--name", name])
 }
 
-fn keys_create(data: &Path, extra: &[&str]) -> String {
+pub fn keys_create(data: &Path, extra: &[&str]) -> String {
     let out = vshare()
         .args(["keys", "create", "--quiet"])
         .args(extra)
@@ -345,4 +346,23 @@ pub fn closed_within(s: &mut TcpStream, timeout: Duration) -> Option<Duration> {
             Err(_) => return None,
         }
     }
+}
+
+/// A server with 500 ms parts and 1 s segments and no ladder, a key in its data directory and
+/// a clip of `clip_s` seconds to publish: the setup of the live-window tests.
+pub fn short_parts_server(dir: &Path, clip_s: u32) -> (Server, String, PathBuf) {
+    let data = dir.join("data");
+    let key = create_key(&data);
+    let clip = make_clip(dir, "clip.mp4", clip_s, &[]);
+    let conf = dir.join("vshare.toml");
+    std::fs::write(
+        &conf,
+        "[live]\npart_target_ms = 500\nsegment_target_ms = 1000\n",
+    )
+    .expect("conf");
+    let server = Server::start(
+        &data,
+        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    );
+    (server, key, clip)
 }
