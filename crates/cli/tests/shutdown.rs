@@ -64,6 +64,15 @@ fn segments_listed(playlist: &str) -> usize {
         .count()
 }
 
+/// Waits until the playlist at `url` lists two segments; how many it lists then.
+fn wait_two_segments(url: &str) -> usize {
+    wait_for(
+        "two segments on the live server",
+        Duration::from_secs(20),
+        || text(url).map(|p| segments_listed(&p)).filter(|n| *n >= 2),
+    )
+}
+
 fn sigterm(server: &Server) {
     let ok = std::process::Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
@@ -218,11 +227,7 @@ fn sigterm_on_a_video_server_ends_the_stream_on_the_live_server() {
     let status = wait_video_state(&video, &key, &["live"], Duration::from_secs(20));
     let id = status["id"].as_str().expect("id").to_string();
     let url = format!("{}/live/{id}/index.m3u8", live.http);
-    let listed = wait_for(
-        "two segments on the live server",
-        Duration::from_secs(20),
-        || text(&url).map(|p| segments_listed(&p)).filter(|n| *n >= 2),
-    );
+    let listed = wait_two_segments(&url);
     let took = stop(&mut video);
     // The end was written to the live server, and its FIN read, before the video server
     // exited: the playlist is ended by the time it is asked, within one keepalive of polling.
@@ -266,11 +271,7 @@ fn recovery_after_kill_9_ends_the_interrupted_stream_on_the_live_server() {
     let status = wait_video_state(&video, &key, &["live"], Duration::from_secs(20));
     let id = status["id"].as_str().expect("id").to_string();
     let url = format!("{}/live/{id}/index.m3u8", live.http);
-    wait_for(
-        "two segments on the live server",
-        Duration::from_secs(20),
-        || text(&url).filter(|p| segments_listed(p) >= 2),
-    );
+    wait_two_segments(&url);
     video.kill9();
     let _ = publisher.kill();
     let _ = publisher.wait();
@@ -453,11 +454,7 @@ fn a_stop_held_up_by_a_request_exits_at_the_deadline_and_a_second_signal_at_once
     let id = status["id"].as_str().expect("id").to_string();
     for live in [&short_live, &long_live] {
         let url = format!("{}/live/{id}/index.m3u8", live.http);
-        wait_for(
-            "two segments on the live server",
-            Duration::from_secs(20),
-            || text(&url).filter(|p| segments_listed(p) >= 2),
-        );
+        wait_two_segments(&url);
     }
     // The stream stops growing: a request for a later segment is held for the whole wait.
     video.kill9();
