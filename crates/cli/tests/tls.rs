@@ -168,6 +168,9 @@ fn self_signed_https_redirect_hsts_secure_cookie_and_rtmps_publish() {
     let r = send(&rt, trusted.get(playlist)).expect("live playlist");
     assert_eq!(r.status, 200);
     assert!(r.body.starts_with(b"#EXTM3U"));
+    // Live media requests skip the router (api::LiveFirst): HSTS and CORS are still there.
+    assert_eq!(r.header("strict-transport-security"), "max-age=15552000");
+    assert_eq!(r.header("access-control-allow-origin"), "*");
     let (ok, said) = publisher.join().expect("publisher");
     assert!(
         ok,

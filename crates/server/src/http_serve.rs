@@ -4,6 +4,7 @@
 //! that make no progress (a client that stopped reading), and a graceful stop (no new
 //! connections; requests in progress are answered, then each connection closes).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -11,7 +12,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
@@ -44,13 +44,19 @@ pub struct HttpLimits {
 /// handshake comes first (within its deadline, counted against the connection caps). At the
 /// stop it accepts no more, lets every connection finish the request it is answering, and
 /// returns once all are closed (upgraded ones, WebSockets, are their handlers' business).
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     limits: HttpLimits,
     tls: Option<Tls>,
     stop: Stopping,
-) {
+) where
+    S: tower::Service<Request<Body>, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let refused = metrics::counter!("vshare_connections_refused_total", "listener" => "http");
     // Every connection task holds a sender: the channel closes when the last one ends.
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);

@@ -472,7 +472,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         redirect: redirect_addr,
         tls_fingerprint: tls.as_ref().and_then(|t| t.certs.fingerprint()),
     });
-    let mut app = api::router(state);
+    let mut app = api::router(state.clone());
     if video_role {
         app = app.merge(
             axum::Router::new()
@@ -489,9 +489,10 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         config.public_url(),
         api::same_origin,
     ));
-    if tls.is_some()
-        && let Some(hsts) = tls::hsts_header(config.tls.hsts_max_age_s)
-    {
+    let hsts = tls
+        .as_ref()
+        .and_then(|_| tls::hsts_header(config.tls.hsts_max_age_s));
+    if let Some(hsts) = hsts.clone() {
         app = app.layer(axum::middleware::map_response(
             move |mut r: axum::response::Response| {
                 let hsts = hsts.clone();
@@ -503,6 +504,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
             },
         ));
     }
+    let app = api::LiveFirst::new(app, state, hsts);
     let mut signals = shutdown::Signals::new();
     let http = tokio::spawn(http_serve::serve(
         http_listener,

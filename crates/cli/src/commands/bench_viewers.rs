@@ -1,5 +1,6 @@
 //! `vshare bench --viewers N URL`: N LL-HLS viewers of one live media playlist, each a tokio task
-//! on one shared HTTP client (pooled connections), behaving as hls.js and AVPlayer do: blocking
+//! with two keep-alive HTTP/1.1 connections of its own (one for playlists, one for media, as a
+//! player has; `vshare_source::http1` reads the answers), behaving as hls.js and AVPlayer do: blocking
 //! playlist reloads for the next part, every new part, the preload-hinted part asked for before
 //! it exists, segments where no parts are listed (vshare-source's sans-IO `llhls::Viewer` says
 //! what to fetch). Reports per-part delivery latency as JSON like the publisher bench: from
@@ -9,13 +10,20 @@
 //! serve all of its viewers shows in the tail; the wait for a part to be made does not.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use reqwest::{Client, StatusCode, Url};
+use bytes::{Bytes, BytesMut};
+use reqwest::Url;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
+use vshare_source::http1::{Progress, ResponseReader};
 use vshare_source::llhls::{MediaPlaylist, MediaRef, Viewer};
+
+/// Longest a request may take, connecting included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -81,29 +89,147 @@ impl Stats {
 
 /// One answer, with when its head and its last byte came.
 struct Timed {
-    status: StatusCode,
+    status: u16,
     body: Bytes,
     head: Instant,
     done: Instant,
 }
 
-async fn timed_get(client: &Client, url: Url, stats: &mut Stats) -> Result<Timed, String> {
-    stats.requests += 1;
-    let resp = client
-        .get(url.clone())
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let head = Instant::now();
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
-    stats.bytes += body.len() as u64;
-    Ok(Timed {
-        status,
-        body,
-        head,
-        done: Instant::now(),
-    })
+/// Where the viewers connect, and the `Host` they name.
+#[derive(Clone)]
+struct Origin {
+    addr: SocketAddr,
+    host: String,
+}
+
+/// One keep-alive HTTP/1.1 connection of a viewer, opened on first use and again after the
+/// server closed it.
+struct Conn {
+    origin: Origin,
+    stream: Option<TcpStream>,
+    buf: BytesMut,
+}
+
+/// A failed request, and whether it may be sent again on a new connection (nothing of an
+/// answer came on a connection that had served before: the server closed it while idle).
+struct Failed {
+    what: String,
+    retry: bool,
+}
+
+impl Conn {
+    fn new(origin: Origin) -> Self {
+        Conn {
+            origin,
+            stream: None,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// GET `url`, timed. Only a playlist's body is kept (`keep`); media bodies are counted as
+    /// they arrive and dropped.
+    async fn get(&mut self, url: &Url, keep: bool, stats: &mut Stats) -> Result<Timed, String> {
+        stats.requests += 1;
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        for _ in 0..2 {
+            let attempt =
+                tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(&target, keep, stats));
+            let failed = match attempt.await {
+                Ok(Ok(t)) => return Ok(t),
+                Ok(Err(f)) => f,
+                Err(_) => Failed {
+                    what: format!("no answer within {REQUEST_TIMEOUT:?}"),
+                    retry: false,
+                },
+            };
+            self.stream = None;
+            self.buf.clear();
+            if !failed.retry {
+                return Err(format!("{url}: {}", failed.what));
+            }
+        }
+        Err(format!("{url}: the server closed two connections at once"))
+    }
+
+    async fn exchange(
+        &mut self,
+        target: &str,
+        keep: bool,
+        stats: &mut Stats,
+    ) -> Result<Timed, Failed> {
+        let reused = self.stream.is_some();
+        let fail = |what: String, got_bytes: bool| Failed {
+            what,
+            retry: reused && !got_bytes,
+        };
+        let stream = match &mut self.stream {
+            Some(s) => s,
+            None => {
+                let s = TcpStream::connect(self.origin.addr)
+                    .await
+                    .map_err(|e| fail(format!("connect: {e}"), true))?;
+                let _ = s.set_nodelay(true);
+                self.stream.insert(s)
+            }
+        };
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: vshare-bench\r\n\r\n",
+            self.origin.host
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| fail(format!("send: {e}"), false))?;
+        let mut reader = ResponseReader::new(false);
+        let mut head = None;
+        let mut body = BytesMut::new();
+        loop {
+            let progress = reader
+                .advance(&mut self.buf)
+                .map_err(|e| fail(e.to_string(), true))?;
+            match progress {
+                Progress::NeedMore => {
+                    self.buf.reserve(64 * 1024);
+                    let n = stream
+                        .read_buf(&mut self.buf)
+                        .await
+                        .map_err(|e| fail(format!("receive: {e}"), head.is_some()))?;
+                    if n == 0 {
+                        match reader.closed() {
+                            Ok(_) => break,
+                            Err(e) => return Err(fail(e.to_string(), head.is_some())),
+                        }
+                    }
+                }
+                Progress::Head { status, keep_alive } => {
+                    head = Some((status, keep_alive, Instant::now()));
+                }
+                Progress::Data(d) => {
+                    stats.bytes += d.len() as u64;
+                    if keep {
+                        body.extend_from_slice(&d);
+                    }
+                }
+                Progress::Done => break,
+            }
+        }
+        let Some((status, keep_alive, head)) = head else {
+            return Err(fail("no response head".into(), false));
+        };
+        if !keep_alive {
+            self.stream = None;
+            self.buf.clear();
+        }
+        Ok(Timed {
+            status,
+            body: body.freeze(),
+            head,
+            done: Instant::now(),
+        })
+    }
 }
 
 /// What one viewer runs.
@@ -115,8 +241,10 @@ struct Plan {
 }
 
 /// One viewer until `plan.until` or the end of the stream.
-async fn viewer(client: Client, plan: Plan) -> Stats {
+async fn viewer(origin: Origin, plan: Plan) -> Stats {
     tokio::time::sleep(plan.start_delay).await;
+    let mut playlists = Conn::new(origin.clone());
+    let mut media = Conn::new(origin);
     let mut stats = Stats::default();
     let mut state = Viewer::new();
     let mut query: Option<String> = None;
@@ -130,9 +258,9 @@ async fn viewer(client: Client, plan: Plan) -> Stats {
         let hint_url = hint.as_ref().and_then(|h| plan.playlist.join(&h.uri).ok());
         let (pl, hinted) = {
             let mut hint_stats = Stats::default();
-            let (pl, hinted) = tokio::join!(timed_get(&client, url, &mut stats), async {
+            let (pl, hinted) = tokio::join!(playlists.get(&url, true, &mut stats), async {
                 match hint_url {
-                    Some(u) => Some(timed_get(&client, u, &mut hint_stats).await),
+                    Some(u) => Some(media.get(&u, false, &mut hint_stats).await),
                     None => None,
                 }
             });
@@ -141,7 +269,7 @@ async fn viewer(client: Client, plan: Plan) -> Stats {
             (pl, hinted)
         };
         let pl = match pl {
-            Ok(t) if t.status == StatusCode::OK => t,
+            Ok(t) if t.status == 200 => t,
             Ok(t) => {
                 stats.error(format!("playlist: HTTP {}", t.status));
                 query = None;
@@ -166,7 +294,7 @@ async fn viewer(client: Client, plan: Plan) -> Stats {
                 .iter()
                 .any(|p| p.msn == h.msn && p.part == h.part);
             match answer {
-                Ok(t) if t.status == StatusCode::OK => {
+                Ok(t) if t.status == 200 => {
                     let known = if listed { t.head.min(pl.done) } else { t.head };
                     stats.deliveries.push(Delivery {
                         key: (h.msn, h.part.unwrap_or(u32::MAX)),
@@ -175,7 +303,7 @@ async fn viewer(client: Client, plan: Plan) -> Stats {
                     });
                 }
                 // The segment closed before the hinted part: the server says so once it knows.
-                Ok(t) if t.status == StatusCode::NOT_FOUND && !listed => stats.hint_misses += 1,
+                Ok(t) if t.status == 404 && !listed => stats.hint_misses += 1,
                 Ok(t) => stats.error(format!("{}: HTTP {}", h.uri, t.status)),
                 Err(e) => stats.error(e),
             }
@@ -186,8 +314,8 @@ async fn viewer(client: Client, plan: Plan) -> Stats {
             .as_deref()
             .and_then(|u| plan.playlist.join(u).ok())
         {
-            match timed_get(&client, init, &mut stats).await {
-                Ok(t) if t.status == StatusCode::OK => {}
+            match media.get(&init, false, &mut stats).await {
+                Ok(t) if t.status == 200 => {}
                 Ok(t) => stats.error(format!("init: HTTP {}", t.status)),
                 Err(e) => stats.error(e),
             }
@@ -197,8 +325,8 @@ async fn viewer(client: Client, plan: Plan) -> Stats {
                 stats.error(format!("bad URI {}", m.uri));
                 continue;
             };
-            match timed_get(&client, u, &mut stats).await {
-                Ok(t) if t.status == StatusCode::OK => {
+            match media.get(&u, false, &mut stats).await {
+                Ok(t) if t.status == 200 => {
                     // The first playlist's backlog was listed before this viewer came.
                     if !first {
                         stats.deliveries.push(Delivery {
@@ -253,17 +381,26 @@ pub async fn run(
         bail!("--viewers must be at least 1");
     }
     let playlist: Url = url.parse().with_context(|| format!("URL {url}"))?;
-    if !matches!(playlist.scheme(), "http" | "https") {
-        bail!("give the live media playlist's http(s) URL (…/live/<id>/index.m3u8)");
+    if playlist.scheme() != "http" {
+        bail!(
+            "give the live media playlist's http:// URL (…/live/<id>/index.m3u8): the viewers \
+             speak plain HTTP/1.1, to a live server or to the cache in front of it"
+        );
     }
-    let client = Client::builder()
-        .pool_max_idle_per_host(usize::MAX)
-        // Below the server's keep-alive limit (its header timeout, 10 s by default): a pooled
-        // connection is never reused at the moment the server closes it.
-        .pool_idle_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let host = playlist.host_str().context("the URL names no host")?;
+    let port = playlist.port_or_known_default().unwrap_or(80);
+    let addr = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("resolving {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))?;
+    let origin = Origin {
+        addr,
+        host: match playlist.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        },
+    };
     let duration = Duration::from_millis(duration_ms.max(0) as u64);
     let ramp = Duration::from_millis(ramp_ms.max(0) as u64);
     if !json {
@@ -282,7 +419,7 @@ pub async fn run(
                 start_delay: ramp.mul_f64(i as f64 / viewers as f64),
                 until,
             };
-            tokio::spawn(viewer(client.clone(), plan))
+            tokio::spawn(viewer(origin.clone(), plan))
         })
         .collect();
     let mut all = Stats::default();

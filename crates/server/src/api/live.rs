@@ -1,9 +1,11 @@
 //! `/live/…`: the live server's LL-HLS over HTTP, with blocking playlist reloads
 //! (RFC 8216bis §6.2.5.2). Segments whose parts left the window come from storage.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use vshare_package::{PartBytes, SegmentBytes};
@@ -13,10 +15,11 @@ use super::media::{
     IMMUTABLE, M3U8, media_response, media_stream_response, playlist_cache, valid_rendition,
 };
 use super::state::{AppState, AppStateRef};
+use crate::db::Visibility;
 use crate::live::{BlockingRequest, PartHold};
 use crate::storage::object_path;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct BlockingQuery {
     #[serde(rename = "_HLS_msn")]
     msn: Option<String>,
@@ -30,21 +33,7 @@ pub async fn live_file(
     Path((id, file)): Path<(String, String)>,
     Query(q): Query<BlockingQuery>,
 ) -> Result<Response, ApiError> {
-    if file == "master.m3u8" {
-        let stream = st
-            .live
-            .stream(&id)
-            .ok_or_else(|| ApiError::not_found("live stream"))?;
-        let text = stream
-            .multivariant()
-            .ok_or_else(|| ApiError::not_found("multivariant playlist"))?;
-        return Ok(media_response(
-            M3U8,
-            &playlist_cache(st.part_target),
-            Bytes::from(text.to_string()),
-        ));
-    }
-    serve_live(&st, &id, &file, &q).await
+    live_request(&st, &id, None, &file, &q).await
 }
 
 /// `/live/{id}/{rendition}/…`: a transcoded rendition's media files.
@@ -53,8 +42,100 @@ pub async fn live_rendition_file(
     Path((id, rendition, file)): Path<(String, String, String)>,
     Query(q): Query<BlockingQuery>,
 ) -> Result<Response, ApiError> {
-    valid_rendition(&rendition)?;
-    serve_live(&st, &format!("{id}/{rendition}"), &file, &q).await
+    live_request(&st, &id, Some(&rendition), &file, &q).await
+}
+
+/// One request under `/live/{id}/`, with or without a rendition.
+async fn live_request(
+    st: &AppState,
+    id: &str,
+    rendition: Option<&str>,
+    file: &str,
+    q: &BlockingQuery,
+) -> Result<Response, ApiError> {
+    let Some(rendition) = rendition else {
+        if file == "master.m3u8" {
+            let stream = st
+                .live
+                .stream(id)
+                .ok_or_else(|| ApiError::not_found("live stream"))?;
+            let text = stream
+                .multivariant()
+                .ok_or_else(|| ApiError::not_found("multivariant playlist"))?;
+            return Ok(media_response(
+                M3U8,
+                &playlist_cache(st.part_target),
+                shared_text(text),
+            ));
+        }
+        return serve_live(st, id, file, q).await;
+    };
+    valid_rendition(rendition)?;
+    serve_live(st, &format!("{id}/{rendition}"), file, q).await
+}
+
+/// A public stream's `GET /live/…`, answered without the router: what thousands of viewers
+/// ask for several times a second. The router's layers (routing, the private-video and
+/// same-origin checks, CORS) cost about a sixth of the CPU of such a request; for a public
+/// video none of them changes the answer but CORS, whose one header is added here. `None`
+/// for anything else (another path or method, a private or unknown video, an escaped or
+/// malformed path or query): the router answers it as before.
+pub async fn public_live_get(st: &AppState, method: &Method, uri: &Uri) -> Option<Response> {
+    if method != Method::GET {
+        return None;
+    }
+    let (id, rendition, file) = live_path(uri.path())?;
+    let q: BlockingQuery = match uri.query() {
+        None => BlockingQuery::default(),
+        Some(_) => Query::try_from_uri(uri).ok()?.0,
+    };
+    let access = st.accounts.access(&st.db, id).await.ok()??;
+    if access.visibility != Visibility::Public {
+        return None;
+    }
+    let mut resp = live_request(st, id, rendition, file, &q)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    Some(resp)
+}
+
+/// `/live/{id}/{file}` or `/live/{id}/{rendition}/{file}`, plain segments only (no escapes,
+/// none empty).
+fn live_path(path: &str) -> Option<(&str, Option<&str>, &str)> {
+    let rest = path.strip_prefix("/live/")?;
+    if rest.contains('%') {
+        return None;
+    }
+    let mut it = rest.split('/');
+    let parts: [Option<&str>; 4] = [it.next(), it.next(), it.next(), it.next()];
+    match parts {
+        [Some(id), Some(file), None, None] if !id.is_empty() && !file.is_empty() => {
+            Some((id, None, file))
+        }
+        [Some(id), Some(rendition), Some(file), None]
+            if !id.is_empty() && !rendition.is_empty() && !file.is_empty() =>
+        {
+            Some((id, Some(rendition), file))
+        }
+        _ => None,
+    }
+}
+
+/// A playlist's shared text as a body, without copying it.
+fn shared_text(text: Arc<str>) -> Bytes {
+    Bytes::from_owner(SharedText(text))
+}
+
+struct SharedText(Arc<str>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 /// `index.m3u8|init.mp4|init{msn}.mp4|seg{msn}.m4s|part{msn}.{i}.m4s` of one live stream.
@@ -94,7 +175,7 @@ async fn serve_live(
         return Ok(media_response(
             M3U8,
             &playlist_cache(st.part_target),
-            Bytes::from(playlist.to_string()),
+            shared_text(playlist),
         ));
     }
     let numbered_init = file

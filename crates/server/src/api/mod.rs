@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod keys;
 mod live;
+mod live_first;
 mod me;
 mod media;
 mod private_videos;
@@ -27,6 +28,7 @@ use axum::routing::{get, post};
 use tower_http::cors::{Any, CorsLayer};
 
 pub use error::ApiError;
+pub use live_first::LiveFirst;
 pub use media::M3U8;
 pub use same_origin::{cross_site, same_origin};
 pub use state::AppState;
