@@ -22,8 +22,6 @@ pub use vshare_media::annexb;
 pub mod adaptive;
 mod clip;
 mod feed;
-pub mod http1;
-pub mod llhls;
 mod pacer;
 mod pipeline;
 mod publisher;

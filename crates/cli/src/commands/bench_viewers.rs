@@ -1,8 +1,8 @@
 //! `vshare bench --viewers N URL`: N LL-HLS viewers of one live media playlist, each a tokio task
 //! with two keep-alive HTTP/1.1 connections of its own (one for playlists, one for media, as a
-//! player has; `vshare_source::http1` reads the answers), behaving as hls.js and AVPlayer do: blocking
+//! player has; `vshare_viewer::http1` reads the answers), behaving as hls.js and AVPlayer do: blocking
 //! playlist reloads for the next part, every new part, the preload-hinted part asked for before
-//! it exists, segments where no parts are listed (vshare-source's sans-IO `llhls::Viewer` says
+//! it exists, segments where no parts are listed (vshare-viewer's sans-IO `llhls::Viewer` says
 //! what to fetch). Reports per-part delivery latency as JSON like the publisher bench: from
 //! the part's publish time — the first moment any viewer learnt it existed (a playlist answer
 //! that listed it, or the head of the held answer to a preload-hint request: the server sends
@@ -19,8 +19,8 @@ use reqwest::Url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use vshare_source::http1::{Progress, ResponseReader};
-use vshare_source::llhls::{MediaPlaylist, MediaRef, Viewer};
+use vshare_viewer::http1::{Progress, ResponseReader};
+use vshare_viewer::llhls::{MediaPlaylist, MediaRef, Viewer};
 
 /// Longest a request may take, connecting included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
