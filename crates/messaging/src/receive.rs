@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use vshare_attributes::forms::{Form, decode_any, decode_text, decode_tlv};
+use vshare_attributes::forms::{Compact, Form, decode_any, decode_text, decode_tlv};
 use vshare_attributes::{AttributeRecord, Kind};
 use vshare_smpp::pdu::{Sm, esm};
 use vshare_sms::reassembly::{Message, Reassembler};
@@ -33,6 +33,9 @@ pub enum Received {
         sl: ServiceLoading,
         record: AttributeRecord,
     },
+    /// The compact form: a short link (in text, or as a WAP SI's href) and a summary; the full
+    /// records are fetched from the link ([`crate::api::fetch_link`]).
+    Link { compact: Compact, wap: bool },
     /// Text that is none of our forms.
     Text(String),
 }
@@ -45,6 +48,7 @@ impl Received {
                 records.clone()
             }
             Received::ServiceLoading { record, .. } => vec![record.clone()],
+            Received::Link { compact, .. } => vec![compact.to_record()],
             Received::Text(_) => vec![],
         }
     }
@@ -102,6 +106,9 @@ pub fn decode_message(m: &Message) -> anyhow::Result<Received> {
         return match push.content_type {
             ContentType::WellKnown(CT_SIC) => {
                 let si = ServiceIndication::from_wbxml(&push.body)?;
+                if let Some(compact) = si.href.as_deref().and_then(|h| compact_si(h, &si.text)) {
+                    return Ok(Received::Link { compact, wap: true });
+                }
                 let records = match &si.href {
                     Some(href) => decode_text(format!("{href}\n{}\n", si.text).as_bytes())
                         .unwrap_or_else(|_| vec![record_from_url(href)]),
@@ -124,10 +131,25 @@ pub fn decode_message(m: &Message) -> anyhow::Result<Received> {
         });
     }
     let text = m.text()?;
+    if let Ok(compact) = Compact::decode(&text) {
+        return Ok(Received::Link {
+            compact,
+            wap: false,
+        });
+    }
     match decode_any(text.as_bytes()) {
         Ok((form, records)) => Ok(Received::Records { form, records }),
         Err(_) => Ok(Received::Text(text)),
     }
+}
+
+/// The compact form of an SI whose href is a short link: its text is the summary line (or
+/// something else, then the link alone).
+fn compact_si(href: &str, text: &str) -> Option<Compact> {
+    vshare_attributes::forms::compact::link_video_id(href)?;
+    Compact::decode(&format!("{href}\n{text}"))
+        .or_else(|_| Compact::decode(href))
+        .ok()
 }
 
 /// Decodes one datagram from an IP push channel (WDP over UDP, WAP-259 §6.4: port 2948 carries
@@ -145,6 +167,12 @@ pub fn decode_datagram(bytes: &[u8]) -> anyhow::Result<Received> {
             missing: vec![],
         };
         return decode_message(&m);
+    }
+    if let Ok(compact) = std::str::from_utf8(bytes).map_err(|_| ()).and_then(|t| Compact::decode(t).map_err(|_| ())) {
+        return Ok(Received::Link {
+            compact,
+            wap: false,
+        });
     }
     let (form, records) = decode_any(bytes)?;
     Ok(Received::Records { form, records })

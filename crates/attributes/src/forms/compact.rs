@@ -183,7 +183,11 @@ impl Compact {
         let full: Vec<char> = self.title.chars().collect();
         let last = levels.len() - 1;
         for (i, level) in levels.iter().enumerate() {
-            let min = if i == last { 1 } else { MIN_TITLE_CHARS };
+            let min = if i == last {
+                1
+            } else {
+                MIN_TITLE_CHARS.min(full.len())
+            };
             for n in (min..=full.len()).rev() {
                 if let Some(candidate) = shortened(level, &full, n, mark)
                     && fits(&candidate)
