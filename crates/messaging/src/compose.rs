@@ -40,6 +40,34 @@ pub fn primary(records: &[AttributeRecord]) -> Option<&AttributeRecord> {
     vshare_attributes::forms::compact::primary(records)
 }
 
+/// A form's name in the API and the outbox: `text` and `wap-si` are compact, `text-full` and
+/// `wap-si-full` carry every record; `tlv`, `xml` and `wap-sl` have one size.
+pub fn form_name(form: As, full: bool) -> &'static str {
+    match (form, full) {
+        (As::Text, false) => "text",
+        (As::Text, true) => "text-full",
+        (As::WapSi, false) => "wap-si",
+        (As::WapSi, true) => "wap-si-full",
+        (As::Tlv, _) => "tlv",
+        (As::Xml, _) => "xml",
+        (As::WapSl, _) => "wap-sl",
+    }
+}
+
+/// Reads what [`form_name`] writes: the form, and whether it is a full one.
+pub fn parse_form_name(name: &str) -> Option<(As, bool)> {
+    Some(match name {
+        "text" => (As::Text, false),
+        "text-full" => (As::Text, true),
+        "wap-si" => (As::WapSi, false),
+        "wap-si-full" => (As::WapSi, true),
+        "tlv" => (As::Tlv, true),
+        "xml" => (As::Xml, true),
+        "wap-sl" => (As::WapSl, true),
+        _ => return None,
+    })
+}
+
 /// Whether text goes in one SMS (GSM 7-bit ≤ 160 septets, else UCS-2 ≤ 70 characters).
 pub fn fits_one_sms(text: &str) -> bool {
     split_text(text, None, ConcatRef::Eight(0)).is_ok_and(|s| s.parts.len() == 1)
