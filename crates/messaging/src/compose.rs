@@ -100,20 +100,37 @@ fn compact_si(c: &Compact) -> ServiceIndication {
     si
 }
 
-/// The compact WAP Push: a WSP push of the compact SI that fits one 140-octet SMS with its
-/// port header.
-pub fn compact_push(link_base: &str, records: &[AttributeRecord], tid: u8) -> anyhow::Result<Vec<u8>> {
+/// The compact SI, fitted so that its WSP push (transaction id `tid`) goes in one 140-octet
+/// SMS with its port header.
+pub fn compact_service_indication(
+    link_base: &str,
+    records: &[AttributeRecord],
+    tid: u8,
+) -> anyhow::Result<ServiceIndication> {
     let c = compact_of(link_base, records)?;
-    let pdu = |m: &Compact| -> Option<Vec<u8>> {
-        let push = PushPdu::service_indication(tid, compact_si(m).to_wbxml().ok()?).encode();
-        wdp::sms_parts(&push, ConcatRef::Eight(0))
-            .is_ok_and(|s| s.parts.len() == 1)
-            .then_some(push)
+    let fits = |m: &Compact| {
+        compact_si(m)
+            .to_wbxml()
+            .ok()
+            .map(|wbxml| PushPdu::service_indication(tid, wbxml).encode())
+            .is_some_and(|push| {
+                wdp::sms_parts(&push, ConcatRef::Eight(0)).is_ok_and(|s| s.parts.len() == 1)
+            })
     };
-    let fit = c
-        .fit("...", |m| pdu(m).is_some())
-        .ok_or_else(|| anyhow::anyhow!("the short link {} does not fit one WAP Push SMS", c.link))?;
-    pdu(&fit).ok_or_else(|| anyhow::anyhow!("the compact SI stopped fitting"))
+    let fit = c.fit("...", fits).ok_or_else(|| {
+        anyhow::anyhow!("the short link {} does not fit one WAP Push SMS", c.link)
+    })?;
+    Ok(compact_si(&fit))
+}
+
+/// The compact WAP Push: the WSP push PDU of [`compact_service_indication`].
+pub fn compact_push(
+    link_base: &str,
+    records: &[AttributeRecord],
+    tid: u8,
+) -> anyhow::Result<Vec<u8>> {
+    let si = compact_service_indication(link_base, records, tid)?;
+    Ok(PushPdu::service_indication(tid, si.to_wbxml()?).encode())
 }
 
 /// Packs records as SMS user data parts, compact or full.
