@@ -1,8 +1,8 @@
 //! Attribute records → SMS parts, in the form the user picked (docs/messages.md, "How each form
 //! travels").
 
-use vshare_attributes::forms::{Compact, Form, encode_text};
 use vshare_attributes::AttributeRecord;
+use vshare_attributes::forms::{Compact, Form, encode_text};
 use vshare_smpp::pdu::{Sm, SmeAddress, esm};
 use vshare_sms::split::{ConcatRef, Segments, split_binary, split_text};
 use vshare_sms::{Address, Alphabet, Submit, Tpdu, gsm7};
@@ -358,12 +358,15 @@ mod tests {
         assert_eq!((seg.parts.len(), alphabet_name(&seg)), (1, "gsm7"));
         assert!(seg.parts[0].header.is_none());
         // The full text form of the same record takes more.
-        let full =
-            compose_message(&records, As::Text, &Extent::Full, ConcatRef::Eight(1), 1).expect("full");
+        let full = compose_message(&records, As::Text, &Extent::Full, ConcatRef::Eight(1), 1)
+            .expect("full");
         assert!(full.parts.len() > 1);
         // A short title is not touched.
         let text = compact_text(BASE, &[vod("Harbour")]).expect("compact");
-        assert_eq!(text, "http://127.0.0.1:8080/w/v7Kq2\nVOD 1280x720 1:02 \"Harbour\"");
+        assert_eq!(
+            text,
+            "http://127.0.0.1:8080/w/v7Kq2\nVOD 1280x720 1:02 \"Harbour\""
+        );
         // Extension characters count twice.
         let text = compact_text(BASE, &[vod(&"{".repeat(300))]).expect("compact");
         assert!(matches!(septets(&text), 159 | 160), "{text}");
@@ -378,9 +381,15 @@ mod tests {
         assert!(fits_one_sms(&text));
         // Too little room for a useful title: the fields go before the title does.
         let c = Compact::decode(&text).expect("decodes");
-        assert_eq!(c.title.chars().count(), 70 - 2 - 1 - "VOD 1280x720 1:02 ".len() - 29);
+        assert_eq!(
+            c.title.chars().count(),
+            70 - 2 - 1 - "VOD 1280x720 1:02 ".len() - 29
+        );
         let short = compact_text(BASE, &[vod("日落")]).expect("compact");
-        assert_eq!(short, "http://127.0.0.1:8080/w/v7Kq2\nVOD 1280x720 1:02 \"日落\"");
+        assert_eq!(
+            short,
+            "http://127.0.0.1:8080/w/v7Kq2\nVOD 1280x720 1:02 \"日落\""
+        );
     }
 
     #[test]
@@ -415,10 +424,13 @@ mod tests {
     #[test]
     fn a_signed_link_keeps_its_query_and_the_summary_makes_room() {
         let mut r = vod("Harbour at dusk");
-        r.url.push_str("?exp=1900000000&sig=0123456789abcdef0123456789abcdef0123456789abcdef");
+        r.url
+            .push_str("?exp=1900000000&sig=0123456789abcdef0123456789abcdef0123456789abcdef");
         let text = compact_text(BASE, &[r]).expect("compact");
         let c = Compact::decode(&text).expect("decodes");
-        assert!(c.link.ends_with("/w/v7Kq2?exp=1900000000&sig=0123456789abcdef0123456789abcdef0123456789abcdef"));
+        assert!(c.link.ends_with(
+            "/w/v7Kq2?exp=1900000000&sig=0123456789abcdef0123456789abcdef0123456789abcdef"
+        ));
         assert!(fits_one_sms(&text));
     }
 }

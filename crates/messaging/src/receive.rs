@@ -168,7 +168,10 @@ pub fn decode_datagram(bytes: &[u8]) -> anyhow::Result<Received> {
         };
         return decode_message(&m);
     }
-    if let Ok(compact) = std::str::from_utf8(bytes).map_err(|_| ()).and_then(|t| Compact::decode(t).map_err(|_| ())) {
+    if let Ok(compact) = std::str::from_utf8(bytes)
+        .map_err(|_| ())
+        .and_then(|t| Compact::decode(t).map_err(|_| ()))
+    {
         return Ok(Received::Link {
             compact,
             wap: false,

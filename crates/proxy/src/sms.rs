@@ -48,7 +48,11 @@ fn options(c: &SmppConfig, kind: BindKind) -> ClientOptions {
 
 /// What a row's message carries: the compact one-SMS form on a short link under the
 /// configured base (else the origin of the record's own URL), or every record.
-fn extent(link_base: Option<&str>, full: bool, records: &[vshare_attributes::AttributeRecord]) -> Extent {
+fn extent(
+    link_base: Option<&str>,
+    full: bool,
+    records: &[vshare_attributes::AttributeRecord],
+) -> Extent {
     if full {
         return Extent::Full;
     }
@@ -574,7 +578,10 @@ mod tests {
 
     #[test]
     fn short_links_default_to_the_records_origin() {
-        assert_eq!(origin("https://h.example:8443/vod/a/video.mp4?x=1"), "https://h.example:8443");
+        assert_eq!(
+            origin("https://h.example:8443/vod/a/video.mp4?x=1"),
+            "https://h.example:8443"
+        );
         let mut r = vshare_attributes::AttributeRecord::blank(vshare_attributes::Kind::Live);
         r.url = "http://h:8080/live/a/index.m3u8".into();
         assert_eq!(

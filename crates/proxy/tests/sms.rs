@@ -157,7 +157,11 @@ async fn fan_out_to_bound_phones_is_delivered_once_per_receipt() {
             (As::WapSi, parts(As::WapSi))
         };
         // One SMS each, carrying the short link.
-        assert_eq!((got.len(), want), (1, 1), "phone {i}: parts of {form:?} received");
+        assert_eq!(
+            (got.len(), want),
+            (1, 1),
+            "phone {i}: parts of {form:?} received"
+        );
         let text = String::from_utf8_lossy(&got[0].short_message).into_owned();
         assert!(
             text.contains("http://127.0.0.1:8080/w/v1\nLIVE 640x360 \"test\"") || form == As::WapSi,

@@ -219,17 +219,12 @@ impl Sharing {
         full: bool,
     ) -> Result<Preview, ShareError> {
         let name = compose::form_name(form, full);
-        let seg = compose::compose_message(
-            records,
-            form,
-            &self.extent(full),
-            ConcatRef::Eight(0),
-            0,
-        )
-        .map_err(|e| ShareError::DoesNotFit {
-            form: name.to_string(),
-            detail: format!("{e:#}"),
-        })?;
+        let seg =
+            compose::compose_message(records, form, &self.extent(full), ConcatRef::Eight(0), 0)
+                .map_err(|e| ShareError::DoesNotFit {
+                    form: name.to_string(),
+                    detail: format!("{e:#}"),
+                })?;
         let text = match form {
             As::Text | As::Xml => Some(self.message_text(records, form, full)?),
             _ => None,

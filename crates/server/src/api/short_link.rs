@@ -63,7 +63,11 @@ pub async fn short_link(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let want = want(q.format.as_deref(), &headers)?;
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    {
         return Err(ApiError::not_found("video"));
     }
     let (_, grant) = authorize(&st, &id, &headers, uri.query())
