@@ -93,10 +93,12 @@ pub fn compact_text(link_base: &str, records: &[AttributeRecord]) -> anyhow::Res
     Ok(fit.encode())
 }
 
-/// The compact SI: href the short link, text the summary, si-id `vshare-<id>`.
-fn compact_si(c: &Compact) -> ServiceIndication {
+/// The compact SI: href the short link, text the summary, si-id `vshare-<id>` if `with_id`.
+fn compact_si(c: &Compact, with_id: bool) -> ServiceIndication {
     let mut si = ServiceIndication::new(&c.link, &c.summary());
-    si.si_id = c.video_id().map(|id| format!("vshare-{id}"));
+    if with_id {
+        si.si_id = c.video_id().map(|id| format!("vshare-{id}"));
+    }
     si
 }
 
@@ -108,19 +110,22 @@ pub fn compact_service_indication(
     tid: u8,
 ) -> anyhow::Result<ServiceIndication> {
     let c = compact_of(link_base, records)?;
-    let fits = |m: &Compact| {
-        compact_si(m)
-            .to_wbxml()
+    let fits = |si: ServiceIndication| {
+        si.to_wbxml()
             .ok()
             .map(|wbxml| PushPdu::service_indication(tid, wbxml).encode())
             .is_some_and(|push| {
                 wdp::sms_parts(&push, ConcatRef::Eight(0)).is_ok_and(|s| s.parts.len() == 1)
             })
     };
-    let fit = c.fit("...", fits).ok_or_else(|| {
-        anyhow::anyhow!("the short link {} does not fit one WAP Push SMS", c.link)
-    })?;
-    Ok(compact_si(&fit))
+    // The si-id (which lets a phone replace an older SI of the video) goes before the link does,
+    // as a long signed link may need its room.
+    for with_id in [true, false] {
+        if let Some(fit) = c.fit("...", |m| fits(compact_si(m, with_id))) {
+            return Ok(compact_si(&fit, with_id));
+        }
+    }
+    anyhow::bail!("the short link {} does not fit one WAP Push SMS", c.link)
 }
 
 /// The compact WAP Push: the WSP push PDU of [`compact_service_indication`].
@@ -432,5 +437,93 @@ mod tests {
             "/w/v7Kq2?exp=1900000000&sig=0123456789abcdef0123456789abcdef0123456789abcdef"
         ));
         assert!(fits_one_sms(&text));
+        // A private video's link on a server with a long address: the SI drops its si-id.
+        let mut r = vod("Harbour");
+        r.video_id = "3mgpkc2e3r99".into();
+        r.url = format!(
+            "http://127.0.0.1:36841/vod/3mgpkc2e3r99/video.mp4?exp=1796829486&sig={}",
+            "ad".repeat(32)
+        );
+        let si = compact_service_indication("http://127.0.0.1:36841", &[r], 9).expect("fits");
+        assert!(
+            si.href
+                .as_deref()
+                .is_some_and(|h| h.ends_with(&"ad".repeat(32)))
+        );
+        assert_eq!(si.si_id, None);
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    use super::*;
+    use vshare_attributes::Kind;
+
+    /// The records of docs/messages.md's cost table: a ready VOD (MP4 and HLS) of 62 s.
+    fn records(title: &str) -> Vec<AttributeRecord> {
+        let mut mp4 = AttributeRecord::blank(Kind::Vod);
+        mp4.video_id = "v7Kq2".into();
+        mp4.url = "http://127.0.0.1:8080/vod/v7Kq2/video.mp4".into();
+        mp4.format = "mp4".into();
+        mp4.codecs = "avc1.64001F,mp4a.40.2".into();
+        mp4.width = 1280;
+        mp4.height = 720;
+        mp4.frame_rate = 29.97;
+        mp4.bitrate = 2_500_000;
+        mp4.size = 18_874_368;
+        mp4.duration_ms = 62_040;
+        mp4.audio_sample_rate = 48_000;
+        mp4.audio_channels = 2;
+        mp4.title = title.into();
+        let mut hls = mp4.clone();
+        hls.format = "hls".into();
+        hls.url = "http://127.0.0.1:8080/vod/v7Kq2/index.m3u8".into();
+        hls.size = 0;
+        vec![mp4, hls]
+    }
+
+    fn parts(records: &[AttributeRecord], form: As, full: bool) -> (usize, &'static str) {
+        let extent = if full {
+            Extent::Full
+        } else {
+            Extent::Compact {
+                link_base: "http://127.0.0.1:8080".into(),
+            }
+        };
+        let seg = compose_message(records, form, &extent, ConcatRef::Eight(1), 1).expect("compose");
+        (seg.parts.len(), alphabet_name(&seg))
+    }
+
+    /// The figures of docs/messages.md, "What each form costs".
+    #[test]
+    fn the_documented_costs() {
+        let latin = records("Harbour at dusk");
+        let cjk = records("港口的黄昏");
+        let table = [
+            (As::Text, false, (1, "gsm7"), (1, "ucs2")),
+            (As::WapSi, false, (1, "8bit"), (1, "8bit")),
+            (As::Text, true, (3, "gsm7"), (5, "ucs2")),
+            (As::Xml, true, (5, "gsm7"), (10, "ucs2")),
+            (As::Tlv, true, (3, "8bit"), (3, "8bit")),
+            (As::WapSi, true, (2, "8bit"), (2, "8bit")),
+            (As::WapSl, true, (1, "8bit"), (1, "8bit")),
+        ];
+        for (form, full, want_latin, want_cjk) in table {
+            let got = (parts(&latin, form, full), parts(&cjk, form, full));
+            println!("{} {got:?}", form_name(form, full));
+            assert_eq!(got, (want_latin, want_cjk), "{}", form_name(form, full));
+        }
+        let base = "http://127.0.0.1:8080";
+        for (records, units) in [(&latin, 65), (&cjk, 55)] {
+            let text = compact_text(base, records).expect("compact");
+            println!("{text:?}");
+            assert_eq!(text.encode_utf16().count(), units);
+        }
+        for (records, octets) in [(&latin, 99), (&cjk, 99)] {
+            let push = compact_push(base, records, 1).expect("push");
+            // UDH: length, 16-bit ports element (6 octets).
+            println!("SI push {} octets + 7 UDH", push.len());
+            assert_eq!(push.len() + 7, octets);
+        }
     }
 }
