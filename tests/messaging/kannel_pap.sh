@@ -123,7 +123,7 @@ if form == "wap-si-full":
     # Our field line travelled as the SI text through Kannel's compiler.
     assert r["size"] == 18874368 and r["width"] == 1280 and r["codecs"] == "avc1.64001F,mp4a.40.2", r
 PY
-  [ "$form" != wap-si ] || [ "$(echo $pdus | wc -w)" = 1 ] || fail "the compact SI took $(echo $pdus | wc -w) SMS
+  [ "$form" != wap-si ] || [ "$(echo $pdus | wc -w)" = 1 ] || fail "the compact SI took $(echo $pdus | wc -w) SMS"
   echo "ok: --as $form via Kannel PPG → $(echo $pdus | wc -w) SMS part(s) → $(grep '^message' "$work/open.err")"
 done
 echo "kannel PAP flow passed"
