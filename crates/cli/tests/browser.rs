@@ -344,6 +344,7 @@ fn the_share_dialog_shows_the_sms_count_before_sending() {
         .find_map(|l| l.strip_prefix("RESULT "))
         .and_then(|j| serde_json::from_str(j).ok())
         .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    println!("the Share dialog showed {result}");
     assert_eq!(result["text"]["parts"], 1, "{result}");
     assert_eq!(
         result["text"]["text"], "1 SMS (GSM 7-bit) per number",
