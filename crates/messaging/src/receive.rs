@@ -168,9 +168,9 @@ pub fn decode_datagram(bytes: &[u8]) -> anyhow::Result<Received> {
         };
         return decode_message(&m);
     }
-    if let Ok(compact) = std::str::from_utf8(bytes)
-        .map_err(|_| ())
-        .and_then(|t| Compact::decode(t).map_err(|_| ()))
+    if let Some(compact) = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| Compact::decode(t).ok())
     {
         return Ok(Received::Link {
             compact,
@@ -264,5 +264,30 @@ mod tests {
         let tlv = Form::Tlv.encode(&got.records()).unwrap();
         assert_eq!(decode_datagram(&tlv).unwrap().records(), got.records());
         assert!(decode_datagram(b"\x01\x06junk").is_err());
+    }
+
+    #[test]
+    fn a_short_link_is_the_compact_form() {
+        let text = "http://h/w/v1\nVOD 640x360 0:03 \"t\"";
+        let Ok(Received::Link { compact, wap }) = decode_datagram(text.as_bytes()) else {
+            panic!("not a link");
+        };
+        assert!(!wap);
+        assert_eq!(compact.encode(), text);
+        let si = ServiceIndication::new("http://h/w/v1", "LIVE");
+        let push = PushPdu::service_indication(1, si.to_wbxml().unwrap()).encode();
+        let Ok(Received::Link { compact, wap }) = decode_datagram(&push) else {
+            panic!("not a link");
+        };
+        assert!(wap);
+        assert_eq!(compact.kind, Some(Kind::Live));
+        // An SI whose text is not a summary still gives the link.
+        let si = ServiceIndication::new("http://h/w/v1", "watch this");
+        let push = PushPdu::service_indication(1, si.to_wbxml().unwrap()).encode();
+        let got = decode_datagram(&push).unwrap().records();
+        assert_eq!(
+            (got[0].url.as_str(), got[0].format.as_str()),
+            ("http://h/w/v1", "link")
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Sharing a video from the server, for the studio's share dialog: the video's attribute
-//! records in the chosen form (text, TLV, XML, WAP SI, WAP SL; crates/messaging) to each number,
+//! records in the chosen form (text, TLV, XML, WAP SI, WAP SL; crates/messaging) to each number
+//! — text and WAP SI as one SMS with the short link `/w/<id>` unless the full form is asked for —
 //! through the proxy's outbox and its SMPP binds, so a share gets what every notification gets
 //! (retries, delivery receipts, rate limits, exactly once across a crash); and the text for a
 //! phone's own messaging app. Only signed-in users send, within a limit. No HTTP here:
@@ -346,6 +347,41 @@ fn outcomes(numbers: &[String], ids: &[String], rows: &[NotificationView]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_preview_counts_what_is_sent() {
+        let config = Config {
+            public_url: Some("https://v.example".into()),
+            ..Config::default()
+        };
+        let sharing = Sharing::new(&config, None);
+        let mut r = AttributeRecord::blank(vshare_attributes::Kind::Vod);
+        r.video_id = "v1".into();
+        r.url = "https://v.example/vod/v1/video.mp4".into();
+        r.format = "mp4".into();
+        r.codecs = "avc1.64001F,mp4a.40.2".into();
+        r.width = 640;
+        r.height = 360;
+        r.duration_ms = 3000;
+        r.title = "x".repeat(200);
+        let records = [r];
+        let p = sharing.preview(&records, As::Text, false).expect("compact");
+        assert_eq!((p.form, p.parts, p.alphabet), ("text", 1, "gsm7"));
+        let text = p.text.expect("text");
+        assert!(
+            text.starts_with("https://v.example/w/v1\nVOD 640x360 0:03 \"xx"),
+            "{text}"
+        );
+        assert_eq!(text.chars().count(), 160);
+        let p = sharing.preview(&records, As::Text, true).expect("full");
+        assert_eq!(p.form, "text-full");
+        assert!(p.parts > 1);
+        let p = sharing.preview(&records, As::WapSi, false).expect("si");
+        assert_eq!(
+            (p.form, p.parts, p.alphabet, p.text),
+            ("wap-si", 1, "8bit", None)
+        );
+    }
 
     #[test]
     fn numbers_and_forms() {
