@@ -72,9 +72,10 @@ cat >"$work/video.json" <<'JSON'
   "size":18874368,"duration_ms":62040,"audio_sample_rate":48000,"audio_channels":2,"title":"Harbour"}]}
 JSON
 
-for form in wap-si wap-sl; do
+for form in wap-si-full wap-si wap-sl; do
+  full=(); [ "$form" = wap-si-full ] && full=(--full)
   : >"$work/fake.err.mark"; lines_before=$(grep -c "Got message" "$work/fake.err" || true)
-  "$V" share v7Kq2 --server "file:$work/video.json" --to +8613900139000 --as "$form" --via pap \
+  "$V" share v7Kq2 --server "file:$work/video.json" --to +8613900139000 --as "${form%-full}" "${full[@]}" --via pap \
     --ppg "http://127.0.0.1:$ppg/wappush" >"$work/share.out" 2>"$work/share.err" || { cat "$work/share.err" >&2; fail "share --via pap --as $form"; }
   grep -q "PPG accepted push" "$work/share.out" || fail "PPG did not accept --as $form"
   # Wait for every part of the push to reach the fake SMSC's client.
@@ -111,12 +112,18 @@ if parts and len(parts) >= parts[0][0]:
 import json, sys
 records = json.load(open(sys.argv[1])); form = sys.argv[2]
 r = records[0]
-assert r["url"] == "http://127.0.0.1:8080/vod/v7Kq2/video.mp4", r
-assert r["format"] == "mp4", r
 if form == "wap-si":
+    # The compact SI: the short link and its summary (no server here to fetch the record from).
+    assert r["url"] == "http://127.0.0.1:8080/w/v7Kq2" and r["format"] == "link", r
+    assert r["width"] == 1280 and r["duration_ms"] == 62000 and r["title"] == "Harbour", r
+else:
+    assert r["url"] == "http://127.0.0.1:8080/vod/v7Kq2/video.mp4", r
+    assert r["format"] == "mp4", r
+if form == "wap-si-full":
     # Our field line travelled as the SI text through Kannel's compiler.
     assert r["size"] == 18874368 and r["width"] == 1280 and r["codecs"] == "avc1.64001F,mp4a.40.2", r
 PY
+  [ "$form" != wap-si ] || [ "$(echo $pdus | wc -w)" = 1 ] || fail "the compact SI took $(echo $pdus | wc -w) SMS"
   echo "ok: --as $form via Kannel PPG → $(echo $pdus | wc -w) SMS part(s) → $(grep '^message' "$work/open.err")"
 done
 echo "kannel PAP flow passed"

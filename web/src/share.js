@@ -1,6 +1,8 @@
 // The Share dialog: send a video's link and attributes to phone numbers through the server
 // (SMS text, TLV, XML or WAP Push), open the phone's own messaging app with an `sms:` link, or
-// copy the link.
+// copy the link. Text and WAP Push go as one SMS with the short link unless "Full records" is
+// ticked; the dialog shows the SMS count the server computes for the chosen form
+// (`share-preview`) before sending.
 import { api } from './api.js';
 import { h, $, copyText } from './ui.js';
 
@@ -28,6 +30,10 @@ function dialog() {
         placeholder: '+8613900139000 (several: separate with commas)' }),
       h('label', { for: 'share-as' }, 'Message form'),
       h('select', { id: 'share-as' }, FORMS.map(([v, t]) => h('option', { value: v }, t))),
+      h('label', { class: 'row' },
+        h('input', { type: 'checkbox', id: 'share-full' }),
+        ' Full records (every attribute, in several SMS)'),
+      h('p', { id: 'share-parts', class: 'small muted', 'aria-live': 'polite' }),
       h('p', { id: 'share-result', role: 'status', class: 'small' }),
       h('div', { class: 'row gap-top' },
         h('button', { type: 'button', id: 'share-send', class: 'primary' }, 'Send'),
@@ -54,10 +60,18 @@ export async function shareLink(videoId) {
 }
 
 /** The text form and the RFC 5724 `sms:` link from the server, for these numbers. */
-async function shareText(videoId, numbers) {
-  const q = new URLSearchParams({ form: 'text' });
+async function shareText(videoId, numbers, full) {
+  const q = new URLSearchParams({ form: 'text', full: String(full) });
   if (numbers.length) q.set('to', numbers.join(','));
   return api('GET', `/api/v1/videos/${encodeURIComponent(videoId)}/share-text?${q}`);
+}
+
+const ALPHABETS = { gsm7: 'GSM 7-bit', ucs2: 'UCS-2', '8bit': '8-bit data' };
+
+/** "1 SMS (GSM 7-bit) per number" from the server's preview of a share. */
+export function describeParts(p) {
+  const n = p.parts;
+  return `${n} SMS${n === 1 ? '' : ' parts'} (${ALPHABETS[p.alphabet] || p.alphabet}) per number`;
 }
 
 /** Describes the server's answer to a share, one line per number. */
@@ -83,14 +97,35 @@ export async function openShare(videoId, title = '') {
   const link = await shareLink(videoId);
   const smsLink = $('#share-sms');
   smsLink.href = `sms:?body=${encodeURIComponent(link)}`;
+  const full = () => $('#share-full').checked;
   const updateSms = async () => {
     const numbers = parseNumbers($('#share-numbers').value);
     try {
-      smsLink.href = (await shareText(videoId, numbers)).sms_uri;
+      smsLink.href = (await shareText(videoId, numbers, full())).sms_uri;
     } catch {
       // a number the server does not accept yet (still typing): keep the last link
     }
   };
+  const parts = $('#share-parts');
+  const updateParts = async () => {
+    const q = new URLSearchParams({ form: $('#share-as').value, full: String(full()) });
+    parts.textContent = 'Counting SMS…';
+    delete parts.dataset.parts;
+    try {
+      const p = await api('GET',
+        `/api/v1/videos/${encodeURIComponent(videoId)}/share-preview?${q}`);
+      parts.textContent = describeParts(p);
+      parts.dataset.parts = String(p.parts);
+    } catch (e) {
+      parts.textContent = `Cannot send in this form: ${e.message}`;
+    }
+  };
+  $('#share-as').onchange = updateParts;
+  $('#share-full').onchange = () => {
+    updateParts();
+    updateSms();
+  };
+  updateParts();
   updateSms();
   let typing = null;
   $('#share-numbers').oninput = () => {
@@ -110,7 +145,7 @@ export async function openShare(videoId, title = '') {
     result.className = 'small';
     try {
       const res = await api('POST', `/api/v1/videos/${encodeURIComponent(videoId)}/share`,
-        { numbers, form: $('#share-as').value });
+        { numbers, form: $('#share-as').value, full: full() });
       result.textContent = describe(res, numbers);
       result.className = 'small notice ok';
       result.dataset.sent = 'true';

@@ -10,10 +10,12 @@
 //! `29970`), so `decode(encode(r)) == r` holds for every record whose frame rate is a multiple of
 //! 0.001; other rates come back rounded to the nearest thousandth.
 
+pub mod compact;
 mod text;
 mod tlv;
 mod xml;
 
+pub use compact::{Compact, CompactError};
 pub use text::{decode_text, encode_text};
 pub use tlv::{TLV_MAGIC, TLV_VERSION, decode_tlv, encode_tlv};
 pub use xml::{XML_NAMESPACE, XML_VERSION, decode_xml, encode_xml};

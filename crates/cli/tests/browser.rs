@@ -288,3 +288,75 @@ fn a_recording_whose_picture_size_changed_plays_to_its_end() {
     let duration = result["duration"].as_f64().expect("duration");
     assert!((duration - 9.0).abs() < 0.3, "{result}");
 }
+
+/// The Share dialog shows the SMS count of each form before sending: the count the server's
+/// share-preview gives, one SMS for the compact text and WAP Push (tests/browser/share_count.mjs).
+#[test]
+fn the_share_dialog_shows_the_sms_count_before_sending() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipping the browser test: {why}");
+        return;
+    }
+    require_playwright();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&tmp.path().join("data"), &["--ladder", "none"]);
+    let signup = common::curl::curl(
+        None,
+        "POST",
+        &format!("{}/api/v1/accounts", server.http),
+        Some(&serde_json::json!({ "username": "ann", "password": "a long password" })),
+        &[],
+    );
+    assert_eq!(signup.status, 201, "{}", signup.body);
+    let session = signup.session();
+    let key = signup.json()["stream_key"]["key"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    let clip = common::make_clip(tmp.path(), "clip.mp4", 2, &[]);
+    let mut publisher = ffmpeg_publish(&clip, &server.rtmp_url(&key));
+    assert!(publisher.wait().expect("ffmpeg").success());
+    let video = wait_video_state(&server, &key, &["ready"], Duration::from_secs(30));
+    let id = video["id"].as_str().expect("id");
+    let preview = |q: &str| -> u64 {
+        let r = common::curl::curl(
+            None,
+            "GET",
+            &format!("{}/api/v1/videos/{id}/share-preview?{q}", server.http),
+            None,
+            &[format!("Cookie: vshare_session={session}")],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["parts"].as_u64().expect("parts")
+    };
+
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/browser/share_count.mjs"))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("VIDEO", id)
+        .env("SESSION", &session)
+        .env("CHROMIUM", chromium());
+    let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(120));
+    assert!(ok, "share_count.mjs failed:\n{out}\n{err}");
+    let result: serde_json::Value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    println!("the Share dialog showed {result}");
+    assert_eq!(result["text"]["parts"], 1, "{result}");
+    assert_eq!(
+        result["text"]["text"], "1 SMS (GSM 7-bit) per number",
+        "{result}"
+    );
+    assert_eq!(result["wap-si"]["parts"], 1, "{result}");
+    for (form, q) in [
+        ("text-full", "form=text&full=true"),
+        ("wap-si-full", "form=wap-si&full=true"),
+    ] {
+        let want = preview(q);
+        assert!(want > 1, "{form}: {want}");
+        assert_eq!(result[form]["parts"], want, "{form}: {result}");
+    }
+}

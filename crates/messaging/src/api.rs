@@ -51,3 +51,26 @@ pub fn parse_video(text: &str, id: &str) -> anyhow::Result<Video> {
     };
     Ok(serde_json::from_value(v)?)
 }
+
+/// The media type of the XML form, which a short link (`/w/<id>`) answers with the video's
+/// full records.
+pub const ATTRIBUTES_XML: &str = "application/vnd.vshare.attributes+xml";
+
+/// Fetches the full attribute records from a short link (the compact form's `/w/<id>`).
+pub async fn fetch_link(link: &str) -> anyhow::Result<Vec<AttributeRecord>> {
+    let resp = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .get(link)
+        .header(reqwest::header::ACCEPT, ATTRIBUTES_XML)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("GET {link}: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        anyhow::bail!("GET {link}: HTTP {status}");
+    }
+    let bytes = resp.bytes().await?;
+    Ok(vshare_attributes::forms::decode_xml(&bytes)?)
+}

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use vshare_attributes::forms::{Form, decode_any, decode_text, decode_tlv};
+use vshare_attributes::forms::{Compact, Form, decode_any, decode_text, decode_tlv};
 use vshare_attributes::{AttributeRecord, Kind};
 use vshare_smpp::pdu::{Sm, esm};
 use vshare_sms::reassembly::{Message, Reassembler};
@@ -33,6 +33,9 @@ pub enum Received {
         sl: ServiceLoading,
         record: AttributeRecord,
     },
+    /// The compact form: a short link (in text, or as a WAP SI's href) and a summary; the full
+    /// records are fetched from the link ([`crate::api::fetch_link`]).
+    Link { compact: Compact, wap: bool },
     /// Text that is none of our forms.
     Text(String),
 }
@@ -45,6 +48,7 @@ impl Received {
                 records.clone()
             }
             Received::ServiceLoading { record, .. } => vec![record.clone()],
+            Received::Link { compact, .. } => vec![compact.to_record()],
             Received::Text(_) => vec![],
         }
     }
@@ -102,6 +106,9 @@ pub fn decode_message(m: &Message) -> anyhow::Result<Received> {
         return match push.content_type {
             ContentType::WellKnown(CT_SIC) => {
                 let si = ServiceIndication::from_wbxml(&push.body)?;
+                if let Some(compact) = si.href.as_deref().and_then(|h| compact_si(h, &si.text)) {
+                    return Ok(Received::Link { compact, wap: true });
+                }
                 let records = match &si.href {
                     Some(href) => decode_text(format!("{href}\n{}\n", si.text).as_bytes())
                         .unwrap_or_else(|_| vec![record_from_url(href)]),
@@ -124,10 +131,25 @@ pub fn decode_message(m: &Message) -> anyhow::Result<Received> {
         });
     }
     let text = m.text()?;
+    if let Ok(compact) = Compact::decode(&text) {
+        return Ok(Received::Link {
+            compact,
+            wap: false,
+        });
+    }
     match decode_any(text.as_bytes()) {
         Ok((form, records)) => Ok(Received::Records { form, records }),
         Err(_) => Ok(Received::Text(text)),
     }
+}
+
+/// The compact form of an SI whose href is a short link: its text is the summary line (or
+/// something else, then the link alone).
+fn compact_si(href: &str, text: &str) -> Option<Compact> {
+    vshare_attributes::forms::compact::link_video_id(href)?;
+    Compact::decode(&format!("{href}\n{text}"))
+        .or_else(|_| Compact::decode(href))
+        .ok()
 }
 
 /// Decodes one datagram from an IP push channel (WDP over UDP, WAP-259 §6.4: port 2948 carries
@@ -145,6 +167,15 @@ pub fn decode_datagram(bytes: &[u8]) -> anyhow::Result<Received> {
             missing: vec![],
         };
         return decode_message(&m);
+    }
+    if let Some(compact) = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| Compact::decode(t).ok())
+    {
+        return Ok(Received::Link {
+            compact,
+            wap: false,
+        });
     }
     let (form, records) = decode_any(bytes)?;
     Ok(Received::Records { form, records })
@@ -233,5 +264,30 @@ mod tests {
         let tlv = Form::Tlv.encode(&got.records()).unwrap();
         assert_eq!(decode_datagram(&tlv).unwrap().records(), got.records());
         assert!(decode_datagram(b"\x01\x06junk").is_err());
+    }
+
+    #[test]
+    fn a_short_link_is_the_compact_form() {
+        let text = "http://h/w/v1\nVOD 640x360 0:03 \"t\"";
+        let Ok(Received::Link { compact, wap }) = decode_datagram(text.as_bytes()) else {
+            panic!("not a link");
+        };
+        assert!(!wap);
+        assert_eq!(compact.encode(), text);
+        let si = ServiceIndication::new("http://h/w/v1", "LIVE");
+        let push = PushPdu::service_indication(1, si.to_wbxml().unwrap()).encode();
+        let Ok(Received::Link { compact, wap }) = decode_datagram(&push) else {
+            panic!("not a link");
+        };
+        assert!(wap);
+        assert_eq!(compact.kind, Some(Kind::Live));
+        // An SI whose text is not a summary still gives the link.
+        let si = ServiceIndication::new("http://h/w/v1", "watch this");
+        let push = PushPdu::service_indication(1, si.to_wbxml().unwrap()).encode();
+        let got = decode_datagram(&push).unwrap().records();
+        assert_eq!(
+            (got[0].url.as_str(), got[0].format.as_str()),
+            ("http://h/w/v1", "link")
+        );
     }
 }

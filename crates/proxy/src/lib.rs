@@ -92,6 +92,9 @@ pub struct ProxyConfig {
     pub code_ttl_ms: i64,
     /// Wrong codes a pending subscription survives; then it is dead until its code expires.
     pub code_attempts: u32,
+    /// Where the short links (`<base>/w/<id>`) of compact SMS point: the server's public URL.
+    /// None: the origin of the record's own URL.
+    pub link_base: Option<String>,
 }
 
 impl ProxyConfig {
@@ -113,6 +116,7 @@ impl ProxyConfig {
             sms_limits: guard::SmsLimits::unlimited(),
             code_ttl_ms: 10 * 60_000,
             code_attempts: 5,
+            link_base: None,
         }
     }
 }

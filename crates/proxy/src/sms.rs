@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use vshare_messaging::compose::{As, compose, to_smpp};
+use vshare_messaging::compose::{Extent, compose_message, parse_form_name, primary, to_smpp};
 use vshare_messaging::smpp_client::{Client, ClientOptions, SubmitError};
 use vshare_smpp::pdu::{Sm, esm, tag};
 use vshare_smpp::receipt::Receipt;
@@ -46,15 +46,32 @@ fn options(c: &SmppConfig, kind: BindKind) -> ClientOptions {
     o
 }
 
-fn form(s: &str) -> Option<As> {
-    Some(match s {
-        "text" => As::Text,
-        "tlv" => As::Tlv,
-        "xml" => As::Xml,
-        "wap-si" => As::WapSi,
-        "wap-sl" => As::WapSl,
-        _ => return None,
-    })
+/// What a row's message carries: the compact one-SMS form on a short link under the
+/// configured base (else the origin of the record's own URL), or every record.
+fn extent(
+    link_base: Option<&str>,
+    full: bool,
+    records: &[vshare_attributes::AttributeRecord],
+) -> Extent {
+    if full {
+        return Extent::Full;
+    }
+    let link_base = match link_base {
+        Some(b) => b.to_string(),
+        None => primary(records).map(|r| origin(&r.url)).unwrap_or_default(),
+    };
+    Extent::Compact { link_base }
+}
+
+/// `scheme://authority` of a URL.
+fn origin(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+            format!("{scheme}://{authority}")
+        }
+        None => url.to_string(),
+    }
 }
 
 /// Claims SMS and WAP rows, submits them over one transmitter bind, records the outcomes,
@@ -178,10 +195,16 @@ async fn send_batch(
         let composed = async {
             let payload = proxy.payload(&row.event_id).await?;
             let records = &payload.records;
-            let f =
-                form(&row.form).ok_or_else(|| anyhow::anyhow!("unknown form {:?}", row.form))?;
+            let (f, full) = parse_form_name(&row.form)
+                .ok_or_else(|| anyhow::anyhow!("unknown form {:?}", row.form))?;
             *reference = reference.wrapping_add(1);
-            let seg = compose(records, f, ConcatRef::Sixteen(*reference), *reference as u8)?;
+            let seg = compose_message(
+                records,
+                f,
+                &extent(proxy.config.link_base.as_deref(), full, records),
+                ConcatRef::Sixteen(*reference),
+                *reference as u8,
+            )?;
             let mut sms = to_smpp(&cfg.number, &row.address, &seg, true)?;
             // Receipts for the last part only (its id is the row's): the final one, and the
             // intermediate one the SMSC sends when it has stored the message.
@@ -552,6 +575,29 @@ pub async fn send_text(cfg: &SmppConfig, to: &str, text: &str) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_links_default_to_the_records_origin() {
+        assert_eq!(
+            origin("https://h.example:8443/vod/a/video.mp4?x=1"),
+            "https://h.example:8443"
+        );
+        let mut r = vshare_attributes::AttributeRecord::blank(vshare_attributes::Kind::Live);
+        r.url = "http://h:8080/live/a/index.m3u8".into();
+        assert_eq!(
+            extent(None, false, std::slice::from_ref(&r)),
+            Extent::Compact {
+                link_base: "http://h:8080".into()
+            }
+        );
+        assert_eq!(
+            extent(Some("https://v.example"), false, std::slice::from_ref(&r)),
+            Extent::Compact {
+                link_base: "https://v.example".into()
+            }
+        );
+        assert_eq!(extent(None, true, &[r]), Extent::Full);
+    }
 
     #[test]
     fn outcomes_from_parts() {

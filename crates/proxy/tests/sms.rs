@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::*;
-use vshare_messaging::compose::{As, compose};
+use vshare_messaging::compose::{As, Extent, compose_message};
 use vshare_messaging::smpp_client::{Client, ClientOptions};
 use vshare_messaging::smsc::{Smsc, SmscOptions};
 use vshare_proxy::dispatcher::State;
@@ -20,8 +20,12 @@ use vshare_sms::split::ConcatRef;
 use vshare_sms::udh::UserDataHeader;
 use vshare_testkit::wait::wait_until;
 
+/// Parts of the compact form a subscriber of `form` gets (its link on the record's origin).
 fn parts(form: As) -> usize {
-    compose(&[record("v1")], form, ConcatRef::Sixteen(1), 1)
+    let extent = Extent::Compact {
+        link_base: "http://127.0.0.1:8080".into(),
+    };
+    compose_message(&[record("v1")], form, &extent, ConcatRef::Sixteen(1), 1)
         .expect("compose")
         .parts
         .len()
@@ -152,15 +156,16 @@ async fn fan_out_to_bound_phones_is_delivered_once_per_receipt() {
         } else {
             (As::WapSi, parts(As::WapSi))
         };
-        assert_eq!(got.len(), want, "phone {i}: parts of {form:?} received");
-        // The target side decodes the record from what arrived.
-        let mut texts = String::new();
-        for sm in &got {
-            texts.push_str(&String::from_utf8_lossy(&sm.short_message));
-        }
+        // One SMS each, carrying the short link.
+        assert_eq!(
+            (got.len(), want),
+            (1, 1),
+            "phone {i}: parts of {form:?} received"
+        );
+        let text = String::from_utf8_lossy(&got[0].short_message).into_owned();
         assert!(
-            texts.contains("/live/v1/index.m3u8") || form == As::WapSi,
-            "phone {i}: {texts:?}"
+            text.contains("http://127.0.0.1:8080/w/v1\nLIVE 640x360 \"test\"") || form == As::WapSi,
+            "phone {i}: {text:?}"
         );
     }
     wait_until(Duration::from_secs(10), "receipts", || async {
@@ -365,7 +370,7 @@ async fn subscribe_confirm_and_stop_by_mo_sms() {
         .iter()
         .map(|sm| String::from_utf8_lossy(sm.payload()).into_owned())
         .collect();
-    assert!(text.contains("/live/v1/index.m3u8"), "{text}");
+    assert_eq!(text, "http://127.0.0.1:8080/w/v1\nLIVE 640x360 \"test\"");
     let reply = say(&mut phone, "STOP").await;
     assert!(reply.contains("1 subscription(s) stopped"), "{reply}");
     assert_eq!(

@@ -183,6 +183,7 @@ async fn start_outbox(
     pc.sms_limits = config.sms.limits();
     pc.code_ttl_ms = i64::try_from(config.sms.code_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     pc.code_attempts = config.sms.code_attempts.max(1);
+    pc.link_base = Some(config.public_url());
     if let Some(addr) = &role.smsc {
         pc.smpp = Some(vshare_proxy::SmppConfig {
             addr: addr.clone(),

@@ -1,5 +1,6 @@
 //! Sharing a video from the server, for the studio's share dialog: the video's attribute
-//! records in the chosen form (text, TLV, XML, WAP SI, WAP SL; crates/messaging) to each number,
+//! records in the chosen form (text, TLV, XML, WAP SI, WAP SL; crates/messaging) to each number
+//! — text and WAP SI as one SMS with the short link `/w/<id>` unless the full form is asked for —
 //! through the proxy's outbox and its SMPP binds, so a share gets what every notification gets
 //! (retries, delivery receipts, rate limits, exactly once across a crash); and the text for a
 //! phone's own messaging app. Only signed-in users send, within a limit. No HTTP here:
@@ -8,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use vshare_attributes::AttributeRecord;
-use vshare_messaging::compose::{self, As};
+use vshare_messaging::compose::{self, As, Extent};
 use vshare_proxy::Proxy;
 use vshare_proxy::direct::{Direct, Target};
 use vshare_proxy::store::{Channel, NotificationView};
@@ -111,12 +112,17 @@ pub fn valid_numbers(numbers: &[String]) -> Result<Vec<String>, ShareError> {
     Ok(out)
 }
 
-/// The message a phone's own messaging app sends: the records as text, or as XML.
-pub fn message_text(records: &[AttributeRecord], form: As) -> anyhow::Result<String> {
-    Ok(match form {
-        As::Xml => String::from_utf8(vshare_attributes::forms::Form::Xml.encode(records)?)?,
-        _ => vshare_attributes::forms::encode_text(records)?,
-    })
+/// What a share would send to each number, without sending it (the Share dialog's count).
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// The form's name as the outbox keeps it (`text`, `text-full`, `wap-si`, …).
+    pub form: &'static str,
+    /// SMS parts per number.
+    pub parts: usize,
+    /// `gsm7`, `ucs2` or `8bit`.
+    pub alphabet: &'static str,
+    /// The message text, for the text forms (and XML).
+    pub text: Option<String>,
 }
 
 /// Where the messages to one number stand.
@@ -151,6 +157,8 @@ impl NumberOutcome {
 pub struct Sent {
     /// SMS parts per number.
     pub parts: usize,
+    /// `gsm7`, `ucs2` or `8bit`.
+    pub alphabet: &'static str,
     pub outcomes: Vec<NumberOutcome>,
 }
 
@@ -165,6 +173,8 @@ pub struct Sharing {
     wait: Duration,
     /// How long the signed links in a shared private video's message stay valid, s.
     pub link_ttl_s: u64,
+    /// The public URL the short links (`/w/<id>`) of compact messages start with.
+    link_base: String,
 }
 
 impl Sharing {
@@ -177,11 +187,58 @@ impl Sharing {
             window_s: a.share_window_s,
             wait: Duration::from_millis(a.share_wait_ms),
             link_ttl_s: a.share_link_ttl_s,
+            link_base: config.public_url(),
         }
     }
 
-    /// Queues video `video_id`'s records in `form` (named `form_name` in the request) to each
-    /// number, counting one message per number against `user_id`'s limit and the SMS guard
+    /// Compact (one SMS on a short link) unless `full`.
+    pub fn extent(&self, full: bool) -> Extent {
+        if full {
+            Extent::Full
+        } else {
+            Extent::Compact {
+                link_base: self.link_base.clone(),
+            }
+        }
+    }
+
+    /// The message a phone's own messaging app sends: compact or full text, or XML.
+    pub fn message_text(
+        &self,
+        records: &[AttributeRecord],
+        form: As,
+        full: bool,
+    ) -> anyhow::Result<String> {
+        compose::message_body(records, form, &self.extent(full))
+    }
+
+    /// What sharing `records` in `form` costs per number, composed as the send composes it.
+    pub fn preview(
+        &self,
+        records: &[AttributeRecord],
+        form: As,
+        full: bool,
+    ) -> Result<Preview, ShareError> {
+        let name = compose::form_name(form, full);
+        let seg =
+            compose::compose_message(records, form, &self.extent(full), ConcatRef::Eight(0), 0)
+                .map_err(|e| ShareError::DoesNotFit {
+                    form: name.to_string(),
+                    detail: format!("{e:#}"),
+                })?;
+        let text = match form {
+            As::Text | As::Xml => Some(self.message_text(records, form, full)?),
+            _ => None,
+        };
+        Ok(Preview {
+            form: name,
+            parts: seg.parts.len(),
+            alphabet: compose::alphabet_name(&seg),
+            text,
+        })
+    }
+
+    /// Queues video `video_id`'s records in `form` (compact unless `full`) to each number, counting one message per number against `user_id`'s limit and the SMS guard
     /// (per number, per `client` address, global), then waits (at most the configured time) for
     /// the SMSC to take them.
     #[allow(clippy::too_many_arguments)]
@@ -192,18 +249,13 @@ impl Sharing {
         client: Option<&str>,
         records: &[AttributeRecord],
         form: As,
-        form_name: &str,
+        full: bool,
         numbers: &[String],
     ) -> Result<Sent, ShareError> {
         let proxy = self.proxy.as_ref().ok_or(ShareError::NoSmsc)?;
         // Refused before anything is queued or counted: records that no SMS can carry.
-        let parts = compose::compose(records, form, ConcatRef::Eight(0), 0)
-            .map_err(|e| ShareError::DoesNotFit {
-                form: form_name.to_string(),
-                detail: format!("{e:#}"),
-            })?
-            .parts
-            .len();
+        let preview = self.preview(records, form, full)?;
+        let (parts, form_name) = (preview.parts, preview.form);
         self.limiter
             .check(user_id, numbers.len(), Instant::now())
             .map_err(|wait| ShareError::TooManyMessages {
@@ -263,7 +315,11 @@ impl Sharing {
             }
             tokio::time::sleep(POLL).await;
         };
-        Ok(Sent { parts, outcomes })
+        Ok(Sent {
+            parts,
+            alphabet: preview.alphabet,
+            outcomes,
+        })
     }
 }
 
@@ -291,6 +347,41 @@ fn outcomes(numbers: &[String], ids: &[String], rows: &[NotificationView]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_preview_counts_what_is_sent() {
+        let config = Config {
+            public_url: Some("https://v.example".into()),
+            ..Config::default()
+        };
+        let sharing = Sharing::new(&config, None);
+        let mut r = AttributeRecord::blank(vshare_attributes::Kind::Vod);
+        r.video_id = "v1".into();
+        r.url = "https://v.example/vod/v1/video.mp4".into();
+        r.format = "mp4".into();
+        r.codecs = "avc1.64001F,mp4a.40.2".into();
+        r.width = 640;
+        r.height = 360;
+        r.duration_ms = 3000;
+        r.title = "x".repeat(200);
+        let records = [r];
+        let p = sharing.preview(&records, As::Text, false).expect("compact");
+        assert_eq!((p.form, p.parts, p.alphabet), ("text", 1, "gsm7"));
+        let text = p.text.expect("text");
+        assert!(
+            text.starts_with("https://v.example/w/v1\nVOD 640x360 0:03 \"xx"),
+            "{text}"
+        );
+        assert_eq!(text.chars().count(), 160);
+        let p = sharing.preview(&records, As::Text, true).expect("full");
+        assert_eq!(p.form, "text-full");
+        assert!(p.parts > 1);
+        let p = sharing.preview(&records, As::WapSi, false).expect("si");
+        assert_eq!(
+            (p.form, p.parts, p.alphabet, p.text),
+            ("wap-si", 1, "8bit", None)
+        );
+    }
 
     #[test]
     fn numbers_and_forms() {

@@ -1,7 +1,8 @@
 //! `vshare open`: the target's information agent and player. Reads a message (hex PDU parts, a
 //! file of them, an SMPP receiver bind, a UDP datagram, or the proxy's WebSocket), reassembles
 //! and decodes it, shows the attributes, and downloads, streams or plays live with a matching
-//! player.
+//! player. A compact message carries only the short link (`/w/<id>`) and a summary: the full
+//! records are fetched from the link.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -376,6 +377,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
             Received::ServiceLoading { .. } => eprintln!("message: WAP Push SL"),
             Received::Text(t) => eprintln!("message: plain text: {t}"),
+            Received::Link { compact, wap } => {
+                let via = if *wap { "WAP Push SI" } else { "SMS" };
+                eprintln!(
+                    "message: short link {} ({via}) {}",
+                    compact.link,
+                    compact.summary()
+                );
+                match vshare_messaging::api::fetch_link(&compact.link).await {
+                    Ok(full) => {
+                        eprintln!("fetched {} record(s) from {}", full.len(), compact.link);
+                        records.extend(full);
+                    }
+                    Err(e) if args.download || args.stream || args.live => {
+                        return Err(e.context("fetching the records from the short link"));
+                    }
+                    Err(e) => {
+                        eprintln!("could not fetch the records: {e:#}");
+                        records.extend(r.records());
+                    }
+                }
+                continue;
+            }
         }
         records.extend(r.records());
     }

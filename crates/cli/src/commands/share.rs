@@ -1,10 +1,11 @@
 //! `vshare share`: the source's message management. Takes a video's attribute records from the
-//! server, packs them in the chosen form and sends them to one or many numbers.
+//! server, packs them in the chosen form and sends them to one or many numbers: by default one
+//! SMS with the short link `/w/<id>` (text and WAP SI), every record with `--full`.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use vshare_messaging::compose::{self, As};
+use vshare_messaging::compose::{self, As, Extent};
 use vshare_messaging::smpp_client::{Client, ClientOptions};
 use vshare_smpp::{BindKind, Config};
 use vshare_sms::split::ConcatRef;
@@ -65,6 +66,25 @@ pub struct Args {
     /// Which records: all (default), live, or vod.
     #[arg(long, default_value = "all")]
     pub records: String,
+    /// Send every record (text, WAP SI) in as many parts as it takes, instead of one SMS with
+    /// the short link and the attributes that fit.
+    #[arg(long)]
+    pub full: bool,
+    /// Where the short link points [default: --server, or the records' own host with a
+    /// `file:` fixture].
+    #[arg(long)]
+    pub link_base: Option<String>,
+}
+
+/// `scheme://authority` of a URL.
+fn origin(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+            format!("{scheme}://{authority}")
+        }
+        None => url.to_string(),
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -101,11 +121,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or(1);
     let reference = ConcatRef::Eight(seed as u8);
     let tid = (seed >> 8) as u8;
+    let extent = if args.full {
+        Extent::Full
+    } else {
+        let link_base = match &args.link_base {
+            Some(b) => b.clone(),
+            None if args.server.starts_with("http") => args.server.clone(),
+            None => compose::primary(&records)
+                .map(|r| origin(&r.url))
+                .unwrap_or_default(),
+        };
+        Extent::Compact { link_base }
+    };
 
     match args.via {
-        Via::Uri => println!("{}", compose::sms_uri(&args.to, &records, args.form)?),
+        Via::Uri => println!(
+            "{}",
+            compose::sms_uri_of(
+                &args.to,
+                &compose::message_body(&records, args.form, &extent)?
+            )
+        ),
         Via::Print => {
-            let seg = compose::compose(&records, args.form, reference, tid)?;
+            let seg = compose::compose_message(&records, args.form, &extent, reference, tid)?;
             for to in &args.to {
                 let pdus = compose::to_tpdus(to, &seg, 0)?;
                 eprintln!("{to}: {} part(s), DCS 0x{:02X}", pdus.len(), seg.dcs.0);
@@ -115,7 +153,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         Via::Smpp => {
-            let seg = compose::compose(&records, args.form, reference, tid)?;
+            let seg = compose::compose_message(&records, args.form, &extent, reference, tid)?;
+            eprintln!(
+                "{} part(s) per number, {}",
+                seg.parts.len(),
+                compose::alphabet_name(&seg)
+            );
             let mut opts = ClientOptions::new(
                 &args.smsc,
                 BindKind::Transceiver,
@@ -178,7 +221,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let (content_type, content) = match args.form {
                 As::WapSi => (
                     "text/vnd.wap.si",
-                    compose::service_indication(&records)?.to_xml(),
+                    match &extent {
+                        Extent::Full => compose::service_indication(&records)?.to_xml(),
+                        Extent::Compact { link_base } => {
+                            compose::compact_service_indication(link_base, &records, tid)?.to_xml()
+                        }
+                    },
                 ),
                 As::WapSl => {
                     let r = compose::primary(&records).context("no record")?;

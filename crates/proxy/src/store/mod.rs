@@ -72,8 +72,8 @@ impl Channel {
     /// The forms a channel can carry; the first is the default.
     pub fn forms(self) -> &'static [&'static str] {
         match self {
-            Channel::Sms => &["text", "tlv", "xml"],
-            Channel::Wap => &["wap-si", "wap-sl"],
+            Channel::Sms => &["text", "text-full", "tlv", "xml"],
+            Channel::Wap => &["wap-si", "wap-si-full", "wap-sl"],
             Channel::Webhook | Channel::Websocket | Channel::Webpush => &["json"],
         }
     }

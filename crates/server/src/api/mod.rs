@@ -14,6 +14,7 @@ mod media;
 mod private_videos;
 mod same_origin;
 mod shares;
+mod short_link;
 mod state;
 mod videos;
 mod vod;
@@ -54,6 +55,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/videos/{id}/link", get(videos::video_link))
         .route("/api/v1/videos/{id}/share", post(shares::share))
         .route("/api/v1/videos/{id}/share-text", get(shares::share_text))
+        .route(
+            "/api/v1/videos/{id}/share-preview",
+            get(shares::share_preview),
+        )
+        .route("/w/{id}", get(short_link::short_link))
         .route("/api/v1/streams", get(videos::list_streams))
         .route("/api/v1/publish/status", get(videos::publish_status))
         .route("/api/v1/keys", post(keys::create_key))

@@ -21,8 +21,11 @@ use crate::accounts::Grant;
 use crate::db::Video;
 
 /// Which video a guarded path is about: `/live/{id}/…`, `/vod/{id}/…` and (for reads)
-/// `/api/v1/videos/{id}`.
+/// `/api/v1/videos/{id}` and the short link `/w/{id}`.
 fn guarded_video(path: &str, read: bool) -> Option<&str> {
+    if let Some(id) = path.strip_prefix("/w/") {
+        return (read && !id.is_empty() && !id.contains('/')).then_some(id);
+    }
     if let Some(rest) = path
         .strip_prefix("/live/")
         .or_else(|| path.strip_prefix("/vod/"))

@@ -59,6 +59,9 @@ pub struct ShareRequest {
     numbers: Vec<String>,
     #[serde(default = "default_form")]
     form: String,
+    /// Every record in as many parts as it takes, instead of the compact one SMS.
+    #[serde(default)]
+    full: bool,
 }
 
 fn default_form() -> String {
@@ -99,7 +102,7 @@ pub async fn share(
             client_ip(&ext).as_deref(),
             &records,
             form,
-            &req.form,
+            req.full,
             &numbers,
         )
         .await?;
@@ -135,7 +138,9 @@ pub async fn share(
         Json(json!({
             "video": id,
             "form": req.form,
+            "full": req.full,
             "parts": sent.parts,
+            "alphabet": sent.alphabet,
             "sent": ok,
             "pending": pending,
             "failed": numbers.len() - ok - pending,
@@ -151,11 +156,50 @@ pub struct TextParams {
     form: Option<String>,
     /// Comma-separated numbers for the `sms:` link (none: the app asks).
     to: Option<String>,
+    /// The full text form instead of the compact one.
+    #[serde(default)]
+    full: bool,
 }
 
-/// `GET /api/v1/videos/{id}/share-text?form=text[&to=+46…]`: the message text and an RFC 5724
-/// `sms:` link, for the page's "open my messaging app" button. Anyone who may read the video
-/// may ask; nothing is sent.
+#[derive(Deserialize)]
+pub struct PreviewParams {
+    form: Option<String>,
+    #[serde(default)]
+    full: bool,
+}
+
+/// `GET /api/v1/videos/{id}/share-preview?form=text[&full=true]`: what a share would send to
+/// each number — SMS parts, alphabet, and the text for the text forms — composed exactly as
+/// `POST …/share` composes it, for the Share dialog's count. Anyone who may read the video may
+/// ask; nothing is sent or counted.
+pub async fn share_preview(
+    State(st): AppStateRef,
+    Path(id): Path<String>,
+    Query(q): Query<PreviewParams>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let form_name = q.form.as_deref().unwrap_or("text");
+    let form = share::parse_form(form_name)?;
+    let (access, grant) = authorize(&st, &id, &headers, uri.query())
+        .await?
+        .ok_or_else(|| ApiError::not_found("video"))?;
+    // For the owner of a private video, a new signed link: as long as the share's.
+    let (records, _) = shareable_records(&st, &id, &grant, access.visibility).await?;
+    let p = st.sharing.preview(&records, form, q.full)?;
+    Ok(Json(json!({
+        "form": form_name,
+        "full": q.full,
+        "parts": p.parts,
+        "alphabet": p.alphabet,
+        "text": p.text,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/videos/{id}/share-text?form=text[&to=+46…][&full=true]`: the message text
+/// (compact unless `full`) and an RFC 5724 `sms:` link, for the page's "open my messaging app"
+/// button. Anyone who may read the video may ask; nothing is sent.
 pub async fn share_text(
     State(st): AppStateRef,
     Path(id): Path<String>,
@@ -173,10 +217,11 @@ pub async fn share_text(
         .await?
         .ok_or_else(|| ApiError::not_found("video"))?;
     let (records, links_expire) = shareable_records(&st, &id, &grant, access.visibility).await?;
-    let text = share::message_text(&records, form)?;
-    let sms_uri = compose::sms_uri(&numbers, &records, form)?;
+    let text = st.sharing.message_text(&records, form, q.full)?;
+    let sms_uri = compose::sms_uri_of(&numbers, &text);
     Ok(Json(json!({
         "form": form_name,
+        "full": q.full,
         "text": text,
         "sms_uri": sms_uri,
         "links_expire_at": links_expire.and_then(expiry),
