@@ -15,6 +15,10 @@
 # Environment: COUNTS="250 500 1000 2000"  DURATION=30s  RAMP=5s  VSHARE=target/release/vshare
 #              PART_TARGET_MS=333  SEGMENT_TARGET_MS=2000  KEEP=1 (keep the temp dir)
 #              OUT=results.tsv  HTTP_PORT=18091  RTMP_PORT=19391  VIA=nginx  NGINX_PORT=18092
+#              WORKERS=n (the server's --workers; unset: its default, one per core)
+#
+# The `workers_cpu_s` column gives each of the server's runtime threads' CPU-seconds
+# for that N: how evenly the server spreads its viewers over the cores it has.
 set -euo pipefail
 
 COUNTS=${COUNTS:-"250 500 1000 2000"}
@@ -27,6 +31,7 @@ HTTP_PORT=${HTTP_PORT:-18091}
 RTMP_PORT=${RTMP_PORT:-19391}
 NGINX_PORT=${NGINX_PORT:-18092}
 VIA=${VIA:-}
+WORKERS=${WORKERS:-}
 
 die() { echo "viewers: $*" >&2; exit 1; }
 command -v ffmpeg >/dev/null || die "ffmpeg is missing (apt-get install ffmpeg)"
@@ -66,11 +71,11 @@ cpu_ticks() {
 }
 
 wait_port() {
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 300); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
         sleep 0.1
     done
-    die "nothing listens on port $1"
+    die "nothing listens on port $1: $(tail -3 "$WORK/serve.log" 2>/dev/null)"
 }
 
 echo "making the clip: 640x360 30 fps H.264 ~900 kbit/s + AAC 96 kbit/s, 10 s" >&2
@@ -91,7 +96,7 @@ segment_target_ms = $SEGMENT_TARGET_MS
 max_connections = $need
 max_connections_per_ip = $need
 CONF
-VSHARE_LOG=warn "$VSHARE" serve --ladder none --data "$WORK/data" --rtmp "127.0.0.1:$RTMP_PORT" \
+VSHARE_LOG=warn "$VSHARE" serve ${WORKERS:+--workers "$WORKERS"} --ladder none --data "$WORK/data" --rtmp "127.0.0.1:$RTMP_PORT" \
     --http "127.0.0.1:$HTTP_PORT" --config "$WORK/vshare.toml" > "$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
 wait_port "$HTTP_PORT"
@@ -129,30 +134,43 @@ origin_parts() {
 }
 
 RESULTS="$WORK/results.tsv"
-printf "viewers\tparts\tp50_ms\tp99_ms\tmax_ms\terrors\tMB\tserver_cpu_s\tserver_cpu_per_viewer_min_ms\tbench_cpu_s\torigin_reqs_per_part\tok\n" > "$RESULTS"
+printf "viewers\tparts\tp50_ms\tp99_ms\tmax_ms\terrors\tMB\tserver_cpu_s\tserver_cpu_per_viewer_min_ms\tbench_cpu_s\torigin_reqs_per_part\tok\tworkers_cpu_s\n" > "$RESULTS"
+# Each runtime worker thread's CPU ticks, "tid:ticks" per thread.
+worker_ticks() {
+    for t in /proc/"$SERVER_PID"/task/*; do
+        [ "$(cat "$t/comm" 2>/dev/null)" = tokio-rt-worker ] || continue
+        echo "$(basename "$t"):$(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}')"
+    done
+}
 for n in $COUNTS; do
     parts0=$(origin_parts)
     cpu0=$(cpu_ticks "$SERVER_PID")
+    w0=$(worker_ticks | tr '\n' ' ')
     "$VSHARE" bench --viewers "$n" --duration "$DURATION" --ramp "$RAMP" --json "$URL" \
         > "$WORK/bench-$n.json" 2> "$WORK/bench-$n.err" \
         || echo "viewers: the bench with $n viewers failed: $(tail -2 "$WORK/bench-$n.err")" >&2
     cpu1=$(cpu_ticks "$SERVER_PID")
     parts1=$(origin_parts)
-    python3 - "$n" "$cpu0" "$cpu1" "$TICKS" "$WORK/bench-$n.json" "$parts0" "$parts1" >> "$RESULTS" <<'PY'
+    w1=$(worker_ticks | tr '\n' ' ')
+    python3 - "$n" "$cpu0" "$cpu1" "$TICKS" "$WORK/bench-$n.json" "$parts0" "$parts1" "$w0" "$w1" >> "$RESULTS" <<'PY'
 import json, sys
-n, c0, c1, ticks, path, p0, p1 = sys.argv[1:]
+n, c0, c1, ticks, path, p0, p1, w0, w1 = sys.argv[1:]
 n = int(n); cpu = (int(c1) - int(c0)) / int(ticks)
+before = dict(x.split(":") for x in w0.split())
+# The runtime's threads that worked (its blocking threads share the name and mostly idle).
+spent = [(int(v) - int(before.get(k, 0))) / int(ticks) for k, v in (x.split(":") for x in w1.split())]
+workers = "/".join(f"{s:.1f}" for s in sorted(spent, reverse=True) if s >= 0.1) or "-"
 try:
     b = json.load(open(path))
 except Exception:
-    print(f"{n}\t-\t-\t-\t-\tbench failed\t-\t{cpu:.1f}\t-\t-\t-\tno")
+    print(f"{n}\t-\t-\t-\t-\tbench failed\t-\t{cpu:.1f}\t-\t-\t-\tno\t{workers}")
     sys.exit()
 minutes = b["wall_s"] / 60
 ok = b["errors"] == 0 and b["parts"] > 0 and b["p99_latency_ms"] <= b["part_target_ms"]
 per_part = (float(p1) - float(p0)) / max(b["distinct_parts"], 1)
 print(f"{n}\t{b['parts']}\t{b['p50_latency_ms']:.1f}\t{b['p99_latency_ms']:.1f}\t{b['max_latency_ms']:.0f}\t"
       f"{b['errors']}\t{b['bytes'] / 1e6:.0f}\t{cpu:.1f}\t{cpu * 1000 / (n * minutes):.1f}\t"
-      f"{b['bench_cpu_s']:.1f}\t{per_part:.2f}\t{'yes' if ok else 'no'}")
+      f"{b['bench_cpu_s']:.1f}\t{per_part:.2f}\t{'yes' if ok else 'no'}\t{workers}")
 PY
     tail -1 "$RESULTS" >&2
 done
