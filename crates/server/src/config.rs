@@ -42,6 +42,7 @@ pub struct Config {
     pub limits: Limits,
     pub webhook: Option<WebhookConfig>,
     pub transcode: TranscodeConfig,
+    pub posters: PostersConfig,
     pub proxy: ProxyRoleConfig,
     pub accounts: AccountsConfig,
     pub sms: SmsConfig,
@@ -379,6 +380,66 @@ impl TranscodeConfig {
     }
 }
 
+/// Pictures of every video: a JPEG poster decoded from a keyframe (refreshed while live, kept
+/// for the VOD) and a thumbnail sprite with a WebVTT track for scrubbing the recording.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostersConfig {
+    pub enabled: bool,
+    /// While live, a new poster at the first keyframe this long after the last one, s.
+    pub live_interval_s: f64,
+    /// Widest poster, pixels (narrower sources keep their size; aspect ratio kept).
+    pub max_width: u32,
+    /// JPEG quantiser scale, 2 (best, largest) ..= 31.
+    pub quality: u8,
+    /// A sprite tile at the first keyframe this long after the last tile, s; 0: no sprite.
+    pub sprite_interval_s: f64,
+    /// Sprite tile width, pixels.
+    pub sprite_tile_width: u32,
+    /// Tiles per sprite row.
+    pub sprite_columns: u32,
+    /// Most tiles in a sprite: a longer video keeps every other tile at twice the interval.
+    pub sprite_max_tiles: usize,
+}
+
+impl Default for PostersConfig {
+    fn default() -> Self {
+        PostersConfig {
+            enabled: true,
+            live_interval_s: 5.0,
+            max_width: 640,
+            quality: 5,
+            sprite_interval_s: 2.0,
+            sprite_tile_width: 160,
+            sprite_columns: 10,
+            sprite_max_tiles: 400,
+        }
+    }
+}
+
+impl PostersConfig {
+    /// The maker's settings; None when posters are off.
+    pub fn settings(&self) -> Option<vshare_transcode::PosterSettings> {
+        let us = |s: f64| (s.max(0.0) * 1e6).min(1e12) as i64;
+        self.enabled.then(|| vshare_transcode::PosterSettings {
+            max_width: self.max_width.clamp(16, 4096),
+            interval_us: us(self.live_interval_s).max(100_000),
+            quality: self.quality.clamp(2, 31),
+            sprite: (self.sprite_interval_s > 0.0).then(|| vshare_transcode::SpriteSettings {
+                interval_us: us(self.sprite_interval_s).max(100_000),
+                tile_width: self.sprite_tile_width.clamp(16, 640),
+                columns: self.sprite_columns.clamp(1, 50),
+                max_tiles: self.sprite_max_tiles.clamp(2, 2000),
+            }),
+        })
+    }
+
+    /// `Cache-Control` max-age of a live poster: it changes every `live_interval_s`.
+    pub fn live_max_age_s(&self) -> u64 {
+        (self.live_interval_s.max(1.0) as u64).min(60)
+    }
+}
+
 /// LL-HLS timing.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -508,6 +569,7 @@ impl Default for Config {
             limits: Limits::default(),
             webhook: None,
             transcode: TranscodeConfig::default(),
+            posters: PostersConfig::default(),
             proxy: ProxyRoleConfig::default(),
             accounts: AccountsConfig::default(),
             sms: SmsConfig::default(),
