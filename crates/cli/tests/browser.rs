@@ -348,6 +348,9 @@ fn the_poster_shows_before_play_and_in_the_library_in_chromium() {
     }
     let lib = &r["library"];
     assert_eq!(lib["src"], poster.as_str(), "{lib}");
-    assert!(shape(lib) && lib["shown"].as_f64().unwrap_or(0.0) > 0.0, "{lib}");
+    assert!(
+        shape(lib) && lib["shown"].as_f64().unwrap_or(0.0) > 0.0,
+        "{lib}"
+    );
     assert_eq!(r["errors"], serde_json::json!([]), "page errors");
 }

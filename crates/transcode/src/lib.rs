@@ -37,8 +37,8 @@ pub use config::{LadderConfig, RenditionSpec};
 pub use convert::{ConvertSettings, ConvertStats, ConvertWorker, HevcToAvc};
 pub use file::{FileFormat, FileSpec, FileSummary, FileWriter};
 pub use poster::{
-    Picture, Poster, PosterMaker, PosterSettings, PosterWorker, Sprite, SpriteSettings, SpriteTile,
-    fit_width,
+    Picture, Poster, PosterMaker, PosterSettings, PosterStats, PosterWorker, Sprite,
+    SpriteSettings, SpriteTile, fit_width,
 };
 pub use transcoder::{Output, RenditionInfo, Transcoder};
 pub use worker::{TranscodeWorker, WorkerStats};

@@ -170,7 +170,22 @@ impl PosterMaker {
         let Some(record) = self.record.clone() else {
             return Ok(None);
         };
-        let first = *self.first_pts.get_or_insert(f.pts);
+        self.first_pts.get_or_insert(f.pts);
+        if self.tiles.last().is_some_and(|t| f.pts < t.pts)
+            || self
+                .next_poster_us
+                .is_some_and(|t| f.pts < t - self.settings.interval_us)
+        {
+            // The source's clock went back: start the schedules again from here. Tiles must
+            // go forward in time, so those after this point in the old clock are let go.
+            self.next_poster_us = None;
+            self.next_tile_us = None;
+            self.tiles.retain(|t| t.pts < f.pts);
+            self.last_pts = f.pts;
+            if self.tiles.is_empty() {
+                self.first_pts = Some(f.pts);
+            }
+        }
         let poster_due = self.next_poster_us.is_none_or(|t| f.pts >= t);
         let tile_due =
             self.settings.sprite.is_some() && self.next_tile_us.is_none_or(|t| f.pts >= t);
@@ -198,7 +213,7 @@ impl PosterMaker {
                 });
                 self.tile_interval_us *= 2;
             }
-            self.next_tile_us = Some(first.max(f.pts) + self.tile_interval_us);
+            self.next_tile_us = Some(f.pts + self.tile_interval_us);
         }
         if !poster_due {
             return Ok(None);
@@ -340,6 +355,30 @@ fn encode_jpeg(picture: &ff::frame::Video, quality: u8) -> Result<Bytes, Transco
     Ok(Bytes::copy_from_slice(pkt.data().unwrap_or_default()))
 }
 
+/// What a [`PosterWorker`] did, for the log and the benchmark.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PosterStats {
+    pub posters: u64,
+    pub tiles: u64,
+    /// Keyframes that made no picture.
+    pub errors: u64,
+    /// Keyframes skipped because the queue was full.
+    pub skipped: u64,
+    /// CPU time of the worker thread, ms (Linux; None elsewhere).
+    pub cpu_ms: Option<u64>,
+}
+
+/// CPU time of the calling thread from `/proc/thread-self/stat` (utime + stime), ms.
+fn thread_cpu_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux ABI the server runs on.
+    Some(ticks * 10)
+}
+
 /// What a [`PosterWorker`] hands its sink.
 #[derive(Debug)]
 pub enum Picture {
@@ -350,9 +389,9 @@ pub enum Picture {
 /// A [`PosterMaker`] on its own thread. Only video configurations and keyframes are queued.
 pub struct PosterWorker {
     tx: Option<SyncSender<MediaEvent>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<PosterStats>>,
     /// Keyframes skipped because the queue was full.
-    pub skipped: u64,
+    skipped: u64,
 }
 
 impl PosterWorker {
@@ -366,18 +405,26 @@ impl PosterWorker {
             .name("vshare-poster".into())
             .spawn(move || {
                 let mut maker = PosterMaker::new(settings);
+                let mut stats = PosterStats::default();
                 while let Ok(event) = rx.recv() {
                     match maker.push(&event) {
-                        Ok(Some(p)) => sink(Picture::Poster(p)),
+                        Ok(Some(p)) => {
+                            stats.posters += 1;
+                            sink(Picture::Poster(p));
+                        }
                         Ok(None) => {}
                         Err(e) => tracing::warn!("poster: {e}"),
                     }
                 }
+                stats.tiles = maker.tiles.len() as u64;
                 match maker.sprite() {
                     Ok(Some(s)) => sink(Picture::Sprite(s)),
                     Ok(None) => {}
                     Err(e) => tracing::warn!("thumbnail sprite: {e}"),
                 }
+                stats.errors = maker.errors;
+                stats.cpu_ms = thread_cpu_ms();
+                stats
             })
             .ok();
         if thread.is_none() {
@@ -409,17 +456,43 @@ impl PosterWorker {
 
     /// Ends the input; the thread makes the sprite, hands it to the sink and stops. Blocks
     /// until it has (call from a blocking context).
-    pub fn finish(mut self) {
+    pub fn finish(mut self) -> PosterStats {
         self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let mut stats = self
+            .thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        stats.skipped = self.skipped;
+        stats
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clock_that_goes_back_restarts_the_schedules() {
+        let mut m = PosterMaker::new(PosterSettings {
+            max_width: 64,
+            interval_us: 5_000_000,
+            quality: 5,
+            sprite: None,
+        });
+        m.next_poster_us = Some(10_000_000);
+        m.record = Some(Bytes::new());
+        let f = Frame {
+            track: TrackKind::Video,
+            pts: 1_000_000,
+            dts: 1_000_000,
+            key: true,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+        };
+        // Not decodable, but due again: counted as an error rather than waiting 9 s.
+        assert!(m.keyframe(&f).is_ok_and(|p| p.is_none()));
+        assert_eq!(m.errors, 1);
+    }
 
     #[test]
     fn sizes_keep_the_aspect_ratio() {

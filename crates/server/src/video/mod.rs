@@ -290,7 +290,10 @@ impl VideoServer {
         let ended = Instant::now();
         self.release_key(key_id, &id);
         // The sprite is made while the VOD files are finished.
-        let pictures = pictures.map(|p| tokio::spawn(p.finish()));
+        let pictures = pictures.map(|p| {
+            let id = id.clone();
+            tokio::spawn(async move { p.finish(&id).await })
+        });
         // Flush the transcoder (its thread sends what it still holds), then every packager.
         io.tc_tx = None;
         if let Some(w) = io.worker.take() {

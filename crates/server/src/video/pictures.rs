@@ -4,7 +4,7 @@
 //! objects, in order, so the newest poster is the one that stays.
 
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{info, warn};
 use vshare_media::MediaEvent;
 use vshare_transcode::{Picture, PosterSettings, PosterWorker};
 
@@ -74,13 +74,19 @@ impl Pictures {
     }
 
     /// End of the source: the sprite is made and everything is stored.
-    pub async fn finish(self) -> Stored {
+    pub async fn finish(self, id: &str) -> Stored {
         let worker = self.worker;
-        if tokio::task::spawn_blocking(move || worker.finish())
-            .await
-            .is_err()
-        {
-            warn!("the poster thread panicked");
+        match tokio::task::spawn_blocking(move || worker.finish()).await {
+            Ok(s) => info!(
+                video = %id,
+                posters = s.posters,
+                tiles = s.tiles,
+                errors = s.errors,
+                skipped = s.skipped,
+                cpu_ms = s.cpu_ms.unwrap_or(0),
+                "pictures made"
+            ),
+            Err(e) => warn!(video = %id, "the poster thread: {e}"),
         }
         self.store.await.unwrap_or_default()
     }
