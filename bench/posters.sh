@@ -57,3 +57,4 @@ PY
 run off "[posters]\nenabled = false\n"
 run default "[posters]\nenabled = true\n"
 run every-1s "[posters]\nlive_interval_s = 1\nsprite_interval_s = 1\n"
+run no-sprite "[posters]\nsprite_interval_s = 0\n"

@@ -336,7 +336,7 @@ fn encode_jpeg(picture: &ff::frame::Video, quality: u8) -> Result<Bytes, Transco
     let mut ctx = ff::codec::context::Context::new_with_codec(codec);
     set_threads(&mut ctx, 1);
     let mut enc = ctx.encoder().video().map_err(ffe("creating mjpeg"))?;
-    let lambda = i32::from(quality.clamp(2, 31)) * ff::ffi::FF_QP2LAMBDA as i32;
+    let lambda = i32::from(quality.clamp(2, 31)) * ff::ffi::FF_QP2LAMBDA;
     enc.set_width(picture.width());
     enc.set_height(picture.height());
     enc.set_format(Pixel::YUVJ420P);
