@@ -39,6 +39,11 @@ run() {
   after=$(cpu_ticks "$pid")
   local posters
   posters=$(curl -s "$http/metrics" | awk '/^vshare_posters_total /{print $2}')
+  local id sizes=""
+  id=$(curl -s "$http/api/v1/videos" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+  for f in poster.jpg sprite.jpg; do
+    sizes="$sizes $f=$(curl -s -o /dev/null -w '%{http_code}:%{size_download}' "$http/vod/$id/$f")"
+  done
   # The poster thread's own CPU time, as it logged it when the stream ended.
   local thread
   thread=$(sed 's/\x1b\[[0-9;]*m//g' "$work/$name.log" | grep "pictures made" | grep -o 'cpu_ms=[0-9]*' | cut -d= -f2 || true)
@@ -50,6 +55,7 @@ s = int(seconds)
 print(f"{name:>9}: server {cpu:6.2f} CPU-s for {s} s live = {100 * cpu / s:5.2f} % of a core; "
       f"posters {posters}; poster thread {int(thread_ms) / 1000:5.2f} CPU-s = {int(thread_ms) / 10 / s:5.2f} % of a core")
 PY
+  echo "           stored (HTTP status:bytes):$sizes"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
 }
