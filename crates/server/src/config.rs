@@ -705,4 +705,22 @@ mod tests {
         assert_eq!(i.instance_id(), "video-a");
         assert!(toml::from_str::<Config>("[live]\nhandoff_secrett = \"x\"").is_err());
     }
+
+    #[test]
+    fn posters_default_on_and_their_settings_are_clamped() {
+        let d = Config::default().posters.settings().unwrap();
+        assert_eq!((d.max_width, d.interval_us, d.quality), (640, 5_000_000, 5));
+        assert_eq!(d.sprite.map(|s| s.interval_us), Some(2_000_000));
+        let c: Config = toml::from_str(
+            "[posters]\nlive_interval_s = 0\nquality = 99\nsprite_interval_s = 0\nmax_width = 1\n",
+        )
+        .unwrap();
+        let s = c.posters.settings().unwrap();
+        assert_eq!((s.interval_us, s.quality, s.max_width), (100_000, 31, 16));
+        assert!(s.sprite.is_none());
+        assert_eq!(c.posters.live_max_age_s(), 1);
+        let off: Config = toml::from_str("[posters]\nenabled = false\n").unwrap();
+        assert!(off.posters.settings().is_none());
+        assert!(toml::from_str::<Config>("[posters]\nintervall = 1\n").is_err());
+    }
 }
