@@ -107,6 +107,11 @@ export async function copyText(text) {
 }
 
 /** One video as a list item linking to its watch page. */
+/** A video's poster URL (from its attribute records), or undefined. */
+export function posterOf(v) {
+  return (v.attributes.find((a) => a.poster) || {}).poster;
+}
+
 export function videoItem(v, extra = []) {
   const best = v.attributes.find((a) => a.kind === 'vod' && a.format === 'mp4') || v.attributes[0];
   const facts = [];
@@ -115,9 +120,13 @@ export function videoItem(v, extra = []) {
     if (best.duration_ms) facts.push(formatDuration(best.duration_ms));
   }
   facts.push(new Date(v.created_at).toLocaleString());
+  const href = `/watch/${encodeURIComponent(v.id)}`;
+  const poster = posterOf(v);
   return h('li', { class: 'video-card', dataset: { id: v.id, state: v.state } },
+    poster && h('a', { href, class: 'poster-link', tabindex: '-1', 'aria-hidden': 'true' },
+      h('img', { class: 'poster', src: poster, alt: '', loading: 'lazy', decoding: 'async' })),
     h('div', { class: 'row' }, stateBadge(v.state, v.visibility ? v.visibility === 'public' : true),
-      h('a', { class: 'title', href: `/watch/${encodeURIComponent(v.id)}` }, v.title || `Video ${v.id}`)),
+      h('a', { class: 'title', href }, v.title || `Video ${v.id}`)),
     h('div', { class: 'muted small' }, facts.join(' · ')),
     extra);
 }

@@ -9,7 +9,7 @@ import { api } from './api.js';
 import { readClock } from './clock.js';
 import { nav } from './nav.js';
 import { shareLink } from './share.js';
-import { h, $, attributesList, copyText, stateBadge } from './ui.js';
+import { h, $, attributesList, copyText, posterOf, stateBadge } from './ui.js';
 
 const M3U8 = 'application/vnd.apple.mpegurl';
 const params = new URLSearchParams(location.search);
@@ -42,8 +42,24 @@ function useNativeHls(player) {
   return native && (!Hls.isSupported() || /Apple/.test(navigator.vendor));
 }
 
+/**
+ * The poster before play: the recording's, or the live one (new every few seconds, so it is
+ * asked for again on each refresh, at most every 5 s).
+ */
+function showPoster(v) {
+  const player = $('#player');
+  let url = posterOf(v);
+  if (!url || watch.mode) return;
+  if (v.state === 'live') url += `${url.includes('?') ? '&' : '?'}t=${Math.floor(Date.now() / 5000)}`;
+  if (watch.poster !== url) {
+    watch.poster = url;
+    player.poster = url;
+  }
+}
+
 function render(v) {
   watch.video = v;
+  showPoster(v);
   document.title = `${v.title || 'Video'} · vshare`;
   $('#title').textContent = v.title || `Video ${v.id}`;
   $('#badges').replaceChildren(...stateBadge(v.state, v.visibility ? v.visibility === 'public' : true));

@@ -197,6 +197,7 @@ pub(crate) mod tests {
             kind: Kind::Vod,
             video_id: "v7Kq2".into(),
             url: "http://127.0.0.1:8080/vod/v7Kq2/video.mp4".into(),
+            poster: String::new(),
             format: "mp4".into(),
             codecs: "avc1.64001F,mp4a.40.2".into(),
             width: 1280,
@@ -216,6 +217,7 @@ pub(crate) mod tests {
             kind: Kind::Live,
             video_id: "v7Kq2".into(),
             url: "http://127.0.0.1:8080/live/v7Kq2/index.m3u8".into(),
+            poster: String::new(),
             format: "ll-hls".into(),
             codecs: String::new(),
             width: 0,
@@ -237,12 +239,54 @@ pub(crate) mod tests {
         hls.frame_rate = 30.0;
         hls.width = u32::MAX;
         hls.bitrate = u64::MAX;
+        let mut pictured = vod();
+        pictured.poster = POSTER.into();
+        let mut live_pictured = live();
+        live_pictured.poster = POSTER.into();
         vec![
             vec![vod()],
             vec![live()],
             vec![vod(), hls],
             vec![live(), vod()],
+            vec![live_pictured, pictured],
         ]
+    }
+
+    pub const POSTER: &str = "http://127.0.0.1:8080/vod/v7Kq2/poster.jpg";
+
+    #[test]
+    fn the_poster_travels_in_every_form() {
+        let mut r = live();
+        r.poster = POSTER.into();
+        let tlv = Form::Tlv.encode(std::slice::from_ref(&r)).unwrap();
+        let mut field = vec![0x0F, POSTER.len() as u8];
+        field.extend_from_slice(POSTER.as_bytes());
+        assert!(tlv.ends_with(&field), "TLV: tag 0x0F last");
+        let xml = String::from_utf8(Form::Xml.encode(std::slice::from_ref(&r)).unwrap()).unwrap();
+        assert!(xml.contains(&format!(" poster=\"{POSTER}\"/>")), "{xml}");
+        let text = String::from_utf8(Form::Text.encode(std::slice::from_ref(&r)).unwrap()).unwrap();
+        assert!(text.ends_with(&format!(";p={POSTER}\n")), "{text}");
+        for form in [Form::Tlv, Form::Xml, Form::Text] {
+            let back = form
+                .decode(&form.encode(std::slice::from_ref(&r)).unwrap())
+                .unwrap();
+            assert_eq!(back[0].poster, POSTER, "{form}");
+        }
+        // The documented vectors (docs/messages.md).
+        assert_eq!(tlv.len(), 111);
+        assert_eq!(&tlv[2..4], &[0x30, 0x6B]);
+        assert!(xml.contains(&format!("format=\"ll-hls\" poster=\"{POSTER}\"/>")));
+        assert_eq!(
+            text,
+            format!(
+                "http://127.0.0.1:8080/live/v7Kq2/index.m3u8\nVS1 k=live;id=v7Kq2;f=ll-hls;p={POSTER}\n"
+            )
+        );
+        // JSON: absent when empty, so older readers see the same shape.
+        let json = serde_json::to_string(&live()).unwrap();
+        assert!(!json.contains("poster"));
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(&format!("\"poster\":\"{POSTER}\"")));
     }
 
     #[test]

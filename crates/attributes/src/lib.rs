@@ -26,6 +26,9 @@ pub struct AttributeRecord {
     pub video_id: String,
     /// Where to fetch or play it (absolute URL).
     pub url: String,
+    /// A picture of the video (absolute URL of a JPEG), empty when there is none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub poster: String,
     /// Container / delivery format: `hls`, `ll-hls`, `mp4`, …
     pub format: String,
     /// RFC 6381 codec strings, comma-separated (`avc1.64001F,mp4a.40.2`).
@@ -55,6 +58,7 @@ impl AttributeRecord {
             kind,
             video_id: String::new(),
             url: String::new(),
+            poster: String::new(),
             format: String::new(),
             codecs: String::new(),
             width: 0,

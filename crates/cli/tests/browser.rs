@@ -360,3 +360,69 @@ fn the_share_dialog_shows_the_sms_count_before_sending() {
         assert_eq!(result[form]["parts"], want, "{form}: {result}");
     }
 }
+
+/// The poster in Chromium (tests/browser/poster.mjs): on the watch page before play, live and
+/// then the recording's, and in the library; each loads as an image with the video's shape.
+#[test]
+fn the_poster_shows_before_play_and_in_the_library_in_chromium() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipping the browser poster test: {why}");
+        return;
+    }
+    require_playwright();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = tmp.path().join("vshare.toml");
+    std::fs::write(&conf, "[posters]\nlive_interval_s = 1\n").expect("conf");
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    );
+    let clip = common::make_clip(tmp.path(), "clip.mp4", 8, &[]);
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/browser/poster.mjs"))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("CLIP", &clip)
+        .env("CHROMIUM", chromium());
+    let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(180));
+    assert!(
+        ok,
+        "poster.mjs failed:\n{out}\n{err}\n--- server log\n{}",
+        server.log()
+    );
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line in:\n{out}"));
+    let r: serde_json::Value = serde_json::from_str(line).expect("RESULT json");
+    eprintln!("browser poster: {r:#}");
+    let id = r["id"].as_str().expect("id");
+    let poster = format!("{}/vod/{id}/poster.jpg", server.http);
+    // 640x360 source: every picture shown has its 16:9 shape.
+    let shape = |v: &serde_json::Value| {
+        let (w, h) = (
+            v["width"].as_f64().unwrap_or(0.0),
+            v["height"].as_f64().unwrap_or(0.0),
+        );
+        h > 0.0 && (w / h - 640.0 / 360.0).abs() < 0.02
+    };
+    for page in ["live", "vod"] {
+        let p = &r[page];
+        assert!(
+            p["url"].as_str().is_some_and(|u| u.starts_with(&poster)),
+            "{page}: {p}"
+        );
+        assert!(shape(p), "{page}: {p}");
+        // Before play: nothing loaded into the player, which shows the poster.
+        assert_eq!(p["paused"], true, "{page}: {p}");
+        assert_eq!(p["time"], 0, "{page}: {p}");
+        assert_eq!(p["src"], "", "{page}: {p}");
+    }
+    let lib = &r["library"];
+    assert_eq!(lib["src"], poster.as_str(), "{lib}");
+    assert!(
+        shape(lib) && lib["shown"].as_f64().unwrap_or(0.0) > 0.0,
+        "{lib}"
+    );
+    assert_eq!(r["errors"], serde_json::json!([]), "page errors");
+}

@@ -189,6 +189,12 @@ fn webm_and_3gp_vod_files_get_their_own_measured_records() {
             .clone();
         let url = rec["url"].as_str().expect("url");
         assert!(url.ends_with(&format!("/video.{format}")), "{url}");
+        // Every record of the recording names its poster (posters are on by default).
+        let poster = rec["poster"].as_str().expect("poster");
+        assert_eq!(
+            poster,
+            url.replace(&format!("video.{format}"), "poster.jpg")
+        );
         let errors = decode_errors(url);
         assert!(errors.is_empty(), "{format}: {errors}");
         let probe = ffprobe(url);

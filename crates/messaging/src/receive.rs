@@ -77,6 +77,7 @@ pub fn record_from_url(url: &str) -> AttributeRecord {
         },
         video_id,
         url: url.into(),
+        poster: String::new(),
         format: format.into(),
         codecs: String::new(),
         width: 0,

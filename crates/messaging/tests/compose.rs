@@ -16,6 +16,7 @@ fn rec(kind: Kind, format: &str, url: &str) -> AttributeRecord {
         kind,
         video_id: "v1".into(),
         url: url.into(),
+        poster: String::new(),
         format: format.into(),
         codecs: "avc1.42C01E,mp4a.40.2".into(),
         width: 640,

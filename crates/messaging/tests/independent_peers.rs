@@ -26,6 +26,7 @@ fn record() -> vshare_attributes::AttributeRecord {
         kind: Kind::Vod,
         video_id: "v7Kq2".into(),
         url: "http://127.0.0.1:8080/vod/v7Kq2/video.mp4".into(),
+        poster: String::new(),
         format: "mp4".into(),
         codecs: "avc1.64001F,mp4a.40.2".into(),
         width: 1280,

@@ -22,6 +22,7 @@ fn record() -> AttributeRecord {
         kind: Kind::Live,
         video_id: "bench1".into(),
         url: "http://127.0.0.1:8080/live/bench1/index.m3u8".into(),
+        poster: String::new(),
         format: "ll-hls".into(),
         codecs: "avc1.42c01e,mp4a.40.2".into(),
         width: 640,

@@ -42,6 +42,7 @@ pub struct Config {
     pub limits: Limits,
     pub webhook: Option<WebhookConfig>,
     pub transcode: TranscodeConfig,
+    pub posters: PostersConfig,
     pub proxy: ProxyRoleConfig,
     pub accounts: AccountsConfig,
     pub sms: SmsConfig,
@@ -379,6 +380,66 @@ impl TranscodeConfig {
     }
 }
 
+/// Pictures of every video: a JPEG poster decoded from a keyframe (refreshed while live, kept
+/// for the VOD) and a thumbnail sprite with a WebVTT track for scrubbing the recording.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostersConfig {
+    pub enabled: bool,
+    /// While live, a new poster at the first keyframe this long after the last one, s.
+    pub live_interval_s: f64,
+    /// Widest poster, pixels (narrower sources keep their size; aspect ratio kept).
+    pub max_width: u32,
+    /// JPEG quantiser scale, 2 (best, largest) ..= 31.
+    pub quality: u8,
+    /// A sprite tile at the first keyframe this long after the last tile, s; 0: no sprite.
+    pub sprite_interval_s: f64,
+    /// Sprite tile width, pixels.
+    pub sprite_tile_width: u32,
+    /// Tiles per sprite row.
+    pub sprite_columns: u32,
+    /// Most tiles in a sprite: a longer video keeps every other tile at twice the interval.
+    pub sprite_max_tiles: usize,
+}
+
+impl Default for PostersConfig {
+    fn default() -> Self {
+        PostersConfig {
+            enabled: true,
+            live_interval_s: 5.0,
+            max_width: 640,
+            quality: 5,
+            sprite_interval_s: 2.0,
+            sprite_tile_width: 160,
+            sprite_columns: 10,
+            sprite_max_tiles: 400,
+        }
+    }
+}
+
+impl PostersConfig {
+    /// The maker's settings; None when posters are off.
+    pub fn settings(&self) -> Option<vshare_transcode::PosterSettings> {
+        let us = |s: f64| (s.max(0.0) * 1e6).min(1e12) as i64;
+        self.enabled.then(|| vshare_transcode::PosterSettings {
+            max_width: self.max_width.clamp(16, 4096),
+            interval_us: us(self.live_interval_s).max(100_000),
+            quality: self.quality.clamp(2, 31),
+            sprite: (self.sprite_interval_s > 0.0).then(|| vshare_transcode::SpriteSettings {
+                interval_us: us(self.sprite_interval_s).max(100_000),
+                tile_width: self.sprite_tile_width.clamp(16, 640),
+                columns: self.sprite_columns.clamp(1, 50),
+                max_tiles: self.sprite_max_tiles.clamp(2, 2000),
+            }),
+        })
+    }
+
+    /// `Cache-Control` max-age of a live poster: it changes every `live_interval_s`.
+    pub fn live_max_age_s(&self) -> u64 {
+        (self.live_interval_s.max(1.0) as u64).min(60)
+    }
+}
+
 /// LL-HLS timing.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -508,6 +569,7 @@ impl Default for Config {
             limits: Limits::default(),
             webhook: None,
             transcode: TranscodeConfig::default(),
+            posters: PostersConfig::default(),
             proxy: ProxyRoleConfig::default(),
             accounts: AccountsConfig::default(),
             sms: SmsConfig::default(),
@@ -642,5 +704,23 @@ mod tests {
         let i: Config = toml::from_str("instance_id = \"video-a\"").unwrap();
         assert_eq!(i.instance_id(), "video-a");
         assert!(toml::from_str::<Config>("[live]\nhandoff_secrett = \"x\"").is_err());
+    }
+
+    #[test]
+    fn posters_default_on_and_their_settings_are_clamped() {
+        let d = Config::default().posters.settings().unwrap();
+        assert_eq!((d.max_width, d.interval_us, d.quality), (640, 5_000_000, 5));
+        assert_eq!(d.sprite.map(|s| s.interval_us), Some(2_000_000));
+        let c: Config = toml::from_str(
+            "[posters]\nlive_interval_s = 0\nquality = 99\nsprite_interval_s = 0\nmax_width = 1\n",
+        )
+        .unwrap();
+        let s = c.posters.settings().unwrap();
+        assert_eq!((s.interval_us, s.quality, s.max_width), (100_000, 31, 16));
+        assert!(s.sprite.is_none());
+        assert_eq!(c.posters.live_max_age_s(), 1);
+        let off: Config = toml::from_str("[posters]\nenabled = false\n").unwrap();
+        assert!(off.posters.settings().is_none());
+        assert!(toml::from_str::<Config>("[posters]\nintervall = 1\n").is_err());
     }
 }

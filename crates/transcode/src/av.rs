@@ -46,7 +46,7 @@ pub(crate) fn extradata(ctx: &ff::codec::context::Context) -> Vec<u8> {
 }
 
 /// A codec context for a decoder with `extradata`, packet time base µs and automatic threads.
-fn decoder_context(
+pub(crate) fn decoder_context(
     id: ff::codec::Id,
     extradata: &[u8],
 ) -> Result<ff::codec::context::Context, TranscodeError> {
@@ -72,12 +72,12 @@ fn decoder_context(
     Ok(ctx)
 }
 
-fn set_threads(ctx: &mut ff::codec::context::Context, n: i32) {
+pub(crate) fn set_threads(ctx: &mut ff::codec::context::Context, n: i32) {
     // SAFETY: an unopened, live context.
     unsafe { (*ctx.as_mut_ptr()).thread_count = n }
 }
 
-fn packet_of(f: &Frame) -> ff::Packet {
+pub(crate) fn packet_of(f: &Frame) -> ff::Packet {
     let mut pkt = ff::Packet::copy(&f.data);
     pkt.set_pts(Some(f.pts));
     pkt.set_dts(Some(f.dts));

@@ -102,6 +102,7 @@ impl FileSummary {
             kind: Kind::Vod,
             video_id: video_id.into(),
             url: url.into(),
+            poster: String::new(),
             format: self.format.clone(),
             codecs: self.codecs.clone(),
             width: self.width,

@@ -14,6 +14,9 @@
 //! - [`FileWriter`]: WebM (VP9 + Opus) and 3GP (H.263 or H.264 Baseline + AAC) files written
 //!   with libavformat, and a [`FileSummary`] measured from what was written.
 //!
+//! - [`PosterMaker`] / [`PosterWorker`]: a JPEG poster from a keyframe every few seconds, and
+//!   a thumbnail sprite with its WebVTT track.
+//!
 //! The ladder, presets and file formats are data ([`LadderConfig`], [`FileSpec`]).
 //! `docs/transcoding.md` explains the timing rules.
 
@@ -24,6 +27,7 @@ mod config;
 mod convert;
 mod file;
 mod gate;
+mod poster;
 mod transcoder;
 mod worker;
 
@@ -32,6 +36,10 @@ pub use av::init_ffmpeg;
 pub use config::{LadderConfig, RenditionSpec};
 pub use convert::{ConvertSettings, ConvertStats, ConvertWorker, HevcToAvc};
 pub use file::{FileFormat, FileSpec, FileSummary, FileWriter};
+pub use poster::{
+    Picture, Poster, PosterMaker, PosterSettings, PosterStats, PosterWorker, Sprite,
+    SpriteSettings, SpriteTile, fit_width,
+};
 pub use transcoder::{Output, RenditionInfo, Transcoder};
 pub use worker::{TranscodeWorker, WorkerStats};
 

@@ -1,7 +1,7 @@
 //! The text form (docs/messages.md §Text): hand-written, the format is ours.
 //!
 //! Each record is two lines: the URL alone (so a plain phone shows it as a link), then
-//! `VS1 k=vod;id=…;f=mp4;c=…;r=1280x720;fps=29.97;br=…;sz=…;d=…;ar=48000;ac=2;t=…`.
+//! `VS1 k=vod;id=…;f=mp4;c=…;r=1280x720;fps=29.97;br=…;sz=…;d=…;ar=48000;ac=2;t=…;p=…`.
 //! Keys appear in this order; zero or empty optional fields are left out. In values, `\`, `;`,
 //! line feed and carriage return are written `\\`, `\;`, `\n`, `\r`. Lines end with `\n`.
 
@@ -90,13 +90,16 @@ pub fn encode_text(records: &[AttributeRecord]) -> Result<String, FormError> {
         if !r.title.is_empty() {
             field(&mut out, "t", &r.title);
         }
+        if !r.poster.is_empty() {
+            field(&mut out, "p", &r.poster);
+        }
         out.push('\n');
     }
     Ok(out)
 }
 
-const KEYS: [&str; 12] = [
-    "k", "id", "f", "c", "r", "fps", "br", "sz", "d", "ar", "ac", "t",
+const KEYS: [&str; 13] = [
+    "k", "id", "f", "c", "r", "fps", "br", "sz", "d", "ar", "ac", "t", "p",
 ];
 
 /// Decodes a message in the text form.
@@ -283,7 +286,8 @@ fn parse_fields(line: &str, base: usize) -> Result<AttributeRecord, FormError> {
             "d" => r.duration_ms = uint(u64::MAX)?,
             "ar" => r.audio_sample_rate = uint(u32::MAX.into())? as u32,
             "ac" => r.audio_channels = uint(u8::MAX.into())? as u8,
-            _ => r.title = string()?,
+            "t" => r.title = string()?,
+            _ => r.poster = string()?,
         }
         if end {
             break;

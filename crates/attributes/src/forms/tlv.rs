@@ -35,6 +35,7 @@ mod tag {
     pub const AUDIO_SAMPLE_RATE: u8 = 0x0C;
     pub const AUDIO_CHANNELS: u8 = 0x0D;
     pub const TITLE: u8 = 0x0E;
+    pub const POSTER: u8 = 0x0F;
 }
 
 fn tag_name(t: u8) -> &'static str {
@@ -53,6 +54,7 @@ fn tag_name(t: u8) -> &'static str {
         "audio_sample_rate",
         "audio_channels",
         "title",
+        "poster",
     ]
     .get(usize::from(t).wrapping_sub(1))
     .copied()
@@ -139,6 +141,7 @@ pub fn encode_tlv(records: &[AttributeRecord]) -> Result<Vec<u8>, FormError> {
         )?;
         put_uint(&mut body, tag::AUDIO_CHANNELS, r.audio_channels.into())?;
         put_str(&mut body, tag::TITLE, &r.title, false)?;
+        put_str(&mut body, tag::POSTER, &r.poster, false)?;
         put(&mut out, RECORD, &body)?;
     }
     Ok(out)
@@ -274,7 +277,7 @@ fn decode_record(body: &[u8], base: usize) -> Result<AttributeRecord, FormError>
     while !c.done() {
         let at = c.offset();
         let t = c.byte("field tag")?;
-        if !(tag::KIND..=tag::TITLE).contains(&t) {
+        if !(tag::KIND..=tag::POSTER).contains(&t) {
             return Err(FormError::UnknownField {
                 form: F,
                 offset: at,
@@ -349,7 +352,8 @@ fn decode_record(body: &[u8], base: usize) -> Result<AttributeRecord, FormError>
             tag::DURATION_MS => r.duration_ms = uint(u64::MAX)?,
             tag::AUDIO_SAMPLE_RATE => r.audio_sample_rate = uint(u32::MAX.into())? as u32,
             tag::AUDIO_CHANNELS => r.audio_channels = uint(u8::MAX.into())? as u8,
-            _ => r.title = string()?,
+            tag::TITLE => r.title = string()?,
+            _ => r.poster = string()?,
         }
     }
     let end = base + body.len();
@@ -419,16 +423,16 @@ mod tests {
         for n in 3..good.len() {
             assert!(decode_tlv(&good[..n]).is_err(), "cut at {n}");
         }
-        // Unknown tag 0x0F in place of the title tag.
+        // Unknown tag 0x11 in place of the title tag.
         let mut bad = good.clone();
         let title_at = bad.iter().rposition(|&b| b == tag::TITLE).unwrap();
-        bad[title_at] = 0x0F;
+        bad[title_at] = 0x11;
         assert_eq!(
             decode_tlv(&bad),
             Err(FormError::UnknownField {
                 form: Form::Tlv,
                 offset: title_at,
-                field: "0x0F".into()
+                field: "0x11".into()
             })
         );
         // Kind 3.

@@ -21,6 +21,7 @@ pub fn record(video_id: &str) -> AttributeRecord {
         kind: Kind::Live,
         video_id: video_id.into(),
         url: format!("http://127.0.0.1:8080/live/{video_id}/index.m3u8"),
+        poster: String::new(),
         format: "ll-hls".into(),
         codecs: "avc1.42c01e,mp4a.40.2".into(),
         width: 640,

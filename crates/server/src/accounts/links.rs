@@ -63,6 +63,9 @@ pub fn sign_records(v: &mut Video, public_url: &str, query: &str) {
         if r.url.starts_with(public_url) {
             r.url = uri_with_query(&r.url, query);
         }
+        if r.poster.starts_with(public_url) {
+            r.poster = uri_with_query(&r.poster, query);
+        }
     }
 }
 

@@ -41,7 +41,7 @@ pub fn media_response(content_type: &'static str, cache: &str, body: Bytes) -> R
 /// A media response whose body is streamed (from storage); `length` is its exact size.
 pub fn media_stream_response(
     content_type: &'static str,
-    cache: &'static str,
+    cache: &str,
     length: u64,
     stream: crate::storage::ByteStream,
 ) -> Response {

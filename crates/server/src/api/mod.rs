@@ -18,6 +18,7 @@ mod short_link;
 mod state;
 mod videos;
 mod vod;
+mod watch;
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/live/{id}/{rendition}/{file}",
             get(live::live_rendition_file),
         )
+        .route("/watch/{id}", get(watch::watch))
         .route("/vod/{id}/{file}", get(vod::vod_file))
         .route("/vod/{id}/{rendition}/{file}", get(vod::vod_rendition_file))
         .route("/api/v1/videos", get(videos::list_videos))

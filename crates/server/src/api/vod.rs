@@ -73,9 +73,12 @@ async fn serve_vod(
             .is_some_and(|n| n.parse::<u64>().is_ok())
     };
     // init<msn>.mp4: the init segment of a codec configuration that started at segment msn.
+    let picture =
+        rendition.is_empty() && matches!(file, "poster.jpg" | "sprite.jpg" | "sprite.vtt");
     let valid = matches!(file, "video.mp4" | "init.mp4" | "video.webm" | "video.3gp")
         || numbered("seg", ".m4s")
-        || numbered("init", ".mp4");
+        || numbered("init", ".mp4")
+        || picture;
     if !valid {
         return Err(ApiError::not_found("file"));
     }
@@ -83,6 +86,8 @@ async fn serve_vod(
         Some("m4s") => "video/iso.segment",
         Some("webm") => "video/webm",
         Some("3gp") => "video/3gpp",
+        Some("jpg") => "image/jpeg",
+        Some("vtt") => "text/vtt; charset=utf-8",
         _ => "video/mp4",
     };
     let name = if rendition.is_empty() {
@@ -112,7 +117,13 @@ async fn serve_vod(
     // Streamed from storage in chunks as the client takes them: memory per reader stays
     // small whatever the file's size or the reader's speed.
     let (length, stream) = st.storage.get_stream(&path, range.clone()).await?;
-    let mut resp = media_stream_response(content_type, "max-age=3600", length, stream);
+    // A live video's poster is replaced every `live_interval_s`; the recording's stays.
+    let cache = if picture && matches!(video.state, VideoState::Live | VideoState::Finishing) {
+        format!("max-age={}", st.videos.posters().live_max_age_s())
+    } else {
+        "max-age=3600".into()
+    };
+    let mut resp = media_stream_response(content_type, &cache, length, stream);
     if let Some(r) = &range {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
         let cr = format!("bytes {}-{}/{size}", r.start, r.end - 1);

@@ -80,6 +80,12 @@ impl VideoServer {
     ) -> anyhow::Result<()> {
         let mut added = Vec::new();
         let mut stored_names = Vec::new();
+        // The recording's poster, when it has one, goes into these records too.
+        let poster_path = object_path(id, super::pictures::POSTER);
+        let poster = match self.storage.size(&poster_path).await {
+            Ok(Some(_)) => format!("{}/vod/{id}/{}", self.public_url, super::pictures::POSTER),
+            _ => String::new(),
+        };
         for job in jobs {
             let name = format!("video.{}", job.spec.format.name());
             let path = job.path.clone();
@@ -96,7 +102,9 @@ impl VideoServer {
             let _ = tokio::fs::remove_file(&path).await;
             stored?;
             let url = format!("{}/vod/{id}/{name}", self.public_url);
-            added.push(summary.attribute_record(id, &url, title));
+            let mut record = summary.attribute_record(id, &url, title);
+            record.poster = poster.clone();
+            added.push(record);
             stored_names.push(name);
         }
         if added.is_empty() {

@@ -112,6 +112,7 @@ impl Measured {
             kind,
             video_id: video_id.to_string(),
             url,
+            poster: String::new(),
             format: format.to_string(),
             codecs: self.codecs(),
             width: self.video.as_ref().map_or(0, |v| v.width),

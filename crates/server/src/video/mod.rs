@@ -9,6 +9,7 @@
 
 mod derived;
 mod measured;
+mod pictures;
 mod recorder;
 mod recording;
 mod recovery;
@@ -132,6 +133,16 @@ impl VideoServer {
             .cloned()
     }
 
+    /// How posters are made (and how long a live one may be cached).
+    pub fn posters(&self) -> &crate::config::PostersConfig {
+        &self.config.posters
+    }
+
+    /// The base of the URLs in attribute records.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
     /// The `format` of each other-format VOD file every video gets (`webm`, `3gp`).
     pub fn other_file_formats(&self) -> Vec<String> {
         self.config
@@ -241,11 +252,22 @@ impl VideoServer {
         // Transcoded renditions come back from the worker thread on this channel.
         let (tc_tx, mut tc_rx) = mpsc::unbounded_channel::<(usize, MediaEvent)>();
         let mut io = SessionIo::new(self, &video, tc_tx);
+        let mut pictures = self
+            .config
+            .posters
+            .settings()
+            .map(|s| pictures::Pictures::start(self.storage.clone(), &id, s));
+        if pictures.is_some() {
+            io.poster_url = Some(format!("{}/vod/{id}/{}", self.public_url, pictures::POSTER));
+        }
         loop {
             tokio::select! {
                 msg = rx.recv() => {
                     let end = match msg {
                         Some(IngestMessage::Media(event, arrival)) => {
+                            if let Some(p) = pictures.as_mut() {
+                                p.push(&event);
+                            }
                             session.push(event, arrival);
                             false
                         }
@@ -267,6 +289,11 @@ impl VideoServer {
         }
         let ended = Instant::now();
         self.release_key(key_id, &id);
+        // The sprite is made while the VOD files are finished.
+        let pictures = pictures.map(|p| {
+            let id = id.clone();
+            tokio::spawn(async move { p.finish(&id).await })
+        });
         // Flush the transcoder (its thread sends what it still holds), then every packager.
         io.tc_tx = None;
         if let Some(w) = io.worker.take() {
@@ -281,6 +308,7 @@ impl VideoServer {
         }
         let closed = session.close();
         io.apply(&mut session).await;
+        let poster_url = io.poster_url.take();
         let files = std::mem::take(&mut io.files);
         let recorders = std::mem::take(&mut io.recorders);
         drop(io);
@@ -315,6 +343,15 @@ impl VideoServer {
                 )
                 .await?,
             );
+        }
+        let stored = match pictures {
+            Some(p) => p.await.unwrap_or_default(),
+            None => pictures::Stored::default(),
+        };
+        if let Some(url) = poster_url.filter(|_| stored.poster) {
+            for r in &mut records {
+                r.poster = url.clone();
+            }
         }
         let ended_at = now_rfc3339();
         self.db
@@ -462,6 +499,8 @@ struct SessionIo {
     tc_tx: Option<mpsc::UnboundedSender<(usize, MediaEvent)>>,
     worker: Option<TranscodeWorker>,
     files: Vec<FileJob>,
+    /// The poster's URL, when posters are made: it goes into the live records.
+    poster_url: Option<String>,
     repairs: RepairLog,
     /// Frames already counted in the metrics.
     counted: session::FrameCounts,
@@ -483,10 +522,18 @@ impl SessionIo {
             tc_tx: Some(tc_tx),
             worker: None,
             files: Vec::new(),
+            poster_url: None,
             repairs: RepairLog::default(),
             counted: session::FrameCounts::default(),
             video_frames: metrics::counter!("vshare_frames_total", "track" => "video"),
             audio_frames: metrics::counter!("vshare_frames_total", "track" => "audio"),
+        }
+    }
+
+    /// A live record with video names the poster (stored from its first keyframe on).
+    fn with_poster(&self, record: &mut AttributeRecord) {
+        if let Some(url) = self.poster_url.as_ref().filter(|_| record.width > 0) {
+            record.poster = url.clone();
         }
     }
 
@@ -530,14 +577,16 @@ impl SessionIo {
                         job.push(&event);
                     }
                 }
-                Action::LiveRecord(record) => {
+                Action::LiveRecord(mut record) => {
+                    self.with_poster(&mut record);
                     self.server
                         .live_records
                         .write()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(id.to_string(), record);
                 }
-                Action::WentLive(record) => {
+                Action::WentLive(mut record) => {
+                    self.with_poster(&mut record);
                     info!(video = %id, url = %record.url, "live");
                     let event = self.server.webhooks.hook("stream.live");
                     match self
