@@ -90,13 +90,16 @@ pub fn encode_text(records: &[AttributeRecord]) -> Result<String, FormError> {
         if !r.title.is_empty() {
             field(&mut out, "t", &r.title);
         }
+        if r.dvr != 0 {
+            field(&mut out, "dvr", &r.dvr.to_string());
+        }
         out.push('\n');
     }
     Ok(out)
 }
 
-const KEYS: [&str; 12] = [
-    "k", "id", "f", "c", "r", "fps", "br", "sz", "d", "ar", "ac", "t",
+const KEYS: [&str; 13] = [
+    "k", "id", "f", "c", "r", "fps", "br", "sz", "d", "ar", "ac", "t", "dvr",
 ];
 
 /// Decodes a message in the text form.
@@ -283,6 +286,7 @@ fn parse_fields(line: &str, base: usize) -> Result<AttributeRecord, FormError> {
             "d" => r.duration_ms = uint(u64::MAX)?,
             "ar" => r.audio_sample_rate = uint(u32::MAX.into())? as u32,
             "ac" => r.audio_channels = uint(u8::MAX.into())? as u8,
+            "dvr" => r.dvr = uint(u64::MAX)?,
             _ => r.title = string()?,
         }
         if end {

@@ -114,13 +114,16 @@ pub fn encode_xml(records: &[AttributeRecord]) -> Result<String, FormError> {
         if !r.title.is_empty() {
             attr(&mut out, "title", &r.title)?;
         }
+        if r.dvr != 0 {
+            attr(&mut out, "dvr", &r.dvr.to_string())?;
+        }
         out.push_str("/>");
     }
     out.push_str("</vshare>\n");
     Ok(out)
 }
 
-const ATTRS: [&str; 14] = [
+const ATTRS: [&str; 15] = [
     "kind",
     "id",
     "url",
@@ -135,6 +138,7 @@ const ATTRS: [&str; 14] = [
     "audio-sample-rate",
     "audio-channels",
     "title",
+    "dvr",
 ];
 
 /// Decodes a message in the XML form. DOCTYPEs, processing instructions, CDATA and text content
@@ -370,6 +374,7 @@ fn parse_video(
             "duration-ms" => r.duration_ms = uint(u64::MAX)?,
             "audio-sample-rate" => r.audio_sample_rate = uint(u32::MAX.into())? as u32,
             "audio-channels" => r.audio_channels = uint(u8::MAX.into())? as u8,
+            "dvr" => r.dvr = uint(u64::MAX)?,
             _ => r.title = string()?,
         }
     }

@@ -120,6 +120,7 @@ impl Measured {
             bitrate: 0,
             size: 0,
             duration_ms: 0,
+            dvr: 0,
             audio_sample_rate: self.audio.as_ref().map_or(0, |a| a.output_sample_rate),
             audio_channels: self.audio.as_ref().map_or(0, |a| a.channels),
             title: title.to_string(),
@@ -155,6 +156,7 @@ pub fn vod_records(
         format: format.to_string(),
         size,
         duration_ms: (sizes.duration_us / 1000).max(0) as u64,
+        dvr: 0,
         bitrate: bitrate(size, sizes.duration_us),
         ..template.clone()
     })
