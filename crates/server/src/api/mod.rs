@@ -16,6 +16,7 @@ mod shares;
 mod state;
 mod videos;
 mod vod;
+mod watching;
 
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(videos::delete_video),
         )
         .route("/api/v1/videos/{id}/link", get(videos::video_link))
+        .route("/api/v1/videos/{id}/watching", post(watching::beacon))
         .route("/api/v1/videos/{id}/share", post(shares::share))
         .route("/api/v1/videos/{id}/share-text", get(shares::share_text))
         .route("/api/v1/streams", get(videos::list_streams))

@@ -156,6 +156,7 @@ pub fn vod_records(
         format: format.to_string(),
         size,
         duration_ms: (sizes.duration_us / 1000).max(0) as u64,
+        // A recording has no DVR window (the template may be a live record).
         dvr: 0,
         bitrate: bitrate(size, sizes.duration_us),
         ..template.clone()
