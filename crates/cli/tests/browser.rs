@@ -331,9 +331,15 @@ fn rewind_while_live_and_the_studio_counts_watchers_in_chromium() {
         .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
     eprintln!("dvr: {r:#}");
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-    assert_eq!(r["dvr"], 600, "the live record announces the DVR window: {r}");
+    assert_eq!(
+        r["dvr"], 600,
+        "the live record announces the DVR window: {r}"
+    );
     // The live playlist is short; the DVR playback seeks over the whole recording so far.
-    assert!(r["live_playlist_segments"].as_u64().unwrap_or(99) <= 3, "{r}");
+    assert!(
+        r["live_playlist_segments"].as_u64().unwrap_or(99) <= 3,
+        "{r}"
+    );
     // The page opened after 8 segments: live, it seeks over its short playlist only.
     let live_span = f(&r["live"]["seekable"][1]) - f(&r["live"]["seekable"][0]);
     let at_open = r["recorded_at_open"].as_u64().unwrap_or(0) as f64;

@@ -235,11 +235,13 @@ pub fn dvr_playlist(segments: &[VodSegment], window_us: i64, ended: bool) -> Str
     let mut out = render_vod(listed, None, false);
     // The same header as an EVENT playlist, but the window slides: no playlist type, and the
     // sequence number of the first listed segment.
-    out = out.replacen("#EXT-X-PLAYLIST-TYPE:EVENT\n", "", 1).replacen(
-        "#EXT-X-MEDIA-SEQUENCE:0\n",
-        &format!("#EXT-X-MEDIA-SEQUENCE:{from}\n"),
-        1,
-    );
+    out = out
+        .replacen("#EXT-X-PLAYLIST-TYPE:EVENT\n", "", 1)
+        .replacen(
+            "#EXT-X-MEDIA-SEQUENCE:0\n",
+            &format!("#EXT-X-MEDIA-SEQUENCE:{from}\n"),
+            1,
+        );
     out
 }
 
@@ -323,9 +325,12 @@ mod tests {
         };
         let list: Vec<VodSegment> = (0..10).map(seg).collect();
         // A window longer than the recording: all of it, from sequence number 0.
-        let p = dvr_playlist(&list, 3600_000_000, false);
+        let p = dvr_playlist(&list, 3_600_000_000, false);
         assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{p}");
-        assert!(!p.contains("PLAYLIST-TYPE") && !p.contains("ENDLIST"), "{p}");
+        assert!(
+            !p.contains("PLAYLIST-TYPE") && !p.contains("ENDLIST"),
+            "{p}"
+        );
         assert_eq!(p.matches("#EXTINF").count(), 10);
         // Three segments' worth: the last three, numbered from 7, under their init segment.
         let p = dvr_playlist(&list, 6_000_000, false);
@@ -349,7 +354,10 @@ mod tests {
         );
         // A window shorter than a segment still lists the newest one.
         let p = dvr_playlist(&list, 1, false);
-        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:9\n") && p.ends_with("seg9.m4s\n"), "{p}");
+        assert!(
+            p.contains("#EXT-X-MEDIA-SEQUENCE:9\n") && p.ends_with("seg9.m4s\n"),
+            "{p}"
+        );
         // Its size follows the window, not the recording.
         let long: Vec<VodSegment> = (0..20_000).map(seg).collect();
         assert_eq!(

@@ -473,10 +473,10 @@ impl Default for WatchingConfig {
             beacon_s: 10,
             window_s: 30,
             max_per_video: 100_000,
-            max_tabs: 1_000_000,
-            max_videos: 100_000,
+            max_tabs: 200_000,
+            max_videos: 10_000,
             beacons_per_ip: 100,
-            max_ips: 1_000_000,
+            max_ips: 100_000,
         }
     }
 }

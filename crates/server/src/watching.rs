@@ -8,7 +8,7 @@
 //! grows the tables. Our own code: a few maps and counters, no crate does this counting.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 /// The limits of a [`WatchCounter`] (`[watching]` in the server config).
@@ -79,9 +79,7 @@ impl WatchCounter {
     }
 
     fn tab_key(&self, tab: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        tab.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(tab)
     }
 
     fn fresh(&self, seen: Instant, now: Instant) -> bool {
@@ -212,8 +210,10 @@ mod tests {
         let t0 = Instant::now();
         let mut c = WatchCounter::new(limits());
         c.beat("v", &tab(1), "a", t0).unwrap();
-        c.beat("v", &tab(1), "b", t0 + Duration::from_secs(10)).unwrap();
-        c.beat("v", &tab(2), "c", t0 + Duration::from_secs(10)).unwrap();
+        c.beat("v", &tab(1), "b", t0 + Duration::from_secs(10))
+            .unwrap();
+        c.beat("v", &tab(2), "c", t0 + Duration::from_secs(10))
+            .unwrap();
         assert_eq!(c.count("v", t0 + Duration::from_secs(10)), 2);
         assert_eq!(c.count("other", t0), 0);
         // Tab 1 last beat at 10 s, tab 2 too: both gone 30 s later.

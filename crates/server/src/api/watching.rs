@@ -68,8 +68,8 @@ pub async fn beacon(
             ));
         }
     }
-    let mut resp = Json(json!({ "watching": count, "beacon_s": st.watching_beacon_s }))
-        .into_response();
+    let mut resp =
+        Json(json!({ "watching": count, "beacon_s": st.watching_beacon_s })).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
