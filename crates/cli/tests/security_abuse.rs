@@ -685,7 +685,7 @@ fn class4_watch_beacons_are_bounded_and_counted_only_for_readers() {
     let owner = std::slice::from_ref(&cookie);
 
     // Someone who may not read the private video: nothing counted, nothing said.
-    assert_eq!(beat("stranger-0001", &[]).status, 404);
+    assert_eq!(beat("stranger-0001", &[]).status, 403);
     // A bad tab id is refused before anything counts.
     assert_eq!(beat("x", owner).status, 400);
     assert_eq!(beat(&"y".repeat(65), owner).status, 400);
