@@ -71,12 +71,13 @@ async function main() {
 
   step('rewind');
   check(await b.isVisible('#rewind'), 'the Rewind button shows while live');
+  // Recorded before the DVR playlist is loaded: what it lists at least.
+  result.recorded_segments = await segments();
   await b.click('#rewind');
   const rewound = await until('DVR playback', 20000, async () => {
     const s = await player(b);
     return s.mode === 'dvr' && s.t > 0 && !s.paused && s.seekable ? s : null;
   });
-  result.recorded_segments = await segments();
   result.rewound = rewound;
   check(await b.isVisible('#live-edge'), 'the LIVE button shows while rewound');
 

@@ -354,7 +354,7 @@ fn rewind_while_live_and_the_studio_counts_watchers_in_chromium() {
     assert!(recorded >= 8.0, "{r}");
     assert!(
         f(&seekable[0]) < 0.5 && span >= (recorded - 1.0) * segment_s,
-        "rewound seekable {seekable} covers the {recorded} recorded segments: {r}"
+        "rewound seekable {seekable} covers the {recorded} segments recorded before: {r}"
     );
     // Seeking back to the start plays on from there.
     assert!(

@@ -364,6 +364,10 @@ mod tests {
             dvr_playlist(&long, 6_000_000, false).len(),
             dvr_playlist(&list, 6_000_000, false).len() + 3 * 4 + 4 // longer numbers
         );
+        // Two hours of 2 s segments, the default window: 3600 segments, about 110 KB.
+        let p = dvr_playlist(&long, 7_200_000_000, false);
+        assert_eq!(p.matches("#EXTINF").count(), 3600);
+        assert!(p.len() < 115_000, "{}", p.len());
         // Ended: the whole recording as VOD.
         let p = dvr_playlist(&list, 6_000_000, true);
         assert!(p.contains("#EXT-X-PLAYLIST-TYPE:VOD\n") && p.contains("seg0.m4s"));
