@@ -53,7 +53,13 @@ pub struct WatchCounter {
     ips: HashMap<String, (Instant, u32)>,
     /// Tab ids are kept as 64-bit keyed hashes: fixed size, whatever the client sent.
     hasher: std::collections::hash_map::RandomState,
+    /// When full tables were last swept: at most once a second, so that beacons refused while
+    /// full cost no sweep each.
+    swept_at: Option<Instant>,
 }
+
+/// Full tables are swept for stale entries at most this often.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A tab id as the watch page makes it: 8 to 64 characters of `[A-Za-z0-9_-]`.
 pub fn valid_tab(tab: &str) -> bool {
@@ -71,6 +77,7 @@ impl WatchCounter {
             tabs: 0,
             ips: HashMap::new(),
             hasher: std::collections::hash_map::RandomState::new(),
+            swept_at: None,
         }
     }
 
@@ -99,6 +106,18 @@ impl WatchCounter {
         if v.tabs.is_empty() {
             self.videos.remove(video);
         }
+    }
+
+    /// [`prune`](Self::prune), unless that was done less than [`SWEEP_EVERY`] ago.
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .swept_at
+            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
+        {
+            return;
+        }
+        self.swept_at = Some(now);
+        self.prune(now);
     }
 
     /// Drops every stale tab, video and address window.
@@ -136,7 +155,7 @@ impl WatchCounter {
         if self.tabs >= self.limits.max_tabs
             || (!self.videos.contains_key(video) && self.videos.len() >= self.limits.max_videos)
         {
-            self.prune(now);
+            self.sweep(now);
         }
         if video_full(self)
             || self.tabs >= self.limits.max_tabs
@@ -156,8 +175,7 @@ impl WatchCounter {
     fn admit_ip(&mut self, ip: &str, now: Instant) -> Result<(), Refused> {
         let window = self.limits.window;
         if !self.ips.contains_key(ip) && self.ips.len() >= self.limits.max_ips {
-            self.ips
-                .retain(|_, (start, _)| now.saturating_duration_since(*start) < window);
+            self.sweep(now);
             if self.ips.len() >= self.limits.max_ips {
                 return Err(Refused::Full);
             }
