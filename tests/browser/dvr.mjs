@@ -55,6 +55,8 @@ async function main() {
   watchErrors(b, 'watch', errors);
   await b.goto(`${base}/watch/${id}`);
   await b.waitForSelector('table.attrs[data-kind="live"]');
+  result.rewind_row = await b.evaluate(() => [...document.querySelectorAll('table.attrs[data-kind="live"] tr')]
+    .map((tr) => tr.textContent).find((t) => t.startsWith('Rewind')) || null);
   await b.click('#play');
   await until('live playback', 20000, async () => {
     const s = await player(b);
