@@ -27,12 +27,26 @@ const player = (page) => page.evaluate(() => {
   };
 });
 
+/**
+ * The burnt-in wall clock (ms) of the frame the player shows (the studio's `source=clock`),
+ * and the page's clock now; null until a frame reads.
+ */
+const frameClock = (page) => until('a frame with a readable clock', 10000, () => page.evaluate(async () => {
+  const { readClock } = await import('/app/clock.js');
+  const v = document.querySelector('#player');
+  const c = new OffscreenCanvas(448, 252);
+  const ctx = c.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(v, 0, 0, c.width, c.height);
+  const ms = readClock(ctx.getImageData(0, 0, c.width, c.height));
+  return ms === null ? null : { ms, now: Date.now(), t: v.currentTime };
+}));
+
 async function main() {
   const browser = await launch();
   const a = await (await phone(browser)).newPage();
   watchErrors(a, 'studio', errors);
   step('sign up and go live from the studio');
-  await signUp(a, base, 'dana', 'correct horse battery staple', '/studio?width=320&height=180');
+  await signUp(a, base, 'dana', 'correct horse battery staple', '/studio?source=clock');
   await a.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 20000 });
   await a.click('#start');
   await a.waitForFunction(() => document.body.dataset.state === 'live', null, { timeout: 20000 });
@@ -46,7 +60,7 @@ async function main() {
   step('record enough to rewind over');
   const dvrUrl = `${base}/vod/${id}/dvr.m3u8`;
   const segments = async () => ((await (await fetch(dvrUrl)).text()).match(/#EXTINF/g) || []).length;
-  await until('8 recorded segments', 60000, async () => (await segments()) >= 8);
+  await until('12 recorded segments', 60000, async () => (await segments()) >= 12);
   result.recorded_at_open = await segments();
 
   step('watch page: live');
@@ -69,6 +83,7 @@ async function main() {
   result.count_after_ms = Date.now() - opened;
 
   result.live = await player(b);
+  result.live_clock = await frameClock(b);
   result.live_playlist_segments = ((await (await fetch(`${base}/live/${id}/index.m3u8`)).text()).match(/#EXTINF/g) || []).length;
 
   step('rewind');
@@ -88,9 +103,9 @@ async function main() {
   await b.evaluate((t) => { document.querySelector('#player').currentTime = t; }, target);
   const back = await until('playback from the start', 20000, async () => {
     const s = await player(b);
-    return s.t >= target + 1 && s.t < target + 10 && !s.paused ? s : null;
+    return s.t >= target + 1 && s.t < target + 5 && !s.paused ? s : null;
   });
-  result.seek = { target, played_to: back.t, seekable: back.seekable };
+  result.seek = { target, played_to: back.t, seekable: back.seekable, clock: await frameClock(b) };
 
   step('back to the live edge');
   await b.click('#live-edge');
@@ -100,7 +115,7 @@ async function main() {
   });
   await sleep(1000);
   const atEdge = await player(b);
-  result.edge = { ...atEdge, distance: atEdge.seekable[1] - atEdge.t, first: edge.t };
+  result.edge = { ...atEdge, distance: atEdge.seekable[1] - atEdge.t, first: edge.t, clock: await frameClock(b) };
 
   step('close the watch page: the count falls');
   await ctxB.close();

@@ -340,7 +340,7 @@ fn rewind_while_live_and_the_studio_counts_watchers_in_chromium() {
         r["live_playlist_segments"].as_u64().unwrap_or(99) <= 3,
         "{r}"
     );
-    // The page opened after 8 segments: live, it seeks over its short playlist only.
+    // The page opened after 12 segments: live, it seeks over its short playlist only.
     let live_span = f(&r["live"]["seekable"][1]) - f(&r["live"]["seekable"][0]);
     let at_open = r["recorded_at_open"].as_u64().unwrap_or(0) as f64;
     assert!(
@@ -351,7 +351,7 @@ fn rewind_while_live_and_the_studio_counts_watchers_in_chromium() {
     let seekable = &r["rewound"]["seekable"];
     let span = f(&seekable[1]) - f(&seekable[0]);
     let recorded = r["recorded_segments"].as_u64().unwrap_or(0) as f64;
-    assert!(recorded >= 8.0, "{r}");
+    assert!(recorded >= 12.0, "{r}");
     assert!(
         f(&seekable[0]) < 0.5 && span >= (recorded - 1.0) * segment_s,
         "rewound seekable {seekable} covers the {recorded} segments recorded before: {r}"
@@ -360,6 +360,31 @@ fn rewind_while_live_and_the_studio_counts_watchers_in_chromium() {
     assert!(
         f(&r["seek"]["played_to"]) >= f(&r["seek"]["target"]) + 1.0,
         "{r}"
+    );
+    // The burnt-in clock of the frames shown: live, a moment ago; after the seek, from the
+    // start of the recording, earlier than anything the live playlist still listed.
+    let clock = |v: &serde_json::Value| f(&v["ms"]);
+    let live_lag = f(&r["live_clock"]["now"]) - clock(&r["live_clock"]);
+    assert!(
+        live_lag < 3000.0 * segment_s,
+        "live shows a frame {live_lag} ms old: {r}"
+    );
+    let seek = &r["seek"]["clock"];
+    assert!(f(&seek["t"]) < 6.0, "{r}");
+    // DVR time 0 in wall-clock time: the start of the recording, long before the live frame.
+    let origin = clock(seek) - 1000.0 * f(&seek["t"]);
+    assert!(
+        clock(&r["live_clock"]) - origin > (at_open - 3.0) * 1000.0 * segment_s,
+        "the DVR playlist starts at the start of the recording: {r}"
+    );
+    assert!(
+        clock(seek) < clock(&r["live_clock"]) - 3000.0 * segment_s,
+        "after the seek a frame from earlier than live: {r}"
+    );
+    let edge_lag = f(&r["edge"]["clock"]["now"]) - clock(&r["edge"]["clock"]);
+    assert!(
+        edge_lag < 3000.0 * segment_s,
+        "back at the edge, {edge_lag} ms behind: {r}"
     );
     // LIVE: back within a few segments of the live edge, in the live mode.
     assert_eq!(r["edge"]["mode"], "live", "{r}");
