@@ -420,6 +420,7 @@ class Broadcast {
     $('#watch-href').textContent = studio.watchUrl;
     $('#share').disabled = false;
     $('#stop').disabled = false;
+    followWatching(w.video_id);
   }
 
   onFeedback(f) {
@@ -493,6 +494,24 @@ class Broadcast {
       setState('failed', studio.error);
     }
   }
+}
+
+/** How many watch pages are open on the video now (the server counts their beacons). */
+function followWatching(videoId) {
+  clearInterval(studio.watchingTimer);
+  const show = async () => {
+    try {
+      const v = await api('GET', `/api/v1/videos/${encodeURIComponent(videoId)}`);
+      if (studio.videoId !== videoId) return;
+      studio.watching = v.watching;
+      $('#s-watching').textContent = String(v.watching);
+      document.body.dataset.watching = String(v.watching);
+    } catch {
+      // the next poll tries again
+    }
+  };
+  show();
+  studio.watchingTimer = setInterval(show, 2000);
 }
 
 function showAttributes(msg) {

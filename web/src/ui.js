@@ -59,6 +59,11 @@ export function attributesTable(r) {
     ['Duration', formatDuration(r.duration_ms)],
     ['Audio', r.audio_sample_rate ? `${r.audio_sample_rate} Hz, ${r.audio_channels} ch` : 'none'],
   ];
+  // A live stream's DVR window: how far back a viewer can rewind while it is live.
+  if (r.dvr) {
+    const back = r.dvr % 3600 === 0 ? `${r.dvr / 3600} h` : r.dvr >= 60 ? `${Math.round(r.dvr / 60)} min` : `${r.dvr} s`;
+    rows.push(['Rewind', `up to ${back} back`]);
+  }
   return h('table', { class: 'attrs', dataset: { format: r.format, kind: r.kind } },
     rows.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v))));
 }

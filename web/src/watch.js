@@ -2,7 +2,8 @@
 // low-latency mode (the browser's own HLS on Apple devices), the recording as MP4 — a download
 // button, and a subscription to the source's next videos (Web Push or a phone number).
 // `?glass=1` reads the studio's burnt-in clock from every displayed frame (glass-to-glass
-// benchmark).
+// benchmark). While live, Rewind plays the DVR playlist (the recording so far) and LIVE goes
+// back to the live edge; the page tells the server it is open (the studio's viewer count).
 
 import Hls from './vendor/hls.mjs';
 import { api } from './api.js';
@@ -19,14 +20,19 @@ const id = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] ||
 const watch = { id, video: null, mode: null, hls: null, glass: [], errors: [] };
 window.vshareWatch = watch;
 
-/** The API URL of this video, carrying a private link's signature along. */
-function videoApi() {
+/** A private link's signature, to carry along (`?exp=…&sig=…`, or ''). */
+function linkQuery() {
   const q = new URLSearchParams();
   for (const k of ['exp', 'sig']) {
     if (params.has(k)) q.set(k, params.get(k));
   }
   const s = q.toString();
-  return `/api/v1/videos/${encodeURIComponent(id)}${s ? `?${s}` : ''}`;
+  return s ? `?${s}` : '';
+}
+
+/** The API URL of this video, carrying a private link's signature along. */
+function videoApi() {
+  return `/api/v1/videos/${encodeURIComponent(id)}${linkQuery()}`;
 }
 
 const liveRecord = (v) => v.attributes.find((a) => a.kind === 'live');
@@ -85,6 +91,14 @@ function render(v) {
     play.textContent = v.state === 'finishing' ? 'Recording almost ready…' : 'Not playable yet';
     play.disabled = true;
   }
+  renderDvr(v);
+}
+
+/** Rewind while live and the way back to the live edge (docs/web.md). */
+function renderDvr(v) {
+  const live = v.state === 'live' && liveRecord(v);
+  $('#rewind').hidden = !(live && liveRecord(v).dvr > 0 && watch.mode === 'live');
+  $('#live-edge').hidden = !(live && watch.mode === 'dvr');
 }
 
 function playLive(v) {
@@ -119,6 +133,46 @@ function playLive(v) {
     player.play().catch(() => {});
   });
   if (params.get('glass') === '1') startGlass(player);
+  renderDvr(v);
+}
+
+/** Seconds back from the recorded edge where Rewind starts. */
+const REWIND_S = 30;
+
+/**
+ * Rewind while live: the DVR playlist (the recorded segments of the last `dvr` seconds, a
+ * sliding live playlist without parts), which hls.js seeks over as a whole; the live playlist
+ * stays short for low latency. Starts `REWIND_S` before the recorded edge.
+ */
+function playDvr(v) {
+  const player = $('#player');
+  const url = `/vod/${encodeURIComponent(v.id)}/dvr.m3u8${linkQuery()}`;
+  stopPlayback();
+  watch.mode = 'dvr';
+  if (useNativeHls(player)) {
+    watch.engine = 'native';
+    player.src = url;
+    player.addEventListener('loadedmetadata', () => {
+      const s = player.seekable;
+      if (s.length) player.currentTime = Math.max(s.start(0), s.end(s.length - 1) - REWIND_S);
+    }, { once: true });
+  } else {
+    watch.engine = 'hls.js';
+    const hls = new Hls({ autoStartLoad: false, enableWorker: false, backBufferLength: 30 });
+    watch.hls = hls;
+    hls.on(Hls.Events.ERROR, (_e, data) => watch.errors.push(`${data.type}: ${data.details}`));
+    hls.once(Hls.Events.LEVEL_LOADED, (_e, data) => {
+      hls.startLoad(Math.max(0, data.details.totalduration - REWIND_S));
+    });
+    hls.loadSource(url);
+    hls.attachMedia(player);
+  }
+  $('#player-note').textContent = 'Rewound · the recording so far; LIVE goes back to the live edge';
+  renderDvr(v);
+  player.play().catch(() => {
+    player.muted = true;
+    player.play().catch(() => {});
+  });
 }
 
 /**
@@ -246,6 +300,24 @@ async function refresh() {
   return v;
 }
 
+/**
+ * Tells the server this page is open, every `seconds`, with a random id for this tab: the
+ * studio's viewer count. Nothing about the viewer is sent; public objects stay the same for all.
+ */
+function beacon(seconds) {
+  const tab = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, '0')).join('');
+  const url = `/api/v1/videos/${encodeURIComponent(id)}/watching${linkQuery()}`;
+  const send = () => {
+    if (document.visibilityState === 'hidden') return;
+    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tab }) })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((j) => { if (j) watch.watching = j.watching; })
+      .catch(() => {});
+  };
+  send();
+  setInterval(send, Math.max(1, Number(seconds) || 10) * 1000);
+}
+
 async function main() {
   nav('watch');
   let v;
@@ -267,6 +339,11 @@ async function main() {
   $('#copy').onclick = async () => {
     copyText(await shareLink(id));
   };
+  $('#rewind').onclick = () => playDvr(watch.video);
+  $('#live-edge').onclick = () => {
+    if (watch.video.state === 'live' && liveRecord(watch.video)) playLive(watch.video);
+  };
+  beacon(v.watching_beacon_s);
   const source = v.source || v.owner || v.user;
   if (source) {
     $('#subscribe-card').hidden = false;

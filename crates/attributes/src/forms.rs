@@ -206,6 +206,7 @@ pub(crate) mod tests {
             bitrate: 2_500_000,
             size: 18_874_368,
             duration_ms: 62_040,
+            dvr: 0,
             audio_sample_rate: 48_000,
             audio_channels: 2,
             title: "Harbour; at dusk \\ \"quoted\" <tag> & 日落\nline two".into(),
@@ -226,6 +227,7 @@ pub(crate) mod tests {
             bitrate: 0,
             size: 0,
             duration_ms: 0,
+            dvr: 0,
             audio_sample_rate: 0,
             audio_channels: 0,
             title: String::new(),
@@ -243,9 +245,13 @@ pub(crate) mod tests {
         pictured.poster = POSTER.into();
         let mut live_pictured = live();
         live_pictured.poster = POSTER.into();
+        let mut dvr = live();
+        dvr.dvr = 7200;
+        dvr.title = "with a DVR window".into();
         vec![
             vec![vod()],
             vec![live()],
+            vec![dvr],
             vec![vod(), hls],
             vec![live(), vod()],
             vec![live_pictured, pictured],

@@ -43,6 +43,10 @@ pub struct AttributeRecord {
     pub size: u64,
     /// Duration in milliseconds (VOD), or so far (live).
     pub duration_ms: u64,
+    /// Seconds of the DVR window a live stream offers (how far back a viewer can rewind while
+    /// it is live); 0: none. Always 0 on VOD records.
+    #[serde(default)]
+    pub dvr: u64,
     /// Audio sample rate in Hz, 0 without audio.
     pub audio_sample_rate: u32,
     /// Audio channels, 0 without audio.
@@ -67,6 +71,7 @@ impl AttributeRecord {
             bitrate: 0,
             size: 0,
             duration_ms: 0,
+            dvr: 0,
             audio_sample_rate: 0,
             audio_channels: 0,
             title: String::new(),

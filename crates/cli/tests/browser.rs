@@ -426,3 +426,113 @@ fn the_poster_shows_before_play_and_in_the_library_in_chromium() {
     );
     assert_eq!(r["errors"], serde_json::json!([]), "page errors");
 }
+
+/// Rewind while live and who is watching (tests/browser/dvr.mjs): with a live playlist of two
+/// segments, the watch page's DVR playback seeks over the whole recording so far, plays from
+/// its start, and LIVE returns to the live edge; the studio counts the open watch page and stops
+/// counting it within `[watching] window_s` of its last beacon once it closed.
+#[test]
+fn rewind_while_live_and_the_studio_counts_watchers_in_chromium() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipping the browser test: {why}");
+        return;
+    }
+    require_playwright();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = tmp.path().join("vshare.toml");
+    let (segment_s, window_s, beacon_s) = (1.0, 3.0, 1.0);
+    std::fs::write(
+        &conf,
+        "[live]\npart_target_ms = 250\nsegment_target_ms = 1000\nwindow_segments = 2\n\
+         dvr_window_s = 600\n[watching]\nbeacon_s = 1\nwindow_s = 3\n",
+    )
+    .expect("config");
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/browser/dvr.mjs"))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("CHROMIUM", chromium());
+    let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(240));
+    assert!(ok, "dvr.mjs failed:\n{out}\n{err}\n--- server log\n{}", {
+        let log = server.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    });
+    let r: serde_json::Value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    eprintln!("dvr: {r:#}");
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    assert_eq!(
+        r["dvr"], 600,
+        "the live record announces the DVR window: {r}"
+    );
+    // The live playlist is short; the DVR playback seeks over the whole recording so far.
+    assert!(
+        r["live_playlist_segments"].as_u64().unwrap_or(99) <= 3,
+        "{r}"
+    );
+    // The page opened after 12 segments: live, it seeks over its short playlist only.
+    let live_span = f(&r["live"]["seekable"][1]) - f(&r["live"]["seekable"][0]);
+    let at_open = r["recorded_at_open"].as_u64().unwrap_or(0) as f64;
+    assert!(
+        live_span < (at_open - 2.0) * segment_s,
+        "live seekable {} against {at_open} recorded segments: {r}",
+        r["live"]["seekable"]
+    );
+    let seekable = &r["rewound"]["seekable"];
+    let span = f(&seekable[1]) - f(&seekable[0]);
+    let recorded = r["recorded_segments"].as_u64().unwrap_or(0) as f64;
+    assert!(recorded >= 12.0, "{r}");
+    assert!(
+        // hls.js's seekable end trails the listed duration by up to ~2 s (the media source's
+        // duration follows the playlist with a delay), so: all but the last 3 segments.
+        f(&seekable[0]) < 0.5 && span >= (recorded - 3.0) * segment_s,
+        "rewound seekable {seekable} covers the {recorded} segments recorded before: {r}"
+    );
+    // Seeking back to the start plays on from there.
+    assert!(
+        f(&r["seek"]["played_to"]) >= f(&r["seek"]["target"]) + 1.0,
+        "{r}"
+    );
+    // The burnt-in clock of the frames shown: live, a moment ago; after the seek, from the
+    // start of the recording, earlier than anything the live playlist still listed.
+    let clock = |v: &serde_json::Value| f(&v["ms"]);
+    let live_lag = f(&r["live_clock"]["now"]) - clock(&r["live_clock"]);
+    assert!(
+        live_lag < 3000.0 * segment_s,
+        "live shows a frame {live_lag} ms old: {r}"
+    );
+    let seek = &r["seek"]["clock"];
+    assert!(f(&seek["t"]) < 6.0, "{r}");
+    // DVR time 0 in wall-clock time: the start of the recording, long before the live frame.
+    let origin = clock(seek) - 1000.0 * f(&seek["t"]);
+    assert!(
+        clock(&r["live_clock"]) - origin > (at_open - 3.0) * 1000.0 * segment_s,
+        "the DVR playlist starts at the start of the recording: {r}"
+    );
+    assert!(
+        clock(seek) < clock(&r["live_clock"]) - 3000.0 * segment_s,
+        "after the seek a frame from earlier than live: {r}"
+    );
+    let edge_lag = f(&r["edge"]["clock"]["now"]) - clock(&r["edge"]["clock"]);
+    assert!(
+        edge_lag < 3000.0 * segment_s,
+        "back at the edge, {edge_lag} ms behind: {r}"
+    );
+    // LIVE: back within a few segments of the live edge, in the live mode.
+    assert_eq!(r["edge"]["mode"], "live", "{r}");
+    assert!(f(&r["edge"]["distance"]) < 3.0 * segment_s, "{r}");
+    // The studio counted the watch page, and stopped once it closed.
+    assert!(r["studio_open"].as_u64().unwrap_or(0) >= 1, "{r}");
+    assert!(
+        f(&r["count_fell_ms"]) / 1000.0 >= window_s - beacon_s - 0.5,
+        "the count falls only after the window: {r}"
+    );
+}

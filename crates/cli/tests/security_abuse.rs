@@ -640,3 +640,115 @@ fn class6_a_stream_can_start_private() {
         "notifications went out for a private stream"
     );
 }
+
+/// Watch page beacons (`POST /api/v1/videos/{id}/watching`): a private video counts only
+/// beacons that may read it, a client address gets `beacons_per_ip` per window (429 after), a
+/// video counts at most `max_per_video` pages (503 after, nothing counted), and a page stops
+/// counting `window_s` after its last beacon. The DVR playlist of the ended video is its VOD.
+#[test]
+fn class4_watch_beacons_are_bounded_and_counted_only_for_readers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let conf = config(
+        dir.path(),
+        "[watching]\nbeacon_s = 1\nwindow_s = 2\nmax_per_video = 2\nbeacons_per_ip = 3\n",
+    );
+    let server = Server::start(&data, &["--ladder", "none", "--config", &conf]);
+    let r = call(
+        "POST",
+        &format!("{}/api/v1/accounts", server.http),
+        Some(&json!({ "username": "counted", "password": "a long password" })),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let secret = r.json()["stream_key"]["key"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    let cookie = format!("Cookie: vshare_session={}", r.session());
+    let r = call(
+        "PATCH",
+        &format!("{}/api/v1/me/stream-key", server.http),
+        Some(&json!({ "private": true })),
+        std::slice::from_ref(&cookie),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let clip = make_clip(dir.path(), "clip.mp4", 2, &[]);
+    let mut publisher = ffmpeg_publish(&clip, &server.rtmp_url(&secret));
+    assert!(publisher.wait().expect("ffmpeg").success());
+    let ready = wait_video_state(&server, &secret, &["ready"], Duration::from_secs(30));
+    let id = ready["id"].as_str().expect("id").to_string();
+    let beacon_url = format!("{}/api/v1/videos/{id}/watching", server.http);
+    let beat = |tab: &str, headers: &[String]| {
+        call("POST", &beacon_url, Some(&json!({ "tab": tab })), headers)
+    };
+    let owner = std::slice::from_ref(&cookie);
+
+    // Someone who may not read the private video: nothing counted, nothing said.
+    assert_eq!(beat("stranger-0001", &[]).status, 403);
+    // A bad tab id is refused before anything counts.
+    assert_eq!(beat("x", owner).status, 400);
+    assert_eq!(beat(&"y".repeat(65), owner).status, 400);
+    let r = beat("tab-00000001", owner);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["watching"], 1);
+    assert_eq!(r.json()["beacon_s"], 1);
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    let r = beat("tab-00000002", owner);
+    assert_eq!((r.status, r.json()["watching"].clone()), (200, json!(2)));
+    // The video's table is full: a third page is not counted.
+    assert_eq!(beat("tab-00000003", owner).status, 503);
+    // The address sent its three beacons for this window.
+    let r = beat("tab-00000001", owner);
+    assert_eq!(r.status, 429, "{}", r.body);
+    let video = call(
+        "GET",
+        &format!("{}/api/v1/videos/{id}", server.http),
+        None,
+        owner,
+    );
+    assert_eq!(video.json()["watching"], 2, "{}", video.body);
+    assert_eq!(video.json()["watching_beacon_s"], 1);
+
+    // Without beacons the count falls to 0 once the window (2 s) passed.
+    let last = Instant::now();
+    vshare_testkit::wait::wait_for("the count to fall", Duration::from_secs(10), || {
+        let v = call(
+            "GET",
+            &format!("{}/api/v1/videos/{id}", server.http),
+            None,
+            owner,
+        );
+        (v.json()["watching"] == 0).then_some(())
+    });
+    assert!(
+        last.elapsed() >= Duration::from_millis(1500),
+        "fell after {:?}",
+        last.elapsed()
+    );
+
+    // The ended video's DVR playlist is its whole recording.
+    let dvr = call(
+        "GET",
+        &format!("{}/vod/{id}/dvr.m3u8", server.http),
+        None,
+        owner,
+    );
+    assert_eq!(dvr.status, 200, "{}", dvr.body);
+    assert!(
+        dvr.body.contains("#EXT-X-PLAYLIST-TYPE:VOD") && dvr.body.ends_with("#EXT-X-ENDLIST\n"),
+        "{}",
+        dvr.body
+    );
+    assert_eq!(
+        call(
+            "GET",
+            &format!("{}/vod/{id}/dvr.m3u8", server.http),
+            None,
+            &[]
+        )
+        .status,
+        403,
+        "private without the owner's session"
+    );
+}

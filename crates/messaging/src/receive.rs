@@ -86,6 +86,7 @@ pub fn record_from_url(url: &str) -> AttributeRecord {
         bitrate: 0,
         size: 0,
         duration_ms: 0,
+        dvr: 0,
         audio_sample_rate: 0,
         audio_channels: 0,
         title: String::new(),

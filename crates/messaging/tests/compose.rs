@@ -25,6 +25,7 @@ fn rec(kind: Kind, format: &str, url: &str) -> AttributeRecord {
         bitrate: 800_000,
         size: 1_000_000,
         duration_ms: 10_000,
+        dvr: 0,
         audio_sample_rate: 44_100,
         audio_channels: 2,
         title: String::new(),

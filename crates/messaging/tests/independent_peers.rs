@@ -35,6 +35,7 @@ fn record() -> vshare_attributes::AttributeRecord {
         bitrate: 2_500_000,
         size: 18_874_368,
         duration_ms: 62_040,
+        dvr: 0,
         audio_sample_rate: 48_000,
         audio_channels: 2,
         title: "A long title so that the push needs two short messages to travel".into(),

@@ -20,7 +20,7 @@ pub use packager::{
     MAX_COMPOSITION_OFFSET_US, MAX_FRAME_SIZE, ORIGIN_MARGIN_US, Packager, PackagerConfig,
     PackagerOutput,
 };
-pub use playlist::{VodSegment, vod_playlist, vod_playlist_segments};
+pub use playlist::{VodSegment, dvr_playlist, vod_playlist, vod_playlist_segments};
 pub use playlist_query::{playlist_with_query, uri_with_query};
 pub use vod::VodMp4Builder;
 pub use window::{LiveWindow, PartBytes, SegmentBytes, WindowUpdate};

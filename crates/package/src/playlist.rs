@@ -211,6 +211,40 @@ pub fn vod_playlist_segments(segments: &[VodSegment], ended: bool) -> String {
     render_vod(segments, None, ended)
 }
 
+/// The DVR playlist of a live stream: the recorded segments of its last `window_us` (at least
+/// the newest one), as a live playlist without `EXT-X-PLAYLIST-TYPE` whose
+/// `EXT-X-MEDIA-SEQUENCE` is the first listed segment's position in `segments`, so it slides
+/// once the recording is longer than the window, and stays a valid reload of the playlist
+/// before. Once `ended`, the whole recording as a VOD playlist. Its size is bounded by the
+/// window, not by the recording.
+pub fn dvr_playlist(segments: &[VodSegment], window_us: i64, ended: bool) -> String {
+    if ended {
+        return render_vod(segments, None, true);
+    }
+    let mut from = segments.len();
+    let mut total = 0i64;
+    while from > 0 {
+        let d = segments[from - 1].duration_us.max(0);
+        if from < segments.len() && total.saturating_add(d) > window_us {
+            break;
+        }
+        total = total.saturating_add(d);
+        from -= 1;
+    }
+    let listed = &segments[from..];
+    let mut out = render_vod(listed, None, false);
+    // The same header as an EVENT playlist, but the window slides: no playlist type, and the
+    // sequence number of the first listed segment.
+    out = out
+        .replacen("#EXT-X-PLAYLIST-TYPE:EVENT\n", "", 1)
+        .replacen(
+            "#EXT-X-MEDIA-SEQUENCE:0\n",
+            &format!("#EXT-X-MEDIA-SEQUENCE:{from}\n"),
+            1,
+        );
+    out
+}
+
 fn render_vod(segments: &[VodSegment], default_init: Option<&str>, ended: bool) -> String {
     let target = segments
         .iter()
@@ -280,6 +314,64 @@ mod tests {
             p.ends_with("#EXTINF:1.600000,\nseg1.m4s\n#EXT-X-ENDLIST\n"),
             "{p}"
         );
+    }
+
+    #[test]
+    fn dvr_playlist_lists_the_window_and_slides() {
+        let seg = |n: u64| VodSegment {
+            uri: format!("seg{n}.m4s"),
+            duration_us: 2_000_000,
+            init_uri: if n < 3 { "init.mp4" } else { "init3.mp4" }.to_string(),
+        };
+        let list: Vec<VodSegment> = (0..10).map(seg).collect();
+        // A window longer than the recording: all of it, from sequence number 0.
+        let p = dvr_playlist(&list, 3_600_000_000, false);
+        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{p}");
+        assert!(
+            !p.contains("PLAYLIST-TYPE") && !p.contains("ENDLIST"),
+            "{p}"
+        );
+        assert_eq!(p.matches("#EXTINF").count(), 10);
+        // Three segments' worth: the last three, numbered from 7, under their init segment.
+        let p = dvr_playlist(&list, 6_000_000, false);
+        let body: Vec<&str> = p
+            .lines()
+            .skip_while(|l| !l.starts_with("#EXT-X-MEDIA-SEQUENCE"))
+            .collect();
+        assert_eq!(
+            body,
+            [
+                "#EXT-X-MEDIA-SEQUENCE:7",
+                "#EXT-X-INDEPENDENT-SEGMENTS",
+                "#EXT-X-MAP:URI=\"init3.mp4\"",
+                "#EXTINF:2.000000,",
+                "seg7.m4s",
+                "#EXTINF:2.000000,",
+                "seg8.m4s",
+                "#EXTINF:2.000000,",
+                "seg9.m4s",
+            ]
+        );
+        // A window shorter than a segment still lists the newest one.
+        let p = dvr_playlist(&list, 1, false);
+        assert!(
+            p.contains("#EXT-X-MEDIA-SEQUENCE:9\n") && p.ends_with("seg9.m4s\n"),
+            "{p}"
+        );
+        // Its size follows the window, not the recording.
+        let long: Vec<VodSegment> = (0..20_000).map(seg).collect();
+        assert_eq!(
+            dvr_playlist(&long, 6_000_000, false).len(),
+            dvr_playlist(&list, 6_000_000, false).len() + 3 * 4 + 4 // longer numbers
+        );
+        // Two hours of 2 s segments, the default window: 3600 segments, about 110 KB.
+        let p = dvr_playlist(&long, 7_200_000_000, false);
+        assert_eq!(p.matches("#EXTINF").count(), 3600);
+        assert!(p.len() < 115_000, "{}", p.len());
+        // Ended: the whole recording as VOD.
+        let p = dvr_playlist(&list, 6_000_000, true);
+        assert!(p.contains("#EXT-X-PLAYLIST-TYPE:VOD\n") && p.contains("seg0.m4s"));
+        assert!(p.ends_with("#EXT-X-ENDLIST\n"));
     }
 
     #[test]

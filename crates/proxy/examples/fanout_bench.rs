@@ -31,6 +31,7 @@ fn record() -> AttributeRecord {
         bitrate: 800_000,
         size: 0,
         duration_ms: 0,
+        dvr: 0,
         audio_sample_rate: 44_100,
         audio_channels: 2,
         title: "bench".into(),

@@ -47,6 +47,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub sms: SmsConfig,
     pub tls: TlsConfig,
+    pub watching: WatchingConfig,
 }
 
 /// One role of `vshare serve`.
@@ -450,6 +451,10 @@ pub struct LiveConfig {
     pub segment_target_ms: u64,
     /// Segments kept in the live playlist.
     pub window_segments: usize,
+    /// The DVR window, s: while a stream is live, `/vod/{id}/dvr.m3u8` lists its recorded
+    /// segments of this long back (the watch page rewinds over it), and the live record says
+    /// so (`dvr`). 0: no DVR playlist.
+    pub dvr_window_s: u64,
     /// Publishing RTMP sockets are read together at ticks this many ms apart, what arrived
     /// meanwhile in one read ("merged read"): far fewer wake-ups and system calls per
     /// publisher, for at most one tick more latency. 0: each socket is read as data arrives.
@@ -498,6 +503,55 @@ impl LiveConfig {
             max_frame_bytes: self.handoff_max_frame_bytes.max(4096),
             max_stream_name: self.handoff_max_stream_name.max(16),
             ..vshare_handoff::Limits::default()
+        }
+    }
+}
+
+/// Who is watching: watch pages send a beacon every `beacon_s`; a page counts for `window_s`
+/// after its last one. Every table is bounded (see `crate::watching`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchingConfig {
+    /// How often a watch page says it is open, s (the API tells the page).
+    pub beacon_s: u64,
+    /// A page counts this long after its last beacon, s (at least twice `beacon_s`).
+    pub window_s: u64,
+    /// Pages counted per video.
+    pub max_per_video: usize,
+    /// Pages counted over all videos.
+    pub max_tabs: usize,
+    /// Videos with counted pages.
+    pub max_videos: usize,
+    /// Beacons one client address may send per `window_s`.
+    pub beacons_per_ip: u32,
+    /// Client addresses tracked per `window_s` for that limit.
+    pub max_ips: usize,
+}
+
+impl Default for WatchingConfig {
+    fn default() -> Self {
+        WatchingConfig {
+            beacon_s: 10,
+            window_s: 30,
+            max_per_video: 100_000,
+            max_tabs: 200_000,
+            max_videos: 10_000,
+            beacons_per_ip: 100,
+            max_ips: 100_000,
+        }
+    }
+}
+
+impl WatchingConfig {
+    pub fn limits(&self) -> crate::watching::WatchLimits {
+        let beacon = self.beacon_s.max(1);
+        crate::watching::WatchLimits {
+            window: std::time::Duration::from_secs(self.window_s.max(2 * beacon)),
+            max_per_video: self.max_per_video,
+            max_tabs: self.max_tabs,
+            max_videos: self.max_videos,
+            beacons_per_ip: self.beacons_per_ip,
+            max_ips: self.max_ips,
         }
     }
 }
@@ -574,6 +628,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             sms: SmsConfig::default(),
             tls: TlsConfig::default(),
+            watching: WatchingConfig::default(),
         }
     }
 }
@@ -584,6 +639,7 @@ impl Default for LiveConfig {
             part_target_ms: 333,
             segment_target_ms: 2000,
             window_segments: 12,
+            dvr_window_s: 7200,
             merged_read_ms: 50,
             public_url: None,
             handoff_listen: None,

@@ -24,6 +24,7 @@ pub mod storage;
 pub mod tls;
 pub mod upload;
 pub mod video;
+pub mod watching;
 pub mod web;
 pub mod webhook;
 
@@ -435,6 +436,9 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         rtmps_url,
         accounts,
         sharing,
+        dvr_window_s: config.live.dvr_window_s,
+        watching: std::sync::Mutex::new(watching::WatchCounter::new(config.watching.limits())),
+        watching_beacon_s: config.watching.beacon_s.max(1),
     });
     if let Some(l) = rtmp_listener {
         tokio::spawn(ingest.clone().run(l));

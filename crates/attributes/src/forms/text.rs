@@ -93,13 +93,16 @@ pub fn encode_text(records: &[AttributeRecord]) -> Result<String, FormError> {
         if !r.poster.is_empty() {
             field(&mut out, "p", &r.poster);
         }
+        if r.dvr != 0 {
+            field(&mut out, "dvr", &r.dvr.to_string());
+        }
         out.push('\n');
     }
     Ok(out)
 }
 
-const KEYS: [&str; 13] = [
-    "k", "id", "f", "c", "r", "fps", "br", "sz", "d", "ar", "ac", "t", "p",
+const KEYS: [&str; 14] = [
+    "k", "id", "f", "c", "r", "fps", "br", "sz", "d", "ar", "ac", "t", "p", "dvr",
 ];
 
 /// Decodes a message in the text form.
@@ -287,7 +290,8 @@ fn parse_fields(line: &str, base: usize) -> Result<AttributeRecord, FormError> {
             "ar" => r.audio_sample_rate = uint(u32::MAX.into())? as u32,
             "ac" => r.audio_channels = uint(u8::MAX.into())? as u8,
             "t" => r.title = string()?,
-            _ => r.poster = string()?,
+            "p" => r.poster = string()?,
+            _ => r.dvr = uint(u64::MAX)?,
         }
         if end {
             break;

@@ -36,6 +36,7 @@ mod tag {
     pub const AUDIO_CHANNELS: u8 = 0x0D;
     pub const TITLE: u8 = 0x0E;
     pub const POSTER: u8 = 0x0F;
+    pub const DVR: u8 = 0x10;
 }
 
 fn tag_name(t: u8) -> &'static str {
@@ -55,6 +56,7 @@ fn tag_name(t: u8) -> &'static str {
         "audio_channels",
         "title",
         "poster",
+        "dvr",
     ]
     .get(usize::from(t).wrapping_sub(1))
     .copied()
@@ -142,6 +144,7 @@ pub fn encode_tlv(records: &[AttributeRecord]) -> Result<Vec<u8>, FormError> {
         put_uint(&mut body, tag::AUDIO_CHANNELS, r.audio_channels.into())?;
         put_str(&mut body, tag::TITLE, &r.title, false)?;
         put_str(&mut body, tag::POSTER, &r.poster, false)?;
+        put_uint(&mut body, tag::DVR, r.dvr)?;
         put(&mut out, RECORD, &body)?;
     }
     Ok(out)
@@ -277,7 +280,7 @@ fn decode_record(body: &[u8], base: usize) -> Result<AttributeRecord, FormError>
     while !c.done() {
         let at = c.offset();
         let t = c.byte("field tag")?;
-        if !(tag::KIND..=tag::POSTER).contains(&t) {
+        if !(tag::KIND..=tag::DVR).contains(&t) {
             return Err(FormError::UnknownField {
                 form: F,
                 offset: at,
@@ -353,7 +356,8 @@ fn decode_record(body: &[u8], base: usize) -> Result<AttributeRecord, FormError>
             tag::AUDIO_SAMPLE_RATE => r.audio_sample_rate = uint(u32::MAX.into())? as u32,
             tag::AUDIO_CHANNELS => r.audio_channels = uint(u8::MAX.into())? as u8,
             tag::TITLE => r.title = string()?,
-            _ => r.poster = string()?,
+            tag::POSTER => r.poster = string()?,
+            _ => r.dvr = uint(u64::MAX)?,
         }
     }
     let end = base + body.len();
@@ -390,6 +394,16 @@ mod tests {
         want.extend_from_slice(&[0x04, 0x06]);
         want.extend_from_slice(b"ll-hls");
         assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn the_dvr_window_is_tag_0x10_after_the_title() {
+        let mut r = live();
+        r.title = "t".into();
+        r.dvr = 7200;
+        let bytes = encode_tlv(&[r.clone()]).unwrap();
+        assert!(bytes.ends_with(&[tag::TITLE, 0x01, b't', 0x10, 0x02, 0x1C, 0x20]));
+        assert_eq!(decode_tlv(&bytes).unwrap(), vec![r]);
     }
 
     #[test]

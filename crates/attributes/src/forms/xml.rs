@@ -117,13 +117,16 @@ pub fn encode_xml(records: &[AttributeRecord]) -> Result<String, FormError> {
         if !r.poster.is_empty() {
             attr(&mut out, "poster", &r.poster)?;
         }
+        if r.dvr != 0 {
+            attr(&mut out, "dvr", &r.dvr.to_string())?;
+        }
         out.push_str("/>");
     }
     out.push_str("</vshare>\n");
     Ok(out)
 }
 
-const ATTRS: [&str; 15] = [
+const ATTRS: [&str; 16] = [
     "kind",
     "id",
     "url",
@@ -139,6 +142,7 @@ const ATTRS: [&str; 15] = [
     "audio-channels",
     "title",
     "poster",
+    "dvr",
 ];
 
 /// Decodes a message in the XML form. DOCTYPEs, processing instructions, CDATA and text content
@@ -375,7 +379,8 @@ fn parse_video(
             "audio-sample-rate" => r.audio_sample_rate = uint(u32::MAX.into())? as u32,
             "audio-channels" => r.audio_channels = uint(u8::MAX.into())? as u8,
             "title" => r.title = string()?,
-            _ => r.poster = string()?,
+            "poster" => r.poster = string()?,
+            _ => r.dvr = uint(u64::MAX)?,
         }
     }
     for (i, name) in [(0, "kind"), (1, "id"), (2, "url"), (3, "format")] {

@@ -19,6 +19,7 @@ mod state;
 mod videos;
 mod vod;
 mod watch;
+mod watching;
 
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(videos::delete_video),
         )
         .route("/api/v1/videos/{id}/link", get(videos::video_link))
+        .route("/api/v1/videos/{id}/watching", post(watching::beacon))
         .route("/api/v1/videos/{id}/share", post(shares::share))
         .route("/api/v1/videos/{id}/share-text", get(shares::share_text))
         .route(

@@ -32,6 +32,22 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     /// Sharing by SMS: the SMSC and each user's message limit.
     pub sharing: Arc<Sharing>,
+    /// `[live] dvr_window_s`: how far back `/vod/{id}/dvr.m3u8` lists, 0 for none.
+    pub dvr_window_s: u64,
+    /// Who is watching each video (`[watching]`).
+    pub watching: std::sync::Mutex<crate::watching::WatchCounter>,
+    /// How often a watch page sends its beacon, s.
+    pub watching_beacon_s: u64,
+}
+
+impl AppState {
+    /// Watch pages open on `id` now.
+    pub fn watching_now(&self, id: &str) -> usize {
+        self.watching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .count(id, std::time::Instant::now())
+    }
 }
 
 /// The extractor handlers take the state with.

@@ -49,6 +49,9 @@ pub async fn get_video(
         .map_err(|e| anyhow::anyhow!("video JSON: {e}"))?;
     if let Some(obj) = json.as_object_mut() {
         obj.insert("source".into(), serde_json::Value::String(source));
+        // Watch pages open now, and how often a page says so (`/watching`).
+        obj.insert("watching".into(), st.watching_now(&id).into());
+        obj.insert("watching_beacon_s".into(), st.watching_beacon_s.into());
     }
     Ok(Json(json).into_response())
 }

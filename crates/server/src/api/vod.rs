@@ -46,6 +46,9 @@ async fn serve_vod(
         .get_video(id)
         .await?
         .ok_or_else(|| ApiError::not_found("video"))?;
+    if file == "dvr.m3u8" && rendition.is_empty() {
+        return dvr_playlist(st, id, &video.state).await;
+    }
     if file == "index.m3u8" {
         let segs = st.db.segments(id, rendition).await?;
         if segs.is_empty() && !rendition.is_empty() {
@@ -135,6 +138,43 @@ async fn serve_vod(
     resp.headers_mut()
         .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     Ok(resp)
+}
+
+/// `dvr.m3u8`: while the video is live, its recorded segments of the last `[live]
+/// dvr_window_s` as a sliding live playlist (the watch page rewinds over it with hls.js while
+/// the live playlist stays short for low latency); once it ended, the whole recording. A
+/// cache may keep it a second: a copy that old is still a valid reload (it only grows at the
+/// end). 404 when the DVR window is off.
+async fn dvr_playlist(st: &AppState, id: &str, state: &VideoState) -> Result<Response, ApiError> {
+    if st.dvr_window_s == 0 {
+        return Err(ApiError::not_found("DVR playlist"));
+    }
+    let list: Vec<vshare_package::VodSegment> = st
+        .db
+        .segments(id, "")
+        .await?
+        .into_iter()
+        .map(|s| vshare_package::VodSegment {
+            uri: format!("seg{}.m4s", s.msn),
+            duration_us: s.duration_us,
+            init_uri: s.init_name,
+        })
+        .collect();
+    if list.is_empty() {
+        return Err(ApiError::not_found("DVR playlist"));
+    }
+    let ended = matches!(state, VideoState::Ready | VideoState::Partial);
+    let window_us = i64::try_from(st.dvr_window_s.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    let text = vshare_package::dvr_playlist(&list, window_us, ended);
+    Ok(media_response(
+        M3U8,
+        if ended {
+            "max-age=3600"
+        } else {
+            "public, max-age=1"
+        },
+        Bytes::from(text),
+    ))
 }
 
 /// A `Range` header that cannot be satisfied (answered with 416).

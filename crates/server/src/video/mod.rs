@@ -229,6 +229,7 @@ impl VideoServer {
             public_url: self.config.live_public_url(),
             ladder: !self.ladder.renditions.is_empty(),
             derive: !self.ladder.renditions.is_empty() || !self.config.transcode.files.is_empty(),
+            dvr_window_s: self.config.live.dvr_window_s,
         }
     }
 

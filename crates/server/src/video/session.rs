@@ -30,6 +30,8 @@ pub struct SessionConfig {
     pub ladder: bool,
     /// The ladder or other-format files want the source's events ([`Action::Derive`]).
     pub derive: bool,
+    /// Seconds of the DVR window the live record announces (0: none).
+    pub dvr_window_s: u64,
 }
 
 /// What the adapter must do, in the order given.
@@ -374,9 +376,10 @@ impl Session {
             "{}/live/{}/{playlist}",
             self.config.public_url, self.video_id
         );
-        let record = self.renditions[0]
+        let mut record = self.renditions[0]
             .measured
             .live_record(&self.video_id, url, &self.title);
+        record.dvr = self.config.dvr_window_s;
         let first = !self.went_live;
         self.went_live = true;
         self.actions.push_back(Action::LiveRecord(record.clone()));

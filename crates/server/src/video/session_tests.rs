@@ -62,6 +62,7 @@ fn config(derive: bool, ladder: bool) -> SessionConfig {
         public_url: "https://v.example".into(),
         ladder,
         derive,
+        dvr_window_s: 600,
     }
 }
 
