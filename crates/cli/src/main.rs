@@ -2,12 +2,6 @@
 
 mod commands;
 
-/// mimalloc instead of glibc's malloc: the HTTP paths allocate and free a buffer per request
-/// from many threads, and glibc's arenas spent a tenth of the live server's CPU there
-/// (`bench/live-http.sh`, `bench/viewers.sh`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 
 /// Share the video you are filming — live, and as a recording that is ready when you stop —
