@@ -35,7 +35,8 @@ export function parseSpriteVtt(text, maxCues = MAX_CUES) {
     // Cue settings may follow the end time.
     const end = parseTime(lines[i].slice(arrow + 3).trim().split(/[ \t]/)[0]);
     const m = XYWH.exec((lines[i + 1] || '').trim());
-    if (start === null || end === null || end <= start || !m) continue;
+    // The server's last cue ends where it starts (the recording's last tile): kept.
+    if (start === null || end === null || end < start || !m) continue;
     const [x, y, w, h] = m.slice(2).map(Number);
     if (w === 0 || h === 0) continue;
     cues.push({ start, end, image: m[1], x, y, w, h });

@@ -14,13 +14,18 @@ sprite.jpg#xywh=160,0,160,90
 
 00:00:04.000 --> 00:00:06.500
 sprite.jpg#xywh=0,90,160,90
+
+00:00:06.500 --> 00:00:06.500
+sprite.jpg#xywh=160,90,160,90
 `;
 
-test('reads the server\'s track: times in seconds and the tile', () => {
+test('reads the server\'s track: times in seconds and the tile, the last one too', () => {
   assert.deepEqual(parseSpriteVtt(SERVER), [
     { start: 0, end: 2, image: 'sprite.jpg', x: 0, y: 0, w: 160, h: 90 },
     { start: 2, end: 4, image: 'sprite.jpg', x: 160, y: 0, w: 160, h: 90 },
     { start: 4, end: 6.5, image: 'sprite.jpg', x: 0, y: 90, w: 160, h: 90 },
+    // The last tile's cue ends where it starts.
+    { start: 6.5, end: 6.5, image: 'sprite.jpg', x: 160, y: 90, w: 160, h: 90 },
   ]);
 });
 
@@ -77,8 +82,8 @@ test('the number of cues is bounded', () => {
 });
 
 test('cues come out sorted and cueAt finds the tile for a time', () => {
-  const cues = parseSpriteVtt(SERVER.replace('WEBVTT\n', 'WEBVTT\n\n00:00:06.500 --> 00:00:08.000\nsprite.jpg#xywh=160,90,160,90\n'));
-  assert.deepEqual(cues.map((c) => c.start), [0, 2, 4, 6.5]);
+  const cues = parseSpriteVtt(SERVER.replace('WEBVTT\n', 'WEBVTT\n\n00:00:08.000 --> 00:00:09.000\nsprite.jpg#xywh=320,90,160,90\n'));
+  assert.deepEqual(cues.map((c) => c.start), [0, 2, 4, 6.5, 8]);
   const at = (t) => cueAt(cues, t).start;
   assert.equal(at(-1), 0);
   assert.equal(at(0), 0);
@@ -86,7 +91,7 @@ test('cues come out sorted and cueAt finds the tile for a time', () => {
   assert.equal(at(2), 2);
   assert.equal(at(5), 4);
   assert.equal(at(7), 6.5);
-  assert.equal(at(100), 6.5);
+  assert.equal(at(100), 8);
   assert.equal(cueAt([], 1), null);
 });
 
