@@ -62,6 +62,12 @@ const preview = (page) => page.evaluate(() => {
   };
 });
 
+/** The preview once it shows the time at the fraction `f` (pointer events come with frames). */
+const previewAt = (page, f, what) => until(what, 5000, async () => {
+  const p = await preview(page);
+  return p.shown && Math.abs(p.time - f * p.duration) < p.duration / 100 ? p : null;
+});
+
 /** The preview's tile matches the track's cue for the time it shows, above the pointer at x. */
 function checkTile(p, cues, x, want) {
   check(p.shown && p.tile, `the preview with a tile: ${JSON.stringify(p)}`);
@@ -126,7 +132,7 @@ try {
   const hover = {};
   for (const f of [0.25, 0.75]) {
     await watch.mouse.move(b.at(f), b.y);
-    hover[f] = checkTile(await preview(watch), cues, b.at(f), f);
+    hover[f] = checkTile(await previewAt(watch, f, `the preview at ${f * 100} %`), cues, b.at(f), f);
     await watch.screenshot({ path: join(shots, `scrub-hover-${f * 100}.png`) });
   }
   check(hover[0.25].position !== hover[0.75].position, `different tiles at 25 % and 75 %: ${JSON.stringify(hover)}`);
@@ -144,12 +150,7 @@ try {
   const touch = (type, x) => cdp.send('Input.dispatchTouchEvent', { type, touchPoints: type === 'touchEnd' ? [] : [{ x, y: b.y }] });
   await touch('touchStart', b.at(0.2));
   for (const f of [0.3, 0.5, 0.75]) await touch('touchMove', b.at(f));
-  // Touch moves reach the page with the next frames.
-  const under = await until('the preview under the finger at 75 %', 5000, async () => {
-    const p = await preview(watch);
-    return Math.abs(p.time - 0.75 * p.duration) < p.duration / 100 ? p : null;
-  });
-  const dragging = checkTile(under, cues, b.at(0.75), 0.75);
+  const dragging = checkTile(await previewAt(watch, 0.75, 'the preview under the finger at 75 %'), cues, b.at(0.75), 0.75);
   await watch.screenshot({ path: join(shots, 'scrub-touch.png') });
   await touch('touchEnd');
   const dropped = await until('the drag to seek', 10000, async () => {
@@ -175,7 +176,7 @@ try {
   check(privImage.loaded && /[?&]sig=/.test(privImage.url), `the private sprite loads under the link: ${JSON.stringify(privImage)}`);
   const pb = await bar(anon);
   await anon.mouse.move(pb.at(0.75), pb.y);
-  const privTile = checkTile(await preview(anon), cues, pb.at(0.75), 0.75);
+  const privTile = checkTile(await previewAt(anon, 0.75, 'the private preview at 75 %'), cues, pb.at(0.75), 0.75);
   await other.close();
 
   console.log(`RESULT ${JSON.stringify({ id, cues: cues.length, image, hover, clicked, dragging, dropped,
