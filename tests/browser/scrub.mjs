@@ -1,8 +1,9 @@
 // Scrubbing previews in Chromium: a user publishes a clip over RTMP with ffmpeg in real time;
 // once the recording is ready the watch page plays it, loads the sprite's WebVTT track, and its
 // seek bar shows the sprite tile for the time under the pointer (mouse hover, touch drag), seeks
-// on a click and on the end of a touch drag; a private video does the same under its signed
-// link. Env: VSHARE_HTTP (server base URL), CLIP (a file to publish). Prints `RESULT {json}`.
+// on a click, at the end of a touch drag and with the keys; a private video does the same under
+// its signed link. Env: VSHARE_HTTP (server base URL), CLIP (a file to publish). Prints
+// `RESULT {json}`.
 
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -159,6 +160,15 @@ try {
   });
   check(!dropped.shown, `the preview goes when the finger lifts: ${JSON.stringify(dropped)}`);
 
+  // Keys: Home goes to the start, an arrow steps 5 s.
+  await watch.focus('#seek');
+  await watch.keyboard.press('Home');
+  await watch.keyboard.press('ArrowRight');
+  const keys = await until('the keys to seek', 10000, async () => {
+    const p = await preview(watch);
+    return Math.abs(p.current - 5) < 0.5 ? p : null;
+  });
+
   // A private video: the track and the sprite under the signed link, refused without it.
   const priv = await page.evaluate(async (vid) => {
     const r = await fetch(`/api/v1/videos/${vid}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ visibility: 'private' }) });
@@ -179,7 +189,7 @@ try {
   const privTile = checkTile(await previewAt(anon, 0.75, 'the private preview at 75 %'), cues, pb.at(0.75), 0.75);
   await other.close();
 
-  console.log(`RESULT ${JSON.stringify({ id, cues: cues.length, image, hover, clicked, dragging, dropped,
+  console.log(`RESULT ${JSON.stringify({ id, cues: cues.length, image, hover, clicked, dragging, dropped, keys: keys.current,
     private: { image: { ...privImage, url: privImage.url.replace(/sig=[0-9a-f]+/, 'sig=…') }, tile: privTile }, errors })}`);
 } finally {
   if (ffmpeg && ffmpeg.exitCode === null) ffmpeg.kill();

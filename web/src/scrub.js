@@ -5,7 +5,7 @@
 
 import { MAX_VTT_BYTES, clockTime, cueAt, parseSpriteVtt } from './sprite.js';
 
-/** Arrow keys step this many seconds. */
+/** Arrow keys step this many seconds (Home and End go to the ends). */
 const KEY_STEP_S = 5;
 
 /**
@@ -93,9 +93,10 @@ export function seekBar(player, bar, state = {}) {
     if (!dragging) hidePreview();
   });
   bar.addEventListener('keydown', (e) => {
-    const step = { ArrowLeft: -KEY_STEP_S, ArrowRight: KEY_STEP_S }[e.key];
-    if (!step || !duration()) return;
-    player.currentTime = Math.min(duration(), Math.max(0, player.currentTime + step));
+    const d = duration();
+    const to = { ArrowLeft: player.currentTime - KEY_STEP_S, ArrowRight: player.currentTime + KEY_STEP_S, Home: 0, End: d }[e.key];
+    if (to === undefined || !d) return;
+    player.currentTime = Math.min(d, Math.max(0, to));
     e.preventDefault();
   });
   for (const ev of ['timeupdate', 'durationchange', 'seeking', 'emptied']) player.addEventListener(ev, sync);
