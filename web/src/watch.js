@@ -4,10 +4,12 @@
 // `?glass=1` reads the studio's burnt-in clock from every displayed frame (glass-to-glass
 // benchmark). While live, Rewind plays the DVR playlist (the recording so far) and LIVE goes
 // back to the live edge; the page tells the server it is open (the studio's viewer count).
+// The recording gets a seek bar with thumbnail previews from the sprite (scrub.js).
 
 import Hls from './vendor/hls.mjs';
 import { api } from './api.js';
 import { readClock } from './clock.js';
+import { seekBar } from './scrub.js';
 import { nav } from './nav.js';
 import { shareLink } from './share.js';
 import { h, $, attributesList, copyText, posterOf, stateBadge } from './ui.js';
@@ -17,8 +19,9 @@ const params = new URLSearchParams(location.search);
 const id = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
 
 /** State for tests and the benchmark: `window.vshareWatch`. */
-const watch = { id, video: null, mode: null, hls: null, glass: [], errors: [] };
+const watch = { id, video: null, mode: null, hls: null, glass: [], errors: [], scrub: {} };
 window.vshareWatch = watch;
+let scrub = null;
 
 /** A private link's signature, to carry along (`?exp=…&sig=…`, or ''). */
 function linkQuery() {
@@ -202,6 +205,8 @@ function playVod(v) {
     watch.engine = 'mp4';
     player.src = mp4Record(v).url;
   }
+  // The sprite is made when the stream ends: a recording without one gets the bar, times only.
+  scrub.show(`/vod/${encodeURIComponent(v.id)}/sprite.vtt${linkQuery()}`, linkQuery());
   $('#player-note').textContent = `Recording · ${watch.engine === 'mp4' ? 'MP4' : `HLS (${watch.engine === 'native' ? "the browser's" : 'hls.js'})`}`;
   player.play().catch(() => {
     player.muted = true;
@@ -214,6 +219,7 @@ function stopPlayback() {
     watch.hls.destroy();
     watch.hls = null;
   }
+  scrub.hide();
   const player = $('#player');
   player.removeAttribute('src');
   player.load();
@@ -330,6 +336,7 @@ async function main() {
     return;
   }
   $('#watch').hidden = false;
+  scrub = seekBar($('#player'), $('#seek'), watch.scrub);
   render(v);
   $('#play').onclick = () => {
     const cur = watch.video;

@@ -427,6 +427,59 @@ fn the_poster_shows_before_play_and_in_the_library_in_chromium() {
     assert_eq!(r["errors"], serde_json::json!([]), "page errors");
 }
 
+/// Scrubbing previews in Chromium (tests/browser/scrub.mjs): the recording's seek bar shows the
+/// sprite tile of the WebVTT cue for the time under the mouse (25 % and 75 %) and under a
+/// dragging finger, and seeks on a click and where the finger lifts; a private video's track
+/// and sprite load under its signed link.
+#[test]
+fn the_seek_bar_previews_sprite_tiles_and_seeks_in_chromium() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipping the browser scrubbing test: {why}");
+        return;
+    }
+    require_playwright();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = tmp.path().join("vshare.toml");
+    std::fs::write(&conf, "[posters]\nsprite_interval_s = 1\n").expect("conf");
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    );
+    let clip = common::make_clip(tmp.path(), "clip.mp4", 10, &[]);
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/browser/scrub.mjs"))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("CLIP", &clip)
+        .env("CHROMIUM", chromium());
+    let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(180));
+    assert!(
+        ok,
+        "scrub.mjs failed:\n{out}\n{err}\n--- server log\n{}",
+        server.log()
+    );
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line in:\n{out}"));
+    let r: serde_json::Value = serde_json::from_str(line).expect("RESULT json");
+    eprintln!("browser scrub: {r:#}");
+    // A tile a second of a 10 s clip (a busy machine may skip a few), all read by the page.
+    assert!(r["cues"].as_u64().unwrap_or(0) >= 5, "{r}");
+    let start = |p: &serde_json::Value| p["cue"]["start"].as_f64().unwrap_or(-1.0);
+    assert!(
+        start(&r["hover"]["0.25"]) < start(&r["hover"]["0.75"]),
+        "{r}"
+    );
+    assert_ne!(
+        r["hover"]["0.25"]["position"], r["hover"]["0.75"]["position"],
+        "{r}"
+    );
+    assert_eq!(r["image"]["loaded"], true, "{r}");
+    assert_eq!(r["private"]["image"]["loaded"], true, "{r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "page errors");
+}
+
 /// Rewind while live and who is watching (tests/browser/dvr.mjs): with a live playlist of two
 /// segments, the watch page's DVR playback seeks over the whole recording so far, plays from
 /// its start, and LIVE returns to the live edge; the studio counts the open watch page and stops
