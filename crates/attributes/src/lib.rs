@@ -45,7 +45,7 @@ pub struct AttributeRecord {
     pub duration_ms: u64,
     /// Seconds of the DVR window a live stream offers (how far back a viewer can rewind while
     /// it is live); 0: none. Always 0 on VOD records.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub dvr: u64,
     /// Audio sample rate in Hz, 0 without audio.
     pub audio_sample_rate: u32,
@@ -53,6 +53,11 @@ pub struct AttributeRecord {
     pub audio_channels: u8,
     /// Title the source gave, may be empty.
     pub title: String,
+}
+
+/// Zero fields that newer versions added are left out of JSON, as older readers knew it.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl AttributeRecord {
