@@ -247,6 +247,8 @@ impl Connection {
                 max_piece_bytes: uploads.limits.max_piece_bytes,
                 resume_grace_ms: uploads.grace.as_millis() as u64,
                 watch_url: format!("{}/watch/{}", uploads.public_url, s.video_id),
+                features: Vec::new(),
+                backfill: None,
             };
             info!(peer = %self.peer, session = %s.id, video = %s.video_id, next_seq = s.receiver.next_seq(),
                   resumed = hello.resume.is_some(), "upload connected");
@@ -618,6 +620,8 @@ async fn forward_events(s: &mut Session) -> Result<(), ProtocolError> {
                 end_session(s).await;
                 Vec::new()
             }
+            // Not granted yet.
+            ReceiverEvent::LateFrame(_) | ReceiverEvent::BackfillComplete => Vec::new(),
         };
         for e in events {
             s.tx.send(IngestMessage::Media(e, arrival))
