@@ -411,6 +411,8 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         key_check: Duration::from_secs(config.limits.key_check_s.max(1)),
         stopping: stopping.clone(),
     });
+    // Source logs of upload backfills a stopped server left: their sessions are over.
+    let _ = std::fs::remove_dir_all(videos.backfill_dir());
     let uploads = upload::Uploads::new(
         db.clone(),
         videos.clone(),
