@@ -25,8 +25,12 @@ use vshare_upload::{
 };
 
 use crate::db::{Db, random_id};
+
+#[path = "upload_backfill.rs"]
+mod backfill;
 use crate::shutdown::Stopping;
 use crate::video::{BackfillState, IngestMessage, Publisher, SourceLog, StartError, VideoServer};
+use backfill::finalize;
 
 /// AAC bitrate for converted Opus audio, bit/s.
 const CONVERTED_AAC_BITRATE: u64 = 96_000;
@@ -792,50 +796,4 @@ async fn end_session(s: &mut Session) {
         }
     }
     let _ = s.tx.send(IngestMessage::End).await;
-}
-
-/// After the stop: waits for the session's VOD, then, with `backfill`, rebuilds it with the
-/// late frames that came and says whether the backfill is complete. Once per session.
-async fn finalize(uploads: &Uploads, session: &Arc<tokio::sync::Mutex<Session>>) {
-    let (done, log, late, video_id, complete, mut state) = {
-        let mut s = session.lock().await;
-        let complete = s.receiver.backfill_complete();
-        let state = s.backfill_state(if complete { "complete" } else { "incomplete" });
-        (
-            s.done.take(),
-            s.log.take(),
-            std::mem::take(&mut s.late),
-            s.video_id.clone(),
-            complete,
-            state,
-        )
-    };
-    if let Some(done) = done {
-        let _ = done.await;
-    }
-    let Some(log) = log else { return };
-    let path = log.path().to_path_buf();
-    match log.finish() {
-        Ok(path) if !late.is_empty() => {
-            uploads.videos.set_backfill_state(
-                &video_id,
-                BackfillState {
-                    state: "pending",
-                    ..state
-                },
-            );
-            if let Err(e) = uploads.videos.rebuild_source(&video_id, &path, late).await {
-                warn!(video = %video_id, "VOD not rebuilt with the late frames: {e:#}");
-                state.state = "incomplete";
-            }
-        }
-        Ok(_) => {}
-        Err(e) => {
-            warn!(video = %video_id, "source log: {e:#}");
-            state.state = "incomplete";
-        }
-    }
-    let _ = std::fs::remove_file(&path);
-    info!(video = %video_id, complete, late_frames = state.frames_received, owed = state.frames_owed, "backfill finished");
-    uploads.videos.set_backfill_state(&video_id, state);
 }
