@@ -1,7 +1,9 @@
 //! The upload protocol's receiver on arbitrary messages: each input is split into messages
 //! (a length byte, a kind byte: odd = text, even = binary). The receiver must answer every one
 //! with Ok or a ProtocolError, never panic, and hand on frames whose sequence numbers count up
-//! by one (timestamps are the session's to repair, so any dts goes on).
+//! by one (timestamps are the session's to repair, so any dts goes on). The `backfill`
+//! extension is granted, so late frames and promises are fuzzed too: late frames are numbered
+//! with the rest, never outnumber the promise, and completion comes once, with nothing owed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -31,9 +33,14 @@ fuzz_target!(|data: &[u8]| {
         max_frame_bytes: 2048,
         max_piece_bytes: 512,
         max_messages_per_second: 200,
+        max_late_frames: 50,
+        max_late_bytes: 8192,
         ..ReceiverLimits::default()
     };
     let mut rx = UploadReceiver::new(limits, tracks, 500, 2000);
+    rx.enable_backfill();
+    let mut late = 0u32;
+    let mut complete = false;
     rx.connected(0);
     let mut now = 0i64;
     let mut next = 0u32;
@@ -63,6 +70,18 @@ fuzz_target!(|data: &[u8]| {
                 }
                 ReceiverEvent::Config(_) => next += 1,
                 ReceiverEvent::End => {}
+                ReceiverEvent::LateFrame(f) => {
+                    assert_eq!(f.seq, next);
+                    assert!(!complete, "a late frame after completion");
+                    next += 1;
+                    late += 1;
+                    assert!(late <= 50);
+                }
+                ReceiverEvent::BackfillComplete => {
+                    assert!(!complete, "completion twice");
+                    assert_eq!(rx.late_owed(), 0);
+                    complete = true;
+                }
             }
         }
         while rx.poll_transmit(now).is_some() {}

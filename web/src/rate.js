@@ -103,4 +103,13 @@ export class SenderRate {
   backlogTooBig(unackedBytes) {
     return unackedBytes * 8 > BACKLOG_LIMIT_S * this.target * 1000;
   }
+
+  /**
+   * `backfill`: late frame bytes that may be added to a backlog of `unackedBytes` now: up to
+   * half the drop point, so late frames only use room the live send leaves.
+   */
+  lateRoom(unackedBytes) {
+    const half = Math.floor((BACKLOG_LIMIT_S * this.target * 1000) / 8 / 2);
+    return Math.max(half - unackedBytes, 0);
+  }
 }

@@ -3,7 +3,8 @@
 // `UploadSender` is the protocol without I/O — frames and server messages in, WebSocket
 // messages out — ported line for line from `UploadSender` in crates/upload; it is tested in
 // Node (web/test). `UploadClient` is its WebSocket adapter: connects, pumps, resumes after a
-// drop, and runs the adaptation (`SenderRate` in rate.js).
+// drop, and runs the adaptation (`SenderRate` in rate.js). With the protocol's `backfill` it
+// keeps the video it dropped (in memory, within `backfillMaxBytes`) and sends it late.
 
 import { SenderRate } from './rate.js';
 
@@ -11,8 +12,10 @@ export const PROTOCOL = 'vshare-upload.1';
 export const VERSION = 1;
 export const HEADER_LEN = 32;
 export const MSG_FRAME_PIECE = 0x01;
+export const FEATURE_BACKFILL = 'backfill';
 const FLAG_KEY = 0x01;
 const FLAG_LAST = 0x02;
+const FLAG_LATE = 0x04;
 
 /** Close codes of docs/upload-protocol.md, with what to tell the user. */
 export const CLOSE_REASONS = Object.freeze({
@@ -40,7 +43,7 @@ export function encodePiece(frame, offset, len) {
   const last = offset + len === frame.data.byteLength;
   v.setUint8(0, MSG_FRAME_PIECE);
   v.setUint8(1, frame.track);
-  v.setUint8(2, (frame.key ? FLAG_KEY : 0) | (last ? FLAG_LAST : 0));
+  v.setUint8(2, (frame.key ? FLAG_KEY : 0) | (last ? FLAG_LAST : 0) | (frame.late ? FLAG_LATE : 0));
   v.setUint8(3, 0);
   v.setUint32(4, frame.seq);
   v.setBigInt64(8, BigInt(frame.pts));
@@ -61,6 +64,7 @@ export function decodePiece(buf) {
     track: v.getUint8(1),
     key: (flags & FLAG_KEY) !== 0,
     last: (flags & FLAG_LAST) !== 0,
+    late: (flags & FLAG_LATE) !== 0,
     seq: v.getUint32(4),
     pts: Number(v.getBigInt64(8)),
     dts: Number(v.getBigInt64(16)),
@@ -103,7 +107,28 @@ export class UploadSender {
     this.endSent = false;
     /** Highest sequence number ever sent, to count what is sent again. */
     this.sentHigh = null;
-    this.stats = { mediaBytes: 0, wireBytes: 0, resentFrames: 0 };
+    this.stats = { mediaBytes: 0, wireBytes: 0, resentFrames: 0, lateKept: 0, lateRefused: 0 };
+    /** `backfill`: asked for (our byte bound), granted by `welcome` (its limits). */
+    this.lateMaxBytes = null;
+    this.lateLimits = null;
+    /** Late frames kept and not yet numbered, and their bytes. */
+    this.late = [];
+    this.lateBytes = 0;
+    /** Late frames promised in all; the count last announced on this connection. */
+    this.latePromised = 0;
+    this.lateAnnounced = null;
+    this.lateTotalBytes = 0;
+  }
+
+  /** Asks for `backfill`, keeping at most `maxBytes` of dropped frames waiting (in memory). */
+  withBackfill(maxBytes) {
+    this.lateMaxBytes = maxBytes;
+    return this;
+  }
+
+  /** Whether the server granted `backfill`. */
+  backfill() {
+    return this.lateLimits !== null;
   }
 
   /** The `hello` for a new session, or for resuming the one the server welcomed us to. */
@@ -111,7 +136,59 @@ export class UploadSender {
     const msg = { type: 'hello', version: VERSION, token, title, start_kbps: startKbps,
       max_kbps: maxKbps, tracks };
     if (this.sessionId !== null) msg.resume = { session: this.sessionId };
+    if (this.lateMaxBytes !== null) msg.features = [FEATURE_BACKFILL];
     return JSON.stringify(msg);
+  }
+
+  /**
+   * A frame the live send dropped: kept to be sent late when `backfill` was granted and the
+   * bounds allow. Returns whether it was kept; a frame not kept ends what can be kept of its
+   * run (the next ones would not decode without it) until the next key frame.
+   */
+  keepLate(track, key, pts, dts, data) {
+    const len = data.byteLength;
+    const l = this.lateLimits;
+    const fits = l !== null && this.lateMaxBytes !== null
+      && this.latePromised < l.max_frames
+      && this.lateTotalBytes + this.lateBytes + len <= l.max_bytes
+      && this.lateBytes + len <= this.lateMaxBytes;
+    if (!fits) {
+      this.stats.lateRefused += 1;
+      return false;
+    }
+    this.lateBytes += len;
+    this.latePromised += 1;
+    this.stats.lateKept += 1;
+    this.late.push({ track, key, pts: Math.round(pts), dts: Math.round(dts), data });
+    return true;
+  }
+
+  /**
+   * Numbers late frames, oldest first, for sending next: whole frames within `budgetBytes`,
+   * and one in any case when nothing else is waiting to go out. Returns how many.
+   */
+  releaseLate(budgetBytes) {
+    let used = 0;
+    let n = 0;
+    while (this.late.length > 0) {
+      const len = this.late[0].data.byteLength;
+      const idle = n === 0 && this.sendIndex >= this.kept.length && this.inFlight === 0;
+      if (used + len > budgetBytes && !idle) break;
+      const f = this.late.shift();
+      used += len;
+      n += 1;
+      this.lateBytes -= len;
+      this.lateTotalBytes += len;
+      this.backlog += len;
+      const seq = this.takeSeq();
+      this.kept.push({ seq, frame: { seq, ...f, late: true } });
+    }
+    return n;
+  }
+
+  /** Late frames kept and not yet numbered: {frames, bytes}. */
+  lateWaiting() {
+    return { frames: this.late.length, bytes: this.lateBytes };
   }
 
   /** Keeps a frame to send ({track, key, pts, dts, data: Uint8Array}); returns its sequence number. */
@@ -145,6 +222,11 @@ export class UploadSender {
   handleServer(msg) {
     if (msg.type === 'welcome') {
       this.sessionId = msg.session;
+      if (this.lateMaxBytes !== null && Array.isArray(msg.features)
+          && msg.features.includes(FEATURE_BACKFILL) && msg.backfill) {
+        this.lateLimits = msg.backfill;
+      }
+      this.lateAnnounced = null;
       this.windowBytes = Math.max(msg.window_bytes, 1);
       this.maxPieceBytes = Math.min(Math.max(msg.max_piece_bytes, 1), 1 << 20);
       this.acknowledge(msg.next_seq);
@@ -185,14 +267,21 @@ export class UploadSender {
 
   /** The next message to write (a string or an ArrayBuffer), if the window allows one; else null. */
   pollTransmit() {
-    const kept = this.kept[this.sendIndex];
-    if (kept === undefined) {
-      if (this.endSeq === null || this.endSent) return null;
-      this.endSent = true;
-      const text = JSON.stringify({ type: 'end', seq: this.endSeq });
-      this.stats.wireBytes += text.length;
-      return text;
+    // Text messages go between frames, never between the pieces of one.
+    if (this.sendOffset === 0) {
+      if (this.backfill() && this.lateAnnounced !== this.latePromised) {
+        this.lateAnnounced = this.latePromised;
+        return this.text({ type: 'backfill', frames: this.latePromised });
+      }
+      // `end` goes at its place: late frames numbered after it follow it.
+      const next = this.kept[this.sendIndex];
+      if (this.endSeq !== null && !this.endSent && (next === undefined || next.seq >= this.endSeq)) {
+        this.endSent = true;
+        return this.text({ type: 'end', seq: this.endSeq });
+      }
     }
+    const kept = this.kept[this.sendIndex];
+    if (kept === undefined) return null;
     const seq = kept.seq;
     let msg;
     if (kept.info) {
@@ -220,6 +309,12 @@ export class UploadSender {
     return msg;
   }
 
+  text(msg) {
+    const text = JSON.stringify(msg);
+    this.stats.wireBytes += text.length;
+    return text;
+  }
+
   /** Frame payload bytes kept and not acknowledged (sent or not). */
   backlogBytes() {
     return this.backlog;
@@ -235,9 +330,9 @@ export class UploadSender {
     return this.sessionId;
   }
 
-  /** Whether `end` went out and everything before it was acknowledged. */
+  /** Whether `end` went out and everything, late frames too, was acknowledged. */
   finished() {
-    return this.endSent && this.kept.length === 0;
+    return this.endSent && this.kept.length === 0 && this.late.length === 0;
   }
 }
 
@@ -252,7 +347,8 @@ export class UploadSender {
 export class UploadClient extends EventTarget {
   /**
    * @param {object} o url, token, title, tracks (as in hello), captureWidth, captureHeight,
-   *   audioKbps, startKbps, maxKbps
+   *   audioKbps, startKbps, maxKbps, backfillMaxBytes (dropped video kept in memory to be
+   *   sent late, the protocol's `backfill`; 0 keeps none; default 32 MiB)
    */
   constructor(o) {
     super();
@@ -263,6 +359,8 @@ export class UploadClient extends EventTarget {
     this.startKbps = o.startKbps;
     this.maxKbps = o.maxKbps;
     this.sender = new UploadSender();
+    const backfill = o.backfillMaxBytes ?? 32 << 20;
+    if (backfill > 0) this.sender.withBackfill(backfill);
     this.rate = new SenderRate(o.captureWidth, o.captureHeight, o.audioKbps, o.startKbps, o.maxKbps);
     this.ws = null;
     this.welcomed = false;
@@ -281,6 +379,8 @@ export class UploadClient extends EventTarget {
     this.wantKeyFrame = false;
     this.framesIn = 0;
     this.droppedFrames = 0;
+    /** Whether the current run of dropped frames is still kept for the backfill. */
+    this.keeping = false;
   }
 
   emit(type, detail) {
@@ -383,12 +483,15 @@ export class UploadClient extends EventTarget {
     if (f.video) {
       if (this.dropping && !f.key) {
         this.droppedFrames += 1;
+        this.keepLate(f);
         return false;
       }
       if (this.rate.backlogTooBig(this.sender.backlogBytes())) {
         this.dropping = true;
         this.wantKeyFrame = true;
         this.droppedFrames += 1;
+        this.keeping = this.sender.backfill();
+        this.keepLate(f);
         return false;
       }
       this.dropping = false;
@@ -397,6 +500,11 @@ export class UploadClient extends EventTarget {
     this.sender.pushFrame(f.track, !!f.key, f.pts, f.dts, f.data);
     this.pump();
     return true;
+  }
+
+  /** A dropped video frame, kept for the backfill while its run is unbroken. */
+  keepLate(f) {
+    this.keeping = this.keeping && this.sender.keepLate(f.track, !!f.key, f.pts, f.dts, f.data);
   }
 
   /** A new codec configuration for a track, sent before its next (key) frame. */
@@ -410,6 +518,11 @@ export class UploadClient extends EventTarget {
   pump() {
     const ws = this.ws;
     if (!ws || !this.welcomed || this.holding || ws.readyState !== WebSocket.OPEN) return;
+    // Late frames go when the live send leaves room, and all of them after the stop.
+    if (this.sender.backfill()) {
+      const stopped = this.sender.endSeq !== null;
+      this.sender.releaseLate(stopped ? Infinity : this.rate.lateRoom(this.sender.backlogBytes()));
+    }
     for (let m = this.sender.pollTransmit(); m !== null; m = this.sender.pollTransmit()) ws.send(m);
   }
 

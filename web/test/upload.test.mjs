@@ -146,3 +146,62 @@ test('a big backlog drops video until the next key frame, never audio', () => {
   assert.equal(c.wantKeyFrame, false);
   assert.equal(c.droppedFrames, 2);
 });
+
+const grant = (o = {}) => welcome({ features: ['backfill'], backfill: { max_frames: 10, max_bytes: 20_000, wait_ms: 5000 }, ...o });
+
+test('backfill: dropped frames are kept, promised, and sent late after the live ones (as crates/upload)', () => {
+  const s = new UploadSender().withBackfill(1 << 20);
+  assert.deepEqual(JSON.parse(s.hello('k', 't', [], 500, 2000)).features, ['backfill']);
+  s.handleText(grant());
+  assert.equal(s.backfill(), true);
+  for (let i = 0; i < 10; i += 1) {
+    const pts = i * 33_333;
+    if (i >= 3 && i < 6) assert.equal(s.keepLate(0, false, pts, pts, bytes(1500, i)), true);
+    else s.pushFrame(0, i % 6 === 0, pts, pts, bytes(1500, i));
+  }
+  const out = [];
+  for (let m = s.pollTransmit(); m; m = s.pollTransmit()) out.push(m);
+  assert.deepEqual(JSON.parse(out[0]), { type: 'backfill', frames: 3 }, 'the promise goes first');
+  assert.ok(out.slice(1).every((m) => !decodePiece(m).late));
+  assert.deepEqual(s.lateWaiting(), { frames: 3, bytes: 4500 });
+  // Room for one, then the stop: `end` goes at its place, the rest follow it.
+  assert.equal(s.releaseLate(2000), 1);
+  s.end();
+  assert.equal(s.releaseLate(Infinity), 2);
+  const after = [];
+  for (let m = s.pollTransmit(); m; m = s.pollTransmit()) after.push(m);
+  const kinds = after.map((m) => (typeof m === 'string' ? JSON.parse(m).type : decodePiece(m)));
+  assert.equal(kinds.filter((k) => k === 'end').length, 1);
+  const endAt = kinds.indexOf('end');
+  const late = kinds.filter((k) => typeof k === 'object' && k.last);
+  assert.deepEqual(late.map((p) => [p.late, p.pts / 33_333]), [[true, 3], [true, 4], [true, 5]]);
+  assert.ok(kinds.slice(0, endAt).filter((k) => typeof k === 'object' && k.last).length === 1,
+    'the late frame numbered before the stop goes before end');
+  assert.equal(s.finished(), false);
+  s.handleText(JSON.stringify({ type: 'ack', seq: s.nextSeq }));
+  assert.equal(s.finished(), true);
+});
+
+test('backfill: an old server grants nothing and nothing is kept', () => {
+  const s = new UploadSender().withBackfill(1 << 20);
+  s.handleText(welcome());
+  assert.equal(s.backfill(), false);
+  assert.equal(s.keepLate(0, false, 0, 0, bytes(10)), false);
+  assert.equal(s.stats.lateRefused, 1);
+});
+
+test('backfill: the client keeps a dropped run until a frame does not fit', () => {
+  const c = new UploadClient({ url: 'ws://unused', token: 't', tracks: [], captureWidth: 640,
+    captureHeight: 360, audioKbps: 32, startKbps: 800, maxKbps: 2500, backfillMaxBytes: 25 });
+  c.sender.handleText(grant());
+  assert.equal(c.pushFrame({ track: 0, video: true, key: true, pts: 0, dts: 0, data: bytes(150_001) }), true);
+  for (let i = 1; i <= 4; i += 1) {
+    assert.equal(c.pushFrame({ track: 0, video: true, key: false, pts: i, dts: i, data: bytes(10) }), false);
+  }
+  // 25 bytes: two of the dropped frames fit; the third ends the run, the fourth is not kept.
+  assert.equal(c.sender.stats.lateKept, 2);
+  assert.deepEqual(c.sender.lateWaiting(), { frames: 2, bytes: 20 });
+  const r = new SenderRate(640, 360, 32, 800, 2500);
+  assert.equal(r.lateRoom(0), 75_000);
+  assert.equal(r.lateRoom(200_000), 0);
+});

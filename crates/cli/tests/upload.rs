@@ -370,3 +370,113 @@ async fn bad_senders_are_closed_with_their_codes_while_a_good_upload_goes_on() {
         server.expect_logged(needle);
     }
 }
+
+/// Reads messages until `welcome`; returns it.
+async fn welcome_of(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        let m = ws.next().await.expect("message").expect("ok");
+        if let Message::Text(t) = m {
+            let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("JSON");
+            if v["type"] == "welcome" {
+                return v;
+            }
+        }
+    }
+}
+
+fn hello_with(token: &str, features: &[&str]) -> Message {
+    Message::text(
+        serde_json::json!({
+            "type": "hello", "version": 1, "token": token, "features": features,
+            "tracks": [{"track": 1, "kind": "audio", "codec": "mp4a.40.2", "description": "EZA="}]
+        })
+        .to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_is_negotiated_bounded_and_waited_for_as_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let conf = dir.path().join("vshare.toml");
+    std::fs::write(
+        &conf,
+        "[limits]\nupload_backfill_max_frames = 5\nupload_backfill_wait_s = 1\n",
+    )
+    .expect("config");
+    let server = Server::start(
+        &data,
+        &[
+            "--config",
+            conf.to_str().expect("path"),
+            "--no-proxy",
+            "--ladder",
+            "none",
+        ],
+    );
+    let key = create_key(&data);
+    let http = server.http.clone();
+
+    // Asked for: granted, with the configured limits; a promise over them is a flood.
+    let mut ws = open(&http).await;
+    ws.send(hello_with(&key, &["backfill"]))
+        .await
+        .expect("send");
+    let w = welcome_of(&mut ws).await;
+    assert_eq!(w["features"], serde_json::json!(["backfill"]));
+    assert_eq!(w["backfill"]["max_frames"], 5);
+    assert_eq!(w["backfill"]["max_bytes"], 64 << 20);
+    assert_eq!(w["backfill"]["wait_ms"], 1000);
+    ws.send(Message::text(r#"{"type":"backfill","frames":6}"#))
+        .await
+        .expect("send");
+    let (code, why) = close_of(&mut ws).await;
+    assert_eq!(code, 4004, "{why}");
+
+    // Not asked for (an old sender): nothing granted, and a late frame is malformed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ws = open(&http).await;
+    ws.send(hello(&key)).await.expect("send");
+    let w = welcome_of(&mut ws).await;
+    assert!(
+        w.get("features").is_none() && w.get("backfill").is_none(),
+        "{w}"
+    );
+    let Message::Binary(mut late) = piece(0, 0, 0, 10, 10) else {
+        panic!("binary")
+    };
+    let mut bytes = late.to_vec();
+    bytes[2] |= 0x04;
+    late = bytes.into();
+    ws.send(Message::Binary(late)).await.expect("send");
+    let (code, why) = close_of(&mut ws).await;
+    assert_eq!(code, 4000, "{why}");
+
+    // One frame promised and never sent: the server waits the configured second after `end`,
+    // then closes normally and says the backfill is incomplete, one frame owed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ws = open(&http).await;
+    ws.send(hello_with(&key, &["backfill"]))
+        .await
+        .expect("send");
+    welcome_of(&mut ws).await;
+    ws.send(Message::text(r#"{"type":"backfill","frames":1}"#))
+        .await
+        .expect("send");
+    ws.send(Message::text(r#"{"type":"end","seq":0}"#))
+        .await
+        .expect("send");
+    let ended = std::time::Instant::now();
+    let (code, why) = close_of(&mut ws).await;
+    assert_eq!(code, 1000, "{why}");
+    assert!(
+        ended.elapsed() >= Duration::from_millis(900),
+        "the server waited for the frame owed"
+    );
+    let auth = format!("Authorization: Bearer {key}");
+    let (status, body) = http_get_with(&format!("{http}/api/v1/publish/status"), &[&auth]);
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(v["backfill"]["state"], "incomplete", "{v}");
+    assert_eq!(v["backfill"]["frames_owed"], 1);
+}

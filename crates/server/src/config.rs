@@ -589,6 +589,17 @@ pub struct Limits {
     /// finish its VOD, flush the live hand-off, let HTTP responses finish) before it exits
     /// anyway.
     pub shutdown_grace_s: u64,
+    /// Grant the upload protocol's `backfill` feature: frames a sender dropped from the live
+    /// send come late, for the recording only (docs/upload-protocol.md, *Backfill*).
+    pub upload_backfill: bool,
+    /// Late frames one upload session may promise in all.
+    pub upload_backfill_max_frames: u32,
+    /// Late frame payload bytes one upload session may send in all (held in memory until the
+    /// VOD is rebuilt).
+    pub upload_backfill_max_bytes: u64,
+    /// How long after `end` the server waits for the late frames still owed; then the VOD
+    /// stays as it is, s.
+    pub upload_backfill_wait_s: u64,
 }
 
 /// The hand-off to the communication proxy: a signed POST for every live stream and VOD file.
@@ -673,6 +684,10 @@ impl Default for Limits {
             http_write_stall_timeout_s: 60,
             key_check_s: 5,
             shutdown_grace_s: 10,
+            upload_backfill: true,
+            upload_backfill_max_frames: 20_000,
+            upload_backfill_max_bytes: 64 << 20,
+            upload_backfill_wait_s: 120,
         }
     }
 }

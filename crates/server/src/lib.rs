@@ -412,12 +412,22 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         key_check: Duration::from_secs(config.limits.key_check_s.max(1)),
         stopping: stopping.clone(),
     });
+    // Source logs of upload backfills a stopped server left: their sessions are over.
+    let _ = std::fs::remove_dir_all(videos.backfill_dir());
     let uploads = upload::Uploads::new(
         db.clone(),
         videos.clone(),
         public_url.clone(),
         Duration::from_secs(config.limits.rtmp_idle_timeout_s),
         Duration::from_secs(config.limits.key_check_s.max(1)),
+        config
+            .limits
+            .upload_backfill
+            .then_some(vshare_upload::BackfillLimits {
+                max_frames: config.limits.upload_backfill_max_frames,
+                max_bytes: config.limits.upload_backfill_max_bytes,
+                wait_ms: config.limits.upload_backfill_wait_s.saturating_mul(1000),
+            }),
         stopping.clone(),
     );
     let videos_at_stop = videos.clone();

@@ -2,7 +2,9 @@
 //! a thin async shell around [`vshare_upload::UploadReceiver`]. It authorises the stream key,
 //! turns upload frames into the same [`MediaEvent`]s RTMP ingest makes (Opus becomes AAC), keeps
 //! a session across a dropped connection for the resume grace period, and sends the attribute
-//! records back on the connection as the stream goes live and as each VOD file is ready.
+//! records back on the connection as the stream goes live and as each VOD file is ready. With
+//! the `backfill` feature it keeps the session's source log and late frames, and has the VOD
+//! rebuilt with them once the backfill is complete (`video::backfill`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -16,15 +18,19 @@ use tracing::{info, warn};
 use vshare_attributes::{AttributeRecord, Kind};
 use vshare_media::{AacConfig, AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
 use vshare_transcode::OpusToAac;
-use vshare_upload::wire::{PROTOCOL, VERSION};
+use vshare_upload::wire::{FEATURE_BACKFILL, PROTOCOL, VERSION};
 use vshare_upload::{
-    CloseCode, Hello, ProtocolError, ReceiverEvent, ReceiverLimits, SenderMessage, ServerMessage,
-    TrackInfo, UploadFrame, UploadReceiver,
+    BackfillLimits, CloseCode, Hello, ProtocolError, ReceiverEvent, ReceiverLimits, SenderMessage,
+    ServerMessage, TrackInfo, UploadFrame, UploadReceiver,
 };
 
 use crate::db::{Db, random_id};
+
+#[path = "upload_backfill.rs"]
+mod backfill;
 use crate::shutdown::Stopping;
-use crate::video::{IngestMessage, Publisher, StartError, VideoServer};
+use crate::video::{BackfillState, IngestMessage, Publisher, SourceLog, StartError, VideoServer};
+use backfill::finalize;
 
 /// AAC bitrate for converted Opus audio, bit/s.
 const CONVERTED_AAC_BITRATE: u64 = 96_000;
@@ -41,6 +47,8 @@ pub struct Uploads {
     db: Db,
     videos: Arc<VideoServer>,
     limits: ReceiverLimits,
+    /// The `backfill` feature's limits, when it is granted.
+    backfill: Option<BackfillLimits>,
     grace: Duration,
     idle_timeout: Duration,
     /// How often a stream in progress checks that its token and key still stand.
@@ -76,6 +84,26 @@ struct Session {
     ended: bool,
     /// Attribute records already sent (by kind, format and URL).
     sent: HashSet<String>,
+    /// `backfill`: the live source events so far, and the late frames.
+    log: Option<SourceLog>,
+    late: Vec<Frame>,
+    /// When `end` came (the wait for late frames runs from here).
+    ended_at: Option<tokio::time::Instant>,
+}
+
+impl Session {
+    /// Late frames are still owed after `end`: the connection waits for them.
+    fn awaiting_late(&self) -> bool {
+        self.log.is_some() && !self.receiver.backfill_complete()
+    }
+
+    fn backfill_state(&self, state: &'static str) -> BackfillState {
+        BackfillState {
+            state,
+            frames_owed: self.receiver.late_owed(),
+            frames_received: self.receiver.late_received(),
+        }
+    }
 }
 
 impl Uploads {
@@ -85,12 +113,19 @@ impl Uploads {
         public_url: String,
         idle_timeout: Duration,
         key_check: Duration,
+        backfill: Option<BackfillLimits>,
         stopping: Stopping,
     ) -> Arc<Self> {
+        let mut limits = ReceiverLimits::default();
+        if let Some(b) = backfill {
+            limits.max_late_frames = b.max_frames;
+            limits.max_late_bytes = b.max_bytes;
+        }
         Arc::new(Uploads {
             db,
             videos,
-            limits: ReceiverLimits::default(),
+            limits,
+            backfill,
             grace: Duration::from_secs(10),
             idle_timeout,
             key_check,
@@ -247,6 +282,11 @@ impl Connection {
                 max_piece_bytes: uploads.limits.max_piece_bytes,
                 resume_grace_ms: uploads.grace.as_millis() as u64,
                 watch_url: format!("{}/watch/{}", uploads.public_url, s.video_id),
+                features: match s.receiver.backfill() {
+                    true => vec![FEATURE_BACKFILL.to_string()],
+                    false => Vec::new(),
+                },
+                backfill: uploads.backfill.filter(|_| s.receiver.backfill()),
             };
             info!(peer = %self.peer, session = %s.id, video = %s.video_id, next_seq = s.receiver.next_seq(),
                   resumed = hello.resume.is_some(), "upload connected");
@@ -265,8 +305,9 @@ impl Connection {
                 end_session(&mut s).await;
                 uploads.forget(&s.id);
             }
-            // The line dropped: keep the session for a resume.
-            Err(_) if s.generation == generation && !s.ended => {
+            // The line dropped: keep the session for a resume (after `end` too, while late
+            // frames are owed).
+            Err(_) if s.generation == generation && (!s.ended || s.awaiting_late()) => {
                 s.attached = false;
                 info!(session = %s.id, grace_s = uploads.grace.as_secs(), "upload connection lost; waiting for a resume");
                 let uploads = uploads.clone();
@@ -282,6 +323,8 @@ impl Connection {
                         info!(session = %s.id, "no resume within the grace period; ending the stream");
                         end_session(&mut s).await;
                         uploads.forget(&s.id);
+                        drop(s);
+                        finalize(&uploads, &session).await;
                     }
                 });
             }
@@ -365,8 +408,8 @@ impl Connection {
                         Message::Close(_) => return Err(ProtocolError::new(CloseCode::GoingAway, "closed by the sender without end")),
                         Message::Ping(_) | Message::Pong(_) => {}
                     }
-                    forward_events(&mut s).await?;
-                    if s.ended {
+                    forward_events(&uploads.videos, &mut s).await?;
+                    if s.ended && !s.awaiting_late() {
                         while let Some(m) = s.receiver.poll_transmit(now_us()) {
                             self.send(&m).await?;
                         }
@@ -384,6 +427,19 @@ impl Connection {
                     return self.finish(uploads, session).await;
                 }
                 _ = attr_tick.tick() => {
+                    let waited = {
+                        let s = session.lock().await;
+                        let wait = uploads.backfill.map_or(Duration::ZERO, |b| Duration::from_millis(b.wait_ms));
+                        s.ended_at.is_some_and(|t| t.elapsed() >= wait)
+                    };
+                    if waited {
+                        // The late frames still owed did not come in time: the VOD stays as
+                        // it is, with what came.
+                        let s = session.lock().await;
+                        info!(session = %s.id, owed = s.receiver.late_owed(), "late frames did not all come in time");
+                        drop(s);
+                        return self.finish(uploads, session).await;
+                    }
                     if last_input.elapsed() > uploads.idle_timeout {
                         return Err(ProtocolError::new(CloseCode::GoingAway, format!("no data for {:?}", uploads.idle_timeout)));
                     }
@@ -414,13 +470,8 @@ impl Connection {
         uploads: &Arc<Uploads>,
         session: &Arc<tokio::sync::Mutex<Session>>,
     ) -> Result<(), ProtocolError> {
-        let (done, video_id) = {
-            let mut s = session.lock().await;
-            (s.done.take(), s.video_id.clone())
-        };
-        if let Some(done) = done {
-            let _ = done.await;
-        }
+        let video_id = session.lock().await.video_id.clone();
+        finalize(uploads, session).await;
         let deadline = tokio::time::Instant::now() + OTHER_FILES_WAIT;
         let wanted = uploads.videos.other_file_formats();
         loop {
@@ -568,20 +619,44 @@ async fn start_session(
                 }
                 _ => ProtocolError::new(CloseCode::GoingAway, e.to_string()),
             })?;
+    let mut receiver = UploadReceiver::new(
+        uploads.limits.clone(),
+        hello.tracks.clone(),
+        hello.start_kbps.unwrap_or(DEFAULT_START_KBPS),
+        hello
+            .max_kbps
+            .unwrap_or(DEFAULT_MAX_KBPS)
+            .max(hello.start_kbps.unwrap_or(DEFAULT_START_KBPS)),
+    );
+    let mut log = None;
+    if uploads.backfill.is_some() && hello.wants(FEATURE_BACKFILL) {
+        match SourceLog::create(&uploads.videos.backfill_dir(), &publisher.video_id) {
+            Ok(l) => {
+                receiver.enable_backfill();
+                log = Some(l);
+            }
+            Err(e) => warn!(video = %publisher.video_id, "backfill not granted: source log: {e:#}"),
+        }
+    }
     for c in configs {
+        let event = MediaEvent::Config(c);
+        let arrival = now_us();
+        if let Some(l) = &mut log
+            && let Err(e) = l.append(&event, arrival)
+        {
+            warn!(video = %publisher.video_id, "source log: {e:#}");
+        }
         let _ = publisher
             .tx
-            .send(IngestMessage::Media(MediaEvent::Config(c), now_us()))
+            .send(IngestMessage::Media(event, arrival))
             .await;
     }
-    let start = hello.start_kbps.unwrap_or(DEFAULT_START_KBPS);
-    let max = hello.max_kbps.unwrap_or(DEFAULT_MAX_KBPS).max(start);
     let id = random_id(16);
     let session = Session {
         id: id.clone(),
         key_id: key.id.clone(),
         video_id: publisher.video_id.clone(),
-        receiver: UploadReceiver::new(uploads.limits.clone(), hello.tracks.clone(), start, max),
+        receiver,
         tx: publisher.tx,
         done: Some(publisher.done),
         video_track: hello.tracks.iter().find(|t| t.is_video()).map(|t| t.track),
@@ -591,6 +666,9 @@ async fn start_session(
         attached: false,
         ended: false,
         sent: HashSet::new(),
+        log,
+        late: Vec::new(),
+        ended_at: None,
     };
     let session = Arc::new(tokio::sync::Mutex::new(session));
     uploads
@@ -601,8 +679,9 @@ async fn start_session(
     Ok(session)
 }
 
-/// Hands the receiver's events to the video server session, converting audio where needed.
-async fn forward_events(s: &mut Session) -> Result<(), ProtocolError> {
+/// Hands the receiver's events to the video server session, converting audio where needed;
+/// with `backfill`, logs them and keeps the late frames.
+async fn forward_events(videos: &VideoServer, s: &mut Session) -> Result<(), ProtocolError> {
     while let Some(event) = s.receiver.poll_event() {
         let arrival = now_us();
         let events: Vec<MediaEvent> = match event {
@@ -618,8 +697,45 @@ async fn forward_events(s: &mut Session) -> Result<(), ProtocolError> {
                 end_session(s).await;
                 Vec::new()
             }
+            ReceiverEvent::LateFrame(f) => {
+                // Senders drop video only; a late audio frame of a converted (Opus) track
+                // would upset the converter's state, so it is not taken.
+                let track = if Some(f.track) == s.video_track {
+                    Some(TrackKind::Video)
+                } else if Some(f.track) == s.audio_track && matches!(s.audio, AudioPath::Aac) {
+                    Some(TrackKind::Audio)
+                } else {
+                    None
+                };
+                if let Some(track) = track {
+                    s.late.push(Frame {
+                        track,
+                        pts: f.pts,
+                        dts: if track == TrackKind::Audio {
+                            f.pts
+                        } else {
+                            f.dts
+                        },
+                        key: f.key,
+                        data: f.data,
+                    });
+                }
+                Vec::new()
+            }
+            ReceiverEvent::BackfillComplete => Vec::new(),
         };
+        if s.receiver.backfill() {
+            videos.set_backfill_state(&s.video_id, s.backfill_state("pending"));
+        }
         for e in events {
+            if let Some(l) = &mut s.log
+                && let Err(e) = l.append(&e, arrival)
+            {
+                return Err(ProtocolError::new(
+                    CloseCode::GoingAway,
+                    format!("source log: {e:#}"),
+                ));
+            }
             s.tx.send(IngestMessage::Media(e, arrival))
                 .await
                 .map_err(|_| {
@@ -666,11 +782,17 @@ async fn end_session(s: &mut Session) {
         return;
     }
     s.ended = true;
+    s.ended_at = Some(tokio::time::Instant::now());
     if let AudioPath::Opus(conv) = &mut s.audio {
         for f in conv.finish() {
-            let _ =
-                s.tx.send(IngestMessage::Media(MediaEvent::Frame(f), now_us()))
-                    .await;
+            let event = MediaEvent::Frame(f);
+            let arrival = now_us();
+            if let Some(l) = &mut s.log
+                && let Err(e) = l.append(&event, arrival)
+            {
+                warn!(video = %s.video_id, "source log: {e:#}");
+            }
+            let _ = s.tx.send(IngestMessage::Media(event, arrival)).await;
         }
     }
     let _ = s.tx.send(IngestMessage::End).await;

@@ -4,7 +4,8 @@
 //!
 //! Sans-IO: [`UploadReceiver`] (the server's side) and [`UploadSender`] take and give whole
 //! WebSocket messages and never touch a socket or a clock; callers pass the time in.
-//! [`rate`] holds the adaptation logic both ends run.
+//! [`rate`] holds the adaptation logic both ends run. The `backfill` extension (negotiated in
+//! `hello`/`welcome`) carries frames the live send dropped late, for the recording only.
 
 pub mod rate;
 mod receiver;
@@ -15,6 +16,6 @@ pub use rate::{QualityStep, SenderRate, ServerRate};
 pub use receiver::{ReceiverEvent, ReceiverLimits, UploadFrame, UploadReceiver};
 pub use sender::{SenderStats, UploadSender};
 pub use wire::{
-    CloseCode, Hello, PieceHeader, ProtocolError, Resume, SenderMessage, ServerMessage, TrackInfo,
-    WireMessage,
+    BackfillLimits, CloseCode, Hello, PieceHeader, ProtocolError, Resume, SenderMessage,
+    ServerMessage, TrackInfo, WireMessage,
 };

@@ -62,6 +62,15 @@ impl ServerRate {
         self.expire(now_us);
     }
 
+    /// A complete late (backfill) frame: it uses the path, so it counts in the receive rate,
+    /// but its capture time is long past, so it says nothing of the queue.
+    pub fn on_late_frame(&mut self, now_us: i64, bytes: u64) {
+        self.first_frame_us.get_or_insert(now_us);
+        self.received.push_back((now_us, bytes));
+        self.received_bytes += bytes;
+        self.expire(now_us);
+    }
+
     fn expire(&mut self, now_us: i64) {
         while self.baseline.len() > 1
             && self
@@ -281,6 +290,14 @@ impl SenderRate {
     pub fn backlog_too_big(&self, unacked_bytes: u64) -> bool {
         unacked_bytes as f64 * 8.0 > BACKLOG_LIMIT_S * f64::from(self.target_kbps) * 1000.0
     }
+
+    /// `backfill`: late frame bytes that may be added to a backlog of `unacked_bytes` now. Late
+    /// frames may fill the backlog to half the drop point, so they only use room the live send
+    /// leaves and never make it drop.
+    pub fn late_room(&self, unacked_bytes: u64) -> u64 {
+        let half = BACKLOG_LIMIT_S * f64::from(self.target_kbps) * 1000.0 / 8.0 / 2.0;
+        (half as u64).saturating_sub(unacked_bytes)
+    }
 }
 
 #[cfg(test)]
@@ -417,5 +434,9 @@ mod tests {
         // 1.5 s at 800 kbit/s = 150,000 bytes.
         assert!(!s.backlog_too_big(150_000));
         assert!(s.backlog_too_big(150_001));
+        // Late frames fill the backlog up to half of that.
+        assert_eq!(s.late_room(0), 75_000);
+        assert_eq!(s.late_room(70_000), 5_000);
+        assert_eq!(s.late_room(200_000), 0);
     }
 }

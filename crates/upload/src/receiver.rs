@@ -18,6 +18,9 @@ pub struct ReceiverLimits {
     pub max_messages_per_second: u32,
     pub ack_interval_us: i64,
     pub feedback_interval_us: i64,
+    /// `backfill`: late frames one session may promise, and their payload bytes in all.
+    pub max_late_frames: u32,
+    pub max_late_bytes: u64,
 }
 
 impl Default for ReceiverLimits {
@@ -29,6 +32,8 @@ impl Default for ReceiverLimits {
             max_messages_per_second: 1000,
             ack_interval_us: 100_000,
             feedback_interval_us: 500_000,
+            max_late_frames: 20_000,
+            max_late_bytes: 256 << 20,
         }
     }
 }
@@ -49,8 +54,13 @@ pub struct UploadFrame {
 pub enum ReceiverEvent {
     Frame(UploadFrame),
     Config(TrackInfo),
-    /// Every message arrived and the sender stopped.
+    /// Every message arrived and the sender stopped (the live stream ends; with `backfill`,
+    /// late frames may still follow).
     End,
+    /// `backfill`: a frame dropped from the live send, sent late: for the recording only.
+    LateFrame(UploadFrame),
+    /// `backfill`: the sender stopped and every late frame it promised arrived.
+    BackfillComplete,
 }
 
 #[derive(Debug)]
@@ -78,6 +88,14 @@ pub struct UploadReceiver {
     rate_second_start: i64,
     rate_count: u32,
     ended: bool,
+    /// `end`'s sequence number, to recognise it when a resumed sender sends it again.
+    end_seq: Option<u32>,
+    /// The `backfill` feature: granted, late frames promised and received, their bytes.
+    backfill: bool,
+    late_promised: u32,
+    late_received: u32,
+    late_bytes: u64,
+    complete: bool,
     events: VecDeque<ReceiverEvent>,
 }
 
@@ -105,7 +123,46 @@ impl UploadReceiver {
             rate_second_start: 0,
             rate_count: 0,
             ended: false,
+            end_seq: None,
+            backfill: false,
+            late_promised: 0,
+            late_received: 0,
+            late_bytes: 0,
+            complete: false,
             events: VecDeque::new(),
+        }
+    }
+
+    /// Grants the `backfill` feature (the sender asked for it in `hello`).
+    pub fn enable_backfill(&mut self) {
+        self.backfill = true;
+    }
+
+    pub fn backfill(&self) -> bool {
+        self.backfill
+    }
+
+    /// Late frames promised and not yet received: "N frames still coming".
+    pub fn late_owed(&self) -> u32 {
+        self.late_promised.saturating_sub(self.late_received)
+    }
+
+    /// Late frames received (handed on).
+    pub fn late_received(&self) -> u32 {
+        self.late_received
+    }
+
+    /// Whether the sender stopped and every late frame it promised arrived.
+    pub fn backfill_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// After `end`, once nothing is owed: the recording is complete.
+    fn check_complete(&mut self) {
+        if self.backfill && self.ended && !self.complete && self.late_owed() == 0 {
+            self.complete = true;
+            self.ack_now = true;
+            self.events.push_back(ReceiverEvent::BackfillComplete);
         }
     }
 
@@ -168,7 +225,8 @@ impl UploadReceiver {
                 ),
             ));
         }
-        if self.ended {
+        // With `backfill`, late frames may follow `end` until every promised one arrived.
+        if self.ended && (!self.backfill || self.complete) {
             return Err(ProtocolError::new(
                 CloseCode::OutOfOrder,
                 "message after end",
@@ -181,6 +239,15 @@ impl UploadReceiver {
     pub fn handle_binary(&mut self, msg: &[u8], now_us: i64) -> Result<(), ProtocolError> {
         self.count_message(now_us)?;
         let (h, payload) = PieceHeader::decode(msg)?;
+        if h.late && !self.backfill {
+            return Err(ProtocolError::new(
+                CloseCode::Malformed,
+                "a late frame without the backfill feature",
+            ));
+        }
+        if self.ended && !h.late {
+            return Err(out_of_order("a live frame after end"));
+        }
         if payload.len() as u64 > u64::from(self.limits.max_piece_bytes) {
             return Err(ProtocolError::new(
                 CloseCode::TooLarge,
@@ -218,6 +285,7 @@ impl UploadReceiver {
                 if h.seq != p.header.seq
                     || h.track != p.header.track
                     || h.total != p.header.total
+                    || h.late != p.header.late
                     || u64::from(h.offset) != expected
                 {
                     return Err(out_of_order(format!(
@@ -246,6 +314,9 @@ impl UploadReceiver {
                         format!("frame {} on undeclared track {}", h.seq, h.track),
                     ));
                 }
+                if h.late {
+                    self.check_late(h.total)?;
+                }
                 let mut data = Vec::with_capacity(h.total as usize);
                 data.extend_from_slice(payload);
                 self.partial = Some(Partial { header: h, data });
@@ -265,6 +336,22 @@ impl UploadReceiver {
             && let Some(p) = self.partial.take()
         {
             let h = p.header;
+            if h.late {
+                self.rate.on_late_frame(now_us, u64::from(h.total));
+                self.late_received += 1;
+                self.late_bytes += u64::from(h.total);
+                self.next_seq += 1;
+                self.events.push_back(ReceiverEvent::LateFrame(UploadFrame {
+                    seq: h.seq,
+                    track: h.track,
+                    key: h.key,
+                    pts: h.pts,
+                    dts: h.dts,
+                    data: Bytes::from(p.data),
+                }));
+                self.check_complete();
+                return Ok(());
+            }
             // A dts going back is an encoder's new clock (a restart): the session repairs the
             // timestamps (docs/timestamps.md); here the delay baseline starts again, or the
             // whole step would look like queueing delay for its 10 s window.
@@ -291,7 +378,28 @@ impl UploadReceiver {
         Ok(())
     }
 
-    /// A text message after `hello`: `config` or `end`.
+    /// The first piece of a late frame of `total` bytes: within the promise and the limits.
+    fn check_late(&self, total: u32) -> Result<(), ProtocolError> {
+        if self.late_received >= self.late_promised {
+            return Err(out_of_order(format!(
+                "late frame {} of {} promised",
+                self.late_received + 1,
+                self.late_promised
+            )));
+        }
+        if self.late_bytes + u64::from(total) > self.limits.max_late_bytes {
+            return Err(ProtocolError::new(
+                CloseCode::Flood,
+                format!(
+                    "late frames of more than {} bytes in all",
+                    self.limits.max_late_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A text message after `hello`: `config`, `end` or `backfill`.
     pub fn handle_text(&mut self, text: &str, now_us: i64) -> Result<(), ProtocolError> {
         self.count_message(now_us)?;
         let msg = SenderMessage::parse(text)?;
@@ -303,6 +411,7 @@ impl UploadReceiver {
                 CloseCode::Malformed,
                 "a second hello on one connection",
             )),
+            SenderMessage::Config { .. } if self.ended => Err(out_of_order("a config after end")),
             SenderMessage::Config { seq, info } => {
                 if seq < self.next_seq {
                     return Ok(());
@@ -330,6 +439,38 @@ impl UploadReceiver {
                 self.events.push_back(ReceiverEvent::Config(info));
                 Ok(())
             }
+            // A resumed sender sends `end` again at its place.
+            SenderMessage::End { seq } if self.ended && self.end_seq == Some(seq) => Ok(()),
+            SenderMessage::End { .. } if self.ended => Err(out_of_order("a second end")),
+            SenderMessage::Backfill { frames } => {
+                if !self.backfill {
+                    return Err(ProtocolError::new(
+                        CloseCode::Malformed,
+                        "backfill without the backfill feature",
+                    ));
+                }
+                if frames > self.limits.max_late_frames {
+                    return Err(ProtocolError::new(
+                        CloseCode::Flood,
+                        format!(
+                            "{frames} late frames promised; the limit is {}",
+                            self.limits.max_late_frames
+                        ),
+                    ));
+                }
+                if frames < self.late_received {
+                    return Err(ProtocolError::new(
+                        CloseCode::Malformed,
+                        format!(
+                            "{frames} late frames promised; {} arrived already",
+                            self.late_received
+                        ),
+                    ));
+                }
+                self.late_promised = frames;
+                self.check_complete();
+                Ok(())
+            }
             SenderMessage::End { seq } => {
                 if seq != self.next_seq {
                     return Err(out_of_order(format!(
@@ -338,8 +479,10 @@ impl UploadReceiver {
                     )));
                 }
                 self.ended = true;
+                self.end_seq = Some(seq);
                 self.ack_now = true;
                 self.events.push_back(ReceiverEvent::End);
+                self.check_complete();
                 Ok(())
             }
         }

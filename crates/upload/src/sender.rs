@@ -1,14 +1,26 @@
 //! The sender's side: numbers frames and configurations, cuts frames into pieces, keeps every
-//! message until it is acknowledged, respects the window, and rewinds after a reconnect.
+//! message until it is acknowledged, respects the window, and rewinds after a reconnect. With
+//! the `backfill` feature it also keeps the frames the live send dropped, within a bound, and
+//! sends them late when the caller says there is room (or after the stop).
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 
 use crate::wire::{
-    Hello, PieceHeader, ProtocolError, Resume, SenderMessage, ServerMessage, TrackInfo, VERSION,
-    WireMessage,
+    BackfillLimits, FEATURE_BACKFILL, Hello, PieceHeader, ProtocolError, Resume, SenderMessage,
+    ServerMessage, TrackInfo, VERSION, WireMessage,
 };
+
+/// A frame dropped from the live send, kept to be sent late.
+#[derive(Debug, Clone)]
+struct LateFrame {
+    track: u8,
+    key: bool,
+    pts: i64,
+    dts: i64,
+    data: Bytes,
+}
 
 #[derive(Debug, Clone)]
 enum Kept {
@@ -16,6 +28,7 @@ enum Kept {
         seq: u32,
         track: u8,
         key: bool,
+        late: bool,
         pts: i64,
         dts: i64,
         data: Bytes,
@@ -50,6 +63,9 @@ pub struct SenderStats {
     pub wire_bytes: u64,
     /// Frames sent again after a reconnect.
     pub resent_frames: u64,
+    /// `backfill`: dropped frames kept to be sent late, and those not kept (over a bound).
+    pub late_kept: u64,
+    pub late_refused: u64,
 }
 
 #[derive(Debug)]
@@ -71,6 +87,17 @@ pub struct UploadSender {
     /// Highest sequence number ever sent, to count what is sent again.
     sent_high: Option<u32>,
     stats: SenderStats,
+    /// `backfill`: asked for (with the sender's own byte bound), and granted by `welcome`.
+    late_max_bytes: Option<u64>,
+    late_limits: Option<BackfillLimits>,
+    /// Late frames kept and not yet numbered, and their bytes.
+    late: VecDeque<LateFrame>,
+    late_bytes: u64,
+    /// Late frames promised in all; the count last announced on this connection.
+    late_promised: u32,
+    late_announced: Option<u32>,
+    /// Late payload bytes numbered in all (against the server's `max_bytes`).
+    late_total_bytes: u64,
 }
 
 impl Default for UploadSender {
@@ -95,7 +122,26 @@ impl UploadSender {
             end_sent: false,
             sent_high: None,
             stats: SenderStats::default(),
+            late_max_bytes: None,
+            late_limits: None,
+            late: VecDeque::new(),
+            late_bytes: 0,
+            late_promised: 0,
+            late_announced: None,
+            late_total_bytes: 0,
         }
+    }
+
+    /// Asks for the `backfill` feature in `hello`, keeping at most `max_bytes` of dropped
+    /// frames waiting to be sent.
+    pub fn with_backfill(mut self, max_bytes: u64) -> Self {
+        self.late_max_bytes = Some(max_bytes);
+        self
+    }
+
+    /// Whether the server granted `backfill`.
+    pub fn backfill(&self) -> bool {
+        self.late_limits.is_some()
     }
 
     /// The `hello` for a new session, or for resuming the one the server welcomed us to.
@@ -115,6 +161,10 @@ impl UploadSender {
             max_kbps: Some(max_kbps),
             tracks,
             resume: self.session.clone().map(|session| Resume { session }),
+            features: match self.late_max_bytes {
+                Some(_) => vec![FEATURE_BACKFILL.to_string()],
+                None => Vec::new(),
+            },
         });
         WireMessage::Text(msg.to_text())
     }
@@ -128,11 +178,82 @@ impl UploadSender {
             seq,
             track,
             key,
+            late: false,
             pts,
             dts,
             data,
         });
         seq
+    }
+
+    /// A frame the live send dropped: kept to be sent late when `backfill` was granted and the
+    /// bounds allow (ours and the server's). Returns whether it was kept. A frame not kept
+    /// ends what can be kept of its run: the frames after it would not decode without it, so
+    /// the caller keeps none until the next key frame.
+    pub fn keep_late(&mut self, track: u8, key: bool, pts: i64, dts: i64, data: Bytes) -> bool {
+        let len = data.len() as u64;
+        let fits = match (self.late_limits, self.late_max_bytes) {
+            (Some(l), Some(max)) => {
+                self.late_promised < l.max_frames
+                    && self.late_total_bytes + self.late_bytes + len <= l.max_bytes
+                    && self.late_bytes + len <= max
+            }
+            _ => false,
+        };
+        if !fits {
+            self.stats.late_refused += 1;
+            return false;
+        }
+        self.late_bytes += len;
+        self.late_promised += 1;
+        self.stats.late_kept += 1;
+        self.late.push_back(LateFrame {
+            track,
+            key,
+            pts,
+            dts,
+            data,
+        });
+        true
+    }
+
+    /// Numbers late frames, oldest first, for sending next: as many whole frames as fit in
+    /// `budget_bytes`, and one in any case when nothing else is waiting to go out. Returns how
+    /// many.
+    pub fn release_late(&mut self, budget_bytes: u64) -> usize {
+        let mut used = 0;
+        let mut n = 0;
+        while let Some(f) = self.late.front() {
+            let len = f.data.len() as u64;
+            let idle = n == 0 && self.send_index >= self.kept.len() && self.in_flight == 0;
+            if used + len > budget_bytes && !idle {
+                break;
+            }
+            let Some(f) = self.late.pop_front() else {
+                break;
+            };
+            used += len;
+            n += 1;
+            self.late_bytes -= len;
+            self.late_total_bytes += len;
+            self.backlog += len;
+            let seq = self.take_seq();
+            self.kept.push_back(Kept::Frame {
+                seq,
+                track: f.track,
+                key: f.key,
+                late: true,
+                pts: f.pts,
+                dts: f.dts,
+                data: f.data,
+            });
+        }
+        n
+    }
+
+    /// Late frames kept and not yet numbered, and their bytes.
+    pub fn late_waiting(&self) -> (usize, u64) {
+        (self.late.len(), self.late_bytes)
     }
 
     /// Keeps a new configuration for a track (its next frame must be a key frame).
@@ -166,6 +287,15 @@ impl UploadSender {
                 ..
             } => {
                 self.session = Some(session.clone());
+                if let ServerMessage::Welcome {
+                    features, backfill, ..
+                } = msg
+                    && self.late_max_bytes.is_some()
+                    && features.iter().any(|f| f == FEATURE_BACKFILL)
+                {
+                    self.late_limits = *backfill;
+                }
+                self.late_announced = None;
                 self.window_bytes = (*window_bytes).max(1);
                 self.max_piece_bytes = (*max_piece_bytes as usize).clamp(1, 1 << 20);
                 self.acknowledge(*next_seq);
@@ -206,13 +336,24 @@ impl UploadSender {
 
     /// The next message to write, if the window allows one.
     pub fn poll_transmit(&mut self) -> Option<WireMessage> {
-        let Some(kept) = self.kept.get(self.send_index) else {
-            let end = self.end_seq.filter(|_| !self.end_sent)?;
-            self.end_sent = true;
-            let text = SenderMessage::End { seq: end }.to_text();
-            self.stats.wire_bytes += text.len() as u64;
-            return Some(WireMessage::Text(text));
-        };
+        // Text messages go between frames, never between the pieces of one.
+        if self.send_offset == 0 {
+            if self.backfill() && self.late_announced != Some(self.late_promised) {
+                self.late_announced = Some(self.late_promised);
+                return Some(self.text(SenderMessage::Backfill {
+                    frames: self.late_promised,
+                }));
+            }
+            // `end` goes at its place: late frames numbered after it follow it.
+            let next = self.kept.get(self.send_index).map(Kept::seq);
+            if let Some(end) = self.end_seq.filter(|_| !self.end_sent)
+                && next.is_none_or(|n| n >= end)
+            {
+                self.end_sent = true;
+                return Some(self.text(SenderMessage::End { seq: end }));
+            }
+        }
+        let kept = self.kept.get(self.send_index)?;
         let seq = kept.seq();
         let msg = match kept {
             Kept::Config { info, .. } => {
@@ -227,6 +368,7 @@ impl UploadSender {
             Kept::Frame {
                 track,
                 key,
+                late,
                 pts,
                 dts,
                 data,
@@ -241,6 +383,7 @@ impl UploadSender {
                     track: *track,
                     key: *key,
                     last: len == remaining,
+                    late: *late,
                     seq,
                     pts: *pts,
                     dts: *dts,
@@ -269,17 +412,25 @@ impl UploadSender {
         Some(msg)
     }
 
+    fn text(&mut self, msg: SenderMessage) -> WireMessage {
+        let text = msg.to_text();
+        self.stats.wire_bytes += text.len() as u64;
+        WireMessage::Text(text)
+    }
+
     /// Frame payload bytes kept and not acknowledged (sent or not).
     pub fn backlog_bytes(&self) -> u64 {
         self.backlog
     }
 
-    /// The capture time (dts, µs) of the oldest frame not yet acknowledged: how far behind
-    /// real time the upload is.
+    /// The capture time (dts, µs) of the oldest live frame not yet acknowledged: how far
+    /// behind real time the upload is (late frames are behind by design).
     pub fn oldest_unacked_dts(&self) -> Option<i64> {
         self.kept.iter().find_map(|k| match k {
-            Kept::Frame { dts, .. } => Some(*dts),
-            Kept::Config { .. } => None,
+            Kept::Frame {
+                dts, late: false, ..
+            } => Some(*dts),
+            _ => None,
         })
     }
 
@@ -288,9 +439,9 @@ impl UploadSender {
         self.in_flight
     }
 
-    /// Whether `end` went out and everything before it was acknowledged.
+    /// Whether `end` went out and everything, late frames too, was acknowledged.
     pub fn finished(&self) -> bool {
-        self.end_sent && self.kept.is_empty()
+        self.end_sent && self.kept.is_empty() && self.late.is_empty()
     }
 
     pub fn stats(&self) -> SenderStats {

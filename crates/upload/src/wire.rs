@@ -12,8 +12,13 @@ pub const VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 32;
 /// Message type byte of a frame piece.
 pub const MSG_FRAME_PIECE: u8 = 0x01;
+/// The feature a sender asks for in `hello` and the server grants in `welcome`: frames dropped
+/// from the live send are sent later, for the recording only.
+pub const FEATURE_BACKFILL: &str = "backfill";
 const FLAG_KEY: u8 = 0x01;
 const FLAG_LAST: u8 = 0x02;
+/// A late (backfill) frame: for the recording only, never the live stream.
+const FLAG_LATE: u8 = 0x04;
 
 /// A WebSocket message, as the adapter sends or receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +94,8 @@ pub struct PieceHeader {
     pub track: u8,
     pub key: bool,
     pub last: bool,
+    /// A late (backfill) frame; only with the `backfill` feature.
+    pub late: bool,
     pub seq: u32,
     /// Capture-clock µs.
     pub pts: i64,
@@ -103,7 +110,11 @@ impl PieceHeader {
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
         out.push(MSG_FRAME_PIECE);
         out.push(self.track);
-        out.push((u8::from(self.key) * FLAG_KEY) | (u8::from(self.last) * FLAG_LAST));
+        out.push(
+            (u8::from(self.key) * FLAG_KEY)
+                | (u8::from(self.last) * FLAG_LAST)
+                | (u8::from(self.late) * FLAG_LATE),
+        );
         out.push(0);
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.pts.to_be_bytes());
@@ -130,7 +141,7 @@ impl PieceHeader {
             )));
         }
         let flags = msg[2];
-        if flags & !(FLAG_KEY | FLAG_LAST) != 0 || msg[3] != 0 {
+        if flags & !(FLAG_KEY | FLAG_LAST | FLAG_LATE) != 0 || msg[3] != 0 {
             return Err(malformed(format!(
                 "reserved bits set (flags 0x{flags:02x}, reserved 0x{:02x})",
                 msg[3]
@@ -146,6 +157,7 @@ impl PieceHeader {
             track: msg[1],
             key: flags & FLAG_KEY != 0,
             last: flags & FLAG_LAST != 0,
+            late: flags & FLAG_LATE != 0,
             seq: u32_at(4),
             pts: i64_at(8),
             dts: i64_at(16),
@@ -229,6 +241,27 @@ pub struct Hello {
     pub tracks: Vec<TrackInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
+    /// Protocol extensions the sender can use ([`FEATURE_BACKFILL`]); a server that knows
+    /// none of them ignores the field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+}
+
+impl Hello {
+    pub fn wants(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+}
+
+/// What the server accepts of late frames, in `welcome` when it grants `backfill`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillLimits {
+    /// Late frames one session may promise in all.
+    pub max_frames: u32,
+    /// Late frame payload bytes one session may send in all.
+    pub max_bytes: u64,
+    /// How long after `end` the server waits for the late frames still owed, ms.
+    pub wait_ms: u64,
 }
 
 /// Text messages from the sender.
@@ -243,6 +276,12 @@ pub enum SenderMessage {
     },
     End {
         seq: u32,
+    },
+    /// `backfill` feature: the number of late frames the sender will have sent in all (those
+    /// it kept when it dropped them from the live send). Sent whenever it grows, and again
+    /// after a resume.
+    Backfill {
+        frames: u32,
     },
 }
 
@@ -270,6 +309,12 @@ pub enum ServerMessage {
         resume_grace_ms: u64,
         #[serde(default)]
         watch_url: String,
+        /// The features granted, of those the sender asked for.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
+        /// With `backfill` granted: what the server accepts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backfill: Option<BackfillLimits>,
     },
     Ack {
         seq: u32,
@@ -311,6 +356,7 @@ mod tests {
             track: 1,
             key: true,
             last: true,
+            late: false,
             seq: 0x0102_0304,
             pts: 0x1122_3344_5566_7788,
             dts: -2,
@@ -341,6 +387,7 @@ mod tests {
             track: 0,
             key: false,
             last: false,
+            late: false,
             seq: 0,
             pts: 0,
             dts: 0,
@@ -415,5 +462,62 @@ mod tests {
             ServerMessage::parse(&ack).expect("ack"),
             ServerMessage::Ack { seq: 9 }
         );
+    }
+
+    #[test]
+    fn the_backfill_extension_is_documented_and_optional() {
+        // Bit 2 of the flags marks a late frame.
+        let late = PieceHeader {
+            track: 0,
+            key: false,
+            last: true,
+            late: true,
+            seq: 3,
+            pts: 40,
+            dts: 40,
+            offset: 0,
+            total: 2,
+        };
+        let msg = late.encode(b"ab");
+        assert_eq!(msg[2], 0x06);
+        assert_eq!(PieceHeader::decode(&msg).expect("late").0, late);
+        // A hello that asks for it; an old hello (no features) parses as before.
+        let hello = SenderMessage::parse(
+            r#"{"type":"hello","version":1,"token":"k","features":["backfill"],"tracks":[]}"#,
+        )
+        .expect("hello");
+        let SenderMessage::Hello(h) = hello else {
+            panic!("not a hello")
+        };
+        assert!(h.wants(FEATURE_BACKFILL));
+        let SenderMessage::Hello(old) =
+            SenderMessage::parse(r#"{"type":"hello","version":1,"token":"k"}"#).expect("old")
+        else {
+            panic!("not a hello")
+        };
+        assert!(!old.wants(FEATURE_BACKFILL));
+        assert!(
+            !SenderMessage::Hello(old.clone())
+                .to_text()
+                .contains("features")
+        );
+        assert_eq!(
+            SenderMessage::parse(r#"{"type":"backfill","frames":12}"#).expect("backfill"),
+            SenderMessage::Backfill { frames: 12 }
+        );
+        assert!(SenderMessage::parse(r#"{"type":"backfill"}"#).is_err());
+        // A welcome without the fields (an old server) grants nothing.
+        let w = ServerMessage::parse(
+            r#"{"type":"welcome","session":"s","video_id":"v","next_seq":0,"window_bytes":1,
+                "max_piece_bytes":1,"resume_grace_ms":1}"#,
+        )
+        .expect("welcome");
+        let ServerMessage::Welcome {
+            features, backfill, ..
+        } = w
+        else {
+            panic!("not a welcome")
+        };
+        assert!(features.is_empty() && backfill.is_none());
     }
 }

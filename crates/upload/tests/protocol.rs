@@ -45,6 +45,8 @@ fn welcome(rx: &UploadReceiver) -> ServerMessage {
         max_piece_bytes: 1000,
         resume_grace_ms: 10_000,
         watch_url: String::new(),
+        features: Vec::new(),
+        backfill: None,
     }
 }
 
@@ -173,6 +175,7 @@ fn a_receiver_closes_a_sender_that_ignores_the_window() {
     let mut err = None;
     for i in 0..101u32 {
         let h = PieceHeader {
+            late: false,
             track: 0,
             key: true,
             last: true,
@@ -254,6 +257,9 @@ fn resume_sends_again_from_the_first_unreceived_frame_and_leaves_no_hole() {
             }
             ReceiverEvent::End => ended = true,
             ReceiverEvent::Config(_) => {}
+            ReceiverEvent::LateFrame(_) | ReceiverEvent::BackfillComplete => {
+                panic!("no backfill was asked for")
+            }
         }
     }
     assert_eq!(seqs, (6..10).collect::<Vec<_>>());
@@ -268,6 +274,7 @@ fn frames_sent_again_below_next_seq_are_skipped() {
     rx.connected(0);
     let piece = |seq: u32, offset: u32, last: bool| {
         PieceHeader {
+            late: false,
             track: 0,
             key: false,
             last,
@@ -354,6 +361,7 @@ fn bad_messages_get_their_close_codes() {
     };
     let piece = |seq: u32, track: u8, dts: i64, offset: u32, total: u32, len: usize| {
         PieceHeader {
+            late: false,
             track,
             key: true,
             last: offset as usize + len == total as usize,

@@ -33,6 +33,11 @@ pub struct Args {
     /// Highest total bitrate the upload may climb to (`--protocol upload`).
     #[arg(long, default_value = "2500k", value_parser = vshare_source::parse_bitrate)]
     pub max_bitrate: u64,
+    /// Video frames dropped to keep the live stream real time are kept, up to this many bytes
+    /// in memory, and sent late for the recording (`--protocol upload`, the protocol's
+    /// `backfill`); 0 keeps none.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub backfill_max_bytes: u64,
     /// Title of the video (`--protocol upload`).
     #[arg(long, default_value = "")]
     pub title: String,
@@ -284,16 +289,18 @@ async fn run_upload(args: Args) -> anyhow::Result<()> {
         title: args.title.clone(),
         json: args.json,
         vod_wait: Duration::from_secs(args.vod_wait),
+        backfill_max_bytes: args.backfill_max_bytes,
     })
     .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {
         println!(
-            "sent {:.1} s of media: {} video frames ({} dropped) and {} audio frames, {:.2} MB of media in {:.2} MB on the wire, {} reconnects",
+            "sent {:.1} s of media: {} video frames ({} dropped from the live stream, {} of them sent late) and {} audio frames, {:.2} MB of media in {:.2} MB on the wire, {} reconnects",
             stats.media_ms as f64 / 1000.0,
             stats.video_frames,
             stats.dropped_frames,
+            stats.backfill_frames,
             stats.audio_frames,
             stats.media_bytes as f64 / 1e6,
             stats.wire_bytes as f64 / 1e6,
@@ -374,6 +381,7 @@ mod tests {
             protocol: "rtmp".into(),
             key: None,
             max_bitrate: 2_500_000,
+            backfill_max_bytes: 0,
             title: String::new(),
             file: None,
             test_pattern: true,

@@ -2,7 +2,10 @@
 //! (`docs/upload-protocol.md`). An adaptive source (vshare-source) captures in real time on its
 //! own thread; this side runs the protocol's sender core and rate controller over a WebSocket,
 //! drops video until a key frame when the backlog grows, changes bitrate and quality step on
-//! the server's feedback, and resumes the session after a dropped connection.
+//! the server's feedback, and resumes the session after a dropped connection. With the
+//! protocol's `backfill` feature it keeps the video it dropped (in memory, within
+//! `--backfill-max-bytes`) and sends it late when the rate controller has room, or after the
+//! stop, so the recording holds every frame.
 
 use std::time::Duration;
 
@@ -35,6 +38,11 @@ pub struct UploadStats {
     pub ws_header_bytes: u64,
     pub resent_frames: u64,
     pub reconnects: u64,
+    /// `backfill`: dropped video frames kept and sent late, and those not kept (a bound).
+    pub backfill_frames: u64,
+    pub backfill_lost: u64,
+    /// From the stop (the source's end) to the server's close after the complete VOD, ms.
+    pub stop_to_vod_ms: Option<u64>,
     /// Media time sent, ms.
     pub media_ms: i64,
     /// Wall time from the first frame to the server's last acknowledgement, ms.
@@ -59,6 +67,8 @@ pub struct UploadArgs {
     pub title: String,
     pub json: bool,
     pub vod_wait: Duration,
+    /// Dropped frames kept for the backfill at most, bytes; 0: none (no `backfill`).
+    pub backfill_max_bytes: u64,
 }
 
 enum FromSource {
@@ -288,6 +298,9 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
         _ => true,
     });
     let mut sender = UploadSender::new();
+    if a.backfill_max_bytes > 0 {
+        sender = sender.with_backfill(a.backfill_max_bytes);
+    }
     let hello = sender.hello(
         &a.token,
         &a.title,
@@ -312,6 +325,10 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
     let started = Instant::now();
     let mut stats = UploadStats::default();
     let mut dropping = false;
+    // Whether the run of dropped frames is still being kept for the backfill (a frame not
+    // kept ends it: the next ones would not decode without it).
+    let mut keeping = false;
+    let mut stopped_at: Option<Instant> = None;
     let mut outage_allowance: u64 = 0;
     let mut resumed_at_us: Option<i64> = None;
     let mut source_done = false;
@@ -361,10 +378,18 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
                             && rate.backlog_too_big(backlog - outage_allowance)
                         {
                             dropping = true;
+                            keeping = sender.backfill();
                             let _ = control_tx.send(Control::KeyFrame);
                         }
                         if dropping && !f.key {
                             stats.dropped_frames += 1;
+                            keeping = keeping
+                                && sender.keep_late(VIDEO_TRACK, false, f.pts, f.dts, f.data);
+                            if keeping {
+                                stats.backfill_frames += 1;
+                            } else if sender.backfill() {
+                                stats.backfill_lost += 1;
+                            }
                             continue;
                         }
                         dropping = false;
@@ -378,6 +403,14 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
             // The capture clock started with the capture thread, just before `started`.
             let lag = (started.elapsed().as_micros() as i64 - dts).max(0) / 1000;
             stats.max_lag_ms = stats.max_lag_ms.max(lag as u64);
+        }
+        // Late frames go when the live send leaves room, and all of them after the stop.
+        if connected && sender.backfill() {
+            let budget = match source_done {
+                true => u64::MAX,
+                false => rate.late_room(sender.backlog_bytes()),
+            };
+            sender.release_late(budget);
         }
         // At most 64 KiB per turn, so feedback and capture are handled between writes.
         let mut more = false;
@@ -428,12 +461,14 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
             biased;
             _ = &mut ctrl_c, if !source_done => {
                 source_done = true;
+                stopped_at = Some(Instant::now());
                 sender.end();
             }
             item = events.recv(), if !source_done => match item {
                 Some(i) => pending.push(i),
                 None => {
                     source_done = true;
+                    stopped_at = Some(Instant::now());
                     sender.end();
                 }
             },
@@ -465,6 +500,8 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
                 }
                 Some(Ok(Message::Close(f))) => {
                     if sender.finished() {
+                        // The server closes once the VOD is complete.
+                        stats.stop_to_vod_ms = stopped_at.map(|t| t.elapsed().as_millis() as u64);
                         break;
                     }
                     let (why, refused) = close_reason(f);

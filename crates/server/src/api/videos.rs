@@ -52,6 +52,10 @@ pub async fn get_video(
         // Watch pages open now, and how often a page says so (`/watching`).
         obj.insert("watching".into(), st.watching_now(&id).into());
         obj.insert("watching_beacon_s".into(), st.watching_beacon_s.into());
+        // An upload with `backfill`: "pending" with the frames still coming, or "complete".
+        if let Some(b) = st.videos.backfill_state(&id) {
+            obj.insert("backfill".into(), serde_json::json!(b));
+        }
     }
     Ok(Json(json).into_response())
 }
@@ -85,7 +89,13 @@ pub async fn publish_status(
         .latest_video_for_key(&key.id)
         .await?
         .ok_or_else(|| ApiError::not_found("video for this key"))?;
-    Ok(Json(st.videos.with_live_record(v)).into_response())
+    let backfill = st.videos.backfill_state(&v.id);
+    let mut json = serde_json::to_value(st.videos.with_live_record(v))
+        .map_err(|e| anyhow::anyhow!("video JSON: {e}"))?;
+    if let (Some(obj), Some(b)) = (json.as_object_mut(), backfill) {
+        obj.insert("backfill".into(), serde_json::json!(b));
+    }
+    Ok(Json(json).into_response())
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@
 //! The recording's layout is [`recording`]'s, stored by [`recorder`]; [`recovery`] finishes what
 //! a stopped server left; [`derived`] runs the ladder and the other-format files.
 
+mod backfill;
 mod derived;
 mod measured;
 mod pictures;
@@ -38,6 +39,8 @@ use measured::{Measured, RecordingSizes, vod_records};
 use recorder::{record, rendition_prefix, write_mp4};
 use recording::{RecordMessage, Recording};
 use session::{Action, Session, SessionConfig};
+
+pub use backfill::{BackfillState, SourceLog};
 
 /// What ingest sends to a session.
 #[derive(Debug)]
@@ -94,6 +97,8 @@ pub struct VideoServer {
     running: tokio::sync::watch::Sender<usize>,
     /// No new session starts (the server is stopping).
     closed: std::sync::atomic::AtomicBool,
+    /// Upload sessions with `backfill`: their state, by video id.
+    backfill: RwLock<HashMap<String, BackfillState>>,
 }
 
 impl VideoServer {
@@ -121,6 +126,7 @@ impl VideoServer {
             live_records: RwLock::default(),
             running: tokio::sync::watch::channel(0).0,
             closed: std::sync::atomic::AtomicBool::new(false),
+            backfill: RwLock::default(),
         })
     }
 
@@ -217,6 +223,11 @@ impl VideoServer {
             let _ = done_tx.send(());
         });
         Ok(Publisher { video_id, tx, done })
+    }
+
+    /// Where upload sessions with `backfill` keep their source logs.
+    pub fn backfill_dir(&self) -> std::path::PathBuf {
+        self.config.data_dir.join("backfill")
     }
 
     fn session_config(&self) -> SessionConfig {
