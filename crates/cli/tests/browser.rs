@@ -59,6 +59,14 @@ fn require_playwright() {
     );
 }
 
+/// Each Chromium test runs alone: a server, Chromium (and ffmpeg or the studio's encoder) per
+/// test, several at once on a 2-core machine, starve the pages' timers and encoders until
+/// players stall — a load no user has.
+fn one_browser_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Reaped(Child);
 
 impl Drop for Reaped {
@@ -91,6 +99,7 @@ fn studio_publishes_live_and_vod_play_share_reaches_open_in_chromium() {
         return;
     }
     require_playwright();
+    let _one = one_browser_at_a_time();
     let tmp = tempfile::tempdir().expect("tempdir");
 
     let smsc_addr = format!("127.0.0.1:{}", free_port());
@@ -232,6 +241,7 @@ fn a_recording_whose_picture_size_changed_plays_to_its_end() {
         return;
     }
     require_playwright();
+    let _one = one_browser_at_a_time();
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let key = create_key(&data);
@@ -298,6 +308,7 @@ fn the_share_dialog_shows_the_sms_count_before_sending() {
         return;
     }
     require_playwright();
+    let _one = one_browser_at_a_time();
     let tmp = tempfile::tempdir().expect("tempdir");
     let server = Server::start(&tmp.path().join("data"), &["--ladder", "none"]);
     let signup = common::curl::curl(
@@ -370,6 +381,7 @@ fn the_poster_shows_before_play_and_in_the_library_in_chromium() {
         return;
     }
     require_playwright();
+    let _one = one_browser_at_a_time();
     let tmp = tempfile::tempdir().expect("tempdir");
     let conf = tmp.path().join("vshare.toml");
     std::fs::write(&conf, "[posters]\nlive_interval_s = 1\n").expect("conf");
@@ -438,6 +450,7 @@ fn the_seek_bar_previews_sprite_tiles_and_seeks_in_chromium() {
         return;
     }
     require_playwright();
+    let _one = one_browser_at_a_time();
     let tmp = tempfile::tempdir().expect("tempdir");
     let conf = tmp.path().join("vshare.toml");
     std::fs::write(&conf, "[posters]\nsprite_interval_s = 1\n").expect("conf");
@@ -491,6 +504,7 @@ fn rewind_while_live_and_the_studio_counts_watchers_in_chromium() {
         return;
     }
     require_playwright();
+    let _one = one_browser_at_a_time();
     let tmp = tempfile::tempdir().expect("tempdir");
     let conf = tmp.path().join("vshare.toml");
     let (segment_s, window_s, beacon_s) = (1.0, 3.0, 1.0);
