@@ -67,6 +67,14 @@ fn one_browser_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The JSON a page script printed on its `RESULT ` line.
+fn page_result(out: &str, err: &str) -> serde_json::Value {
+    out.lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_else(|| panic!("no RESULT line (or not JSON):\n{out}\n{err}"))
+}
+
 struct Reaped(Child);
 
 impl Drop for Reaped {
@@ -145,11 +153,7 @@ fn studio_publishes_live_and_vod_play_share_reaches_open_in_chromium() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let line = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no RESULT line in:\n{out}"));
-    let r: serde_json::Value = serde_json::from_str(line).expect("RESULT json");
+    let r = page_result(&out, &err);
     eprintln!("browser flow: {r:#}");
 
     // Live in page B with hls.js, and the server's own view.
@@ -283,11 +287,7 @@ fn a_recording_whose_picture_size_changed_plays_to_its_end() {
         .env("CHROMIUM", chromium());
     let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(120));
     assert!(ok, "vod_changes.mjs failed:\n{out}\n{err}");
-    let result: serde_json::Value = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    let result = page_result(&out, &err);
     assert_eq!(result["engine"], "hls.js", "{result}");
     assert_eq!(result["ended"], true, "{result}");
     let buffered = result["buffered"].as_array().expect("buffered");
@@ -350,11 +350,7 @@ fn the_share_dialog_shows_the_sms_count_before_sending() {
         .env("CHROMIUM", chromium());
     let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(120));
     assert!(ok, "share_count.mjs failed:\n{out}\n{err}");
-    let result: serde_json::Value = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    let result = page_result(&out, &err);
     println!("the Share dialog showed {result}");
     assert_eq!(result["text"]["parts"], 1, "{result}");
     assert_eq!(
@@ -402,11 +398,7 @@ fn the_poster_shows_before_play_and_in_the_library_in_chromium() {
         "poster.mjs failed:\n{out}\n{err}\n--- server log\n{}",
         server.log()
     );
-    let line = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no RESULT line in:\n{out}"));
-    let r: serde_json::Value = serde_json::from_str(line).expect("RESULT json");
+    let r = page_result(&out, &err);
     eprintln!("browser poster: {r:#}");
     let id = r["id"].as_str().expect("id");
     let poster = format!("{}/vod/{id}/poster.jpg", server.http);
@@ -471,11 +463,7 @@ fn the_seek_bar_previews_sprite_tiles_and_seeks_in_chromium() {
         "scrub.mjs failed:\n{out}\n{err}\n--- server log\n{}",
         server.log()
     );
-    let line = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no RESULT line in:\n{out}"));
-    let r: serde_json::Value = serde_json::from_str(line).expect("RESULT json");
+    let r = page_result(&out, &err);
     eprintln!("browser scrub: {r:#}");
     // A tile a second of a 10 s clip (a busy machine may skip a few), all read by the page.
     assert!(r["cues"].as_u64().unwrap_or(0) >= 5, "{r}");
@@ -529,11 +517,7 @@ fn rewind_while_live_and_the_studio_counts_watchers_in_chromium() {
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     });
-    let r: serde_json::Value = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    let r = page_result(&out, &err);
     eprintln!("dvr: {r:#}");
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     assert_eq!(
