@@ -158,27 +158,12 @@ pub fn watch_page(meta: Option<&PageMeta>, headers: &HeaderMap) -> Response {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
-    let mut resp = if fresh {
-        (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response()
-    } else {
-        (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/html; charset=utf-8"),
-                ),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-                (header::ETAG, etag),
-                (
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ),
-            ],
-            body,
-        )
-            .into_response()
-    };
+    let mut resp = revalidated(
+        fresh,
+        &etag,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+        Bytes::from(body),
+    );
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -201,9 +186,8 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
     if fresh {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+        return revalidated(true, &etag, HeaderValue::from_static(""), Bytes::new());
     }
     let body = match f.data {
         Cow::Borrowed(b) => Bytes::from_static(b),
@@ -211,6 +195,16 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
     };
     let content_type = HeaderValue::from_str(f.metadata.mimetype())
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    revalidated(false, &etag, content_type, body)
+}
+
+/// 304 with the `ETag` when the client's copy is `fresh`; else `body` with its type, the tag,
+/// `no-cache` (revalidate each time) and `nosniff`.
+fn revalidated(fresh: bool, etag: &str, content_type: HeaderValue, body: Bytes) -> Response {
+    let etag = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""));
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
     (
         [
             (header::CONTENT_TYPE, content_type),
