@@ -71,6 +71,7 @@ async function main() {
   await b.waitForSelector('table.attrs[data-kind="live"]');
   result.rewind_row = await b.evaluate(() => [...document.querySelectorAll('table.attrs[data-kind="live"] tr')]
     .map((tr) => tr.textContent).find((t) => t.startsWith('Rewind')) || null);
+  check(await b.isVisible('#rewind'), 'the Rewind button shows before anything plays');
   await b.click('#play');
   await until('live playback', 20000, async () => {
     const s = await player(b);

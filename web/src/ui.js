@@ -64,6 +64,8 @@ export function attributesTable(r) {
     const back = r.dvr % 3600 === 0 ? `${r.dvr / 3600} h` : r.dvr >= 60 ? `${Math.round(r.dvr / 60)} min` : `${r.dvr} s`;
     rows.push(['Rewind', `up to ${back} back`]);
   }
+  // Frames the live send dropped on a bad uplink, on their way into the recording.
+  if (r.frames_coming) rows.push(['Still coming', `${r.frames_coming} frames`]);
   return h('table', { class: 'attrs', dataset: { format: r.format, kind: r.kind } },
     rows.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v))));
 }

@@ -100,7 +100,8 @@ function render(v) {
 /** Rewind while live and the way back to the live edge (docs/web.md). */
 function renderDvr(v) {
   const live = v.state === 'live' && liveRecord(v);
-  $('#rewind').hidden = !(live && liveRecord(v).dvr > 0 && watch.mode === 'live');
+  // Offered from the start, before any playback, and while at the live edge.
+  $('#rewind').hidden = !(live && liveRecord(v).dvr > 0 && watch.mode !== 'dvr' && watch.mode !== 'vod');
   $('#live-edge').hidden = !(live && watch.mode === 'dvr');
 }
 

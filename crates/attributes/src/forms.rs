@@ -207,6 +207,7 @@ pub(crate) mod tests {
             size: 18_874_368,
             duration_ms: 62_040,
             dvr: 0,
+            frames_coming: 0,
             audio_sample_rate: 48_000,
             audio_channels: 2,
             title: "Harbour; at dusk \\ \"quoted\" <tag> & 日落\nline two".into(),
@@ -228,6 +229,7 @@ pub(crate) mod tests {
             size: 0,
             duration_ms: 0,
             dvr: 0,
+            frames_coming: 0,
             audio_sample_rate: 0,
             audio_channels: 0,
             title: String::new(),
@@ -248,10 +250,13 @@ pub(crate) mod tests {
         let mut dvr = live();
         dvr.dvr = 7200;
         dvr.title = "with a DVR window".into();
+        let mut coming = vod();
+        coming.frames_coming = 45;
         vec![
             vec![vod()],
             vec![live()],
             vec![dvr],
+            vec![coming],
             vec![vod(), hls],
             vec![live(), vod()],
             vec![live_pictured, pictured],

@@ -47,6 +47,11 @@ pub struct AttributeRecord {
     /// it is live); 0: none. Always 0 on VOD records.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dvr: u64,
+    /// Frames the recording still waits for (the upload protocol's backfill: frames the live
+    /// send dropped, sent late); 0: nothing more is coming, the VOD is complete as it is.
+    /// Always 0 on live records.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frames_coming: u64,
     /// Audio sample rate in Hz, 0 without audio.
     pub audio_sample_rate: u32,
     /// Audio channels, 0 without audio.
@@ -77,6 +82,7 @@ impl AttributeRecord {
             size: 0,
             duration_ms: 0,
             dvr: 0,
+            frames_coming: 0,
             audio_sample_rate: 0,
             audio_channels: 0,
             title: String::new(),

@@ -260,6 +260,7 @@ fn delay_line(listen: TcpListener, upstream: String, delay: Duration) {
 fn impaired_publish(
     seconds: u64,
     lift_after: Option<u64>,
+    server_args: &[&str],
 ) -> Option<(tempfile::TempDir, Server, String, serde_json::Value)> {
     require_tool("ffprobe");
     let is_root = Command::new("id")
@@ -281,7 +282,7 @@ fn impaired_publish(
         }
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &["--no-proxy", "--ladder", "none"]);
+    let server = Server::start(dir.path(), server_args);
     let key = create_key(dir.path());
     let needs_delay_line = match link.impair() {
         Ok(d) => d,
@@ -346,7 +347,12 @@ fn impaired_publish(
 #[test]
 fn an_impaired_uplink_stays_real_time_and_climbs_back_when_the_cap_lifts() {
     let seconds = 40;
-    let Some((_dir, server, key, stats)) = impaired_publish(seconds, Some(20)) else {
+    // A rung (240p of the 360p source) and a 3GP file: the rebuild makes them again too.
+    let Some((_dir, server, key, stats)) = impaired_publish(
+        seconds,
+        Some(20),
+        &["--no-proxy", "--ladder", "default", "--vod-formats", "3gp"],
+    ) else {
         return;
     };
     eprintln!(
@@ -440,6 +446,22 @@ fn an_impaired_uplink_stays_real_time_and_climbs_back_when_the_cap_lifts() {
         "the whole {seconds} s recorded: {span:.2}"
     );
     every_frame_recorded(&stats, &mp4, seconds);
+    // The rung's MP4 and the 3GP file were made again with the late frames: every frame too.
+    let encoded = frame_count(&mp4, "v:0");
+    for (what, path) in [
+        ("the 240p rung's MP4", "/240p/video.mp4"),
+        ("the 3GP file", "/video.3gp"),
+    ] {
+        let url = video["attributes"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .filter_map(|r| r["url"].as_str())
+                    .find(|u| u.ends_with(path))
+            })
+            .unwrap_or_else(|| panic!("{what}: no record in {}", video["attributes"]));
+        assert_eq!(frame_count(url, "v:0"), encoded, "{what} holds every frame");
+    }
 }
 
 /// The video once its backfill is over: it must say `complete`.
@@ -492,7 +514,9 @@ fn every_frame_recorded(stats: &serde_json::Value, mp4: &str, seconds: u64) {
 #[ignore]
 fn bench_stop_to_complete_vod_under_the_cap() {
     let seconds = 20;
-    let Some((_dir, server, key, stats)) = impaired_publish(seconds, None) else {
+    let Some((_dir, server, key, stats)) =
+        impaired_publish(seconds, None, &["--no-proxy", "--ladder", "none"])
+    else {
         return;
     };
     let video = backfilled(&server, &key);

@@ -16,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use vshare_testkit::ffmpeg::{
-    decode_errors, ffprobe, frame_count, number, stream_of, video_packet_times,
+    decode_errors, ffprobe, ffprobe_csv, frame_count, number, stream_of, video_packet_times,
 };
 use vshare_testkit::process::require_tool;
 
@@ -479,4 +479,81 @@ async fn backfill_is_negotiated_bounded_and_waited_for_as_configured() {
     let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
     assert_eq!(v["backfill"]["state"], "incomplete", "{v}");
     assert_eq!(v["backfill"]["frames_owed"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_vod_records_say_how_many_frames_are_still_coming_until_they_come() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let conf = dir.path().join("vshare.toml");
+    // The wait after `end` outlasts the test: only the late frame ends the session.
+    std::fs::write(&conf, "[limits]\nupload_backfill_wait_s = 600\n").expect("config");
+    let server = Server::start(
+        &data,
+        &[
+            "--config",
+            conf.to_str().expect("path"),
+            "--no-proxy",
+            "--ladder",
+            "none",
+        ],
+    );
+    let key = create_key(&data);
+    let mut ws = open(&server.http).await;
+    ws.send(hello_with(&key, &["backfill"]))
+        .await
+        .expect("send");
+    welcome_of(&mut ws).await;
+    // Two seconds of audio frames, the eleventh held back and promised.
+    let frame_us = 1024 * 1_000_000 / 48_000;
+    let mut seq = 0;
+    for i in (0..94).filter(|&i| i != 10) {
+        ws.send(piece(seq, i * frame_us, 0, 40, 40))
+            .await
+            .expect("send");
+        seq += 1;
+    }
+    ws.send(Message::text(r#"{"type":"backfill","frames":1}"#))
+        .await
+        .expect("send");
+    ws.send(Message::text(format!(r#"{{"type":"end","seq":{seq}}}"#)))
+        .await
+        .expect("send");
+
+    // The VOD made at the stop is there, and its records say one frame is still coming.
+    let video = wait_video_state(&server, &key, &["ready"], Duration::from_secs(60));
+    let records = video["attributes"].as_array().expect("records");
+    assert!(!records.is_empty(), "{video}");
+    for r in records {
+        assert_eq!(r["frames_coming"], 1, "{r}");
+    }
+    assert_eq!(video["backfill"]["state"], "pending", "{video}");
+
+    // The frame comes: the VOD is rebuilt with it and the records say nothing more is coming.
+    let Message::Binary(late) = piece(seq, 10 * frame_us, 0, 40, 40) else {
+        panic!("binary")
+    };
+    let mut bytes = late.to_vec();
+    bytes[2] |= 0x04;
+    ws.send(Message::Binary(bytes.into())).await.expect("send");
+    let (code, why) = close_of(&mut ws).await;
+    assert_eq!(code, 1000, "{why}");
+    let auth = format!("Authorization: Bearer {key}");
+    let (status, body) = http_get_with(&format!("{}/api/v1/publish/status", server.http), &[&auth]);
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(v["backfill"]["state"], "complete", "{v}");
+    let records = v["attributes"].as_array().expect("records");
+    assert!(!records.is_empty(), "{v}");
+    for r in records {
+        assert!(r.get("frames_coming").is_none(), "{r}");
+    }
+    // The rebuilt MP4 holds all 94 frames (counted as packets: their bytes are filler).
+    let mp4 = records
+        .iter()
+        .find(|r| r["format"] == "mp4")
+        .and_then(|r| r["url"].as_str())
+        .expect("mp4 record");
+    let packets = ffprobe_csv(mp4, "a:0", "packet=pts_time");
+    assert_eq!(packets.lines().filter(|l| !l.trim().is_empty()).count(), 94);
 }

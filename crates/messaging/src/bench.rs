@@ -28,6 +28,7 @@ pub fn sample_record() -> AttributeRecord {
         size: 18_874_368,
         duration_ms: 62_040,
         dvr: 0,
+        frames_coming: 0,
         audio_sample_rate: 48_000,
         audio_channels: 2,
         title: "Harbour at dusk".into(),

@@ -87,6 +87,7 @@ pub fn record_from_url(url: &str) -> AttributeRecord {
         size: 0,
         duration_ms: 0,
         dvr: 0,
+        frames_coming: 0,
         audio_sample_rate: 0,
         audio_channels: 0,
         title: String::new(),

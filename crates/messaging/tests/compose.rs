@@ -26,6 +26,7 @@ fn rec(kind: Kind, format: &str, url: &str) -> AttributeRecord {
         size: 1_000_000,
         duration_ms: 10_000,
         dvr: 0,
+        frames_coming: 0,
         audio_sample_rate: 44_100,
         audio_channels: 2,
         title: String::new(),

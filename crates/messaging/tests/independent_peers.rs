@@ -36,6 +36,7 @@ fn record() -> vshare_attributes::AttributeRecord {
         size: 18_874_368,
         duration_ms: 62_040,
         dvr: 0,
+        frames_coming: 0,
         audio_sample_rate: 48_000,
         audio_channels: 2,
         title: "A long title so that the push needs two short messages to travel".into(),

@@ -32,6 +32,7 @@ fn record() -> AttributeRecord {
         size: 0,
         duration_ms: 0,
         dvr: 0,
+        frames_coming: 0,
         audio_sample_rate: 44_100,
         audio_channels: 2,
         title: "bench".into(),

@@ -1,5 +1,6 @@
 //! The upload adapter's end of a session with the protocol's `backfill`: after the stop, the
-//! VOD is rebuilt with the late frames that came (`video::backfill`), and its state is set.
+//! VOD is rebuilt with the late frames that came (`video::backfill`), its state is set, and its
+//! attribute records no longer say frames are coming.
 
 use std::sync::Arc;
 
@@ -50,6 +51,10 @@ pub(super) async fn finalize(uploads: &Uploads, session: &Arc<tokio::sync::Mutex
         }
     }
     let _ = std::fs::remove_file(&path);
+    // Nothing more will come: records that still say frames are coming are settled.
+    if let Err(e) = uploads.videos.settle_frames_coming(&video_id).await {
+        warn!(video = %video_id, "attribute records not settled: {e:#}");
+    }
     info!(video = %video_id, complete, late_frames = state.frames_received, owed = state.frames_owed, "backfill finished");
     uploads.videos.set_backfill_state(&video_id, state);
 }

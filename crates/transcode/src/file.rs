@@ -112,6 +112,7 @@ impl FileSummary {
             size: self.size,
             duration_ms: self.duration_ms,
             dvr: 0,
+            frames_coming: 0,
             audio_sample_rate: self.audio_sample_rate,
             audio_channels: self.audio_channels,
             title: title.into(),

@@ -176,6 +176,13 @@ impl TranscodeWorker {
         }
     }
 
+    /// Hands over one event if the queue has room, and gives it back when the queue is full:
+    /// for a caller that must lose nothing (the backfill's rebuild, which reads a recorded
+    /// stream faster than real time) and waits for room instead.
+    pub fn offer(&mut self, event: MediaEvent) -> Result<(), MediaEvent> {
+        self.try_send(event)
+    }
+
     /// The counters now.
     pub fn stats(&self) -> WorkerStats {
         let s = &self.shared;

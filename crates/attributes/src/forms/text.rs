@@ -96,13 +96,16 @@ pub fn encode_text(records: &[AttributeRecord]) -> Result<String, FormError> {
         if r.dvr != 0 {
             field(&mut out, "dvr", &r.dvr.to_string());
         }
+        if r.frames_coming != 0 {
+            field(&mut out, "fc", &r.frames_coming.to_string());
+        }
         out.push('\n');
     }
     Ok(out)
 }
 
-const KEYS: [&str; 14] = [
-    "k", "id", "f", "c", "r", "fps", "br", "sz", "d", "ar", "ac", "t", "p", "dvr",
+const KEYS: [&str; 15] = [
+    "k", "id", "f", "c", "r", "fps", "br", "sz", "d", "ar", "ac", "t", "p", "dvr", "fc",
 ];
 
 /// Decodes a message in the text form.
@@ -291,7 +294,8 @@ fn parse_fields(line: &str, base: usize) -> Result<AttributeRecord, FormError> {
             "ac" => r.audio_channels = uint(u8::MAX.into())? as u8,
             "t" => r.title = string()?,
             "p" => r.poster = string()?,
-            _ => r.dvr = uint(u64::MAX)?,
+            "dvr" => r.dvr = uint(u64::MAX)?,
+            _ => r.frames_coming = uint(u64::MAX)?,
         }
         if end {
             break;

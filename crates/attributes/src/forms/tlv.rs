@@ -37,6 +37,7 @@ mod tag {
     pub const TITLE: u8 = 0x0E;
     pub const POSTER: u8 = 0x0F;
     pub const DVR: u8 = 0x10;
+    pub const FRAMES_COMING: u8 = 0x11;
 }
 
 fn tag_name(t: u8) -> &'static str {
@@ -57,6 +58,7 @@ fn tag_name(t: u8) -> &'static str {
         "title",
         "poster",
         "dvr",
+        "frames_coming",
     ]
     .get(usize::from(t).wrapping_sub(1))
     .copied()
@@ -145,6 +147,7 @@ pub fn encode_tlv(records: &[AttributeRecord]) -> Result<Vec<u8>, FormError> {
         put_str(&mut body, tag::TITLE, &r.title, false)?;
         put_str(&mut body, tag::POSTER, &r.poster, false)?;
         put_uint(&mut body, tag::DVR, r.dvr)?;
+        put_uint(&mut body, tag::FRAMES_COMING, r.frames_coming)?;
         put(&mut out, RECORD, &body)?;
     }
     Ok(out)
@@ -280,7 +283,7 @@ fn decode_record(body: &[u8], base: usize) -> Result<AttributeRecord, FormError>
     while !c.done() {
         let at = c.offset();
         let t = c.byte("field tag")?;
-        if !(tag::KIND..=tag::DVR).contains(&t) {
+        if !(tag::KIND..=tag::FRAMES_COMING).contains(&t) {
             return Err(FormError::UnknownField {
                 form: F,
                 offset: at,
@@ -357,7 +360,8 @@ fn decode_record(body: &[u8], base: usize) -> Result<AttributeRecord, FormError>
             tag::AUDIO_CHANNELS => r.audio_channels = uint(u8::MAX.into())? as u8,
             tag::TITLE => r.title = string()?,
             tag::POSTER => r.poster = string()?,
-            _ => r.dvr = uint(u64::MAX)?,
+            tag::DVR => r.dvr = uint(u64::MAX)?,
+            _ => r.frames_coming = uint(u64::MAX)?,
         }
     }
     let end = base + body.len();
@@ -407,6 +411,16 @@ mod tests {
     }
 
     #[test]
+    fn frames_still_coming_are_tag_0x11_last() {
+        let mut r = vod();
+        r.poster = String::new();
+        r.frames_coming = 45;
+        let bytes = encode_tlv(&[r.clone()]).unwrap();
+        assert!(bytes.ends_with(&[0x11, 0x01, 45]), "{bytes:02X?}");
+        assert_eq!(decode_tlv(&bytes).unwrap(), vec![r]);
+    }
+
+    #[test]
     fn long_records_use_two_byte_lengths() {
         let mut r = vod();
         r.title = "x".repeat(300);
@@ -437,16 +451,16 @@ mod tests {
         for n in 3..good.len() {
             assert!(decode_tlv(&good[..n]).is_err(), "cut at {n}");
         }
-        // Unknown tag 0x11 in place of the title tag.
+        // Unknown tag 0x12 in place of the title tag.
         let mut bad = good.clone();
         let title_at = bad.iter().rposition(|&b| b == tag::TITLE).unwrap();
-        bad[title_at] = 0x11;
+        bad[title_at] = 0x12;
         assert_eq!(
             decode_tlv(&bad),
             Err(FormError::UnknownField {
                 form: Form::Tlv,
                 offset: title_at,
-                field: "0x11".into()
+                field: "0x12".into()
             })
         );
         // Kind 3.

@@ -120,13 +120,16 @@ pub fn encode_xml(records: &[AttributeRecord]) -> Result<String, FormError> {
         if r.dvr != 0 {
             attr(&mut out, "dvr", &r.dvr.to_string())?;
         }
+        if r.frames_coming != 0 {
+            attr(&mut out, "frames-coming", &r.frames_coming.to_string())?;
+        }
         out.push_str("/>");
     }
     out.push_str("</vshare>\n");
     Ok(out)
 }
 
-const ATTRS: [&str; 16] = [
+const ATTRS: [&str; 17] = [
     "kind",
     "id",
     "url",
@@ -143,6 +146,7 @@ const ATTRS: [&str; 16] = [
     "title",
     "poster",
     "dvr",
+    "frames-coming",
 ];
 
 /// Decodes a message in the XML form. DOCTYPEs, processing instructions, CDATA and text content
@@ -380,7 +384,8 @@ fn parse_video(
             "audio-channels" => r.audio_channels = uint(u8::MAX.into())? as u8,
             "title" => r.title = string()?,
             "poster" => r.poster = string()?,
-            _ => r.dvr = uint(u64::MAX)?,
+            "dvr" => r.dvr = uint(u64::MAX)?,
+            _ => r.frames_coming = uint(u64::MAX)?,
         }
     }
     for (i, name) in [(0, "kind"), (1, "id"), (2, "url"), (3, "format")] {

@@ -31,6 +31,7 @@ pub fn record(video_id: &str) -> AttributeRecord {
         size: 0,
         duration_ms: 0,
         dvr: 0,
+        frames_coming: 0,
         audio_sample_rate: 44_100,
         audio_channels: 2,
         title: "test".into(),

@@ -6,16 +6,18 @@
 //! so a viewer has it at once). While the session may receive late frames, the upload adapter
 //! writes every live source event to a [`SourceLog`] on local disk and keeps the late frames
 //! in memory (bounded by `upload_backfill_max_bytes`). Once the backfill is complete, the
-//! source rendition is packaged again ([`VideoServer::rebuild_source`]): the log is read back
-//! in order and the late frames are merged in at their timestamps, through a fresh session —
-//! the same timestamp repair, the same packager — and its segments, rows and MP4 replace the
-//! first ones. Patching segments in place instead would mean rewriting each affected
-//! segment's sample tables and the MP4's offsets by hand, which only the packager should know.
-//! Late frames are never key frames (a sender drops until the next one), so the rebuilt
-//! segments are cut at the same key frames: the VOD playlist keeps its segment numbers and
-//! durations while it is swapped. The ladder's rungs and the other-format files keep what the
-//! live stream had. The log format is ours (a flat, fixed-header record per event): nothing is
-//! kept beyond the rebuild.
+//! video is packaged again ([`VideoServer::rebuild_source`]): the log is read back in order
+//! and the late frames are merged in at their timestamps, through a fresh session — the same
+//! timestamp repair, the same packager, the same ladder and other-format writers — and its
+//! segments, rows, MP4s and files replace the first ones. Patching segments in place instead
+//! would mean rewriting each affected segment's sample tables and the MP4's offsets by hand,
+//! which only the packager should know. Late frames are never key frames (a sender drops
+//! until the next one), so the rebuilt segments are cut at the same key frames: the VOD
+//! playlists keep their segment numbers and durations while they are swapped. The log is read
+//! faster than real time, so the transcoder and the file writers are offered each event until
+//! their queues take it (the live path drops instead). Until the rebuild, the VOD records say
+//! how many frames are still coming (`frames_coming`). The log format is ours (a flat,
+//! fixed-header record per event): nothing is kept beyond the rebuild.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -26,10 +28,15 @@ use tracing::info;
 use vshare_attributes::{AttributeRecord, Kind};
 use vshare_media::{AacConfig, AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
 
-use super::VideoServer;
+use tokio::sync::mpsc;
+use vshare_transcode::TranscodeWorker;
+
+use super::recorder::rendition_prefix;
 use super::recording::{Recording, Store};
 use super::session::{Action, Session};
+use super::{VideoServer, derived};
 use crate::db::VideoState;
+use crate::files::FileJob;
 use crate::storage::object_path;
 
 const HEADER: usize = 32;
@@ -219,8 +226,34 @@ impl VideoServer {
         states.insert(video_id.to_string(), state);
     }
 
-    /// Packages the source rendition again from `log` with the `late` frames merged in, and
-    /// replaces its segments, rows, MP4 and VOD records. Call after the session's VOD is done.
+    /// Frames a video's VOD still waits for: while its backfill is pending, those owed and
+    /// those received but not yet in the VOD (they go in with the rebuild); else 0.
+    pub fn frames_coming(&self, video_id: &str) -> u64 {
+        self.backfill_state(video_id)
+            .filter(|s| s.state == "pending")
+            .map_or(0, |s| u64::from(s.frames_owed) + u64::from(s.frames_received))
+    }
+
+    /// Clears `frames_coming` from a video's records: nothing more will come.
+    pub async fn settle_frames_coming(&self, id: &str) -> anyhow::Result<()> {
+        let Some(video) = self.db.get_video(id).await? else {
+            return Ok(());
+        };
+        if video.attributes.iter().all(|r| r.frames_coming == 0) {
+            return Ok(());
+        }
+        let mut records = video.attributes;
+        for r in &mut records {
+            r.frames_coming = 0;
+        }
+        self.db
+            .update_video(id, video.state, &records, video.ended_at.as_deref(), None)
+            .await
+    }
+
+    /// Packages the video again from `log` with the `late` frames merged in: the source, the
+    /// ladder's rungs and the other-format files, through a fresh session as the live one ran,
+    /// and replaces their segments, rows, MP4s and VOD records. Call after the session ended.
     pub async fn rebuild_source(
         &self,
         id: &str,
@@ -232,10 +265,15 @@ impl VideoServer {
         let Some(video) = self.db.get_video(id).await? else {
             anyhow::bail!("video {id} is gone");
         };
-        let mut config = self.session_config();
-        config.derive = false;
-        let mut session = Session::new(id, &video.title, config);
-        let mut recording = Recording::default();
+        let mut session = Session::new(id, &video.title, self.session_config());
+        let (tc_tx, mut tc_rx) = mpsc::unbounded_channel();
+        let mut out = Rebuilt {
+            recordings: vec![Recording::default()],
+            rungs: Vec::new(),
+            tc_tx: Some(tc_tx),
+            worker: None,
+            files: Vec::new(),
+        };
         let mut merge = Merge::new(late);
         let mut reader = BufReader::with_capacity(64 << 10, tokio::fs::File::open(log).await?);
         let mut last_arrival = 0;
@@ -254,32 +292,61 @@ impl VideoServer {
             for (e, a) in merge.push(event, arrival) {
                 session.push(e, a);
             }
-            self.store_rebuilt(id, &mut session, &mut recording).await?;
+            self.store_rebuilt(id, &mut session, &mut out).await?;
+            while let Ok((rung, event)) = tc_rx.try_recv() {
+                session.push_transcoded(rung, event, arrival);
+            }
+            self.store_rebuilt(id, &mut session, &mut out).await?;
         }
         for (e, a) in merge.finish(last_arrival) {
             session.push(e, a);
         }
+        session.end();
+        self.store_rebuilt(id, &mut session, &mut out).await?;
+        // The transcoder's last frames, then every packager's.
+        out.tc_tx = None;
+        if let Some(w) = out.worker.take() {
+            tokio::task::spawn_blocking(move || w.finish()).await?;
+        }
+        while let Some((rung, event)) = tc_rx.recv().await {
+            session.push_transcoded(rung, event, last_arrival);
+            self.store_rebuilt(id, &mut session, &mut out).await?;
+        }
         let closed = session.close();
-        self.store_rebuilt(id, &mut session, &mut recording).await?;
-        let Some(source) = closed.into_iter().next() else {
+        self.store_rebuilt(id, &mut session, &mut out).await?;
+        let mut fresh = Vec::new();
+        for (rendition, recording) in closed.into_iter().zip(&out.recordings) {
+            let name = rendition.name.as_deref();
+            self.db
+                .replace_segments(id, name.unwrap_or(""), &recording.segments)
+                .await?;
+            fresh.extend(
+                self.finish_vod(id, name, recording, &rendition.measured, &video.title)
+                    .await?,
+            );
+        }
+        if fresh.is_empty() {
             anyhow::bail!("the rebuilt session has no source rendition");
-        };
-        self.db
-            .replace_segments(id, "", &recording.segments)
-            .await?;
-        let fresh = self
-            .finish_vod(id, None, &recording, &source.measured, &video.title)
-            .await?;
-        // The source's records are replaced; the rungs' and other formats' stay.
+        }
+        // The poster stays; the MP4 and HLS records are replaced, the files' when they are done.
+        let poster = video
+            .attributes
+            .iter()
+            .find(|r| r.kind == Kind::Vod)
+            .map(|r| r.poster.clone())
+            .unwrap_or_default();
         let mut records: Vec<AttributeRecord> = video
             .attributes
             .into_iter()
-            .filter(|r| {
-                !(r.kind == Kind::Vod
-                    && fresh.iter().any(|f| f.format == r.format && f.url == r.url))
-            })
+            .filter(|r| !(r.kind == Kind::Vod && fresh.iter().any(|f| f.url == r.url)))
             .collect();
-        records.extend(fresh);
+        for mut r in fresh {
+            r.poster = poster.clone();
+            records.push(r);
+        }
+        for r in &mut records {
+            r.frames_coming = 0;
+        }
         self.db
             .update_video(
                 id,
@@ -289,34 +356,98 @@ impl VideoServer {
                 None,
             )
             .await?;
+        let files = std::mem::take(&mut out.files);
+        if !files.is_empty() {
+            self.finish_files(id, &video.title, files, 0).await?;
+        }
         info!(video = %id, late_frames, rebuild_ms = started.elapsed().as_millis() as u64, "VOD rebuilt with the late frames");
         Ok(())
     }
 
-    /// Stores what the rebuilding session recorded for the source; drops everything else.
+    /// Carries out the rebuilding session's actions: its renditions' objects are stored, the
+    /// derived outputs fed (waiting for room: nothing may be lost); nothing goes live.
     async fn store_rebuilt(
         &self,
         id: &str,
         session: &mut Session,
-        recording: &mut Recording,
+        out: &mut Rebuilt,
     ) -> anyhow::Result<()> {
         while let Some(action) = session.poll() {
-            let Action::Record {
-                rendition: 0,
-                message,
-            } = action
-            else {
-                continue;
-            };
-            for store in recording.push(message)? {
-                if let Store::Object { name, bytes } = store {
-                    self.storage.put(&object_path(id, &name), bytes).await?;
+            match action {
+                Action::Record { rendition, message } => {
+                    let prefix = match rendition {
+                        0 => String::new(),
+                        _ => rendition_prefix(out.rungs.get(rendition - 1).map(String::as_str)),
+                    };
+                    let Some(recording) = out.recordings.get_mut(rendition) else {
+                        continue;
+                    };
+                    for store in recording.push(message)? {
+                        if let Store::Object { name, bytes } = store {
+                            self.storage
+                                .put(&object_path(id, &format!("{prefix}{name}")), bytes)
+                                .await?;
+                        }
+                    }
                 }
+                Action::StartDerived { video, audio } => {
+                    if let Some(tx) = &out.tc_tx
+                        && let Some((worker, rungs)) =
+                            derived::start_ladder(self, id, video.as_ref(), audio.as_ref(), tx)
+                    {
+                        out.recordings
+                            .extend(rungs.iter().map(|_| Recording::default()));
+                        out.rungs.clone_from(&rungs);
+                        session.add_rungs(rungs);
+                        out.worker = Some(worker);
+                    }
+                    out.files = self.start_files(id, video, audio, Some(PACED_EVENTS));
+                }
+                Action::Derive(event) => out.derive(event).await,
+                _ => {}
             }
         }
         Ok(())
     }
 }
+
+/// Events queued for each derived output of a rebuild.
+const PACED_EVENTS: usize = 256;
+
+/// The outputs of a rebuild.
+struct Rebuilt {
+    /// One per rendition, the source first.
+    recordings: Vec<Recording>,
+    /// The ladder's rungs, in its order.
+    rungs: Vec<String>,
+    /// Where the transcoder sends the rungs' events; None once it is being flushed.
+    tc_tx: Option<mpsc::UnboundedSender<(usize, MediaEvent)>>,
+    worker: Option<TranscodeWorker>,
+    files: Vec<FileJob>,
+}
+
+impl Rebuilt {
+    /// Hands a source event to the ladder and each file, waiting while a queue is full.
+    async fn derive(&mut self, event: MediaEvent) {
+        if let Some(w) = self.worker.as_mut() {
+            let mut e = event.clone();
+            while let Err(back) = w.offer(e) {
+                e = back;
+                tokio::time::sleep(WAIT_FOR_ROOM).await;
+            }
+        }
+        for job in &mut self.files {
+            let mut e = event.clone();
+            while let Err(back) = job.offer(e) {
+                e = back;
+                tokio::time::sleep(WAIT_FOR_ROOM).await;
+            }
+        }
+    }
+}
+
+/// How long a rebuild waits for room in a full queue before offering again.
+const WAIT_FOR_ROOM: std::time::Duration = std::time::Duration::from_millis(2);
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,6 @@
 //! The outputs derived from the source while it is live: the transcoded ladder (its rungs are
 //! packaged beside the source) and the VOD files in other container families.
 
-use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -15,7 +14,7 @@ use crate::storage::object_path;
 /// Starts the transcoder for the configured ladder from the source's configurations: the
 /// worker and its rungs' names, in its order. None when the ladder is empty or cannot start.
 pub(super) fn start_ladder(
-    server: &Arc<VideoServer>,
+    server: &VideoServer,
     id: &str,
     video: Option<&AvcConfig>,
     audio: Option<&AacConfig>,
@@ -46,12 +45,15 @@ pub(super) fn start_ladder(
 }
 
 impl VideoServer {
-    /// Starts the configured other-format VOD files from the source's configurations.
+    /// Starts the configured other-format VOD files from the source's configurations; `paced`:
+    /// a queue of that many events for a recorded source (the rebuild), written beside the
+    /// live ones.
     pub(super) fn start_files(
         &self,
         id: &str,
         video: Option<AvcConfig>,
         audio: Option<AacConfig>,
+        paced: Option<usize>,
     ) -> Vec<FileJob> {
         let dir = self.config.data_dir.join("tmp");
         if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -60,8 +62,14 @@ impl VideoServer {
         }
         let mut jobs = Vec::new();
         for spec in &self.config.transcode.files {
-            let path = dir.join(format!("{id}.{}", spec.format.name()));
-            match FileJob::start(spec.clone(), path, video.clone(), audio.clone()) {
+            let tag = if paced.is_some() { ".rebuild" } else { "" };
+            let path = dir.join(format!("{id}{tag}.{}", spec.format.name()));
+            let (v, a) = (video.clone(), audio.clone());
+            let job = match paced {
+                None => FileJob::start(spec.clone(), path, v, a),
+                Some(n) => FileJob::start_paced(spec.clone(), path, v, a, n),
+            };
+            match job {
                 Ok(job) => jobs.push(job),
                 Err(e) => {
                     warn!(video = %id, format = spec.format.name(), "VOD file not started: {e:#}")
@@ -77,6 +85,7 @@ impl VideoServer {
         id: &str,
         title: &str,
         jobs: Vec<FileJob>,
+        frames_coming: u64,
     ) -> anyhow::Result<()> {
         let mut added = Vec::new();
         let mut stored_names = Vec::new();
@@ -104,6 +113,7 @@ impl VideoServer {
             let url = format!("{}/vod/{id}/{name}", self.public_url);
             let mut record = summary.attribute_record(id, &url, title);
             record.poster = poster.clone();
+            record.frames_coming = frames_coming;
             added.push(record);
             stored_names.push(name);
         }
@@ -118,7 +128,12 @@ impl VideoServer {
             }
             return Ok(());
         };
-        let mut records = v.attributes;
+        // A rebuild's files replace the records of the first ones.
+        let mut records: Vec<_> = v
+            .attributes
+            .into_iter()
+            .filter(|r| !added.iter().any(|a| a.url == r.url))
+            .collect();
         records.extend(added);
         self.db
             .update_video(

@@ -122,6 +122,7 @@ impl Measured {
             size: 0,
             duration_ms: 0,
             dvr: 0,
+            frames_coming: 0,
             audio_sample_rate: self.audio.as_ref().map_or(0, |a| a.output_sample_rate),
             audio_channels: self.audio.as_ref().map_or(0, |a| a.channels),
             title: title.to_string(),
@@ -159,6 +160,7 @@ pub fn vod_records(
         duration_ms: (sizes.duration_us / 1000).max(0) as u64,
         // A recording has no DVR window (the template may be a live record).
         dvr: 0,
+        frames_coming: 0,
         bitrate: bitrate(size, sizes.duration_us),
         ..template.clone()
     })

@@ -365,6 +365,10 @@ impl VideoServer {
                 r.poster = url.clone();
             }
         }
+        let coming = self.frames_coming(&id);
+        for r in &mut records {
+            r.frames_coming = coming;
+        }
         let ended_at = now_rfc3339();
         self.db
             .update_video(
@@ -384,22 +388,20 @@ impl VideoServer {
             .remove(&id);
         metrics::histogram!("vshare_vod_ready_seconds").record(ended.elapsed().as_secs_f64());
         info!(video = %id, ready_ms = ended.elapsed().as_millis() as u64, "VOD ready");
-        if !files.is_empty() {
-            let me = self.clone();
-            let title = video.title.clone();
-            let id = id.clone();
-            tokio::spawn(async move {
-                if let Err(e) = me.finish_files(&id, &title, files).await {
-                    warn!(video = %id, "other VOD formats: {e:#}");
-                }
-            });
-        }
         // Keep the ended live playlist a while for players still on it.
         let live = self.live.clone();
+        let ended_id = id.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(60)).await;
-            live.remove(&id);
+            live.remove(&ended_id);
         });
+        // The other formats are added when done. The session ends after them, so a backfill's
+        // rebuild (which waits for the session) never races them for the same files.
+        if !files.is_empty()
+            && let Err(e) = self.finish_files(&id, &video.title, files, coming).await
+        {
+            warn!(video = %id, "other VOD formats: {e:#}");
+        }
         Ok(())
     }
 
@@ -579,7 +581,7 @@ impl SessionIo {
                         session.add_rungs(rungs);
                         self.worker = Some(worker);
                     }
-                    self.files = self.server.start_files(id, video, audio);
+                    self.files = self.server.start_files(id, video, audio, None);
                 }
                 Action::Derive(event) => {
                     if let Some(w) = self.worker.as_mut() {
