@@ -46,7 +46,11 @@ ffmpeg -v error -y -f lavfi -i "testsrc2=size=640x360:rate=30:duration=10" \
     -c:v libx264 -preset veryfast -b:v 900k -maxrate 1M -bufsize 1M -g 30 -pix_fmt yuv420p \
     -c:a aac -b:a 96k -f flv "$WORK/clip.flv"
 
-printf "streams\tlive_rss_idle_mb\tlive_rss_peak_mb\tmb_per_stream\tlive_cpu_s_per_stream_min\thandoff_bytes_per_media_byte\tkept_real_time\n"
+# mb_per_stream divides the whole rise over idle by N, so it carries what the first stream
+# costs once (buffers, runtime); mb_per_added_stream is the rise from the previous N's, per
+# stream added: what one more stream costs.
+printf "streams\tlive_rss_idle_mb\tlive_rss_peak_mb\tmb_per_stream\tmb_per_added_stream\tlive_cpu_s_per_stream_min\thandoff_bytes_per_media_byte\tkept_real_time\n"
+prev="0 0"
 for n in $COUNTS; do
     dir="$WORK/run-$n"
     mkdir -p "$dir"
@@ -86,9 +90,9 @@ for n in $COUNTS; do
     wait "$bench_pid" || die "bench failed: $(tail -2 "$dir/bench.err")"
     cpu1=$(cpu_ticks "$live_pid")
     curl -s "$video_http/metrics" > "$dir/metrics"
-    python3 - "$n" "$idle_kb" "$peak_kb" "$cpu0" "$cpu1" "$TICKS" "$dur_s" "$dir/bench.json" "$dir/metrics" "$dir/data" <<'PY'
+    python3 - "$n" "$idle_kb" "$peak_kb" "$cpu0" "$cpu1" "$TICKS" "$dur_s" "$dir/bench.json" "$dir/metrics" "$dir/data" $prev <<'PY'
 import json, os, sys
-n, idle, peak, c0, c1, hz, dur, bench, metrics, data = sys.argv[1:]
+n, idle, peak, c0, c1, hz, dur, bench, metrics, data, prev_n, prev_rise = sys.argv[1:]
 n, dur = int(n), float(dur)
 cpu = (int(c1) - int(c0)) / int(hz)
 sent = sum(float(l.split()[-1]) for l in open(metrics)
@@ -100,8 +104,11 @@ for root, _, files in os.walk(os.path.join(data, "media")):
 b = json.load(open(bench))
 idle_mb, peak_mb = int(idle) / 1024, int(peak) / 1024
 ratio = sent / media if media else float("nan")
-print(f"{n}\t{idle_mb:.1f}\t{peak_mb:.1f}\t{(peak_mb - idle_mb) / n:.2f}\t{cpu / (n * dur / 60):.3f}\t{ratio:.2f}\t{b['kept_real_time']}/{b['publishers']}")
+rise = peak_mb - idle_mb
+added = (rise - float(prev_rise)) / (n - int(prev_n)) if n > int(prev_n) else float("nan")
+print(f"{n}\t{idle_mb:.1f}\t{peak_mb:.1f}\t{rise / n:.2f}\t{added:.2f}\t{cpu / (n * dur / 60):.3f}\t{ratio:.2f}\t{b['kept_real_time']}/{b['publishers']}")
 PY
+    prev="$n $(python3 -c "print(($peak_kb - $idle_kb) / 1024)")"
     kill "$video_pid" "$live_pid" 2>/dev/null || true
     wait "$video_pid" "$live_pid" 2>/dev/null || true
 done
