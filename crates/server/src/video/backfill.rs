@@ -231,7 +231,9 @@ impl VideoServer {
     pub fn frames_coming(&self, video_id: &str) -> u64 {
         self.backfill_state(video_id)
             .filter(|s| s.state == "pending")
-            .map_or(0, |s| u64::from(s.frames_owed) + u64::from(s.frames_received))
+            .map_or(0, |s| {
+                u64::from(s.frames_owed) + u64::from(s.frames_received)
+            })
     }
 
     /// Clears `frames_coming` from a video's records: nothing more will come.
@@ -317,6 +319,10 @@ impl VideoServer {
         let mut fresh = Vec::new();
         for (rendition, recording) in closed.into_iter().zip(&out.recordings) {
             let name = rendition.name.as_deref();
+            if recording.segments.is_empty() {
+                // A rung the rebuild could not make: the first one stays as it was.
+                continue;
+            }
             self.db
                 .replace_segments(id, name.unwrap_or(""), &recording.segments)
                 .await?;
@@ -442,6 +448,16 @@ impl Rebuilt {
                 e = back;
                 tokio::time::sleep(WAIT_FOR_ROOM).await;
             }
+        }
+    }
+}
+
+impl Drop for Rebuilt {
+    /// A rebuild that failed leaves no file behind (a writer still running writes on into the
+    /// unlinked file until it sees its queue closed).
+    fn drop(&mut self) {
+        for job in &self.files {
+            let _ = std::fs::remove_file(&job.path);
         }
     }
 }
