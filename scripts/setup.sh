@@ -63,6 +63,13 @@ if [ "$want_test" = 1 ] && ! command -v s3s-fs >/dev/null 2>&1; then
   cargo install s3s-fs@0.14.1 --features binary --locked --quiet
 fi
 
+# Garage, a distributed S3-compatible store, for the multi-process test (about 11 minutes to build
+# once on two cores; an installed one is kept).
+if [ "$want_test" = 1 ] && ! command -v garage >/dev/null 2>&1; then
+  echo "setup: installing garage (builds for several minutes)"
+  cargo install garage@2.5.0 --locked --quiet
+fi
+
 # The browser pages: npm installs hls.js (and playwright-core, for the browser tests) exactly as
 # web/package-lock.json says, and the build writes web/dist, which `vshare serve` embeds.
 web="$(cd "$(dirname "$0")/../web" && pwd)"

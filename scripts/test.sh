@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command to set up and run every test: installs FFmpeg and the independent tools the tests
-# use (ffprobe, tshark, libwbxml, gammu, Kannel, PostgreSQL, pebble, Python SMS/SMPP packages), runs each
-# fuzz target briefly, then the test suite.
+# use (ffprobe, tshark, libwbxml, gammu, Kannel, PostgreSQL, pebble, Garage, s3s-fs, Python
+# SMS/SMPP packages), runs each fuzz target briefly, then the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test

@@ -1,5 +1,5 @@
 //! The topology of docs/deployment.md on loopback, every engine a separate process: PostgreSQL
-//! (the shared database), s3s-fs (the shared S3-compatible storage), two video servers
+//! (the shared database), Garage (the shared S3-compatible storage, one node), two video servers
 //! (`--roles video,proxy`, each pushing to both live servers), two live servers (`--roles live`)
 //! and nginx in front of them with the deployment guide's cache configuration. A publisher on
 //! each video server; viewers read both streams through nginx with blocking reloads.
@@ -20,12 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::garage::Garage;
 use common::nginx::{DEPLOYMENT, Nginx, TEMPLATE};
 use common::*;
 use vshare_testkit::db::{POSTGRES_SKIPPED, fresh_postgres_blocking};
 use vshare_testkit::ffmpeg::{decode_errors, frame_count, make_test_clip};
 use vshare_testkit::net::free_port;
-use vshare_testkit::process::require_tool;
 use vshare_testkit::wait::{wait_exit, wait_for};
 
 const SECRET: &str = "cluster test hand-off secret 0123456789";
@@ -35,21 +35,6 @@ const SEGMENT_MS: u64 = 1000;
 const ORPHAN_S: u64 = 2;
 /// Viewers per stream.
 const VIEWERS: usize = 2;
-
-/// A child process stopped on drop (SIGTERM first: nginx's master then stops its workers).
-struct Stopped(Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        if wait_exit(&mut self.0, Duration::from_secs(5)).is_none() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
 
 /// What every vshare process of the cluster shares: the database, the storage, the secret.
 struct Shared {
@@ -77,32 +62,6 @@ impl Shared {
     fn create_key(&self, data: &Path) -> String {
         keys_create(data, &["--database-url", &self.database_url])
     }
-}
-
-fn start_s3(root: &Path) -> (Stopped, Vec<(&'static str, String)>) {
-    require_tool("s3s-fs");
-    std::fs::create_dir_all(root.join("recordings")).expect("bucket dir");
-    let port = free_port();
-    let child = Command::new("s3s-fs")
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", "AKTEST", "--secret-key", "SKTEST"])
-        .arg(root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("s3s-fs");
-    let s3 = Stopped(child);
-    wait_for("s3s-fs to listen", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    let env = vec![
-        ("AWS_ENDPOINT", format!("http://127.0.0.1:{port}")),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_ACCESS_KEY_ID", "AKTEST".into()),
-        ("AWS_SECRET_ACCESS_KEY", "SKTEST".into()),
-        ("AWS_REGION", "us-east-1".into()),
-    ];
-    (s3, env)
 }
 
 /// `ffmpeg -re -stream_loop -1`: publishes the clip over and over until killed.
@@ -294,7 +253,8 @@ fn two_video_servers_two_live_servers_and_a_cache_survive_kill_9() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     deployment_configs_parse(dir.path());
-    let (_s3, storage_env) = start_s3(&dir.path().join("s3"));
+    let garage = Garage::start(&dir.path().join("garage"), "recordings");
+    let storage_env = garage.env.clone();
     let config = dir.path().join("vshare.toml");
     std::fs::write(
         &config,

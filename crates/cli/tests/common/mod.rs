@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod curl;
+pub mod garage;
 pub mod nginx;
 
 use std::io::{BufRead, BufReader, Read, Write};
