@@ -63,7 +63,7 @@ async function main() {
   step('sign up through the page');
   await a.goto(`${base}/signin?mode=signup`);
   await shot(a, 'signin');
-  await signUp(a, base, 'alice', 'correct horse battery staple', '/studio?width=640&height=360');
+  await signUp(a, base, 'alice', 'correct horse battery staple', '/studio?width=640&height=360&backfill_memory=1024');
 
   step('studio: camera preview');
   await a.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 20000 });
@@ -106,9 +106,18 @@ async function main() {
   await shot(b, 'watch-live');
   await shot(a, 'studio-live');
 
-  step('the upload connection drops (1 s outage) and resumes');
+  // An outage that lasts until the sender has dropped a second of video (past the 1.5 s of
+  // backlog it allows), more than the 1 KiB the page keeps in memory (?backfill_memory): the
+  // rest of what it keeps goes to IndexedDB. Then the connection is cut and resumed.
+  step('an outage until the sender drops video; the connection is cut and resumes');
   const seqBefore = await a.evaluate(() => window.vshareStudio.client.sender.nextSeq);
-  await a.evaluate(() => window.vshareStudio.client.dropConnection(1000));
+  await a.evaluate(() => { window.vshareStudio.client.holding = true; });
+  await a.waitForFunction(() => window.vshareStudio.client.droppedFrames >= 30, null, { timeout: 60000 });
+  await a.evaluate(() => {
+    const c = window.vshareStudio.client;
+    c.holding = false;
+    if (c.ws) c.ws.close(3001, 'dropped on purpose');
+  });
   await a.waitForFunction(() => window.vshareStudio.client.resumes >= 1 && document.body.dataset.state === 'live',
     null, { timeout: 15000 });
   await sleep(3000);
@@ -117,6 +126,8 @@ async function main() {
     return { resumes: c.resumes, nextSeq: c.sender.nextSeq, media: c.sender.stats.mediaBytes,
       wire: c.sender.stats.wireBytes, resent: c.sender.stats.resentFrames, dropped: c.droppedFrames,
       late_kept: c.sender.stats.lateKept, late_refused: c.sender.stats.lateRefused,
+      late_spilled: c.sender.late.stats.spilled, late_lost: c.sender.late.stats.lost,
+      idb_writes: window.vshareStudio.backfillSpill ? window.vshareStudio.backfillSpill.writes : null,
       target: c.rate.targetKbps(), step: c.rate.step() };
   });
   result.upload = stats;
@@ -124,8 +135,10 @@ async function main() {
   // The sender drops what is past 1.5 s of backlog, and a busy machine may take longer than
   // that to reconnect: whatever it dropped must be kept for the late send (the protocol's
   // backfill), so the recording still gets every frame (checked against the MP4 below).
-  check(stats.late_refused === 0 && stats.late_kept === stats.dropped,
-    `every frame dropped through a 1 s outage was kept to be sent late (${JSON.stringify(stats)})`);
+  check(stats.dropped > 0 && stats.late_refused === 0 && stats.late_kept === stats.dropped,
+    `every frame dropped through the outage was kept to be sent late (${JSON.stringify(stats)})`);
+  check(stats.late_spilled > 0 && stats.idb_writes === stats.late_spilled && stats.late_lost === 0,
+    `past the memory bound the kept frames went through IndexedDB (${JSON.stringify(stats)})`);
   const s2 = await playerState(b);
   check(s2.t > t1.t, `page B kept playing across the drop (${t1.t} → ${s2.t})`);
 

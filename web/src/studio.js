@@ -10,6 +10,7 @@ import { nav } from './nav.js';
 import { openShare } from './share.js';
 import { FrameThinner } from './thinning.js';
 import { h, $, attributesTable, copyText, formatBytes, formatKbps } from './ui.js';
+import { IdbSpill } from './late_queue.js';
 import { CLOSE_REASONS, UploadClient, base64 } from './upload.js';
 
 const params = new URLSearchParams(location.search);
@@ -21,6 +22,12 @@ const CAPTURE_W = Number(params.get('width')) || 1280;
 const CAPTURE_H = Number(params.get('height')) || 720;
 /** `?quality=fixed`: keep the capture size and 30 fps (benchmarks); the bitrate still follows. */
 const FIXED_QUALITY = params.get('quality') === 'fixed';
+/**
+ * Dropped video kept for the backfill: this much in memory, the rest in IndexedDB, up to the
+ * total (docs/web.md). `?backfill_memory=BYTES` sets the memory part (tests).
+ */
+const BACKFILL_MEMORY = Number(params.get('backfill_memory')) || 32 << 20;
+const BACKFILL_TOTAL = 256 << 20;
 /** A key frame at least this often (µs): segments and late joiners need them. */
 const KEY_INTERVAL_US = 1_000_000;
 const AUDIO_KBPS = { aac: 64, opus: 32 };
@@ -254,11 +261,16 @@ class Broadcast {
           bitrate: AUDIO_KBPS[picked.name] * 1000 };
       }
     }
+    // Without IndexedDB (a private window may refuse it) the backfill keeps to memory.
+    const spill = typeof indexedDB === 'undefined' ? null : await IdbSpill.open().catch(() => null);
+    studio.backfillSpill = spill;
     const client = new UploadClient({
       url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/upload`,
       token: this.token, title: this.title, tracks: [],
       captureWidth: studio.captureWidth, captureHeight: studio.captureHeight,
       audioKbps: audioCfg ? AUDIO_KBPS[studio.audioCodec] : 0, startKbps: START_KBPS, maxKbps: MAX_KBPS,
+      backfillMaxBytes: spill ? BACKFILL_TOTAL : BACKFILL_MEMORY,
+      backfillMemoryBytes: BACKFILL_MEMORY, backfillSpill: spill,
     });
     this.client = client;
     studio.client = client;

@@ -4,9 +4,11 @@
 // messages out — ported line for line from `UploadSender` in crates/upload; it is tested in
 // Node (web/test). `UploadClient` is its WebSocket adapter: connects, pumps, resumes after a
 // drop, and runs the adaptation (`SenderRate` in rate.js). With the protocol's `backfill` it
-// keeps the video it dropped (in memory, within `backfillMaxBytes`) and sends it late.
+// keeps the video it dropped (in memory, and past `backfillMemoryBytes` in IndexedDB, within
+// `backfillMaxBytes` in all; late_queue.js) and sends it late.
 
 import { SenderRate } from './rate.js';
+import { LateQueue } from './late_queue.js';
 
 export const PROTOCOL = 'vshare-upload.1';
 export const VERSION = 1;
@@ -111,18 +113,21 @@ export class UploadSender {
     /** `backfill`: asked for (our byte bound), granted by `welcome` (its limits). */
     this.lateMaxBytes = null;
     this.lateLimits = null;
-    /** Late frames kept and not yet numbered, and their bytes. */
-    this.late = [];
-    this.lateBytes = 0;
+    /** Late frames kept and not yet numbered (in memory, or spilled: late_queue.js). */
+    this.late = new LateQueue();
     /** Late frames promised in all; the count last announced on this connection. */
     this.latePromised = 0;
     this.lateAnnounced = null;
     this.lateTotalBytes = 0;
   }
 
-  /** Asks for `backfill`, keeping at most `maxBytes` of dropped frames waiting (in memory). */
-  withBackfill(maxBytes) {
+  /**
+   * Asks for `backfill`, keeping at most `maxBytes` of dropped frames waiting: `memoryBytes`
+   * of them in memory and the rest in `spill` (an IndexedDB store; none: all in memory).
+   */
+  withBackfill(maxBytes, memoryBytes = maxBytes, spill = null) {
     this.lateMaxBytes = maxBytes;
+    this.late = new LateQueue(memoryBytes, spill);
     return this;
   }
 
@@ -150,13 +155,12 @@ export class UploadSender {
     const l = this.lateLimits;
     const fits = l !== null && this.lateMaxBytes !== null
       && this.latePromised < l.max_frames
-      && this.lateTotalBytes + this.lateBytes + len <= l.max_bytes
-      && this.lateBytes + len <= this.lateMaxBytes;
+      && this.lateTotalBytes + this.late.bytes + len <= l.max_bytes
+      && this.late.bytes + len <= this.lateMaxBytes;
     if (!fits) {
       this.stats.lateRefused += 1;
       return false;
     }
-    this.lateBytes += len;
     this.latePromised += 1;
     this.stats.lateKept += 1;
     this.late.push({ track, key, pts: Math.round(pts), dts: Math.round(dts), data });
@@ -170,14 +174,13 @@ export class UploadSender {
   releaseLate(budgetBytes) {
     let used = 0;
     let n = 0;
-    while (this.late.length > 0) {
-      const len = this.late[0].data.byteLength;
+    // A frame still being read back from the spill store stops the run until it is here.
+    for (let len = this.late.headLength(); len !== null; len = this.late.headLength()) {
       const idle = n === 0 && this.sendIndex >= this.kept.length && this.inFlight === 0;
       if (used + len > budgetBytes && !idle) break;
       const f = this.late.shift();
       used += len;
       n += 1;
-      this.lateBytes -= len;
       this.lateTotalBytes += len;
       this.backlog += len;
       const seq = this.takeSeq();
@@ -188,7 +191,7 @@ export class UploadSender {
 
   /** Late frames kept and not yet numbered: {frames, bytes}. */
   lateWaiting() {
-    return { frames: this.late.length, bytes: this.lateBytes };
+    return { frames: this.late.length, bytes: this.late.bytes };
   }
 
   /** Keeps a frame to send ({track, key, pts, dts, data: Uint8Array}); returns its sequence number. */
@@ -347,8 +350,9 @@ export class UploadSender {
 export class UploadClient extends EventTarget {
   /**
    * @param {object} o url, token, title, tracks (as in hello), captureWidth, captureHeight,
-   *   audioKbps, startKbps, maxKbps, backfillMaxBytes (dropped video kept in memory to be
-   *   sent late, the protocol's `backfill`; 0 keeps none; default 32 MiB)
+   *   audioKbps, startKbps, maxKbps, backfillMaxBytes (dropped video kept to be sent late,
+   *   the protocol's `backfill`; 0 keeps none; default 32 MiB), backfillSpill (an `IdbSpill`:
+   *   what is past backfillMemoryBytes, default 32 MiB, goes there)
    */
   constructor(o) {
     super();
@@ -360,7 +364,12 @@ export class UploadClient extends EventTarget {
     this.maxKbps = o.maxKbps;
     this.sender = new UploadSender();
     const backfill = o.backfillMaxBytes ?? 32 << 20;
-    if (backfill > 0) this.sender.withBackfill(backfill);
+    if (backfill > 0) {
+      const memory = o.backfillSpill ? Math.min(o.backfillMemoryBytes ?? 32 << 20, backfill) : backfill;
+      this.sender.withBackfill(backfill, memory, o.backfillSpill || null);
+      // Frames read back from IndexedDB go out as soon as they are here.
+      this.sender.late.onRefill = () => this.pump();
+    }
     this.rate = new SenderRate(o.captureWidth, o.captureHeight, o.audioKbps, o.startKbps, o.maxKbps);
     this.ws = null;
     this.welcomed = false;
