@@ -196,7 +196,11 @@ fn studio_publishes_live_and_vod_play_share_reaches_open_in_chromium() {
     // The frames the live send dropped through the outage were all kept (the page checks)
     // and sent late (IndexedDB held most of them): the VOD holds those too.
     let dropped = r["capture"]["dropped"].as_u64().unwrap_or(0) as usize;
-    assert!(dropped >= 30, "the outage made the sender drop video: {}", r["capture"]);
+    assert!(
+        dropped >= 30,
+        "the outage made the sender drop video: {}",
+        r["capture"]
+    );
     assert_eq!(
         pts.len(),
         sent + dropped,
