@@ -449,6 +449,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         dvr_window_s: config.live.dvr_window_s,
         watching: std::sync::Mutex::new(watching::WatchCounter::new(config.watching.limits())),
         watching_beacon_s: config.watching.beacon_s.max(1),
+        media_metrics: api::MediaMetrics::new(Duration::from_millis(config.live.part_target_ms)),
     });
     if let Some(l) = rtmp_listener {
         tokio::spawn(ingest.clone().run(l));

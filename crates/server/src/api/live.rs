@@ -11,9 +11,7 @@ use serde::Deserialize;
 use vshare_package::{PartBytes, SegmentBytes};
 
 use super::error::ApiError;
-use super::media::{
-    IMMUTABLE, M3U8, media_response, media_stream_response, playlist_cache, valid_rendition,
-};
+use super::media::{IMMUTABLE, M3U8, media_response, media_stream_response, valid_rendition};
 use super::state::{AppState, AppStateRef};
 use crate::db::Visibility;
 use crate::live::{BlockingRequest, PartHold};
@@ -63,8 +61,9 @@ async fn live_request(
                 .multivariant()
                 .ok_or_else(|| ApiError::not_found("multivariant playlist"))?;
             return Ok(media_response(
+                &st.media_metrics,
                 M3U8,
-                &playlist_cache(st.part_target),
+                st.media_metrics.playlist_cache.clone(),
                 shared_text(text),
             ));
         }
@@ -146,7 +145,7 @@ async fn serve_live(
     q: &BlockingQuery,
 ) -> Result<Response, ApiError> {
     // Counted by kind: what an HTTP cache in front lets through to the origin.
-    metrics::counter!("vshare_live_requests_total", "file" => file_kind(file, q)).increment(1);
+    st.media_metrics.live_request(file_kind(file, q));
     let stream = st
         .live
         .stream(stream_id)
@@ -173,8 +172,9 @@ async fn serve_live(
             .playlist()
             .ok_or_else(|| ApiError::not_found("live playlist"))?;
         return Ok(media_response(
+            &st.media_metrics,
             M3U8,
-            &playlist_cache(st.part_target),
+            st.media_metrics.playlist_cache.clone(),
             shared_text(playlist),
         ));
     }
@@ -187,7 +187,12 @@ async fn serve_live(
         let init = stream
             .init(file)
             .ok_or_else(|| ApiError::not_found("init segment"))?;
-        return Ok(media_response("video/mp4", IMMUTABLE, init));
+        return Ok(media_response(
+            &st.media_metrics,
+            "video/mp4",
+            HeaderValue::from_static(IMMUTABLE),
+            init,
+        ));
     }
     if let Some(rest) = file
         .strip_prefix("part")
@@ -236,7 +241,12 @@ async fn serve_live(
                 .map_err(|_| no_part())?,
             PartBytes::Missing => return Err(no_part()),
         };
-        return Ok(media_response("video/iso.segment", IMMUTABLE, part));
+        return Ok(media_response(
+            &st.media_metrics,
+            "video/iso.segment",
+            HeaderValue::from_static(IMMUTABLE),
+            part,
+        ));
     }
     if let Some(msn) = file
         .strip_prefix("seg")
@@ -262,27 +272,28 @@ async fn serve_live(
             }
             SegmentBytes::Missing => return Err(ApiError::not_found("segment")),
         };
-        return Ok(media_response("video/iso.segment", IMMUTABLE, seg));
+        return Ok(media_response(
+            &st.media_metrics,
+            "video/iso.segment",
+            HeaderValue::from_static(IMMUTABLE),
+            seg,
+        ));
     }
     Err(ApiError::not_found("file"))
 }
 
-/// The `file` label of `vshare_live_requests_total`.
-fn file_kind(file: &str, q: &BlockingQuery) -> &'static str {
+/// The `file` label of `vshare_live_requests_total`, as an index in [`LIVE_FILE_KINDS`].
+fn file_kind(file: &str, q: &BlockingQuery) -> usize {
     if file == "index.m3u8" {
-        if q.msn.is_some() {
-            "blocking_playlist"
-        } else {
-            "playlist"
-        }
+        if q.msn.is_some() { 0 } else { 1 }
     } else if file.starts_with("init") {
-        "init"
+        2
     } else if file.starts_with("part") {
-        "part"
+        3
     } else if file.starts_with("seg") {
-        "segment"
+        4
     } else {
-        "other"
+        5
     }
 }
 

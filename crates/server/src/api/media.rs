@@ -23,11 +23,57 @@ pub fn playlist_cache(part_target: Duration) -> String {
     format!("public, max-age={secs}")
 }
 
+/// Metric handles and a header the media handlers use on every request, made once: viewers
+/// ask several times a second each, and a lookup by name per request showed in profiles.
+pub struct MediaMetrics {
+    /// `vshare_bytes_out_total`.
+    pub bytes_out: metrics::Counter,
+    /// `vshare_live_requests_total` by `file` label, in [`LIVE_FILE_KINDS`]' order.
+    live_requests: Vec<metrics::Counter>,
+    /// [`playlist_cache`] of the part target.
+    pub playlist_cache: HeaderValue,
+}
+
+/// The `file` labels of `vshare_live_requests_total`.
+pub const LIVE_FILE_KINDS: [&str; 6] = [
+    "blocking_playlist",
+    "playlist",
+    "init",
+    "part",
+    "segment",
+    "other",
+];
+
+impl MediaMetrics {
+    /// Looks the handles up in the installed recorder (call after installing it).
+    pub fn new(part_target: Duration) -> Self {
+        MediaMetrics {
+            bytes_out: metrics::counter!("vshare_bytes_out_total"),
+            live_requests: LIVE_FILE_KINDS
+                .iter()
+                .map(|k| metrics::counter!("vshare_live_requests_total", "file" => *k))
+                .collect(),
+            playlist_cache: HeaderValue::from_str(&playlist_cache(part_target))
+                .unwrap_or_else(|_| HeaderValue::from_static("no-cache")),
+        }
+    }
+
+    /// Counts a live request of kind `LIVE_FILE_KINDS[kind]`.
+    pub fn live_request(&self, kind: usize) {
+        if let Some(c) = self.live_requests.get(kind) {
+            c.increment(1);
+        }
+    }
+}
+
 /// Media bytes with their type and cache policy, counted in `vshare_bytes_out_total`.
-pub fn media_response(content_type: &'static str, cache: &str, body: Bytes) -> Response {
-    metrics::counter!("vshare_bytes_out_total").increment(body.len() as u64);
-    let cache =
-        HeaderValue::from_str(cache).unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
+pub fn media_response(
+    metrics: &MediaMetrics,
+    content_type: &'static str,
+    cache: HeaderValue,
+    body: Bytes,
+) -> Response {
+    metrics.bytes_out.increment(body.len() as u64);
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),

@@ -32,7 +32,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 pub use error::ApiError;
 pub use live_first::LiveFirst;
-pub use media::M3U8;
+pub use media::{M3U8, MediaMetrics};
 pub use same_origin::{cross_site, same_origin};
 pub use state::AppState;
 pub use vod::{Unsatisfiable, parse_range};

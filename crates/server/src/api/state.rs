@@ -38,6 +38,8 @@ pub struct AppState {
     pub watching: std::sync::Mutex<crate::watching::WatchCounter>,
     /// How often a watch page sends its beacon, s.
     pub watching_beacon_s: u64,
+    /// The media handlers' metric handles and playlist cache header, made once.
+    pub media_metrics: super::media::MediaMetrics,
 }
 
 impl AppState {

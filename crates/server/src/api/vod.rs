@@ -65,8 +65,9 @@ async fn serve_vod(
         let ended = matches!(video.state, VideoState::Ready | VideoState::Partial);
         let text = vshare_package::vod_playlist_segments(&list, ended);
         return Ok(media_response(
+            &st.media_metrics,
             M3U8,
-            if ended { "max-age=3600" } else { "no-cache" },
+            HeaderValue::from_static(if ended { "max-age=3600" } else { "no-cache" }),
             Bytes::from(text),
         ));
     }
@@ -167,12 +168,13 @@ async fn dvr_playlist(st: &AppState, id: &str, state: &VideoState) -> Result<Res
     let window_us = i64::try_from(st.dvr_window_s.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
     let text = vshare_package::dvr_playlist(&list, window_us, ended);
     Ok(media_response(
+        &st.media_metrics,
         M3U8,
-        if ended {
+        HeaderValue::from_static(if ended {
             "max-age=3600"
         } else {
             "public, max-age=1"
-        },
+        }),
         Bytes::from(text),
     ))
 }
