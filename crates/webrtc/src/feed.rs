@@ -120,8 +120,9 @@ impl Feed {
 
     fn video(&mut self, f: &Frame, now: Instant) -> Option<Sample> {
         let Some(avc) = &self.avc else {
-            self.notes
-                .push(FeedNote::Skipped("a video frame before its configuration".into()));
+            self.notes.push(FeedNote::Skipped(
+                "a video frame before its configuration".into(),
+            ));
             return None;
         };
         if self.withheld {
@@ -224,7 +225,10 @@ mod tests {
         let avcc = [
             0, 0, 0, 2, 9, 0xf0, 0, 0, 0, 2, 0x67, 1, 0, 0, 0, 3, 0x65, 0xaa, 0xbb,
         ];
-        assert_eq!(to_annexb(&avcc, 4).unwrap(), vec![0, 0, 0, 1, 0x65, 0xaa, 0xbb]);
+        assert_eq!(
+            to_annexb(&avcc, 4).unwrap(),
+            vec![0, 0, 0, 1, 0x65, 0xaa, 0xbb]
+        );
         assert!(to_annexb(&[0, 0, 0, 9, 0x65], 4).is_err());
         assert!(to_annexb(&[0, 0], 4).is_err());
         assert!(to_annexb(&[], 5).is_err());

@@ -121,7 +121,13 @@ impl Viewer {
     }
 
     /// Whether a datagram from `source` is this viewer's (ICE credentials or its address).
-    pub fn accepts(&self, now: Instant, source: SocketAddr, local: SocketAddr, data: &[u8]) -> bool {
+    pub fn accepts(
+        &self,
+        now: Instant,
+        source: SocketAddr,
+        local: SocketAddr,
+        data: &[u8],
+    ) -> bool {
         match Receive::new(Protocol::Udp, source, local, data) {
             Ok(r) => self.rtc.accepts(&Input::Receive(now, r)),
             Err(_) => false,
@@ -231,7 +237,8 @@ impl Viewer {
                     return;
                 }
                 Ok(Output::Transmit(t)) => {
-                    self.transmits.push_back((t.destination, t.contents.to_vec()));
+                    self.transmits
+                        .push_back((t.destination, t.contents.to_vec()));
                 }
                 Ok(Output::Event(e)) => self.event(e),
                 Err(e) => {

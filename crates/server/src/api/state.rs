@@ -38,6 +38,8 @@ pub struct AppState {
     pub watching: std::sync::Mutex<crate::watching::WatchCounter>,
     /// How often a watch page sends its beacon, s.
     pub watching_beacon_s: u64,
+    /// WHEP playback over WebRTC, when `[webrtc] enabled`.
+    pub whep: Option<Arc<crate::whep::Whep>>,
 }
 
 impl AppState {
