@@ -231,9 +231,7 @@ impl VideoServer {
     pub fn frames_coming(&self, video_id: &str) -> u64 {
         self.backfill_state(video_id)
             .filter(|s| s.state == "pending")
-            .map_or(0, |s| {
-                u64::from(s.frames_owed) + u64::from(s.frames_received)
-            })
+            .map_or(0, |s| u64::from(s.frames_owed) + u64::from(s.frames_received))
     }
 
     /// Clears `frames_coming` from a video's records: nothing more will come.

@@ -1,6 +1,7 @@
 //! The outputs derived from the source while it is live: the transcoded ladder (its rungs are
 //! packaged beside the source) and the VOD files in other container families.
 
+
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 use vshare_media::{AacConfig, AvcConfig, MediaEvent};
