@@ -122,13 +122,9 @@ impl Whep {
             .get(stream)
             .cloned()
             .ok_or_else(|| WhepError::NoStream(stream.to_string()))?;
-        let config = ViewerConfig {
-            candidate: self.candidate,
-            h264_profile_level_id: entry.profile_level_id.load(Ordering::Relaxed) as u32,
-        };
-        let (viewer, answer) = Viewer::answer(offer, &config, Instant::now())?;
         let id = random_id(16);
         let stream: Arc<str> = stream.into();
+        // The limits first and the place taken: answering costs a DTLS certificate.
         {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             if sessions.len() >= self.config.max_sessions {
@@ -143,6 +139,17 @@ impl Whep {
         }
         entry.viewers.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("vshare_whep_sessions").increment(1.0);
+        let config = ViewerConfig {
+            candidate: self.candidate,
+            h264_profile_level_id: entry.profile_level_id.load(Ordering::Relaxed) as u32,
+        };
+        let (viewer, answer) = match Viewer::answer(offer, &config, Instant::now()) {
+            Ok(answered) => answered,
+            Err(e) => {
+                self.forget(&id);
+                return Err(e.into());
+            }
+        };
         let add = Command::Add {
             id: id.clone(),
             stream,
@@ -399,6 +406,16 @@ impl Task {
                 ip,
                 viewer,
             } => {
+                // Deleted between its answer and now: never started.
+                let known = self.whep.upgrade().is_some_and(|w| {
+                    w.sessions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains_key(&id)
+                });
+                if !known {
+                    return;
+                }
                 info!(video = %stream, session = %id, %ip, "WHEP session");
                 self.viewers.insert(
                     id,

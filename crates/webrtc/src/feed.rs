@@ -247,6 +247,51 @@ mod tests {
         assert_eq!(feed.opus(3_000_000, &Bytes::new(), t0).rtp_time, 0);
     }
 
+    fn frame(pts: i64, dts: i64, key: bool) -> MediaEvent {
+        let nal: &[u8] = if key { &[0x65, 0x88] } else { &[0x41, 0x9a] };
+        let mut data = (nal.len() as u32).to_be_bytes().to_vec();
+        data.extend_from_slice(nal);
+        MediaEvent::Frame(Frame {
+            track: TrackKind::Video,
+            pts,
+            dts,
+            key,
+            data: Bytes::from(data),
+        })
+    }
+
+    #[test]
+    fn keyframes_carry_the_parameter_sets_and_b_frames_withhold_video() {
+        let mut feed = Feed::new();
+        let t0 = Instant::now();
+        assert!(feed.push(&frame(0, 0, true), t0).is_none());
+        assert!(matches!(feed.take_notes()[..], [FeedNote::Skipped(_)]));
+        // x264's High profile record.
+        feed.push(&vshare_testkit::media::video_config(), t0);
+        assert_eq!(h264_profile_level_id(feed.avc()), 0x64001f);
+        let key = feed
+            .push(&frame(2_000_000, 2_000_000, true), t0)
+            .expect("a sample");
+        assert!(key.key);
+        assert!(key.data.starts_with(&[0, 0, 0, 1, 0x67]));
+        assert!(key.data.ends_with(&[0, 0, 0, 1, 0x65, 0x88]));
+        let delta = feed
+            .push(&frame(2_033_333, 2_033_333, false), t0)
+            .expect("a sample");
+        assert_eq!(&delta.data[..], &[0, 0, 0, 1, 0x41, 0x9a]);
+        assert_eq!(delta.rtp_time - key.rtp_time, 2_999);
+        assert!(feed.video_passed());
+        // A B-frame stream (pts ahead of dts): video stops, said once.
+        assert!(feed.push(&frame(2_133_333, 2_066_666, false), t0).is_none());
+        assert!(matches!(
+            feed.take_notes()[..],
+            [FeedNote::VideoWithheld(_)]
+        ));
+        assert!(feed.push(&frame(2_100_000, 2_100_000, true), t0).is_none());
+        assert!(!feed.video_passed());
+        assert!(feed.take_notes().is_empty());
+    }
+
     #[test]
     fn profile_level_ids() {
         assert_eq!(h264_profile_level_id(None), 0x42e01f);

@@ -323,6 +323,96 @@ mod tests {
         assert!(viewer.video.is_some() && viewer.audio.is_some());
     }
 
+    /// A str0m player and a viewer connected in memory, time simulated: video starts at a
+    /// keyframe, and what the player receives is what was written.
+    #[test]
+    fn a_player_gets_video_from_the_first_keyframe() {
+        use str0m::change::SdpAnswer;
+        let mut now = Instant::now();
+        let player_addr: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let mut player = Rtc::new(now);
+        player.add_local_candidate(Candidate::host(player_addr, "udp").unwrap());
+        let mut change = player.sdp_api();
+        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = change.apply().expect("an offer");
+        let config = config();
+        let (mut viewer, answer) =
+            Viewer::answer(&offer.to_sdp_string(), &config, now).expect("an answer");
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("answer parses");
+        player
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("accepted");
+
+        let sample = |key: bool, rtp_time: u64, at: Instant| Sample {
+            kind: SampleKind::Video,
+            key,
+            rtp_time,
+            wallclock: at,
+            data: if key {
+                vec![
+                    0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x65,
+                    1, 2, 3,
+                ]
+            } else {
+                vec![0, 0, 0, 1, 0x41, 4, 5, 6]
+            }
+            .into(),
+        };
+        let mut received = Vec::new();
+        let mut written = 0;
+        for step in 0..400 {
+            now += std::time::Duration::from_millis(10);
+            // Player → viewer, and the player's events.
+            let _ = player.handle_input(Input::Timeout(now));
+            loop {
+                match player.poll_output().expect("player output") {
+                    Output::Timeout(_) => break,
+                    Output::Transmit(t) => {
+                        assert!(viewer.accepts(now, t.source, config.candidate, &t.contents));
+                        viewer.receive(now, t.source, config.candidate, &t.contents);
+                    }
+                    Output::Event(Event::MediaData(d)) => received.push(d.data.clone()),
+                    Output::Event(_) => {}
+                }
+            }
+            viewer.tick(now);
+            // Viewer → player.
+            while let Some((to, data)) = viewer.poll_transmit() {
+                assert_eq!(to, player_addr);
+                let r = Receive::new(Protocol::Udp, config.candidate, player_addr, &data).unwrap();
+                let _ = player.handle_input(Input::Receive(now, r));
+            }
+            if viewer.is_connected() && written < 3 && step % 3 == 0 {
+                // A delta frame first (not sent: no keyframe yet), then a keyframe and a delta.
+                let key = written == 1;
+                viewer.write(&sample(key, 3000 * written, now), now);
+                written += 1;
+            }
+            if received.len() >= 2 {
+                break;
+            }
+        }
+        assert!(viewer.is_connected(), "ICE and DTLS came up");
+        let stats = viewer.stats();
+        assert_eq!(stats.waited, 1, "{stats:?}");
+        assert_eq!(stats.video_sent, 2, "{stats:?}");
+        assert_eq!(
+            received.len(),
+            2,
+            "the player got the keyframe and the delta frame"
+        );
+        // The keyframe arrives with its parameter sets (STAP-A unpacked to Annex B).
+        assert!(
+            received[0].windows(2).any(|w| w == [1, 0x67]),
+            "{:?}",
+            received[0]
+        );
+        assert!(received[0].ends_with(&[0x65, 1, 2, 3]), "{:?}", received[0]);
+        assert!(received[1].ends_with(&[0x41, 4, 5, 6]), "{:?}", received[1]);
+    }
+
     #[test]
     fn refuses_what_is_not_an_offer() {
         let now = Instant::now();
