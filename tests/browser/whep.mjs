@@ -1,10 +1,11 @@
 // WHEP playback in Chromium: an RTCPeerConnection (recvonly video + audio) posts its offer to
 // /whep/{id}, plays the answer's media in a <video>, and reports getStats() once enough frames
 // are decoded (or its time is up); then DELETEs the session twice (the second must be 404).
+// Then the watch page plays the same stream: over WebRTC, its time advancing.
 // Env: VSHARE_HTTP, VIDEO, MIN_FRAMES (video frames to decode), WAIT_MS (how long it may take).
 // Prints `RESULT {json}`.
 
-import { launch, phone } from './lib.mjs';
+import { launch, phone, until } from './lib.mjs';
 
 const base = process.env.VSHARE_HTTP;
 const id = process.env.VIDEO;
@@ -89,6 +90,28 @@ try {
       deleteStatus: del.status, deleteAgainStatus: again.status,
     };
   }, { id, minFrames, waitMs });
+  // The watch page: WebRTC first.
+  const t0 = Date.now();
+  await page.goto(`${base}/watch/${id}`);
+  await page.waitForFunction(() => document.body.dataset.state === 'live', null, { timeout: 20000 });
+  await page.click('#play');
+  const state = () => page.evaluate(() => {
+    const v = document.querySelector('#player');
+    return { engine: window.vshareWatch.engine, t: v.currentTime, width: v.videoWidth,
+      note: document.querySelector('#player-note').textContent, errors: window.vshareWatch.errors };
+  });
+  let first = null;
+  let last = null;
+  try {
+    await until('the watch page to play 2 s', Math.max(1000, waitMs - result.elapsedMs), async () => {
+      last = await state();
+      if (last.t > 0 && !first) first = { ...last, atMs: Date.now() - t0 };
+      return first && last.t - first.t >= 2 ? last : null;
+    });
+  } catch (e) {
+    result.watchError = e.message;
+  }
+  result.watch = { first, last };
   console.log(`RESULT ${JSON.stringify(result)}`);
 } finally {
   await browser.close();

@@ -1,7 +1,8 @@
 //! WHEP playback (docs/webrtc.md): `vshare serve` with `[webrtc]` on an ephemeral UDP port, an
 //! RTMP publish by ffmpeg (H.264 baseline without B-frames, AAC), and headless Chromium
 //! playing the stream over WebRTC (tests/browser/whep.mjs): H.264 frames decoded, Opus audio
-//! received, and the session deleted. Offers that are not SDP, or not sent as SDP, are refused.
+//! received, and the session deleted; then the watch page plays it over WebRTC. Offers that are
+//! not SDP, or not sent as SDP, are refused.
 //!
 //! Skips with a printed reason only when node or chromium is missing, like tests/browser.rs.
 
@@ -171,6 +172,11 @@ fn chromium_plays_a_live_rtmp_stream_over_whep() {
     assert_eq!(r["deleteStatus"], 204, "{r:#}");
     assert_eq!(r["deleteAgainStatus"], 404, "{r:#}");
     server.expect_logged("WHEP session deleted");
+
+    // The watch page played the stream over WebRTC, 2 s of it.
+    assert!(r["watchError"].is_null(), "{r:#}\n{log}");
+    assert_eq!(r["watch"]["last"]["engine"], "webrtc", "{r:#}");
+    assert_eq!(r["watch"]["last"]["width"], 640, "{r:#}");
 
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
