@@ -1,5 +1,6 @@
-// The watch page: the video's attribute data first, then playback — live with hls.js in
-// low-latency mode (the browser's own HLS on Apple devices), the recording as MP4 — a download
+// The watch page: the video's attribute data first, then playback — live over WebRTC (WHEP)
+// where the server offers it, else hls.js in low-latency mode (the browser's own HLS on Apple
+// devices; `?engine=hls` skips WebRTC), the recording as MP4 — a download
 // button, and a subscription to the source's next videos (Web Push or a phone number).
 // `?glass=1` reads the studio's burnt-in clock from every displayed frame (glass-to-glass
 // benchmark). While live, Rewind plays the DVR playlist (the recording so far) and LIVE goes
@@ -105,11 +106,93 @@ function renderDvr(v) {
   $('#live-edge').hidden = !(live && watch.mode === 'dvr');
 }
 
-function playLive(v) {
-  const player = $('#player');
-  const url = liveRecord(v).url;
+/**
+ * Live: over WebRTC (WHEP, docs/webrtc.md) where the browser and the server can, else LL-HLS.
+ * `?engine=hls` skips WebRTC.
+ */
+async function playLive(v) {
   stopPlayback();
   watch.mode = 'live';
+  const attempt = watch.attempt;
+  if (params.get('engine') !== 'hls' && (await playWhep(v, attempt))) return;
+  if (attempt !== watch.attempt) return;
+  playHls(v);
+}
+
+/** Starts WHEP playback; false (nothing left open) when the server or browser cannot. */
+async function playWhep(v, attempt) {
+  if (typeof RTCPeerConnection !== 'function') return false;
+  const player = $('#player');
+  let pc;
+  let resource = null;
+  try {
+    pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    const stream = new MediaStream();
+    pc.ontrack = (e) => {
+      stream.addTrack(e.track);
+      if (player.srcObject !== stream) player.srcObject = stream;
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    // No trickle: the offer goes with the candidates gathered within a second.
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === 'complete') return resolve();
+      pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && resolve());
+      setTimeout(resolve, 1000);
+    });
+    const r = await fetch(`/whep/${encodeURIComponent(v.id)}${linkQuery()}`, {
+      method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp,
+    });
+    // 404: WebRTC is off on this server (or the stream just ended): LL-HLS, quietly.
+    if (r.status === 404) {
+      pc.close();
+      return false;
+    }
+    if (r.status !== 201) throw new Error(`WHEP: ${r.status} ${await r.text()}`);
+    const location = r.headers.get('Location');
+    if (location) resource = `${location}${linkQuery()}`;
+    await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
+  } catch (e) {
+    watch.errors.push(`webrtc: ${e.message}`);
+    pc?.close();
+    if (resource) fetch(resource, { method: 'DELETE' }).catch(() => {});
+    return false;
+  }
+  if (attempt !== watch.attempt) {
+    pc.close();
+    if (resource) fetch(resource, { method: 'DELETE' }).catch(() => {});
+    return true;
+  }
+  watch.pc = pc;
+  watch.whep = resource;
+  watch.engine = 'webrtc';
+  // A session that cannot connect (UDP blocked) falls back to LL-HLS.
+  pc.addEventListener('connectionstatechange', () => {
+    if (watch.pc === pc && pc.connectionState === 'failed' && watch.mode === 'live') {
+      watch.errors.push('webrtc: the connection failed; LL-HLS instead');
+      stopPlayback();
+      watch.mode = 'live';
+      playHls(v);
+    }
+  });
+  $('#player-note').textContent = 'Live · WebRTC';
+  startPlayer(player);
+  renderDvr(v);
+  return true;
+}
+
+function startPlayer(player) {
+  player.play().catch(() => {
+    player.muted = true;
+    player.play().catch(() => {});
+  });
+  if (params.get('glass') === '1') startGlass(player);
+}
+
+function playHls(v) {
+  const player = $('#player');
+  const url = liveRecord(v).url;
   if (useNativeHls(player)) {
     watch.engine = 'native';
     player.src = url;
@@ -132,11 +215,7 @@ function playLive(v) {
     hls.attachMedia(player);
   }
   $('#player-note').textContent = `Live · ${watch.engine === 'native' ? "the browser's HLS" : 'hls.js, low-latency mode'}`;
-  player.play().catch(() => {
-    player.muted = true;
-    player.play().catch(() => {});
-  });
-  if (params.get('glass') === '1') startGlass(player);
+  startPlayer(player);
   renderDvr(v);
 }
 
@@ -216,12 +295,21 @@ function playVod(v) {
 }
 
 function stopPlayback() {
+  // A WHEP answer still on its way belongs to a playback that is over.
+  watch.attempt = (watch.attempt || 0) + 1;
   if (watch.hls) {
     watch.hls.destroy();
     watch.hls = null;
   }
+  if (watch.pc) {
+    watch.pc.close();
+    watch.pc = null;
+    if (watch.whep) fetch(watch.whep, { method: 'DELETE' }).catch(() => {});
+    watch.whep = null;
+  }
   scrub.hide();
   const player = $('#player');
+  player.srcObject = null;
   player.removeAttribute('src');
   player.load();
 }

@@ -48,6 +48,7 @@ pub struct Config {
     pub sms: SmsConfig,
     pub tls: TlsConfig,
     pub watching: WatchingConfig,
+    pub webrtc: WebrtcConfig,
 }
 
 /// One role of `vshare serve`.
@@ -556,6 +557,41 @@ impl WatchingConfig {
     }
 }
 
+/// WHEP playback over WebRTC (docs/webrtc.md): one UDP port shared by every session.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebrtcConfig {
+    /// Serve `POST /whep/{id}` and open the UDP port. Off by default: it opens a port.
+    pub enabled: bool,
+    /// The UDP port of every WebRTC session (0: any free port, for tests).
+    pub udp_port: u16,
+    /// The address players are told to send to (the ICE host candidate): the public address
+    /// of a server behind NAT. Default: the HTTP listen address, 127.0.0.1 if unspecified.
+    pub public_ip: Option<std::net::IpAddr>,
+    /// WebRTC sessions over all streams.
+    pub max_sessions: usize,
+    /// WebRTC sessions from one client address.
+    pub max_sessions_per_ip: usize,
+    /// A session whose player has not connected (ICE and DTLS) by then is dropped, s.
+    pub connect_timeout_s: u64,
+    /// Opus bitrate of the audio transcoded from AAC once per stream, bits/s.
+    pub opus_bitrate: u64,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        WebrtcConfig {
+            enabled: false,
+            udp_port: 8189,
+            public_ip: None,
+            max_sessions: 1000,
+            max_sessions_per_ip: 8,
+            connect_timeout_s: 15,
+            opus_bitrate: 64_000,
+        }
+    }
+}
+
 /// Limits that protect the server from one bad peer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -640,6 +676,7 @@ impl Default for Config {
             sms: SmsConfig::default(),
             tls: TlsConfig::default(),
             watching: WatchingConfig::default(),
+            webrtc: WebrtcConfig::default(),
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod video;
 pub mod watching;
 pub mod web;
 pub mod webhook;
+pub mod whep;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -364,6 +365,10 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
     }
     let ladder = config.transcode.ladder()?;
     let (proxy, webhooks) = start_outbox(&config, &db).await?;
+    let whep = match config.webrtc.enabled {
+        true => Some(whep::Whep::start(&config.webrtc, http_addr.ip()).await?),
+        false => None,
+    };
     let videos = video::VideoServer::new(
         db.clone(),
         storage.clone(),
@@ -372,7 +377,8 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         config.clone(),
         ladder,
         proxy.clone(),
-    );
+    )
+    .with_whep(whep.clone());
     // Recovery and the deletion purge are the video role's: a live server sharing the
     // database must not finish recordings a video server is still making.
     if video_role {
@@ -450,6 +456,7 @@ pub async fn serve(mut config: Config, on_ready: impl FnOnce(&Running)) -> anyho
         watching: std::sync::Mutex::new(watching::WatchCounter::new(config.watching.limits())),
         watching_beacon_s: config.watching.beacon_s.max(1),
         media_metrics: api::MediaMetrics::new(Duration::from_millis(config.live.part_target_ms)),
+        whep,
     });
     if let Some(l) = rtmp_listener {
         tokio::spawn(ingest.clone().run(l));

@@ -1,5 +1,7 @@
-//! Audio from sources whose codec players on phones do not take: Opus from a browser's
-//! WebCodecs AudioEncoder becomes AAC-LC, so the live stream and the VOD stay H.264 + AAC.
+//! Audio between the two codecs of our sources and players: Opus from a browser's WebCodecs
+//! AudioEncoder becomes AAC-LC, so the live stream and the VOD stay H.264 + AAC
+//! ([`OpusToAac`]); AAC from RTMP becomes Opus for WebRTC players, who take no AAC
+//! ([`AacToOpus`], once per stream, never per viewer).
 
 use bytes::Bytes;
 use ff::ChannelLayout;
@@ -118,6 +120,80 @@ impl OpusToAac {
         });
         encoder.finish(&mut out);
         out.iter().map(to_frame).collect()
+    }
+
+    pub fn decode_errors(&self) -> u64 {
+        self.decoders.errors
+    }
+}
+
+/// Decodes AAC frames and encodes them again as Opus (libopus) at 48 kHz in 20 ms packets,
+/// keeping the capture clock: the audio of a live stream for WebRTC players.
+pub struct AacToOpus {
+    decoders: Decoders,
+    converter: AudioConverter,
+    encoder: AudioEncoder,
+    channels: u8,
+}
+
+impl AacToOpus {
+    /// Opus output is mono or stereo like the source (more channels are down-mixed to stereo).
+    pub fn new(config: &AacConfig, bitrate: u64) -> Result<Self, TranscodeError> {
+        crate::init_ffmpeg();
+        let mut decoders = Decoders::new();
+        decoders.open_audio(&config.asc)?;
+        let (layout, channels) = if config.channels == 1 {
+            (ChannelLayout::MONO, 1)
+        } else {
+            (ChannelLayout::STEREO, 2)
+        };
+        // libopus takes interleaved samples; its frame size is 960 at 48 kHz (20 ms).
+        let flt = ff::format::Sample::F32(ff::format::sample::Type::Packed);
+        let encoder =
+            AudioEncoder::open("libopus", bitrate, flt, layout, false)?.with_capture_times();
+        Ok(AacToOpus {
+            decoders,
+            converter: AudioConverter::new(flt, layout, encoder.frame_size),
+            encoder,
+            channels,
+        })
+    }
+
+    /// Channels of the Opus packets (1 or 2).
+    pub fn channels(&self) -> u8 {
+        self.channels
+    }
+
+    /// One raw AAC frame with its capture pts (µs); returns the Opus packets ready so far as
+    /// frames (pts µs, data one Opus packet). A frame the decoder refuses is skipped (counted in
+    /// [`Self::decode_errors`]).
+    pub fn push(&mut self, pts_us: i64, data: &[u8]) -> Result<Vec<Frame>, TranscodeError> {
+        let frame = Frame {
+            track: TrackKind::Audio,
+            pts: pts_us,
+            dts: pts_us,
+            key: true,
+            data: Bytes::copy_from_slice(data),
+        };
+        let mut out = Vec::new();
+        let mut error = None;
+        let AacToOpus {
+            decoders,
+            converter,
+            encoder,
+            ..
+        } = self;
+        decoders.push(&frame, &mut |d| {
+            if let Decoded::Audio(af, pts) = d
+                && let Err(e) = convert(converter, encoder, af, pts, &mut out)
+            {
+                error.get_or_insert(e);
+            }
+        });
+        match error {
+            Some(e) => Err(e),
+            None => Ok(out.iter().map(to_frame).collect()),
+        }
     }
 
     pub fn decode_errors(&self) -> u64 {

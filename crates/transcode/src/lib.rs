@@ -31,7 +31,7 @@ mod poster;
 mod transcoder;
 mod worker;
 
-pub use audio::{OpusToAac, opus_head};
+pub use audio::{AacToOpus, OpusToAac, opus_head};
 pub use av::init_ffmpeg;
 pub use config::{LadderConfig, RenditionSpec};
 pub use convert::{ConvertSettings, ConvertStats, ConvertWorker, HevcToAvc};

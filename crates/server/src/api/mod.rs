@@ -20,6 +20,7 @@ mod videos;
 mod vod;
 mod watch;
 mod watching;
+mod whep;
 
 use std::sync::Arc;
 
@@ -80,6 +81,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/me/upload-token", post(me::upload_token))
         .route("/api/v1/me/videos", get(me::my_videos))
+        .route(
+            "/whep/{id}",
+            post(whep::offer).layer(axum::extract::DefaultBodyLimit::max(whep::MAX_OFFER_BYTES)),
+        )
+        .route("/whep/{id}/{session}", axum::routing::delete(whep::delete))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

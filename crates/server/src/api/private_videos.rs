@@ -26,6 +26,11 @@ fn guarded_video(path: &str, read: bool) -> Option<&str> {
     if let Some(id) = path.strip_prefix("/w/") {
         return (read && !id.is_empty() && !id.contains('/')).then_some(id);
     }
+    if let Some(rest) = path.strip_prefix("/whep/") {
+        // WHEP's offer (`/whep/{id}`) and its session (`/whep/{id}/{session}`), any method.
+        let id = rest.split('/').next()?;
+        return (!id.is_empty()).then_some(id);
+    }
     if let Some(rest) = path
         .strip_prefix("/live/")
         .or_else(|| path.strip_prefix("/vod/"))
@@ -161,5 +166,7 @@ mod tests {
         assert_eq!(guarded_video("/api/v1/videos/abc/link", true), None);
         assert_eq!(guarded_video("/api/v1/videos", true), None);
         assert_eq!(guarded_video("/vod/abc", true), None);
+        assert_eq!(guarded_video("/whep/abc", false), Some("abc"));
+        assert_eq!(guarded_video("/whep/abc/s1", false), Some("abc"));
     }
 }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub watching_beacon_s: u64,
     /// The media handlers' metric handles and playlist cache header, made once.
     pub media_metrics: super::media::MediaMetrics,
+    /// WHEP playback over WebRTC, when `[webrtc] enabled`.
+    pub whep: Option<Arc<crate::whep::Whep>>,
 }
 
 impl AppState {

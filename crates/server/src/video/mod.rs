@@ -99,6 +99,8 @@ pub struct VideoServer {
     closed: std::sync::atomic::AtomicBool,
     /// Upload sessions with `backfill`: their state, by video id.
     backfill: RwLock<HashMap<String, BackfillState>>,
+    /// WHEP playback: every live stream feeds its WebRTC viewers.
+    whep: Option<Arc<crate::whep::Whep>>,
 }
 
 impl VideoServer {
@@ -127,7 +129,16 @@ impl VideoServer {
             running: tokio::sync::watch::channel(0).0,
             closed: std::sync::atomic::AtomicBool::new(false),
             backfill: RwLock::default(),
+            whep: None,
         })
+    }
+
+    /// Live streams feed WHEP viewers through `whep` (set before the first publish).
+    pub fn with_whep(mut self: Arc<Self>, whep: Option<Arc<crate::whep::Whep>>) -> Arc<Self> {
+        if let Some(me) = Arc::get_mut(&mut self) {
+            me.whep = whep;
+        }
+        self
     }
 
     /// The current live record of a video, if it is live.
@@ -241,6 +252,7 @@ impl VideoServer {
             ladder: !self.ladder.renditions.is_empty(),
             derive: !self.ladder.renditions.is_empty() || !self.config.transcode.files.is_empty(),
             dvr_window_s: self.config.live.dvr_window_s,
+            feed: self.whep.is_some(),
         }
     }
 
@@ -264,6 +276,7 @@ impl VideoServer {
         // Transcoded renditions come back from the worker thread on this channel.
         let (tc_tx, mut tc_rx) = mpsc::unbounded_channel::<(usize, MediaEvent)>();
         let mut io = SessionIo::new(self, &video, tc_tx);
+        io.whep = self.whep.as_ref().map(|w| w.feed(&id));
         let mut pictures = self
             .config
             .posters
@@ -515,6 +528,8 @@ struct SessionIo {
     files: Vec<FileJob>,
     /// The poster's URL, when posters are made: it goes into the live records.
     poster_url: Option<String>,
+    /// The stream's samples for WHEP viewers (dropped at the end: its viewers are closed).
+    whep: Option<crate::whep::StreamFeed>,
     repairs: RepairLog,
     /// Frames already counted in the metrics.
     counted: session::FrameCounts,
@@ -537,6 +552,7 @@ impl SessionIo {
             worker: None,
             files: Vec::new(),
             poster_url: None,
+            whep: None,
             repairs: RepairLog::default(),
             counted: session::FrameCounts::default(),
             video_frames: metrics::counter!("vshare_frames_total", "track" => "video"),
@@ -582,6 +598,11 @@ impl SessionIo {
                         self.worker = Some(worker);
                     }
                     self.files = self.server.start_files(id, video, audio, None);
+                }
+                Action::Feed(event) => {
+                    if let Some(f) = self.whep.as_mut() {
+                        f.push(&event);
+                    }
                 }
                 Action::Derive(event) => {
                     if let Some(w) = self.worker.as_mut() {

@@ -32,6 +32,8 @@ pub struct SessionConfig {
     pub derive: bool,
     /// Seconds of the DVR window the live record announces (0: none).
     pub dvr_window_s: u64,
+    /// WebRTC viewers want the source's events ([`Action::Feed`]).
+    pub feed: bool,
 }
 
 /// What the adapter must do, in the order given.
@@ -52,6 +54,9 @@ pub enum Action {
     },
     /// A source event for the ladder and the other-format files.
     Derive(MediaEvent),
+    /// A source event (configurations included) for WebRTC viewers, after the timestamp
+    /// discipline.
+    Feed(MediaEvent),
     /// The live record, measured again at this source segment.
     LiveRecord(AttributeRecord),
     /// The first source segment is out: the stream is live.
@@ -254,6 +259,9 @@ impl Session {
                         r.packager.set_origin(origin);
                     }
                 }
+            }
+            if self.config.feed {
+                self.actions.push_back(Action::Feed(event.clone()));
             }
             if self.started && self.config.derive {
                 self.actions.push_back(Action::Derive(event.clone()));

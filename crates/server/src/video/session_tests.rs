@@ -63,6 +63,7 @@ fn config(derive: bool, ladder: bool) -> SessionConfig {
         ladder,
         derive,
         dvr_window_s: 600,
+        feed: false,
     }
 }
 

@@ -1,0 +1,497 @@
+//! WHEP playback over WebRTC: the adapter around [`vshare_webrtc`]'s sans-IO viewer and feed.
+//!
+//! One task owns the UDP socket (one port for every session, docs/webrtc.md) and every
+//! [`Viewer`]; the HTTP handlers hand it new sessions and deletions, and each live stream's
+//! [`StreamFeed`] (in the video session's adapter) hands it the stream's samples. Datagrams go
+//! to the session whose ICE credentials or nominated address they match (str0m's `accepts`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use vshare_media::{MediaEvent, TrackConfig, TrackKind};
+use vshare_transcode::AacToOpus;
+use vshare_webrtc::{Feed, FeedNote, OfferError, Sample, Viewer, ViewerConfig};
+
+use crate::config::WebrtcConfig;
+use crate::db::random_id;
+
+/// Why a WHEP offer got no session.
+#[derive(Debug, thiserror::Error)]
+pub enum WhepError {
+    #[error("no live stream {0}")]
+    NoStream(String),
+    #[error("{0}")]
+    Offer(#[from] OfferError),
+    #[error("the server is at its limit of {0} WebRTC sessions")]
+    TooMany(usize),
+    #[error("this address is at its limit of {0} WebRTC sessions")]
+    TooManyFromIp(usize),
+    #[error("the WebRTC task has stopped")]
+    Stopped,
+}
+
+/// What a live stream offers its WebRTC viewers.
+struct StreamEntry {
+    /// Sessions of this stream (the feed does no work without them).
+    viewers: AtomicUsize,
+    /// `profile-level-id` of the source's H.264.
+    profile_level_id: AtomicUsize,
+}
+
+enum Command {
+    Add {
+        id: String,
+        stream: Arc<str>,
+        ip: IpAddr,
+        viewer: Box<Viewer>,
+    },
+    Remove(String),
+    Sample(Arc<str>, Sample),
+    StreamEnded(Arc<str>),
+}
+
+/// The WHEP sessions of this server.
+pub struct Whep {
+    config: WebrtcConfig,
+    /// Where players send (the host candidate).
+    candidate: SocketAddr,
+    tx: mpsc::Sender<Command>,
+    streams: Mutex<HashMap<String, Arc<StreamEntry>>>,
+    /// Session id → (stream, client address), for the limits and DELETE.
+    sessions: Mutex<HashMap<String, (Arc<str>, IpAddr)>>,
+}
+
+impl Whep {
+    /// Binds the UDP port and starts the task. `listen_ip` is the HTTP listen address, the
+    /// default announced address.
+    pub async fn start(config: &WebrtcConfig, listen_ip: IpAddr) -> anyhow::Result<Arc<Whep>> {
+        let socket = UdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), config.udp_port))
+            .await
+            .map_err(|e| anyhow::anyhow!("[webrtc] udp_port {}: {e}", config.udp_port))?;
+        let port = socket.local_addr()?.port();
+        let ip = config.public_ip.unwrap_or(if listen_ip.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            listen_ip
+        });
+        let candidate = SocketAddr::new(ip, port);
+        // Samples of every stream pass here: room for a few seconds of a few streams; when full,
+        // samples are dropped (counted) rather than holding up the video session.
+        let (tx, rx) = mpsc::channel(8192);
+        let whep = Arc::new(Whep {
+            config: config.clone(),
+            candidate,
+            tx,
+            streams: Mutex::default(),
+            sessions: Mutex::default(),
+        });
+        let task = Task {
+            whep: Arc::downgrade(&whep),
+            socket,
+            local: candidate,
+            viewers: HashMap::new(),
+            connect_timeout: Duration::from_secs(config.connect_timeout_s.max(1)),
+        };
+        tokio::spawn(task.run(rx));
+        info!(%candidate, "WebRTC (WHEP) on UDP");
+        Ok(whep)
+    }
+
+    /// The UDP address announced to players.
+    pub fn candidate(&self) -> SocketAddr {
+        self.candidate
+    }
+
+    /// Answers a player's offer for live stream `stream`: the session id and the SDP answer.
+    pub async fn offer(
+        &self,
+        stream: &str,
+        offer: &str,
+        ip: IpAddr,
+    ) -> Result<(String, String), WhepError> {
+        let entry = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(stream)
+            .cloned()
+            .ok_or_else(|| WhepError::NoStream(stream.to_string()))?;
+        let id = random_id(16);
+        let stream: Arc<str> = stream.into();
+        // The limits first and the place taken: answering costs a DTLS certificate.
+        {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if sessions.len() >= self.config.max_sessions {
+                return Err(WhepError::TooMany(self.config.max_sessions));
+            }
+            if sessions.values().filter(|(_, i)| *i == ip).count()
+                >= self.config.max_sessions_per_ip
+            {
+                return Err(WhepError::TooManyFromIp(self.config.max_sessions_per_ip));
+            }
+            sessions.insert(id.clone(), (stream.clone(), ip));
+        }
+        entry.viewers.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("vshare_whep_sessions").increment(1.0);
+        let config = ViewerConfig {
+            candidate: self.candidate,
+            h264_profile_level_id: entry.profile_level_id.load(Ordering::Relaxed) as u32,
+        };
+        let (viewer, answer) = match Viewer::answer(offer, &config, Instant::now()) {
+            Ok(answered) => answered,
+            Err(e) => {
+                self.forget(&id);
+                return Err(e.into());
+            }
+        };
+        let add = Command::Add {
+            id: id.clone(),
+            stream,
+            ip,
+            viewer: Box::new(viewer),
+        };
+        if self.tx.send(add).await.is_err() {
+            self.forget(&id);
+            return Err(WhepError::Stopped);
+        }
+        Ok((id, answer))
+    }
+
+    /// Ends session `session` of `stream`; false if there is none.
+    pub async fn delete(&self, stream: &str, session: &str) -> bool {
+        let known = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(session)
+            .is_some_and(|(s, _)| &**s == stream);
+        if known {
+            self.forget(session);
+            let _ = self.tx.send(Command::Remove(session.to_string())).await;
+        }
+        known
+    }
+
+    /// Sessions now (all streams).
+    pub fn session_count(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Drops a session from the counts (once; later calls do nothing).
+    fn forget(&self, session: &str) {
+        let removed = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(session);
+        if let Some((stream, _)) = removed {
+            metrics::gauge!("vshare_whep_sessions").decrement(1.0);
+            if let Some(e) = self
+                .streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&*stream)
+            {
+                e.viewers.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The feed of a live stream that starts now.
+    pub fn feed(self: &Arc<Self>, stream: &str) -> StreamFeed {
+        let entry = Arc::new(StreamEntry {
+            viewers: AtomicUsize::new(0),
+            profile_level_id: AtomicUsize::new(vshare_webrtc::h264_profile_level_id(None) as usize),
+        });
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stream.to_string(), entry.clone());
+        StreamFeed {
+            whep: self.clone(),
+            stream: stream.into(),
+            entry,
+            feed: Feed::new(),
+            aac: None,
+            opus: None,
+            opus_failed: false,
+            dropped: 0,
+        }
+    }
+}
+
+/// One live stream's samples for its WebRTC viewers, made in the video session's adapter: H.264
+/// passed through, AAC transcoded to Opus once for all viewers (only while it has some).
+pub struct StreamFeed {
+    whep: Arc<Whep>,
+    stream: Arc<str>,
+    entry: Arc<StreamEntry>,
+    feed: Feed,
+    aac: Option<vshare_media::AacConfig>,
+    opus: Option<AacToOpus>,
+    opus_failed: bool,
+    dropped: u64,
+}
+
+impl StreamFeed {
+    /// A source event after the timestamp discipline.
+    pub fn push(&mut self, event: &MediaEvent) {
+        let now = Instant::now();
+        match event {
+            MediaEvent::Config(TrackConfig::Avc(c)) => {
+                let id = vshare_webrtc::h264_profile_level_id(Some(c));
+                self.entry
+                    .profile_level_id
+                    .store(id as usize, Ordering::Relaxed);
+            }
+            MediaEvent::Config(TrackConfig::Aac(c)) => {
+                self.aac = Some(c.clone());
+                self.opus = None;
+                self.opus_failed = false;
+            }
+            _ => {}
+        }
+        let watched = self.entry.viewers.load(Ordering::Relaxed) > 0;
+        match event {
+            MediaEvent::Frame(f) if f.track == TrackKind::Audio => {
+                if watched {
+                    self.audio(f, now);
+                } else {
+                    // A fresh encoder for the next viewer: no stale samples in its delay line.
+                    self.opus = None;
+                }
+            }
+            MediaEvent::Frame(_) if !watched => {}
+            _ => {
+                if let Some(sample) = self.feed.push(event, now) {
+                    self.send(sample);
+                }
+            }
+        }
+        for note in self.feed.take_notes() {
+            match note {
+                FeedNote::VideoWithheld(why) => warn!(video = %self.stream, "WebRTC: {why}"),
+                FeedNote::Skipped(why) => debug!(video = %self.stream, "WebRTC: {why}"),
+            }
+        }
+    }
+
+    fn audio(&mut self, f: &vshare_media::Frame, now: Instant) {
+        if self.opus.is_none() && !self.opus_failed {
+            let Some(aac) = &self.aac else { return };
+            match AacToOpus::new(aac, self.whep.config.opus_bitrate) {
+                Ok(t) => self.opus = Some(t),
+                Err(e) => {
+                    self.opus_failed = true;
+                    warn!(video = %self.stream, "WebRTC: no Opus audio: {e}");
+                }
+            }
+        }
+        let Some(opus) = self.opus.as_mut() else {
+            return;
+        };
+        match opus.push(f.pts, &f.data) {
+            Ok(packets) => {
+                for p in packets {
+                    let sample = self.feed.opus(p.pts, &p.data, now);
+                    self.send(sample);
+                }
+            }
+            Err(e) => debug!(video = %self.stream, "WebRTC: AAC to Opus: {e}"),
+        }
+    }
+
+    fn send(&mut self, sample: Sample) {
+        if self
+            .whep
+            .tx
+            .try_send(Command::Sample(self.stream.clone(), sample))
+            .is_err()
+        {
+            self.dropped += 1;
+            if self.dropped.is_power_of_two() {
+                warn!(video = %self.stream, dropped = self.dropped, "WebRTC: samples dropped (the WebRTC task is behind)");
+            }
+        }
+    }
+}
+
+impl Drop for StreamFeed {
+    fn drop(&mut self) {
+        self.whep
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&*self.stream);
+        let _ = self
+            .whep
+            .tx
+            .try_send(Command::StreamEnded(self.stream.clone()));
+    }
+}
+
+struct Session {
+    stream: Arc<str>,
+    viewer: Box<Viewer>,
+    started: Instant,
+    errors_logged: bool,
+}
+
+/// The task that owns the socket and every viewer.
+struct Task {
+    whep: std::sync::Weak<Whep>,
+    socket: UdpSocket,
+    /// The announced address: the destination str0m matches incoming datagrams against.
+    local: SocketAddr,
+    viewers: HashMap<String, Session>,
+    connect_timeout: Duration,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let next = self
+                .viewers
+                .values()
+                .map(|s| s.viewer.timeout())
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
+                .max(Instant::now());
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.datagram(from, &buf[..n]).await,
+                    Err(e) => debug!("WebRTC socket: {e}"),
+                },
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.command(cmd).await,
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(next.into()) => self.tick().await,
+            }
+            self.reap();
+        }
+    }
+
+    async fn datagram(&mut self, from: SocketAddr, data: &[u8]) {
+        let now = Instant::now();
+        let Some(id) = self
+            .viewers
+            .iter()
+            .find(|(_, s)| s.viewer.accepts(now, from, self.local, data))
+            .map(|(id, _)| id.clone())
+        else {
+            return;
+        };
+        if let Some(s) = self.viewers.get_mut(&id) {
+            s.viewer.receive(now, from, self.local, data);
+            flush(&self.socket, &mut s.viewer).await;
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Add {
+                id,
+                stream,
+                ip,
+                viewer,
+            } => {
+                // Deleted between its answer and now: never started.
+                let known = self.whep.upgrade().is_some_and(|w| {
+                    w.sessions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains_key(&id)
+                });
+                if !known {
+                    return;
+                }
+                info!(video = %stream, session = %id, %ip, "WHEP session");
+                self.viewers.insert(
+                    id,
+                    Session {
+                        stream,
+                        viewer,
+                        started: Instant::now(),
+                        errors_logged: false,
+                    },
+                );
+            }
+            Command::Remove(id) => {
+                if let Some(mut s) = self.viewers.remove(&id) {
+                    s.viewer.close();
+                    flush(&self.socket, &mut s.viewer).await;
+                    info!(video = %s.stream, session = %id, stats = ?s.viewer.stats(), "WHEP session deleted");
+                }
+            }
+            Command::Sample(stream, sample) => {
+                let now = Instant::now();
+                for s in self.viewers.values_mut().filter(|s| s.stream == stream) {
+                    s.viewer.write(&sample, now);
+                    if let Some(e) = s.viewer.take_error()
+                        && !s.errors_logged
+                    {
+                        s.errors_logged = true;
+                        warn!(video = %s.stream, "WebRTC: {e}");
+                    }
+                    flush(&self.socket, &mut s.viewer).await;
+                }
+            }
+            Command::StreamEnded(stream) => {
+                for s in self.viewers.values_mut().filter(|s| s.stream == stream) {
+                    s.viewer.close();
+                }
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        let now = Instant::now();
+        for s in self.viewers.values_mut() {
+            if s.viewer.timeout() <= now {
+                s.viewer.tick(now);
+                flush(&self.socket, &mut s.viewer).await;
+            }
+        }
+    }
+
+    /// Drops sessions whose player left or never connected.
+    fn reap(&mut self) {
+        let timeout = self.connect_timeout;
+        let gone: Vec<String> = self
+            .viewers
+            .iter()
+            .filter(|(_, s)| {
+                !s.viewer.is_alive() || (!s.viewer.is_connected() && s.started.elapsed() > timeout)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(s) = self.viewers.remove(&id) {
+                info!(video = %s.stream, session = %id, stats = ?s.viewer.stats(), "WHEP session ended");
+            }
+            if let Some(w) = self.whep.upgrade() {
+                w.forget(&id);
+            }
+        }
+    }
+}
+
+/// Sends what a viewer has queued.
+async fn flush(socket: &UdpSocket, viewer: &mut Viewer) {
+    while let Some((to, data)) = viewer.poll_transmit() {
+        if let Err(e) = socket.send_to(&data, to).await {
+            debug!(%to, "WebRTC send: {e}");
+        }
+    }
+}

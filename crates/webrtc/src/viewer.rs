@@ -1,0 +1,425 @@
+//! One WHEP viewer: a str0m `Rtc` that sends the stream's samples and nothing else.
+//!
+//! Every mutation of the `Rtc` is followed by a full drain of its output (str0m's contract);
+//! the drained datagrams wait in [`Viewer::poll_transmit`] for the adapter's socket.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+
+use crate::feed::{Sample, SampleKind};
+
+/// Payload types we offer: H.264 with its RTX, Opus (the numbers browsers use).
+const PT_H264: u8 = 102;
+const PT_H264_RTX: u8 = 103;
+
+/// What a viewer is set up with.
+#[derive(Debug, Clone)]
+pub struct ViewerConfig {
+    /// The host candidate: the shared UDP socket at the address announced to players.
+    pub candidate: SocketAddr,
+    /// `profile-level-id` of the H.264 offered (see [`crate::h264_profile_level_id`]).
+    pub h264_profile_level_id: u32,
+}
+
+/// Why an offer got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum OfferError {
+    #[error("the offer is not valid SDP: {0}")]
+    Sdp(String),
+    #[error("the offer could not be answered: {0}")]
+    Negotiation(String),
+    #[error("the offer receives neither H.264 video nor Opus audio")]
+    NothingToSend,
+    #[error("the host candidate {0} is not usable: {1}")]
+    Candidate(SocketAddr, String),
+}
+
+/// Counters of one viewer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ViewerStats {
+    pub video_sent: u64,
+    pub audio_sent: u64,
+    /// Video frames not sent while waiting for the first keyframe.
+    pub waited: u64,
+    /// PLI/FIR from the player (answered by the source's next keyframe, for now).
+    pub keyframe_requests: u64,
+    /// Samples str0m refused (logged by the adapter at the first).
+    pub write_errors: u64,
+}
+
+/// One WHEP session.
+pub struct Viewer {
+    rtc: Rtc,
+    video: Option<(Mid, str0m::media::Pt)>,
+    audio: Option<(Mid, str0m::media::Pt)>,
+    /// Video is sent from the first keyframe after the join.
+    started: bool,
+    connected: bool,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    timeout: Instant,
+    stats: ViewerStats,
+    last_error: Option<String>,
+}
+
+impl Viewer {
+    /// Answers an SDP offer; returns the viewer and the SDP answer.
+    pub fn answer(
+        offer: &str,
+        config: &ViewerConfig,
+        now: Instant,
+    ) -> Result<(Viewer, String), OfferError> {
+        let offer_text = offer;
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Sdp(e.to_string()))?;
+        let mut rtc_config = RtcConfig::new()
+            .clear_codecs()
+            .set_ice_lite(true)
+            .enable_opus(true, false);
+        rtc_config.codec_config().add_h264(
+            PT_H264.into(),
+            Some(PT_H264_RTX.into()),
+            true,
+            config.h264_profile_level_id,
+        );
+        let mut rtc = rtc_config.build(now);
+        let candidate = Candidate::host(config.candidate, "udp")
+            .map_err(|e| OfferError::Candidate(config.candidate, e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| OfferError::Negotiation(e.to_string()))?;
+        let mut viewer = Viewer {
+            rtc,
+            video: None,
+            audio: None,
+            started: false,
+            connected: false,
+            transmits: VecDeque::new(),
+            timeout: now,
+            stats: ViewerStats::default(),
+            last_error: None,
+        };
+        // The offer's media sections, by the mids it named (str0m says MediaAdded only once
+        // polled past its readiness; reading them here keeps the answer self-contained).
+        for line in offer_text.lines() {
+            if let Some(mid) = line.trim().strip_prefix("a=mid:") {
+                viewer.add_media(Mid::from(mid));
+            }
+        }
+        viewer.drain();
+        if viewer.video.is_none() && viewer.audio.is_none() {
+            return Err(OfferError::NothingToSend);
+        }
+        Ok((viewer, answer.to_sdp_string()))
+    }
+
+    /// Whether a datagram from `source` is this viewer's (ICE credentials or its address).
+    pub fn accepts(
+        &self,
+        now: Instant,
+        source: SocketAddr,
+        local: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        match Receive::new(Protocol::Udp, source, local, data) {
+            Ok(r) => self.rtc.accepts(&Input::Receive(now, r)),
+            Err(_) => false,
+        }
+    }
+
+    /// A datagram for this viewer (see [`Self::accepts`]).
+    pub fn receive(&mut self, now: Instant, source: SocketAddr, local: SocketAddr, data: &[u8]) {
+        if let Ok(r) = Receive::new(Protocol::Udp, source, local, data)
+            && let Err(e) = self.rtc.handle_input(Input::Receive(now, r))
+        {
+            self.fail(e.to_string());
+        }
+        self.drain();
+    }
+
+    /// Time goes on: call at [`Self::timeout`] (or later).
+    pub fn tick(&mut self, now: Instant) {
+        if now >= self.timeout
+            && let Err(e) = self.rtc.handle_input(Input::Timeout(now))
+        {
+            self.fail(e.to_string());
+        }
+        self.drain();
+    }
+
+    /// Sends one sample of the stream: video from the first keyframe on, audio once connected.
+    pub fn write(&mut self, sample: &Sample, now: Instant) {
+        if !self.connected {
+            return;
+        }
+        let target = match sample.kind {
+            SampleKind::Video => {
+                if !self.started && !sample.key {
+                    self.stats.waited += 1;
+                    return;
+                }
+                self.started = true;
+                self.video
+            }
+            SampleKind::Audio => self.audio,
+        };
+        let Some((mid, pt)) = target else { return };
+        let (rate, counter) = match sample.kind {
+            SampleKind::Video => (Frequency::NINETY_KHZ, &mut self.stats.video_sent),
+            SampleKind::Audio => (Frequency::FORTY_EIGHT_KHZ, &mut self.stats.audio_sent),
+        };
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        let time = MediaTime::new(sample.rtp_time, rate);
+        match writer.write(pt, sample.wallclock.min(now), time, sample.data.clone()) {
+            Ok(()) => *counter += 1,
+            Err(e) => {
+                self.stats.write_errors += 1;
+                self.last_error = Some(e.to_string());
+            }
+        }
+        self.drain();
+    }
+
+    /// The next datagram to send: (destination, bytes).
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.transmits.pop_front()
+    }
+
+    /// When [`Self::tick`] is due next.
+    pub fn timeout(&self) -> Instant {
+        self.timeout
+    }
+
+    /// False once the player is gone (ICE disconnected, DTLS closed) or the session failed.
+    pub fn is_alive(&self) -> bool {
+        self.rtc.is_alive()
+    }
+
+    /// Whether ICE and DTLS are up.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    pub fn stats(&self) -> ViewerStats {
+        self.stats
+    }
+
+    /// The last error str0m reported, taken.
+    pub fn take_error(&mut self) -> Option<String> {
+        self.last_error.take()
+    }
+
+    /// Ends the session (the WHEP resource was deleted).
+    pub fn close(&mut self) {
+        self.rtc.disconnect();
+    }
+
+    fn fail(&mut self, e: String) {
+        self.last_error = Some(e);
+        self.rtc.disconnect();
+    }
+
+    /// Drains the `Rtc` to its next timeout.
+    fn drain(&mut self) {
+        while self.rtc.is_alive() {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.timeout = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => {
+                    self.transmits
+                        .push_back((t.destination, t.contents.to_vec()));
+                }
+                Ok(Output::Event(e)) => self.event(e),
+                Err(e) => {
+                    self.fail(e.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes the first video and the first audio section that we send on, with the payload
+    /// type the player accepted for H.264 or Opus.
+    fn add_media(&mut self, mid: Mid) {
+        let Some(media) = self.rtc.media(mid) else {
+            return;
+        };
+        if !matches!(media.direction(), Direction::SendOnly | Direction::SendRecv) {
+            return;
+        }
+        let kind = media.kind();
+        let want = match kind {
+            MediaKind::Video => Codec::H264,
+            MediaKind::Audio => Codec::Opus,
+        };
+        let pt = self.rtc.writer(mid).and_then(|w| {
+            w.payload_params()
+                .find(|p| p.spec().codec == want)
+                .map(|p| p.pt())
+        });
+        let Some(pt) = pt else { return };
+        match kind {
+            MediaKind::Video if self.video.is_none() => self.video = Some((mid, pt)),
+            MediaKind::Audio if self.audio.is_none() => self.audio = Some((mid, pt)),
+            _ => {}
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Connected => self.connected = true,
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.rtc.disconnect();
+            }
+            Event::MediaAdded(m) => self.add_media(m.mid),
+            Event::KeyframeRequest(_) => self.stats.keyframe_requests += 1,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn player_offer(now: Instant) -> (Rtc, String) {
+        let mut player = Rtc::new(now);
+        let mut change = player.sdp_api();
+        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let (offer, _pending) = change.apply().expect("an offer");
+        (player, offer.to_sdp_string())
+    }
+
+    fn config() -> ViewerConfig {
+        ViewerConfig {
+            candidate: "127.0.0.1:40000".parse().unwrap(),
+            h264_profile_level_id: 0x42e01f,
+        }
+    }
+
+    #[test]
+    fn answers_a_recvonly_offer_with_h264_and_opus() {
+        let now = Instant::now();
+        let (_player, offer) = player_offer(now);
+        let (viewer, answer) = Viewer::answer(&offer, &config(), now).expect("an answer");
+        assert!(answer.contains("H264/90000"), "{answer}");
+        assert!(answer.contains("packetization-mode=1"), "{answer}");
+        assert!(answer.contains("opus/48000/2"), "{answer}");
+        assert!(answer.contains("a=sendonly"), "{answer}");
+        assert!(answer.contains("127.0.0.1 40000 typ host"), "{answer}");
+        assert!(answer.contains("a=ice-lite"), "{answer}");
+        assert!(viewer.video.is_some() && viewer.audio.is_some());
+    }
+
+    /// A str0m player and a viewer connected in memory, time simulated: video starts at a
+    /// keyframe, and what the player receives is what was written.
+    #[test]
+    fn a_player_gets_video_from_the_first_keyframe() {
+        use str0m::change::SdpAnswer;
+        let mut now = Instant::now();
+        let player_addr: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let mut player = Rtc::new(now);
+        player.add_local_candidate(Candidate::host(player_addr, "udp").unwrap());
+        let mut change = player.sdp_api();
+        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = change.apply().expect("an offer");
+        let config = config();
+        let (mut viewer, answer) =
+            Viewer::answer(&offer.to_sdp_string(), &config, now).expect("an answer");
+        let answer = SdpAnswer::from_sdp_string(&answer).expect("answer parses");
+        player
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("accepted");
+
+        let sample = |key: bool, rtp_time: u64, at: Instant| Sample {
+            kind: SampleKind::Video,
+            key,
+            rtp_time,
+            wallclock: at,
+            data: if key {
+                vec![
+                    0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x65,
+                    1, 2, 3,
+                ]
+            } else {
+                vec![0, 0, 0, 1, 0x41, 4, 5, 6]
+            }
+            .into(),
+        };
+        let mut received = Vec::new();
+        let mut written = 0;
+        for step in 0..400 {
+            now += std::time::Duration::from_millis(10);
+            // Player → viewer, and the player's events.
+            let _ = player.handle_input(Input::Timeout(now));
+            loop {
+                match player.poll_output().expect("player output") {
+                    Output::Timeout(_) => break,
+                    Output::Transmit(t) => {
+                        assert!(viewer.accepts(now, t.source, config.candidate, &t.contents));
+                        viewer.receive(now, t.source, config.candidate, &t.contents);
+                    }
+                    Output::Event(Event::MediaData(d)) => received.push(d.data.clone()),
+                    Output::Event(_) => {}
+                }
+            }
+            viewer.tick(now);
+            // Viewer → player.
+            while let Some((to, data)) = viewer.poll_transmit() {
+                assert_eq!(to, player_addr);
+                let r = Receive::new(Protocol::Udp, config.candidate, player_addr, &data).unwrap();
+                let _ = player.handle_input(Input::Receive(now, r));
+            }
+            if viewer.is_connected() && written < 3 && step % 3 == 0 {
+                // A delta frame first (not sent: no keyframe yet), then a keyframe and a delta.
+                let key = written == 1;
+                viewer.write(&sample(key, 3000 * written, now), now);
+                written += 1;
+            }
+            if received.len() >= 2 {
+                break;
+            }
+        }
+        assert!(viewer.is_connected(), "ICE and DTLS came up");
+        let stats = viewer.stats();
+        assert_eq!(stats.waited, 1, "{stats:?}");
+        assert_eq!(stats.video_sent, 2, "{stats:?}");
+        assert_eq!(
+            received.len(),
+            2,
+            "the player got the keyframe and the delta frame"
+        );
+        // The keyframe arrives with its parameter sets (STAP-A unpacked to Annex B).
+        assert!(
+            received[0].windows(2).any(|w| w == [1, 0x67]),
+            "{:?}",
+            received[0]
+        );
+        assert!(received[0].ends_with(&[0x65, 1, 2, 3]), "{:?}", received[0]);
+        assert!(received[1].ends_with(&[0x41, 4, 5, 6]), "{:?}", received[1]);
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_offer() {
+        let now = Instant::now();
+        assert!(matches!(
+            Viewer::answer("hello", &config(), now),
+            Err(OfferError::Sdp(_))
+        ));
+        assert!(Viewer::answer("", &config(), now).is_err());
+    }
+}
