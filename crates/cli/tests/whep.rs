@@ -1,8 +1,12 @@
-//! WHEP playback (docs/webrtc.md): `vshare serve` with `[webrtc]` on an ephemeral UDP port, an
-//! RTMP publish by ffmpeg (H.264 baseline without B-frames, AAC), and headless Chromium
-//! playing the stream over WebRTC (tests/browser/whep.mjs): H.264 frames decoded, Opus audio
-//! received, and the session deleted; then the watch page plays it over WebRTC. Offers that are
-//! not SDP, or not sent as SDP, are refused.
+//! WebRTC (docs/webrtc.md): `vshare serve` with `[webrtc]` on an ephemeral UDP port.
+//! - WHEP: an RTMP publish by ffmpeg (H.264 baseline without B-frames, AAC), and headless
+//!   Chromium playing the stream over WebRTC (tests/browser/whep.mjs): H.264 frames decoded,
+//!   Opus audio received, and the session deleted; then the watch page plays it over WebRTC.
+//!   Offers that are not SDP, or not sent as SDP, are refused.
+//! - WHIP: Chromium publishes its fake camera and microphone (tests/browser/whip.mjs) and plays
+//!   the stream back over WHEP while it is live; the recording is an ordinary VOD that ffprobe
+//!   reads (H.264, the Opus converted to AAC). Offers without the key, with a wrong one, not SDP
+//!   or not sent as SDP are refused before any video exists.
 //!
 //! Skips with a printed reason only when node or chromium is missing, like tests/browser.rs.
 
@@ -13,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Server, create_key, ffmpeg_publish, make_clip, wait_video_state};
+use vshare_testkit::ffmpeg::{decode_errors, ffprobe, frame_count, number, stream_of};
 use vshare_testkit::wait::run_with_limit;
 
 /// Seconds of the published clip (30 fps, a keyframe each second).
@@ -45,9 +50,18 @@ fn missing_tools() -> Option<String> {
 
 /// A POST through curl: status, head, body.
 fn post(url: &str, content_type: &str, body: &str) -> (u16, String, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-i", "--max-time", "30", "-X", "POST", "-H"])
-        .arg(format!("Content-Type: {content_type}"))
+    post_with(url, content_type, &[], body)
+}
+
+/// A POST through curl with more headers.
+fn post_with(url: &str, content_type: &str, headers: &[&str], body: &str) -> (u16, String, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-i", "--max-time", "30", "-X", "POST", "-H"])
+        .arg(format!("Content-Type: {content_type}"));
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    let out = cmd
         .arg("--data-binary")
         .arg(body)
         .arg(url)
@@ -90,7 +104,7 @@ fn chromium_plays_a_live_rtmp_stream_over_whep() {
         &data,
         &["--ladder", "none", "--config", conf.to_str().expect("path")],
     );
-    server.expect_logged("WebRTC (WHEP) on UDP");
+    server.expect_logged("WebRTC (WHEP, WHIP) on UDP");
 
     // Before any publish: no such stream.
     let (status, _, body) = post(
@@ -181,3 +195,141 @@ fn chromium_plays_a_live_rtmp_stream_over_whep() {
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
 }
+
+/// How long Chromium publishes over WHIP.
+const PUBLISH_MS: u64 = 10_000;
+
+#[test]
+fn chromium_publishes_over_whip_and_the_recording_plays() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipping the WHIP browser test: {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let key = create_key(&data);
+    let conf = tmp.path().join("vshare.toml");
+    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
+    let server = Server::start(
+        &data,
+        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    );
+    server.expect_logged("WebRTC (WHEP, WHIP) on UDP");
+
+    // Refused before any video exists: no key (401), a wrong one (401), not sent as SDP (415),
+    // not SDP (400), SDP that sends no video (400).
+    let whip = format!("{}/whip", server.http);
+    let bearer = format!("Authorization: Bearer {key}");
+    let (status, head, body) = post(&whip, "application/sdp", "v=0\r\n");
+    assert_eq!(status, 401, "{head}{body}");
+    let (status, _, body) = post_with(
+        &whip,
+        "application/sdp",
+        &["Authorization: Bearer not-a-key"],
+        "v=0\r\n",
+    );
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) = post_with(&whip, "application/json", &[&bearer], "{}");
+    assert_eq!(status, 415, "{body}");
+    let (status, _, body) = post_with(&whip, "application/sdp", &[&bearer], "not SDP");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("SDP"), "{body}");
+    let (status, _, body) = post_with(&whip, "application/sdp", &[&bearer], AUDIO_ONLY_OFFER);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("H.264"), "{body}");
+    assert!(!server.log().contains("WHIP publish"), "{}", server.log());
+
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/browser/whip.mjs"))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("KEY", &key)
+        .env("PUBLISH_MS", PUBLISH_MS.to_string())
+        .env("MIN_FRAMES", MIN_FRAMES.to_string())
+        .env("CHROMIUM", chromium());
+    let (ok, out, err) = run_with_limit(cmd, Duration::from_millis(PUBLISH_MS) * 3);
+    let log = server.log();
+    assert!(
+        ok,
+        "tests/browser/whip.mjs failed:\n{out}\n{err}\n--- server log\n{log}"
+    );
+    let r: serde_json::Value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    eprintln!("WHIP from Chromium: {r:#}");
+    assert!(r["error"].is_null(), "{r:#}\n--- server log\n{log}");
+    assert!(r["play"].is_null(), "{r:#}\n--- server log\n{log}");
+    let codecs = r["sent"]["codecs"].to_string();
+    assert!(codecs.contains("video/H264"), "{codecs}");
+    assert!(codecs.contains("audio/opus"), "{codecs}");
+    let encoded = r["sent"]["video"]["framesEncoded"].as_u64().unwrap_or(0);
+    assert!(encoded > 60, "{r:#}");
+    // The stream played back over WHEP while it was live.
+    let played = &r["played"]["video"];
+    assert!(
+        played["framesDecoded"].as_u64().unwrap_or(0) > MIN_FRAMES,
+        "{r:#}"
+    );
+    assert_eq!(played["frameWidth"], 640, "{r:#}");
+    // The player joined between keyframes: its wait became a PLI to the publisher.
+    assert!(
+        r["sent"]["video"]["pliCount"].as_u64().unwrap_or(0) >= 1,
+        "{r:#}"
+    );
+    assert_eq!(r["deleteStatus"], 204, "{r:#}");
+    assert_eq!(r["deleteAgainStatus"], 404, "{r:#}");
+
+    // DELETE ended the publish; the recording is an ordinary VOD.
+    let v = wait_video_state(&server, &key, &["ready"], Duration::from_secs(30));
+    assert_eq!(v["id"], r["video"], "{v}");
+    let mp4 = v["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["format"] == "mp4"))
+        .and_then(|r| r["url"].as_str())
+        .expect("an mp4 record")
+        .to_string();
+    assert_eq!(decode_errors(&mp4), "", "the VOD decodes cleanly");
+    let probe = ffprobe(&mp4);
+    let video = stream_of(&probe, "video");
+    assert_eq!(video["codec_name"], "h264", "{probe:#}");
+    assert_eq!(video["width"], 640, "{probe:#}");
+    assert_eq!(video["height"], 360, "{probe:#}");
+    assert_eq!(stream_of(&probe, "audio")["codec_name"], "aac", "{probe:#}");
+    // Recorded from the first keyframe to the DELETE: most of what was published.
+    let duration = number(&probe["format"]["duration"]);
+    let published = r["publishedMs"].as_f64().unwrap_or(0.0) / 1000.0;
+    assert!(
+        duration > published - 3.0 && duration < published + 1.0,
+        "duration {duration} s of {published} s published"
+    );
+    // Every frame Chromium encoded is recorded: its count was read just before the DELETE, so
+    // a few more may have been sent after it, and a few were in flight when the session ended.
+    let frames = frame_count(&mp4, "v:0");
+    assert!(
+        frames + 5 >= encoded && frames <= encoded + 10,
+        "{frames} frames recorded of {encoded} encoded"
+    );
+    server.expect_logged("WHIP publish ended");
+}
+
+/// An offer that sends audio only (made by Chromium; trimmed to what a parser needs).
+const AUDIO_ONLY_OFFER: &str = "v=0\r\n\
+o=- 1 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0\r\n\
+a=msid-semantic: WMS\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:abcd\r\n\
+a=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+a=setup:actpass\r\n\
+a=mid:0\r\n\
+a=sendonly\r\n\
+a=rtcp-mux\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n";

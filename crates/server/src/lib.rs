@@ -28,6 +28,7 @@ pub mod watching;
 pub mod web;
 pub mod webhook;
 pub mod whep;
+pub mod whip;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

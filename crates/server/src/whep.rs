@@ -1,9 +1,11 @@
-//! WHEP playback over WebRTC: the adapter around [`vshare_webrtc`]'s sans-IO viewer and feed.
+//! WebRTC: the adapter around [`vshare_webrtc`]'s sans-IO viewer, feed and ingest.
 //!
-//! One task owns the UDP socket (one port for every session, docs/webrtc.md) and every
-//! [`Viewer`]; the HTTP handlers hand it new sessions and deletions, and each live stream's
-//! [`StreamFeed`] (in the video session's adapter) hands it the stream's samples. Datagrams go
-//! to the session whose ICE credentials or nominated address they match (str0m's `accepts`).
+//! One task owns the UDP socket (one port for every session, docs/webrtc.md), every WHEP
+//! [`Viewer`] and every WHIP [`Ingest`]; the HTTP handlers hand it new sessions and deletions,
+//! and each live stream's [`StreamFeed`] (in the video session's adapter) hands it the stream's
+//! samples. Datagrams go to the session whose ICE credentials or nominated address they match
+//! (str0m's `accepts`). A viewer's keyframe request reaches the stream's WHIP publisher, when it
+//! has one; what a publisher receives goes to its forwarder ([`crate::whip`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +18,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use vshare_media::{MediaEvent, TrackConfig, TrackKind};
 use vshare_transcode::AacToOpus;
-use vshare_webrtc::{Feed, FeedNote, OfferError, Sample, Viewer, ViewerConfig};
+use vshare_webrtc::{
+    Feed, FeedNote, Ingest, IngestEvent, OfferError, Sample, Viewer, ViewerConfig,
+};
 
 use crate::config::WebrtcConfig;
 use crate::db::random_id;
@@ -52,6 +56,13 @@ enum Command {
         viewer: Box<Viewer>,
     },
     Remove(String),
+    Publish {
+        id: String,
+        video: Arc<str>,
+        ingest: Box<Ingest>,
+        sink: mpsc::Sender<IngestEvent>,
+    },
+    Unpublish(String),
     Sample(Arc<str>, Sample),
     StreamEnded(Arc<str>),
 }
@@ -65,6 +76,8 @@ pub struct Whep {
     streams: Mutex<HashMap<String, Arc<StreamEntry>>>,
     /// Session id → (stream, client address), for the limits and DELETE.
     sessions: Mutex<HashMap<String, (Arc<str>, IpAddr)>>,
+    /// WHIP session id → (video, publisher address).
+    publishers: Mutex<HashMap<String, (Arc<str>, IpAddr)>>,
 }
 
 impl Whep {
@@ -90,16 +103,18 @@ impl Whep {
             tx,
             streams: Mutex::default(),
             sessions: Mutex::default(),
+            publishers: Mutex::default(),
         });
         let task = Task {
             whep: Arc::downgrade(&whep),
             socket,
             local: candidate,
             viewers: HashMap::new(),
+            ingests: HashMap::new(),
             connect_timeout: Duration::from_secs(config.connect_timeout_s.max(1)),
         };
         tokio::spawn(task.run(rx));
-        info!(%candidate, "WebRTC (WHEP) on UDP");
+        info!(%candidate, "WebRTC (WHEP, WHIP) on UDP");
         Ok(whep)
     }
 
@@ -176,6 +191,77 @@ impl Whep {
             let _ = self.tx.send(Command::Remove(session.to_string())).await;
         }
         known
+    }
+
+    /// Answers a WHIP publisher's offer (its stream key already checked): the session, not yet
+    /// running, and the SDP answer. Publishers count in the same limits as viewers.
+    pub fn answer_publisher(&self, offer: &str, ip: IpAddr) -> Result<(Ingest, String), WhepError> {
+        {
+            let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let publishers = self.publishers.lock().unwrap_or_else(|e| e.into_inner());
+            if sessions.len() + publishers.len() >= self.config.max_sessions {
+                return Err(WhepError::TooMany(self.config.max_sessions));
+            }
+            let from_ip = sessions.values().chain(publishers.values());
+            if from_ip.filter(|(_, i)| *i == ip).count() >= self.config.max_sessions_per_ip {
+                return Err(WhepError::TooManyFromIp(self.config.max_sessions_per_ip));
+            }
+        }
+        Ok(Ingest::answer(offer, self.candidate, Instant::now())?)
+    }
+
+    /// Starts an answered publisher's session for `video`; its events go to `sink`.
+    pub async fn add_publisher(
+        &self,
+        video: &str,
+        ip: IpAddr,
+        ingest: Ingest,
+        sink: mpsc::Sender<IngestEvent>,
+    ) -> Result<String, WhepError> {
+        let id = random_id(16);
+        let video: Arc<str> = video.into();
+        self.publishers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), (video.clone(), ip));
+        metrics::gauge!("vshare_whip_sessions").increment(1.0);
+        let publish = Command::Publish {
+            id: id.clone(),
+            video,
+            ingest: Box::new(ingest),
+            sink,
+        };
+        if self.tx.send(publish).await.is_err() {
+            self.forget_publisher(&id);
+            return Err(WhepError::Stopped);
+        }
+        Ok(id)
+    }
+
+    /// Ends WHIP session `session` of `video`; false if there is none.
+    pub async fn delete_publisher(&self, video: &str, session: &str) -> bool {
+        let known = self
+            .publishers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(session)
+            .is_some_and(|(v, _)| &**v == video);
+        if known {
+            let _ = self.tx.send(Command::Unpublish(session.to_string())).await;
+        }
+        known
+    }
+
+    /// Drops a WHIP session from the counts (once).
+    fn forget_publisher(&self, session: &str) {
+        let removed = self
+            .publishers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(session);
+        if removed.is_some() {
+            metrics::gauge!("vshare_whip_sessions").decrement(1.0);
+        }
     }
 
     /// Sessions now (all streams).
@@ -346,6 +432,16 @@ struct Session {
     errors_logged: bool,
 }
 
+/// A WHIP publisher in the task.
+struct Publishing {
+    video: Arc<str>,
+    ingest: Box<Ingest>,
+    sink: mpsc::Sender<IngestEvent>,
+    started: Instant,
+    /// Events the forwarder had no room for.
+    dropped: u64,
+}
+
 /// The task that owns the socket and every viewer.
 struct Task {
     whep: std::sync::Weak<Whep>,
@@ -353,6 +449,7 @@ struct Task {
     /// The announced address: the destination str0m matches incoming datagrams against.
     local: SocketAddr,
     viewers: HashMap<String, Session>,
+    ingests: HashMap<String, Publishing>,
     connect_timeout: Duration,
 }
 
@@ -364,6 +461,7 @@ impl Task {
                 .viewers
                 .values()
                 .map(|s| s.viewer.timeout())
+                .chain(self.ingests.values().map(|p| p.ingest.timeout()))
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
                 .max(Instant::now());
@@ -384,17 +482,38 @@ impl Task {
 
     async fn datagram(&mut self, from: SocketAddr, data: &[u8]) {
         let now = Instant::now();
-        let Some(id) = self
+        let viewer = self
             .viewers
             .iter()
             .find(|(_, s)| s.viewer.accepts(now, from, self.local, data))
-            .map(|(id, _)| id.clone())
-        else {
+            .map(|(id, _)| id.clone());
+        if let Some(id) = viewer {
+            if let Some(s) = self.viewers.get_mut(&id) {
+                s.viewer.receive(now, from, self.local, data);
+                flush(&self.socket, &mut s.viewer).await;
+                if s.viewer.take_keyframe_request() {
+                    let stream = s.stream.clone();
+                    self.keyframe_for(&stream, now).await;
+                }
+            }
             return;
-        };
-        if let Some(s) = self.viewers.get_mut(&id) {
-            s.viewer.receive(now, from, self.local, data);
-            flush(&self.socket, &mut s.viewer).await;
+        }
+        let publisher = self
+            .ingests
+            .iter()
+            .find(|(_, p)| p.ingest.accepts(now, from, self.local, data))
+            .map(|(id, _)| id.clone());
+        if let Some(p) = publisher.and_then(|id| self.ingests.get_mut(&id)) {
+            p.ingest.receive(now, from, self.local, data);
+            p.pump(&self.socket, now).await;
+        }
+    }
+
+    /// Asks the WHIP publisher of `video`, if it has one, for a keyframe.
+    async fn keyframe_for(&mut self, video: &str, now: Instant) {
+        for p in self.ingests.values_mut().filter(|p| &*p.video == video) {
+            p.ingest.request_keyframe(now);
+            p.pump(&self.socket, now).await;
         }
     }
 
@@ -427,6 +546,33 @@ impl Task {
                     },
                 );
             }
+            Command::Publish {
+                id,
+                video,
+                ingest,
+                sink,
+            } => {
+                self.ingests.insert(
+                    id,
+                    Publishing {
+                        video,
+                        ingest,
+                        sink,
+                        started: Instant::now(),
+                        dropped: 0,
+                    },
+                );
+            }
+            Command::Unpublish(id) => {
+                if let Some(mut p) = self.ingests.remove(&id) {
+                    p.ingest.close();
+                    p.pump(&self.socket, Instant::now()).await;
+                    info!(video = %p.video, session = %id, stats = ?p.ingest.stats(), "WHIP session deleted");
+                }
+                if let Some(w) = self.whep.upgrade() {
+                    w.forget_publisher(&id);
+                }
+            }
             Command::Remove(id) => {
                 if let Some(mut s) = self.viewers.remove(&id) {
                     s.viewer.close();
@@ -457,11 +603,24 @@ impl Task {
 
     async fn tick(&mut self) {
         let now = Instant::now();
+        let mut wanted = Vec::new();
         for s in self.viewers.values_mut() {
             if s.viewer.timeout() <= now {
                 s.viewer.tick(now);
                 flush(&self.socket, &mut s.viewer).await;
+                if s.viewer.take_keyframe_request() {
+                    wanted.push(s.stream.clone());
+                }
             }
+        }
+        for p in self.ingests.values_mut() {
+            if p.ingest.timeout() <= now {
+                p.ingest.tick(now);
+                p.pump(&self.socket, now).await;
+            }
+        }
+        for stream in wanted {
+            self.keyframe_for(&stream, now).await;
         }
     }
 
@@ -482,6 +641,61 @@ impl Task {
             }
             if let Some(w) = self.whep.upgrade() {
                 w.forget(&id);
+            }
+        }
+        // Publishers gone, never connected, or whose video session has ended.
+        let gone: Vec<String> = self
+            .ingests
+            .iter()
+            .filter(|(_, p)| {
+                !p.ingest.is_alive()
+                    || p.sink.is_closed()
+                    || (!p.ingest.is_connected() && p.started.elapsed() > timeout)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(mut p) = self.ingests.remove(&id) {
+                p.ingest.close();
+                info!(video = %p.video, session = %id, stats = ?p.ingest.stats(), dropped = p.dropped, "WHIP session ended");
+            }
+            if let Some(w) = self.whep.upgrade() {
+                w.forget_publisher(&id);
+            }
+        }
+    }
+}
+
+impl Publishing {
+    /// Sends what the session has queued and hands its events to the forwarder; an event
+    /// without room makes video wait for the next keyframe (asked for at once).
+    async fn pump(&mut self, socket: &UdpSocket, now: Instant) {
+        while let Some((to, data)) = self.ingest.poll_transmit() {
+            if let Err(e) = socket.send_to(&data, to).await {
+                debug!(%to, "WebRTC send: {e}");
+            }
+        }
+        if let Some(e) = self.ingest.take_error() {
+            debug!(video = %self.video, "WHIP: {e}");
+        }
+        let mut lost = false;
+        while let Some(event) = self.ingest.poll_event() {
+            match self.sink.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.dropped += 1;
+                    lost = true;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        if lost {
+            if self.dropped.is_power_of_two() {
+                warn!(video = %self.video, dropped = self.dropped, "WHIP: the video session is behind; events dropped");
+            }
+            self.ingest.resync(now);
+            while let Some((to, data)) = self.ingest.poll_transmit() {
+                let _ = socket.send_to(&data, to).await;
             }
         }
     }

@@ -37,6 +37,8 @@ pub enum OfferError {
     Negotiation(String),
     #[error("the offer receives neither H.264 video nor Opus audio")]
     NothingToSend,
+    #[error("the offer sends no H.264 video")]
+    NoVideoToReceive,
     #[error("the host candidate {0} is not usable: {1}")]
     Candidate(SocketAddr, String),
 }
@@ -66,6 +68,8 @@ pub struct Viewer {
     timeout: Instant,
     stats: ViewerStats,
     last_error: Option<String>,
+    /// The player asked for a keyframe since the adapter last looked.
+    keyframe_wanted: bool,
 }
 
 impl Viewer {
@@ -105,6 +109,7 @@ impl Viewer {
             timeout: now,
             stats: ViewerStats::default(),
             last_error: None,
+            keyframe_wanted: false,
         };
         // The offer's media sections, by the mids it named (str0m says MediaAdded only once
         // polled past its readiness; reading them here keeps the answer self-contained).
@@ -218,6 +223,14 @@ impl Viewer {
         self.last_error.take()
     }
 
+    /// Whether the player has asked for a keyframe (PLI or FIR) since the last call, or is
+    /// waiting for its first one: the adapter asks the source where it can.
+    pub fn take_keyframe_request(&mut self) -> bool {
+        let wanted = self.keyframe_wanted || (self.connected && !self.started);
+        self.keyframe_wanted = false;
+        wanted
+    }
+
     /// Ends the session (the WHEP resource was deleted).
     pub fn close(&mut self) {
         self.rtc.disconnect();
@@ -283,7 +296,10 @@ impl Viewer {
                 self.rtc.disconnect();
             }
             Event::MediaAdded(m) => self.add_media(m.mid),
-            Event::KeyframeRequest(_) => self.stats.keyframe_requests += 1,
+            Event::KeyframeRequest(_) => {
+                self.stats.keyframe_requests += 1;
+                self.keyframe_wanted = true;
+            }
             _ => {}
         }
     }

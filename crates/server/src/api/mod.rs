@@ -21,6 +21,7 @@ mod vod;
 mod watch;
 mod watching;
 mod whep;
+mod whip;
 
 use std::sync::Arc;
 
@@ -86,6 +87,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(whep::offer).layer(axum::extract::DefaultBodyLimit::max(whep::MAX_OFFER_BYTES)),
         )
         .route("/whep/{id}/{session}", axum::routing::delete(whep::delete))
+        .route(
+            "/whip",
+            post(whip::publish).layer(axum::extract::DefaultBodyLimit::max(whep::MAX_OFFER_BYTES)),
+        )
+        .route(
+            "/whip/{video}/{session}",
+            axum::routing::delete(whip::delete),
+        )
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

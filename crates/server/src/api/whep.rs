@@ -28,26 +28,8 @@ pub async fn offer(
             "WebRTC playback (it is off on this server)",
         ));
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
-    {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("a WHEP offer is application/sdp, not {content_type:?}"),
-        ));
-    }
-    let offer = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("the SDP offer is not UTF-8"))?;
-    let ip = ext
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let offer = sdp_offer(&headers, &body)?;
+    let ip = client_ip(&ext);
     let (session, answer) = whep.offer(&id, offer, ip).await.map_err(|e| match e {
         WhepError::NoStream(_) => ApiError::not_found("live stream"),
         WhepError::Offer(e) => ApiError::bad_request(e.to_string()),
@@ -80,4 +62,30 @@ pub async fn delete(
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::not_found("WebRTC session")),
     }
+}
+
+/// The body of a WHEP or WHIP offer: `application/sdp` (415 otherwise), UTF-8 (400 otherwise).
+pub(super) fn sdp_offer<'a>(headers: &HeaderMap, body: &'a Bytes) -> Result<&'a str, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("an offer is application/sdp, not {content_type:?}"),
+        ));
+    }
+    std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the SDP offer is not UTF-8"))
+}
+
+/// The peer's address (the limits per address count it).
+pub(super) fn client_ip(ext: &axum::http::Extensions) -> std::net::IpAddr {
+    ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
 }
