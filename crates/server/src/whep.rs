@@ -84,15 +84,22 @@ impl Whep {
     /// Binds the UDP port and starts the task. `listen_ip` is the HTTP listen address, the
     /// default announced address.
     pub async fn start(config: &WebrtcConfig, listen_ip: IpAddr) -> anyhow::Result<Arc<Whep>> {
-        let socket = UdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), config.udp_port))
-            .await
-            .map_err(|e| anyhow::anyhow!("[webrtc] udp_port {}: {e}", config.udp_port))?;
-        let port = socket.local_addr()?.port();
         let ip = config.public_ip.unwrap_or(if listen_ip.is_unspecified() {
             IpAddr::from([127, 0, 0, 1])
         } else {
             listen_ip
         });
+        // Without a public address the socket is bound to the announced one, so that answers
+        // leave from the address the peer's ICE checks went to (a peer checks that they do);
+        // behind NAT it takes every address (the public one is not local).
+        let bind_ip = match config.public_ip {
+            Some(_) => IpAddr::from([0, 0, 0, 0]),
+            None => ip,
+        };
+        let socket = UdpSocket::bind(SocketAddr::new(bind_ip, config.udp_port))
+            .await
+            .map_err(|e| anyhow::anyhow!("[webrtc] udp_port {}: {e}", config.udp_port))?;
+        let port = socket.local_addr()?.port();
         let candidate = SocketAddr::new(ip, port);
         // Samples of every stream pass here: room for a few seconds of a few streams; when full,
         // samples are dropped (counted) rather than holding up the video session.
@@ -195,7 +202,13 @@ impl Whep {
 
     /// Answers a WHIP publisher's offer (its stream key already checked): the session, not yet
     /// running, and the SDP answer. Publishers count in the same limits as viewers.
-    pub fn answer_publisher(&self, offer: &str, ip: IpAddr) -> Result<(Ingest, String), WhepError> {
+    /// `keyframe_interval`: the live segment target (WebRTC encoders send keyframes when asked).
+    pub fn answer_publisher(
+        &self,
+        offer: &str,
+        ip: IpAddr,
+        keyframe_interval: Duration,
+    ) -> Result<(Ingest, String), WhepError> {
         {
             let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let publishers = self.publishers.lock().unwrap_or_else(|e| e.into_inner());
@@ -207,7 +220,12 @@ impl Whep {
                 return Err(WhepError::TooManyFromIp(self.config.max_sessions_per_ip));
             }
         }
-        Ok(Ingest::answer(offer, self.candidate, Instant::now())?)
+        Ok(Ingest::answer(
+            offer,
+            self.candidate,
+            keyframe_interval,
+            Instant::now(),
+        )?)
     }
 
     /// Starts an answered publisher's session for `video`; its events go to `sink`.

@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -36,15 +37,18 @@ pub enum WhipError {
 }
 
 /// Answers publisher `key`'s offer from `ip`: the video id, the session id and the SDP answer.
+/// `segment_target`: the live segments' target, the longest the publisher may go without a
+/// keyframe.
 pub async fn publish(
     whep: &Arc<Whep>,
     videos: &Arc<VideoServer>,
     key: &StreamKey,
     offer: &str,
     ip: IpAddr,
+    segment_target: Duration,
 ) -> Result<(String, String, String), WhipError> {
     // The offer is checked (and the DTLS certificate made) before a video exists.
-    let (ingest, answer) = whep.answer_publisher(offer, ip)?;
+    let (ingest, answer) = whep.answer_publisher(offer, ip, segment_target)?;
     let has_audio = ingest.has_audio();
     let publisher = videos.start(key, "").await?;
     let video_id = publisher.video_id.clone();

@@ -5,6 +5,10 @@
 //!   OBS send in band before every keyframe become the AVC configuration (a new one whenever they
 //!   change), the frames become AVCC. Nothing is passed on before the first keyframe, nor after a
 //!   gap in the RTP sequence until the next one; both ask the publisher for a keyframe (PLI).
+//! - Keyframes: WebRTC encoders send one at the start and then only when asked (Chromium,
+//!   OBS, aiortc), but every live segment must start with one, at least the segment target
+//!   after the last (the packager cuts there): the session asks when the next frame will be
+//!   past the target, and the encoder's answer, that frame or a later one, is not early.
 //! - Audio: Opus packets with their times; the adapter converts them to AAC for the recording.
 //! - Times: each track's RTP clock, anchored at the arrival of its first frame on one timeline
 //!   for the session (µs from the first media of either track), so the two tracks line up
@@ -23,6 +27,10 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use vshare_media::{AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind, annexb};
 
 use crate::viewer::OfferError;
+
+/// A keyframe this close before the segment target still begins a segment (as the packager
+/// counts), µs.
+const SEGMENT_TOLERANCE_US: i64 = 5_000;
 
 /// Keyframe requests to the publisher at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
@@ -83,14 +91,21 @@ pub struct Ingest {
     record: Option<Vec<u8>>,
     waiting_for_key: bool,
     last_keyframe_request: Option<Instant>,
+    /// The longest run of frames without a keyframe wanted (the live segment target), µs.
+    keyframe_interval_us: i64,
+    /// The keyframe that began the packager's current segment, µs.
+    segment_start: Option<i64>,
+    last_pts: Option<i64>,
 }
 
 impl Ingest {
     /// Answers a publisher's offer (H.264 video, Opus audio optional); returns the session
-    /// and the SDP answer. `candidate` is the shared UDP socket's announced address.
+    /// and the SDP answer. `candidate` is the shared UDP socket's announced address;
+    /// `keyframe_interval` the longest stretch without a keyframe (the live segment target).
     pub fn answer(
         offer: &str,
         candidate: SocketAddr,
+        keyframe_interval: Duration,
         now: Instant,
     ) -> Result<(Ingest, String), OfferError> {
         let offer_text = offer;
@@ -126,6 +141,9 @@ impl Ingest {
             record: None,
             waiting_for_key: true,
             last_keyframe_request: None,
+            keyframe_interval_us: keyframe_interval.as_micros() as i64,
+            segment_start: None,
+            last_pts: None,
         };
         for line in offer_text.lines() {
             if let Some(mid) = line.trim().strip_prefix("a=mid:") {
@@ -360,6 +378,20 @@ impl Ingest {
             return;
         }
         let pts = self.clock(true, &d).pts(d.time);
+        // The frame interval, to see where the next frame falls.
+        let step = self.last_pts.map_or(0, |p| (pts - p).clamp(0, 200_000));
+        self.last_pts = Some(pts);
+        // Where the packager's segment began: the first keyframe at least the target after the
+        // last one that began a segment (a keyframe a player asked for in between does not).
+        let interval = self.keyframe_interval_us;
+        match self.segment_start {
+            Some(start) if key && pts - start >= interval - SEGMENT_TOLERANCE_US => {
+                self.segment_start = Some(pts)
+            }
+            None if key => self.segment_start = Some(pts),
+            Some(start) if !key && pts + step >= start + interval => self.request_keyframe(now),
+            _ => {}
+        }
         self.stats.video_frames += 1;
         self.events
             .push_back(IngestEvent::Media(MediaEvent::Frame(Frame {
@@ -433,13 +465,14 @@ mod tests {
     }
 
     const SERVER: &str = "127.0.0.1:40000";
+    const INTERVAL: Duration = Duration::from_secs(2);
 
     #[test]
     fn answers_a_sendonly_offer_and_refuses_one_without_video() {
         let now = Instant::now();
         let (_p, _pending, offer, _, _) = publisher_offer(now, "127.0.0.1:50000".parse().unwrap());
         let (ingest, answer) =
-            Ingest::answer(&offer, SERVER.parse().unwrap(), now).expect("an answer");
+            Ingest::answer(&offer, SERVER.parse().unwrap(), INTERVAL, now).expect("an answer");
         assert!(answer.contains("H264/90000"), "{answer}");
         assert!(answer.contains("opus/48000/2"), "{answer}");
         assert!(answer.contains("a=recvonly"), "{answer}");
@@ -450,25 +483,32 @@ mod tests {
         change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let (offer, _pending) = change.apply().expect("an offer");
         assert!(matches!(
-            Ingest::answer(&offer.to_sdp_string(), SERVER.parse().unwrap(), now),
+            Ingest::answer(
+                &offer.to_sdp_string(),
+                SERVER.parse().unwrap(),
+                INTERVAL,
+                now
+            ),
             Err(OfferError::NoVideoToReceive)
         ));
         assert!(matches!(
-            Ingest::answer("v=0 nonsense", SERVER.parse().unwrap(), now),
+            Ingest::answer("v=0 nonsense", SERVER.parse().unwrap(), INTERVAL, now),
             Err(OfferError::Sdp(_))
         ));
     }
 
     /// A str0m publisher and the ingest connected in memory: a delta frame before any keyframe
     /// is discarded (and a keyframe asked for); the keyframe brings the AVC configuration; the
-    /// frames' times follow their RTP times; Opus comes out as Opus.
+    /// frames' times follow their RTP times; Opus comes out as Opus; as the keyframe interval
+    /// runs out without one, another is asked for.
     #[test]
     fn a_publisher_s_frames_become_source_events() {
         let mut now = Instant::now();
         let publisher_addr: SocketAddr = "127.0.0.1:50000".parse().unwrap();
         let server: SocketAddr = SERVER.parse().unwrap();
         let (mut publisher, pending, offer, v, a) = publisher_offer(now, publisher_addr);
-        let (mut ingest, answer) = Ingest::answer(&offer, server, now).expect("an answer");
+        let (mut ingest, answer) =
+            Ingest::answer(&offer, server, INTERVAL, now).expect("an answer");
         publisher
             .sdp_api()
             .accept_answer(
@@ -491,9 +531,11 @@ mod tests {
             d.extend_from_slice(&[0, 0, 0, 1, 0x65, 0x88, 1, 2, 3]);
             d
         };
+        // 2.3 s at 30 fps: past the 2 s keyframe interval.
+        const FRAMES: u64 = 70;
         let mut written = 0u64;
         let mut events = Vec::new();
-        for step in 0..400 {
+        for step in 0..(FRAMES as usize * 3 + 100) {
             now += Duration::from_millis(10);
             let _ = publisher.handle_input(Input::Timeout(now));
             loop {
@@ -516,7 +558,7 @@ mod tests {
             while let Some(e) = ingest.poll_event() {
                 events.push(e);
             }
-            if ingest.is_connected() && written < 4 && step % 3 == 0 {
+            if ingest.is_connected() && written < FRAMES && step % 3 == 0 {
                 // Delta, keyframe, delta at 30 fps; one Opus packet each step.
                 let data = if written == 1 {
                     keyframe()
@@ -555,9 +597,10 @@ mod tests {
         assert!(ingest.is_connected());
         let stats = ingest.stats();
         assert_eq!(stats.discarded, 1, "{stats:?}");
-        assert_eq!(stats.video_frames, 3, "{stats:?}");
+        assert_eq!(stats.video_frames, FRAMES - 1, "{stats:?}");
+        // One for the first frame, one as the interval ran out (the publisher sent no more).
         assert!(
-            stats.keyframe_requests >= 1 && plis >= 1,
+            stats.keyframe_requests >= 2 && plis >= 2,
             "{stats:?} {plis}"
         );
         let video: Vec<&MediaEvent> = events
@@ -578,7 +621,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(frames.len(), 3);
+        assert_eq!(frames.len() as u64, FRAMES - 1);
         assert!(frames[0].key && !frames[1].key);
         // AVCC, parameter sets left out: the IDR slice alone.
         assert_eq!(&frames[0].data[..], &[0, 0, 0, 5, 0x65, 0x88, 1, 2, 3]);
@@ -591,7 +634,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(opus.len(), 4);
+        assert_eq!(opus.len() as u64, FRAMES);
         assert_eq!(&opus[0].1[..], &[0xfc, 1, 2]);
         assert_eq!(opus[1].0 - opus[0].0, 20_000);
     }

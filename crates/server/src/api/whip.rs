@@ -48,13 +48,16 @@ pub async fn publish(
         Err(e) => return Err(ApiError::from(e)),
     };
     let ip = client_ip(&ext);
-    let (video, session, answer) = crate::whip::publish(whep, &st.videos, &key, offer, ip)
-        .await
-        .map_err(|e| match e {
-            WhipError::Session(WhepError::Offer(e)) => ApiError::bad_request(e.to_string()),
-            WhipError::Start(StartError::AlreadyPublishing(_)) => ApiError::conflict(e.to_string()),
-            _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        })?;
+    let (video, session, answer) =
+        crate::whip::publish(whep, &st.videos, &key, offer, ip, st.segment_target)
+            .await
+            .map_err(|e| match e {
+                WhipError::Session(WhepError::Offer(e)) => ApiError::bad_request(e.to_string()),
+                WhipError::Start(StartError::AlreadyPublishing(_)) => {
+                    ApiError::conflict(e.to_string())
+                }
+                _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            })?;
     Ok((
         StatusCode::CREATED,
         [
