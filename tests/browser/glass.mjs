@@ -5,7 +5,10 @@
 // burnt-in time. Same browser, same clock. Prints p50/p95 over DURATION seconds (default 40)
 // after WARMUP seconds (default 6).
 // Env: VSHARE_HTTP (server base URL); QUALITY=fixed|adaptive (default fixed: the picture stays
-// 640×360 at 30 fps, so the figure is the transport's, not the adaptation's).
+// 640×360 at 30 fps, so the figure is the transport's, not the adaptation's); ENGINES=hls,webrtc
+// plays the stream in one page per engine at once (WebRTC: WHEP, when the server has it on;
+// hls: `?engine=hls`), side by side on the same source (default: one page, the watch page's
+// own choice).
 import { launch, phone, signUp, sleep } from './lib.mjs';
 
 const base = process.env.VSHARE_HTTP;
@@ -16,11 +19,13 @@ if (!base) {
 const duration = Number(process.env.DURATION || 40);
 const warmup = Number(process.env.WARMUP || 6);
 const quality = process.env.QUALITY === 'adaptive' ? '' : '&quality=fixed';
+const engines = (process.env.ENGINES || 'auto').split(',');
 
 const q = (xs, p) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))];
 
 async function main() {
-  const browser = await launch();
+  // Loopback ICE candidates as plain addresses, for WHEP on this machine.
+  const browser = await launch(['--disable-features=WebRtcHideLocalIpsWithMdns', '--allow-loopback-in-peer-connection']);
   const a = await (await phone(browser)).newPage();
   const user = `glass${Date.now() % 1_000_000}`;
   await signUp(a, base, user, 'correct horse battery staple', `/studio?source=clock${quality}`);
@@ -30,14 +35,21 @@ async function main() {
   const id = await a.evaluate(() => window.vshareStudio.videoId);
   await a.waitForFunction(() => (document.body.dataset.attributes || '').includes('live'), null, { timeout: 20000 });
 
-  const b = await (await phone(browser)).newPage();
-  await b.goto(`${base}/watch/${id}?glass=1`);
-  await b.click('#play');
+  const players = [];
+  for (const engine of engines) {
+    const b = await (await phone(browser)).newPage();
+    await b.goto(`${base}/watch/${id}?glass=1${engine === 'hls' ? '&engine=hls' : ''}`);
+    await b.click('#play');
+    players.push(b);
+  }
   await sleep(warmup * 1000);
-  await b.evaluate(() => { window.vshareWatch.glass = []; window.vshareWatch.glassMisses = 0; });
+  for (const b of players) {
+    await b.evaluate(() => { window.vshareWatch.glass = []; window.vshareWatch.glassMisses = 0; });
+  }
   const t0 = Date.now();
   await sleep(duration * 1000);
-  const got = await b.evaluate(() => ({
+  const seconds = (Date.now() - t0) / 1000;
+  const read = (b) => b.evaluate(() => ({
     samples: window.vshareWatch.glass.map((s) => s.latency),
     at: window.vshareWatch.glass.map((s) => s.at),
     misses: window.vshareWatch.glassMisses || 0,
@@ -46,6 +58,8 @@ async function main() {
     w: document.querySelector('#player').videoWidth,
     h: document.querySelector('#player').videoHeight,
   }));
+  const all = [];
+  for (const b of players) all.push(await read(b));
   const studio = await a.evaluate(() => {
     const c = window.vshareStudio.client;
     return { step: window.vshareStudio.broadcast.step, target_kbps: c.rate.targetKbps(), dropped: c.droppedFrames };
@@ -54,6 +68,16 @@ async function main() {
   await a.waitForFunction(() => ['ended', 'failed'].includes(document.body.dataset.state), null, { timeout: 30000 });
   await browser.close();
 
+  const results = all.map((got) => summary(got, seconds, studio));
+  for (const r of results) {
+    console.log(`glass-to-glass over ${r.seconds} s, ${r.frames} frames (${r.unreadable} unreadable), ${r.engine} ${r.picture}: p50 ${r.p50_ms} ms, p95 ${r.p95_ms} ms (min ${r.min_ms}, max ${r.max_ms})`);
+  }
+  const out = results.length === 1 ? results[0] : { by_engine: Object.fromEntries(results.map((r) => [r.engine, r])) };
+  console.log(`RESULT ${JSON.stringify(out)}`);
+}
+
+/** One page's figures. */
+function summary(got, seconds, studio) {
   const xs = got.samples.filter(Number.isFinite).sort((x, y) => x - y);
   // Median latency per 5 s, and display gaps over 250 ms (stalls), to see when things happen.
   const timeline = [];
@@ -64,19 +88,16 @@ async function main() {
     timeline.push(Math.round(bucket.sort((x, y) => x - y)[bucket.length >> 1]));
   }
   const stalls = got.at.slice(1).map((t, i) => t - got.at[i]).filter((d) => d > 250).map(Math.round);
-  const seconds = (Date.now() - t0) / 1000;
   if (xs.length < 30 * 10) {
-    throw new Error(`only ${xs.length} frames read back in ${seconds.toFixed(0)} s (${got.misses} unreadable)`);
+    throw new Error(`${got.engine}: only ${xs.length} frames read back in ${seconds.toFixed(0)} s (${got.misses} unreadable)`);
   }
-  const r = {
+  return {
     frames: xs.length, unreadable: got.misses, seconds: Math.round(seconds), engine: got.engine,
     picture: `${got.w}x${got.h}`, p50_ms: Math.round(q(xs, 0.5)), p95_ms: Math.round(q(xs, 0.95)),
     min_ms: Math.round(xs[0]), max_ms: Math.round(xs[xs.length - 1]),
     hls_js_latency_s: got.hlsLatency && Number(got.hlsLatency.toFixed(2)), studio,
     median_per_5s_ms: timeline, stalls_ms: stalls,
   };
-  console.log(`glass-to-glass over ${r.seconds} s, ${r.frames} frames (${r.unreadable} unreadable), ${r.engine} ${r.picture}: p50 ${r.p50_ms} ms, p95 ${r.p95_ms} ms (min ${r.min_ms}, max ${r.max_ms})`);
-  console.log(`RESULT ${JSON.stringify(r)}`);
 }
 
 main().catch((e) => {

@@ -1,4 +1,4 @@
-// WHIP publish from Chromium: a fake camera and microphone (Chromium's test pattern and beep)
+// WHIP publish from Chromium: the fake camera and microphone (Chromium's test pattern and beep)
 // sent over an RTCPeerConnection (sendonly) to POST /whip with the stream key as bearer token.
 // While it publishes, a second RTCPeerConnection plays the same video back over WHEP. After
 // PUBLISH_MS the WHIP session is DELETEd (204, then 404 for the same location).
@@ -16,9 +16,9 @@ if (!base || !key) {
   process.exit(2);
 }
 
+// lib.mjs's flags bring the fake camera (30 fps) and microphone.
 const browser = await launch([
   '--disable-features=WebRtcHideLocalIpsWithMdns', '--allow-loopback-in-peer-connection',
-  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
 ]);
 try {
   const page = await browser.newPage();

@@ -43,7 +43,7 @@ export function formatDuration(ms) {
 }
 
 const FORMAT_NAMES = {
-  'll-hls': 'Live (LL-HLS)', hls: 'HLS', mp4: 'MP4', webm: 'WebM', '3gp': '3GP',
+  'll-hls': 'Live (LL-HLS)', whep: 'Live (WebRTC)', hls: 'HLS', mp4: 'MP4', webm: 'WebM', '3gp': '3GP',
 };
 
 /** One attribute record as a table: what the server measured. */

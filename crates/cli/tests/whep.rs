@@ -7,6 +7,8 @@
 //!   the stream back over WHEP while it is live; the recording is an ordinary VOD that ffprobe
 //!   reads (H.264, the Opus converted to AAC). Offers without the key, with a wrong one, not SDP
 //!   or not sent as SDP are refused before any video exists.
+//! - A hundred WHEP players (`vshare bench --whep-viewers`, str0m clients on their own UDP
+//!   sockets) play one RTMP stream at once; the 101st is refused by `max_sessions`.
 //! - An independent client, aiortc (tests/webrtc/aiortc_client.py): publishes a clip over WHIP
 //!   and plays the stream over WHEP; every frame the server received is in the VOD.
 //!
@@ -127,6 +129,16 @@ fn chromium_plays_a_live_rtmp_stream_over_whep() {
     );
     let id = v["id"].as_str().expect("video id").to_string();
     let whep = format!("{}/whep/{id}", server.http);
+    // The live records: LL-HLS first, then the same stream over WebRTC.
+    let records = v["attributes"].as_array().expect("records");
+    assert_eq!(records[0]["format"], "ll-hls", "{v:#}");
+    let over_whep = records
+        .iter()
+        .find(|r| r["format"] == "whep")
+        .unwrap_or_else(|| panic!("no whep record: {v:#}"));
+    assert_eq!(over_whep["kind"], "live", "{v:#}");
+    assert_eq!(over_whep["url"], whep.as_str(), "{v:#}");
+    assert_eq!(over_whep["width"], 640, "{v:#}");
 
     // Not SDP: 400 with the reason. Not sent as SDP: 415.
     let (status, _, body) = post(&whep, "application/sdp", "this is not SDP");
@@ -315,6 +327,76 @@ fn chromium_publishes_over_whip_and_the_recording_plays() {
     );
     assert_segments_near_target(&v);
     server.expect_logged("WHIP publish ended");
+}
+
+#[test]
+fn a_hundred_whep_viewers_play_one_stream_and_the_next_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let key = create_key(&data);
+    // Longer than the run may take.
+    let clip = make_clip(
+        tmp.path(),
+        "clip.mp4",
+        90,
+        &["-bf", "0", "-profile:v", "baseline"],
+    );
+    let conf = tmp.path().join("vshare.toml");
+    std::fs::write(
+        &conf,
+        "[webrtc]\nenabled = true\nudp_port = 0\nmax_sessions = 100\nmax_sessions_per_ip = 100\n",
+    )
+    .expect("conf");
+    let server = Server::start(
+        &data,
+        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    );
+    let mut ffmpeg = ffmpeg_publish(&clip, &server.rtmp_url(&key));
+    let v = wait_video_state(
+        &server,
+        &key,
+        &["live"],
+        Duration::from_secs(u64::from(CLIP_S) / 2),
+    );
+    let id = v["id"].as_str().expect("video id").to_string();
+    // 101 players over 2 s, one too many; the run ends when every player has a second of
+    // video (or after a minute).
+    let out = common::vshare()
+        .args([
+            "bench",
+            "--whep-viewers",
+            "101",
+            "--frames",
+            "30",
+            "--duration",
+            "60s",
+        ])
+        .args(["--ramp", "2s", "--json"])
+        .arg(format!("{}/whep/{id}", server.http))
+        .output()
+        .expect("vshare bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(&text).expect("JSON report");
+    eprintln!("101 WHEP players: {r:#}");
+    let log = server.log();
+    assert_eq!(r["connected"], 100, "{r:#}\n{log}");
+    assert!(r["seconds"].as_f64().unwrap_or(99.0) < 60.0, "{r:#}\n{log}");
+    assert_eq!(r["playing"], 100, "{r:#}\n{log}");
+    assert_eq!(r["errors"], 1, "{r:#}");
+    let refused = r["first_errors"][0].as_str().unwrap_or("");
+    assert!(
+        refused.contains("503") && refused.contains("limit of 100 WebRTC sessions"),
+        "{refused}"
+    );
+    // Each played at least a second of the 30 fps stream (from its first keyframe on).
+    assert_eq!(r["reached"], 100, "{r:#}\n{log}");
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
 }
 
 /// Runs tests/webrtc/aiortc_client.py; its RESULT.

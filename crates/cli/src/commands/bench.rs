@@ -2,7 +2,8 @@
 //! memory and shared. Each publisher is a tokio task running vshare-source's RTMP publisher;
 //! it loops the clip with continuous timestamps and records how far it fell behind real time.
 //! This file holds the arguments and the report. With `--viewers N` it drives LL-HLS viewers
-//! instead ([`super::bench_viewers`]).
+//! instead ([`super::bench_viewers`]), with `--whep-viewers N` WebRTC players
+//! ([`super::bench_whep`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,11 +17,23 @@ use vshare_source::{Clip, LoopedClip, Pacer, PublishStats, RtmpPublisher};
 #[derive(clap::Args)]
 pub struct Args {
     /// Server application URL: rtmp://HOST[:PORT]/APP (keys come from --key/--keys); with
-    /// --viewers, a live media playlist: http://HOST:PORT/live/<id>/index.m3u8.
+    /// --viewers, a live media playlist: http://HOST:PORT/live/<id>/index.m3u8; with
+    /// --whep-viewers, a WHEP URL.
     pub url: String,
     /// Drive this many LL-HLS viewers of the playlist at URL instead of publishers.
     #[arg(long)]
     pub viewers: Option<usize>,
+    /// Drive this many WebRTC players of the stream whose WHEP URL is URL
+    /// (http://HOST:PORT/whep/<id>).
+    #[arg(long, conflicts_with = "viewers")]
+    pub whep_viewers: Option<usize>,
+    /// With --whep-viewers: end once every player has this many video frames (--duration is
+    /// then the most it may take).
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// With --whep-viewers: the server's process id, to report its CPU per viewer-second.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// A stream key (repeatable); publisher i uses key i.
     #[arg(long = "key")]
     pub keys: Vec<String>,
@@ -191,6 +204,18 @@ async fn publisher(
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(viewers) = args.whep_viewers {
+        return super::bench_whep::run(
+            &args.url,
+            viewers,
+            args.duration,
+            args.ramp,
+            args.frames,
+            args.server_pid,
+            args.json,
+        )
+        .await;
+    }
     if let Some(viewers) = args.viewers {
         return super::bench_viewers::run(&args.url, viewers, args.duration, args.ramp, args.json)
             .await;

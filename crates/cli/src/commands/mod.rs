@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_viewers;
+pub mod bench_whep;
 pub mod keys;
 pub mod open;
 pub mod publish;

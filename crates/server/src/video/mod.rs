@@ -504,7 +504,13 @@ impl VideoServer {
             .live_record(&v.id)
             .filter(|_| v.state == VideoState::Live)
         {
-            v.attributes = vec![rec];
+            // With WebRTC on, the same stream over WHEP (served here, by the video server).
+            let whep = self.whep.as_ref().map(|_| AttributeRecord {
+                url: format!("{}/whep/{}", self.public_url, v.id),
+                format: "whep".into(),
+                ..rec.clone()
+            });
+            v.attributes = std::iter::once(rec).chain(whep).collect();
         }
         v
     }
