@@ -9,6 +9,7 @@
 //!   or not sent as SDP are refused before any video exists.
 //! - A hundred WHEP players (`vshare bench --whep-viewers`, str0m clients on their own UDP
 //!   sockets) play one RTMP stream at once; the 101st is refused by `max_sessions`.
+//! - A source with B-frames plays from the ladder's top rung (no B-frames) instead.
 //! - An independent client, aiortc (tests/webrtc/aiortc_client.py): publishes a clip over WHIP
 //!   and plays the stream over WHEP; every frame the server received is in the VOD.
 //!
@@ -395,6 +396,54 @@ fn a_hundred_whep_viewers_play_one_stream_and_the_next_is_refused() {
     );
     // Each played at least a second of the 30 fps stream (from its first keyframe on).
     assert_eq!(r["reached"], 100, "{r:#}\n{log}");
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+}
+
+#[test]
+fn a_source_with_b_frames_plays_over_whep_from_its_top_rung() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let key = create_key(&data);
+    // x264's defaults: High profile with B-frames.
+    let clip = make_clip(tmp.path(), "clip.mp4", 60, &[]);
+    let conf = tmp.path().join("vshare.toml");
+    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
+    let server = Server::start(
+        &data,
+        &[
+            "--ladder",
+            "default",
+            "--config",
+            conf.to_str().expect("path"),
+        ],
+    );
+    let mut ffmpeg = ffmpeg_publish(&clip, &server.rtmp_url(&key));
+    let v = wait_video_state(&server, &key, &["live"], Duration::from_secs(30));
+    let id = v["id"].as_str().expect("video id").to_string();
+    let out = common::vshare()
+        .args([
+            "bench",
+            "--whep-viewers",
+            "2",
+            "--frames",
+            "60",
+            "--duration",
+            "45s",
+        ])
+        .args(["--ramp", "0s", "--json"])
+        .arg(format!("{}/whep/{id}", server.http))
+        .output()
+        .expect("vshare bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let r: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let log = server.log();
+    assert_eq!(r["reached"], 2, "{r:#}\n{log}");
+    assert_eq!(r["errors"], 0, "{r:#}");
+    // The source's video was withheld and the 240p rung sent instead.
+    assert!(log.contains("the source has B-frames"), "{log}");
+    assert!(log.contains("video from the ladder's top rung"), "{log}");
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
 }

@@ -351,12 +351,7 @@ impl StreamFeed {
     pub fn push(&mut self, event: &MediaEvent) {
         let now = Instant::now();
         match event {
-            MediaEvent::Config(TrackConfig::Avc(c)) => {
-                let id = vshare_webrtc::h264_profile_level_id(Some(c));
-                self.entry
-                    .profile_level_id
-                    .store(id as usize, Ordering::Relaxed);
-            }
+            MediaEvent::Config(TrackConfig::Avc(_)) => self.offer_profile(),
             MediaEvent::Config(TrackConfig::Aac(c)) => {
                 self.aac = Some(c.clone());
                 self.opus = None;
@@ -381,9 +376,42 @@ impl StreamFeed {
                 }
             }
         }
+        self.notes();
+    }
+
+    /// An event of the ladder's top rung (sent in the source's place once it has B-frames).
+    pub fn push_rung(&mut self, event: &MediaEvent) {
+        let watched = self.entry.viewers.load(Ordering::Relaxed) > 0;
+        if matches!(event, MediaEvent::Frame(_)) && !watched {
+            return;
+        }
+        if let Some(sample) = self.feed.push_rung(event, Instant::now()) {
+            self.send(sample);
+        }
+        if matches!(event, MediaEvent::Config(_)) {
+            self.offer_profile();
+        }
+        self.notes();
+    }
+
+    /// Answers offer the profile of the video sent.
+    fn offer_profile(&self) {
+        let id = vshare_webrtc::h264_profile_level_id(self.feed.avc());
+        self.entry
+            .profile_level_id
+            .store(id as usize, Ordering::Relaxed);
+    }
+
+    fn notes(&mut self) {
         for note in self.feed.take_notes() {
             match note {
-                FeedNote::VideoWithheld(why) => warn!(video = %self.stream, "WebRTC: {why}"),
+                FeedNote::VideoWithheld(why) => {
+                    warn!(video = %self.stream, "WebRTC: {why}");
+                    self.offer_profile();
+                }
+                FeedNote::VideoFromRung => {
+                    info!(video = %self.stream, "WebRTC: video from the ladder's top rung")
+                }
                 FeedNote::Skipped(why) => debug!(video = %self.stream, "WebRTC: {why}"),
             }
         }

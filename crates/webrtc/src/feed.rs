@@ -1,8 +1,9 @@
 //! A live stream's samples for its WebRTC viewers, made once per stream.
 //!
 //! RTP carries one timestamp per frame, its presentation time (RFC 6184 §5.1); there is no
-//! decode time, so a source with B-frames (pts ≠ dts) cannot be passed through and its video is
-//! withheld (a transcoded rung without B-frames is the follow-up).
+//! decode time, so a source with B-frames (pts ≠ dts) cannot be passed through: its video is
+//! withheld, and the ladder's top rung (our encoders make no B-frames) is sent in its place
+//! when the stream has a ladder ([`Feed::push_rung`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,20 +39,58 @@ pub struct Sample {
 pub enum FeedNote {
     /// Video is withheld from WebRTC viewers: the source has B-frames.
     VideoWithheld(String),
+    /// The ladder's top rung is sent in the source's place.
+    VideoFromRung,
     /// A frame came before its configuration, or the configuration is unusable.
     Skipped(String),
+}
+
+/// One H.264 track's configuration, as Annex B parameter sets too.
+#[derive(Debug, Default)]
+struct Track {
+    avc: Option<AvcConfig>,
+    /// SPS and PPS in Annex B, put before each keyframe.
+    parameter_sets: Vec<u8>,
+}
+
+impl Track {
+    fn set_avc(&mut self, c: AvcConfig) {
+        let (sps, pps) = c.parameter_sets();
+        self.parameter_sets.clear();
+        for nal in sps.iter().chain(pps.iter()) {
+            self.parameter_sets.extend_from_slice(&[0, 0, 0, 1]);
+            self.parameter_sets.extend_from_slice(nal);
+        }
+        self.avc = Some(c);
+    }
+
+    /// An access unit in Annex B, with the parameter sets before a keyframe.
+    fn annexb(&self, f: &Frame) -> Result<Vec<u8>, String> {
+        let Some(avc) = &self.avc else {
+            return Err("a video frame before its configuration".into());
+        };
+        let data = to_annexb(&f.data, usize::from(avc.nal_length_size))?;
+        let mut out = Vec::with_capacity(data.len() + self.parameter_sets.len());
+        if f.key {
+            out.extend_from_slice(&self.parameter_sets);
+        }
+        out.extend_from_slice(&data);
+        Ok(out)
+    }
 }
 
 /// Turns one stream's source events into samples.
 #[derive(Debug, Default)]
 pub struct Feed {
-    avc: Option<AvcConfig>,
-    /// SPS and PPS in Annex B, put before each keyframe.
-    parameter_sets: Vec<u8>,
+    source: Track,
+    /// The ladder's top rung: sent once the source is withheld.
+    rung: Track,
     /// The source's first frame: its pts (µs) less a margin, and when it was pushed.
     origin: Option<(i64, Instant)>,
-    /// Video is withheld (B-frames seen).
+    /// Source video is withheld (B-frames seen).
     withheld: bool,
+    /// A rung frame has been sent in the source's place.
+    from_rung: bool,
     notes: Vec<FeedNote>,
 }
 
@@ -63,14 +102,20 @@ impl Feed {
         Feed::default()
     }
 
-    /// The source's AVC configuration, once it came.
+    /// The AVC configuration of the video sent: the source's, or the rung's in its place.
     pub fn avc(&self) -> Option<&AvcConfig> {
-        self.avc.as_ref()
+        match self.withheld {
+            false => self.source.avc.as_ref(),
+            true => self.rung.avc.as_ref(),
+        }
     }
 
-    /// Whether video goes to viewers (the source has no B-frames so far).
+    /// Whether video goes to viewers: the source's (no B-frames so far), or the rung's.
     pub fn video_passed(&self) -> bool {
-        self.avc.is_some() && !self.withheld
+        match self.withheld {
+            false => self.source.avc.is_some(),
+            true => self.rung.avc.is_some(),
+        }
     }
 
     /// What happened since the last call.
@@ -83,7 +128,7 @@ impl Feed {
     pub fn push(&mut self, event: &MediaEvent, now: Instant) -> Option<Sample> {
         match event {
             MediaEvent::Config(TrackConfig::Avc(c)) => {
-                self.set_avc(c.clone());
+                self.source.set_avc(c.clone());
                 None
             }
             MediaEvent::Config(_) => None,
@@ -92,14 +137,44 @@ impl Feed {
         }
     }
 
-    fn set_avc(&mut self, c: AvcConfig) {
-        let (sps, pps) = c.parameter_sets();
-        self.parameter_sets.clear();
-        for nal in sps.iter().chain(pps.iter()) {
-            self.parameter_sets.extend_from_slice(&[0, 0, 0, 1]);
-            self.parameter_sets.extend_from_slice(nal);
+    /// An event of the ladder's top rung (same timeline as the source): its video is sent once
+    /// the source's is withheld, from the rung's next keyframe.
+    pub fn push_rung(&mut self, event: &MediaEvent, now: Instant) -> Option<Sample> {
+        match event {
+            MediaEvent::Config(TrackConfig::Avc(c)) => {
+                self.rung.set_avc(c.clone());
+                None
+            }
+            MediaEvent::Frame(f) if f.track == TrackKind::Video && self.withheld => {
+                if f.pts != f.dts || (!self.from_rung && !f.key) {
+                    return None;
+                }
+                let data = match self.rung.annexb(f) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.notes.push(FeedNote::Skipped(format!("rung: {e}")));
+                        return None;
+                    }
+                };
+                if !self.from_rung {
+                    self.from_rung = true;
+                    self.notes.push(FeedNote::VideoFromRung);
+                }
+                Some(self.sample(f, data, now))
+            }
+            _ => None,
         }
-        self.avc = Some(c);
+    }
+
+    fn sample(&mut self, f: &Frame, data: Vec<u8>, now: Instant) -> Sample {
+        let (since, wallclock) = self.place(f.pts, now);
+        Sample {
+            kind: SampleKind::Video,
+            key: f.key,
+            rtp_time: since * 9 / 100,
+            wallclock,
+            data: data.into(),
+        }
     }
 
     fn origin(&mut self, pts: i64, now: Instant) -> (i64, Instant) {
@@ -119,43 +194,25 @@ impl Feed {
     }
 
     fn video(&mut self, f: &Frame, now: Instant) -> Option<Sample> {
-        let Some(avc) = &self.avc else {
-            self.notes.push(FeedNote::Skipped(
-                "a video frame before its configuration".into(),
-            ));
-            return None;
-        };
         if self.withheld {
             return None;
         }
-        if f.pts != f.dts {
+        if self.source.avc.is_some() && f.pts != f.dts {
             self.withheld = true;
             self.notes.push(FeedNote::VideoWithheld(format!(
-                "the source has B-frames (pts {} ≠ dts {} µs); WebRTC viewers get audio only",
+                "the source has B-frames (pts {} ≠ dts {} µs); WebRTC viewers get the ladder's \
+                 top rung where the stream has one, audio only otherwise",
                 f.pts, f.dts
             )));
             return None;
         }
-        let data = match to_annexb(&f.data, usize::from(avc.nal_length_size)) {
-            Ok(d) => d,
+        match self.source.annexb(f) {
+            Ok(data) => Some(self.sample(f, data, now)),
             Err(e) => {
                 self.notes.push(FeedNote::Skipped(e));
-                return None;
+                None
             }
-        };
-        let mut out = Vec::with_capacity(data.len() + self.parameter_sets.len());
-        if f.key {
-            out.extend_from_slice(&self.parameter_sets);
         }
-        out.extend_from_slice(&data);
-        let (since, wallclock) = self.place(f.pts, now);
-        Some(Sample {
-            kind: SampleKind::Video,
-            key: f.key,
-            rtp_time: since * 9 / 100,
-            wallclock,
-            data: out.into(),
-        })
     }
 
     /// One Opus packet of the stream with its capture pts (µs).
@@ -290,6 +347,34 @@ mod tests {
         assert!(feed.push(&frame(2_100_000, 2_100_000, true), t0).is_none());
         assert!(!feed.video_passed());
         assert!(feed.take_notes().is_empty());
+
+        // The ladder's top rung takes the source's place from its next keyframe, on the
+        // same timeline.
+        feed.push_rung(&vshare_testkit::media::video_config(), t0);
+        assert!(feed.video_passed());
+        assert!(
+            feed.push_rung(&frame(2_166_666, 2_166_666, false), t0)
+                .is_none()
+        );
+        let key = feed
+            .push_rung(&frame(2_200_000, 2_200_000, true), t0)
+            .expect("a rung keyframe");
+        assert!(key.key && key.data.starts_with(&[0, 0, 0, 1, 0x67]));
+        assert!(matches!(feed.take_notes()[..], [FeedNote::VideoFromRung]));
+        let delta = feed
+            .push_rung(&frame(2_233_333, 2_233_333, false), t0)
+            .expect("a rung frame");
+        assert_eq!(delta.rtp_time - key.rtp_time, 2_999);
+    }
+
+    #[test]
+    fn the_rung_is_not_sent_while_the_source_is() {
+        let mut feed = Feed::new();
+        let t0 = Instant::now();
+        feed.push(&vshare_testkit::media::video_config(), t0);
+        feed.push_rung(&vshare_testkit::media::video_config(), t0);
+        assert!(feed.push(&frame(0, 0, true), t0).is_some());
+        assert!(feed.push_rung(&frame(0, 0, true), t0).is_none());
     }
 
     #[test]

@@ -610,6 +610,11 @@ impl SessionIo {
                         f.push(&event);
                     }
                 }
+                Action::FeedRung(event) => {
+                    if let Some(f) = self.whep.as_mut() {
+                        f.push_rung(&event);
+                    }
+                }
                 Action::Derive(event) => {
                     if let Some(w) = self.worker.as_mut() {
                         w.push(&event);

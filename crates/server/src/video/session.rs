@@ -57,6 +57,9 @@ pub enum Action {
     /// A source event (configurations included) for WebRTC viewers, after the timestamp
     /// discipline.
     Feed(MediaEvent),
+    /// An event of the ladder's top rung for WebRTC viewers (sent in the source's place when
+    /// the source has B-frames).
+    FeedRung(MediaEvent),
     /// The live record, measured again at this source segment.
     LiveRecord(AttributeRecord),
     /// The first source segment is out: the stream is live.
@@ -202,6 +205,10 @@ impl Session {
 
     /// An event of rung `rung` from the transcoder, and when it came back.
     pub fn push_transcoded(&mut self, rung: usize, event: MediaEvent, arrival_unix_us: i64) {
+        if self.config.feed && rung == 0 {
+            // The ladder's rungs come largest first.
+            self.actions.push_back(Action::FeedRung(event.clone()));
+        }
         self.push_to(rung + 1, event, arrival_unix_us);
     }
 
