@@ -92,7 +92,7 @@ for _ in $(seq 1 100); do
     read -r ID URL < <(curl -s "http://127.0.0.1:$HTTP_PORT/api/v1/streams" | python3 -c '
 import json, sys
 v = json.load(sys.stdin)
-print(next((f"{x[\"id\"]} {a[\"url\"]}" for x in v for a in x.get("attributes", []) if a.get("kind") == "live"), ""))' 2>/dev/null || true) || true
+print(next((x["id"] + " " + a["url"] for x in v for a in x.get("attributes", []) if a.get("kind") == "live"), ""))' 2>/dev/null || true) || true
     [ -n "$URL" ] && break
     sleep 0.2
 done

@@ -118,6 +118,8 @@ impl Whep {
             local: candidate,
             viewers: HashMap::new(),
             ingests: HashMap::new(),
+            peers: HashMap::new(),
+            reaped: Instant::now(),
             connect_timeout: Duration::from_secs(config.connect_timeout_s.max(1)),
         };
         tokio::spawn(task.run(rx));
@@ -496,8 +498,16 @@ struct Task {
     local: SocketAddr,
     viewers: HashMap<String, Session>,
     ingests: HashMap<String, Publishing>,
+    /// Remote address → the session that took a datagram from it (found by ICE credentials
+    /// once, then looked up instead of asking every session).
+    peers: HashMap<SocketAddr, String>,
     connect_timeout: Duration,
+    /// When [`Self::reap`] last looked.
+    reaped: Instant,
 }
+
+/// How often the task looks for sessions to drop.
+const REAP_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
@@ -528,12 +538,27 @@ impl Task {
 
     async fn datagram(&mut self, from: SocketAddr, data: &[u8]) {
         let now = Instant::now();
-        let viewer = self
-            .viewers
-            .iter()
-            .find(|(_, s)| s.viewer.accepts(now, from, self.local, data))
-            .map(|(id, _)| id.clone());
+        // Media, RTCP and DTLS from an address a session took before go to that session; STUN
+        // (first byte 0 or 1, RFC 7983) is matched by its credentials, so that a new session
+        // from a reused address is found.
+        let known = self
+            .peers
+            .get(&from)
+            .filter(|_| data.first().is_some_and(|b| *b > 1))
+            .cloned();
+        let viewer = match &known {
+            Some(id) if self.viewers.contains_key(id) => Some(id.clone()),
+            Some(_) => None,
+            None => self
+                .viewers
+                .iter()
+                .find(|(_, s)| s.viewer.accepts(now, from, self.local, data))
+                .map(|(id, _)| id.clone()),
+        };
         if let Some(id) = viewer {
+            if !self.peers.contains_key(&from) {
+                self.peers.insert(from, id.clone());
+            }
             if let Some(s) = self.viewers.get_mut(&id) {
                 s.viewer.receive(now, from, self.local, data);
                 flush(&self.socket, &mut s.viewer).await;
@@ -544,11 +569,19 @@ impl Task {
             }
             return;
         }
-        let publisher = self
-            .ingests
-            .iter()
-            .find(|(_, p)| p.ingest.accepts(now, from, self.local, data))
-            .map(|(id, _)| id.clone());
+        let publisher = match known {
+            Some(id) if self.ingests.contains_key(&id) => Some(id),
+            _ => self
+                .ingests
+                .iter()
+                .find(|(_, p)| p.ingest.accepts(now, from, self.local, data))
+                .map(|(id, _)| id.clone()),
+        };
+        if let Some(id) = &publisher
+            && !self.peers.contains_key(&from)
+        {
+            self.peers.insert(from, id.clone());
+        }
         if let Some(p) = publisher.and_then(|id| self.ingests.get_mut(&id)) {
             p.ingest.receive(now, from, self.local, data);
             p.pump(&self.socket, now).await;
@@ -618,6 +651,7 @@ impl Task {
                 if let Some(w) = self.whep.upgrade() {
                     w.forget_publisher(&id);
                 }
+                self.prune_peers();
             }
             Command::Remove(id) => {
                 if let Some(mut s) = self.viewers.remove(&id) {
@@ -625,6 +659,7 @@ impl Task {
                     flush(&self.socket, &mut s.viewer).await;
                     info!(video = %s.stream, session = %id, stats = ?s.viewer.stats(), "WHEP session deleted");
                 }
+                self.prune_peers();
             }
             Command::Sample(stream, sample) => {
                 let now = Instant::now();
@@ -670,8 +705,14 @@ impl Task {
         }
     }
 
-    /// Drops sessions whose player left or never connected.
+    /// Drops sessions whose player left or never connected (looked for every 250 ms, not
+    /// on every datagram).
     fn reap(&mut self) {
+        let now = Instant::now();
+        if now.saturating_duration_since(self.reaped) < REAP_INTERVAL {
+            return;
+        }
+        self.reaped = now;
         let timeout = self.connect_timeout;
         let gone: Vec<String> = self
             .viewers
@@ -708,6 +749,16 @@ impl Task {
             if let Some(w) = self.whep.upgrade() {
                 w.forget_publisher(&id);
             }
+        }
+        self.prune_peers();
+    }
+
+    /// Forgets the addresses of sessions that are gone.
+    fn prune_peers(&mut self) {
+        if self.peers.len() > self.viewers.len() + self.ingests.len() {
+            let (viewers, ingests) = (&self.viewers, &self.ingests);
+            self.peers
+                .retain(|_, id| viewers.contains_key(id) || ingests.contains_key(id));
         }
     }
 }
