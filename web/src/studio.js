@@ -11,6 +11,7 @@ import { openShare } from './share.js';
 import { FrameThinner } from './thinning.js';
 import { h, $, attributesTable, copyText, formatBytes, formatKbps } from './ui.js';
 import { IdbSpill } from './late_queue.js';
+import { WhipPublisher } from './whip.js';
 import { CLOSE_REASONS, UploadClient, base64 } from './upload.js';
 
 const params = new URLSearchParams(location.search);
@@ -425,14 +426,7 @@ class Broadcast {
   }
 
   onWelcome(w) {
-    studio.videoId = w.video_id;
-    studio.watchUrl = w.watch_url || new URL(`/watch/${w.video_id}`, location.href).href;
-    $('#watch-link').hidden = false;
-    $('#watch-href').href = studio.watchUrl;
-    $('#watch-href').textContent = studio.watchUrl;
-    $('#share').disabled = false;
-    $('#stop').disabled = false;
-    followWatching(w.video_id);
+    publishing(w.video_id, w.watch_url);
   }
 
   onFeedback(f) {
@@ -508,7 +502,22 @@ class Broadcast {
   }
 }
 
-/** How many watch pages are open on the video now (the server counts their beacons). */
+/** A publish has its video: the watch link, Share and Stop. */
+function publishing(videoId, watchUrl) {
+  studio.videoId = videoId;
+  studio.watchUrl = watchUrl || new URL(`/watch/${videoId}`, location.href).href;
+  $('#watch-link').hidden = false;
+  $('#watch-href').href = studio.watchUrl;
+  $('#watch-href').textContent = studio.watchUrl;
+  $('#share').disabled = false;
+  $('#stop').disabled = false;
+  followWatching(videoId);
+}
+
+/**
+ * How many watch pages are open on the video now (the server counts their beacons). Over WHIP,
+ * which has no message channel, the same poll brings the attribute records and the end.
+ */
 function followWatching(videoId) {
   clearInterval(studio.watchingTimer);
   const show = async () => {
@@ -518,6 +527,7 @@ function followWatching(videoId) {
       studio.watching = v.watching;
       $('#s-watching').textContent = String(v.watching);
       document.body.dataset.watching = String(v.watching);
+      if (studio.whip) whipRecords(v);
     } catch {
       // the next poll tries again
     }
@@ -538,6 +548,50 @@ function showAttributes(msg) {
     msg.text ? h('pre', { class: 'text' }, msg.text) : null));
 }
 
+/** Over WHIP: the records the video API lists, each shown once; the end once it is ready. */
+function whipRecords(v) {
+  studio.shownRecords ??= new Set();
+  for (const r of v.attributes || []) {
+    const kind = r.kind === 'live' ? 'live' : r.format === 'mp4' ? 'vod' : r.format;
+    const id = `${kind} ${r.url}`;
+    if (studio.shownRecords.has(id) || (r.kind === 'live' && v.state !== 'live')) continue;
+    studio.shownRecords.add(id);
+    showAttributes({ kind, record: r });
+  }
+  if (studio.state === 'finishing' && ['ready', 'partial'].includes(v.state)) {
+    setState('ended', 'The recording is ready.');
+    $('#start').disabled = false;
+  }
+}
+
+/** Goes live over WebRTC (WHIP) instead of the upload protocol. */
+async function goLiveWhip(token) {
+  let video = studio.stream?.getVideoTracks()[0] || null;
+  if (SOURCE === 'clock') {
+    // The canvas redrawn at 30 fps, sent as a track.
+    video = $('#clock-canvas').captureStream(30).getVideoTracks()[0];
+    studio.clockTimer = setInterval(() => studio.clock.frame(0).close(), 1000 / 30);
+  }
+  const p = new WhipPublisher({ token, video, audio: studio.stream?.getAudioTracks()[0] || null, maxKbps: MAX_KBPS });
+  studio.whip = p;
+  studio.shownRecords = new Set();
+  studio.broadcast = { stop: () => p.stop() };
+  p.addEventListener('state', (e) => setState(e.detail.state, e.detail.reason));
+  p.addEventListener('live', (e) => publishing(e.detail.videoId));
+  p.addEventListener('ended', (e) => {
+    clearInterval(studio.clockTimer);
+    $('#stop').disabled = true;
+    if (!e.detail.reason) setState('finishing', 'The server is finishing the recording.');
+  });
+  try {
+    await p.start();
+  } catch (e) {
+    clearInterval(studio.clockTimer);
+    setState('failed', e.message);
+    $('#start').disabled = false;
+  }
+}
+
 async function goLive() {
   $('#start').disabled = true;
   studio.attributes = [];
@@ -553,6 +607,8 @@ async function goLive() {
     $('#start').disabled = false;
     return;
   }
+  if ($('#over-webrtc').checked) return goLiveWhip(token);
+  studio.whip = null;
   const b = new Broadcast(token, $('#title').value.trim());
   studio.broadcast = b;
   try {
@@ -581,6 +637,9 @@ async function main() {
     return;
   }
   setState('ready', 'Press Go live to start.');
+  // WebRTC (WHIP) where the server has it on; the upload protocol stays the default.
+  $('#over-webrtc-row').hidden = !studio.user.whip;
+  $('#over-webrtc').checked = Boolean(studio.user.whip) && params.get('protocol') === 'whip';
   $('#start').disabled = false;
   $('#start').onclick = goLive;
   $('#stop').onclick = () => {

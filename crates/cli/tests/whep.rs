@@ -9,6 +9,7 @@
 //!   or not sent as SDP are refused before any video exists.
 //! - A hundred WHEP players (`vshare bench --whep-viewers`, str0m clients on their own UDP
 //!   sockets) play one RTMP stream at once; the 101st is refused by `max_sessions`.
+//! - The studio page publishes over WHIP when asked (tests/browser/studio_whip.mjs).
 //! - A source with B-frames plays from the ladder's top rung (no B-frames) instead.
 //! - An independent client, aiortc (tests/webrtc/aiortc_client.py): publishes a clip over WHIP
 //!   and plays the stream over WHEP; every frame the server received is in the VOD.
@@ -22,7 +23,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Server, create_key, ffmpeg_publish, make_clip, wait_video_state};
-use vshare_testkit::ffmpeg::{decode_errors, ffprobe, frame_count, number, stream_of};
+use vshare_testkit::ffmpeg::{
+    decode_errors, decode_errors_vfr, ffprobe, frame_count, number, stream_of,
+};
 use vshare_testkit::wait::run_with_limit;
 
 /// Seconds of the published clip (30 fps, a keyframe each second).
@@ -446,6 +449,65 @@ fn a_source_with_b_frames_plays_over_whep_from_its_top_rung() {
     assert!(log.contains("video from the ladder's top rung"), "{log}");
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
+}
+
+#[test]
+fn the_studio_publishes_over_whip() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipping the studio WHIP test: {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let conf = tmp.path().join("vshare.toml");
+    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
+    let server = Server::start(
+        &data,
+        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/browser/studio_whip.mjs"))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("PUBLISH_MS", "6000")
+        .env("CHROMIUM", chromium());
+    let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(120));
+    let log = server.log();
+    assert!(
+        ok,
+        "studio_whip.mjs failed:\n{out}\n{err}\n--- server log\n{log}"
+    );
+    let r: serde_json::Value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    eprintln!("studio over WHIP: {r:#}");
+    assert_eq!(r["offered"]["shown"], true, "{r:#}");
+    assert_eq!(r["offered"]["checked"], true, "{r:#}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r:#}");
+    // The live record while live, then the recording's.
+    let shown = r["after"]["attributes"].as_str().unwrap_or("");
+    assert!(shown.starts_with("live"), "{r:#}");
+    assert!(shown.contains("vod"), "{r:#}");
+    server.expect_logged("WHIP publish ended");
+    let id = r["videoId"].as_str().expect("video id");
+    let v = common::get_json(&format!("{}/api/v1/videos/{id}", server.http));
+    assert_eq!(v["state"], "ready", "{v:#}");
+    let mp4 = v["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["format"] == "mp4"))
+        .and_then(|r| r["url"].as_str())
+        .expect("an mp4 record")
+        .to_string();
+    assert_eq!(decode_errors_vfr(&mp4), "", "the VOD decodes cleanly");
+    let probe = ffprobe(&mp4);
+    // The clock canvas's size, H.264; the microphone's Opus as AAC.
+    assert_eq!(stream_of(&probe, "video")["width"], 640, "{probe:#}");
+    assert_eq!(stream_of(&probe, "audio")["codec_name"], "aac", "{probe:#}");
+    let encoded = r["sent"]["framesEncoded"].as_u64().unwrap_or(0);
+    assert!(encoded > 60, "{r:#}");
+    assert!(frame_count(&mp4, "v:0") + 10 >= encoded, "{r:#}");
 }
 
 /// Runs tests/webrtc/aiortc_client.py; its RESULT.

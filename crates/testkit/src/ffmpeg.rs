@@ -163,10 +163,11 @@ pub fn size_runs(sizes: &[(u64, u64)]) -> Vec<((u64, u64), usize)> {
 
 /// `ffmpeg -i INPUT -f null -` at log level `level`: what it printed (empty when clean), and
 /// its exit status when it failed.
-fn ffmpeg_to_null(input: &OsStr, level: &str) -> String {
+fn ffmpeg_to_null(input: &OsStr, level: &str, output_args: &[&str]) -> String {
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostats", "-v", level, "-i"])
         .arg(input)
+        .args(output_args)
         .args(["-f", "null", "-"])
         .output()
         .expect("ffmpeg is needed for this test (scripts/setup.sh)");
@@ -179,12 +180,19 @@ fn ffmpeg_to_null(input: &OsStr, level: &str) -> String {
 
 /// Decodes every frame with ffmpeg and returns its error output (empty when clean).
 pub fn decode_errors(input: impl AsRef<OsStr>) -> String {
-    ffmpeg_to_null(input.as_ref(), "error")
+    ffmpeg_to_null(input.as_ref(), "error", &[])
+}
+
+/// As [`decode_errors`], for variable frame rate video (WebRTC sources: frames stamped when
+/// captured): frames go to the null output with their own times, not onto a constant rate's
+/// grid, where two frames closer than a tick would collide.
+pub fn decode_errors_vfr(input: impl AsRef<OsStr>) -> String {
+    ffmpeg_to_null(input.as_ref(), "error", &["-fps_mode", "passthrough"])
 }
 
 /// ffmpeg's default conversion of a file or URL: its warnings and errors (empty when clean).
 pub fn conversion_warnings(input: impl AsRef<OsStr>) -> String {
-    ffmpeg_to_null(input.as_ref(), "warning")
+    ffmpeg_to_null(input.as_ref(), "warning", &[])
 }
 
 /// The first stream of `kind` (`video`, `audio`) in ffprobe's JSON.

@@ -25,6 +25,8 @@ pub async fn me(State(st): AppStateRef, headers: HeaderMap) -> Result<Response, 
         "stream_key": key.map(|k| json!({ "id": k.id, "name": k.name, "revoked": k.revoked, "private": k.private })),
         "rtmp_url": st.rtmp_url,
         "rtmps_url": st.rtmps_url,
+        // Publishing over WebRTC (`POST /whip`) is on.
+        "whip": st.whep.is_some(),
     }))
     .into_response())
 }
