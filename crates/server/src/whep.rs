@@ -556,9 +556,7 @@ impl Task {
                 .map(|(id, _)| id.clone()),
         };
         if let Some(id) = viewer {
-            if !self.peers.contains_key(&from) {
-                self.peers.insert(from, id.clone());
-            }
+            self.peers.entry(from).or_insert_with(|| id.clone());
             if let Some(s) = self.viewers.get_mut(&id) {
                 s.viewer.receive(now, from, self.local, data);
                 flush(&self.socket, &mut s.viewer).await;
@@ -577,10 +575,8 @@ impl Task {
                 .find(|(_, p)| p.ingest.accepts(now, from, self.local, data))
                 .map(|(id, _)| id.clone()),
         };
-        if let Some(id) = &publisher
-            && !self.peers.contains_key(&from)
-        {
-            self.peers.insert(from, id.clone());
+        if let Some(id) = &publisher {
+            self.peers.entry(from).or_insert_with(|| id.clone());
         }
         if let Some(p) = publisher.and_then(|id| self.ingests.get_mut(&id)) {
             p.ingest.receive(now, from, self.local, data);
