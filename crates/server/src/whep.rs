@@ -205,15 +205,18 @@ impl Whep {
     /// Answers a WHIP publisher's offer (its stream key already checked): the session, not yet
     /// running, and the SDP answer. Publishers count in the same limits as viewers.
     /// `keyframe_interval`: the live segment target (WebRTC encoders send keyframes when asked).
+    /// The place in the limits is taken here (the session id, returned first); give it back
+    /// with [`Self::forget_publisher`] if the publish does not start.
     pub fn answer_publisher(
         &self,
         offer: &str,
         ip: IpAddr,
         keyframe_interval: Duration,
-    ) -> Result<(Ingest, String), WhepError> {
+    ) -> Result<(String, Ingest, String), WhepError> {
+        let id = random_id(16);
         {
             let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            let publishers = self.publishers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut publishers = self.publishers.lock().unwrap_or_else(|e| e.into_inner());
             if sessions.len() + publishers.len() >= self.config.max_sessions {
                 return Err(WhepError::TooMany(self.config.max_sessions));
             }
@@ -221,41 +224,47 @@ impl Whep {
             if from_ip.filter(|(_, i)| *i == ip).count() >= self.config.max_sessions_per_ip {
                 return Err(WhepError::TooManyFromIp(self.config.max_sessions_per_ip));
             }
+            // No video yet: named in add_publisher.
+            publishers.insert(id.clone(), ("".into(), ip));
         }
-        Ok(Ingest::answer(
-            offer,
-            self.candidate,
-            keyframe_interval,
-            Instant::now(),
-        )?)
+        metrics::gauge!("vshare_whip_sessions").increment(1.0);
+        match Ingest::answer(offer, self.candidate, keyframe_interval, Instant::now()) {
+            Ok((ingest, answer)) => Ok((id, ingest, answer)),
+            Err(e) => {
+                self.forget_publisher(&id);
+                Err(e.into())
+            }
+        }
     }
 
-    /// Starts an answered publisher's session for `video`; its events go to `sink`.
+    /// Starts answered session `id` for `video`; its events go to `sink`.
     pub async fn add_publisher(
         &self,
+        id: &str,
         video: &str,
-        ip: IpAddr,
         ingest: Ingest,
         sink: mpsc::Sender<IngestEvent>,
-    ) -> Result<String, WhepError> {
-        let id = random_id(16);
+    ) -> Result<(), WhepError> {
         let video: Arc<str> = video.into();
-        self.publishers
+        if let Some(entry) = self
+            .publishers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), (video.clone(), ip));
-        metrics::gauge!("vshare_whip_sessions").increment(1.0);
+            .get_mut(id)
+        {
+            entry.0 = video.clone();
+        }
         let publish = Command::Publish {
-            id: id.clone(),
+            id: id.to_string(),
             video,
             ingest: Box::new(ingest),
             sink,
         };
         if self.tx.send(publish).await.is_err() {
-            self.forget_publisher(&id);
+            self.forget_publisher(id);
             return Err(WhepError::Stopped);
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Ends WHIP session `session` of `video`; false if there is none.
@@ -273,7 +282,7 @@ impl Whep {
     }
 
     /// Drops a WHIP session from the counts (once).
-    fn forget_publisher(&self, session: &str) {
+    pub fn forget_publisher(&self, session: &str) {
         let removed = self
             .publishers
             .lock()

@@ -48,18 +48,21 @@ pub async fn publish(
     segment_target: Duration,
 ) -> Result<(String, String, String), WhipError> {
     // The offer is checked (and the DTLS certificate made) before a video exists.
-    let (ingest, answer) = whep.answer_publisher(offer, ip, segment_target)?;
+    let (session, ingest, answer) = whep.answer_publisher(offer, ip, segment_target)?;
     let has_audio = ingest.has_audio();
-    let publisher = videos.start(key, "").await?;
-    let video_id = publisher.video_id.clone();
-    let (sink, rx) = mpsc::channel(INGEST_QUEUE);
-    let session = match whep.add_publisher(&video_id, ip, ingest, sink).await {
-        Ok(session) => session,
+    let publisher = match videos.start(key, "").await {
+        Ok(p) => p,
         Err(e) => {
-            let _ = publisher.tx.send(IngestMessage::End).await;
+            whep.forget_publisher(&session);
             return Err(e.into());
         }
     };
+    let video_id = publisher.video_id.clone();
+    let (sink, rx) = mpsc::channel(INGEST_QUEUE);
+    if let Err(e) = whep.add_publisher(&session, &video_id, ingest, sink).await {
+        let _ = publisher.tx.send(IngestMessage::End).await;
+        return Err(e.into());
+    }
     info!(video = %video_id, %session, %ip, "WHIP publish");
     tokio::spawn(forward(publisher, rx, has_audio));
     Ok((video_id, session, answer))
