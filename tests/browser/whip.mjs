@@ -1,7 +1,8 @@
 // WHIP publish from Chromium: the fake camera and microphone (Chromium's test pattern and beep)
 // sent over an RTCPeerConnection (sendonly) to POST /whip with the stream key as bearer token.
 // While it publishes, a second RTCPeerConnection plays the same video back over WHEP. After
-// PUBLISH_MS the WHIP session is DELETEd (204, then 404 for the same location).
+// PUBLISH_MS the video track is taken off, and a second later (what was in flight has arrived)
+// the sender's stats are read and the WHIP session is DELETEd (204, then 404 for it again).
 // Env: VSHARE_HTTP, KEY, PUBLISH_MS (how long to publish), MIN_FRAMES (frames the WHEP player
 // must decode). Prints `RESULT {json}`.
 
@@ -33,7 +34,7 @@ try {
       video: { width: 640, height: 360, frameRate: 30 }, audio: true,
     });
     const pub = new RTCPeerConnection();
-    pub.addTransceiver(media.getVideoTracks()[0], { direction: 'sendonly' });
+    const sending = pub.addTransceiver(media.getVideoTracks()[0], { direction: 'sendonly' });
     pub.addTransceiver(media.getAudioTracks()[0], { direction: 'sendonly' });
     await pub.setLocalDescription(await pub.createOffer());
     await gathered(pub);
@@ -93,6 +94,10 @@ try {
       await sleep(250);
       if (!play) played = await stats(viewer, 'inbound-rtp');
     }
+    // Stop sending video and let what is in flight arrive, so that the count read next is
+    // all the server will get.
+    await sending.sender.replaceTrack(null);
+    await sleep(1000);
     const sent = await stats(pub, 'outbound-rtp');
     const decoded = played.video?.framesDecoded || 0;
     if (!play && decoded <= minFrames) play = { error: `WHEP decoded ${decoded} frames` };

@@ -322,11 +322,11 @@ fn chromium_publishes_over_whip_and_the_recording_plays() {
         duration > published - 3.0 && duration < published + 1.0,
         "duration {duration} s of {published} s published"
     );
-    // Every frame Chromium encoded is recorded: its count was read just before the DELETE, so
-    // a few more may have been sent after it, and a few were in flight when the session ended.
+    // Every frame Chromium encoded is recorded (it stopped sending a second before the
+    // count was read and the session deleted).
     let frames = frame_count(&mp4, "v:0");
     assert!(
-        frames + 5 >= encoded && frames <= encoded + 10,
+        frames <= encoded && frames + 2 >= encoded,
         "{frames} frames recorded of {encoded} encoded"
     );
     assert_segments_near_target(&v);
@@ -632,7 +632,9 @@ fn assert_segments_near_target(v: &serde_json::Value) {
     let longest = durations[..durations.len() - 1]
         .iter()
         .fold(0.0f64, |a, &b| a.max(b));
-    assert!(longest <= 2.5, "a segment of {longest} s:\n{playlist}");
+    // Without the requests: 3.9 s (Chromium), ~8 s (aiortc's x264). A late answer on a busy
+    // machine is allowed a few frames.
+    assert!(longest <= 3.0, "a segment of {longest} s:\n{playlist}");
 }
 
 /// An offer that sends audio only (made by Chromium; trimmed to what a parser needs).

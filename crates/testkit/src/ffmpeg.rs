@@ -184,10 +184,11 @@ pub fn decode_errors(input: impl AsRef<OsStr>) -> String {
 }
 
 /// As [`decode_errors`], for variable frame rate video (WebRTC sources: frames stamped when
-/// captured): frames go to the null output with their own times, not onto a constant rate's
-/// grid, where two frames closer than a tick would collide.
+/// captured, some closer together than the average rate's frame time): frames go to the null
+/// output with their own times at 90 kHz, not on a 1/fps grid where two would collide.
 pub fn decode_errors_vfr(input: impl AsRef<OsStr>) -> String {
-    ffmpeg_to_null(input.as_ref(), "error", &["-fps_mode", "passthrough"])
+    let passthrough = ["-fps_mode", "passthrough", "-enc_time_base:v", "1/90000"];
+    ffmpeg_to_null(input.as_ref(), "error", &passthrough)
 }
 
 /// ffmpeg's default conversion of a file or URL: its warnings and errors (empty when clean).

@@ -8,7 +8,8 @@
 //! - Keyframes: WebRTC encoders send one at the start and then only when asked (Chromium,
 //!   OBS, aiortc), but every live segment must start with one, at least the segment target
 //!   after the last (the packager cuts there): the session asks when the next frame will be
-//!   past the target, and the encoder's answer, that frame or a later one, is not early.
+//!   past the target by half a frame (the timestamp discipline may move a frame that much), and
+//!   the encoder's answer, that frame or a later one, is not early.
 //! - Audio: Opus packets with their times; the adapter converts them to AAC for the recording.
 //! - Times: each track's RTP clock, anchored at the arrival of its first frame on one timeline
 //!   for the session (µs from the first media of either track), so the two tracks line up
@@ -389,7 +390,11 @@ impl Ingest {
                 self.segment_start = Some(pts)
             }
             None if key => self.segment_start = Some(pts),
-            Some(start) if !key && pts + step >= start + interval => self.request_keyframe(now),
+            // The next frame past the target by half a frame at least: the server's timestamp
+            // discipline may move it by up to that much towards the grid.
+            Some(start) if !key && pts + step / 2 >= start + interval + SEGMENT_TOLERANCE_US => {
+                self.request_keyframe(now)
+            }
             _ => {}
         }
         self.stats.video_frames += 1;
