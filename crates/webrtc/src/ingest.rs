@@ -65,9 +65,12 @@ struct TrackClock {
 }
 
 impl TrackClock {
+    /// Saturating: a publisher's RTP times are its own to choose, wild jumps included (the
+    /// timestamp discipline repairs what comes out).
     fn pts(&self, t: MediaTime) -> i64 {
-        let ticks = t.numer() as i64 - self.rtp0 as i64;
-        self.us0 + ticks * 1_000_000 / self.rate.max(1) as i64
+        let ticks = (t.numer() as i64).wrapping_sub(self.rtp0 as i64);
+        let us = ticks.saturating_mul(1_000_000) / self.rate.max(1) as i64;
+        self.us0.saturating_add(us)
     }
 }
 
