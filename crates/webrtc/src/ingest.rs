@@ -383,19 +383,25 @@ impl Ingest {
         }
         let pts = self.clock(true, &d).pts(d.time);
         // The frame interval, to see where the next frame falls.
-        let step = self.last_pts.map_or(0, |p| (pts - p).clamp(0, 200_000));
+        let step = self
+            .last_pts
+            .map_or(0, |p| pts.saturating_sub(p).clamp(0, 200_000));
         self.last_pts = Some(pts);
         // Where the packager's segment began: the first keyframe at least the target after the
         // last one that began a segment (a keyframe a player asked for in between does not).
         let interval = self.keyframe_interval_us;
         match self.segment_start {
-            Some(start) if key && pts - start >= interval - SEGMENT_TOLERANCE_US => {
+            Some(start) if key && pts.saturating_sub(start) >= interval - SEGMENT_TOLERANCE_US => {
                 self.segment_start = Some(pts)
             }
             None if key => self.segment_start = Some(pts),
             // The next frame past the target by half a frame at least: the server's timestamp
             // discipline may move it by up to that much towards the grid.
-            Some(start) if !key && pts + step / 2 >= start + interval + SEGMENT_TOLERANCE_US => {
+            Some(start)
+                if !key
+                    && pts.saturating_add(step / 2)
+                        >= start.saturating_add(interval + SEGMENT_TOLERANCE_US) =>
+            {
                 self.request_keyframe(now)
             }
             _ => {}
