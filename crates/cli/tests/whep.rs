@@ -322,11 +322,24 @@ fn chromium_publishes_over_whip_and_the_recording_plays() {
         duration > published - 3.0 && duration < published + 1.0,
         "duration {duration} s of {published} s published"
     );
-    // Every frame Chromium encoded is recorded (it stopped sending a second before the
-    // count was read and the session deleted).
+    // Every frame the server passed on is recorded. Chromium stopped sending a second before
+    // its count was read, so the rest is what UDP lost on a busy machine (a frame with a gap
+    // before it waits for the next keyframe): a few at most.
+    let log = server.log();
+    let passed: u64 = log
+        .lines()
+        .find(|l| l.contains("WHIP session deleted"))
+        .and_then(|l| l.split("video_frames: ").nth(1))
+        .and_then(|t| t.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no WHIP session stats in the log:\n{log}"));
     let frames = frame_count(&mp4, "v:0");
+    assert_eq!(
+        frames, passed,
+        "{frames} frames recorded of {passed} passed on"
+    );
     assert!(
-        frames <= encoded && frames + 2 >= encoded,
+        frames <= encoded && frames * 10 >= encoded * 9,
         "{frames} frames recorded of {encoded} encoded"
     );
     assert_segments_near_target(&v);
