@@ -302,12 +302,7 @@ fn chromium_publishes_over_whip_and_the_recording_plays() {
     // DELETE ended the publish; the recording is an ordinary VOD.
     let v = wait_video_state(&server, &key, &["ready"], Duration::from_secs(30));
     assert_eq!(v["id"], r["video"], "{v}");
-    let mp4 = v["attributes"]
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["format"] == "mp4"))
-        .and_then(|r| r["url"].as_str())
-        .expect("an mp4 record")
-        .to_string();
+    let mp4 = vod_mp4(&v);
     assert_eq!(decode_errors(&mp4), "", "the VOD decodes cleanly");
     let probe = ffprobe(&mp4);
     let video = stream_of(&probe, "video");
@@ -326,13 +321,7 @@ fn chromium_publishes_over_whip_and_the_recording_plays() {
     // its count was read, so the rest is what UDP lost on a busy machine (a frame with a gap
     // before it waits for the next keyframe): a few at most.
     let log = server.log();
-    let passed: u64 = log
-        .lines()
-        .find(|l| l.contains("WHIP session deleted"))
-        .and_then(|l| l.split("video_frames: ").nth(1))
-        .and_then(|t| t.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no WHIP session stats in the log:\n{log}"));
+    let passed = whip_frames_passed_on(&log);
     let frames = frame_count(&mp4, "v:0");
     assert_eq!(
         frames, passed,
@@ -507,12 +496,7 @@ fn the_studio_publishes_over_whip() {
     let id = r["videoId"].as_str().expect("video id");
     let v = common::get_json(&format!("{}/api/v1/videos/{id}", server.http));
     assert_eq!(v["state"], "ready", "{v:#}");
-    let mp4 = v["attributes"]
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["format"] == "mp4"))
-        .and_then(|r| r["url"].as_str())
-        .expect("an mp4 record")
-        .to_string();
+    let mp4 = vod_mp4(&v);
     assert_eq!(decode_errors_vfr(&mp4), "", "the VOD decodes cleanly");
     let probe = ffprobe(&mp4);
     // The clock canvas's size, H.264; the microphone's Opus as AAC.
@@ -521,6 +505,26 @@ fn the_studio_publishes_over_whip() {
     let encoded = r["sent"]["framesEncoded"].as_u64().unwrap_or(0);
     assert!(encoded > 60, "{r:#}");
     assert!(frame_count(&mp4, "v:0") + 10 >= encoded, "{r:#}");
+}
+
+/// The URL of a ready video's MP4 record.
+fn vod_mp4(v: &serde_json::Value) -> String {
+    v["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["format"] == "mp4"))
+        .and_then(|r| r["url"].as_str())
+        .unwrap_or_else(|| panic!("no mp4 record: {v:#}"))
+        .to_string()
+}
+
+/// The video frames a deleted WHIP session passed on, from its log line.
+fn whip_frames_passed_on(log: &str) -> u64 {
+    log.lines()
+        .find(|l| l.contains("WHIP session deleted"))
+        .and_then(|l| l.split("video_frames: ").nth(1))
+        .and_then(|t| t.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no WHIP session stats in the log:\n{log}"))
 }
 
 /// Runs tests/webrtc/aiortc_client.py; its RESULT.
@@ -602,20 +606,9 @@ fn aiortc_publishes_over_whip_and_plays_over_whep() {
 
     // Every video frame the server took from aiortc is in the VOD, which decodes cleanly.
     let v = wait_video_state(&server, &key, &["ready"], Duration::from_secs(30));
-    let mp4 = v["attributes"]
-        .as_array()
-        .and_then(|a| a.iter().find(|r| r["format"] == "mp4"))
-        .and_then(|r| r["url"].as_str())
-        .expect("an mp4 record")
-        .to_string();
+    let mp4 = vod_mp4(&v);
     let log = server.log();
-    let received: u64 = log
-        .lines()
-        .find(|l| l.contains("WHIP session deleted"))
-        .and_then(|l| l.split("video_frames: ").nth(1))
-        .and_then(|t| t.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no WHIP session stats in the log:\n{log}"));
+    let received = whip_frames_passed_on(&log);
     assert!(received > 60, "{received} frames received\n{log}");
     assert_eq!(decode_errors(&mp4), "", "the VOD decodes cleanly");
     assert_eq!(frame_count(&mp4, "v:0"), received);
