@@ -5,7 +5,7 @@
 // Env: VSHARE_HTTP, VIDEO, MIN_FRAMES (video frames to decode), WAIT_MS (how long it may take).
 // Prints `RESULT {json}`.
 
-import { launch, phone, until } from './lib.mjs';
+import { launch, phone, playWhep, until } from './lib.mjs';
 
 const base = process.env.VSHARE_HTTP;
 const id = process.env.VIDEO;
@@ -23,73 +23,7 @@ try {
   const page = await (await phone(browser)).newPage();
   // Any page of the server: the WHEP requests are then same-origin.
   await page.goto(`${base}/api/v1/videos/${id}`);
-  const result = await page.evaluate(async ({ id, minFrames, waitMs }) => {
-    const pc = new RTCPeerConnection();
-    pc.addTransceiver('video', { direction: 'recvonly' });
-    pc.addTransceiver('audio', { direction: 'recvonly' });
-    const v = document.createElement('video');
-    v.autoplay = true;
-    v.playsInline = true;
-    document.body.appendChild(v);
-    const stream = new MediaStream();
-    pc.ontrack = (e) => {
-      stream.addTrack(e.track);
-      v.srcObject = stream;
-      v.play().catch(() => {});
-    };
-    await pc.setLocalDescription(await pc.createOffer());
-    // Gathering is quick on loopback; the offer goes with what was gathered after at most 2 s.
-    await new Promise((resolve) => {
-      if (pc.iceGatheringState === 'complete') return resolve();
-      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
-      setTimeout(resolve, 2000);
-    });
-    const t0 = performance.now();
-    const resp = await fetch(`/whep/${id}`, {
-      method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp,
-    });
-    const answer = await resp.text();
-    if (resp.status !== 201) return { error: `POST /whep/${id}: ${resp.status} ${answer}` };
-    const location = resp.headers.get('Location');
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-    const collect = async () => {
-      const out = { video: {}, audio: {}, codecs: [] };
-      const all = await pc.getStats();
-      all.forEach((s) => {
-        if (s.type === 'inbound-rtp') {
-          out[s.kind] = {
-            packetsReceived: s.packetsReceived, packetsLost: s.packetsLost, nackCount: s.nackCount,
-            pliCount: s.pliCount, framesDecoded: s.framesDecoded, keyFramesDecoded: s.keyFramesDecoded,
-            frameWidth: s.frameWidth, frameHeight: s.frameHeight,
-            totalSamplesReceived: s.totalSamplesReceived, concealedSamples: s.concealedSamples,
-            totalAudioEnergy: s.totalAudioEnergy, jitterBufferDelay: s.jitterBufferDelay,
-            jitterBufferEmittedCount: s.jitterBufferEmittedCount, codecId: s.codecId,
-          };
-        }
-        if (s.type === 'codec') out.codecs.push({ id: s.id, mimeType: s.mimeType, sdpFmtpLine: s.sdpFmtpLine });
-      });
-      return out;
-    };
-    let stats;
-    let firstFrameMs = null;
-    for (;;) {
-      stats = await collect();
-      const frames = stats.video.framesDecoded || 0;
-      if (frames > 0 && firstFrameMs === null) firstFrameMs = performance.now() - t0;
-      if (frames > minFrames && (stats.audio.packetsReceived || 0) > 50 && v.currentTime > 0) break;
-      if (performance.now() - t0 > waitMs) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    const ice = pc.iceConnectionState;
-    const del = await fetch(location, { method: 'DELETE' });
-    const again = await fetch(location, { method: 'DELETE' });
-    pc.close();
-    return {
-      location, ice, stats, firstFrameMs, elapsedMs: performance.now() - t0,
-      width: v.videoWidth, height: v.videoHeight, currentTime: v.currentTime,
-      deleteStatus: del.status, deleteAgainStatus: again.status,
-    };
-  }, { id, minFrames, waitMs });
+  const result = await playWhep(page, id, minFrames, waitMs);
   // The watch page: WebRTC first.
   const t0 = Date.now();
   await page.goto(`${base}/watch/${id}`);

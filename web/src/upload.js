@@ -15,6 +15,8 @@ export const VERSION = 1;
 export const HEADER_LEN = 32;
 export const MSG_FRAME_PIECE = 0x01;
 export const FEATURE_BACKFILL = 'backfill';
+/** The server may ask for a key frame (`keyframe`): this sender's encoder makes one when asked. */
+export const FEATURE_KEYFRAME = 'keyframe';
 const FLAG_KEY = 0x01;
 const FLAG_LAST = 0x02;
 const FLAG_LATE = 0x04;
@@ -141,7 +143,8 @@ export class UploadSender {
     const msg = { type: 'hello', version: VERSION, token, title, start_kbps: startKbps,
       max_kbps: maxKbps, tracks };
     if (this.sessionId !== null) msg.resume = { session: this.sessionId };
-    if (this.lateMaxBytes !== null) msg.features = [FEATURE_BACKFILL];
+    msg.features = [FEATURE_KEYFRAME];
+    if (this.lateMaxBytes !== null) msg.features.push(FEATURE_BACKFILL);
     return JSON.stringify(msg);
   }
 
@@ -386,6 +389,8 @@ export class UploadClient extends EventTarget {
     /** Dropping video until the next key frame; the encoder is asked for one. */
     this.dropping = false;
     this.wantKeyFrame = false;
+    /** Key frames the server asked for (a WebRTC player joined or lost one). */
+    this.keyframeRequests = 0;
     this.framesIn = 0;
     this.droppedFrames = 0;
     /** Whether the current run of dropped frames is still kept for the backfill. */
@@ -445,6 +450,9 @@ export class UploadClient extends EventTarget {
         this.droppedAt = null;
         this.retries = 0;
         this.setState(this.sender.endSeq !== null ? 'finishing' : 'live');
+      } else if (msg.type === 'keyframe') {
+        this.keyframeRequests += 1;
+        this.wantKeyFrame = true;
       } else if (msg.type === 'feedback') {
         const now = performance.now() * 1000;
         msg.step = this.rate.onFeedback(now, msg.suggested_kbps);

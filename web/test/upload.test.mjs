@@ -151,7 +151,7 @@ const grant = (o = {}) => welcome({ features: ['backfill'], backfill: { max_fram
 
 test('backfill: dropped frames are kept, promised, and sent late after the live ones (as crates/upload)', () => {
   const s = new UploadSender().withBackfill(1 << 20);
-  assert.deepEqual(JSON.parse(s.hello('k', 't', [], 500, 2000)).features, ['backfill']);
+  assert.deepEqual(JSON.parse(s.hello('k', 't', [], 500, 2000)).features, ['keyframe', 'backfill']);
   s.handleText(grant());
   assert.equal(s.backfill(), true);
   for (let i = 0; i < 10; i += 1) {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Server, create_key, ffmpeg_publish, vshare, wait_video_state};
+use common::{Server, create_key, ffmpeg_publish, page_result, vshare, wait_video_state};
 use vshare_testkit::ffmpeg::{
     conversion_warnings, decode_errors, make_test_clip, video_packet_times,
 };
@@ -65,14 +65,6 @@ fn require_playwright() {
 fn one_browser_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     ONE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The JSON a page script printed on its `RESULT ` line.
-fn page_result(out: &str, err: &str) -> serde_json::Value {
-    out.lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or_else(|| panic!("no RESULT line (or not JSON):\n{out}\n{err}"))
 }
 
 struct Reaped(Child);

@@ -9,7 +9,10 @@
 //!   or not sent as SDP are refused before any video exists.
 //! - A hundred WHEP players (`vshare bench --whep-viewers`, str0m clients on their own UDP
 //!   sockets) play one RTMP stream at once; the 101st is refused by `max_sessions`.
-//! - The studio page publishes over WHIP when asked (tests/browser/studio_whip.mjs).
+//! - The studio page publishes over WHIP when asked (tests/browser/studio_whip.mjs), and over
+//!   the upload protocol a player plays it over WHEP with the studio's own Opus, the player's
+//!   join answered by a key frame the server asked the studio for (tests/browser/studio_whep.mjs).
+//! - `vshare publish --protocol upload` makes a key frame when the server asks for one.
 //! - A source with B-frames plays from the ladder's top rung (no B-frames) instead.
 //! - An independent client, aiortc (tests/webrtc/aiortc_client.py): publishes a clip over WHIP
 //!   and plays the stream over WHEP; every frame the server received is in the VOD.
@@ -22,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, create_key, ffmpeg_publish, make_clip, wait_video_state};
+use common::{Server, create_key, ffmpeg_publish, make_clip, page_result, wait_video_state};
 use vshare_testkit::ffmpeg::{
     decode_errors, decode_errors_vfr, ffprobe, frame_count, number, stream_of,
 };
@@ -172,11 +175,7 @@ fn chromium_plays_a_live_rtmp_stream_over_whep() {
         ok,
         "tests/browser/whep.mjs failed:\n{out}\n{err}\n--- server log\n{log}"
     );
-    let r: serde_json::Value = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    let r = page_result(&out, &err);
     eprintln!("WHEP in Chromium: {r:#}");
     assert!(r["error"].is_null(), "{r:#}\n--- server log\n{log}");
 
@@ -271,11 +270,7 @@ fn chromium_publishes_over_whip_and_the_recording_plays() {
         ok,
         "tests/browser/whip.mjs failed:\n{out}\n{err}\n--- server log\n{log}"
     );
-    let r: serde_json::Value = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    let r = page_result(&out, &err);
     eprintln!("WHIP from Chromium: {r:#}");
     assert!(r["error"].is_null(), "{r:#}\n--- server log\n{log}");
     assert!(r["play"].is_null(), "{r:#}\n--- server log\n{log}");
@@ -479,11 +474,7 @@ fn the_studio_publishes_over_whip() {
         ok,
         "studio_whip.mjs failed:\n{out}\n{err}\n--- server log\n{log}"
     );
-    let r: serde_json::Value = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or_else(|| panic!("no RESULT line:\n{out}\n{err}"));
+    let r = page_result(&out, &err);
     eprintln!("studio over WHIP: {r:#}");
     assert_eq!(r["offered"]["shown"], true, "{r:#}");
     assert_eq!(r["offered"]["checked"], true, "{r:#}");
@@ -505,6 +496,132 @@ fn the_studio_publishes_over_whip() {
     let encoded = r["sent"]["framesEncoded"].as_u64().unwrap_or(0);
     assert!(encoded > 60, "{r:#}");
     assert!(frame_count(&mp4, "v:0") + 10 >= encoded, "{r:#}");
+}
+
+#[test]
+fn the_studio_plays_over_whep_with_its_own_opus_and_a_key_frame_on_request() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipping the studio WHEP test: {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let conf = tmp.path().join("vshare.toml");
+    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
+    let server = Server::start(
+        &data,
+        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/browser/studio_whep.mjs"))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("MIN_FRAMES", "60")
+        .env("WAIT_MS", "30000")
+        .env("CHROMIUM", chromium());
+    let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(150));
+    let log = server.log();
+    assert!(
+        ok,
+        "studio_whep.mjs failed:\n{out}\n{err}\n--- server log\n{log}"
+    );
+    let r = page_result(&out, &err);
+    eprintln!("the studio over WHEP: {r:#}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r:#}");
+    let played = &r["played"];
+    assert!(played["error"].is_null(), "{r:#}\n{log}");
+    // The clock canvas (640×360) decoded at one of the studio's quality steps (×1, ¾, ½, ⅜,
+    // ¼: it adapts to the machine's load); the studio's Opus played out, not concealed.
+    let video = &played["stats"]["video"];
+    assert!(
+        video["framesDecoded"].as_u64().unwrap_or(0) > 60,
+        "{r:#}\n{log}"
+    );
+    let (w, h) = (number(&played["width"]), number(&played["height"]));
+    assert!([640.0, 480.0, 320.0, 240.0, 160.0].contains(&w), "{r:#}");
+    assert!(
+        (h * 16.0 - w * 9.0).abs() <= 32.0,
+        "16:9 within even rounding: {r:#}"
+    );
+    let audio = &played["stats"]["audio"];
+    assert!(audio["packetsReceived"].as_u64().unwrap_or(0) > 50, "{r:#}");
+    let samples = audio["totalSamplesReceived"].as_f64().unwrap_or(0.0);
+    let concealed = audio["concealedSamples"].as_f64().unwrap_or(0.0);
+    assert!(samples > 0.0 && concealed < samples, "{r:#}");
+    assert!(
+        audio["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0,
+        "{r:#}"
+    );
+    // Passed through: no AAC-to-Opus transcoder made for this stream.
+    server.expect_logged("WebRTC: the source's Opus passed through");
+    assert!(!log.contains("WebRTC: no Opus audio"), "{log}");
+    // The player's join (and any loss) reached the studio as a key frame request; none came
+    // before there was a player.
+    assert_eq!(r["keyframeRequestsBefore"], 0, "{r:#}");
+    assert!(
+        r["keyframeRequests"].as_u64().unwrap_or(0) >= 1,
+        "{r:#}\n{log}"
+    );
+    assert!(
+        video["keyFramesDecoded"].as_u64().unwrap_or(0) >= 1,
+        "{r:#}"
+    );
+}
+
+#[test]
+fn an_upload_source_makes_a_key_frame_when_a_player_asks() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let key = create_key(&data);
+    let conf = tmp.path().join("vshare.toml");
+    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
+    let server = Server::start(
+        &data,
+        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    );
+    let publisher = common::vshare()
+        .args([
+            "publish",
+            "--protocol",
+            "upload",
+            &server.http,
+            "--key",
+            &key,
+        ])
+        .args(["--test-pattern", "--duration", "20s", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("vshare publish");
+    let v = wait_video_state(&server, &key, &["live"], Duration::from_secs(10));
+    let id = v["id"].as_str().expect("video id").to_string();
+    let out = common::vshare()
+        .args(["bench", "--whep-viewers", "3", "--frames", "30"])
+        .args(["--duration", "12s", "--ramp", "1s", "--json"])
+        .arg(format!("{}/whep/{id}", server.http))
+        .output()
+        .expect("vshare bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bench: serde_json::Value = serde_json::from_str(&text).expect("JSON report");
+    let log = server.log();
+    assert_eq!(bench["reached"], 3, "{bench:#}\n{log}");
+    let done = publisher.wait_with_output().expect("publisher");
+    assert!(done.status.success(), "the publish failed:\n{log}");
+    let stats: serde_json::Value =
+        serde_json::from_slice(&done.stdout).expect("the publisher's JSON");
+    eprintln!("publisher: {stats:#}");
+    // The players' joins were asked for, at most one every half second: 3 players joining
+    // within a second ask at most a few times.
+    let asked = stats["keyframe_requests"].as_u64().unwrap_or(0);
+    assert!(
+        (1..=6).contains(&asked),
+        "{asked} key frame requests: {stats:#}"
+    );
 }
 
 /// The URL of a ready video's MP4 record.

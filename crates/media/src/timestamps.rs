@@ -332,6 +332,13 @@ impl TimestampNormalizer {
         std::mem::take(&mut self.repairs)
     }
 
+    /// What the discipline adds to the audio's input times now (the jumps it closed), µs: a
+    /// packet of the same audio in another form (the source's Opus beside its AAC) goes where
+    /// its AAC goes, within half a frame (the contiguity repair).
+    pub fn audio_offset(&self) -> i64 {
+        self.audio.offset
+    }
+
     /// The video frame rate of the grid in use, if any.
     pub fn video_rate(&self) -> Option<Rate> {
         self.video.grid.map(|g| g.rate)

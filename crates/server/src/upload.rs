@@ -13,27 +13,26 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use tracing::{info, warn};
 use vshare_attributes::{AttributeRecord, Kind};
-use vshare_media::{AacConfig, AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
-use vshare_transcode::OpusToAac;
-use vshare_upload::wire::{FEATURE_BACKFILL, PROTOCOL, VERSION};
+use vshare_media::{Frame, MediaEvent, TrackKind};
+use vshare_upload::wire::{FEATURE_BACKFILL, FEATURE_KEYFRAME, PROTOCOL, VERSION};
 use vshare_upload::{
     BackfillLimits, CloseCode, Hello, ProtocolError, ReceiverEvent, ReceiverLimits, SenderMessage,
-    ServerMessage, TrackInfo, UploadFrame, UploadReceiver,
+    ServerMessage, UploadReceiver,
 };
 
 use crate::db::{Db, random_id};
 
 #[path = "upload_backfill.rs"]
 mod backfill;
+#[path = "upload_media.rs"]
+mod media;
 use crate::shutdown::Stopping;
 use crate::video::{BackfillState, IngestMessage, Publisher, SourceLog, StartError, VideoServer};
 use backfill::finalize;
+use media::{AudioPath, frame_events, track_config};
 
-/// AAC bitrate for converted Opus audio, bit/s.
-const CONVERTED_AAC_BITRATE: u64 = 96_000;
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after the VOD is ready the connection waits for the other formats' files.
@@ -62,12 +61,6 @@ pub struct Uploads {
     open: tokio::sync::watch::Sender<usize>,
 }
 
-/// How a track's frames become media events.
-enum AudioPath {
-    Aac,
-    Opus(Box<OpusToAac>),
-}
-
 struct Session {
     id: String,
     key_id: String,
@@ -89,6 +82,9 @@ struct Session {
     late: Vec<Frame>,
     /// When `end` came (the wait for late frames runs from here).
     ended_at: Option<tokio::time::Instant>,
+    /// With WebRTC on: where players' keyframe requests arrive (sent on as `keyframe` to a
+    /// sender that asked for the feature).
+    keyframes: Option<crate::whep::KeyframeSource>,
 }
 
 impl Session {
@@ -269,8 +265,13 @@ impl Connection {
             }
             None => start_session(uploads, &key, &hello).await?,
         };
-        let generation = {
+        let (generation, keyframes) = {
             let mut s = session.lock().await;
+            let keyframes = s
+                .keyframes
+                .as_ref()
+                .filter(|_| hello.wants(FEATURE_KEYFRAME))
+                .map(|k| k.requests.clone());
             s.generation += 1;
             s.attached = true;
             s.receiver.connected(now_us());
@@ -282,19 +283,23 @@ impl Connection {
                 max_piece_bytes: uploads.limits.max_piece_bytes,
                 resume_grace_ms: uploads.grace.as_millis() as u64,
                 watch_url: format!("{}/watch/{}", uploads.public_url, s.video_id),
-                features: match s.receiver.backfill() {
-                    true => vec![FEATURE_BACKFILL.to_string()],
-                    false => Vec::new(),
-                },
+                features: [
+                    (s.receiver.backfill(), FEATURE_BACKFILL),
+                    (keyframes.is_some(), FEATURE_KEYFRAME),
+                ]
+                .into_iter()
+                .filter(|(granted, _)| *granted)
+                .map(|(_, f)| f.to_string())
+                .collect(),
                 backfill: uploads.backfill.filter(|_| s.receiver.backfill()),
             };
             info!(peer = %self.peer, session = %s.id, video = %s.video_id, next_seq = s.receiver.next_seq(),
                   resumed = hello.resume.is_some(), "upload connected");
             self.send(&welcome).await?;
-            s.generation
+            (s.generation, keyframes)
         };
         let result = self
-            .carry(uploads, &session, generation, &hello.token)
+            .carry(uploads, &session, generation, &hello.token, keyframes)
             .await;
         let mut s = session.lock().await;
         match &result {
@@ -375,6 +380,7 @@ impl Connection {
         session: &Arc<tokio::sync::Mutex<Session>>,
         generation: u64,
         token: &str,
+        keyframes: Option<Arc<tokio::sync::Notify>>,
     ) -> Result<(), ProtocolError> {
         let mut key_checked = tokio::time::Instant::now();
         let mut attr_tick = tokio::time::interval(Duration::from_millis(250));
@@ -418,6 +424,10 @@ impl Connection {
                     }
                 }
                 _ = tokio::time::sleep(wake) => {}
+                // A WebRTC player needs a keyframe (rate-limited where it is asked).
+                _ = async { keyframes.as_ref()?.notified().await; Some(()) }, if keyframes.is_some() => {
+                    self.send(&ServerMessage::Keyframe).await?;
+                }
                 _ = uploads.stopping.wait() => {
                     // As if the sender had sent `end`: the VOD is made of what arrived.
                     let mut s = session.lock().await;
@@ -543,56 +553,6 @@ fn truncate(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
-fn unsupported(m: impl Into<String>) -> ProtocolError {
-    ProtocolError::new(CloseCode::Unsupported, m)
-}
-
-/// The media configuration a track announces.
-fn track_config(
-    info: &TrackInfo,
-) -> Result<(Option<TrackConfig>, Option<AudioPath>), ProtocolError> {
-    let description = info.description_bytes()?;
-    if info.is_video() {
-        if !info.codec.starts_with("avc1") && !info.codec.starts_with("avc3") {
-            return Err(unsupported(format!(
-                "video codec {:?}; this server takes H.264 (avc1)",
-                info.codec
-            )));
-        }
-        let record =
-            description.ok_or_else(|| unsupported("an H.264 track needs its avcC description"))?;
-        let c = AvcConfig::parse(Bytes::from(record))
-            .map_err(|e| unsupported(format!("H.264 description: {e}")))?;
-        return Ok((Some(TrackConfig::Avc(c)), None));
-    }
-    match info.codec.as_str() {
-        c if c.starts_with("mp4a.40") => {
-            let asc = description
-                .ok_or_else(|| unsupported("an AAC track needs its AudioSpecificConfig"))?;
-            let c = AacConfig::parse(Bytes::from(asc))
-                .map_err(|e| unsupported(format!("AAC description: {e}")))?;
-            Ok((Some(TrackConfig::Aac(c)), Some(AudioPath::Aac)))
-        }
-        "opus" => {
-            let conv = OpusToAac::new(
-                description.as_deref(),
-                info.channels.unwrap_or(1),
-                info.sample_rate.unwrap_or(48_000),
-                CONVERTED_AAC_BITRATE,
-            )
-            .map_err(|e| unsupported(format!("Opus to AAC: {e}")))?;
-            let c = conv.config().clone();
-            Ok((
-                Some(TrackConfig::Aac(c)),
-                Some(AudioPath::Opus(Box::new(conv))),
-            ))
-        }
-        other => Err(unsupported(format!(
-            "audio codec {other:?}; this server takes AAC (mp4a.40.2) or Opus"
-        ))),
-    }
-}
-
 async fn start_session(
     uploads: &Arc<Uploads>,
     key: &crate::db::StreamKey,
@@ -669,6 +629,7 @@ async fn start_session(
         log,
         late: Vec::new(),
         ended_at: None,
+        keyframes: uploads.videos.keyframe_source(&publisher.video_id),
     };
     let session = Arc::new(tokio::sync::Mutex::new(session));
     uploads
@@ -685,7 +646,22 @@ async fn forward_events(videos: &VideoServer, s: &mut Session) -> Result<(), Pro
     while let Some(event) = s.receiver.poll_event() {
         let arrival = now_us();
         let events: Vec<MediaEvent> = match event {
-            ReceiverEvent::Frame(f) => frame_events(s, f)?,
+            ReceiverEvent::Frame(f) => {
+                if videos.feeds_webrtc()
+                    && Some(f.track) == s.audio_track
+                    && matches!(s.audio, AudioPath::Opus(_))
+                {
+                    // WebRTC players get the sender's Opus as it came.
+                    let opus = IngestMessage::Opus {
+                        pts: f.pts,
+                        data: f.data.clone(),
+                    };
+                    s.tx.send(opus).await.map_err(|_| {
+                        ProtocolError::new(CloseCode::GoingAway, "the video session has ended")
+                    })?;
+                }
+                frame_events(s, f)?
+            }
             ReceiverEvent::Config(info) => {
                 let (config, path) = track_config(&info)?;
                 if let Some(p) = path {
@@ -744,36 +720,6 @@ async fn forward_events(videos: &VideoServer, s: &mut Session) -> Result<(), Pro
         }
     }
     Ok(())
-}
-
-fn frame_events(s: &mut Session, f: UploadFrame) -> Result<Vec<MediaEvent>, ProtocolError> {
-    if Some(f.track) == s.video_track {
-        return Ok(vec![MediaEvent::Frame(Frame {
-            track: TrackKind::Video,
-            pts: f.pts,
-            dts: f.dts,
-            key: f.key,
-            data: f.data,
-        })]);
-    }
-    if Some(f.track) != s.audio_track {
-        return Ok(Vec::new());
-    }
-    match &mut s.audio {
-        AudioPath::Aac => Ok(vec![MediaEvent::Frame(Frame {
-            track: TrackKind::Audio,
-            pts: f.pts,
-            dts: f.pts,
-            key: true,
-            data: f.data,
-        })]),
-        AudioPath::Opus(conv) => Ok(conv
-            .push(f.pts, &f.data)
-            .map_err(|e| unsupported(format!("Opus frame {}: {e}", f.seq)))?
-            .into_iter()
-            .map(MediaEvent::Frame)
-            .collect()),
-    }
 }
 
 /// Ends the video server session once (the VOD is finished from what arrived).

@@ -91,16 +91,27 @@ async fn forward(publisher: Publisher, mut rx: mpsc::Receiver<IngestEvent>, has_
         let events = match event {
             IngestEvent::Media(m) => vec![m],
             IngestEvent::Opus { pts, data } => match opus.as_mut() {
-                Some(c) => match c.push(pts, &data) {
-                    Ok(frames) => frames.into_iter().map(MediaEvent::Frame).collect(),
-                    Err(e) => {
-                        decode_errors += 1;
-                        if decode_errors.is_power_of_two() {
-                            debug!(%video, "WHIP: Opus to AAC: {e}");
-                        }
-                        Vec::new()
+                Some(c) => {
+                    // WebRTC players get the publisher's Opus as it came; the AAC made from it
+                    // is for the recording and LL-HLS.
+                    let own = IngestMessage::Opus {
+                        pts,
+                        data: data.clone(),
+                    };
+                    if publisher.tx.send(own).await.is_err() {
+                        return;
                     }
-                },
+                    match c.push(pts, &data) {
+                        Ok(frames) => frames.into_iter().map(MediaEvent::Frame).collect(),
+                        Err(e) => {
+                            decode_errors += 1;
+                            if decode_errors.is_power_of_two() {
+                                debug!(%video, "WHIP: Opus to AAC: {e}");
+                            }
+                            Vec::new()
+                        }
+                    }
+                }
                 None => Vec::new(),
             },
         };

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::wire::{
-    BackfillLimits, FEATURE_BACKFILL, Hello, PieceHeader, ProtocolError, Resume, SenderMessage,
-    ServerMessage, TrackInfo, VERSION, WireMessage,
+    BackfillLimits, FEATURE_BACKFILL, FEATURE_KEYFRAME, Hello, PieceHeader, ProtocolError, Resume,
+    SenderMessage, ServerMessage, TrackInfo, VERSION, WireMessage,
 };
 
 /// A frame dropped from the live send, kept to be sent late.
@@ -161,10 +161,11 @@ impl UploadSender {
             max_kbps: Some(max_kbps),
             tracks,
             resume: self.session.clone().map(|session| Resume { session }),
-            features: match self.late_max_bytes {
-                Some(_) => vec![FEATURE_BACKFILL.to_string()],
-                None => Vec::new(),
-            },
+            // This sender's encoders make a key frame whenever asked.
+            features: std::iter::once(FEATURE_KEYFRAME)
+                .chain(self.late_max_bytes.map(|_| FEATURE_BACKFILL))
+                .map(String::from)
+                .collect(),
         });
         WireMessage::Text(msg.to_text())
     }

@@ -15,6 +15,9 @@ pub const MSG_FRAME_PIECE: u8 = 0x01;
 /// The feature a sender asks for in `hello` and the server grants in `welcome`: frames dropped
 /// from the live send are sent later, for the recording only.
 pub const FEATURE_BACKFILL: &str = "backfill";
+/// The feature a sender asks for when it can make a key frame on request: the server then
+/// sends `keyframe` when a player needs one (a WebRTC player joining or recovering a loss).
+pub const FEATURE_KEYFRAME: &str = "keyframe";
 const FLAG_KEY: u8 = 0x01;
 const FLAG_LAST: u8 = 0x02;
 /// A late (backfill) frame: for the recording only, never the live stream.
@@ -334,6 +337,8 @@ pub enum ServerMessage {
         code: u16,
         message: String,
     },
+    /// `keyframe` feature: make the next video frame a key frame.
+    Keyframe,
 }
 
 impl ServerMessage {
@@ -519,5 +524,21 @@ mod tests {
             panic!("not a welcome")
         };
         assert!(features.is_empty() && backfill.is_none());
+    }
+
+    #[test]
+    fn a_keyframe_request_is_the_documented_message() {
+        assert_eq!(ServerMessage::Keyframe.to_text(), r#"{"type":"keyframe"}"#);
+        assert_eq!(
+            ServerMessage::parse(r#"{"type":"keyframe"}"#).expect("keyframe"),
+            ServerMessage::Keyframe
+        );
+        let SenderMessage::Hello(h) = SenderMessage::parse(
+            r#"{"type":"hello","version":1,"token":"k","features":["keyframe","backfill"]}"#,
+        )
+        .expect("hello") else {
+            panic!("not a hello")
+        };
+        assert!(h.wants(FEATURE_KEYFRAME) && h.wants(FEATURE_BACKFILL));
     }
 }

@@ -121,7 +121,10 @@ fn dropped_frames_arrive_late_for_the_recording_only() {
     let WireMessage::Text(hello) = tx.hello("k", "t", tracks(), 500, 2000) else {
         panic!("text")
     };
-    assert!(hello.contains(r#""features":["backfill"]"#), "{hello}");
+    assert!(
+        hello.contains(r#""features":["keyframe","backfill"]"#),
+        "{hello}"
+    );
     rx.connected(0);
     tx.handle_server(&welcome(&rx));
     assert!(tx.backfill());

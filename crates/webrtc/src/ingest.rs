@@ -34,7 +34,7 @@ use crate::viewer::OfferError;
 const SEGMENT_TOLERANCE_US: i64 = 5_000;
 
 /// Keyframe requests to the publisher at most this often.
-const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What the publisher's session hands on.
 #[derive(Debug, Clone)]

@@ -22,7 +22,7 @@ mod ingest;
 mod viewer;
 
 pub use feed::{Feed, FeedNote, Sample, SampleKind, h264_profile_level_id};
-pub use ingest::{Ingest, IngestEvent, IngestStats};
+pub use ingest::{Ingest, IngestEvent, IngestStats, KEYFRAME_REQUEST_INTERVAL};
 pub use viewer::{OfferError, Viewer, ViewerConfig, ViewerStats};
 
 /// Re-exported for the adapter: instants, socket addresses and the datagram type it handles.

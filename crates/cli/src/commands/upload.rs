@@ -41,6 +41,8 @@ pub struct UploadStats {
     /// `backfill`: dropped video frames kept and sent late, and those not kept (a bound).
     pub backfill_frames: u64,
     pub backfill_lost: u64,
+    /// Key frames the server asked for (`keyframe`: a WebRTC player joined or lost one).
+    pub keyframe_requests: u64,
     /// From the stop (the source's end) to the server's close after the complete VOD, ms.
     pub stop_to_vod_ms: Option<u64>,
     /// Media time sent, ms.
@@ -495,6 +497,10 @@ pub async fn run(a: UploadArgs) -> anyhow::Result<UploadStats> {
                             println!("{kind}: {}", text.trim_end().replace('\n', "  "));
                         }
                         ServerMessage::Error { code, message } => bail!("the server closed the upload: {message} ({code})"),
+                        ServerMessage::Keyframe => {
+                            stats.keyframe_requests += 1;
+                            let _ = control_tx.send(Control::KeyFrame);
+                        }
                         _ => {}
                     }
                 }

@@ -367,3 +367,11 @@ pub fn short_parts_server(dir: &Path, clip_s: u32) -> (Server, String, PathBuf) 
     );
     (server, key, clip)
 }
+
+/// The JSON a page script printed on its `RESULT ` line.
+pub fn page_result(out: &str, err: &str) -> serde_json::Value {
+    out.lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_else(|| panic!("no RESULT line (or not JSON):\n{out}\n{err}"))
+}

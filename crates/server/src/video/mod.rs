@@ -47,6 +47,10 @@ pub use backfill::{BackfillState, SourceLog};
 pub enum IngestMessage {
     /// An event and the wall-clock time it arrived, µs since the Unix epoch.
     Media(MediaEvent, i64),
+    /// An Opus packet of a source whose audio is Opus (sent before its AAC conversion, as a
+    /// `Media` event, follows): WebRTC players get it as it came. `pts`: µs on the source's
+    /// clock, as the audio's `Media` events.
+    Opus { pts: i64, data: bytes::Bytes },
     /// The publisher stopped or its connection dropped.
     End,
 }
@@ -139,6 +143,17 @@ impl VideoServer {
             me.whep = whep;
         }
         self
+    }
+
+    /// Registers the source of `video` for WebRTC players' keyframe requests (None without
+    /// WebRTC).
+    pub fn keyframe_source(&self, video: &str) -> Option<crate::whep::KeyframeSource> {
+        self.whep.as_ref().map(|w| w.keyframe_source(video))
+    }
+
+    /// Whether live streams feed WebRTC players.
+    pub fn feeds_webrtc(&self) -> bool {
+        self.whep.is_some()
     }
 
     /// The current live record of a video, if it is live.
@@ -294,6 +309,10 @@ impl VideoServer {
                                 p.push(&event);
                             }
                             session.push(event, arrival);
+                            false
+                        }
+                        Some(IngestMessage::Opus { pts, data }) => {
+                            session.push_opus(pts, data);
                             false
                         }
                         Some(IngestMessage::End) | None => {
@@ -613,6 +632,11 @@ impl SessionIo {
                 Action::FeedRung(event) => {
                     if let Some(f) = self.whep.as_mut() {
                         f.push_rung(&event);
+                    }
+                }
+                Action::FeedOpus { pts, data } => {
+                    if let Some(f) = self.whep.as_mut() {
+                        f.push_opus(pts, &data);
                     }
                 }
                 Action::Derive(event) => {

@@ -60,6 +60,9 @@ pub enum Action {
     /// An event of the ladder's top rung for WebRTC viewers (sent in the source's place when
     /// the source has B-frames).
     FeedRung(MediaEvent),
+    /// The source's own Opus packet for WebRTC viewers, on the audio's disciplined timeline
+    /// (its AAC conversion is then not fed).
+    FeedOpus { pts: i64, data: bytes::Bytes },
     /// The live record, measured again at this source segment.
     LiveRecord(AttributeRecord),
     /// The first source segment is out: the stream is live.
@@ -143,6 +146,8 @@ pub struct Session {
     went_live: bool,
     ended: bool,
     frames: FrameCounts,
+    /// The source sends its Opus for WebRTC viewers ([`Session::push_opus`]).
+    opus_source: bool,
     actions: VecDeque<Action>,
 }
 
@@ -159,6 +164,7 @@ impl Session {
             went_live: false,
             ended: false,
             frames: FrameCounts::default(),
+            opus_source: false,
             actions: VecDeque::new(),
         }
     }
@@ -180,6 +186,18 @@ impl Session {
         }
         let batch = self.timing.push(event, arrival_unix_us);
         self.take_source(batch);
+    }
+
+    /// An Opus packet of a source whose audio is Opus (sent before the AAC made from it): fed
+    /// to WebRTC viewers as it came, moved as the discipline moves the audio (a jump it closed),
+    /// in place of Opus made again from the AAC.
+    pub fn push_opus(&mut self, pts: i64, data: bytes::Bytes) {
+        if self.ended || !self.config.feed {
+            return;
+        }
+        self.opus_source = true;
+        let pts = pts.saturating_add(self.timing.audio_offset());
+        self.actions.push_back(Action::FeedOpus { pts, data });
     }
 
     /// The publisher stopped: what the timestamp discipline still holds goes out.
@@ -267,7 +285,9 @@ impl Session {
                     }
                 }
             }
-            if self.config.feed {
+            let own_opus = self.opus_source
+                && matches!(&event, MediaEvent::Frame(f) if f.track == TrackKind::Audio);
+            if self.config.feed && !own_opus {
                 self.actions.push_back(Action::Feed(event.clone()));
             }
             if self.started && self.config.derive {

@@ -313,3 +313,72 @@ fn nothing_is_taken_after_the_end() {
     assert_eq!(closed.len(), 1);
     assert!(closed[0].measured.media_bytes > 0);
 }
+
+#[test]
+fn a_sources_own_opus_is_fed_on_its_aacs_timeline_in_place_of_the_aac() {
+    let mut s = Session::new(
+        "v5",
+        "t",
+        SessionConfig {
+            feed: true,
+            ..config(true, false)
+        },
+    );
+    // 4 s; from 2 s on every input time is 4 s earlier (an encoder restart), which the
+    // discipline closes by moving both tracks.
+    const JUMP_AT: i64 = 7_000_000;
+    let mut fed_opus = Vec::new();
+    let mut derived_audio = Vec::new();
+    let mut fed_audio = 0;
+    let mut fed_video = 0;
+    for (mut e, arrival) in stream(4) {
+        if let MediaEvent::Frame(f) = &mut e {
+            if f.dts >= JUMP_AT {
+                f.dts -= 4_000_000;
+                f.pts -= 4_000_000;
+            }
+            if f.track == TrackKind::Audio {
+                // The source's Opus goes just before the AAC made from it.
+                s.push_opus(f.pts, Bytes::from_static(b"opus"));
+            }
+        }
+        s.push(e, arrival);
+        for a in drain(&mut s) {
+            match a {
+                Action::FeedOpus { pts, data } => {
+                    assert_eq!(&data[..], b"opus");
+                    fed_opus.push((pts, arrival));
+                }
+                Action::Feed(MediaEvent::Frame(f)) if f.track == TrackKind::Audio => fed_audio += 1,
+                Action::Feed(MediaEvent::Frame(_)) => fed_video += 1,
+                Action::Derive(MediaEvent::Frame(f)) if f.track == TrackKind::Audio => {
+                    derived_audio.push(f.pts)
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(fed_audio, 0, "the AAC is not fed beside the source's Opus");
+    assert!(fed_video > 100, "video is fed as before");
+    assert_eq!(fed_opus.len(), derived_audio.len());
+    // Each Opus packet where its AAC went, within half an AAC frame (the contiguity repair),
+    // except the one that arrived as the jump showed (it came before its AAC closed it).
+    let half_frame = 1024 * 1_000_000 / 44_100 / 2;
+    let mut off = 0;
+    for ((opus, arrival), aac) in fed_opus.iter().zip(&derived_audio) {
+        if (opus - aac).abs() > half_frame {
+            off += 1;
+            assert!(
+                (arrival - JUMP_AT).abs() < 100_000,
+                "{opus} vs {aac} at {arrival}"
+            );
+        }
+    }
+    assert!(off <= 1, "{off} packets off their AAC's time");
+    // Past the jump, both went on from where they were: 4 s of media in all.
+    let last = derived_audio.last().copied().unwrap_or_default();
+    assert!(
+        (last - derived_audio[0] - 4_000_000).abs() < 100_000,
+        "{last}"
+    );
+}

@@ -1,5 +1,5 @@
-//! One live stream's WebRTC feed, in the video session's adapter: H.264 passed through, AAC
-//! transcoded to Opus once for all viewers.
+//! One live stream's WebRTC feed, in the video session's adapter: H.264 passed through; the
+//! source's Opus passed through, or AAC transcoded to Opus once for all viewers.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +13,8 @@ use vshare_webrtc::{Feed, FeedNote, Sample};
 use super::{Command, StreamEntry, Whep};
 
 /// One live stream's samples for its WebRTC viewers, made in the video session's adapter: H.264
-/// passed through, AAC transcoded to Opus once for all viewers (only while it has some).
+/// passed through; the source's own Opus passed through where it has one (the studio, WHIP),
+/// else AAC transcoded to Opus once for all viewers (only while it has some).
 pub struct StreamFeed {
     pub(super) whep: Arc<Whep>,
     pub(super) stream: Arc<str>,
@@ -22,6 +23,8 @@ pub struct StreamFeed {
     pub(super) aac: Option<vshare_media::AacConfig>,
     pub(super) opus: Option<AacToOpus>,
     pub(super) opus_failed: bool,
+    /// The source's Opus is passed through (logged once).
+    pub(super) own_opus: bool,
     pub(super) dropped: u64,
 }
 
@@ -56,6 +59,20 @@ impl StreamFeed {
             }
         }
         self.notes();
+    }
+
+    /// The source's own Opus packet, on the stream's timeline (the AAC made from it is then not
+    /// pushed here).
+    pub fn push_opus(&mut self, pts: i64, data: &bytes::Bytes) {
+        if !self.own_opus {
+            self.own_opus = true;
+            self.opus = None;
+            info!(video = %self.stream, "WebRTC: the source's Opus passed through");
+        }
+        if self.entry.viewers.load(Ordering::Relaxed) > 0 {
+            let sample = self.feed.opus(pts, data, Instant::now());
+            self.send(sample);
+        }
     }
 
     /// An event of the ladder's top rung (sent in the source's place once it has B-frames).

@@ -4,17 +4,18 @@
 //! [`Viewer`] and every WHIP [`Ingest`]; the HTTP handlers hand it new sessions and deletions,
 //! and each live stream's [`StreamFeed`] (in the video session's adapter) hands it the stream's
 //! samples. Datagrams go to the session whose ICE credentials or nominated address they match
-//! (str0m's `accepts`). A viewer's keyframe request reaches the stream's WHIP publisher, when it
-//! has one; what a publisher receives goes to its forwarder ([`crate::whip`]).
+//! (str0m's `accepts`). A viewer's keyframe request reaches the stream's source where it can take
+//! one: a WHIP publisher (RTCP PLI) or an upload-protocol sender ([`KeyframeSource`]); what a
+//! publisher receives goes to its forwarder ([`crate::whip`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::info;
 use vshare_webrtc::{Feed, Ingest, IngestEvent, OfferError, Sample, Viewer, ViewerConfig};
 
@@ -80,6 +81,36 @@ pub struct Whep {
     sessions: Mutex<HashMap<String, (Arc<str>, IpAddr)>>,
     /// WHIP session id → (video, publisher address).
     publishers: Mutex<HashMap<String, (Arc<str>, IpAddr)>>,
+    /// Video → the source outside WebRTC that takes keyframe requests, and when it was last
+    /// asked.
+    keyframe_sources: Mutex<HashMap<String, (Arc<Notify>, Option<Instant>)>>,
+}
+
+/// A source outside WebRTC (an upload-protocol sender) that makes a keyframe when asked:
+/// `requests` is notified when a player of its video needs one, at most every
+/// [`vshare_webrtc::KEYFRAME_REQUEST_INTERVAL`]. Dropping it ends the registration.
+pub struct KeyframeSource {
+    whep: Weak<Whep>,
+    video: String,
+    pub requests: Arc<Notify>,
+}
+
+impl Drop for KeyframeSource {
+    fn drop(&mut self) {
+        if let Some(whep) = self.whep.upgrade() {
+            let mut sources = whep
+                .keyframe_sources
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // Only its own: a newer source of the same video may have taken the place.
+            if sources
+                .get(&self.video)
+                .is_some_and(|(n, _)| Arc::ptr_eq(n, &self.requests))
+            {
+                sources.remove(&self.video);
+            }
+        }
+    }
 }
 
 impl Whep {
@@ -113,6 +144,7 @@ impl Whep {
             streams: Mutex::default(),
             sessions: Mutex::default(),
             publishers: Mutex::default(),
+            keyframe_sources: Mutex::default(),
         });
         let task = Task {
             whep: Arc::downgrade(&whep),
@@ -295,6 +327,37 @@ impl Whep {
         }
     }
 
+    /// Registers the source of `video` as one that makes keyframes on request.
+    pub fn keyframe_source(self: &Arc<Self>, video: &str) -> KeyframeSource {
+        let requests = Arc::new(Notify::new());
+        self.keyframe_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(video.to_string(), (requests.clone(), None));
+        KeyframeSource {
+            whep: Arc::downgrade(self),
+            video: video.to_string(),
+            requests,
+        }
+    }
+
+    /// Asks the registered source of `video`, if there is one, for a keyframe (at most every
+    /// [`vshare_webrtc::KEYFRAME_REQUEST_INTERVAL`]: a player cannot make it send only
+    /// keyframes).
+    fn request_keyframe(&self, video: &str, now: Instant) {
+        let mut sources = self
+            .keyframe_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((requests, last)) = sources.get_mut(video)
+            && last
+                .is_none_or(|t| now.duration_since(t) >= vshare_webrtc::KEYFRAME_REQUEST_INTERVAL)
+        {
+            *last = Some(now);
+            requests.notify_one();
+        }
+    }
+
     /// Sessions now (all streams).
     pub fn session_count(&self) -> usize {
         self.sessions
@@ -341,6 +404,7 @@ impl Whep {
             aac: None,
             opus: None,
             opus_failed: false,
+            own_opus: false,
             dropped: 0,
         }
     }

@@ -123,11 +123,15 @@ impl Task {
         }
     }
 
-    /// Asks the WHIP publisher of `video`, if it has one, for a keyframe.
+    /// Asks the source of `video` for a keyframe: its WHIP publisher, or the upload-protocol
+    /// sender registered for it.
     async fn keyframe_for(&mut self, video: &str, now: Instant) {
         for p in self.ingests.values_mut().filter(|p| &*p.video == video) {
             p.ingest.request_keyframe(now);
             p.pump(&self.socket, now).await;
+        }
+        if let Some(whep) = self.whep.upgrade() {
+            whep.request_keyframe(video, now);
         }
     }
 
