@@ -34,6 +34,7 @@ VIA=${VIA:-}
 WORKERS=${WORKERS:-}
 
 die() { echo "viewers: $*" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
 command -v ffmpeg >/dev/null || die "ffmpeg is missing (apt-get install ffmpeg)"
 [ -x "$VSHARE" ] || die "$VSHARE is missing: cargo build --release -p vshare, or set VSHARE="
 [ -z "$VIA" ] || [ "$VIA" = nginx ] || die "VIA is nginx or nothing"
@@ -43,9 +44,7 @@ max=0
 for n in $COUNTS; do [ "$n" -gt "$max" ] && max=$n; done
 # Each viewer holds up to two connections (the blocking reload and the hinted part).
 need=$((2 * max + 256))
-if [ "$(ulimit -n)" -lt "$need" ]; then
-    ulimit -n "$need" 2>/dev/null || die "ulimit -n is $(ulimit -n); $need file descriptors are needed for $max viewers"
-fi
+raise_fd_limit "$need"
 
 WORK=$(mktemp -d /tmp/vshare-viewers.XXXXXX)
 # Started as root, nginx's workers run as `nobody`: they must reach its directory.
@@ -65,18 +64,6 @@ cleanup() {
 trap cleanup EXIT
 
 TICKS=$(getconf CLK_TCK)
-cpu_ticks() {
-    # Fields after the ")" of the command name: utime is the 12th, stime the 13th.
-    sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
-}
-
-wait_port() {
-    for _ in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "nothing listens on port $1: $(tail -3 "$WORK/serve.log" 2>/dev/null)"
-}
 
 echo "making the clip: 640x360 30 fps H.264 ~900 kbit/s + AAC 96 kbit/s, 10 s" >&2
 ffmpeg -v error -y -f lavfi -i "testsrc2=size=640x360:rate=30:duration=10" \

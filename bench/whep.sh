@@ -13,6 +13,7 @@
 # Needs: ffmpeg, a built vshare (release: cargo build --release -p vshare).
 # Environment: COUNTS="50 200"  DURATION=30s  RAMP=5s  VSHARE=target/release/vshare
 #              HTTP_PORT=18093  RTMP_PORT=19393  KEEP=1 (keep the temp dir)
+#              UDP_GSO=false (the server's [webrtc] udp_gso: one sendmsg per datagram)
 set -euo pipefail
 
 COUNTS=${COUNTS:-"50 200"}
@@ -21,17 +22,17 @@ RAMP=${RAMP:-5s}
 VSHARE=${VSHARE:-target/release/vshare}
 HTTP_PORT=${HTTP_PORT:-18093}
 RTMP_PORT=${RTMP_PORT:-19393}
+UDP_GSO=${UDP_GSO:-true}
 
 die() { echo "whep: $*" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
 command -v ffmpeg >/dev/null || die "ffmpeg is missing (apt-get install ffmpeg)"
 [ -x "$VSHARE" ] || die "$VSHARE is missing: cargo build --release -p vshare, or set VSHARE="
 
 max=0
 for n in $COUNTS; do [ "$n" -gt "$max" ] && max=$n; done
 need=$((2 * max + 256))
-if [ "$(ulimit -n)" -lt "$need" ]; then
-    ulimit -n "$need" 2>/dev/null || die "ulimit -n is $(ulimit -n); $need file descriptors are needed"
-fi
+raise_fd_limit "$need"
 
 WORK=$(mktemp -d /tmp/vshare-whep.XXXXXX)
 SERVER_PID=""
@@ -47,16 +48,7 @@ cleanup() {
 trap cleanup EXIT
 
 TICKS=$(getconf CLK_TCK)
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 seconds() { case "$1" in *s) echo "${1%s}" ;; *m) echo $(( ${1%m} * 60 )) ;; *) echo "$1" ;; esac; }
-
-wait_port() {
-    for _ in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "nothing listens on port $1: $(tail -3 "$WORK/serve.log" 2>/dev/null)"
-}
 
 echo "making the clip: 640x360 30 fps H.264 baseline ~900 kbit/s + AAC 96 kbit/s, 10 s" >&2
 ffmpeg -v error -y -f lavfi -i "testsrc2=size=640x360:rate=30:duration=10" \
@@ -77,6 +69,7 @@ enabled = true
 udp_port = 0
 max_sessions = $need
 max_sessions_per_ip = $need
+udp_gso = $UDP_GSO
 CONF
 VSHARE_LOG=warn "$VSHARE" serve --ladder none --data "$WORK/data" --rtmp "127.0.0.1:$RTMP_PORT" \
     --http "127.0.0.1:$HTTP_PORT" --config "$WORK/vshare.toml" > "$WORK/serve.log" 2>&1 &
@@ -103,7 +96,7 @@ sleep 3
 idle_s=10
 c0=$(cpu_ticks "$SERVER_PID"); sleep "$idle_s"; c1=$(cpu_ticks "$SERVER_PID")
 IDLE=$(python3 -c "print(($c1 - $c0) / $TICKS / $idle_s)")
-echo "stream $ID: the server uses $(python3 -c "print(f'{$IDLE * 1000:.1f}')") ms of CPU per second with no viewers" >&2
+echo "stream $ID (udp_gso $UDP_GSO): the server uses $(python3 -c "print(f'{$IDLE * 1000:.1f}')") ms of CPU per second with no viewers" >&2
 
 RESULTS="$WORK/results.tsv"
 printf "viewers\tprotocol\tserver_cpu_ms_per_viewer_s\tabove_idle\tdelivery\terrors\tbench_cpu_s\n" > "$RESULTS"

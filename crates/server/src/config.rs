@@ -576,6 +576,9 @@ pub struct WebrtcConfig {
     pub connect_timeout_s: u64,
     /// Opus bitrate of the audio transcoded from AAC once per stream, bits/s.
     pub opus_bitrate: u64,
+    /// Send a session's same-size datagrams in one system call the kernel segments (UDP GSO)
+    /// where the kernel can; off: one call each.
+    pub udp_gso: bool,
 }
 
 impl Default for WebrtcConfig {
@@ -588,6 +591,7 @@ impl Default for WebrtcConfig {
             max_sessions_per_ip: 8,
             connect_timeout_s: 15,
             opus_bitrate: 64_000,
+            udp_gso: true,
         }
     }
 }

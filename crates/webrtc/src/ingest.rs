@@ -20,13 +20,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use str0m::{Event, RtcConfig};
 use vshare_media::{AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind, annexb};
 
+use crate::peer::{Answered, Peer};
 use crate::viewer::OfferError;
 
 /// A keyframe this close before the segment target still begins a segment (as the packager
@@ -76,15 +75,11 @@ impl TrackClock {
 
 /// One WHIP session.
 pub struct Ingest {
-    rtc: Rtc,
+    peer: Peer,
     video: Option<Mid>,
     audio: Option<Mid>,
-    connected: bool,
-    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<IngestEvent>,
-    timeout: Instant,
     stats: IngestStats,
-    last_error: Option<String>,
     /// The arrival of the first media of either track: time zero.
     epoch: Option<Instant>,
     video_clock: Option<TrackClock>,
@@ -112,31 +107,17 @@ impl Ingest {
         keyframe_interval: Duration,
         now: Instant,
     ) -> Result<(Ingest, String), OfferError> {
-        let offer_text = offer;
-        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Sdp(e.to_string()))?;
         let rtc_config = RtcConfig::new()
             .clear_codecs()
-            .set_ice_lite(true)
             .enable_h264(true)
             .enable_opus(true, false);
-        let mut rtc = rtc_config.build(now);
-        let host = Candidate::host(candidate, "udp")
-            .map_err(|e| OfferError::Candidate(candidate, e.to_string()))?;
-        rtc.add_local_candidate(host);
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| OfferError::Negotiation(e.to_string()))?;
+        let Answered { peer, answer, mids } = Peer::answer(offer, rtc_config, candidate, now)?;
         let mut ingest = Ingest {
-            rtc,
+            peer,
             video: None,
             audio: None,
-            connected: false,
-            transmits: VecDeque::new(),
             events: VecDeque::new(),
-            timeout: now,
             stats: IngestStats::default(),
-            last_error: None,
             epoch: None,
             video_clock: None,
             audio_clock: None,
@@ -149,50 +130,35 @@ impl Ingest {
             segment_start: None,
             last_pts: None,
         };
-        for line in offer_text.lines() {
-            if let Some(mid) = line.trim().strip_prefix("a=mid:") {
-                ingest.add_media(Mid::from(mid));
-            }
+        for mid in mids {
+            ingest.add_media(mid);
         }
         ingest.drain();
         if ingest.video.is_none() {
             return Err(OfferError::NoVideoToReceive);
         }
-        Ok((ingest, answer.to_sdp_string()))
+        Ok((ingest, answer))
     }
 
-    /// Whether a datagram from `source` is this session's (ICE credentials or its address).
-    pub fn accepts(
-        &self,
-        now: Instant,
-        source: SocketAddr,
-        local: SocketAddr,
-        data: &[u8],
-    ) -> bool {
-        match Receive::new(Protocol::Udp, source, local, data) {
-            Ok(r) => self.rtc.accepts(&Input::Receive(now, r)),
-            Err(_) => false,
-        }
+    /// The session's `Rtc`, its datagrams and deadline.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
     }
 
-    /// A datagram for this session (see [`Self::accepts`]).
+    pub fn peer_mut(&mut self) -> &mut Peer {
+        &mut self.peer
+    }
+
+    /// A datagram for this session (see [`Peer::accepts`]).
     pub fn receive(&mut self, now: Instant, source: SocketAddr, local: SocketAddr, data: &[u8]) {
-        if let Ok(r) = Receive::new(Protocol::Udp, source, local, data)
-            && let Err(e) = self.rtc.handle_input(Input::Receive(now, r))
-        {
-            self.fail(e.to_string());
-        }
-        self.drain();
+        let events = self.peer.receive(now, source, local, data);
+        self.handle(events);
     }
 
-    /// Time goes on: call at [`Self::timeout`] (or later).
+    /// Time goes on: call at [`Peer::timeout`] (or later).
     pub fn tick(&mut self, now: Instant) {
-        if now >= self.timeout
-            && let Err(e) = self.rtc.handle_input(Input::Timeout(now))
-        {
-            self.fail(e.to_string());
-        }
-        self.drain();
+        let events = self.peer.tick(now);
+        self.handle(events);
     }
 
     /// Asks the publisher for a keyframe (a player joined or lost one), at most every 500 ms.
@@ -204,7 +170,7 @@ impl Ingest {
             return;
         }
         let Some(mid) = self.video else { return };
-        let Some(mut writer) = self.rtc.writer(mid) else {
+        let Some(mut writer) = self.peer.rtc.writer(mid) else {
             return;
         };
         if !writer.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
@@ -233,26 +199,6 @@ impl Ingest {
         self.events.pop_front()
     }
 
-    /// The next datagram to send: (destination, bytes).
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
-        self.transmits.pop_front()
-    }
-
-    /// When [`Self::tick`] is due next.
-    pub fn timeout(&self) -> Instant {
-        self.timeout
-    }
-
-    /// False once the publisher is gone (ICE disconnected, DTLS closed) or the session failed.
-    pub fn is_alive(&self) -> bool {
-        self.rtc.is_alive()
-    }
-
-    /// Whether ICE and DTLS are up.
-    pub fn is_connected(&self) -> bool {
-        self.connected
-    }
-
     /// Whether the offer sent audio.
     pub fn has_audio(&self) -> bool {
         self.audio.is_some()
@@ -262,44 +208,14 @@ impl Ingest {
         self.stats
     }
 
-    /// The last error str0m reported, taken.
-    pub fn take_error(&mut self) -> Option<String> {
-        self.last_error.take()
-    }
-
-    /// Ends the session (the WHIP resource was deleted).
-    pub fn close(&mut self) {
-        self.rtc.disconnect();
-    }
-
-    fn fail(&mut self, e: String) {
-        self.last_error = Some(e);
-        self.rtc.disconnect();
-    }
-
     fn drain(&mut self) {
-        while self.rtc.is_alive() {
-            match self.rtc.poll_output() {
-                Ok(Output::Timeout(t)) => {
-                    self.timeout = t;
-                    return;
-                }
-                Ok(Output::Transmit(t)) => {
-                    self.transmits
-                        .push_back((t.destination, t.contents.to_vec()));
-                }
-                Ok(Output::Event(e)) => self.event(e),
-                Err(e) => {
-                    self.fail(e.to_string());
-                    return;
-                }
-            }
-        }
+        let events = self.peer.drain();
+        self.handle(events);
     }
 
     /// Takes the first video section that sends H.264 and the first audio one that sends Opus.
     fn add_media(&mut self, mid: Mid) {
-        let Some(media) = self.rtc.media(mid) else {
+        let Some(media) = self.peer.rtc.media(mid) else {
             return;
         };
         if !matches!(media.direction(), Direction::RecvOnly | Direction::SendRecv) {
@@ -311,6 +227,7 @@ impl Ingest {
             MediaKind::Audio => Codec::Opus,
         };
         let negotiated = self
+            .peer
             .rtc
             .writer(mid)
             .is_some_and(|w| w.payload_params().any(|p| p.spec().codec == want));
@@ -324,16 +241,14 @@ impl Ingest {
         }
     }
 
-    fn event(&mut self, e: Event) {
-        match e {
-            Event::Connected => self.connected = true,
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                self.rtc.disconnect();
+    fn handle(&mut self, events: Vec<Event>) {
+        for e in events {
+            match e {
+                Event::MediaAdded(m) => self.add_media(m.mid),
+                Event::MediaData(d) if Some(d.mid) == self.video => self.video_data(d),
+                Event::MediaData(d) if Some(d.mid) == self.audio => self.audio_data(d),
+                _ => {}
             }
-            Event::MediaAdded(m) => self.add_media(m.mid),
-            Event::MediaData(d) if Some(d.mid) == self.video => self.video_data(d),
-            Event::MediaData(d) if Some(d.mid) == self.audio => self.audio_data(d),
-            _ => {}
         }
     }
 
@@ -440,7 +355,8 @@ impl Ingest {
                 true
             }
             Err(e) => {
-                self.last_error = Some(format!("the publisher's SPS/PPS: {e}"));
+                self.peer
+                    .note_error(format!("the publisher's SPS/PPS: {e}"));
                 false
             }
         }
@@ -461,6 +377,8 @@ mod tests {
     use super::*;
     use str0m::change::SdpAnswer;
     use str0m::media::{Frequency, MediaTime};
+    use str0m::net::{Protocol, Receive};
+    use str0m::{Candidate, Input, Output, Rtc};
 
     type Offered = (Rtc, str0m::change::SdpPendingOffer, String, Mid, Mid);
 
@@ -556,7 +474,7 @@ mod tests {
                 match publisher.poll_output().expect("publisher output") {
                     Output::Timeout(_) => break,
                     Output::Transmit(t) => {
-                        assert!(ingest.accepts(now, t.source, server, &t.contents));
+                        assert!(ingest.peer().accepts(now, t.source, server, &t.contents));
                         ingest.receive(now, t.source, server, &t.contents);
                     }
                     Output::Event(Event::KeyframeRequest(_)) => plis += 1,
@@ -564,7 +482,7 @@ mod tests {
                 }
             }
             ingest.tick(now);
-            while let Some((to, data)) = ingest.poll_transmit() {
+            while let Some((to, data)) = ingest.peer_mut().poll_transmit() {
                 assert_eq!(to, publisher_addr);
                 let r = Receive::new(Protocol::Udp, server, publisher_addr, &data).unwrap();
                 let _ = publisher.handle_input(Input::Receive(now, r));
@@ -572,7 +490,7 @@ mod tests {
             while let Some(e) = ingest.poll_event() {
                 events.push(e);
             }
-            if ingest.is_connected() && written < FRAMES && step % 3 == 0 {
+            if ingest.peer().is_connected() && written < FRAMES && step % 3 == 0 {
                 // Delta, keyframe, delta at 30 fps; one Opus packet each step.
                 let data = if written == 1 {
                     keyframe()
@@ -608,7 +526,7 @@ mod tests {
                 written += 1;
             }
         }
-        assert!(ingest.is_connected());
+        assert!(ingest.peer().is_connected());
         let stats = ingest.stats();
         assert_eq!(stats.discarded, 1, "{stats:?}");
         assert_eq!(stats.video_frames, FRAMES - 1, "{stats:?}");

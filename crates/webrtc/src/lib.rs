@@ -8,6 +8,8 @@
 //! - [`Viewer`]: one per WHEP session, a str0m [`str0m::Rtc`] that answers the browser's offer
 //!   with H.264 (packetization-mode 1) and Opus, sends from the next keyframe on, and hands its
 //!   datagrams and next deadline to the adapter, which owns the UDP socket and the clock.
+//! - [`Peer`]: what both share, the `Rtc` answering as an ICE-lite peer on the one host
+//!   candidate, its queued datagrams and next deadline.
 //! - [`Ingest`]: one per WHIP publisher, a str0m [`str0m::Rtc`] that receives H.264 and Opus
 //!   and hands on source events (the AVC configuration from the in-band SPS/PPS, AVCC frames,
 //!   Opus packets with their times), asking the publisher for keyframes when it needs them.
@@ -19,10 +21,12 @@
 
 mod feed;
 mod ingest;
+mod peer;
 mod viewer;
 
 pub use feed::{Feed, FeedNote, Sample, SampleKind, h264_profile_level_id};
 pub use ingest::{Ingest, IngestEvent, IngestStats, KEYFRAME_REQUEST_INTERVAL};
+pub use peer::Peer;
 pub use viewer::{OfferError, Viewer, ViewerConfig, ViewerStats};
 
 /// Re-exported for the adapter: instants, socket addresses and the datagram type it handles.

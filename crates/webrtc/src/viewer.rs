@@ -1,19 +1,15 @@
-//! One WHEP viewer: a str0m `Rtc` that sends the stream's samples and nothing else.
-//!
-//! Every mutation of the `Rtc` is followed by a full drain of its output (str0m's contract);
-//! the drained datagrams wait in [`Viewer::poll_transmit`] for the adapter's socket.
+//! One WHEP viewer: a str0m `Rtc` that sends the stream's samples and nothing else; its
+//! datagrams wait in [`Peer::poll_transmit`] for the adapter's socket.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use str0m::{Event, RtcConfig};
 
 use crate::feed::{Sample, SampleKind};
+use crate::peer::{Answered, Peer};
 
 /// Payload types we offer: H.264 with its RTX, Opus (the numbers browsers use).
 const PT_H264: u8 = 102;
@@ -58,16 +54,12 @@ pub struct ViewerStats {
 
 /// One WHEP session.
 pub struct Viewer {
-    rtc: Rtc,
+    peer: Peer,
     video: Option<(Mid, str0m::media::Pt)>,
     audio: Option<(Mid, str0m::media::Pt)>,
     /// Video is sent from the first keyframe after the join.
     started: bool,
-    connected: bool,
-    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
-    timeout: Instant,
     stats: ViewerStats,
-    last_error: Option<String>,
     /// The player asked for a keyframe since the adapter last looked.
     keyframe_wanted: bool,
 }
@@ -79,89 +71,57 @@ impl Viewer {
         config: &ViewerConfig,
         now: Instant,
     ) -> Result<(Viewer, String), OfferError> {
-        let offer_text = offer;
-        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Sdp(e.to_string()))?;
-        let mut rtc_config = RtcConfig::new()
-            .clear_codecs()
-            .set_ice_lite(true)
-            .enable_opus(true, false);
+        let mut rtc_config = RtcConfig::new().clear_codecs().enable_opus(true, false);
         rtc_config.codec_config().add_h264(
             PT_H264.into(),
             Some(PT_H264_RTX.into()),
             true,
             config.h264_profile_level_id,
         );
-        let mut rtc = rtc_config.build(now);
-        let candidate = Candidate::host(config.candidate, "udp")
-            .map_err(|e| OfferError::Candidate(config.candidate, e.to_string()))?;
-        rtc.add_local_candidate(candidate);
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| OfferError::Negotiation(e.to_string()))?;
+        let Answered { peer, answer, mids } =
+            Peer::answer(offer, rtc_config, config.candidate, now)?;
         let mut viewer = Viewer {
-            rtc,
+            peer,
             video: None,
             audio: None,
             started: false,
-            connected: false,
-            transmits: VecDeque::new(),
-            timeout: now,
             stats: ViewerStats::default(),
-            last_error: None,
             keyframe_wanted: false,
         };
-        // The offer's media sections, by the mids it named (str0m says MediaAdded only once
-        // polled past its readiness; reading them here keeps the answer self-contained).
-        for line in offer_text.lines() {
-            if let Some(mid) = line.trim().strip_prefix("a=mid:") {
-                viewer.add_media(Mid::from(mid));
-            }
+        for mid in mids {
+            viewer.add_media(mid);
         }
         viewer.drain();
         if viewer.video.is_none() && viewer.audio.is_none() {
             return Err(OfferError::NothingToSend);
         }
-        Ok((viewer, answer.to_sdp_string()))
+        Ok((viewer, answer))
     }
 
-    /// Whether a datagram from `source` is this viewer's (ICE credentials or its address).
-    pub fn accepts(
-        &self,
-        now: Instant,
-        source: SocketAddr,
-        local: SocketAddr,
-        data: &[u8],
-    ) -> bool {
-        match Receive::new(Protocol::Udp, source, local, data) {
-            Ok(r) => self.rtc.accepts(&Input::Receive(now, r)),
-            Err(_) => false,
-        }
+    /// The session's `Rtc`, its datagrams and deadline.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
     }
 
-    /// A datagram for this viewer (see [`Self::accepts`]).
+    pub fn peer_mut(&mut self) -> &mut Peer {
+        &mut self.peer
+    }
+
+    /// A datagram for this viewer (see [`Peer::accepts`]).
     pub fn receive(&mut self, now: Instant, source: SocketAddr, local: SocketAddr, data: &[u8]) {
-        if let Ok(r) = Receive::new(Protocol::Udp, source, local, data)
-            && let Err(e) = self.rtc.handle_input(Input::Receive(now, r))
-        {
-            self.fail(e.to_string());
-        }
-        self.drain();
+        let events = self.peer.receive(now, source, local, data);
+        self.handle(events);
     }
 
-    /// Time goes on: call at [`Self::timeout`] (or later).
+    /// Time goes on: call at [`Peer::timeout`] (or later).
     pub fn tick(&mut self, now: Instant) {
-        if now >= self.timeout
-            && let Err(e) = self.rtc.handle_input(Input::Timeout(now))
-        {
-            self.fail(e.to_string());
-        }
-        self.drain();
+        let events = self.peer.tick(now);
+        self.handle(events);
     }
 
     /// Sends one sample of the stream: video from the first keyframe on, audio once connected.
     pub fn write(&mut self, sample: &Sample, now: Instant) {
-        if !self.connected {
+        if !self.peer.is_connected() {
             return;
         }
         let target = match sample.kind {
@@ -180,7 +140,7 @@ impl Viewer {
             SampleKind::Video => (Frequency::NINETY_KHZ, &mut self.stats.video_sent),
             SampleKind::Audio => (Frequency::FORTY_EIGHT_KHZ, &mut self.stats.audio_sent),
         };
-        let Some(writer) = self.rtc.writer(mid) else {
+        let Some(writer) = self.peer.rtc.writer(mid) else {
             return;
         };
         let time = MediaTime::new(sample.rtp_time, rate);
@@ -188,84 +148,33 @@ impl Viewer {
             Ok(()) => *counter += 1,
             Err(e) => {
                 self.stats.write_errors += 1;
-                self.last_error = Some(e.to_string());
+                self.peer.note_error(e.to_string());
             }
         }
         self.drain();
-    }
-
-    /// The next datagram to send: (destination, bytes).
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
-        self.transmits.pop_front()
-    }
-
-    /// When [`Self::tick`] is due next.
-    pub fn timeout(&self) -> Instant {
-        self.timeout
-    }
-
-    /// False once the player is gone (ICE disconnected, DTLS closed) or the session failed.
-    pub fn is_alive(&self) -> bool {
-        self.rtc.is_alive()
-    }
-
-    /// Whether ICE and DTLS are up.
-    pub fn is_connected(&self) -> bool {
-        self.connected
     }
 
     pub fn stats(&self) -> ViewerStats {
         self.stats
     }
 
-    /// The last error str0m reported, taken.
-    pub fn take_error(&mut self) -> Option<String> {
-        self.last_error.take()
-    }
-
     /// Whether the player has asked for a keyframe (PLI or FIR) since the last call, or is
     /// waiting for its first one: the adapter asks the source where it can.
     pub fn take_keyframe_request(&mut self) -> bool {
-        let wanted = self.keyframe_wanted || (self.connected && !self.started);
+        let wanted = self.keyframe_wanted || (self.peer.is_connected() && !self.started);
         self.keyframe_wanted = false;
         wanted
     }
 
-    /// Ends the session (the WHEP resource was deleted).
-    pub fn close(&mut self) {
-        self.rtc.disconnect();
-    }
-
-    fn fail(&mut self, e: String) {
-        self.last_error = Some(e);
-        self.rtc.disconnect();
-    }
-
-    /// Drains the `Rtc` to its next timeout.
     fn drain(&mut self) {
-        while self.rtc.is_alive() {
-            match self.rtc.poll_output() {
-                Ok(Output::Timeout(t)) => {
-                    self.timeout = t;
-                    return;
-                }
-                Ok(Output::Transmit(t)) => {
-                    self.transmits
-                        .push_back((t.destination, t.contents.to_vec()));
-                }
-                Ok(Output::Event(e)) => self.event(e),
-                Err(e) => {
-                    self.fail(e.to_string());
-                    return;
-                }
-            }
-        }
+        let events = self.peer.drain();
+        self.handle(events);
     }
 
     /// Takes the first video and the first audio section that we send on, with the payload
     /// type the player accepted for H.264 or Opus.
     fn add_media(&mut self, mid: Mid) {
-        let Some(media) = self.rtc.media(mid) else {
+        let Some(media) = self.peer.rtc.media(mid) else {
             return;
         };
         if !matches!(media.direction(), Direction::SendOnly | Direction::SendRecv) {
@@ -276,7 +185,7 @@ impl Viewer {
             MediaKind::Video => Codec::H264,
             MediaKind::Audio => Codec::Opus,
         };
-        let pt = self.rtc.writer(mid).and_then(|w| {
+        let pt = self.peer.rtc.writer(mid).and_then(|w| {
             w.payload_params()
                 .find(|p| p.spec().codec == want)
                 .map(|p| p.pt())
@@ -289,18 +198,16 @@ impl Viewer {
         }
     }
 
-    fn event(&mut self, e: Event) {
-        match e {
-            Event::Connected => self.connected = true,
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                self.rtc.disconnect();
+    fn handle(&mut self, events: Vec<Event>) {
+        for e in events {
+            match e {
+                Event::MediaAdded(m) => self.add_media(m.mid),
+                Event::KeyframeRequest(_) => {
+                    self.stats.keyframe_requests += 1;
+                    self.keyframe_wanted = true;
+                }
+                _ => {}
             }
-            Event::MediaAdded(m) => self.add_media(m.mid),
-            Event::KeyframeRequest(_) => {
-                self.stats.keyframe_requests += 1;
-                self.keyframe_wanted = true;
-            }
-            _ => {}
         }
     }
 }
@@ -308,6 +215,8 @@ impl Viewer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use str0m::net::{Protocol, Receive};
+    use str0m::{Candidate, Input, Output, Rtc};
 
     fn player_offer(now: Instant) -> (Rtc, String) {
         let mut player = Rtc::new(now);
@@ -386,7 +295,12 @@ mod tests {
                 match player.poll_output().expect("player output") {
                     Output::Timeout(_) => break,
                     Output::Transmit(t) => {
-                        assert!(viewer.accepts(now, t.source, config.candidate, &t.contents));
+                        assert!(viewer.peer().accepts(
+                            now,
+                            t.source,
+                            config.candidate,
+                            &t.contents
+                        ));
                         viewer.receive(now, t.source, config.candidate, &t.contents);
                     }
                     Output::Event(Event::MediaData(d)) => received.push(d.data.clone()),
@@ -395,12 +309,12 @@ mod tests {
             }
             viewer.tick(now);
             // Viewer → player.
-            while let Some((to, data)) = viewer.poll_transmit() {
+            while let Some((to, data)) = viewer.peer_mut().poll_transmit() {
                 assert_eq!(to, player_addr);
                 let r = Receive::new(Protocol::Udp, config.candidate, player_addr, &data).unwrap();
                 let _ = player.handle_input(Input::Receive(now, r));
             }
-            if viewer.is_connected() && written < 3 && step % 3 == 0 {
+            if viewer.peer().is_connected() && written < 3 && step % 3 == 0 {
                 // A delta frame first (not sent: no keyframe yet), then a keyframe and a delta.
                 let key = written == 1;
                 viewer.write(&sample(key, 3000 * written, now), now);
@@ -410,7 +324,7 @@ mod tests {
                 break;
             }
         }
-        assert!(viewer.is_connected(), "ICE and DTLS came up");
+        assert!(viewer.peer().is_connected(), "ICE and DTLS came up");
         let stats = viewer.stats();
         assert_eq!(stats.waited, 1, "{stats:?}");
         assert_eq!(stats.video_sent, 2, "{stats:?}");

@@ -38,16 +38,21 @@ pub async fn offer(
         }
         WhepError::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     })?;
-    Ok((
+    Ok(answered(format!("/whep/{id}/{session}"), answer))
+}
+
+/// 201 with the SDP answer and the session's resource (WHEP and WHIP alike).
+pub(super) fn answered(location: String, answer: String) -> Response {
+    (
         StatusCode::CREATED,
         [
             (header::CONTENT_TYPE, "application/sdp".to_string()),
-            (header::LOCATION, format!("/whep/{id}/{session}")),
+            (header::LOCATION, location),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
         answer,
     )
-        .into_response())
+        .into_response()
 }
 
 /// `DELETE /whep/{id}/{session}`.

@@ -6,11 +6,11 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::error::ApiError;
 use super::state::AppStateRef;
-use super::whep::{client_ip, sdp_offer};
+use super::whep::{answered, client_ip, sdp_offer};
 use crate::video::StartError;
 use crate::whep::WhepError;
 use crate::whip::WhipError;
@@ -58,16 +58,7 @@ pub async fn publish(
                 }
                 _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             })?;
-    Ok((
-        StatusCode::CREATED,
-        [
-            (header::CONTENT_TYPE, "application/sdp".to_string()),
-            (header::LOCATION, format!("/whip/{video}/{session}")),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-        ],
-        answer,
-    )
-        .into_response())
+    Ok(answered(format!("/whip/{video}/{session}"), answer))
 }
 
 /// `DELETE /whip/{video}/{session}`: the session id is the capability.

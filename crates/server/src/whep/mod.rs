@@ -22,6 +22,7 @@ use vshare_webrtc::{Feed, Ingest, IngestEvent, OfferError, Sample, Viewer, Viewe
 use crate::config::WebrtcConfig;
 
 mod feed;
+mod send;
 mod task;
 
 use crate::db::random_id;
@@ -148,7 +149,7 @@ impl Whep {
         });
         let task = Task {
             whep: Arc::downgrade(&whep),
-            socket,
+            out: send::Sender::new(socket, config.udp_gso)?,
             local: candidate,
             viewers: HashMap::new(),
             ingests: HashMap::new(),

@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use vshare_webrtc::{Ingest, IngestEvent, Viewer};
 
+use super::send::Sender;
 use super::{Command, Whep};
 
 pub(super) struct Session {
@@ -32,7 +32,8 @@ pub(super) struct Publishing {
 /// The task that owns the socket and every viewer.
 pub(super) struct Task {
     pub(super) whep: std::sync::Weak<Whep>,
-    pub(super) socket: UdpSocket,
+    /// The shared socket.
+    pub(super) out: Sender,
     /// The announced address: the destination str0m matches incoming datagrams against.
     pub(super) local: SocketAddr,
     pub(super) viewers: HashMap<String, Session>,
@@ -55,13 +56,13 @@ impl Task {
             let next = self
                 .viewers
                 .values()
-                .map(|s| s.viewer.timeout())
-                .chain(self.ingests.values().map(|p| p.ingest.timeout()))
+                .map(|s| s.viewer.peer().timeout())
+                .chain(self.ingests.values().map(|p| p.ingest.peer().timeout()))
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
                 .max(Instant::now());
             tokio::select! {
-                r = self.socket.recv_from(&mut buf) => match r {
+                r = self.out.socket.recv_from(&mut buf) => match r {
                     Ok((n, from)) => self.datagram(from, &buf[..n]).await,
                     Err(e) => debug!("WebRTC socket: {e}"),
                 },
@@ -91,14 +92,14 @@ impl Task {
             None => self
                 .viewers
                 .iter()
-                .find(|(_, s)| s.viewer.accepts(now, from, self.local, data))
+                .find(|(_, s)| s.viewer.peer().accepts(now, from, self.local, data))
                 .map(|(id, _)| id.clone()),
         };
         if let Some(id) = viewer {
             self.peers.entry(from).or_insert_with(|| id.clone());
             if let Some(s) = self.viewers.get_mut(&id) {
                 s.viewer.receive(now, from, self.local, data);
-                flush(&self.socket, &mut s.viewer).await;
+                self.out.flush(s.viewer.peer_mut()).await;
                 if s.viewer.take_keyframe_request() {
                     let stream = s.stream.clone();
                     self.keyframe_for(&stream, now).await;
@@ -111,7 +112,7 @@ impl Task {
             _ => self
                 .ingests
                 .iter()
-                .find(|(_, p)| p.ingest.accepts(now, from, self.local, data))
+                .find(|(_, p)| p.ingest.peer().accepts(now, from, self.local, data))
                 .map(|(id, _)| id.clone()),
         };
         if let Some(id) = &publisher {
@@ -119,7 +120,7 @@ impl Task {
         }
         if let Some(p) = publisher.and_then(|id| self.ingests.get_mut(&id)) {
             p.ingest.receive(now, from, self.local, data);
-            p.pump(&self.socket, now).await;
+            p.pump(&mut self.out, now).await;
         }
     }
 
@@ -128,7 +129,7 @@ impl Task {
     async fn keyframe_for(&mut self, video: &str, now: Instant) {
         for p in self.ingests.values_mut().filter(|p| &*p.video == video) {
             p.ingest.request_keyframe(now);
-            p.pump(&self.socket, now).await;
+            p.pump(&mut self.out, now).await;
         }
         if let Some(whep) = self.whep.upgrade() {
             whep.request_keyframe(video, now);
@@ -183,8 +184,8 @@ impl Task {
             }
             Command::Unpublish(id) => {
                 if let Some(mut p) = self.ingests.remove(&id) {
-                    p.ingest.close();
-                    p.pump(&self.socket, Instant::now()).await;
+                    p.ingest.peer_mut().close();
+                    p.pump(&mut self.out, Instant::now()).await;
                     info!(video = %p.video, session = %id, stats = ?p.ingest.stats(), "WHIP session deleted");
                 }
                 if let Some(w) = self.whep.upgrade() {
@@ -194,8 +195,8 @@ impl Task {
             }
             Command::Remove(id) => {
                 if let Some(mut s) = self.viewers.remove(&id) {
-                    s.viewer.close();
-                    flush(&self.socket, &mut s.viewer).await;
+                    s.viewer.peer_mut().close();
+                    self.out.flush(s.viewer.peer_mut()).await;
                     info!(video = %s.stream, session = %id, stats = ?s.viewer.stats(), "WHEP session deleted");
                 }
                 self.prune_peers();
@@ -204,18 +205,18 @@ impl Task {
                 let now = Instant::now();
                 for s in self.viewers.values_mut().filter(|s| s.stream == stream) {
                     s.viewer.write(&sample, now);
-                    if let Some(e) = s.viewer.take_error()
+                    if let Some(e) = s.viewer.peer_mut().take_error()
                         && !s.errors_logged
                     {
                         s.errors_logged = true;
                         warn!(video = %s.stream, "WebRTC: {e}");
                     }
-                    flush(&self.socket, &mut s.viewer).await;
+                    self.out.flush(s.viewer.peer_mut()).await;
                 }
             }
             Command::StreamEnded(stream) => {
                 for s in self.viewers.values_mut().filter(|s| s.stream == stream) {
-                    s.viewer.close();
+                    s.viewer.peer_mut().close();
                 }
             }
         }
@@ -225,18 +226,18 @@ impl Task {
         let now = Instant::now();
         let mut wanted = Vec::new();
         for s in self.viewers.values_mut() {
-            if s.viewer.timeout() <= now {
+            if s.viewer.peer().timeout() <= now {
                 s.viewer.tick(now);
-                flush(&self.socket, &mut s.viewer).await;
+                self.out.flush(s.viewer.peer_mut()).await;
                 if s.viewer.take_keyframe_request() {
                     wanted.push(s.stream.clone());
                 }
             }
         }
         for p in self.ingests.values_mut() {
-            if p.ingest.timeout() <= now {
+            if p.ingest.peer().timeout() <= now {
                 p.ingest.tick(now);
-                p.pump(&self.socket, now).await;
+                p.pump(&mut self.out, now).await;
             }
         }
         for stream in wanted {
@@ -257,7 +258,8 @@ impl Task {
             .viewers
             .iter()
             .filter(|(_, s)| {
-                !s.viewer.is_alive() || (!s.viewer.is_connected() && s.started.elapsed() > timeout)
+                !s.viewer.peer().is_alive()
+                    || (!s.viewer.peer().is_connected() && s.started.elapsed() > timeout)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -274,15 +276,15 @@ impl Task {
             .ingests
             .iter()
             .filter(|(_, p)| {
-                !p.ingest.is_alive()
+                !p.ingest.peer().is_alive()
                     || p.sink.is_closed()
-                    || (!p.ingest.is_connected() && p.started.elapsed() > timeout)
+                    || (!p.ingest.peer().is_connected() && p.started.elapsed() > timeout)
             })
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
             if let Some(mut p) = self.ingests.remove(&id) {
-                p.ingest.close();
+                p.ingest.peer_mut().close();
                 info!(video = %p.video, session = %id, stats = ?p.ingest.stats(), dropped = p.dropped, "WHIP session ended");
             }
             if let Some(w) = self.whep.upgrade() {
@@ -305,13 +307,9 @@ impl Task {
 impl Publishing {
     /// Sends what the session has queued and hands its events to the forwarder; an event
     /// without room makes video wait for the next keyframe (asked for at once).
-    async fn pump(&mut self, socket: &UdpSocket, now: Instant) {
-        while let Some((to, data)) = self.ingest.poll_transmit() {
-            if let Err(e) = socket.send_to(&data, to).await {
-                debug!(%to, "WebRTC send: {e}");
-            }
-        }
-        if let Some(e) = self.ingest.take_error() {
+    async fn pump(&mut self, out: &mut Sender, now: Instant) {
+        out.flush(self.ingest.peer_mut()).await;
+        if let Some(e) = self.ingest.peer_mut().take_error() {
             debug!(video = %self.video, "WHIP: {e}");
         }
         let mut lost = false;
@@ -330,18 +328,7 @@ impl Publishing {
                 warn!(video = %self.video, dropped = self.dropped, "WHIP: the video session is behind; events dropped");
             }
             self.ingest.resync(now);
-            while let Some((to, data)) = self.ingest.poll_transmit() {
-                let _ = socket.send_to(&data, to).await;
-            }
-        }
-    }
-}
-
-/// Sends what a viewer has queued.
-async fn flush(socket: &UdpSocket, viewer: &mut Viewer) {
-    while let Some((to, data)) = viewer.poll_transmit() {
-        if let Err(e) = socket.send_to(&data, to).await {
-            debug!(%to, "WebRTC send: {e}");
+            out.flush(self.ingest.peer_mut()).await;
         }
     }
 }
