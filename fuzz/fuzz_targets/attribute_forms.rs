@@ -2,7 +2,9 @@
 //! Attribute forms: no input panics; TLV and text decoders accept only canonical bytes
 //! (re-encoding gives the input back); XML round-trips through the encoder.
 use libfuzzer_sys::fuzz_target;
-use vshare_attributes::forms::{Form, decode_text, decode_tlv, decode_xml, encode_text, encode_tlv, encode_xml};
+use vshare_attributes::forms::{
+    Form, decode_text, decode_tlv, decode_xml, encode_text, encode_tlv, encode_xml,
+};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(records) = decode_tlv(data) {

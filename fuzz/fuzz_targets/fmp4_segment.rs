@@ -8,7 +8,9 @@ use vshare_package::VodMp4Builder;
 fuzz_target!(|data: &[u8]| {
     // The first byte splits the input into an init segment and a media segment; the media
     // segment is also tried against a real init segment so the moof/mdat parser is reached.
-    let Some((&split, rest)) = data.split_first() else { return };
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
     let cut = (usize::from(split) * rest.len()) / 255;
     let (init, segment) = rest.split_at(cut.min(rest.len()));
     if let Ok(mut vod) = VodMp4Builder::new(init) {

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Pdu::decode(&b).unwrap(), p);
     }
     let now = Instant::now();
-    for mut s in [Session::esme(Config::default()), Session::smsc(Config::default())] {
+    for mut s in [
+        Session::esme(Config::default()),
+        Session::smsc(Config::default()),
+    ] {
         let _ = s.handle_input(data, now);
         while s.poll_event().is_some() {}
         let _ = s.poll_transmit();

@@ -9,7 +9,14 @@ use libfuzzer_sys::fuzz_target;
 use vshare_media::timestamps::TimestampNormalizer;
 use vshare_media::{AacConfig, AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind};
 
-const RATES: [Option<f64>; 6] = [None, Some(30.0), Some(25.0), Some(29.97), Some(60.0), Some(500.0)];
+const RATES: [Option<f64>; 6] = [
+    None,
+    Some(30.0),
+    Some(25.0),
+    Some(29.97),
+    Some(60.0),
+    Some(500.0),
+];
 
 fuzz_target!(|data: &[u8]| {
     let mut n = TimestampNormalizer::new();
@@ -20,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
         let cts = i64::from(i16::from_le_bytes([r[5], r[6]])) * 100;
         arrival += i64::from(u16::from_le_bytes([r[7], r[8]])) * 10;
         let wide = r[9] & 0x80 != 0;
-        let step = if wide { step.saturating_mul(1 << 20) } else { step };
+        let step = if wide {
+            step.saturating_mul(1 << 20)
+        } else {
+            step
+        };
         let event = match r[0] % 4 {
             0 => {
                 vdts = vdts.saturating_add(step);

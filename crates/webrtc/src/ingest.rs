@@ -25,7 +25,7 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTi
 use str0m::{Event, RtcConfig};
 use vshare_media::{AvcConfig, Frame, MediaEvent, TrackConfig, TrackKind, annexb};
 
-use crate::peer::{Answered, Peer};
+use crate::peer::{Answered, Host, Peer};
 use crate::viewer::OfferError;
 
 /// A keyframe this close before the segment target still begins a segment (as the packager
@@ -99,11 +99,11 @@ pub struct Ingest {
 
 impl Ingest {
     /// Answers a publisher's offer (H.264 video, Opus audio optional); returns the session
-    /// and the SDP answer. `candidate` is the shared UDP socket's announced address;
-    /// `keyframe_interval` the longest stretch without a keyframe (the live segment target).
+    /// and the SDP answer. `keyframe_interval`: the longest stretch without a keyframe (the
+    /// live segment target).
     pub fn answer(
         offer: &str,
-        candidate: SocketAddr,
+        host: &Host,
         keyframe_interval: Duration,
         now: Instant,
     ) -> Result<(Ingest, String), OfferError> {
@@ -111,7 +111,7 @@ impl Ingest {
             .clear_codecs()
             .enable_h264(true)
             .enable_opus(true, false);
-        let Answered { peer, answer, mids } = Peer::answer(offer, rtc_config, candidate, now)?;
+        let Answered { peer, answer, mids } = Peer::answer(offer, rtc_config, host, now)?;
         let mut ingest = Ingest {
             peer,
             video: None,
@@ -399,12 +399,15 @@ mod tests {
     const SERVER: &str = "127.0.0.1:40000";
     const INTERVAL: Duration = Duration::from_secs(2);
 
+    fn host() -> Host {
+        Host::new(SERVER.parse().unwrap()).expect("a certificate")
+    }
+
     #[test]
     fn answers_a_sendonly_offer_and_refuses_one_without_video() {
         let now = Instant::now();
         let (_p, _pending, offer, _, _) = publisher_offer(now, "127.0.0.1:50000".parse().unwrap());
-        let (ingest, answer) =
-            Ingest::answer(&offer, SERVER.parse().unwrap(), INTERVAL, now).expect("an answer");
+        let (ingest, answer) = Ingest::answer(&offer, &host(), INTERVAL, now).expect("an answer");
         assert!(answer.contains("H264/90000"), "{answer}");
         assert!(answer.contains("opus/48000/2"), "{answer}");
         assert!(answer.contains("a=recvonly"), "{answer}");
@@ -415,16 +418,11 @@ mod tests {
         change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let (offer, _pending) = change.apply().expect("an offer");
         assert!(matches!(
-            Ingest::answer(
-                &offer.to_sdp_string(),
-                SERVER.parse().unwrap(),
-                INTERVAL,
-                now
-            ),
+            Ingest::answer(&offer.to_sdp_string(), &host(), INTERVAL, now),
             Err(OfferError::NoVideoToReceive)
         ));
         assert!(matches!(
-            Ingest::answer("v=0 nonsense", SERVER.parse().unwrap(), INTERVAL, now),
+            Ingest::answer("v=0 nonsense", &host(), INTERVAL, now),
             Err(OfferError::Sdp(_))
         ));
     }
@@ -440,7 +438,7 @@ mod tests {
         let server: SocketAddr = SERVER.parse().unwrap();
         let (mut publisher, pending, offer, v, a) = publisher_offer(now, publisher_addr);
         let (mut ingest, answer) =
-            Ingest::answer(&offer, server, INTERVAL, now).expect("an answer");
+            Ingest::answer(&offer, &host(), INTERVAL, now).expect("an answer");
         publisher
             .sdp_api()
             .accept_answer(

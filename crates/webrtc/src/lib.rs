@@ -26,8 +26,8 @@ mod viewer;
 
 pub use feed::{Feed, FeedNote, Sample, SampleKind, h264_profile_level_id};
 pub use ingest::{Ingest, IngestEvent, IngestStats, KEYFRAME_REQUEST_INTERVAL};
-pub use peer::Peer;
-pub use viewer::{OfferError, Viewer, ViewerConfig, ViewerStats};
+pub use peer::{Host, Peer};
+pub use viewer::{OfferError, Viewer, ViewerStats};
 
 /// Re-exported for the adapter: instants, socket addresses and the datagram type it handles.
 pub use str0m;

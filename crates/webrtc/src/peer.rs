@@ -9,11 +9,36 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::change::SdpOffer;
+use str0m::crypto::dtls::DtlsCert;
 use str0m::media::Mid;
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::viewer::OfferError;
+
+/// The server's side of every session: the host candidate (the shared UDP socket at the
+/// announced address) and one DTLS certificate, made at start. One certificate for all
+/// sessions: an offer costs no key generation (a flood of offers costs no CPU for keys), and
+/// the fingerprint only identifies the server, which the player knows anyway.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub candidate: SocketAddr,
+    pub certificate: DtlsCert,
+}
+
+impl Host {
+    /// A host at `candidate` with a new self-signed certificate.
+    pub fn new(candidate: SocketAddr) -> Result<Host, String> {
+        let certificate = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .ok_or("the DTLS certificate could not be made")?;
+        Ok(Host {
+            candidate,
+            certificate,
+        })
+    }
+}
 
 /// One WebRTC peer of the server.
 pub struct Peer {
@@ -34,19 +59,22 @@ pub(crate) struct Answered {
 }
 
 impl Peer {
-    /// Answers `offer` with an ICE-lite `Rtc` built from `config` and the host candidate.
+    /// Answers `offer` with an ICE-lite `Rtc` built from `config` as `host`.
     pub(crate) fn answer(
         offer: &str,
         config: RtcConfig,
-        candidate: SocketAddr,
+        host: &Host,
         now: Instant,
     ) -> Result<Answered, OfferError> {
         let parsed =
             SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Sdp(e.to_string()))?;
-        let mut rtc = config.set_ice_lite(true).build(now);
-        let host = Candidate::host(candidate, "udp")
-            .map_err(|e| OfferError::Candidate(candidate, e.to_string()))?;
-        rtc.add_local_candidate(host);
+        let mut rtc = config
+            .set_ice_lite(true)
+            .set_dtls_cert(host.certificate.clone())
+            .build(now);
+        let candidate = Candidate::host(host.candidate, "udp")
+            .map_err(|e| OfferError::Candidate(host.candidate, e.to_string()))?;
+        rtc.add_local_candidate(candidate);
         let answer = rtc
             .sdp_api()
             .accept_offer(parsed)

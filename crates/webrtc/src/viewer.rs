@@ -9,20 +9,11 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::{Event, RtcConfig};
 
 use crate::feed::{Sample, SampleKind};
-use crate::peer::{Answered, Peer};
+use crate::peer::{Answered, Host, Peer};
 
 /// Payload types we offer: H.264 with its RTX, Opus (the numbers browsers use).
 const PT_H264: u8 = 102;
 const PT_H264_RTX: u8 = 103;
-
-/// What a viewer is set up with.
-#[derive(Debug, Clone)]
-pub struct ViewerConfig {
-    /// The host candidate: the shared UDP socket at the address announced to players.
-    pub candidate: SocketAddr,
-    /// `profile-level-id` of the H.264 offered (see [`crate::h264_profile_level_id`]).
-    pub h264_profile_level_id: u32,
-}
 
 /// Why an offer got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +56,12 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// Answers an SDP offer; returns the viewer and the SDP answer.
+    /// Answers an SDP offer as `host`, offering H.264 at `h264_profile_level_id` (see
+    /// [`crate::h264_profile_level_id`]); returns the viewer and the SDP answer.
     pub fn answer(
         offer: &str,
-        config: &ViewerConfig,
+        host: &Host,
+        h264_profile_level_id: u32,
         now: Instant,
     ) -> Result<(Viewer, String), OfferError> {
         let mut rtc_config = RtcConfig::new().clear_codecs().enable_opus(true, false);
@@ -76,10 +69,9 @@ impl Viewer {
             PT_H264.into(),
             Some(PT_H264_RTX.into()),
             true,
-            config.h264_profile_level_id,
+            h264_profile_level_id,
         );
-        let Answered { peer, answer, mids } =
-            Peer::answer(offer, rtc_config, config.candidate, now)?;
+        let Answered { peer, answer, mids } = Peer::answer(offer, rtc_config, host, now)?;
         let mut viewer = Viewer {
             peer,
             video: None,
@@ -227,18 +219,17 @@ mod tests {
         (player, offer.to_sdp_string())
     }
 
-    fn config() -> ViewerConfig {
-        ViewerConfig {
-            candidate: "127.0.0.1:40000".parse().unwrap(),
-            h264_profile_level_id: 0x42e01f,
-        }
+    const PROFILE: u32 = 0x42e01f;
+
+    fn host() -> Host {
+        Host::new("127.0.0.1:40000".parse().unwrap()).expect("a certificate")
     }
 
     #[test]
     fn answers_a_recvonly_offer_with_h264_and_opus() {
         let now = Instant::now();
         let (_player, offer) = player_offer(now);
-        let (viewer, answer) = Viewer::answer(&offer, &config(), now).expect("an answer");
+        let (viewer, answer) = Viewer::answer(&offer, &host(), PROFILE, now).expect("an answer");
         assert!(answer.contains("H264/90000"), "{answer}");
         assert!(answer.contains("packetization-mode=1"), "{answer}");
         assert!(answer.contains("opus/48000/2"), "{answer}");
@@ -261,9 +252,9 @@ mod tests {
         change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
         let (offer, pending) = change.apply().expect("an offer");
-        let config = config();
+        let host = host();
         let (mut viewer, answer) =
-            Viewer::answer(&offer.to_sdp_string(), &config, now).expect("an answer");
+            Viewer::answer(&offer.to_sdp_string(), &host, PROFILE, now).expect("an answer");
         let answer = SdpAnswer::from_sdp_string(&answer).expect("answer parses");
         player
             .sdp_api()
@@ -295,13 +286,12 @@ mod tests {
                 match player.poll_output().expect("player output") {
                     Output::Timeout(_) => break,
                     Output::Transmit(t) => {
-                        assert!(viewer.peer().accepts(
-                            now,
-                            t.source,
-                            config.candidate,
-                            &t.contents
-                        ));
-                        viewer.receive(now, t.source, config.candidate, &t.contents);
+                        assert!(
+                            viewer
+                                .peer()
+                                .accepts(now, t.source, host.candidate, &t.contents)
+                        );
+                        viewer.receive(now, t.source, host.candidate, &t.contents);
                     }
                     Output::Event(Event::MediaData(d)) => received.push(d.data.clone()),
                     Output::Event(_) => {}
@@ -311,7 +301,7 @@ mod tests {
             // Viewer → player.
             while let Some((to, data)) = viewer.peer_mut().poll_transmit() {
                 assert_eq!(to, player_addr);
-                let r = Receive::new(Protocol::Udp, config.candidate, player_addr, &data).unwrap();
+                let r = Receive::new(Protocol::Udp, host.candidate, player_addr, &data).unwrap();
                 let _ = player.handle_input(Input::Receive(now, r));
             }
             if viewer.peer().is_connected() && written < 3 && step % 3 == 0 {
@@ -347,9 +337,9 @@ mod tests {
     fn refuses_what_is_not_an_offer() {
         let now = Instant::now();
         assert!(matches!(
-            Viewer::answer("hello", &config(), now),
+            Viewer::answer("hello", &host(), PROFILE, now),
             Err(OfferError::Sdp(_))
         ));
-        assert!(Viewer::answer("", &config(), now).is_err());
+        assert!(Viewer::answer("", &host(), PROFILE, now).is_err());
     }
 }

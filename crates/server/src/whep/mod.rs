@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 use tracing::info;
-use vshare_webrtc::{Feed, Ingest, IngestEvent, OfferError, Sample, Viewer, ViewerConfig};
+use vshare_webrtc::{Feed, Host, Ingest, IngestEvent, OfferError, Sample, Viewer};
 
 use crate::config::WebrtcConfig;
 
@@ -74,8 +74,8 @@ enum Command {
 /// The WHEP sessions of this server.
 pub struct Whep {
     config: WebrtcConfig,
-    /// Where players send (the host candidate).
-    candidate: SocketAddr,
+    /// Where players send (the host candidate) and the DTLS certificate of every session.
+    host: Host,
     tx: mpsc::Sender<Command>,
     streams: Mutex<HashMap<String, Arc<StreamEntry>>>,
     /// Session id → (stream, client address), for the limits and DELETE.
@@ -140,7 +140,7 @@ impl Whep {
         let (tx, rx) = mpsc::channel(8192);
         let whep = Arc::new(Whep {
             config: config.clone(),
-            candidate,
+            host: Host::new(candidate).map_err(|e| anyhow::anyhow!("WebRTC: {e}"))?,
             tx,
             streams: Mutex::default(),
             sessions: Mutex::default(),
@@ -164,7 +164,7 @@ impl Whep {
 
     /// The UDP address announced to players.
     pub fn candidate(&self) -> SocketAddr {
-        self.candidate
+        self.host.candidate
     }
 
     /// Answers a player's offer for live stream `stream`: the session id and the SDP answer.
@@ -198,11 +198,8 @@ impl Whep {
         }
         entry.viewers.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("vshare_whep_sessions").increment(1.0);
-        let config = ViewerConfig {
-            candidate: self.candidate,
-            h264_profile_level_id: entry.profile_level_id.load(Ordering::Relaxed) as u32,
-        };
-        let (viewer, answer) = match Viewer::answer(offer, &config, Instant::now()) {
+        let profile = entry.profile_level_id.load(Ordering::Relaxed) as u32;
+        let (viewer, answer) = match Viewer::answer(offer, &self.host, profile, Instant::now()) {
             Ok(answered) => answered,
             Err(e) => {
                 self.forget(&id);
@@ -263,7 +260,7 @@ impl Whep {
             publishers.insert(id.clone(), ("".into(), ip));
         }
         metrics::gauge!("vshare_whip_sessions").increment(1.0);
-        match Ingest::answer(offer, self.candidate, keyframe_interval, Instant::now()) {
+        match Ingest::answer(offer, &self.host, keyframe_interval, Instant::now()) {
             Ok((ingest, answer)) => Ok((id, ingest, answer)),
             Err(e) => {
                 self.forget_publisher(&id);
