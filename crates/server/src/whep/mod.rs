@@ -82,10 +82,12 @@ pub struct Whep {
     sessions: Mutex<HashMap<String, (Arc<str>, IpAddr)>>,
     /// WHIP session id → (video, publisher address).
     publishers: Mutex<HashMap<String, (Arc<str>, IpAddr)>>,
-    /// Video → the source outside WebRTC that takes keyframe requests, and when it was last
-    /// asked.
-    keyframe_sources: Mutex<HashMap<String, (Arc<Notify>, Option<Instant>)>>,
+    /// Video → the source outside WebRTC that takes keyframe requests.
+    keyframe_sources: Mutex<HashMap<String, Asked>>,
 }
+
+/// A source's keyframe requests, and when it was last asked.
+type Asked = (Arc<Notify>, Option<Instant>);
 
 /// A source outside WebRTC (an upload-protocol sender) that makes a keyframe when asked:
 /// `requests` is notified when a player of its video needs one, at most every
