@@ -60,6 +60,36 @@ fn missing_tools() -> Option<String> {
 }
 
 /// A POST through curl: status, head, body.
+/// A server with WebRTC on (any free UDP port) and the `ladder`, its data in `dir`/data;
+/// `webrtc`: more of the `[webrtc]` table.
+fn webrtc_server(dir: &Path, ladder: &str, webrtc: &str) -> Server {
+    let conf = dir.join("vshare.toml");
+    let text = format!("[webrtc]\nenabled = true\nudp_port = 0\n{webrtc}");
+    std::fs::write(&conf, text).expect("conf");
+    let config = conf.to_str().expect("path");
+    Server::start(&dir.join("data"), &["--ladder", ladder, "--config", config])
+}
+
+/// Runs `tests/browser/{script}` against `server` with `env`, at most `limit`; its RESULT line
+/// and the server's log, the test failed with both where the page failed.
+fn run_page(
+    script: &str,
+    server: &Server,
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (serde_json::Value, String) {
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/browser").join(script))
+        .current_dir(root())
+        .env("VSHARE_HTTP", &server.http)
+        .env("CHROMIUM", chromium())
+        .envs(env.iter().copied());
+    let (ok, out, err) = run_with_limit(cmd, limit);
+    let log = server.log();
+    assert!(ok, "{script} failed:\n{out}\n{err}\n--- server log\n{log}");
+    (page_result(&out, &err), log)
+}
+
 fn post(url: &str, content_type: &str, body: &str) -> (u16, String, String) {
     post_with(url, content_type, &[], body)
 }
@@ -109,12 +139,7 @@ fn chromium_plays_a_live_rtmp_stream_over_whep() {
         CLIP_S,
         &["-bf", "0", "-profile:v", "baseline"],
     );
-    let conf = tmp.path().join("vshare.toml");
-    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
-    let server = Server::start(
-        &data,
-        &["--ladder", "none", "--config", conf.to_str().expect("path")],
-    );
+    let server = webrtc_server(tmp.path(), "none", "");
     server.expect_logged("WebRTC (WHEP, WHIP) on UDP");
 
     // Before any publish: no such stream.
@@ -161,21 +186,17 @@ fn chromium_plays_a_live_rtmp_stream_over_whep() {
         left > Duration::from_secs(5),
         "the clip is nearly over before the browser started"
     );
-    let mut cmd = Command::new("node");
-    cmd.arg(root().join("tests/browser/whep.mjs"))
-        .current_dir(root())
-        .env("VSHARE_HTTP", &server.http)
-        .env("VIDEO", &id)
-        .env("MIN_FRAMES", MIN_FRAMES.to_string())
-        .env("WAIT_MS", left.as_millis().to_string())
-        .env("CHROMIUM", chromium());
-    let (ok, out, err) = run_with_limit(cmd, left + Duration::from_secs(60));
-    let log = server.log();
-    assert!(
-        ok,
-        "tests/browser/whep.mjs failed:\n{out}\n{err}\n--- server log\n{log}"
+    let (min_frames, wait_ms) = (MIN_FRAMES.to_string(), left.as_millis().to_string());
+    let (r, log) = run_page(
+        "whep.mjs",
+        &server,
+        &[
+            ("VIDEO", &id),
+            ("MIN_FRAMES", &min_frames),
+            ("WAIT_MS", &wait_ms),
+        ],
+        left + Duration::from_secs(60),
     );
-    let r = page_result(&out, &err);
     eprintln!("WHEP in Chromium: {r:#}");
     assert!(r["error"].is_null(), "{r:#}\n--- server log\n{log}");
 
@@ -225,12 +246,7 @@ fn chromium_publishes_over_whip_and_the_recording_plays() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let key = create_key(&data);
-    let conf = tmp.path().join("vshare.toml");
-    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
-    let server = Server::start(
-        &data,
-        &["--ladder", "none", "--config", conf.to_str().expect("path")],
-    );
+    let server = webrtc_server(tmp.path(), "none", "");
     server.expect_logged("WebRTC (WHEP, WHIP) on UDP");
 
     // Refused before any video exists: no key (401), a wrong one (401), not sent as SDP (415),
@@ -256,21 +272,17 @@ fn chromium_publishes_over_whip_and_the_recording_plays() {
     assert!(body.contains("H.264"), "{body}");
     assert!(!server.log().contains("WHIP publish"), "{}", server.log());
 
-    let mut cmd = Command::new("node");
-    cmd.arg(root().join("tests/browser/whip.mjs"))
-        .current_dir(root())
-        .env("VSHARE_HTTP", &server.http)
-        .env("KEY", &key)
-        .env("PUBLISH_MS", PUBLISH_MS.to_string())
-        .env("MIN_FRAMES", MIN_FRAMES.to_string())
-        .env("CHROMIUM", chromium());
-    let (ok, out, err) = run_with_limit(cmd, Duration::from_millis(PUBLISH_MS) * 3);
-    let log = server.log();
-    assert!(
-        ok,
-        "tests/browser/whip.mjs failed:\n{out}\n{err}\n--- server log\n{log}"
+    let (publish_ms, min_frames) = (PUBLISH_MS.to_string(), MIN_FRAMES.to_string());
+    let (r, log) = run_page(
+        "whip.mjs",
+        &server,
+        &[
+            ("KEY", &key),
+            ("PUBLISH_MS", &publish_ms),
+            ("MIN_FRAMES", &min_frames),
+        ],
+        Duration::from_millis(PUBLISH_MS) * 3,
     );
-    let r = page_result(&out, &err);
     eprintln!("WHIP from Chromium: {r:#}");
     assert!(r["error"].is_null(), "{r:#}\n--- server log\n{log}");
     assert!(r["play"].is_null(), "{r:#}\n--- server log\n{log}");
@@ -342,15 +354,10 @@ fn a_hundred_whep_viewers_play_one_stream_and_the_next_is_refused() {
         90,
         &["-bf", "0", "-profile:v", "baseline"],
     );
-    let conf = tmp.path().join("vshare.toml");
-    std::fs::write(
-        &conf,
-        "[webrtc]\nenabled = true\nudp_port = 0\nmax_sessions = 100\nmax_sessions_per_ip = 100\n",
-    )
-    .expect("conf");
-    let server = Server::start(
-        &data,
-        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    let server = webrtc_server(
+        tmp.path(),
+        "none",
+        "max_sessions = 100\nmax_sessions_per_ip = 100\n",
     );
     let mut ffmpeg = ffmpeg_publish(&clip, &server.rtmp_url(&key));
     let v = wait_video_state(
@@ -407,17 +414,7 @@ fn a_source_with_b_frames_plays_over_whep_from_its_top_rung() {
     let key = create_key(&data);
     // x264's defaults: High profile with B-frames.
     let clip = make_clip(tmp.path(), "clip.mp4", 60, &[]);
-    let conf = tmp.path().join("vshare.toml");
-    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
-    let server = Server::start(
-        &data,
-        &[
-            "--ladder",
-            "default",
-            "--config",
-            conf.to_str().expect("path"),
-        ],
-    );
+    let server = webrtc_server(tmp.path(), "default", "");
     let mut ffmpeg = ffmpeg_publish(&clip, &server.rtmp_url(&key));
     let v = wait_video_state(&server, &key, &["live"], Duration::from_secs(30));
     let id = v["id"].as_str().expect("video id").to_string();
@@ -455,26 +452,13 @@ fn the_studio_publishes_over_whip() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = tmp.path().join("data");
-    let conf = tmp.path().join("vshare.toml");
-    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
-    let server = Server::start(
-        &data,
-        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    let server = webrtc_server(tmp.path(), "none", "");
+    let (r, _) = run_page(
+        "studio_whip.mjs",
+        &server,
+        &[("PUBLISH_MS", "6000")],
+        Duration::from_secs(120),
     );
-    let mut cmd = Command::new("node");
-    cmd.arg(root().join("tests/browser/studio_whip.mjs"))
-        .current_dir(root())
-        .env("VSHARE_HTTP", &server.http)
-        .env("PUBLISH_MS", "6000")
-        .env("CHROMIUM", chromium());
-    let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(120));
-    let log = server.log();
-    assert!(
-        ok,
-        "studio_whip.mjs failed:\n{out}\n{err}\n--- server log\n{log}"
-    );
-    let r = page_result(&out, &err);
     eprintln!("studio over WHIP: {r:#}");
     assert_eq!(r["offered"]["shown"], true, "{r:#}");
     assert_eq!(r["offered"]["checked"], true, "{r:#}");
@@ -505,27 +489,13 @@ fn the_studio_plays_over_whep_with_its_own_opus_and_a_key_frame_on_request() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = tmp.path().join("data");
-    let conf = tmp.path().join("vshare.toml");
-    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
-    let server = Server::start(
-        &data,
-        &["--ladder", "none", "--config", conf.to_str().expect("path")],
+    let server = webrtc_server(tmp.path(), "none", "");
+    let (r, log) = run_page(
+        "studio_whep.mjs",
+        &server,
+        &[("MIN_FRAMES", "60"), ("WAIT_MS", "30000")],
+        Duration::from_secs(150),
     );
-    let mut cmd = Command::new("node");
-    cmd.arg(root().join("tests/browser/studio_whep.mjs"))
-        .current_dir(root())
-        .env("VSHARE_HTTP", &server.http)
-        .env("MIN_FRAMES", "60")
-        .env("WAIT_MS", "30000")
-        .env("CHROMIUM", chromium());
-    let (ok, out, err) = run_with_limit(cmd, Duration::from_secs(150));
-    let log = server.log();
-    assert!(
-        ok,
-        "studio_whep.mjs failed:\n{out}\n{err}\n--- server log\n{log}"
-    );
-    let r = page_result(&out, &err);
     eprintln!("the studio over WHEP: {r:#}");
     assert_eq!(r["errors"], serde_json::json!([]), "{r:#}");
     let played = &r["played"];
@@ -573,12 +543,7 @@ fn an_upload_source_makes_a_key_frame_when_a_player_asks() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let key = create_key(&data);
-    let conf = tmp.path().join("vshare.toml");
-    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
-    let server = Server::start(
-        &data,
-        &["--ladder", "none", "--config", conf.to_str().expect("path")],
-    );
+    let server = webrtc_server(tmp.path(), "none", "");
     let publisher = common::vshare()
         .args([
             "publish",
@@ -671,12 +636,7 @@ fn aiortc_publishes_over_whip_and_plays_over_whep() {
     let data = tmp.path().join("data");
     let key = create_key(&data);
     let clip = make_clip(tmp.path(), "clip.mp4", 20, &[]);
-    let conf = tmp.path().join("vshare.toml");
-    std::fs::write(&conf, "[webrtc]\nenabled = true\nudp_port = 0\n").expect("conf");
-    let server = Server::start(
-        &data,
-        &["--ladder", "none", "--config", conf.to_str().expect("path")],
-    );
+    let server = webrtc_server(tmp.path(), "none", "");
     // aiortc publishes the clip for 14 s, then DELETEs its session.
     let whip = format!("{}/whip", server.http);
     let mut publish = Command::new("python3");
